@@ -1,0 +1,106 @@
+//! The audit log: every mutation writes one event in its own transaction. The table is
+//! append-only for the application role and hash-chained per tenant by a trigger.
+
+use sea_orm::{ConnectionTrait, Value};
+use serde_json::Value as Json;
+use trellis_entity::{IdKind, Severity};
+use uuid::Uuid;
+
+use crate::scope::{stmt, Actor, RequestScope};
+use crate::Result;
+
+/// One event to record.
+pub struct Event<'a> {
+    pub tenant_id: Option<Uuid>,
+    pub action: &'a str,
+    pub target: Option<(IdKind, Uuid)>,
+    pub severity: Severity,
+    pub details: Json,
+}
+
+impl<'a> Event<'a> {
+    pub fn new(tenant_id: Option<Uuid>, action: &'a str) -> Self {
+        Self {
+            tenant_id,
+            action,
+            target: None,
+            severity: Severity::Info,
+            details: Json::Object(Default::default()),
+        }
+    }
+
+    pub fn target(mut self, kind: IdKind, id: Uuid) -> Self {
+        self.target = Some((kind, id));
+        self
+    }
+
+    pub fn severity(mut self, severity: Severity) -> Self {
+        self.severity = severity;
+        self
+    }
+
+    pub fn details(mut self, details: Json) -> Self {
+        self.details = details;
+        self
+    }
+}
+
+/// Appends `event` to the audit log in the request's transaction.
+pub async fn record(scope: &RequestScope, event: Event<'_>) -> Result<()> {
+    let (actor_type, actor_id) = match scope.actor() {
+        Actor::User(id) => ("user", Some(id)),
+        Actor::ApiKey(id) => ("api_key", Some(id)),
+        Actor::System => ("system", None),
+    };
+    let (target_type, target_id) = match event.target {
+        Some((kind, id)) => (Some(kind.prefix()), Some(id)),
+        None => (None, None),
+    };
+    let meta = scope.meta();
+    let severity = match event.severity {
+        Severity::Info => "info",
+        Severity::Warning => "warning",
+        Severity::Critical => "critical",
+    };
+    let values: [Value; 11] = [
+        Uuid::now_v7().into(),
+        event.tenant_id.into(),
+        actor_type.into(),
+        actor_id.into(),
+        event.action.into(),
+        target_type.map(str::to_owned).into(),
+        target_id.into(),
+        severity.into(),
+        meta.ip.clone().into(),
+        meta.user_agent.clone().into(),
+        event.details.into(),
+    ];
+    scope
+        .tx()
+        .await?
+        .execute(stmt(
+            "INSERT INTO audit_events (id, tenant_id, actor_type, actor_id, action, target_type, target_id, \
+             severity, ip, user_agent, details) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            values,
+        ))
+        .await?;
+    Ok(())
+}
+
+/// The first sequence number at which a tenant's chain is broken, or `None` when every
+/// event verifies. Runs in the caller's transaction, so RLS limits it to what they see.
+pub async fn verify_chain(
+    conn: &impl ConnectionTrait,
+    tenant_id: Option<Uuid>,
+) -> Result<Option<i64>> {
+    let row = conn
+        .query_one(stmt(
+            "SELECT app.verify_audit_chain($1) AS broken_at",
+            [tenant_id.into()],
+        ))
+        .await?;
+    Ok(row
+        .map(|r| r.try_get::<Option<i64>>("", "broken_at"))
+        .transpose()?
+        .flatten())
+}

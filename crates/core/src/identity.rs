@@ -1,0 +1,872 @@
+//! Identity and tenancy: sign-up and sessions, tenants, members, invitations and API
+//! keys. Every operation runs in the request's transaction and writes an audit event.
+
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::prelude::*;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, FromQueryResult, QueryOrder, QuerySelect};
+use secrecy::SecretString;
+use serde_json::json;
+use trellis_entity::{
+    api_key, invitation, membership, tenant, user, IdKind, InvitationStatus, Role, Severity,
+    TenantPlan, TenantStatus,
+};
+
+use crate::audit::{self, Event};
+use crate::auth::{api_key::ApiKeySecret, password, token, JwtKeys, Scope};
+use crate::email::Email;
+use crate::scope::{stmt, RequestScope, TenantCtx};
+use crate::{Error, Result};
+
+/// Lifetimes and keys of credentials.
+#[derive(Clone, Debug)]
+pub struct IdentityConfig {
+    pub jwt: JwtKeys,
+    pub refresh_ttl: Duration,
+    pub invitation_ttl: Duration,
+}
+
+/// A signed-in session: a short-lived access token and a rotating refresh token.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub access_token: String,
+    pub access_expires_at: DateTime<Utc>,
+    pub refresh_token: String,
+    pub user: user::Model,
+    pub tenant_id: Option<Uuid>,
+}
+
+fn required_text(value: &str, field: &str, max: usize) -> Result<String> {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > max {
+        return Err(Error::bad_input(
+            field,
+            format!("{field} must be 1 to {max} characters"),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+async fn hash_password(password: SecretString) -> Result<String> {
+    tokio::task::spawn_blocking(move || password::hash(&password))
+        .await
+        .map_err(|e| Error::Internal(e.into()))?
+}
+
+async fn verify_password(password: SecretString, stored: Option<String>) -> Result<bool> {
+    tokio::task::spawn_blocking(move || password::verify(&password, stored.as_deref()))
+        .await
+        .map_err(|e| Error::Internal(e.into()))
+}
+
+impl IdentityConfig {
+    /// Issues an access token and a refresh token in `family` (a new family if `None`).
+    async fn open_session(
+        &self,
+        scope: &RequestScope,
+        user: user::Model,
+        tenant_id: Option<Uuid>,
+        family: Option<Uuid>,
+    ) -> Result<(Session, Uuid)> {
+        let (access_token, claims) = self.jwt.issue(user.id, tenant_id)?;
+        let refresh_token = token::generate("trr_");
+        let refresh_id = Uuid::now_v7();
+        scope
+            .tx()
+            .await?
+            .execute(stmt(
+                "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, active_tenant_id, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, now() + $6 * interval '1 second')",
+                [
+                    refresh_id.into(),
+                    user.id.into(),
+                    family.unwrap_or(refresh_id).into(),
+                    token::sha256(&refresh_token).into(),
+                    tenant_id.into(),
+                    self.refresh_ttl.num_seconds().into(),
+                ],
+            ))
+            .await?;
+        let access_expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now);
+        Ok((
+            Session {
+                access_token,
+                access_expires_at,
+                refresh_token,
+                user,
+                tenant_id,
+            },
+            refresh_id,
+        ))
+    }
+
+    pub async fn sign_up(
+        &self,
+        scope: &RequestScope,
+        email: &str,
+        name: &str,
+        password: SecretString,
+    ) -> Result<Session> {
+        let email = Email::parse(email, "email")?;
+        let name = required_text(name, "name", 200)?;
+        let password_hash = hash_password(password).await?;
+        let user_id = Uuid::now_v7();
+        scope.act_as_user(user_id).await?;
+        let user = user::ActiveModel {
+            id: Set(user_id),
+            email: Set(email.as_str().to_owned()),
+            name: Set(name),
+            auth_provider: Set("password".into()),
+            password_hash: Set(Some(password_hash)),
+            ..Default::default()
+        }
+        .insert(scope.tx().await?)
+        .await?;
+        audit::record(
+            scope,
+            Event::new(None, "user.sign_up").target(IdKind::User, user_id),
+        )
+        .await?;
+        Ok(self.open_session(scope, user, None, None).await?.0)
+    }
+
+    /// Every failure is the same `Unauthenticated`, and takes the same time.
+    pub async fn login(
+        &self,
+        scope: &RequestScope,
+        email: &str,
+        password: SecretString,
+    ) -> Result<Session> {
+        #[derive(FromQueryResult)]
+        struct LoginRow {
+            id: Uuid,
+            password_hash: Option<String>,
+        }
+        let email = Email::parse(email, "email").map_err(|_| Error::Unauthenticated)?;
+        let row = LoginRow::find_by_statement(stmt(
+            "SELECT id, password_hash FROM app.user_for_login($1)",
+            [email.as_str().into()],
+        ))
+        .one(scope.tx().await?)
+        .await?;
+        let stored = row.as_ref().and_then(|r| r.password_hash.clone());
+        let matches = verify_password(password, stored).await?;
+        let Some(row) = row.filter(|_| matches) else {
+            return Err(Error::Unauthenticated);
+        };
+        scope.act_as_user(row.id).await?;
+        let tx = scope.tx().await?;
+        let user = user::Entity::find_by_id(row.id)
+            .one(tx)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        let tenant_id = membership::Entity::find()
+            .filter(membership::Column::UserId.eq(row.id))
+            .order_by(membership::Column::CreatedAt, sea_orm::Order::Asc)
+            .one(tx)
+            .await?
+            .map(|m| m.tenant_id);
+        audit::record(
+            scope,
+            Event::new(None, "user.login").target(IdKind::User, row.id),
+        )
+        .await?;
+        Ok(self.open_session(scope, user, tenant_id, None).await?.0)
+    }
+
+    /// Rotates a refresh token. Presenting a token that was already rotated revokes its
+    /// whole family: someone else holds a copy.
+    pub async fn refresh(
+        &self,
+        scope: &RequestScope,
+        refresh_token: &str,
+        tenant_id: Option<Uuid>,
+    ) -> Result<Session> {
+        #[derive(FromQueryResult)]
+        struct Found {
+            id: Uuid,
+            user_id: Uuid,
+        }
+        let hash = token::sha256(refresh_token);
+        let found = Found::find_by_statement(stmt(
+            "SELECT id, user_id FROM app.refresh_token_for_hash($1)",
+            [hash.into()],
+        ))
+        .one(scope.tx().await?)
+        .await?
+        .ok_or(Error::Unauthenticated)?;
+        scope.act_as_user(found.user_id).await?;
+        let tx = scope.tx().await?;
+        let current = trellis_entity::refresh_token::Entity::find_by_id(found.id)
+            .lock_exclusive()
+            .one(tx)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        if current.revoked_at.is_some() {
+            if current.replaced_by.is_some() {
+                tx.execute(stmt(
+                    "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
+                    [current.family_id.into()],
+                ))
+                .await?;
+                audit::record(
+                    scope,
+                    Event::new(None, "session.refresh_token_reused")
+                        .target(IdKind::User, current.user_id)
+                        .severity(Severity::Critical)
+                        .details(json!({ "family": current.family_id })),
+                )
+                .await?;
+                scope.commit_even_if_failed();
+            }
+            return Err(Error::Unauthenticated);
+        }
+        if current.expires_at <= Utc::now() {
+            return Err(Error::Unauthenticated);
+        }
+        let user = user::Entity::find_by_id(current.user_id)
+            .one(tx)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        let tenant_id = tenant_id.or(current.active_tenant_id);
+        let (session, new_id) = self
+            .open_session(scope, user, tenant_id, Some(current.family_id))
+            .await?;
+        tx.execute(stmt(
+            "UPDATE refresh_tokens SET revoked_at = now(), replaced_by = $2 WHERE id = $1",
+            [current.id.into(), new_id.into()],
+        ))
+        .await?;
+        audit::record(
+            scope,
+            Event::new(None, "session.refresh").target(IdKind::User, current.user_id),
+        )
+        .await?;
+        Ok(session)
+    }
+
+    /// Ends the session the refresh token belongs to (its whole family).
+    pub async fn logout(&self, scope: &RequestScope, refresh_token: &str) -> Result<()> {
+        let user_id = scope.user_id()?;
+        let done = scope
+            .tx()
+            .await?
+            .execute(stmt(
+                "UPDATE refresh_tokens SET revoked_at = coalesce(revoked_at, now()) WHERE family_id = \
+                 (SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2)",
+                [token::sha256(refresh_token).into(), user_id.into()],
+            ))
+            .await?;
+        if done.rows_affected() == 0 {
+            return Err(Error::NotFound);
+        }
+        audit::record(
+            scope,
+            Event::new(None, "session.logout").target(IdKind::User, user_id),
+        )
+        .await
+    }
+
+    /// Mints an access token for a tenant the caller belongs to.
+    pub async fn switch_tenant(
+        &self,
+        scope: &RequestScope,
+        tenant_id: Uuid,
+    ) -> Result<(String, DateTime<Utc>)> {
+        let user_id = scope.user_id()?;
+        let tx = scope.tx().await?;
+        let member = membership::Entity::find()
+            .filter(membership::Column::TenantId.eq(tenant_id))
+            .filter(membership::Column::UserId.eq(user_id))
+            .one(tx)
+            .await?;
+        let tenant = tenant::Entity::find_by_id(tenant_id).one(tx).await?;
+        match (member, tenant) {
+            (Some(_), Some(t)) if t.deleted_at.is_none() => {
+                if t.status == TenantStatus::Suspended {
+                    return Err(Error::Forbidden("this tenant is suspended"));
+                }
+            }
+            _ => return Err(Error::NotFound),
+        }
+        scope.enter_tenant(tenant_id).await?;
+        audit::record(
+            scope,
+            Event::new(Some(tenant_id), "session.switch_tenant").target(IdKind::User, user_id),
+        )
+        .await?;
+        scope.leave_tenant().await?;
+        let (token, claims) = self.jwt.issue(user_id, Some(tenant_id))?;
+        Ok((
+            token,
+            DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now),
+        ))
+    }
+}
+
+/// Validates a tenant slug (the database checks it again).
+fn parse_slug(slug: &str) -> Result<String> {
+    let slug = slug.trim().to_owned();
+    let ok = (3..=64).contains(&slug.len())
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-');
+    if ok {
+        Ok(slug)
+    } else {
+        Err(Error::bad_input("slug", "slug must be 3 to 64 lowercase letters, digits or dashes, not starting or ending with a dash"))
+    }
+}
+
+fn parse_settings(settings: serde_json::Value) -> Result<serde_json::Value> {
+    if settings.is_object() {
+        Ok(settings)
+    } else {
+        Err(Error::bad_input(
+            "settings",
+            "settings must be a JSON object",
+        ))
+    }
+}
+
+/// Creates a tenant; the caller becomes its owner.
+pub async fn create_tenant(
+    scope: &RequestScope,
+    slug: &str,
+    name: &str,
+    plan: Option<TenantPlan>,
+) -> Result<tenant::Model> {
+    let user_id = scope.user_id()?;
+    let slug = parse_slug(slug)?;
+    let name = required_text(name, "name", 200)?;
+    let tenant_id = Uuid::now_v7();
+    scope.enter_tenant(tenant_id).await?;
+    let tx = scope.tx().await?;
+    let tenant = tenant::ActiveModel {
+        id: Set(tenant_id),
+        slug: Set(slug),
+        name: Set(name),
+        plan: Set(plan.unwrap_or(TenantPlan::Free)),
+        settings: Set(json!({})),
+        ..Default::default()
+    }
+    .insert(tx)
+    .await?;
+    membership::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(tenant_id),
+        user_id: Set(user_id),
+        role: Set(Role::Owner),
+        ..Default::default()
+    }
+    .insert(tx)
+    .await?;
+    audit::record(
+        scope,
+        Event::new(Some(tenant_id), "tenant.create").target(IdKind::Tenant, tenant_id),
+    )
+    .await?;
+    scope.leave_tenant().await?;
+    Ok(tenant)
+}
+
+/// The changes `updateTenant` may make.
+#[derive(Debug, Default)]
+pub struct TenantChanges {
+    pub name: Option<String>,
+    pub slug: Option<String>,
+    pub settings: Option<serde_json::Value>,
+}
+
+pub async fn update_tenant(scope: &RequestScope, changes: TenantChanges) -> Result<tenant::Model> {
+    let ctx = scope.require(Role::Admin).await?;
+    let mut model = tenant::ActiveModel {
+        id: Set(ctx.tenant_id),
+        ..Default::default()
+    };
+    let mut changed = vec![];
+    if let Some(name) = changes.name {
+        model.name = Set(required_text(&name, "name", 200)?);
+        changed.push("name");
+    }
+    if let Some(slug) = changes.slug {
+        model.slug = Set(parse_slug(&slug)?);
+        changed.push("slug");
+    }
+    if let Some(settings) = changes.settings {
+        model.settings = Set(parse_settings(settings)?);
+        changed.push("settings");
+    }
+    let tx = scope.tx().await?;
+    let tenant = if changed.is_empty() {
+        tenant::Entity::find_by_id(ctx.tenant_id)
+            .one(tx)
+            .await?
+            .ok_or(Error::NotFound)?
+    } else {
+        model.update(tx).await?
+    };
+    audit::record(
+        scope,
+        Event::new(Some(ctx.tenant_id), "tenant.update")
+            .target(IdKind::Tenant, ctx.tenant_id)
+            .details(json!({ "changed": changed })),
+    )
+    .await?;
+    Ok(tenant)
+}
+
+/// Soft-deletes the active tenant (owners only), confirmed by its slug.
+pub async fn delete_tenant(scope: &RequestScope, confirm_slug: &str) -> Result<tenant::Model> {
+    let ctx = scope.require(Role::Owner).await?;
+    let current = tenant::Entity::find_by_id(ctx.tenant_id)
+        .one(scope.tx().await?)
+        .await?
+        .ok_or(Error::NotFound)?;
+    if current.slug != confirm_slug.trim() {
+        return Err(Error::bad_input(
+            "slug",
+            "type the active tenant's slug to confirm",
+        ));
+    }
+    let tenant = tenant::ActiveModel {
+        id: Set(ctx.tenant_id),
+        deleted_at: Set(Some(Utc::now())),
+        ..Default::default()
+    }
+    .update(scope.tx().await?)
+    .await?;
+    audit::record(
+        scope,
+        Event::new(Some(ctx.tenant_id), "tenant.delete")
+            .target(IdKind::Tenant, ctx.tenant_id)
+            .severity(Severity::Warning),
+    )
+    .await?;
+    Ok(tenant)
+}
+
+/// Suspends or reactivates a tenant: the platform-administration path.
+pub async fn set_tenant_suspended(
+    scope: &RequestScope,
+    tenant_id: Uuid,
+    suspended: bool,
+) -> Result<tenant::Model> {
+    scope.require_platform_admin().await?;
+    let (from, to, action) = if suspended {
+        (
+            TenantStatus::Active,
+            TenantStatus::Suspended,
+            "tenant.suspend",
+        )
+    } else {
+        (
+            TenantStatus::Suspended,
+            TenantStatus::Active,
+            "tenant.reactivate",
+        )
+    };
+    let tx = scope.tx().await?;
+    let tenant = tenant::Entity::find_by_id(tenant_id)
+        .one(tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    if tenant.status != from {
+        return Err(Error::conflict(
+            Some("tenantId"),
+            format!("the tenant is {:?}, not {from:?}", tenant.status).to_lowercase(),
+        ));
+    }
+    scope.enter_tenant(tenant_id).await?;
+    let tenant = tenant::ActiveModel {
+        id: Set(tenant_id),
+        status: Set(to),
+        ..Default::default()
+    }
+    .update(tx)
+    .await?;
+    audit::record(
+        scope,
+        Event::new(Some(tenant_id), action)
+            .target(IdKind::Tenant, tenant_id)
+            .severity(Severity::Warning),
+    )
+    .await?;
+    scope.leave_tenant().await?;
+    Ok(tenant)
+}
+
+/// An invitation and its token, shown once.
+pub struct NewInvitation {
+    pub invitation: invitation::Model,
+    pub token: String,
+}
+
+fn may_grant(ctx: TenantCtx, role: Role) -> Result<()> {
+    if role == Role::Owner && ctx.role != Role::Owner {
+        return Err(Error::Forbidden("only an owner can make owners"));
+    }
+    Ok(())
+}
+
+pub async fn invite_member(
+    scope: &RequestScope,
+    config: &IdentityConfig,
+    email: &str,
+    role: Role,
+) -> Result<NewInvitation> {
+    let ctx = scope.require(Role::Admin).await?;
+    may_grant(ctx, role)?;
+    let email = Email::parse(email, "email")?;
+    let tx = scope.tx().await?;
+    let already_member = tx
+        .query_one(stmt(
+            "SELECT 1 AS one FROM memberships m JOIN users u ON u.id = m.user_id WHERE m.tenant_id = $1 AND u.email = $2",
+            [ctx.tenant_id.into(), email.as_str().into()],
+        ))
+        .await?
+        .is_some();
+    if already_member {
+        return Err(Error::conflict(
+            Some("email"),
+            "this user is already a member",
+        ));
+    }
+    tx.execute(stmt(
+        "UPDATE invitations SET status = 'expired' WHERE tenant_id = $1 AND email = $2 AND status = 'pending' AND expires_at <= now()",
+        [ctx.tenant_id.into(), email.as_str().into()],
+    ))
+    .await?;
+    let token = token::generate("tri_");
+    let invitation = invitation::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(ctx.tenant_id),
+        email: Set(email.as_str().to_owned()),
+        role: Set(role),
+        token_hash: Set(token::sha256(&token)),
+        status: Set(InvitationStatus::Pending),
+        expires_at: Set(Utc::now() + config.invitation_ttl),
+        created_by: Set(scope.user_id().ok()),
+        ..Default::default()
+    }
+    .insert(tx)
+    .await?;
+    audit::record(
+        scope,
+        Event::new(Some(ctx.tenant_id), "invitation.create")
+            .target(IdKind::Invitation, invitation.id)
+            .details(json!({ "email": invitation.email, "role": role })),
+    )
+    .await?;
+    Ok(NewInvitation { invitation, token })
+}
+
+pub async fn revoke_invitation(scope: &RequestScope, id: Uuid) -> Result<invitation::Model> {
+    let ctx = scope.require(Role::Admin).await?;
+    let tx = scope.tx().await?;
+    let found = invitation::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    if found.status != InvitationStatus::Pending {
+        return Err(Error::conflict(
+            Some("id"),
+            "only a pending invitation can be revoked",
+        ));
+    }
+    let invitation = invitation::ActiveModel {
+        id: Set(id),
+        status: Set(InvitationStatus::Revoked),
+        ..Default::default()
+    }
+    .update(tx)
+    .await?;
+    audit::record(
+        scope,
+        Event::new(Some(ctx.tenant_id), "invitation.revoke").target(IdKind::Invitation, id),
+    )
+    .await?;
+    Ok(invitation)
+}
+
+/// Accepts an invitation for the signed-in user, whose email must be the invited one.
+/// Of two concurrent accepts, the row lock lets exactly one through.
+pub async fn accept_invitation(
+    scope: &RequestScope,
+    token_text: &str,
+) -> Result<membership::Model> {
+    #[derive(FromQueryResult)]
+    struct Found {
+        id: Uuid,
+        tenant_id: Uuid,
+        email: String,
+    }
+    let user_id = scope.user_id()?;
+    let tx = scope.tx().await?;
+    let found = Found::find_by_statement(stmt(
+        "SELECT id, tenant_id, email FROM app.invitation_for_token($1)",
+        [token::sha256(token_text).into()],
+    ))
+    .one(tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    let me = user::Entity::find_by_id(user_id)
+        .one(tx)
+        .await?
+        .ok_or(Error::Unauthenticated)?;
+    if me.email != found.email {
+        return Err(Error::NotFound);
+    }
+    scope.enter_tenant(found.tenant_id).await?;
+    let invitation = invitation::Entity::find_by_id(found.id)
+        .lock_exclusive()
+        .one(tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    match invitation.status {
+        InvitationStatus::Pending if invitation.expires_at > Utc::now() => {}
+        InvitationStatus::Pending | InvitationStatus::Expired => {
+            return Err(Error::conflict(
+                Some("token"),
+                "this invitation has expired",
+            ))
+        }
+        _ => {
+            return Err(Error::conflict(
+                Some("token"),
+                "this invitation is no longer pending",
+            ))
+        }
+    }
+    invitation::ActiveModel {
+        id: Set(invitation.id),
+        status: Set(InvitationStatus::Accepted),
+        accepted_at: Set(Some(Utc::now())),
+        accepted_by: Set(Some(user_id)),
+        ..Default::default()
+    }
+    .update(tx)
+    .await?;
+    let membership = membership::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(found.tenant_id),
+        user_id: Set(user_id),
+        role: Set(invitation.role),
+        ..Default::default()
+    }
+    .insert(tx)
+    .await?;
+    audit::record(
+        scope,
+        Event::new(Some(found.tenant_id), "invitation.accept")
+            .target(IdKind::Membership, membership.id),
+    )
+    .await?;
+    scope.leave_tenant().await?;
+    Ok(membership)
+}
+
+/// Locks the tenant's owner memberships and counts them.
+async fn lock_owners(tx: &impl ConnectionTrait, tenant_id: Uuid) -> Result<usize> {
+    Ok(membership::Entity::find()
+        .filter(membership::Column::TenantId.eq(tenant_id))
+        .filter(membership::Column::Role.eq(Role::Owner))
+        .lock_exclusive()
+        .all(tx)
+        .await?
+        .len())
+}
+
+pub async fn update_member_role(
+    scope: &RequestScope,
+    membership_id: Uuid,
+    role: Role,
+) -> Result<membership::Model> {
+    let ctx = scope.require(Role::Admin).await?;
+    let tx = scope.tx().await?;
+    let owners = lock_owners(tx, ctx.tenant_id).await?;
+    let member = membership::Entity::find_by_id(membership_id)
+        .lock_exclusive()
+        .one(tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    may_grant(ctx, role)?;
+    may_grant(ctx, member.role)?;
+    if member.role == Role::Owner && role != Role::Owner && owners <= 1 {
+        return Err(Error::conflict(
+            Some("role"),
+            "the last owner cannot be demoted",
+        ));
+    }
+    let updated = membership::ActiveModel {
+        id: Set(member.id),
+        role: Set(role),
+        ..Default::default()
+    }
+    .update(tx)
+    .await?;
+    audit::record(
+        scope,
+        Event::new(Some(ctx.tenant_id), "membership.update_role")
+            .target(IdKind::Membership, member.id)
+            .details(json!({ "from": member.role, "to": role })),
+    )
+    .await?;
+    Ok(updated)
+}
+
+/// Removes a member; members may remove themselves (leave), admins anyone but owners,
+/// owners anyone. The last owner stays.
+pub async fn remove_member(scope: &RequestScope, membership_id: Uuid) -> Result<membership::Model> {
+    let ctx = scope.require(Role::Viewer).await?;
+    let tx = scope.tx().await?;
+    let owners = lock_owners(tx, ctx.tenant_id).await?;
+    let member = membership::Entity::find_by_id(membership_id)
+        .lock_exclusive()
+        .one(tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let is_self = scope.user_id().ok() == Some(member.user_id);
+    if !is_self {
+        if !ctx.role.at_least(Role::Admin) {
+            return Err(Error::Forbidden("your role does not allow this"));
+        }
+        may_grant(ctx, member.role)?;
+    }
+    if member.role == Role::Owner && owners <= 1 {
+        return Err(Error::conflict(
+            Some("id"),
+            "the last owner cannot leave or be removed",
+        ));
+    }
+    membership::Entity::delete_by_id(member.id).exec(tx).await?;
+    audit::record(
+        scope,
+        Event::new(Some(ctx.tenant_id), "membership.remove")
+            .target(IdKind::Membership, member.id)
+            .severity(Severity::Warning),
+    )
+    .await?;
+    Ok(member)
+}
+
+/// A new API key and its plaintext, shown once.
+pub struct NewApiKey {
+    pub key: api_key::Model,
+    pub plaintext: String,
+}
+
+pub async fn create_api_key(
+    scope: &RequestScope,
+    name: &str,
+    scopes: &[Scope],
+    expires_at: Option<DateTime<Utc>>,
+) -> Result<NewApiKey> {
+    let ctx = scope.require(Role::Admin).await?;
+    let name = required_text(name, "name", 100)?;
+    if scopes.is_empty() {
+        return Err(Error::bad_input("scopes", "give at least one scope"));
+    }
+    if expires_at.is_some_and(|t| t <= Utc::now()) {
+        return Err(Error::bad_input(
+            "expiresAt",
+            "expiresAt must be in the future",
+        ));
+    }
+    let mut scope_names: Vec<String> = scopes.iter().map(|s| s.as_str().to_owned()).collect();
+    scope_names.sort();
+    scope_names.dedup();
+    let secret = ApiKeySecret::generate();
+    let key = api_key::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(ctx.tenant_id),
+        name: Set(name),
+        prefix: Set(secret.prefix.clone()),
+        key_hash: Set(secret.hash.clone()),
+        scopes: Set(scope_names),
+        expires_at: Set(expires_at),
+        created_by: Set(scope.user_id().ok()),
+        ..Default::default()
+    }
+    .insert(scope.tx().await?)
+    .await?;
+    audit::record(
+        scope,
+        Event::new(Some(ctx.tenant_id), "api_key.create")
+            .target(IdKind::ApiKey, key.id)
+            .details(json!({ "name": key.name, "scopes": key.scopes })),
+    )
+    .await?;
+    Ok(NewApiKey {
+        key,
+        plaintext: secret.plaintext,
+    })
+}
+
+pub async fn revoke_api_key(scope: &RequestScope, id: Uuid) -> Result<api_key::Model> {
+    let ctx = scope.require(Role::Admin).await?;
+    let tx = scope.tx().await?;
+    let key = api_key::Entity::find_by_id(id)
+        .lock_exclusive()
+        .one(tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    if key.revoked_at.is_some() {
+        return Err(Error::conflict(
+            Some("id"),
+            "this API key is already revoked",
+        ));
+    }
+    let key = api_key::ActiveModel {
+        id: Set(id),
+        revoked_at: Set(Some(Utc::now())),
+        ..Default::default()
+    }
+    .update(tx)
+    .await?;
+    audit::record(
+        scope,
+        Event::new(Some(ctx.tenant_id), "api_key.revoke")
+            .target(IdKind::ApiKey, id)
+            .severity(Severity::Warning),
+    )
+    .await?;
+    Ok(key)
+}
+
+/// Resolves an API key's plaintext to its principal. Unknown, malformed, revoked and
+/// expired keys all give `Unauthenticated`.
+pub async fn authenticate_api_key(
+    conn: &impl ConnectionTrait,
+    plaintext: &str,
+) -> Result<crate::Principal> {
+    #[derive(FromQueryResult)]
+    struct KeyRow {
+        id: Uuid,
+        tenant_id: Uuid,
+        key_hash: Vec<u8>,
+        scopes: Vec<String>,
+        expires_at: Option<DateTime<Utc>>,
+        revoked_at: Option<DateTime<Utc>>,
+    }
+    let prefix = crate::auth::api_key::parse_prefix(plaintext).ok_or(Error::Unauthenticated)?;
+    let hash = token::sha256(plaintext);
+    let rows = KeyRow::find_by_statement(stmt(
+        "SELECT id, tenant_id, key_hash, scopes, expires_at, revoked_at FROM app.api_key_for_auth($1)",
+        [prefix.into()],
+    ))
+    .all(conn)
+    .await?;
+    let now = Utc::now();
+    rows.into_iter()
+        .find(|row| token::constant_time_eq(&row.key_hash, &hash))
+        .filter(|row| row.revoked_at.is_none() && row.expires_at.is_none_or(|t| t > now))
+        .map(|row| crate::Principal::ApiKey {
+            key_id: row.id,
+            tenant_id: row.tenant_id,
+            scopes: row.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+        })
+        .ok_or(Error::Unauthenticated)
+}

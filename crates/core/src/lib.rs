@@ -1,0 +1,13 @@
+#![doc = include_str!("../README.md")]
+
+pub mod audit;
+pub mod auth;
+pub mod doctor;
+pub mod email;
+pub mod error;
+pub mod identity;
+pub mod scope;
+
+pub use anyhow;
+pub use error::{Error, Result};
+pub use scope::{AppDb, Principal, RequestMeta, RequestScope, TenantCtx};

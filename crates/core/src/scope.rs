@@ -1,0 +1,365 @@
+//! The per-request database scope: one transaction per request, opened lazily, with the
+//! tenant and user set transaction-locally. It is the only way resolvers reach tenant
+//! data, and PostgreSQL row-level security decides what that transaction sees.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DatabaseTransaction, FromQueryResult, Statement,
+    TransactionTrait, Value,
+};
+use tokio::sync::OnceCell;
+use trellis_entity::{Role, TenantStatus};
+use uuid::Uuid;
+
+use crate::auth::Scope;
+use crate::{Error, Result};
+
+/// The pool of connections as the application role (NOSUPERUSER, NOBYPASSRLS).
+#[derive(Clone, Debug)]
+pub struct AppDb(DatabaseConnection);
+
+impl AppDb {
+    pub fn new(conn: DatabaseConnection) -> Self {
+        Self(conn)
+    }
+
+    /// The raw pool, for work outside any tenant: health checks and authentication
+    /// look-ups through SECURITY DEFINER functions.
+    pub fn pool(&self) -> &DatabaseConnection {
+        &self.0
+    }
+}
+
+/// Who is calling, as established from their credentials before the request runs.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Principal {
+    Anonymous,
+    /// A signed-in user; the access token names their active tenant, if any.
+    User {
+        user_id: Uuid,
+        tenant_id: Option<Uuid>,
+    },
+    /// An API key of a tenant.
+    ApiKey {
+        key_id: Uuid,
+        tenant_id: Uuid,
+        scopes: Vec<Scope>,
+    },
+}
+
+/// Facts about the HTTP request that the audit log records.
+#[derive(Clone, Debug, Default)]
+pub struct RequestMeta {
+    pub request_id: String,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+/// The tenant a request acts in and the role it acts with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TenantCtx {
+    pub tenant_id: Uuid,
+    pub role: Role,
+}
+
+/// Who performed an action, for the audit log.
+#[derive(Clone, Copy, Debug)]
+pub enum Actor {
+    User(Uuid),
+    ApiKey(Uuid),
+    System,
+}
+
+#[derive(Debug)]
+enum TenantAccess {
+    None,
+    Granted(TenantCtx),
+    Refused(&'static str),
+}
+
+#[derive(Debug)]
+struct Begun {
+    tx: DatabaseTransaction,
+    access: TenantAccess,
+}
+
+/// One request's view of the database. Create one per request; never share it.
+#[derive(Debug)]
+pub struct RequestScope {
+    db: AppDb,
+    principal: Principal,
+    meta: RequestMeta,
+    begun: OnceCell<Begun>,
+    failed: AtomicBool,
+    commit_anyway: AtomicBool,
+    acting_user: std::sync::Mutex<Option<Uuid>>,
+}
+
+#[derive(FromQueryResult)]
+struct AccessRow {
+    role: Option<Role>,
+    status: TenantStatus,
+    deleted: bool,
+}
+
+impl RequestScope {
+    pub fn new(db: AppDb, principal: Principal, meta: RequestMeta) -> Arc<Self> {
+        Arc::new(Self {
+            db,
+            principal,
+            meta,
+            begun: OnceCell::new(),
+            failed: AtomicBool::new(false),
+            commit_anyway: AtomicBool::new(false),
+            acting_user: std::sync::Mutex::new(None),
+        })
+    }
+
+    pub fn principal(&self) -> &Principal {
+        &self.principal
+    }
+
+    pub fn meta(&self) -> &RequestMeta {
+        &self.meta
+    }
+
+    /// The request's transaction, begun on first use.
+    pub async fn tx(&self) -> Result<&DatabaseTransaction> {
+        Ok(&self.begun().await?.tx)
+    }
+
+    async fn begun(&self) -> Result<&Begun> {
+        self.begun.get_or_try_init(|| self.begin()).await
+    }
+
+    async fn begin(&self) -> Result<Begun> {
+        let tx = self.db.0.begin().await?;
+        let (tenant, user) = match &self.principal {
+            Principal::Anonymous => (None, None),
+            Principal::User { user_id, tenant_id } => (*tenant_id, Some(*user_id)),
+            Principal::ApiKey { tenant_id, .. } => (Some(*tenant_id), None),
+        };
+        if tenant.is_none() && user.is_none() {
+            return Ok(Begun {
+                tx,
+                access: TenantAccess::None,
+            });
+        }
+        // One round trip sets both, transaction-locally: a pooled connection never
+        // carries a tenant into the next request.
+        tx.execute(stmt(
+            "SELECT set_config('app.tenant_id', $1, true), set_config('app.user_id', $2, true)",
+            [uuid_text(tenant), uuid_text(user)],
+        ))
+        .await?;
+        let Some(tenant_id) = tenant else {
+            return Ok(Begun {
+                tx,
+                access: TenantAccess::None,
+            });
+        };
+        let access = match &self.principal {
+            Principal::User { user_id, .. } => {
+                AccessRow::find_by_statement(stmt(
+                    "SELECT m.role, t.status, t.deleted_at IS NOT NULL AS deleted FROM memberships m \
+                     JOIN tenants t ON t.id = m.tenant_id WHERE m.tenant_id = $1 AND m.user_id = $2",
+                    [tenant_id.into(), (*user_id).into()],
+                ))
+                .one(&tx)
+                .await?
+            }
+            Principal::ApiKey { key_id, .. } => {
+                // Remember when the key was last used, at most once a minute.
+                AccessRow::find_by_statement(stmt(
+                    "WITH touched AS (UPDATE api_keys SET last_used_at = now() WHERE id = $2 \
+                       AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')) \
+                     SELECT NULL::text AS role, t.status, t.deleted_at IS NOT NULL AS deleted \
+                     FROM tenants t WHERE t.id = $1",
+                    [tenant_id.into(), (*key_id).into()],
+                ))
+                .one(&tx)
+                .await?
+            }
+            Principal::Anonymous => None,
+        };
+        let access = match access {
+            None => TenantAccess::Refused("you are not a member of this tenant"),
+            Some(row) if row.deleted => TenantAccess::Refused("this tenant has been deleted"),
+            Some(row) if row.status == TenantStatus::Suspended => {
+                TenantAccess::Refused("this tenant is suspended")
+            }
+            Some(row) => {
+                let role = match (&self.principal, row.role) {
+                    (Principal::ApiKey { scopes, .. }, _) => role_of_scopes(scopes),
+                    (_, Some(role)) => role,
+                    (_, None) => Role::Viewer,
+                };
+                TenantAccess::Granted(TenantCtx { tenant_id, role })
+            }
+        };
+        if !matches!(access, TenantAccess::Granted(_)) {
+            // Fail closed: a refused tenant is not left in the transaction.
+            tx.execute(stmt("SELECT set_config('app.tenant_id', '', true)", []))
+                .await?;
+        }
+        Ok(Begun { tx, access })
+    }
+
+    /// The active tenant, if the caller may act in it with at least `required`.
+    pub async fn require(&self, required: Role) -> Result<TenantCtx> {
+        if self.principal == Principal::Anonymous {
+            return Err(Error::Unauthenticated);
+        }
+        match self.begun().await?.access {
+            TenantAccess::Granted(ctx) if ctx.role.at_least(required) => Ok(ctx),
+            TenantAccess::Granted(_) => Err(Error::Forbidden("your role does not allow this")),
+            TenantAccess::Refused(why) => Err(Error::Forbidden(why)),
+            TenantAccess::None => Err(Error::Forbidden(
+                "no active tenant: create one or switch to one",
+            )),
+        }
+    }
+
+    /// The active tenant and role, when there is one the caller may act in.
+    pub async fn active_tenant(&self) -> Result<Option<TenantCtx>> {
+        Ok(match self.begun().await?.access {
+            TenantAccess::Granted(ctx) => Some(ctx),
+            _ => None,
+        })
+    }
+
+    /// The signed-in user (not an API key).
+    pub fn user_id(&self) -> Result<Uuid> {
+        match self.principal {
+            Principal::User { user_id, .. } => Ok(user_id),
+            Principal::ApiKey { .. } => Err(Error::Forbidden(
+                "this needs a signed-in user, not an API key",
+            )),
+            Principal::Anonymous => Err(Error::Unauthenticated),
+        }
+    }
+
+    /// Who acts, for the audit log.
+    pub fn actor(&self) -> Actor {
+        match &self.principal {
+            Principal::User { user_id, .. } => Actor::User(*user_id),
+            Principal::ApiKey { key_id, .. } => Actor::ApiKey(*key_id),
+            Principal::Anonymous => {
+                match *self.acting_user.lock().unwrap_or_else(|e| e.into_inner()) {
+                    Some(user) => Actor::User(user),
+                    None => Actor::System,
+                }
+            }
+        }
+    }
+
+    /// Sets the user of the transaction for an anonymous request that has just proven
+    /// who it is (sign-up, login, refresh).
+    pub async fn act_as_user(&self, user_id: Uuid) -> Result<()> {
+        self.set("app.user_id", Some(user_id)).await?;
+        *self.acting_user.lock().unwrap_or_else(|e| e.into_inner()) = Some(user_id);
+        Ok(())
+    }
+
+    /// Switches the transaction into `tenant_id` for an operation that has established
+    /// the right to (creating a tenant, accepting its invitation). Call
+    /// [`Self::leave_tenant`] when done.
+    pub async fn enter_tenant(&self, tenant_id: Uuid) -> Result<()> {
+        self.set("app.tenant_id", Some(tenant_id)).await
+    }
+
+    /// Restores the tenant the request began with (or none).
+    pub async fn leave_tenant(&self) -> Result<()> {
+        let tenant = match self.begun().await?.access {
+            TenantAccess::Granted(ctx) => Some(ctx.tenant_id),
+            _ => None,
+        };
+        self.set("app.tenant_id", tenant).await
+    }
+
+    /// Opens the audited platform-administration path: only for a user whose platform
+    /// role says so, checked in the database on every use.
+    pub async fn require_platform_admin(&self) -> Result<Uuid> {
+        let user_id = self.user_id()?;
+        let row = self
+            .tx()
+            .await?
+            .query_one(stmt(
+                "SELECT set_config('app.platform_admin', CASE WHEN app.platform_role_of($1) = 'platform_admin' \
+                 THEN 'on' ELSE '' END, true) AS flag",
+                [user_id.into()],
+            ))
+            .await?;
+        let flag: String = row
+            .map(|r| r.try_get("", "flag"))
+            .transpose()?
+            .unwrap_or_default();
+        if flag == "on" {
+            Ok(user_id)
+        } else {
+            Err(Error::Forbidden("this needs a platform administrator"))
+        }
+    }
+
+    async fn set(&self, setting: &str, value: Option<Uuid>) -> Result<()> {
+        self.tx()
+            .await?
+            .execute(stmt(
+                "SELECT set_config($1, $2, true)",
+                [setting.into(), uuid_text(value)],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// Marks the request as failed: its transaction will roll back.
+    pub fn mark_failed(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
+    /// Commits the transaction even though the request fails: for a security reaction
+    /// that must outlive the refusal (revoking a refresh-token family on reuse).
+    pub fn commit_even_if_failed(&self) {
+        self.commit_anyway.store(true, Ordering::Relaxed);
+    }
+
+    pub fn has_failed(&self) -> bool {
+        self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Commits when the request succeeded and nothing marked it failed; rolls back
+    /// otherwise. Call once, after the response is computed.
+    pub async fn finish(self, succeeded: bool) -> Result<()> {
+        let commit =
+            (succeeded && !self.has_failed()) || self.commit_anyway.load(Ordering::Relaxed);
+        if let Some(begun) = self.begun.into_inner() {
+            if commit {
+                begun.tx.commit().await?;
+            } else {
+                begun.tx.rollback().await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn role_of_scopes(scopes: &[Scope]) -> Role {
+    if scopes.contains(&Scope::Admin) {
+        Role::Admin
+    } else if scopes.contains(&Scope::Write) {
+        Role::Builder
+    } else {
+        Role::Viewer
+    }
+}
+
+fn uuid_text(id: Option<Uuid>) -> Value {
+    id.map(|u| u.to_string()).unwrap_or_default().into()
+}
+
+/// A PostgreSQL statement with positional parameters.
+pub fn stmt<I: IntoIterator<Item = Value>>(sql: &str, values: I) -> Statement {
+    Statement::from_sql_and_values(sea_orm::DatabaseBackend::Postgres, sql, values)
+}

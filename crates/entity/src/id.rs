@@ -1,0 +1,96 @@
+//! Prefixed, type-tagged IDs: `ten_0192f3…` names a tenant, `usr_…` a user. The database
+//! keeps plain UUIDv7s; the prefix exists only at the API edge.
+
+use std::fmt;
+
+use uuid::Uuid;
+
+/// The kinds of object that have a global ID, with their prefixes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum IdKind {
+    Tenant,
+    User,
+    Membership,
+    Invitation,
+    ApiKey,
+    AuditEvent,
+}
+
+impl IdKind {
+    pub const ALL: [IdKind; 6] = [
+        IdKind::Tenant,
+        IdKind::User,
+        IdKind::Membership,
+        IdKind::Invitation,
+        IdKind::ApiKey,
+        IdKind::AuditEvent,
+    ];
+
+    /// The prefix, without its underscore.
+    pub fn prefix(self) -> &'static str {
+        match self {
+            IdKind::Tenant => "ten",
+            IdKind::User => "usr",
+            IdKind::Membership => "mem",
+            IdKind::Invitation => "inv",
+            IdKind::ApiKey => "key",
+            IdKind::AuditEvent => "aud",
+        }
+    }
+}
+
+/// A UUID together with the kind of object it names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct PrefixedId {
+    pub kind: IdKind,
+    pub uuid: Uuid,
+}
+
+impl PrefixedId {
+    pub fn new(kind: IdKind, uuid: Uuid) -> Self {
+        Self { kind, uuid }
+    }
+
+    /// Parses `ten_<32 hex digits>`; anything else is `None`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let (prefix, hex) = s.split_once('_')?;
+        let kind = IdKind::ALL.into_iter().find(|k| k.prefix() == prefix)?;
+        if hex.len() != 32 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        Some(Self {
+            kind,
+            uuid: Uuid::try_parse(hex).ok()?,
+        })
+    }
+
+    /// Parses an ID that must be of `kind`.
+    pub fn parse_as(s: &str, kind: IdKind) -> Option<Uuid> {
+        Self::parse(s)
+            .filter(|id| id.kind == kind)
+            .map(|id| id.uuid)
+    }
+}
+
+impl fmt::Display for PrefixedId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}_{}", self.kind.prefix(), self.uuid.simple())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_rejects_wrong_prefixes() {
+        let uuid = Uuid::now_v7();
+        let id = PrefixedId::new(IdKind::Tenant, uuid).to_string();
+        assert!(id.starts_with("ten_"));
+        assert_eq!(PrefixedId::parse_as(&id, IdKind::Tenant), Some(uuid));
+        assert_eq!(PrefixedId::parse_as(&id, IdKind::User), None);
+        assert_eq!(PrefixedId::parse("ten_xyz"), None);
+        assert_eq!(PrefixedId::parse(&format!("zzz_{}", uuid.simple())), None);
+        assert_eq!(PrefixedId::parse(&uuid.to_string()), None);
+    }
+}

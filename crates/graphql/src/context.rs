@@ -1,0 +1,98 @@
+//! Per-request data a resolver reaches through its `Context`.
+
+use std::sync::Arc;
+
+use async_graphql::dataloader::DataLoader;
+use async_graphql::{Context, Request};
+use trellis_core::identity::IdentityConfig;
+use trellis_core::RequestScope;
+
+use crate::error::{to_graphql, user_error, UserError};
+use crate::loaders::Loader;
+
+/// Everything one request needs, created fresh for it.
+pub struct RequestData {
+    pub scope: Arc<RequestScope>,
+    pub loader: DataLoader<Loader>,
+}
+
+/// Attaches a request's scope and fresh dataloaders to a GraphQL request.
+pub fn request_data(request: Request, scope: Arc<RequestScope>) -> Request {
+    let loader = DataLoader::new(Loader::new(scope.clone()), tokio::spawn);
+    request.data(RequestData { scope, loader })
+}
+
+/// Shared, read-only services configured at start-up.
+pub struct Services {
+    pub identity: IdentityConfig,
+}
+
+pub(crate) trait ContextExt {
+    fn request(&self) -> async_graphql::Result<&RequestData>;
+    fn scope(&self) -> async_graphql::Result<&Arc<RequestScope>> {
+        Ok(&self.request()?.scope)
+    }
+    fn loader(&self) -> async_graphql::Result<&DataLoader<Loader>> {
+        Ok(&self.request()?.loader)
+    }
+    fn services(&self) -> async_graphql::Result<&Services>;
+}
+
+impl ContextExt for Context<'_> {
+    fn request(&self) -> async_graphql::Result<&RequestData> {
+        self.data::<RequestData>()
+            .map_err(|_| internal("request data missing"))
+    }
+
+    fn services(&self) -> async_graphql::Result<&Services> {
+        self.data::<Services>()
+            .map_err(|_| internal("services missing"))
+    }
+}
+
+fn internal(what: &str) -> async_graphql::Error {
+    to_graphql(
+        &trellis_core::Error::Internal(trellis_core::anyhow::anyhow!("{what}")),
+        "",
+    )
+}
+
+/// Runs a domain operation and maps its error for the client.
+pub(crate) async fn run<T>(
+    ctx: &Context<'_>,
+    result: impl std::future::IntoFuture<Output = trellis_core::Result<T>>,
+) -> async_graphql::Result<T> {
+    let scope = ctx.scope()?;
+    result.into_future().await.map_err(|e| {
+        scope.mark_failed();
+        to_graphql(&e, &scope.meta().request_id)
+    })
+}
+
+/// Runs a mutation: input problems become the payload's userErrors (and the request's
+/// transaction rolls back), anything else a GraphQL error.
+pub(crate) async fn mutate<T>(
+    ctx: &Context<'_>,
+    result: impl std::future::IntoFuture<Output = trellis_core::Result<T>>,
+) -> async_graphql::Result<(Option<T>, Vec<UserError>)> {
+    let scope = ctx.scope()?;
+    match result.into_future().await {
+        Ok(value) => Ok((Some(value), vec![])),
+        Err(err) => {
+            scope.mark_failed();
+            match user_error(err) {
+                Ok(user_error) => Ok((None, vec![user_error])),
+                Err(err) => Err(to_graphql(&err, &scope.meta().request_id)),
+            }
+        }
+    }
+}
+
+/// Maps a dataloader's shared error for the client.
+pub(crate) fn load_error(ctx: &Context<'_>, err: &trellis_core::Error) -> async_graphql::Error {
+    let request_id = ctx
+        .scope()
+        .map(|s| s.meta().request_id.clone())
+        .unwrap_or_default();
+    to_graphql(err, &request_id)
+}

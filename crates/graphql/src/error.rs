@@ -1,0 +1,64 @@
+//! The boundary between domain errors and GraphQL errors: a stable `extensions.code`,
+//! the input field where there is one, and for internal errors only an opaque message
+//! and the request id (the detail goes to the log).
+
+use async_graphql::{ErrorExtensions, SimpleObject};
+use trellis_core::Error;
+
+/// A problem with a mutation's input, returned in its payload.
+#[derive(Clone, Debug, SimpleObject)]
+pub struct UserError {
+    /// The input field at fault, when there is one.
+    pub field: Option<String>,
+    pub message: String,
+    /// BAD_USER_INPUT or CONFLICT.
+    pub code: String,
+}
+
+/// Converts a domain error into a GraphQL error, logging internal ones.
+pub fn to_graphql(err: &Error, request_id: &str) -> async_graphql::Error {
+    let code = err.code();
+    match err {
+        Error::Internal(detail) => {
+            tracing::error!(request_id, error = ?detail, "internal error");
+            async_graphql::Error::new("internal error").extend_with(|_, e| {
+                e.set("code", code);
+                e.set("requestId", request_id);
+            })
+        }
+        Error::BadInput { field, message } => {
+            async_graphql::Error::new(message).extend_with(|_, e| {
+                e.set("code", code);
+                e.set("field", field.as_str());
+            })
+        }
+        Error::Conflict { field, message } => {
+            async_graphql::Error::new(message).extend_with(|_, e| {
+                e.set("code", code);
+                if let Some(field) = field {
+                    e.set("field", field.as_str());
+                }
+            })
+        }
+        other => {
+            async_graphql::Error::new(other.to_string()).extend_with(|_, e| e.set("code", code))
+        }
+    }
+}
+
+/// Splits input problems (shown as userErrors) from everything else (a GraphQL error).
+pub fn user_error(err: Error) -> Result<UserError, Error> {
+    match err {
+        Error::BadInput { field, message } => Ok(UserError {
+            field: Some(field),
+            message,
+            code: "BAD_USER_INPUT".into(),
+        }),
+        Error::Conflict { field, message } => Ok(UserError {
+            field,
+            message,
+            code: "CONFLICT".into(),
+        }),
+        other => Err(other),
+    }
+}

@@ -1,0 +1,8 @@
+//! Identity and tenancy: viewer, tenants, members, invitations, API keys, audit log.
+
+mod mutation;
+mod query;
+pub mod types;
+
+pub use mutation::IdentityMutation;
+pub use query::IdentityQuery;

@@ -1,0 +1,142 @@
+use async_graphql::{Context, InputObject, Object};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
+use trellis_entity::{membership, tenant, user};
+
+use super::types::{contains_pattern, Membership, Role, Tenant, TenantStatus, User};
+use crate::context::{run, ContextExt};
+use crate::pagination::{load_page, CreatedOrderBy, Page, PageArgs};
+
+/// The caller: who they are, where they belong, and where they are acting now.
+pub struct Viewer;
+
+#[Object]
+impl Viewer {
+    /// The signed-in user; null for an API key.
+    async fn user(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        let scope = ctx.scope()?;
+        let Ok(user_id) = scope.user_id() else {
+            return Ok(None);
+        };
+        run(ctx, async {
+            Ok(user::Entity::find_by_id(user_id)
+                .one(scope.tx().await?)
+                .await?
+                .map(User))
+        })
+        .await
+    }
+
+    /// Every tenant the user belongs to, oldest membership first.
+    async fn memberships(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Membership>> {
+        let scope = ctx.scope()?;
+        let Ok(user_id) = scope.user_id() else {
+            return Ok(vec![]);
+        };
+        run(ctx, async {
+            let rows = membership::Entity::find()
+                .filter(membership::Column::UserId.eq(user_id))
+                .order_by_asc(membership::Column::CreatedAt)
+                .order_by_asc(membership::Column::Id)
+                .all(scope.tx().await?)
+                .await?;
+            Ok(rows.into_iter().map(Membership::from).collect())
+        })
+        .await
+    }
+
+    /// The tenant the request acts in, when the caller may act there.
+    async fn active_tenant(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Tenant>> {
+        active_tenant(ctx).await
+    }
+
+    /// The caller's role in the active tenant.
+    async fn role(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Role>> {
+        let scope = ctx.scope()?;
+        run(ctx, async {
+            Ok(scope.active_tenant().await?.map(|t| t.role.into()))
+        })
+        .await
+    }
+}
+
+async fn active_tenant(ctx: &Context<'_>) -> async_graphql::Result<Option<Tenant>> {
+    let scope = ctx.scope()?;
+    run(ctx, async {
+        let Some(active) = scope.active_tenant().await? else {
+            return Ok(None);
+        };
+        Ok(tenant::Entity::find_by_id(active.tenant_id)
+            .one(scope.tx().await?)
+            .await?
+            .map(Tenant))
+    })
+    .await
+}
+
+#[derive(InputObject, Default)]
+pub struct TenantFilter {
+    pub statuses: Option<Vec<TenantStatus>>,
+    /// Matches slug or name, case-insensitively.
+    pub search: Option<String>,
+    /// Include soft-deleted tenants (default false).
+    pub include_deleted: Option<bool>,
+}
+
+#[derive(Default)]
+pub struct IdentityQuery;
+
+#[Object]
+impl IdentityQuery {
+    /// The caller; null when not signed in.
+    async fn viewer(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Viewer>> {
+        Ok((*ctx.scope()?.principal() != trellis_core::Principal::Anonymous).then_some(Viewer))
+    }
+
+    /// The active tenant (same as `viewer.activeTenant`).
+    async fn tenant(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Tenant>> {
+        active_tenant(ctx).await
+    }
+
+    /// Every tenant on the platform (platform admins only; audited path).
+    async fn tenants(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<TenantFilter>,
+        order_by: Option<CreatedOrderBy>,
+    ) -> async_graphql::Result<Page<Tenant>> {
+        let scope = ctx.scope()?;
+        let filter = filter.unwrap_or_default();
+        run(ctx, async {
+            scope.require_platform_admin().await?;
+            let args = PageArgs::new(first, after, order_by)?;
+            let mut select = tenant::Entity::find();
+            if !filter.include_deleted.unwrap_or(false) {
+                select = select.filter(tenant::Column::DeletedAt.is_null());
+            }
+            if let Some(statuses) = filter.statuses {
+                select = select.filter(
+                    tenant::Column::Status
+                        .is_in(statuses.into_iter().map(trellis_entity::TenantStatus::from)),
+                );
+            }
+            if let Some(search) = filter.search {
+                select = select.filter(Expr::cust_with_values(
+                    "(slug ILIKE $1 OR name ILIKE $1)",
+                    [contains_pattern(&search)],
+                ));
+            }
+            load_page(
+                scope,
+                select,
+                tenant::Column::CreatedAt,
+                tenant::Column::Id,
+                args,
+            )
+            .await
+        })
+        .await
+    }
+}

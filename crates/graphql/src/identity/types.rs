@@ -1,0 +1,590 @@
+//! Identity and tenancy types: Tenant, User, Membership, Invitation, ApiKey, AuditEvent.
+
+use async_graphql::{ComplexObject, Context, Enum, InputObject, Json, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use trellis_entity::{api_key, audit_event, invitation, membership, tenant, user, IdKind};
+
+use crate::context::{load_error, run, ContextExt};
+use crate::ids::{self, gid};
+use crate::loaders::{TenantById, UserById};
+use crate::pagination::{load_page, CreatedOrderBy, Keyed, KeysetCursor, Page, PageArgs};
+
+macro_rules! remote_enum {
+    ($(#[$doc:meta])* $name:ident = $remote:literal { $($variant:ident),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+        #[graphql(remote = $remote)]
+        pub enum $name { $($variant),+ }
+    };
+}
+
+remote_enum!(
+    /// A member's role: owners also delete the tenant; admins manage members, keys,
+    /// connections and secrets; builders edit; operators run; viewers read.
+    Role = "trellis_entity::Role" { Owner, Admin, Builder, Operator, Viewer }
+);
+remote_enum!(TenantPlan = "trellis_entity::TenantPlan" { Free, Pro, Enterprise });
+remote_enum!(TenantStatus = "trellis_entity::TenantStatus" { Active, Suspended, Provisioning, Failed });
+remote_enum!(InvitationStatus = "trellis_entity::InvitationStatus" { Pending, Accepted, Revoked, Expired });
+remote_enum!(ActorType = "trellis_entity::ActorType" { User, ApiKey, System });
+remote_enum!(Severity = "trellis_entity::Severity" { Info, Warning, Critical });
+remote_enum!(
+    /// What an API key may do: READ as a viewer, WRITE as a builder, ADMIN as an admin.
+    ApiKeyScope = "trellis_core::auth::Scope" { Read, Write, Admin }
+);
+
+/// `%text%` for ILIKE, with the wildcards in `text` escaped.
+pub(crate) fn contains_pattern(text: &str) -> String {
+    let escaped = text
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    format!("%{escaped}%")
+}
+
+macro_rules! keyed {
+    ($($module:ident),+) => {
+        $(impl Keyed for $module::Model {
+            fn cursor(&self) -> KeysetCursor {
+                KeysetCursor { created_at: self.created_at, id: self.id }
+            }
+        })+
+    };
+}
+keyed!(tenant, membership, invitation, api_key, audit_event);
+
+/// A tenant: one customer's isolated workspace.
+pub struct Tenant(pub tenant::Model);
+
+impl From<tenant::Model> for Tenant {
+    fn from(m: tenant::Model) -> Self {
+        Self(m)
+    }
+}
+
+#[derive(InputObject, Default)]
+pub struct MembershipFilter {
+    /// Only members with one of these roles.
+    pub roles: Option<Vec<Role>>,
+    /// Matches the member's email or name, case-insensitively.
+    pub search: Option<String>,
+}
+
+#[derive(InputObject, Default)]
+pub struct InvitationFilter {
+    pub statuses: Option<Vec<InvitationStatus>>,
+    /// Matches the invited email, case-insensitively.
+    pub search: Option<String>,
+}
+
+#[derive(InputObject, Default)]
+pub struct ApiKeyFilter {
+    /// True: keys neither revoked nor expired. False: the others.
+    pub active: Option<bool>,
+    /// Matches the key's name, case-insensitively.
+    pub search: Option<String>,
+}
+
+#[derive(InputObject, Default)]
+pub struct AuditEventFilter {
+    /// An exact action (`tenant.update`) or a prefix ending with a dot (`invitation.`).
+    pub action: Option<String>,
+    pub severities: Option<Vec<Severity>>,
+    pub actor_type: Option<ActorType>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+impl Tenant {
+    /// The tenant's lists are visible only while it is the active tenant: its rows are
+    /// in the transaction's RLS scope then, and one list costs one statement.
+    async fn active(
+        &self,
+        ctx: &Context<'_>,
+        required: trellis_entity::Role,
+    ) -> async_graphql::Result<()> {
+        let scope = ctx.scope()?;
+        run(ctx, async {
+            let active = scope.require(required).await?;
+            if active.tenant_id == self.0.id {
+                Ok(())
+            } else {
+                Err(trellis_core::Error::Forbidden(
+                    "switch to this tenant to list its contents",
+                ))
+            }
+        })
+        .await
+    }
+}
+
+#[Object]
+impl Tenant {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::Tenant, self.0.id)
+    }
+    async fn slug(&self) -> &str {
+        &self.0.slug
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn plan(&self) -> TenantPlan {
+        self.0.plan.into()
+    }
+    async fn status(&self) -> TenantStatus {
+        self.0.status.into()
+    }
+    /// Model defaults, resource limits, log retention and redaction rules.
+    async fn settings(&self) -> Json<&serde_json::Value> {
+        Json(&self.0.settings)
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    async fn deleted_at(&self) -> Option<DateTime<Utc>> {
+        self.0.deleted_at
+    }
+
+    /// The tenant's members (any role may list them).
+    async fn members(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<MembershipFilter>,
+        order_by: Option<CreatedOrderBy>,
+    ) -> async_graphql::Result<Page<Membership>> {
+        self.active(ctx, trellis_entity::Role::Viewer).await?;
+        let scope = ctx.scope()?;
+        let filter = filter.unwrap_or_default();
+        run(ctx, async {
+            let args = PageArgs::new(first, after, order_by)?;
+            let mut select = membership::Entity::find().filter(membership::Column::TenantId.eq(self.0.id));
+            if let Some(roles) = filter.roles {
+                select = select.filter(membership::Column::Role.is_in(roles.into_iter().map(trellis_entity::Role::from)));
+            }
+            if let Some(search) = filter.search {
+                select = select.filter(Expr::cust_with_values(
+                    "user_id IN (SELECT u.id FROM users u WHERE u.email ILIKE $1 OR u.name ILIKE $1)",
+                    [contains_pattern(&search)],
+                ));
+            }
+            load_page(scope, select, membership::Column::CreatedAt, membership::Column::Id, args).await
+        })
+        .await
+    }
+
+    /// Invitations (admins).
+    async fn invitations(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<InvitationFilter>,
+        order_by: Option<CreatedOrderBy>,
+    ) -> async_graphql::Result<Page<Invitation>> {
+        self.active(ctx, trellis_entity::Role::Admin).await?;
+        let scope = ctx.scope()?;
+        let filter = filter.unwrap_or_default();
+        run(ctx, async {
+            let args = PageArgs::new(first, after, order_by)?;
+            let mut select =
+                invitation::Entity::find().filter(invitation::Column::TenantId.eq(self.0.id));
+            if let Some(statuses) = filter.statuses {
+                select = select.filter(
+                    invitation::Column::Status.is_in(
+                        statuses
+                            .into_iter()
+                            .map(trellis_entity::InvitationStatus::from),
+                    ),
+                );
+            }
+            if let Some(search) = filter.search {
+                select = select.filter(
+                    invitation::Column::Email.like(contains_pattern(&search.to_lowercase())),
+                );
+            }
+            load_page(
+                scope,
+                select,
+                invitation::Column::CreatedAt,
+                invitation::Column::Id,
+                args,
+            )
+            .await
+        })
+        .await
+    }
+
+    /// API keys (admins). The secret is never shown again after creation.
+    async fn api_keys(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<ApiKeyFilter>,
+        order_by: Option<CreatedOrderBy>,
+    ) -> async_graphql::Result<Page<ApiKey>> {
+        self.active(ctx, trellis_entity::Role::Admin).await?;
+        let scope = ctx.scope()?;
+        let filter = filter.unwrap_or_default();
+        run(ctx, async {
+            let args = PageArgs::new(first, after, order_by)?;
+            let mut select =
+                api_key::Entity::find().filter(api_key::Column::TenantId.eq(self.0.id));
+            match filter.active {
+                Some(true) => {
+                    select = select.filter(Expr::cust(
+                        "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+                    ))
+                }
+                Some(false) => {
+                    select = select.filter(Expr::cust(
+                        "(revoked_at IS NOT NULL OR expires_at <= now())",
+                    ))
+                }
+                None => {}
+            }
+            if let Some(search) = filter.search {
+                select = select.filter(Expr::cust_with_values(
+                    "name ILIKE $1",
+                    [contains_pattern(&search)],
+                ));
+            }
+            load_page(
+                scope,
+                select,
+                api_key::Column::CreatedAt,
+                api_key::Column::Id,
+                args,
+            )
+            .await
+        })
+        .await
+    }
+
+    /// The audit log (admins), newest first by default.
+    async fn audit_events(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<AuditEventFilter>,
+        order_by: Option<CreatedOrderBy>,
+    ) -> async_graphql::Result<Page<AuditEvent>> {
+        self.active(ctx, trellis_entity::Role::Admin).await?;
+        let scope = ctx.scope()?;
+        let filter = filter.unwrap_or_default();
+        run(ctx, async {
+            let args = PageArgs::new(first, after, order_by)?;
+            let mut select =
+                audit_event::Entity::find().filter(audit_event::Column::TenantId.eq(self.0.id));
+            if let Some(action) = filter.action {
+                select = if action.ends_with('.') {
+                    select.filter(audit_event::Column::Action.starts_with(&action))
+                } else {
+                    select.filter(audit_event::Column::Action.eq(action))
+                };
+            }
+            if let Some(severities) = filter.severities {
+                select = select.filter(
+                    audit_event::Column::Severity
+                        .is_in(severities.into_iter().map(trellis_entity::Severity::from)),
+                );
+            }
+            if let Some(actor_type) = filter.actor_type {
+                select = select.filter(
+                    audit_event::Column::ActorType.eq(trellis_entity::ActorType::from(actor_type)),
+                );
+            }
+            if let Some(after) = filter.created_after {
+                select = select.filter(audit_event::Column::CreatedAt.gt(after));
+            }
+            if let Some(before) = filter.created_before {
+                select = select.filter(audit_event::Column::CreatedAt.lt(before));
+            }
+            load_page(
+                scope,
+                select,
+                audit_event::Column::CreatedAt,
+                audit_event::Column::Id,
+                args,
+            )
+            .await
+        })
+        .await
+    }
+
+    /// Verifies the tenant's audit hash chain (admins): the first broken sequence
+    /// number, or null when every event verifies.
+    async fn audit_chain_broken_at(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i64>> {
+        self.active(ctx, trellis_entity::Role::Admin).await?;
+        let scope = ctx.scope()?;
+        run(ctx, async {
+            trellis_core::audit::verify_chain(scope.tx().await?, Some(self.0.id)).await
+        })
+        .await
+    }
+}
+
+/// A person who can sign in. Visible to themselves and to members of the active tenant.
+pub struct User(pub user::Model);
+
+impl From<user::Model> for User {
+    fn from(m: user::Model) -> Self {
+        Self(m)
+    }
+}
+
+#[Object]
+impl User {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::User, self.0.id)
+    }
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn is_platform_admin(&self) -> bool {
+        self.0.platform_role == trellis_entity::PlatformRole::PlatformAdmin
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A user's place in a tenant.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct Membership {
+    #[graphql(skip)]
+    pub model: membership::Model,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<membership::Model> for Membership {
+    fn from(model: membership::Model) -> Self {
+        Self {
+            role: model.role.into(),
+            created_at: model.created_at,
+            updated_at: model.updated_at,
+            model,
+        }
+    }
+}
+
+#[ComplexObject]
+impl Membership {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::Membership, self.model.id)
+    }
+    async fn user(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        let user = ctx
+            .loader()?
+            .load_one(UserById(self.model.user_id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?;
+        Ok(user.map(User))
+    }
+    async fn tenant(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Tenant>> {
+        let tenant = ctx
+            .loader()?
+            .load_one(TenantById(self.model.tenant_id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?;
+        Ok(tenant.map(Tenant))
+    }
+}
+
+/// An invitation to join a tenant. Its token is shown only when it is created.
+pub struct Invitation(pub invitation::Model);
+
+impl From<invitation::Model> for Invitation {
+    fn from(m: invitation::Model) -> Self {
+        Self(m)
+    }
+}
+
+async fn load_user(
+    ctx: &Context<'_>,
+    id: Option<uuid::Uuid>,
+) -> async_graphql::Result<Option<User>> {
+    let Some(id) = id else { return Ok(None) };
+    let user = ctx
+        .loader()?
+        .load_one(UserById(id))
+        .await
+        .map_err(|e| load_error(ctx, &e))?;
+    Ok(user.map(User))
+}
+
+#[Object]
+impl Invitation {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::Invitation, self.0.id)
+    }
+    async fn email(&self) -> &str {
+        &self.0.email
+    }
+    async fn role(&self) -> Role {
+        self.0.role.into()
+    }
+    async fn status(&self) -> InvitationStatus {
+        if self.0.status == trellis_entity::InvitationStatus::Pending
+            && self.0.expires_at <= Utc::now()
+        {
+            InvitationStatus::Expired
+        } else {
+            self.0.status.into()
+        }
+    }
+    async fn expires_at(&self) -> DateTime<Utc> {
+        self.0.expires_at
+    }
+    async fn accepted_at(&self) -> Option<DateTime<Utc>> {
+        self.0.accepted_at
+    }
+    async fn created_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        load_user(ctx, self.0.created_by).await
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// A tenant's API key. Only its prefix is ever shown after creation.
+pub struct ApiKey(pub api_key::Model);
+
+impl From<api_key::Model> for ApiKey {
+    fn from(m: api_key::Model) -> Self {
+        Self(m)
+    }
+}
+
+#[Object]
+impl ApiKey {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::ApiKey, self.0.id)
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// The public part of the key (`trl_<prefix>…`), to recognise it.
+    async fn prefix(&self) -> &str {
+        &self.0.prefix
+    }
+    async fn scopes(&self) -> Vec<ApiKeyScope> {
+        self.0
+            .scopes
+            .iter()
+            .filter_map(|s| trellis_core::auth::Scope::parse(s))
+            .map(Into::into)
+            .collect()
+    }
+    async fn last_used_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_used_at
+    }
+    async fn expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.expires_at
+    }
+    async fn revoked_at(&self) -> Option<DateTime<Utc>> {
+        self.0.revoked_at
+    }
+    async fn created_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        load_user(ctx, self.0.created_by).await
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// One entry of the append-only, hash-chained audit log.
+pub struct AuditEvent(pub audit_event::Model);
+
+impl From<audit_event::Model> for AuditEvent {
+    fn from(m: audit_event::Model) -> Self {
+        Self(m)
+    }
+}
+
+#[Object]
+impl AuditEvent {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::AuditEvent, self.0.id)
+    }
+    /// Position in the tenant's chain.
+    async fn seq(&self) -> i64 {
+        self.0.seq
+    }
+    async fn action(&self) -> &str {
+        &self.0.action
+    }
+    async fn actor_type(&self) -> ActorType {
+        self.0.actor_type.into()
+    }
+    /// The acting user or API key.
+    async fn actor_id(&self) -> Option<ID> {
+        let kind = match self.0.actor_type {
+            trellis_entity::ActorType::User => IdKind::User,
+            trellis_entity::ActorType::ApiKey => IdKind::ApiKey,
+            trellis_entity::ActorType::System => return None,
+        };
+        self.0.actor_id.map(|id| gid(kind, id))
+    }
+    /// The acting user, when a user acted and is visible.
+    async fn actor(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        if self.0.actor_type != trellis_entity::ActorType::User {
+            return Ok(None);
+        }
+        load_user(ctx, self.0.actor_id).await
+    }
+    async fn target_id(&self) -> Option<ID> {
+        let kind = trellis_entity::IdKind::ALL
+            .into_iter()
+            .find(|k| Some(k.prefix()) == self.0.target_type.as_deref())?;
+        self.0.target_id.map(|id| gid(kind, id))
+    }
+    async fn severity(&self) -> Severity {
+        self.0.severity.into()
+    }
+    async fn ip(&self) -> Option<&str> {
+        self.0.ip.as_deref()
+    }
+    async fn user_agent(&self) -> Option<&str> {
+        self.0.user_agent.as_deref()
+    }
+    async fn details(&self) -> Json<&serde_json::Value> {
+        Json(&self.0.details)
+    }
+    /// SHA-256 of this event chained to the previous one, hex.
+    async fn hash(&self) -> String {
+        self.0.hash.iter().map(|b| format!("{b:02x}")).collect()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+}
+
+/// Converts an input ID into a UUID, NOT_FOUND when it names another kind.
+pub(crate) fn input_id(
+    ctx: &Context<'_>,
+    id: &ID,
+    kind: IdKind,
+) -> async_graphql::Result<uuid::Uuid> {
+    ids::parse(id, kind).map_err(|e| {
+        if let Ok(scope) = ctx.scope() {
+            scope.mark_failed();
+        }
+        load_error(ctx, &e)
+    })
+}

@@ -1,0 +1,70 @@
+#![doc = include_str!("../README.md")]
+
+pub mod context;
+pub mod error;
+pub mod identity;
+pub mod ids;
+pub mod loaders;
+pub mod node;
+pub mod pagination;
+
+use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema};
+
+pub use context::{request_data, RequestData, Services};
+
+/// Every query field.
+#[derive(MergedObject, Default)]
+pub struct Query(node::NodeQuery, identity::IdentityQuery);
+
+/// Every mutation field.
+#[derive(MergedObject, Default)]
+pub struct Mutation(identity::IdentityMutation);
+
+/// The Trellis schema.
+pub type ApiSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Limits that keep one request from costing too much.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub depth: usize,
+    pub complexity: usize,
+    pub recursive_depth: usize,
+    /// Whether introspection (and field suggestions) are on; off in production.
+    pub introspection: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            depth: 12,
+            complexity: 5_000,
+            recursive_depth: 32,
+            introspection: true,
+        }
+    }
+}
+
+/// Builds the schema. `services` holds start-up configuration shared by all requests.
+pub fn build_schema(services: Option<Services>, limits: &Limits) -> ApiSchema {
+    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .limit_depth(limits.depth)
+        .limit_complexity(limits.complexity)
+        .limit_recursive_depth(limits.recursive_depth);
+    if !limits.introspection {
+        builder = builder.disable_introspection().disable_suggestions();
+    }
+    if let Some(services) = services {
+        builder = builder.data(services);
+    }
+    builder.finish()
+}
+
+/// The SDL with fields, arguments and enum values sorted: what `schema.graphql` holds.
+pub fn export_sdl() -> String {
+    build_schema(None, &Limits::default()).sdl_with_options(
+        SDLExportOptions::new()
+            .sorted_fields()
+            .sorted_arguments()
+            .sorted_enum_items(),
+    )
+}

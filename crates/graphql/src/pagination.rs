@@ -1,0 +1,192 @@
+//! Relay connections with keyset cursors over `(created_at, id)`: stable under inserts,
+//! an index range scan per page, the id breaking ties. `totalCount` runs only when
+//! selected.
+
+use std::sync::Arc;
+
+use async_graphql::connection::{Connection, CursorType, Edge};
+use async_graphql::{Enum, Object, OutputType};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use sea_orm::sea_query::{Expr, Order};
+use sea_orm::{
+    Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+    QuerySelect, QueryTrait, Select, Statement,
+};
+use trellis_core::{Error, RequestScope, Result};
+use uuid::Uuid;
+
+/// The most nodes one page may return.
+pub const MAX_PAGE_SIZE: i32 = 100;
+/// The page size when `first` is not given.
+pub const DEFAULT_PAGE_SIZE: i32 = 20;
+
+/// Orders of a list by creation time, id breaking ties.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Enum)]
+pub enum CreatedOrderBy {
+    CreatedAtAsc,
+    #[default]
+    CreatedAtDesc,
+}
+
+/// The position of a row in a list: its creation time and id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeysetCursor {
+    pub created_at: DateTime<Utc>,
+    pub id: Uuid,
+}
+
+impl CursorType for KeysetCursor {
+    type Error = &'static str;
+
+    fn decode_cursor(s: &str) -> Result<Self, Self::Error> {
+        let bytes = URL_SAFE_NO_PAD.decode(s).map_err(|_| "invalid cursor")?;
+        let text = String::from_utf8(bytes).map_err(|_| "invalid cursor")?;
+        let (micros, id) = text.split_once('|').ok_or("invalid cursor")?;
+        let micros: i64 = micros.parse().map_err(|_| "invalid cursor")?;
+        Ok(Self {
+            created_at: DateTime::from_timestamp_micros(micros).ok_or("invalid cursor")?,
+            id: Uuid::try_parse(id).map_err(|_| "invalid cursor")?,
+        })
+    }
+
+    fn encode_cursor(&self) -> String {
+        URL_SAFE_NO_PAD.encode(format!(
+            "{}|{}",
+            self.created_at.timestamp_micros(),
+            self.id
+        ))
+    }
+}
+
+/// A row that can be paged by `(created_at, id)`.
+pub trait Keyed {
+    fn cursor(&self) -> KeysetCursor;
+}
+
+/// Validated paging arguments.
+#[derive(Clone, Copy, Debug)]
+pub struct PageArgs {
+    pub first: u64,
+    pub after: Option<KeysetCursor>,
+    pub order: CreatedOrderBy,
+}
+
+impl PageArgs {
+    pub fn new(
+        first: Option<i32>,
+        after: Option<String>,
+        order: Option<CreatedOrderBy>,
+    ) -> Result<Self> {
+        let first = first.unwrap_or(DEFAULT_PAGE_SIZE);
+        if !(0..=MAX_PAGE_SIZE).contains(&first) {
+            return Err(Error::bad_input(
+                "first",
+                format!("first must be between 0 and {MAX_PAGE_SIZE}"),
+            ));
+        }
+        let after = after
+            .map(|c| KeysetCursor::decode_cursor(&c).map_err(|e| Error::bad_input("after", e)))
+            .transpose()?;
+        Ok(Self {
+            first: first as u64,
+            after,
+            order: order.unwrap_or_default(),
+        })
+    }
+}
+
+/// The connection's own fields beside edges and pageInfo.
+pub struct ConnectionFields {
+    scope: Arc<RequestScope>,
+    count: Statement,
+}
+
+#[Object]
+impl ConnectionFields {
+    /// The number of nodes in the whole list (all pages). Costs a count query, run only
+    /// when this field is selected.
+    async fn total_count(&self) -> async_graphql::Result<i64> {
+        let count = async {
+            let sql = format!(
+                "SELECT count(*) AS total FROM ({}) AS source",
+                self.count.sql
+            );
+            let stmt = Statement::from_sql_and_values(
+                DbBackend::Postgres,
+                sql,
+                self.count.values.clone().map(|v| v.0).unwrap_or_default(),
+            );
+            let row = self.scope.tx().await?.query_one(stmt).await?;
+            Ok::<_, Error>(
+                row.map(|r| r.try_get::<i64>("", "total"))
+                    .transpose()?
+                    .unwrap_or(0),
+            )
+        };
+        count
+            .await
+            .map_err(|e| crate::error::to_graphql(&e, &self.scope.meta().request_id))
+    }
+}
+
+/// A page of GraphQL nodes.
+pub type Page<N> = Connection<KeysetCursor, N, ConnectionFields>;
+
+/// Runs one page of `select` (already filtered) in the request's transaction.
+pub async fn load_page<E, N>(
+    scope: &Arc<RequestScope>,
+    select: Select<E>,
+    created_at: E::Column,
+    id: E::Column,
+    args: PageArgs,
+) -> Result<Page<N>>
+where
+    E: EntityTrait,
+    E::Model: Keyed + FromQueryResult + Send + Sync,
+    N: From<E::Model> + OutputType,
+{
+    let count = select.clone().build(DbBackend::Postgres);
+    let (order, older) = match args.order {
+        CreatedOrderBy::CreatedAtAsc => (Order::Asc, false),
+        CreatedOrderBy::CreatedAtDesc => (Order::Desc, true),
+    };
+    let mut select = select
+        .order_by(created_at, order.clone())
+        .order_by(id, order);
+    if let Some(after) = args.after {
+        let beyond = |col: E::Column, v: sea_orm::Value| {
+            if older {
+                Expr::col(col).lt(v)
+            } else {
+                Expr::col(col).gt(v)
+            }
+        };
+        select = select.filter(
+            Condition::any()
+                .add(beyond(created_at, after.created_at.into()))
+                .add(
+                    Condition::all()
+                        .add(Expr::col(created_at).eq(after.created_at))
+                        .add(beyond(id, after.id.into())),
+                ),
+        );
+    }
+    let mut rows = select.limit(args.first + 1).all(scope.tx().await?).await?;
+    let has_next = rows.len() as u64 > args.first;
+    rows.truncate(args.first as usize);
+    let mut page = Connection::with_additional_fields(
+        args.after.is_some(),
+        has_next,
+        ConnectionFields {
+            scope: scope.clone(),
+            count,
+        },
+    );
+    page.edges = rows
+        .into_iter()
+        .map(|row| Edge::new(row.cursor(), N::from(row)))
+        .collect();
+    Ok(page)
+}

@@ -1,0 +1,212 @@
+//! Start-up: find or start the database, bootstrap and migrate it, check it with the
+//! doctor, and build the shared state.
+
+use std::io::Write;
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use chrono::Duration;
+use rand::RngCore;
+use secrecy::{ExposeSecret, SecretString};
+use trellis_core::auth::{JwtConfig, JwtKeys};
+use trellis_core::identity::IdentityConfig;
+use trellis_core::AppDb;
+use trellis_graphql::{build_schema, Limits, Services};
+
+use crate::bootstrap::{self, DbNames};
+use crate::config::{Config, JwtAlgorithm};
+use crate::embedded_pg::Cluster;
+use crate::http::render_graphiql;
+use crate::state::AppState;
+
+/// The database the server uses, and the embedded cluster if it started one.
+pub struct Database {
+    /// Admin URL of the Trellis database, when known (not with only an app URL).
+    pub admin_url: Option<String>,
+    pub app_url: String,
+    pub cluster: Option<Cluster>,
+}
+
+impl Database {
+    /// Stops the embedded cluster, if any.
+    pub fn shutdown(mut self) -> Result<()> {
+        if let Some(cluster) = self.cluster.as_mut() {
+            cluster.stop()?;
+        }
+        Ok(())
+    }
+}
+
+pub fn db_names(config: &Config) -> DbNames {
+    DbNames {
+        database: config.db_name.clone(),
+        owner_role: config.owner_role.clone(),
+        app_role: config.app_role.clone(),
+        app_password: config.app_password.clone(),
+    }
+}
+
+/// Finds the database (starting the embedded cluster when no URL is configured),
+/// creates roles and database, and migrates when `migrate` is set.
+pub async fn prepare_database(config: &Config, migrate: bool) -> Result<Database> {
+    let (maintenance_url, mut cluster) = match (&config.database_url, &config.app_database_url) {
+        (Some(url), _) => (Some(url.expose_secret().to_owned()), None),
+        (None, Some(_)) => (None, None),
+        (None, None) => {
+            let cluster = Cluster::start(&config.data_dir.join("pg"))
+                .context("starting the embedded PostgreSQL cluster")?;
+            tracing::info!(port = cluster.port, data_dir = %config.data_dir.display(), "embedded PostgreSQL started");
+            (Some(cluster.admin_url()), Some(cluster))
+        }
+    };
+    match connect_database(config, maintenance_url, migrate).await {
+        Ok((admin_url, app_url)) => Ok(Database {
+            admin_url,
+            app_url,
+            cluster,
+        }),
+        Err(err) => {
+            if let Some(cluster) = cluster.as_mut() {
+                cluster.stop()?;
+            }
+            Err(err)
+        }
+    }
+}
+
+async fn connect_database(
+    config: &Config,
+    maintenance_url: Option<String>,
+    migrate: bool,
+) -> Result<(Option<String>, String)> {
+    let names = db_names(config);
+    let admin_url = match &maintenance_url {
+        Some(url) => {
+            bootstrap::ensure_roles_and_database(url, &names).await?;
+            let db_url = bootstrap::with_database(url, &names.database)?;
+            if migrate {
+                bootstrap::migrate(&db_url, &names).await?;
+            }
+            Some(db_url)
+        }
+        None => None,
+    };
+    let app_url = match (&config.app_database_url, &maintenance_url) {
+        (Some(url), _) => url.expose_secret().to_owned(),
+        (None, Some(url)) => bootstrap::app_url(url, &names)?,
+        (None, None) => bail!("set DATABASE_URL or TRELLIS_APP_DATABASE_URL"),
+    };
+    Ok((admin_url, app_url))
+}
+
+/// Reads `path`, or creates it with `make()` readable by this user only.
+fn read_or_create_secret(path: &Path, make: impl FnOnce() -> String) -> Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        return Ok(existing.trim().to_owned());
+    }
+    std::fs::create_dir_all(path.parent().unwrap_or(Path::new(".")))?;
+    let value = make();
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    file.open(path)
+        .and_then(|mut f| f.write_all(value.as_bytes()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(value)
+}
+
+/// The token keys from configuration; HS256 with a generated secret kept in the data
+/// dir when none is configured.
+pub fn jwt_keys(config: &Config) -> Result<JwtKeys> {
+    let jwt_config = JwtConfig {
+        issuer: config.jwt_issuer.clone(),
+        audience: config.jwt_audience.clone(),
+        access_ttl: Duration::seconds(config.access_token_ttl),
+        leeway_seconds: config.jwt_leeway,
+    };
+    let pem_files = || {
+        config
+            .jwt_private_key_file
+            .as_deref()
+            .zip(config.jwt_public_key_file.as_deref())
+            .context(
+                "EdDSA and RS256 need TRELLIS_JWT_PRIVATE_KEY_FILE and TRELLIS_JWT_PUBLIC_KEY_FILE",
+            )
+    };
+    match config.jwt_algorithm {
+        JwtAlgorithm::Hs256 => {
+            let secret = match &config.jwt_secret {
+                Some(s) => s.clone(),
+                None => SecretString::from(read_or_create_secret(
+                    &config.data_dir.join("jwt-secret"),
+                    || {
+                        let mut bytes = [0u8; 48];
+                        rand::rngs::OsRng.fill_bytes(&mut bytes);
+                        base64::engine::general_purpose::STANDARD.encode(bytes)
+                    },
+                )?),
+            };
+            JwtKeys::hs256(
+                secret.expose_secret().as_bytes(),
+                &config.jwt_kid,
+                jwt_config,
+            )
+        }
+        JwtAlgorithm::EdDsa => {
+            let (private, public) = pem_files()?;
+            JwtKeys::from_pem_files(
+                jsonwebtoken::Algorithm::EdDSA,
+                private,
+                public,
+                &config.jwt_kid,
+                jwt_config,
+            )
+        }
+        JwtAlgorithm::Rs256 => {
+            let (private, public) = pem_files()?;
+            JwtKeys::from_pem_files(
+                jsonwebtoken::Algorithm::RS256,
+                private,
+                public,
+                &config.jwt_kid,
+                jwt_config,
+            )
+        }
+    }
+}
+
+/// Connects as the application role and builds everything the handlers share.
+pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result<AppState> {
+    let statements = Arc::new(AtomicU64::new(0));
+    let pool = bootstrap::connect_app(app_url, config.pool_size, statements.clone()).await?;
+    let limits = Limits {
+        depth: config.max_depth,
+        complexity: config.max_complexity,
+        introspection: !config.is_production(),
+        ..Limits::default()
+    };
+    let identity = IdentityConfig {
+        jwt: jwt.clone(),
+        refresh_ttl: Duration::seconds(config.refresh_token_ttl),
+        invitation_ttl: Duration::seconds(config.invitation_ttl),
+    };
+    let schema = build_schema(Some(Services { identity }), &limits);
+    let graphiql = (!config.is_production()).then(|| {
+        if !config.graphiql_assets.join("ruru.js").is_file() {
+            tracing::warn!(path = %config.graphiql_assets.display(), "GraphiQL assets missing: run `npm ci --prefix web`");
+        }
+        Arc::new((render_graphiql(), config.graphiql_assets.clone()))
+    });
+    Ok(AppState {
+        schema,
+        db: AppDb::new(pool),
+        jwt,
+        statements,
+        requests: Arc::new(AtomicU64::new(0)),
+        graphiql,
+        max_batch: config.max_batch,
+    })
+}

@@ -1,0 +1,173 @@
+//! Typed configuration from environment variables (and flags). Every variable is
+//! documented here, in `--help` and in `docs/configuration.md`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use secrecy::SecretString;
+
+/// Trellis: the multi-tenant GraphQL control plane for automations and AI agents.
+#[derive(Debug, Parser)]
+#[command(name = "trellis", version, about)]
+pub struct Cli {
+    #[command(flatten)]
+    pub config: Config,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (the default).
+    Serve,
+    /// Create the roles and database if needed, and apply migrations.
+    Migrate,
+    /// Check that the database keeps the tenancy contract; exits 1 when it does not.
+    Doctor,
+    /// Print the GraphQL schema (SDL) to stdout.
+    ExportSchema,
+    /// Create a demo tenant, user and API key, and print how to use them.
+    SeedDemo,
+    /// Create an API key for a tenant (by slug) and print it once.
+    CreateApiKey {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long, default_value = "cli")]
+        name: String,
+        /// read, write or admin (repeatable).
+        #[arg(long = "scope", default_values = ["read"])]
+        scopes: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Environment {
+    Development,
+    Production,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum JwtAlgorithm {
+    #[value(name = "HS256")]
+    Hs256,
+    #[value(name = "EdDSA")]
+    EdDsa,
+    #[value(name = "RS256")]
+    Rs256,
+}
+
+/// Everything the server reads at start-up.
+#[derive(Clone, Debug, Args)]
+pub struct Config {
+    /// Admin (superuser or CREATEROLE) URL used to create roles, the database and run
+    /// migrations. Unset: an embedded PostgreSQL cluster is started under the data dir.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+    /// URL the server connects with as the application role. Unset: derived from the
+    /// admin URL with the app role's name and password.
+    #[arg(long, env = "TRELLIS_APP_DATABASE_URL", hide_env_values = true)]
+    pub app_database_url: Option<SecretString>,
+    /// Name of the database (when derived from the admin URL or embedded).
+    #[arg(long, env = "TRELLIS_DB_NAME", default_value = "trellis")]
+    pub db_name: String,
+    /// Role that owns every object and runs migrations (NOLOGIN, BYPASSRLS).
+    #[arg(long, env = "TRELLIS_DB_OWNER_ROLE", default_value = "trellis_owner")]
+    pub owner_role: String,
+    /// Role the server logs in as (NOSUPERUSER, NOBYPASSRLS, owns nothing).
+    #[arg(long, env = "TRELLIS_DB_APP_ROLE", default_value = "trellis_app")]
+    pub app_role: String,
+    /// Password of the application role.
+    #[arg(
+        long,
+        env = "TRELLIS_DB_APP_PASSWORD",
+        default_value = "trellis_app",
+        hide_default_value = true,
+        hide_env_values = true
+    )]
+    pub app_password: SecretString,
+    /// Connections in the application pool.
+    #[arg(long, env = "TRELLIS_DB_POOL_SIZE", default_value_t = 16)]
+    pub pool_size: u32,
+    /// Where the embedded cluster, generated keys and other local state live.
+    #[arg(long, env = "TRELLIS_DATA_DIR", default_value = ".trellis")]
+    pub data_dir: PathBuf,
+    /// Address to listen on.
+    #[arg(long, env = "TRELLIS_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// `production` turns off introspection, field suggestions and GraphiQL.
+    #[arg(long, env = "TRELLIS_ENV", value_enum, default_value = "development")]
+    pub env: Environment,
+    /// Apply migrations when `serve` starts.
+    #[arg(long, env = "TRELLIS_MIGRATE_ON_START", default_value_t = true, action = clap::ArgAction::Set)]
+    pub migrate_on_start: bool,
+    /// Serve even when the RLS doctor finds a problem (not recommended).
+    #[arg(long, env = "TRELLIS_SKIP_DOCTOR", default_value_t = false, action = clap::ArgAction::Set)]
+    pub skip_doctor: bool,
+    /// HS256 secret (32+ bytes). Unset: one is generated and kept in the data dir.
+    #[arg(long, env = "TRELLIS_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<SecretString>,
+    /// The one algorithm access tokens are signed and checked with.
+    #[arg(
+        long,
+        env = "TRELLIS_JWT_ALGORITHM",
+        value_enum,
+        default_value = "HS256"
+    )]
+    pub jwt_algorithm: JwtAlgorithm,
+    /// PEM private key for EdDSA or RS256.
+    #[arg(long, env = "TRELLIS_JWT_PRIVATE_KEY_FILE")]
+    pub jwt_private_key_file: Option<PathBuf>,
+    /// PEM public key for EdDSA or RS256.
+    #[arg(long, env = "TRELLIS_JWT_PUBLIC_KEY_FILE")]
+    pub jwt_public_key_file: Option<PathBuf>,
+    /// Key id put in and required from the token header.
+    #[arg(long, env = "TRELLIS_JWT_KID", default_value = "trellis-1")]
+    pub jwt_kid: String,
+    #[arg(long, env = "TRELLIS_JWT_ISSUER", default_value = "trellis")]
+    pub jwt_issuer: String,
+    #[arg(long, env = "TRELLIS_JWT_AUDIENCE", default_value = "trellis-api")]
+    pub jwt_audience: String,
+    /// Access-token lifetime in seconds.
+    #[arg(long, env = "TRELLIS_ACCESS_TOKEN_TTL", default_value_t = 900)]
+    pub access_token_ttl: i64,
+    /// Refresh-token lifetime in seconds.
+    #[arg(long, env = "TRELLIS_REFRESH_TOKEN_TTL", default_value_t = 30 * 24 * 3600)]
+    pub refresh_token_ttl: i64,
+    /// Invitation lifetime in seconds.
+    #[arg(long, env = "TRELLIS_INVITATION_TTL", default_value_t = 7 * 24 * 3600)]
+    pub invitation_ttl: i64,
+    /// Clock skew allowed when checking tokens, in seconds (at most 30).
+    #[arg(long, env = "TRELLIS_JWT_LEEWAY", default_value_t = 5)]
+    pub jwt_leeway: u64,
+    /// Folder with ruru's static assets (from `npm ci` in web/).
+    #[arg(long, env = "TRELLIS_GRAPHIQL_ASSETS", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/node_modules/ruru/static"))]
+    pub graphiql_assets: PathBuf,
+    /// Seconds before a request is cut off.
+    #[arg(long, env = "TRELLIS_REQUEST_TIMEOUT", default_value_t = 30)]
+    pub request_timeout: u64,
+    /// Largest request body in bytes.
+    #[arg(long, env = "TRELLIS_BODY_LIMIT", default_value_t = 1024 * 1024)]
+    pub body_limit: usize,
+    /// Origins allowed by CORS, comma-separated; empty: same-origin only.
+    #[arg(long, env = "TRELLIS_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+    /// Maximum query depth.
+    #[arg(long, env = "TRELLIS_MAX_DEPTH", default_value_t = 12)]
+    pub max_depth: usize,
+    /// Maximum query complexity.
+    #[arg(long, env = "TRELLIS_MAX_COMPLEXITY", default_value_t = 5000)]
+    pub max_complexity: usize,
+    /// Most operations in one batched HTTP request.
+    #[arg(long, env = "TRELLIS_MAX_BATCH", default_value_t = 10)]
+    pub max_batch: usize,
+    /// Log filter, e.g. `info,trellis=debug`.
+    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    pub log: String,
+}
+
+impl Config {
+    pub fn is_production(&self) -> bool {
+        self.env == Environment::Production
+    }
+}

@@ -1,0 +1,330 @@
+//! The axum router: GraphQL over HTTP and graphql-ws, GraphiQL, health and metrics.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_graphql::parser::types::OperationType;
+use async_graphql::{BatchRequest, Data};
+use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::{ConnectInfo, FromRequest, Request, State, WebSocketUpgrade};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use tower::ServiceBuilder;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::services::ServeDir;
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+use trellis_core::{identity, Principal, RequestMeta, RequestScope};
+
+use crate::state::AppState;
+
+/// HTTP-level settings for the router.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    pub request_timeout: Duration,
+    pub body_limit: usize,
+    pub cors_origins: Vec<String>,
+}
+
+/// Builds the whole router.
+pub fn router(state: AppState, config: &HttpConfig) -> Router {
+    let mut router = Router::new()
+        .route("/graphql", get(graphql_get).post(graphql_post))
+        .route("/graphql/ws", get(graphql_ws))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics));
+    if let Some(graphiql) = state.graphiql.clone() {
+        router = router
+            .route("/graphiql", get(graphiql_page))
+            .nest_service("/graphiql/static", ServeDir::new(&graphiql.1));
+    }
+    let origins: Vec<HeaderValue> = config
+        .cors_origins
+        .iter()
+        .filter_map(|o| o.parse().ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+    router.with_state(state).layer(
+        ServiceBuilder::new()
+            .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
+            .layer(TraceLayer::new_for_http())
+            .layer(PropagateRequestIdLayer::x_request_id())
+            .layer(RequestBodyLimitLayer::new(config.body_limit))
+            .layer(cors)
+            .layer(TimeoutLayer::with_status_code(
+                StatusCode::REQUEST_TIMEOUT,
+                config.request_timeout,
+            )),
+    )
+}
+
+fn graphql_error(status: StatusCode, code: &str, message: &str) -> Response {
+    let body =
+        serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+/// The bearer credential of a request: an access token or an API key (`trl_…`).
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// Resolves a credential to a principal; any failure is `Unauthenticated`.
+pub async fn authenticate(
+    state: &AppState,
+    credential: Option<&str>,
+) -> trellis_core::Result<Principal> {
+    match credential {
+        None | Some("") => Ok(Principal::Anonymous),
+        Some(key) if key.starts_with("trl_") => {
+            identity::authenticate_api_key(state.db.pool(), key).await
+        }
+        Some(token) => {
+            let claims = state.jwt.verify(token)?;
+            Ok(Principal::User {
+                user_id: claims.sub,
+                tenant_id: claims.tid,
+            })
+        }
+    }
+}
+
+fn meta(headers: &HeaderMap, peer: Option<SocketAddr>) -> RequestMeta {
+    let header_text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    RequestMeta {
+        request_id: header_text("x-request-id").unwrap_or_default(),
+        ip: peer.map(|p| p.ip().to_string()),
+        user_agent: header_text("user-agent").map(|ua| ua.chars().take(512).collect()),
+    }
+}
+
+/// Runs a batch in one request scope (one transaction), committing only on success.
+async fn execute(
+    state: &AppState,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    batch: BatchRequest,
+) -> Response {
+    let batch_len = match &batch {
+        BatchRequest::Single(_) => 1,
+        BatchRequest::Batch(requests) => requests.len(),
+    };
+    if batch_len > state.max_batch {
+        return graphql_error(
+            StatusCode::BAD_REQUEST,
+            "BAD_USER_INPUT",
+            &format!("at most {} operations per batch", state.max_batch),
+        );
+    }
+    let meta = meta(headers, peer);
+    let principal = match authenticate(state, bearer(headers)).await {
+        Ok(p) => p,
+        Err(trellis_core::Error::Unauthenticated) => {
+            return graphql_error(
+                StatusCode::UNAUTHORIZED,
+                "UNAUTHENTICATED",
+                "invalid or expired credentials",
+            )
+        }
+        Err(err) => {
+            tracing::error!(request_id = meta.request_id, error = ?err, "authentication failed");
+            return graphql_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "INTERNAL",
+                "internal error",
+            );
+        }
+    };
+    let scope = RequestScope::new(state.db.clone(), principal, meta);
+    let batch = match batch {
+        BatchRequest::Single(r) => {
+            BatchRequest::Single(trellis_graphql::request_data(r, scope.clone()))
+        }
+        BatchRequest::Batch(rs) => BatchRequest::Batch(
+            rs.into_iter()
+                .map(|r| trellis_graphql::request_data(r, scope.clone()))
+                .collect(),
+        ),
+    };
+    let response = state.schema.execute_batch(batch).await;
+    state.requests.fetch_add(1, Ordering::Relaxed);
+    finish(scope, response.is_ok()).await;
+    GraphQLResponse::from(response).into_response()
+}
+
+/// Commits or rolls back the request's transaction once no resolver holds the scope.
+async fn finish(mut scope: Arc<RequestScope>, ok: bool) {
+    for _ in 0..1000 {
+        match Arc::try_unwrap(scope) {
+            Ok(owned) => {
+                if let Err(err) = owned.finish(ok).await {
+                    tracing::error!(error = ?err, "finishing the request transaction failed");
+                }
+                return;
+            }
+            Err(shared) => {
+                scope = shared;
+                tokio::task::yield_now().await;
+            }
+        }
+    }
+    tracing::error!(
+        "request scope still shared after the response; its transaction rolls back on drop"
+    );
+}
+
+async fn graphql_post(State(state): State<AppState>, request: Request) -> Response {
+    let (headers, peer) = parts_of(&request);
+    match GraphQLBatchRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
+        request,
+        &(),
+    )
+    .await
+    {
+        Ok(batch) => execute(&state, &headers, peer, batch.into_inner()).await,
+        Err(rejection) => rejection.into_response(),
+    }
+}
+
+/// GET runs queries only: a mutation over GET is 405, so links cannot change state.
+async fn graphql_get(State(state): State<AppState>, request: Request) -> Response {
+    let (headers, peer) = parts_of(&request);
+    let batch =
+        match GraphQLBatchRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
+            request,
+            &(),
+        )
+        .await
+        {
+            Ok(batch) => batch.into_inner(),
+            Err(rejection) => return rejection.into_response(),
+        };
+    let changes_state = batch
+        .iter()
+        .any(|r| match async_graphql::parser::parse_query(&r.query) {
+            Ok(doc) => doc.operations.iter().any(|(name, op)| {
+                let selected = r
+                    .operation_name
+                    .as_deref()
+                    .is_none_or(|wanted| name.map(|n| n.as_str()) == Some(wanted));
+                selected && op.node.ty != OperationType::Query
+            }),
+            Err(_) => false,
+        });
+    if changes_state {
+        let mut response = graphql_error(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "BAD_USER_INPUT",
+            "mutations need POST",
+        );
+        response
+            .headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("POST"));
+        return response;
+    }
+    execute(&state, &headers, peer, batch).await
+}
+
+fn parts_of(request: &Request) -> (HeaderMap, Option<SocketAddr>) {
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0);
+    (request.headers().clone(), peer)
+}
+
+/// graphql-ws (graphql-transport-ws). The credential comes in `connection_init`'s
+/// payload as `Authorization: Bearer …`; a bad one closes the connection.
+async fn graphql_ws(
+    State(state): State<AppState>,
+    protocol: async_graphql_axum::GraphQLProtocol,
+    upgrade: WebSocketUpgrade,
+) -> Response {
+    let schema = state.schema.clone();
+    upgrade
+        .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
+        .on_upgrade(move |socket| async move {
+            GraphQLWebSocket::new(socket, schema, protocol)
+                .on_connection_init(move |payload| async move {
+                    let credential = payload
+                        .get("Authorization")
+                        .or_else(|| payload.get("authorization"))
+                        .and_then(|v| v.as_str())
+                        .and_then(|v| v.split_once(' ').map(|(_, t)| t.trim().to_owned()));
+                    let principal = authenticate(&state, credential.as_deref())
+                        .await
+                        .map_err(|_| async_graphql::Error::new("invalid or expired credentials"))?;
+                    if principal == Principal::Anonymous {
+                        return Err(async_graphql::Error::new("authentication required"));
+                    }
+                    let mut data = Data::default();
+                    data.insert(principal);
+                    Ok(data)
+                })
+                .serve()
+                .await
+        })
+}
+
+async fn readyz(State(state): State<AppState>) -> Response {
+    use sea_orm::ConnectionTrait;
+    match state.db.pool().execute_unprepared("SELECT 1").await {
+        Ok(_) => (StatusCode::OK, "ready").into_response(),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+    }
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let body = format!(
+        "# TYPE trellis_sql_statements_total counter\ntrellis_sql_statements_total {}\n\
+         # TYPE trellis_graphql_requests_total counter\ntrellis_graphql_requests_total {}\n",
+        state.statements.load(Ordering::Relaxed),
+        state.requests.load(Ordering::Relaxed)
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+async fn graphiql_page(State(state): State<AppState>) -> Response {
+    match &state.graphiql {
+        Some(page) => Html(page.0.clone()).into_response(),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
+}
+
+/// The GraphiQL page with its endpoints filled in.
+pub fn render_graphiql() -> String {
+    let json = |s: &str| {
+        serde_json::to_string(s)
+            .unwrap_or_default()
+            .replace('<', "\\u003c")
+    };
+    include_str!("graphiql.html")
+        .replace("{{STATIC_PATH}}", &json("/graphiql/static/"))
+        .replace("{{ENDPOINT}}", &json("/graphql"))
+        .replace("{{SUBSCRIPTION_ENDPOINT}}", &json("/graphql/ws"))
+}

@@ -1,0 +1,8 @@
+#![doc = include_str!("../README.md")]
+
+pub mod app;
+pub mod bootstrap;
+pub mod config;
+pub mod embedded_pg;
+pub mod http;
+pub mod state;

@@ -1,0 +1,270 @@
+//! The `trellis` binary.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use sea_orm::ConnectionTrait;
+use secrecy::SecretString;
+use tracing_subscriber::EnvFilter;
+use trellis_core::auth::api_key::ApiKeySecret;
+use trellis_core::{doctor, identity, Principal, RequestMeta, RequestScope};
+use trellis_server::app::{self, Database};
+use trellis_server::bootstrap;
+use trellis_server::config::{Cli, Command, Config};
+use trellis_server::http::{self, HttpConfig};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_new(&cli.config.log).unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(cli).await {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[expect(clippy::print_stdout, reason = "CLI output")]
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let config = cli.config;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::ExportSchema => {
+            print!("{}", trellis_graphql::export_sdl());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Serve => serve(&config).await,
+        Command::Migrate => {
+            let db = app::prepare_database(&config, true).await?;
+            println!("migrations applied");
+            db.shutdown()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Doctor => {
+            let db = app::prepare_database(&config, config.migrate_on_start).await?;
+            let pool = bootstrap::connect_app(&db.app_url, 1, Default::default()).await?;
+            let report = doctor::examine(&pool).await?;
+            println!("{report}");
+            db.shutdown()?;
+            Ok(if report.is_healthy() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::SeedDemo => {
+            let db = app::prepare_database(&config, true).await?;
+            seed_demo(&config, &db).await?;
+            db.shutdown()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CreateApiKey {
+            tenant,
+            name,
+            scopes,
+        } => {
+            let db = app::prepare_database(&config, true).await?;
+            let admin_url = db.admin_url.clone().context(
+                "create-api-key needs DATABASE_URL (an admin URL) or the embedded cluster",
+            )?;
+            let key = create_api_key_as_owner(&config, &admin_url, &tenant, &name, &scopes).await?;
+            println!("{key}");
+            db.shutdown()?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve(config: &Config) -> Result<ExitCode> {
+    let db = app::prepare_database(config, config.migrate_on_start).await?;
+    let result = serve_on(config, &db).await;
+    db.shutdown()?;
+    result
+}
+
+async fn serve_on(config: &Config, db: &Database) -> Result<ExitCode> {
+    let state = app::build_state(config, &db.app_url, app::jwt_keys(config)?).await?;
+    let report = doctor::examine(state.db.pool()).await?;
+    if !report.is_healthy() {
+        for failure in report.failures() {
+            tracing::error!(
+                subject = failure.subject,
+                check = failure.check,
+                detail = failure.detail,
+                "RLS doctor"
+            );
+        }
+        if !config.skip_doctor {
+            anyhow::bail!("the RLS doctor found problems (run `trellis doctor`); refusing to serve. TRELLIS_SKIP_DOCTOR=true overrides");
+        }
+        tracing::warn!("serving despite RLS doctor failures because TRELLIS_SKIP_DOCTOR is set");
+    }
+    let http_config = HttpConfig {
+        request_timeout: std::time::Duration::from_secs(config.request_timeout),
+        body_limit: config.body_limit,
+        cors_origins: config.cors_origins.clone(),
+    };
+    let router = http::router(state, &http_config);
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    tracing::info!(address = %listener.local_addr()?, "Trellis is listening: GraphQL at /graphql, GraphiQL at /graphiql");
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    tracing::info!("shut down");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let terminate = async {
+        match term.as_mut() {
+            Some(t) => {
+                t.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {}
+        () = terminate => {}
+    }
+}
+
+/// Creates (or signs in) the demo user, the `demo` tenant and an admin API key.
+#[expect(clippy::print_stdout, reason = "CLI output")]
+async fn seed_demo(config: &Config, db: &Database) -> Result<()> {
+    const EMAIL: &str = "demo@trellis.dev";
+    const PASSWORD: &str = "trellis-demo-password";
+    let state = app::build_state(config, &db.app_url, app::jwt_keys(config)?).await?;
+    let identity_config = trellis_core::identity::IdentityConfig {
+        jwt: state.jwt.clone(),
+        refresh_ttl: chrono::Duration::days(30),
+        invitation_ttl: chrono::Duration::days(7),
+    };
+    let meta = RequestMeta {
+        request_id: "seed-demo".into(),
+        ..Default::default()
+    };
+    let anonymous = RequestScope::new(state.db.clone(), Principal::Anonymous, meta.clone());
+    let session = match identity_config
+        .sign_up(&anonymous, EMAIL, "Demo User", SecretString::from(PASSWORD))
+        .await
+    {
+        Ok(session) => session,
+        Err(trellis_core::Error::Conflict { .. }) => {
+            finish(anonymous, false).await?;
+            let again = RequestScope::new(state.db.clone(), Principal::Anonymous, meta.clone());
+            let session = identity_config
+                .login(&again, EMAIL, SecretString::from(PASSWORD))
+                .await?;
+            finish(again, true).await?;
+            println!("The demo user already exists; nothing new was created.");
+            println!(
+                "Sign in with {EMAIL} / {PASSWORD}.\nAccess token (15 min): {}",
+                session.access_token
+            );
+            return Ok(());
+        }
+        Err(err) => return Err(err.into()),
+    };
+    finish(anonymous, true).await?;
+    let user_scope = RequestScope::new(
+        state.db.clone(),
+        Principal::User {
+            user_id: session.user.id,
+            tenant_id: None,
+        },
+        meta.clone(),
+    );
+    let tenant = identity::create_tenant(&user_scope, "demo", "Demo Tenant", None).await?;
+    finish(user_scope, true).await?;
+    let tenant_scope = RequestScope::new(
+        state.db.clone(),
+        Principal::User {
+            user_id: session.user.id,
+            tenant_id: Some(tenant.id),
+        },
+        meta,
+    );
+    let key = identity::create_api_key(
+        &tenant_scope,
+        "demo key",
+        &[trellis_core::auth::Scope::Admin],
+        None,
+    )
+    .await?;
+    finish(tenant_scope, true).await?;
+    let (token, _) = state.jwt.issue(session.user.id, Some(tenant.id))?;
+    println!("Demo tenant `demo` created.");
+    println!("  user:      {EMAIL} / {PASSWORD}");
+    println!("  API key:   {}  (admin scope; shown once)", key.plaintext);
+    println!("  token:     {token}  (15 minutes)");
+    println!("Try: curl -s localhost:8080/graphql -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' \\", key.plaintext);
+    println!("       -d '{{\"query\":\"{{ tenant {{ name members {{ totalCount }} }} }}\"}}'");
+    Ok(())
+}
+
+async fn finish(scope: std::sync::Arc<RequestScope>, ok: bool) -> Result<()> {
+    let scope =
+        std::sync::Arc::try_unwrap(scope).map_err(|_| anyhow::anyhow!("scope still shared"))?;
+    scope.finish(ok).await?;
+    Ok(())
+}
+
+/// Creates an API key for a tenant from the command line, as the owner role, with a
+/// `system` audit event.
+async fn create_api_key_as_owner(
+    config: &Config,
+    db_url: &str,
+    tenant_slug: &str,
+    name: &str,
+    scopes: &[String],
+) -> Result<String> {
+    for scope in scopes {
+        trellis_core::auth::Scope::parse(scope)
+            .with_context(|| format!("unknown scope {scope}: use read, write or admin"))?;
+    }
+    let owner = bootstrap::open_as_owner(db_url, &app::db_names(config)).await?;
+    let secret = ApiKeySecret::generate();
+    let key_id = uuid::Uuid::now_v7();
+    let stmt = trellis_core::scope::stmt;
+    let inserted = owner
+        .execute(stmt(
+            "WITH t AS (SELECT id FROM tenants WHERE slug = $1 AND deleted_at IS NULL), \
+             k AS (INSERT INTO api_keys (id, tenant_id, name, prefix, key_hash, scopes) \
+                   SELECT $2, t.id, $3, $4, $5, $6 FROM t RETURNING tenant_id) \
+             INSERT INTO audit_events (id, tenant_id, actor_type, action, target_type, target_id, details) \
+             SELECT $7, k.tenant_id, 'system', 'api_key.create', 'key', $2, jsonb_build_object('name', $3::text, 'via', 'cli') FROM k",
+            [
+                tenant_slug.into(),
+                key_id.into(),
+                name.into(),
+                secret.prefix.clone().into(),
+                secret.hash.clone().into(),
+                scopes.to_vec().into(),
+                uuid::Uuid::now_v7().into(),
+            ],
+        ))
+        .await
+        .map_err(trellis_core::Error::from)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    anyhow::ensure!(
+        inserted.rows_affected() == 1,
+        "no tenant with slug {tenant_slug}"
+    );
+    Ok(secret.plaintext)
+}

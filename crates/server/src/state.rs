@@ -1,0 +1,23 @@
+//! What the HTTP handlers share, built once at start-up.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use trellis_core::auth::JwtKeys;
+use trellis_core::AppDb;
+use trellis_graphql::ApiSchema;
+
+/// Shared, immutable after start-up (the counters are atomics).
+#[derive(Clone)]
+pub struct AppState {
+    pub schema: ApiSchema,
+    pub db: AppDb,
+    pub jwt: JwtKeys,
+    /// SQL statements sent by the application pool since start.
+    pub statements: Arc<AtomicU64>,
+    /// GraphQL requests served since start.
+    pub requests: Arc<AtomicU64>,
+    /// The rendered GraphiQL page and its asset folder; `None` in production.
+    pub graphiql: Option<Arc<(String, std::path::PathBuf)>>,
+    pub max_batch: usize,
+}

@@ -1,0 +1,25 @@
+#![doc = include_str!("../README.md")]
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261122_000001_foundation;
+pub mod rls;
+
+/// Every migration, oldest first. Never edit one that has shipped: add a new one.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261122_000001_foundation::Migration)]
+    }
+}
+
+/// Runs a script of several statements (no bind parameters) on the migration connection.
+pub(crate) async fn run_script(manager: &SchemaManager<'_>, sql: &str) -> Result<(), DbErr> {
+    manager
+        .get_connection()
+        .execute_unprepared(sql)
+        .await
+        .map(|_| ())
+}
