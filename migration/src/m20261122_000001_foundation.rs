@@ -23,8 +23,10 @@ fn policies() -> Vec<Policies<'static>> {
     let own_user_chain = format!(
         "tenant_id IS NULL AND (actor_id = (SELECT app.current_user_id()) OR {PLATFORM_ADMIN})"
     );
+    // User-level events (sign-up, login, logout) go to the tenant-less chain, written
+    // only by the user they are about, whatever tenant the session acts in.
     let insert_in_own_chain = format!(
-        "{TENANT_MATCH} OR (tenant_id IS NULL AND (SELECT app.current_tenant_id()) IS NULL)"
+        "{TENANT_MATCH} OR (tenant_id IS NULL AND actor_id = (SELECT app.current_user_id()))"
     );
     vec![
         Policies::custom("tenants", "id = (SELECT app.current_tenant_id())")

@@ -99,9 +99,8 @@ impl From<DbErr> for Error {
 
 /// The PostgreSQL error under a sea-orm error, if there is one.
 pub fn database_error(err: &DbErr) -> Option<&(dyn sqlx::error::DatabaseError + 'static)> {
-    let runtime = match err {
-        DbErr::Query(e) | DbErr::Exec(e) | DbErr::Conn(e) => e,
-        _ => return None,
+    let (DbErr::Query(runtime) | DbErr::Exec(runtime) | DbErr::Conn(runtime)) = err else {
+        return None;
     };
     match runtime {
         sea_orm::RuntimeErr::SqlxError(sqlx::Error::Database(db)) => Some(db.as_ref()),

@@ -227,6 +227,18 @@ impl IdentityConfig {
             .one(tx)
             .await?
             .ok_or(Error::Unauthenticated)?;
+        if let Some(requested) = tenant_id {
+            // Only a tenant the user belongs to; anything else is indistinguishable from
+            // a tenant that does not exist.
+            let member = membership::Entity::find()
+                .filter(membership::Column::TenantId.eq(requested))
+                .filter(membership::Column::UserId.eq(current.user_id))
+                .one(tx)
+                .await?;
+            if member.is_none() {
+                return Err(Error::NotFound);
+            }
+        }
         let tenant_id = tenant_id.or(current.active_tenant_id);
         let (session, new_id) = self
             .open_session(scope, user, tenant_id, Some(current.family_id))
@@ -303,6 +315,28 @@ impl IdentityConfig {
     }
 }
 
+/// Runs `work` with the transaction switched into `tenant_id`, and switches back
+/// whatever `work` returns, so no early exit leaves the request in another tenant.
+async fn inside_tenant<T>(
+    scope: &RequestScope,
+    tenant_id: Uuid,
+    work: impl std::future::Future<Output = Result<T>>,
+) -> Result<T> {
+    scope.enter_tenant(tenant_id).await?;
+    match work.await {
+        Ok(value) => {
+            scope.leave_tenant().await?;
+            Ok(value)
+        }
+        Err(err) => {
+            // After a database error the transaction is aborted and cannot switch back;
+            // it only rolls back then, so the first error is the one to report.
+            let _ = scope.leave_tenant().await;
+            Err(err)
+        }
+    }
+}
+
 /// Validates a tenant slug (the database checks it again).
 fn parse_slug(slug: &str) -> Result<String> {
     let slug = slug.trim().to_owned();
@@ -341,34 +375,35 @@ pub async fn create_tenant(
     let slug = parse_slug(slug)?;
     let name = required_text(name, "name", 200)?;
     let tenant_id = Uuid::now_v7();
-    scope.enter_tenant(tenant_id).await?;
     let tx = scope.tx().await?;
-    let tenant = tenant::ActiveModel {
-        id: Set(tenant_id),
-        slug: Set(slug),
-        name: Set(name),
-        plan: Set(plan.unwrap_or(TenantPlan::Free)),
-        settings: Set(json!({})),
-        ..Default::default()
-    }
-    .insert(tx)
-    .await?;
-    membership::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        tenant_id: Set(tenant_id),
-        user_id: Set(user_id),
-        role: Set(Role::Owner),
-        ..Default::default()
-    }
-    .insert(tx)
-    .await?;
-    audit::record(
-        scope,
-        Event::new(Some(tenant_id), "tenant.create").target(IdKind::Tenant, tenant_id),
-    )
-    .await?;
-    scope.leave_tenant().await?;
-    Ok(tenant)
+    inside_tenant(scope, tenant_id, async {
+        let tenant = tenant::ActiveModel {
+            id: Set(tenant_id),
+            slug: Set(slug),
+            name: Set(name),
+            plan: Set(plan.unwrap_or(TenantPlan::Free)),
+            settings: Set(json!({})),
+            ..Default::default()
+        }
+        .insert(tx)
+        .await?;
+        membership::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(tenant_id),
+            user_id: Set(user_id),
+            role: Set(Role::Owner),
+            ..Default::default()
+        }
+        .insert(tx)
+        .await?;
+        audit::record(
+            scope,
+            Event::new(Some(tenant_id), "tenant.create").target(IdKind::Tenant, tenant_id),
+        )
+        .await?;
+        Ok(tenant)
+    })
+    .await
 }
 
 /// The changes `updateTenant` may make.
@@ -619,53 +654,54 @@ pub async fn accept_invitation(
     if me.email != found.email {
         return Err(Error::NotFound);
     }
-    scope.enter_tenant(found.tenant_id).await?;
-    let invitation = invitation::Entity::find_by_id(found.id)
-        .lock_exclusive()
-        .one(tx)
-        .await?
-        .ok_or(Error::NotFound)?;
-    match invitation.status {
-        InvitationStatus::Pending if invitation.expires_at > Utc::now() => {}
-        InvitationStatus::Pending | InvitationStatus::Expired => {
-            return Err(Error::conflict(
-                Some("token"),
-                "this invitation has expired",
-            ))
+    inside_tenant(scope, found.tenant_id, async {
+        let invitation = invitation::Entity::find_by_id(found.id)
+            .lock_exclusive()
+            .one(tx)
+            .await?
+            .ok_or(Error::NotFound)?;
+        match invitation.status {
+            InvitationStatus::Pending if invitation.expires_at > Utc::now() => {}
+            InvitationStatus::Pending | InvitationStatus::Expired => {
+                return Err(Error::conflict(
+                    Some("token"),
+                    "this invitation has expired",
+                ))
+            }
+            _ => {
+                return Err(Error::conflict(
+                    Some("token"),
+                    "this invitation is no longer pending",
+                ))
+            }
         }
-        _ => {
-            return Err(Error::conflict(
-                Some("token"),
-                "this invitation is no longer pending",
-            ))
+        invitation::ActiveModel {
+            id: Set(invitation.id),
+            status: Set(InvitationStatus::Accepted),
+            accepted_at: Set(Some(Utc::now())),
+            accepted_by: Set(Some(user_id)),
+            ..Default::default()
         }
-    }
-    invitation::ActiveModel {
-        id: Set(invitation.id),
-        status: Set(InvitationStatus::Accepted),
-        accepted_at: Set(Some(Utc::now())),
-        accepted_by: Set(Some(user_id)),
-        ..Default::default()
-    }
-    .update(tx)
-    .await?;
-    let membership = membership::ActiveModel {
-        id: Set(Uuid::now_v7()),
-        tenant_id: Set(found.tenant_id),
-        user_id: Set(user_id),
-        role: Set(invitation.role),
-        ..Default::default()
-    }
-    .insert(tx)
-    .await?;
-    audit::record(
-        scope,
-        Event::new(Some(found.tenant_id), "invitation.accept")
-            .target(IdKind::Membership, membership.id),
-    )
-    .await?;
-    scope.leave_tenant().await?;
-    Ok(membership)
+        .update(tx)
+        .await?;
+        let membership = membership::ActiveModel {
+            id: Set(Uuid::now_v7()),
+            tenant_id: Set(found.tenant_id),
+            user_id: Set(user_id),
+            role: Set(invitation.role),
+            ..Default::default()
+        }
+        .insert(tx)
+        .await?;
+        audit::record(
+            scope,
+            Event::new(Some(found.tenant_id), "invitation.accept")
+                .target(IdKind::Membership, membership.id),
+        )
+        .await?;
+        Ok(membership)
+    })
+    .await
 }
 
 /// Locks the tenant's owner memberships and counts them.

@@ -29,6 +29,14 @@ async fn fetch(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>
     let Some(id) = PrefixedId::parse(id) else {
         return Ok(None);
     };
+    // Keys, invitations and the audit log are for admins, here as in their lists.
+    if matches!(
+        id.kind,
+        IdKind::ApiKey | IdKind::Invitation | IdKind::AuditEvent
+    ) {
+        let scope = ctx.scope()?;
+        crate::context::run(ctx, scope.require(trellis_entity::Role::Admin)).await?;
+    }
     let loader = ctx.loader()?;
     let uuid = id.uuid;
     let node = match id.kind {

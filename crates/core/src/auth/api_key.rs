@@ -99,7 +99,7 @@ mod tests {
         let key = ApiKeySecret::generate();
         assert!(key.plaintext.starts_with("trl_"));
         assert_eq!(parse_prefix(&key.plaintext), Some(key.prefix.as_str()));
-        let mut typo = key.plaintext.clone().into_bytes();
+        let mut typo = key.plaintext.into_bytes();
         typo[20] = if typo[20] == b'a' { b'b' } else { b'a' };
         assert_eq!(parse_prefix(std::str::from_utf8(&typo).unwrap()), None);
         assert_eq!(parse_prefix("trl_short"), None);

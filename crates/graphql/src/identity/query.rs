@@ -93,9 +93,28 @@ impl IdentityQuery {
         Ok((*ctx.scope()?.principal() != trellis_core::Principal::Anonymous).then_some(Viewer))
     }
 
-    /// The active tenant (same as `viewer.activeTenant`).
+    /// The tenant the credential acts in; null when it names none. FORBIDDEN when it
+    /// names one the caller may no longer act in (removed, suspended, deleted).
     async fn tenant(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Tenant>> {
-        active_tenant(ctx).await
+        let scope = ctx.scope()?;
+        let names_tenant = matches!(
+            scope.principal(),
+            trellis_core::Principal::User {
+                tenant_id: Some(_),
+                ..
+            } | trellis_core::Principal::ApiKey { .. }
+        );
+        if !names_tenant {
+            return Ok(None);
+        }
+        run(ctx, async {
+            let active = scope.require(trellis_entity::Role::Viewer).await?;
+            Ok(tenant::Entity::find_by_id(active.tenant_id)
+                .one(scope.tx().await?)
+                .await?
+                .map(Tenant))
+        })
+        .await
     }
 
     /// Every tenant on the platform (platform admins only; audited path).

@@ -1,0 +1,154 @@
+//! API conventions: input errors as userErrors with a code and field and no SQL text,
+//! keyset pagination, totalCount on demand, statement counts that do not grow with the
+//! page, and the committed schema matching the code.
+
+use std::sync::atomic::Ordering;
+
+use serde_json::json;
+
+use crate::support::TestApp;
+
+#[tokio::test]
+async fn bad_input_and_conflicts_are_user_errors_naming_the_field() {
+    let app = TestApp::new().await;
+    let owner = app.owner("taken").await;
+    let other = app.sign_up("other@x.test").await;
+    let (_, body) = app
+        .post(Some(&other.token), "mutation { createTenant(input: {slug: \"taken\", name: \"Mine\"}) { tenant { id } userErrors { field message code } } }", json!({}))
+        .await;
+    let error = &body["data"]["createTenant"]["userErrors"][0];
+    assert_eq!(error["code"], "CONFLICT");
+    assert_eq!(error["field"], "slug");
+    let text = body.to_string().to_lowercase();
+    for leak in [
+        "duplicate key",
+        "constraint",
+        "insert",
+        "sqlx",
+        "tenants_slug_key",
+    ] {
+        assert!(!text.contains(leak), "leaked {leak}: {body}");
+    }
+    // The failed request left nothing behind: the user has no tenant.
+    let data = app
+        .ok(
+            Some(&other.token),
+            "{ viewer { memberships { role } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["viewer"]["memberships"], json!([]));
+
+    let cases = [
+        ("mutation { signUp(input: {email: \"nope\", name: \"x\", password: \"long enough pw\"}) { userErrors { field code } } }", "signUp", "email"),
+        ("mutation { signUp(input: {email: \"a@b.co\", name: \"x\", password: \"short\"}) { userErrors { field code } } }", "signUp", "password"),
+        ("mutation { signUp(input: {email: \"OWNER@taken.test\", name: \"x\", password: \"long enough pw\"}) { userErrors { field code } } }", "signUp", "email"),
+    ];
+    for (query, field, expected) in cases {
+        let data = app.ok(None, query, json!({})).await;
+        assert_eq!(data[field]["userErrors"][0]["field"], expected, "{query}");
+    }
+    let data = app.ok(Some(&owner.token), "mutation { createApiKey(input: {name: \"x\", scopes: []}) { userErrors { field code } } }", json!({})).await;
+    assert_eq!(
+        data["createApiKey"]["userErrors"][0],
+        json!({ "field": "scopes", "code": "BAD_USER_INPUT" })
+    );
+    let (_, body) = app
+        .post(
+            Some(&owner.token),
+            "{ tenant { members(first: 101) { totalCount } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        body["errors"][0]["extensions"],
+        json!({ "code": "BAD_USER_INPUT", "field": "first" })
+    );
+}
+
+#[tokio::test]
+async fn keyset_pages_walk_the_whole_list_once() {
+    let app = TestApp::new().await;
+    let owner = app.owner("pages").await;
+    for i in 0..7 {
+        app.ok(Some(&owner.token), &format!("mutation {{ inviteMember(input: {{email: \"p{i}@x.test\", role: VIEWER}}) {{ token }} }}"), json!({})).await;
+    }
+    let query = "query($after: String) { tenant { invitations(first: 3, after: $after, orderBy: CREATED_AT_ASC) { totalCount pageInfo { hasNextPage endCursor } edges { node { email } } } } }";
+    let (mut after, mut seen) = (serde_json::Value::Null, vec![]);
+    loop {
+        let data = app
+            .ok(Some(&owner.token), query, json!({ "after": after }))
+            .await;
+        let page = &data["tenant"]["invitations"];
+        assert_eq!(page["totalCount"], 7);
+        seen.extend(
+            page["edges"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["node"]["email"].as_str().unwrap().to_owned()),
+        );
+        if !page["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+            break;
+        }
+        after = page["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(
+        seen,
+        (0..7).map(|i| format!("p{i}@x.test")).collect::<Vec<_>>()
+    );
+    let data = app
+        .ok(
+            Some(&owner.token),
+            "{ tenant { invitations(first: 2, filter: {search: \"P6\"}) { totalCount } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["tenant"]["invitations"]["totalCount"], 1);
+}
+
+#[tokio::test]
+async fn statements_per_request_do_not_grow_with_the_page() {
+    let app = TestApp::new().await;
+    let owner = app.owner("dash").await;
+    for i in 0..12 {
+        app.member(&owner, &format!("m{i}@dash.test"), "VIEWER")
+            .await;
+        app.ok(
+            Some(&owner.token),
+            &format!(
+                "mutation {{ updateTenant(input: {{name: \"n{i}\"}}) {{ tenant {{ id }} }} }}"
+            ),
+            json!({}),
+        )
+        .await;
+    }
+    let dashboard = "query($n: Int!) { tenant { members(first: $n) { totalCount edges { node { role user { email } tenant { slug } } } } apiKeys(first: $n) { edges { node { name createdBy { email } } } } auditEvents(first: $n) { edges { node { action actor { email } } } } } }";
+    let mut counts = vec![];
+    for n in [1, 5, 13] {
+        let before = app.state.statements.load(Ordering::Relaxed);
+        let data = app
+            .ok(Some(&owner.token), dashboard, json!({ "n": n }))
+            .await;
+        counts.push(app.state.statements.load(Ordering::Relaxed) - before);
+        assert_eq!(
+            data["tenant"]["members"]["edges"].as_array().unwrap().len(),
+            n as usize
+        );
+    }
+    assert!(
+        counts.windows(2).all(|w| w[0] == w[1]),
+        "statements per request grew with the page: {counts:?}"
+    );
+}
+
+#[test]
+fn the_committed_schema_matches_the_code() {
+    let committed =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../schema.graphql"))
+            .unwrap();
+    assert!(
+        committed == trellis_graphql::export_sdl(),
+        "schema.graphql is stale: run `just schema`"
+    );
+}

@@ -1,0 +1,12 @@
+//! The one integration-test binary: real PostgreSQL, the application role, the real
+//! router. Each module's doc names the guarantee its tests defend.
+
+mod audit;
+mod auth;
+mod doctor;
+mod graphql_api;
+mod http;
+mod isolation_graphql;
+mod isolation_sql;
+mod migrations;
+mod support;

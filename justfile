@@ -1,0 +1,40 @@
+# Trellis tasks. CI runs `.ci/run`, which runs `just test`: the same command as here.
+
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+# Run the server with embedded defaults (own PostgreSQL under ./.trellis).
+run *ARGS: web
+    cargo run -p trellis-server -- {{ARGS}}
+
+# Every test: lint, schema drift, unit and integration tests (real PostgreSQL), browser e2e.
+test: web chromium lint
+    cargo test --workspace
+
+# Install GraphiQL's pinned assets (ruru) and the e2e driver from web/package-lock.json.
+web:
+    [ -f web/node_modules/ruru/static/ruru.js ] && [ -d web/node_modules/playwright-core ] || npm ci --prefix web --no-audit --no-fund
+
+# Debian's Chromium for the GraphiQL browser test (skipped when already installed).
+chromium:
+    command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# Formatting and clippy, warnings as errors.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Regenerate schema.graphql from the code.
+schema:
+    cargo run -q -p trellis-server -- export-schema > schema.graphql
+
+# Run the RLS doctor against the configured (or embedded) database.
+doctor:
+    cargo run -q -p trellis-server -- doctor
+
+# Apply migrations.
+migrate:
+    cargo run -q -p trellis-server -- migrate
+
+# Release-build load benchmark (see bench/README.md).
+bench: web
+    bench/run.sh
