@@ -46,16 +46,29 @@ fn required_text(value: &str, field: &str, max: usize) -> Result<String> {
     Ok(value.to_owned())
 }
 
-async fn hash_password(password: SecretString) -> Result<String> {
-    tokio::task::spawn_blocking(move || password::hash(&password))
+/// Argon2 costs 19 MiB and tens of milliseconds per call: at most one per core runs at
+/// once, so a burst of logins queues instead of growing memory without bound.
+static PASSWORD_WORK: std::sync::LazyLock<tokio::sync::Semaphore> =
+    std::sync::LazyLock::new(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+
+async fn password_work<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    let _permit = PASSWORD_WORK
+        .acquire()
         .await
-        .map_err(|e| Error::Internal(e.into()))?
+        .map_err(|e| Error::Internal(e.into()))?;
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Error::Internal(e.into()))
+}
+
+async fn hash_password(password: SecretString) -> Result<String> {
+    password_work(move || password::hash(&password)).await?
 }
 
 async fn verify_password(password: SecretString, stored: Option<String>) -> Result<bool> {
-    tokio::task::spawn_blocking(move || password::verify(&password, stored.as_deref()))
-        .await
-        .map_err(|e| Error::Internal(e.into()))
+    password_work(move || password::verify(&password, stored.as_deref())).await
 }
 
 impl IdentityConfig {
