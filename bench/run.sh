@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# Tenant-dashboard benchmark: builds the release server, starts it with an embedded
+# PostgreSQL in a temporary directory, seeds it, drives load with bench/bench.py and
+# writes bench/out/results.json. See bench/README.md. Exits non-zero when a request
+# fails or SQL statements per request depend on the page size.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+BIN="$ROOT/target/release/trellis"
+OUT="${BENCH_OUT:-$ROOT/bench/out/results.json}"
+READY_TIMEOUT="${BENCH_READY_TIMEOUT:-180}"
+
+if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+    echo "==> cargo build --release -p trellis-server" >&2
+    cargo build --release -p trellis-server
+fi
+
+DATA_DIR="$(mktemp -d /tmp/trellis-bench-XXXXXX)"
+# Run as root, the embedded cluster runs as `postgres`, which must reach its folder.
+chmod 755 "$DATA_DIR"
+SERVER_LOG="$DATA_DIR/server.log"
+SERVER_PID=""
+
+cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
+        echo "==> stopping the server (SIGTERM to $SERVER_PID)" >&2
+        kill -TERM "$SERVER_PID" 2>/dev/null || true
+        for _ in $(seq 1 300); do
+            kill -0 "$SERVER_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$SERVER_PID" 2>/dev/null; then
+            echo "==> the server did not stop in 30 s; SIGKILL" >&2
+            kill -KILL "$SERVER_PID" 2>/dev/null || true
+        fi
+        wait "$SERVER_PID" 2>/dev/null || true
+    fi
+    # The server stops its embedded PostgreSQL on shutdown; if it crashed, stop the
+    # postmaster it started (fast shutdown) before removing its files.
+    local pidfile="$DATA_DIR/pg/postmaster.pid"
+    if [[ -f "$pidfile" ]]; then
+        local pg_pid
+        pg_pid="$(head -n1 "$pidfile" 2>/dev/null || true)"
+        if [[ "$pg_pid" =~ ^[0-9]+$ ]] && kill -0 "$pg_pid" 2>/dev/null; then
+            echo "==> PostgreSQL ($pg_pid) still running; fast shutdown" >&2
+            kill -INT "$pg_pid" 2>/dev/null || true
+            for _ in $(seq 1 300); do
+                kill -0 "$pg_pid" 2>/dev/null || break
+                sleep 0.1
+            done
+        fi
+    fi
+    if [[ $status -ne 0 && -f "$SERVER_LOG" ]]; then
+        echo "==> last lines of the server log:" >&2
+        tail -n 40 "$SERVER_LOG" >&2 || true
+    fi
+    rm -rf "$DATA_DIR"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+URL="http://127.0.0.1:$PORT"
+
+echo "==> starting $BIN on $URL (data dir $DATA_DIR)" >&2
+# No DATABASE_URL: the server starts its own PostgreSQL under the data dir. Access
+# tokens live an hour so that seeding plus load never outlasts them.
+env -u DATABASE_URL -u TRELLIS_APP_DATABASE_URL \
+    TRELLIS_DATA_DIR="$DATA_DIR" \
+    TRELLIS_LISTEN="127.0.0.1:$PORT" \
+    TRELLIS_ENV=development \
+    TRELLIS_ACCESS_TOKEN_TTL=3600 \
+    RUST_LOG="${BENCH_RUST_LOG:-warn}" \
+    "$BIN" serve >"$SERVER_LOG" 2>&1 &
+SERVER_PID=$!
+
+started=$SECONDS
+until curl -fsS -o /dev/null --max-time 2 "$URL/readyz" 2>/dev/null; do
+    if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+        echo "==> the server exited during start-up" >&2
+        exit 1
+    fi
+    if (( SECONDS - started > READY_TIMEOUT )); then
+        echo "==> the server was not ready after ${READY_TIMEOUT}s" >&2
+        exit 1
+    fi
+    sleep 0.25
+done
+echo "==> ready after $(( SECONDS - started ))s" >&2
+
+python3 "$ROOT/bench/bench.py" --url "$URL" --pid "$SERVER_PID" --out "$OUT" "$@"
