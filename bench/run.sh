@@ -22,10 +22,15 @@ DATA_DIR="$(mktemp -d /tmp/trellis-bench-XXXXXX)"
 chmod 755 "$DATA_DIR"
 SERVER_LOG="$DATA_DIR/server.log"
 SERVER_PID=""
+BENCH_PID=""
 
 cleanup() {
     local status=$?
     trap - EXIT INT TERM
+    if [[ -n "$BENCH_PID" ]] && kill -0 "$BENCH_PID" 2>/dev/null; then
+        kill -TERM "$BENCH_PID" 2>/dev/null || true
+        wait "$BENCH_PID" 2>/dev/null || true
+    fi
     if [[ -n "$SERVER_PID" ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
         echo "==> stopping the server (SIGTERM to $SERVER_PID)" >&2
         kill -TERM "$SERVER_PID" 2>/dev/null || true
@@ -94,4 +99,9 @@ until curl -fsS -o /dev/null --max-time 2 "$URL/readyz" 2>/dev/null; do
 done
 echo "==> ready after $(( SECONDS - started ))s" >&2
 
-python3 "$ROOT/bench/bench.py" --url "$URL" --pid "$SERVER_PID" --out "$OUT" "$@"
+# In the background and waited for, so that a signal to this script runs the clean-up
+# at once instead of after the load generator finishes.
+python3 "$ROOT/bench/bench.py" --url "$URL" --pid "$SERVER_PID" \
+    --pg-pidfile "$DATA_DIR/pg/postmaster.pid" --out "$OUT" "$@" &
+BENCH_PID=$!
+wait "$BENCH_PID"
