@@ -313,13 +313,9 @@ impl IdentityConfig {
             }
             _ => return Err(Error::NotFound),
         }
-        scope.enter_tenant(tenant_id).await?;
-        audit::record(
-            scope,
-            Event::new(Some(tenant_id), "session.switch_tenant").target(IdKind::User, user_id),
-        )
-        .await?;
-        scope.leave_tenant().await?;
+        let event =
+            Event::new(Some(tenant_id), "session.switch_tenant").target(IdKind::User, user_id);
+        inside_tenant(scope, tenant_id, audit::record(scope, event)).await?;
         let (token, claims) = self.jwt.issue(user_id, Some(tenant_id))?;
         Ok((
             token,
@@ -526,23 +522,24 @@ pub async fn set_tenant_suspended(
             format!("the tenant is {:?}, not {from:?}", tenant.status).to_lowercase(),
         ));
     }
-    scope.enter_tenant(tenant_id).await?;
-    let tenant = tenant::ActiveModel {
-        id: Set(tenant_id),
-        status: Set(to),
-        ..Default::default()
-    }
-    .update(tx)
-    .await?;
-    audit::record(
-        scope,
-        Event::new(Some(tenant_id), action)
-            .target(IdKind::Tenant, tenant_id)
-            .severity(Severity::Warning),
-    )
-    .await?;
-    scope.leave_tenant().await?;
-    Ok(tenant)
+    inside_tenant(scope, tenant_id, async {
+        let tenant = tenant::ActiveModel {
+            id: Set(tenant_id),
+            status: Set(to),
+            ..Default::default()
+        }
+        .update(tx)
+        .await?;
+        audit::record(
+            scope,
+            Event::new(Some(tenant_id), action)
+                .target(IdKind::Tenant, tenant_id)
+                .severity(Severity::Warning),
+        )
+        .await?;
+        Ok(tenant)
+    })
+    .await
 }
 
 /// An invitation and its token, shown once.
