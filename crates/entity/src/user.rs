@@ -20,3 +20,26 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// A user without credentials: every read outside the login path selects this.
+#[derive(Clone, Debug, PartialEq, DerivePartialModel, sea_orm::FromQueryResult)]
+#[sea_orm(entity = "Entity")]
+pub struct Profile {
+    pub id: Uuid,
+    pub email: String,
+    pub name: String,
+    pub platform_role: PlatformRole,
+    pub created_at: DateTimeUtc,
+}
+
+impl From<Model> for Profile {
+    fn from(m: Model) -> Self {
+        Self {
+            id: m.id,
+            email: m.email,
+            name: m.name,
+            platform_role: m.platform_role,
+            created_at: m.created_at,
+        }
+    }
+}

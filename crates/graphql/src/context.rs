@@ -2,23 +2,22 @@
 
 use std::sync::Arc;
 
-use async_graphql::dataloader::DataLoader;
 use async_graphql::{Context, Request};
 use trellis_core::identity::IdentityConfig;
 use trellis_core::RequestScope;
 
 use crate::error::{to_graphql, user_error, UserError};
-use crate::loaders::Loader;
+use crate::loaders::{forget_all, Loader, RequestLoader};
 
 /// Everything one request needs, created fresh for it.
 pub struct RequestData {
     pub scope: Arc<RequestScope>,
-    pub loader: DataLoader<Loader>,
+    pub loader: RequestLoader,
 }
 
 /// Attaches a request's scope and fresh dataloaders to a GraphQL request.
 pub fn request_data(request: Request, scope: Arc<RequestScope>) -> Request {
-    let loader = DataLoader::new(Loader::new(scope.clone()), tokio::spawn);
+    let loader = Loader::for_request(scope.clone());
     request.data(RequestData { scope, loader })
 }
 
@@ -32,7 +31,7 @@ pub(crate) trait ContextExt {
     fn scope(&self) -> async_graphql::Result<&Arc<RequestScope>> {
         Ok(&self.request()?.scope)
     }
-    fn loader(&self) -> async_graphql::Result<&DataLoader<Loader>> {
+    fn loader(&self) -> async_graphql::Result<&RequestLoader> {
         Ok(&self.request()?.loader)
     }
     fn services(&self) -> async_graphql::Result<&Services>;
@@ -76,6 +75,7 @@ pub(crate) async fn mutate<T>(
     result: impl std::future::IntoFuture<Output = trellis_core::Result<T>>,
 ) -> async_graphql::Result<(Option<T>, Vec<UserError>)> {
     let scope = ctx.scope()?;
+    forget_all(ctx.loader()?);
     match result.into_future().await {
         Ok(value) => Ok((Some(value), vec![])),
         Err(err) => {

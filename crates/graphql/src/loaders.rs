@@ -1,10 +1,16 @@
 //! Dataloaders: one per request, reading through that request's transaction, so RLS
-//! applies and no cache outlives the request. A relation costs one statement per
+//! applies and nothing outlives the request. A relation costs one statement per
 //! request however many rows ask for it.
+//!
+//! The loader batches the keys that arrive within its delay, which a busy runtime can
+//! split when a long list resolves in several polls. List resolvers therefore
+//! [`prefetch`] the relations their page selects in one call; the per-request cache
+//! then answers every row's own `load_one`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
+use async_graphql::dataloader::{DataLoader, HashMapCache};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use trellis_core::RequestScope;
 use trellis_entity::{api_key, audit_event, invitation, membership, tenant, user};
@@ -15,27 +21,57 @@ pub struct Loader {
     scope: Arc<RequestScope>,
 }
 
+/// A request's dataloader with its per-request cache.
+pub type RequestLoader = DataLoader<Loader, HashMapCache>;
+
 impl Loader {
-    pub fn new(scope: Arc<RequestScope>) -> Self {
-        Self { scope }
+    /// A cached dataloader for one request.
+    pub fn for_request(scope: Arc<RequestScope>) -> RequestLoader {
+        DataLoader::with_cache(Self { scope }, tokio::spawn, HashMapCache::default())
     }
 }
 
+/// Loads `keys` with one statement, now, and puts the rows in the request's cache, so
+/// that the rows of a page resolving their relation one by one cost nothing more. It
+/// bypasses the batch window on purpose: a page's relation costs exactly one statement
+/// whatever the runtime's scheduling or the sibling fields do.
+pub async fn prefetch<K>(
+    loader: &RequestLoader,
+    keys: impl IntoIterator<Item = K>,
+) -> Result<(), Arc<trellis_core::Error>>
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    Loader: async_graphql::dataloader::Loader<K, Error = Arc<trellis_core::Error>>,
+{
+    let keys: Vec<K> = keys
+        .into_iter()
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let rows = async_graphql::dataloader::Loader::load(loader.loader(), &keys).await?;
+    loader.feed_many(rows).await;
+    Ok(())
+}
+
 macro_rules! by_id {
-    ($(#[$doc:meta])* $key:ident => $entity:ident) => {
+    ($(#[$doc:meta])* $key:ident => $entity:ident :: $value:ident $(as $partial:ident)?) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub struct $key(pub Uuid);
 
         impl async_graphql::dataloader::Loader<$key> for Loader {
-            type Value = $entity::Model;
+            type Value = $entity::$value;
             type Error = Arc<trellis_core::Error>;
 
             async fn load(&self, keys: &[$key]) -> Result<HashMap<$key, Self::Value>, Self::Error> {
                 let ids = keys.iter().map(|k| k.0);
                 let tx = self.scope.tx().await.map_err(Arc::new)?;
-                let rows = $entity::Entity::find()
+                let rows: Vec<$entity::$value> = $entity::Entity::find()
                     .filter($entity::Column::Id.is_in(ids))
+                    $(.into_partial_model::<$entity::$partial>())?
                     .all(tx)
                     .await
                     .map_err(|e| Arc::new(e.into()))?;
@@ -47,25 +83,36 @@ macro_rules! by_id {
 
 by_id!(
     /// A tenant by id.
-    TenantById => tenant
+    TenantById => tenant::Model
 );
 by_id!(
-    /// A user by id.
-    UserById => user
+    /// A user's profile by id (never the password hash).
+    UserById => user::Profile as Profile
 );
 by_id!(
     /// A membership by id.
-    MembershipById => membership
+    MembershipById => membership::Model
 );
 by_id!(
     /// An invitation by id.
-    InvitationById => invitation
+    InvitationById => invitation::Model
 );
 by_id!(
     /// An API key by id.
-    ApiKeyById => api_key
+    ApiKeyById => api_key::Model
 );
 by_id!(
     /// An audit event by id.
-    AuditEventById => audit_event
+    AuditEventById => audit_event::Model
 );
+
+/// Forgets everything the request's loader cached, so a mutation's payload reads what
+/// the mutation wrote.
+pub fn forget_all(loader: &RequestLoader) {
+    loader.clear::<TenantById>();
+    loader.clear::<UserById>();
+    loader.clear::<MembershipById>();
+    loader.clear::<InvitationById>();
+    loader.clear::<ApiKeyById>();
+    loader.clear::<AuditEventById>();
+}

@@ -190,3 +190,13 @@ where
         .collect();
     Ok(page)
 }
+
+/// Whether the current connection field's selection asks for `field` on its nodes
+/// (`edges { node { field } }`), so a list resolver prefetches only what is selected.
+pub fn node_selects(ctx: &async_graphql::Context<'_>, field: &str) -> bool {
+    ctx.look_ahead()
+        .field("edges")
+        .field("node")
+        .field(field)
+        .exists()
+}

@@ -30,7 +30,7 @@ impl From<identity::Session> for Session {
             access_token: s.access_token,
             access_token_expires_at: s.access_expires_at,
             refresh_token: s.refresh_token,
-            user: User(s.user),
+            user: s.user.into(),
             active_tenant_id: s.tenant_id.map(|t| crate::ids::gid(IdKind::Tenant, t)),
         }
     }

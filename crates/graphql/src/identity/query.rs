@@ -20,6 +20,7 @@ impl Viewer {
         };
         run(ctx, async {
             Ok(user::Entity::find_by_id(user_id)
+                .into_partial_model::<user::Profile>()
                 .one(scope.tx().await?)
                 .await?
                 .map(User))

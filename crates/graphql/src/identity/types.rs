@@ -8,8 +8,10 @@ use trellis_entity::{api_key, audit_event, invitation, membership, tenant, user,
 
 use crate::context::{load_error, run, ContextExt};
 use crate::ids::{self, gid};
-use crate::loaders::{TenantById, UserById};
-use crate::pagination::{load_page, CreatedOrderBy, Keyed, KeysetCursor, Page, PageArgs};
+use crate::loaders::{prefetch, TenantById, UserById};
+use crate::pagination::{
+    load_page, node_selects, CreatedOrderBy, Keyed, KeysetCursor, Page, PageArgs,
+};
 
 macro_rules! remote_enum {
     ($(#[$doc:meta])* $name:ident = $remote:literal { $($variant:ident),+ $(,)? }) => {
@@ -163,7 +165,7 @@ impl Tenant {
         self.active(ctx, trellis_entity::Role::Viewer).await?;
         let scope = ctx.scope()?;
         let filter = filter.unwrap_or_default();
-        run(ctx, async {
+        let page: Page<Membership> = run(ctx, async {
             let args = PageArgs::new(first, after, order_by)?;
             let mut select = membership::Entity::find().filter(membership::Column::TenantId.eq(self.0.id));
             if let Some(roles) = filter.roles {
@@ -177,7 +179,24 @@ impl Tenant {
             }
             load_page(scope, select, membership::Column::CreatedAt, membership::Column::Id, args).await
         })
-        .await
+        .await?;
+        let loader = ctx.loader()?;
+        if node_selects(ctx, "user") {
+            let users = page.edges.iter().map(|e| UserById(e.node.model.user_id));
+            prefetch(loader, users)
+                .await
+                .map_err(|e| load_error(ctx, &e))?;
+        }
+        if node_selects(ctx, "tenant") {
+            let tenants = page
+                .edges
+                .iter()
+                .map(|e| TenantById(e.node.model.tenant_id));
+            prefetch(loader, tenants)
+                .await
+                .map_err(|e| load_error(ctx, &e))?;
+        }
+        Ok(page)
     }
 
     /// Invitations (admins).
@@ -192,7 +211,7 @@ impl Tenant {
         self.active(ctx, trellis_entity::Role::Admin).await?;
         let scope = ctx.scope()?;
         let filter = filter.unwrap_or_default();
-        run(ctx, async {
+        let page: Page<Invitation> = run(ctx, async {
             let args = PageArgs::new(first, after, order_by)?;
             let mut select =
                 invitation::Entity::find().filter(invitation::Column::TenantId.eq(self.0.id));
@@ -219,7 +238,17 @@ impl Tenant {
             )
             .await
         })
-        .await
+        .await?;
+        if node_selects(ctx, "createdBy") {
+            let creators = page
+                .edges
+                .iter()
+                .filter_map(|e| e.node.0.created_by.map(UserById));
+            prefetch(ctx.loader()?, creators)
+                .await
+                .map_err(|e| load_error(ctx, &e))?;
+        }
+        Ok(page)
     }
 
     /// API keys (admins). The secret is never shown again after creation.
@@ -234,7 +263,7 @@ impl Tenant {
         self.active(ctx, trellis_entity::Role::Admin).await?;
         let scope = ctx.scope()?;
         let filter = filter.unwrap_or_default();
-        run(ctx, async {
+        let page: Page<ApiKey> = run(ctx, async {
             let args = PageArgs::new(first, after, order_by)?;
             let mut select =
                 api_key::Entity::find().filter(api_key::Column::TenantId.eq(self.0.id));
@@ -266,7 +295,17 @@ impl Tenant {
             )
             .await
         })
-        .await
+        .await?;
+        if node_selects(ctx, "createdBy") {
+            let creators = page
+                .edges
+                .iter()
+                .filter_map(|e| e.node.0.created_by.map(UserById));
+            prefetch(ctx.loader()?, creators)
+                .await
+                .map_err(|e| load_error(ctx, &e))?;
+        }
+        Ok(page)
     }
 
     /// The audit log (admins), newest first by default.
@@ -281,7 +320,7 @@ impl Tenant {
         self.active(ctx, trellis_entity::Role::Admin).await?;
         let scope = ctx.scope()?;
         let filter = filter.unwrap_or_default();
-        run(ctx, async {
+        let page: Page<AuditEvent> = run(ctx, async {
             let args = PageArgs::new(first, after, order_by)?;
             let mut select =
                 audit_event::Entity::find().filter(audit_event::Column::TenantId.eq(self.0.id));
@@ -318,7 +357,20 @@ impl Tenant {
             )
             .await
         })
-        .await
+        .await?;
+        if node_selects(ctx, "actor") {
+            let actors = page.edges.iter().filter_map(|e| {
+                let event = &e.node.0;
+                (event.actor_type == trellis_entity::ActorType::User)
+                    .then_some(event.actor_id)
+                    .flatten()
+                    .map(UserById)
+            });
+            prefetch(ctx.loader()?, actors)
+                .await
+                .map_err(|e| load_error(ctx, &e))?;
+        }
+        Ok(page)
     }
 
     /// Verifies the tenant's audit hash chain (admins): the first broken sequence
@@ -334,11 +386,17 @@ impl Tenant {
 }
 
 /// A person who can sign in. Visible to themselves and to members of the active tenant.
-pub struct User(pub user::Model);
+pub struct User(pub user::Profile);
+
+impl From<user::Profile> for User {
+    fn from(p: user::Profile) -> Self {
+        Self(p)
+    }
+}
 
 impl From<user::Model> for User {
     fn from(m: user::Model) -> Self {
-        Self(m)
+        Self(m.into())
     }
 }
 
