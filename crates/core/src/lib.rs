@@ -2,10 +2,12 @@
 
 pub mod audit;
 pub mod auth;
+pub mod crypto;
 pub mod doctor;
 pub mod email;
 pub mod error;
 pub mod identity;
+pub mod integrations;
 pub mod scope;
 
 pub use anyhow;

@@ -1,0 +1,3 @@
+//! Integrations: the connector catalog, secrets and connections.
+
+pub mod manifest;
