@@ -21,7 +21,9 @@ impl MigrationName for Migration {
 fn catalog(table: &'static str) -> Policies<'static> {
     Policies::custom(table, TENANT_MATCH)
         .also_readable_when("tenant_id IS NULL")
-        .writable_when(&format!("{TENANT_MATCH} OR (tenant_id IS NULL AND {PLATFORM_ADMIN})"))
+        .writable_when(&format!(
+            "{TENANT_MATCH} OR (tenant_id IS NULL AND {PLATFORM_ADMIN})"
+        ))
 }
 
 fn policies() -> Vec<Policies<'static>> {
@@ -97,7 +99,11 @@ async fn seed_builtin_catalog(manager: &SchemaManager<'_>) -> Result<(), DbErr> 
         .map_err(|e| DbErr::Custom(format!("catalog/builtin.json: {e}")))?;
     let db = manager.get_connection();
     let run = |sql: &str, values: Vec<sea_orm_migration::sea_orm::Value>| {
-        db.execute(Statement::from_sql_and_values(DbBackend::Postgres, sql, values))
+        db.execute(Statement::from_sql_and_values(
+            DbBackend::Postgres,
+            sql,
+            values,
+        ))
     };
     for app in apps {
         let app_id = uuid::Uuid::now_v7().to_string();

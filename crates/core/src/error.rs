@@ -66,6 +66,17 @@ const CONSTRAINTS: &[(&str, &str, &str)] = &[
     ("memberships_tenant_user_key", "email", "this user is already a member"),
     ("invitations_pending_email_key", "email", "an invitation for this email is already pending"),
     ("api_keys_active_name_key", "name", "an API key with this name already exists"),
+    ("apps_tenant_key_key", "key", "an app with this key already exists"),
+    ("apps_key_format", "key", "key must be 2 to 63 lowercase letters, digits, '_' or '-', starting with a letter"),
+    ("apps_name_length", "name", "name must be 1 to 200 characters"),
+    ("app_versions_app_version_key", "version", "this app already has this version"),
+    ("app_versions_version_format", "version", "version must be MAJOR.MINOR.PATCH"),
+    ("app_versions_published_immutable", "id", "this app version is published and cannot change"),
+    ("actions_version_key_key", "actions", "another action of this version has this key"),
+    ("secrets_tenant_name_key", "name", "a secret with this name already exists"),
+    ("secrets_name_format", "name", "name must be 1 to 128 letters, digits, '_', '.' or '-', starting with a letter"),
+    ("connections_tenant_name_key", "name", "a connection with this name already exists"),
+    ("connections_name_length", "name", "name must be 1 to 200 characters"),
 ];
 
 impl From<DbErr> for Error {
@@ -82,6 +93,15 @@ impl From<DbErr> for Error {
                 // check_violation
                 (Some("23514"), Some((_, field, message))) => {
                     return Error::bad_input(*field, *message)
+                }
+                // integrity_constraint_violation, raised by triggers that keep rows
+                // immutable (a published app version).
+                (Some("23000"), Some((_, field, message))) => {
+                    return Error::conflict(Some(field), *message)
+                }
+                // foreign_key_violation on delete: the row is still referenced.
+                (Some("23503"), _) if db.message().starts_with("update or delete on") => {
+                    return Error::conflict(None, "this is still in use")
                 }
                 // foreign_key_violation: the referenced row is not visible to this tenant,
                 // which is the same as not existing.

@@ -35,7 +35,7 @@ pub struct Session {
     pub tenant_id: Option<Uuid>,
 }
 
-fn required_text(value: &str, field: &str, max: usize) -> Result<String> {
+pub(crate) fn required_text(value: &str, field: &str, max: usize) -> Result<String> {
     let value = value.trim();
     if value.is_empty() || value.chars().count() > max {
         return Err(Error::bad_input(

@@ -83,3 +83,28 @@ pub enum Severity {
     Warning,
     Critical,
 }
+
+/// The shelf of the catalog an app sits on.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum AppCategory {
+    Core,
+    Communication,
+    Developer,
+    Productivity,
+    Email,
+}
+
+/// Whether a catalog action starts runs (trigger) or is a step of one (action).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Trigger,
+    Action,
+}

@@ -14,16 +14,26 @@ pub enum IdKind {
     Invitation,
     ApiKey,
     AuditEvent,
+    App,
+    AppVersion,
+    Action,
+    Secret,
+    Connection,
 }
 
 impl IdKind {
-    pub const ALL: [IdKind; 6] = [
+    pub const ALL: [IdKind; 11] = [
         IdKind::Tenant,
         IdKind::User,
         IdKind::Membership,
         IdKind::Invitation,
         IdKind::ApiKey,
         IdKind::AuditEvent,
+        IdKind::App,
+        IdKind::AppVersion,
+        IdKind::Action,
+        IdKind::Secret,
+        IdKind::Connection,
     ];
 
     /// The prefix, without its underscore.
@@ -35,6 +45,11 @@ impl IdKind {
             IdKind::Invitation => "inv",
             IdKind::ApiKey => "key",
             IdKind::AuditEvent => "aud",
+            IdKind::App => "app",
+            IdKind::AppVersion => "apv",
+            IdKind::Action => "act",
+            IdKind::Secret => "sec",
+            IdKind::Connection => "con",
         }
     }
 }

@@ -24,6 +24,8 @@ pub fn request_data(request: Request, scope: Arc<RequestScope>) -> Request {
 /// Shared, read-only services configured at start-up.
 pub struct Services {
     pub identity: IdentityConfig,
+    /// Seals and opens tenant secrets.
+    pub vault: trellis_core::integrations::secrets::Vault,
 }
 
 pub(crate) trait ContextExt {

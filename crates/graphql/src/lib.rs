@@ -1,9 +1,12 @@
 #![doc = include_str!("../README.md")]
 
+#[macro_use]
+mod payload;
 pub mod context;
 pub mod error;
 pub mod identity;
 pub mod ids;
+pub mod integrations;
 pub mod loaders;
 pub mod node;
 pub mod pagination;
@@ -14,11 +17,18 @@ pub use context::{request_data, RequestData, Services};
 
 /// Every query field.
 #[derive(MergedObject, Default)]
-pub struct Query(node::NodeQuery, identity::IdentityQuery);
+pub struct Query(
+    node::NodeQuery,
+    identity::IdentityQuery,
+    integrations::IntegrationsQuery,
+);
 
 /// Every mutation field.
 #[derive(MergedObject, Default)]
-pub struct Mutation(identity::IdentityMutation);
+pub struct Mutation(
+    identity::IdentityMutation,
+    integrations::IntegrationsMutation,
+);
 
 /// The Trellis schema.
 pub type ApiSchema = Schema<Query, Mutation, EmptySubscription>;

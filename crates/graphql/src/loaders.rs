@@ -11,9 +11,13 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache};
+use sea_orm::QueryOrder;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use trellis_core::RequestScope;
-use trellis_entity::{api_key, audit_event, invitation, membership, tenant, user};
+use trellis_entity::{
+    action, api_key, app, app_version, audit_event, connection, connection_secret, invitation,
+    membership, secret, tenant, user,
+};
 use uuid::Uuid;
 
 /// The per-request loader; each key type below is one batched look-up.
@@ -106,6 +110,75 @@ by_id!(
     AuditEventById => audit_event::Model
 );
 
+by_id!(
+    /// A catalog app by id (public or the tenant's own).
+    AppById => app::Model
+);
+by_id!(
+    /// An app version by id.
+    AppVersionById => app_version::Model
+);
+by_id!(
+    /// A catalog action by id.
+    ActionById => action::Model
+);
+by_id!(
+    /// A secret by id (the row; its value never leaves `trellis-core`).
+    SecretById => secret::Model
+);
+by_id!(
+    /// A connection by id.
+    ConnectionById => connection::Model
+);
+
+macro_rules! by_parent {
+    ($(#[$doc:meta])* $key:ident => $entity:ident . $column:ident ($field:ident), ordered by $order:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub struct $key(pub Uuid);
+
+        impl async_graphql::dataloader::Loader<$key> for Loader {
+            type Value = Vec<$entity::Model>;
+            type Error = Arc<trellis_core::Error>;
+
+            async fn load(&self, keys: &[$key]) -> Result<HashMap<$key, Self::Value>, Self::Error> {
+                let tx = self.scope.tx().await.map_err(Arc::new)?;
+                let rows = $entity::Entity::find()
+                    .filter($entity::Column::$column.is_in(keys.iter().map(|k| k.0)))
+                    .order_by_asc($entity::Column::$order)
+                    .all(tx)
+                    .await
+                    .map_err(|e| Arc::new(e.into()))?;
+                // Every key gets an entry, empty when it has no rows, so the cache
+                // answers for it too.
+                let mut grouped: HashMap<$key, Self::Value> =
+                    keys.iter().map(|k| (*k, Vec::new())).collect();
+                for row in rows {
+                    grouped.entry($key(row.$field)).or_default().push(row);
+                }
+                Ok(grouped)
+            }
+        }
+    };
+}
+
+by_parent!(
+    /// The versions of an app, oldest first.
+    VersionsOfApp => app_version.AppId(app_id), ordered by CreatedAt
+);
+by_parent!(
+    /// The triggers and actions of an app version, by key.
+    ActionsOfVersion => action.AppVersionId(app_version_id), ordered by Key
+);
+by_parent!(
+    /// The secret fields of a connection, by field name.
+    SecretRefsOfConnection => connection_secret.ConnectionId(connection_id), ordered by Field
+);
+by_parent!(
+    /// Where a secret is used: the connection fields that reference it.
+    UsesOfSecret => connection_secret.SecretId(secret_id), ordered by CreatedAt
+);
+
 /// Forgets everything the request's loader cached, so a mutation's payload reads what
 /// the mutation wrote.
 pub fn forget_all(loader: &RequestLoader) {
@@ -115,4 +188,13 @@ pub fn forget_all(loader: &RequestLoader) {
     loader.clear::<InvitationById>();
     loader.clear::<ApiKeyById>();
     loader.clear::<AuditEventById>();
+    loader.clear::<AppById>();
+    loader.clear::<AppVersionById>();
+    loader.clear::<ActionById>();
+    loader.clear::<SecretById>();
+    loader.clear::<ConnectionById>();
+    loader.clear::<VersionsOfApp>();
+    loader.clear::<ActionsOfVersion>();
+    loader.clear::<SecretRefsOfConnection>();
+    loader.clear::<UsesOfSecret>();
 }

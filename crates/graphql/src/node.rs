@@ -5,8 +5,10 @@ use trellis_entity::{IdKind, PrefixedId};
 
 use crate::context::{load_error, ContextExt};
 use crate::identity::types::{ApiKey, AuditEvent, Invitation, Membership, Tenant, User};
+use crate::integrations::types::{Action, App, AppVersion, Connection, Secret};
 use crate::loaders::{
-    ApiKeyById, AuditEventById, InvitationById, MembershipById, TenantById, UserById,
+    ActionById, ApiKeyById, AppById, AppVersionById, AuditEventById, ConnectionById,
+    InvitationById, MembershipById, SecretById, TenantById, UserById,
 };
 
 /// An object with a global, type-tagged ID (`ten_…`, `usr_…`).
@@ -19,6 +21,11 @@ pub enum Node {
     Invitation(Invitation),
     ApiKey(ApiKey),
     AuditEvent(AuditEvent),
+    App(App),
+    AppVersion(AppVersion),
+    Action(Action),
+    Secret(Secret),
+    Connection(Connection),
 }
 
 /// The most IDs `nodes(ids:)` takes at once.
@@ -32,7 +39,7 @@ async fn fetch(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>
     // Keys, invitations and the audit log are for admins, here as in their lists.
     if matches!(
         id.kind,
-        IdKind::ApiKey | IdKind::Invitation | IdKind::AuditEvent
+        IdKind::ApiKey | IdKind::Invitation | IdKind::AuditEvent | IdKind::Secret
     ) {
         let scope = ctx.scope()?;
         crate::context::run(ctx, scope.require(trellis_entity::Role::Admin)).await?;
@@ -64,6 +71,26 @@ async fn fetch(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>
             .load_one(AuditEventById(uuid))
             .await
             .map(|m| m.map(|m| Node::AuditEvent(m.into()))),
+        IdKind::App => loader
+            .load_one(AppById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::App(m.into()))),
+        IdKind::AppVersion => loader
+            .load_one(AppVersionById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::AppVersion(m.into()))),
+        IdKind::Action => loader
+            .load_one(ActionById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::Action(m.into()))),
+        IdKind::Secret => loader
+            .load_one(SecretById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::Secret(m.into()))),
+        IdKind::Connection => loader
+            .load_one(ConnectionById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::Connection(m.into()))),
     };
     node.map_err(|e| load_error(ctx, &e))
 }

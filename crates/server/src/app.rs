@@ -12,7 +12,9 @@ use chrono::Duration;
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use trellis_core::auth::{JwtConfig, JwtKeys};
+use trellis_core::crypto::{MasterKey, MasterKeyring};
 use trellis_core::identity::IdentityConfig;
+use trellis_core::integrations::secrets::Vault;
 use trellis_core::AppDb;
 use trellis_graphql::{build_schema, Limits, Services};
 
@@ -118,6 +120,48 @@ fn read_or_create_secret(path: &Path, make: impl FnOnce() -> String) -> Result<S
     Ok(value)
 }
 
+/// The master keys from `TRELLIS_MASTER_KEYS`, or the generated key file in the data
+/// dir when none are configured.
+pub fn master_keys(config: &Config) -> Result<MasterKeyring> {
+    let keyring = match &config.master_keys {
+        Some(spec) => MasterKeyring::parse(spec.expose_secret())?,
+        None => MasterKeyring::load_or_create(&config.data_dir.join("master.keys"))?,
+    };
+    Ok(keyring)
+}
+
+/// Puts a freshly generated master key in front of the key file's keys (the old ones
+/// stay, to unwrap until rotation is done) and returns its id. Only for the generated
+/// key file: configured keys are the operator's to change.
+pub fn add_generated_master_key(config: &Config) -> Result<String> {
+    if config.master_keys.is_some() {
+        bail!("--generate works on the generated key file only; with TRELLIS_MASTER_KEYS, put the new key first there");
+    }
+    let path = config.data_dir.join("master.keys");
+    let current = MasterKeyring::load_or_create(&path)?;
+    let id = format!("local-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]);
+    let mut spec = MasterKeyring::from_keys(vec![MasterKey::generate(&id)?])?
+        .to_spec()
+        .expose_secret()
+        .to_owned();
+    spec.push(',');
+    spec.push_str(current.to_spec().expose_secret());
+    MasterKeyring::parse(&spec)?;
+    let staged = path.with_extension("keys.new");
+    let _ = std::fs::remove_file(&staged);
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create_new(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut file, 0o600);
+    file.open(&staged)
+        .and_then(|mut f| {
+            f.write_all(spec.as_bytes())?;
+            f.sync_all()
+        })
+        .with_context(|| format!("writing {}", staged.display()))?;
+    std::fs::rename(&staged, &path).with_context(|| format!("replacing {}", path.display()))?;
+    Ok(id)
+}
+
 /// The token keys from configuration; HS256 with a generated secret kept in the data
 /// dir when none is configured.
 pub fn jwt_keys(config: &Config) -> Result<JwtKeys> {
@@ -193,7 +237,8 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
         refresh_ttl: Duration::seconds(config.refresh_token_ttl),
         invitation_ttl: Duration::seconds(config.invitation_ttl),
     };
-    let schema = build_schema(Some(Services { identity }), &limits);
+    let vault = Vault::new(master_keys(config)?);
+    let schema = build_schema(Some(Services { identity, vault }), &limits);
     let graphiql = (!config.is_production()).then(|| {
         if !config.graphiql_assets.join("ruru.js").is_file() {
             tracing::warn!(path = %config.graphiql_assets.display(), "GraphiQL assets missing: run `npm ci --prefix web`");

@@ -29,6 +29,15 @@ pub enum Command {
     ExportSchema,
     /// Create a demo tenant, user and API key, and print how to use them.
     SeedDemo,
+    /// Re-wrap every tenant data key under the active master key (the first of
+    /// TRELLIS_MASTER_KEYS). Resumable: rerun after an interruption. Secret ciphertexts
+    /// are not touched.
+    RotateMasterKey {
+        /// With the generated key file (no TRELLIS_MASTER_KEYS): first add a new
+        /// active key to it, keeping the old ones for unwrapping.
+        #[arg(long)]
+        generate: bool,
+    },
     /// Create an API key for a tenant (by slug) and print it once.
     CreateApiKey {
         #[arg(long)]
@@ -104,6 +113,11 @@ pub struct Config {
     /// Serve even when the RLS doctor finds a problem (not recommended).
     #[arg(long, env = "TRELLIS_SKIP_DOCTOR", default_value_t = false, action = clap::ArgAction::Set)]
     pub skip_doctor: bool,
+    /// Master keys that wrap tenant data keys: `id:base64key,…` (32-byte keys, the
+    /// first active, the rest kept to unwrap). Unset: one is generated and kept in
+    /// `<data dir>/master.keys` (mode 0600).
+    #[arg(long, env = "TRELLIS_MASTER_KEYS", hide_env_values = true)]
+    pub master_keys: Option<SecretString>,
     /// HS256 secret (32+ bytes). Unset: one is generated and kept in the data dir.
     #[arg(long, env = "TRELLIS_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<SecretString>,

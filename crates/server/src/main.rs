@@ -100,6 +100,33 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             db.shutdown()?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::RotateMasterKey { generate } => {
+            let db = app::prepare_database(&config, true).await?;
+            let admin_url = db.admin_url.clone().context(
+                "rotate-master-key needs DATABASE_URL (an admin URL) or the embedded cluster",
+            )?;
+            if generate {
+                let id = app::add_generated_master_key(&config)?;
+                println!("added master key {id} as the active key");
+            }
+            let keyring = app::master_keys(&config)?;
+            let owner = bootstrap::open_as_owner(&admin_url, &app::db_names(&config)).await?;
+            let report =
+                trellis_core::integrations::secrets::rotate_master_key(&keyring, &owner, None)
+                    .await?;
+            println!(
+                "re-wrapped {} tenant data key(s) under master key {}; {} left",
+                report.rewrapped,
+                keyring.active_id(),
+                report.remaining
+            );
+            db.shutdown()?;
+            Ok(if report.remaining == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
         Command::CreateApiKey {
             tenant,
             name,

@@ -31,6 +31,9 @@ pub struct Manifest {
     /// `[a-zA-Z][a-zA-Z0-9_]{0,63}`); must not also be properties of `config_schema`.
     #[serde(default)]
     pub secret_fields: Vec<String>,
+    /// The secret fields a connection may leave unset (a subset of `secret_fields`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub optional_secret_fields: Vec<String>,
     /// Optional base URL template / docs URL
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docs_url: Option<String>,
@@ -49,7 +52,13 @@ pub enum AuthKind {
 }
 
 /// The manifest's keys, as they are spelled in JSON.
-const MANIFEST_FIELDS: &[&str] = &["auth", "configSchema", "secretFields", "docsUrl"];
+const MANIFEST_FIELDS: &[&str] = &[
+    "auth",
+    "configSchema",
+    "secretFields",
+    "optionalSecretFields",
+    "docsUrl",
+];
 const AUTH_KINDS: &str = r#""none", "apiKey", "bearer", "basic", "oauth2" or "smtp""#;
 const MAX_SECRET_FIELDS: usize = 32;
 const MAX_DOCS_URL_LEN: usize = 2048;
@@ -131,6 +140,34 @@ pub fn parse_manifest(field: &str, manifest: &Value) -> Result<Manifest> {
         }
     };
 
+    let optional_field = format!("{field}.optionalSecretFields");
+    let optional_secret_fields = match object.get("optionalSecretFields") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(items)) => {
+            let mut names = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                match item.as_str() {
+                    Some(name) if secret_fields.iter().any(|f| f == name) => {
+                        names.push(name.to_owned())
+                    }
+                    _ => {
+                        return Err(Error::bad_input(
+                            format!("{optional_field}[{i}]"),
+                            "must name one of secretFields",
+                        ))
+                    }
+                }
+            }
+            names
+        }
+        Some(_) => {
+            return Err(Error::bad_input(
+                optional_field,
+                "must be an array of secret field names",
+            ))
+        }
+    };
+
     let docs_url = match object.get("docsUrl") {
         None | Some(Value::Null) => None,
         Some(Value::String(url)) if is_http_url(url) => Some(url.clone()),
@@ -146,6 +183,7 @@ pub fn parse_manifest(field: &str, manifest: &Value) -> Result<Manifest> {
         auth,
         config_schema: config_schema.clone(),
         secret_fields,
+        optional_secret_fields,
         docs_url,
     })
 }
@@ -496,7 +534,7 @@ mod tests {
         "productivity",
         "email",
     ];
-    const REQUIRED_APPS: &[&str] = &["http", "webhook", "schedule", "smtp", "slack", "gmail"];
+    const REQUIRED_APPS: &[&str] = &["http", "webhook", "schedule", "email", "slack", "gmail"];
     const APP_FIELDS: &[&str] = &[
         "key",
         "name",
@@ -641,7 +679,7 @@ mod tests {
         assert_eq!(field, "input.config");
         assert!(message.contains("timeout"), "{message}");
 
-        let send = builtin_action("smtp", "send");
+        let send = builtin_action("email", "send");
         let input = &send["inputSchema"];
         validate_instance(
             "input.input",

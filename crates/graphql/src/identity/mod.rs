@@ -4,5 +4,5 @@ mod mutation;
 mod query;
 pub mod types;
 
-pub use mutation::IdentityMutation;
+pub use mutation::{IdInput, IdentityMutation};
 pub use query::IdentityQuery;

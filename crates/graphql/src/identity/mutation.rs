@@ -9,7 +9,6 @@ use super::types::{
     input_id, ApiKey, ApiKeyScope, Invitation, Membership, Role, Tenant, TenantPlan, User,
 };
 use crate::context::{mutate, run, ContextExt};
-use crate::error::UserError;
 
 /// A signed-in session.
 #[derive(SimpleObject)]
@@ -34,18 +33,6 @@ impl From<identity::Session> for Session {
             active_tenant_id: s.tenant_id.map(|t| crate::ids::gid(IdKind::Tenant, t)),
         }
     }
-}
-
-macro_rules! payload {
-    ($(#[$doc:meta])* $name:ident { $($field:ident : $ty:ty),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(SimpleObject, Default)]
-        pub struct $name {
-            $(pub $field: Option<$ty>,)+
-            /// Problems with the input; when non-empty nothing was changed.
-            pub user_errors: Vec<UserError>,
-        }
-    };
 }
 
 payload!(SessionPayload { session: Session });

@@ -216,6 +216,10 @@ impl Member {
     }
 }
 
+/// The master keyring of every test server (never the generated key file, which
+/// would land in the crate directory).
+pub const TEST_MASTER_KEYS: &str = "test-1:QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI=";
+
 pub fn test_config(app_url: &str, extra: &[&str]) -> trellis_server::config::Config {
     let mut args = vec![
         "trellis",
@@ -223,6 +227,8 @@ pub fn test_config(app_url: &str, extra: &[&str]) -> trellis_server::config::Con
         app_url,
         "--jwt-secret",
         JWT_SECRET,
+        "--master-keys",
+        TEST_MASTER_KEYS,
         "--pool-size",
         "8",
     ];

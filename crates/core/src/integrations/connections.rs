@@ -1,0 +1,408 @@
+//! Connections: a tenant's configured use of a published app version. The config is
+//! checked against the version's manifest schema; each secret field points at a secret
+//! of the same tenant (a composite foreign key), never at a value.
+
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use secrecy::ExposeSecret;
+use serde_json::{json, Value as Json};
+use trellis_entity::{
+    app, app_version, connection, connection_secret, secret, IdKind, Role, Severity,
+};
+use uuid::Uuid;
+
+use crate::audit::{self, Event};
+use crate::identity::required_text;
+use crate::integrations::manifest::{parse_manifest, validate_instance, Manifest};
+use crate::integrations::secrets::Vault;
+use crate::scope::RequestScope;
+use crate::{Error, Result};
+
+/// Which secret fills one secret field.
+#[derive(Clone, Debug)]
+pub struct SecretRef {
+    pub field: String,
+    pub secret_id: Uuid,
+}
+
+/// A new connection.
+pub struct NewConnection {
+    pub app_version_id: Uuid,
+    pub name: String,
+    pub config: Json,
+    pub secrets: Vec<SecretRef>,
+    pub is_active: bool,
+}
+
+/// Changes to a connection; `None` leaves a field alone. `secrets` replaces them all.
+#[derive(Default)]
+pub struct ConnectionChanges {
+    pub app_version_id: Option<Uuid>,
+    pub name: Option<String>,
+    pub config: Option<Json>,
+    pub secrets: Option<Vec<SecretRef>>,
+    pub is_active: Option<bool>,
+}
+
+/// The published version a connection uses, with its app and parsed manifest.
+async fn usable_version(
+    scope: &RequestScope,
+    id: Uuid,
+) -> Result<(app::Model, app_version::Model, Manifest)> {
+    let tx = scope.tx().await?;
+    let version = app_version::Entity::find_by_id(id)
+        .one(tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    if version.published_at.is_none() {
+        return Err(Error::bad_input(
+            "appVersionId",
+            "connections use published app versions only",
+        ));
+    }
+    let app = app::Entity::find_by_id(version.app_id)
+        .one(tx)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let manifest = parse_manifest("manifest", &version.manifest)
+        .map_err(|e| Error::Internal(anyhow::anyhow!("stored manifest invalid: {e}")))?;
+    Ok((app, version, manifest))
+}
+
+/// Checks secret references against the manifest and that each secret is the tenant's.
+async fn check_secrets(
+    scope: &RequestScope,
+    manifest: &Manifest,
+    refs: &[SecretRef],
+) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    for (i, r) in refs.iter().enumerate() {
+        if !manifest.secret_fields.contains(&r.field) {
+            return Err(Error::bad_input(
+                format!("secrets[{i}].field"),
+                format!(
+                    "this app has no secret field {:?}; it has {}",
+                    r.field,
+                    if manifest.secret_fields.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        manifest.secret_fields.join(", ")
+                    }
+                ),
+            ));
+        }
+        if !seen.insert(r.field.as_str()) {
+            return Err(Error::bad_input(
+                format!("secrets[{i}].field"),
+                "this field is given twice",
+            ));
+        }
+    }
+    if let Some(missing) = manifest
+        .secret_fields
+        .iter()
+        .find(|f| !seen.contains(f.as_str()) && !manifest.optional_secret_fields.contains(f))
+    {
+        return Err(Error::bad_input(
+            "secrets",
+            format!("the secret field {missing:?} needs a secret"),
+        ));
+    }
+    let ids: Vec<Uuid> = refs.iter().map(|r| r.secret_id).collect();
+    let visible = secret::Entity::find()
+        .filter(secret::Column::Id.is_in(ids.iter().copied()))
+        .all(scope.tx().await?)
+        .await?;
+    if ids.iter().any(|id| !visible.iter().any(|s| s.id == *id)) {
+        return Err(Error::NotFound);
+    }
+    Ok(())
+}
+
+async fn replace_secrets(
+    scope: &RequestScope,
+    tenant_id: Uuid,
+    connection_id: Uuid,
+    refs: Vec<SecretRef>,
+) -> Result<()> {
+    let tx = scope.tx().await?;
+    connection_secret::Entity::delete_many()
+        .filter(connection_secret::Column::ConnectionId.eq(connection_id))
+        .exec(tx)
+        .await?;
+    if refs.is_empty() {
+        return Ok(());
+    }
+    connection_secret::Entity::insert_many(refs.into_iter().map(|r| {
+        connection_secret::ActiveModel {
+            tenant_id: Set(tenant_id),
+            connection_id: Set(connection_id),
+            field: Set(r.field),
+            secret_id: Set(r.secret_id),
+            ..Default::default()
+        }
+    }))
+    .exec(tx)
+    .await?;
+    Ok(())
+}
+
+/// Creates a connection (admins).
+pub async fn create_connection(
+    scope: &RequestScope,
+    new: NewConnection,
+) -> Result<connection::Model> {
+    let ctx = scope.require(Role::Admin).await?;
+    let name = required_text(&new.name, "name", 200)?;
+    let (app, version, manifest) = usable_version(scope, new.app_version_id).await?;
+    validate_instance("config", &manifest.config_schema, &new.config)?;
+    check_secrets(scope, &manifest, &new.secrets).await?;
+    let row = connection::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(ctx.tenant_id),
+        app_id: Set(app.id),
+        app_version_id: Set(version.id),
+        name: Set(name),
+        config: Set(new.config),
+        is_active: Set(new.is_active),
+        created_by: Set(scope.user_id().ok()),
+        ..Default::default()
+    }
+    .insert(scope.tx().await?)
+    .await?;
+    replace_secrets(scope, ctx.tenant_id, row.id, new.secrets).await?;
+    audit::record(
+        scope,
+        Event::new(Some(ctx.tenant_id), "connection.create")
+            .target(IdKind::Connection, row.id)
+            .details(json!({ "name": row.name, "app": app.key, "version": version.version })),
+    )
+    .await?;
+    Ok(row)
+}
+
+async fn find_connection(scope: &RequestScope, id: Uuid) -> Result<connection::Model> {
+    connection::Entity::find_by_id(id)
+        .filter(connection::Column::DeletedAt.is_null())
+        .one(scope.tx().await?)
+        .await?
+        .ok_or(Error::NotFound)
+}
+
+/// Changes a connection (admins). New secrets or a new version mark it rotated.
+pub async fn update_connection(
+    scope: &RequestScope,
+    id: Uuid,
+    changes: ConnectionChanges,
+) -> Result<connection::Model> {
+    let ctx = scope.require(Role::Admin).await?;
+    let current = find_connection(scope, id).await?;
+    let version_id = changes.app_version_id.unwrap_or(current.app_version_id);
+    let (app, _, manifest) = usable_version(scope, version_id).await?;
+    if app.id != current.app_id {
+        return Err(Error::bad_input(
+            "appVersionId",
+            "a connection can move to another version of its own app only",
+        ));
+    }
+    let config = changes.config.unwrap_or_else(|| current.config.clone());
+    validate_instance("config", &manifest.config_schema, &config)?;
+    let mut row = connection::ActiveModel {
+        id: Set(id),
+        app_version_id: Set(version_id),
+        config: Set(config),
+        ..Default::default()
+    };
+    if let Some(name) = changes.name {
+        row.name = Set(required_text(&name, "name", 200)?);
+    }
+    if let Some(is_active) = changes.is_active {
+        row.is_active = Set(is_active);
+    }
+    let rotated = changes.secrets.is_some() || version_id != current.app_version_id;
+    if let Some(refs) = changes.secrets {
+        check_secrets(scope, &manifest, &refs).await?;
+        replace_secrets(scope, ctx.tenant_id, id, refs).await?;
+    } else if version_id != current.app_version_id {
+        // The new version may name other secret fields: the kept references must fit.
+        let kept = references(scope, id).await?;
+        check_secrets(scope, &manifest, &kept).await?;
+    }
+    if rotated {
+        row.rotated_at = Set(Some(Utc::now()));
+    }
+    let row = row.update(scope.tx().await?).await?;
+    audit::record(
+        scope,
+        Event::new(Some(ctx.tenant_id), "connection.update")
+            .target(IdKind::Connection, id)
+            .details(json!({ "name": row.name })),
+    )
+    .await?;
+    Ok(row)
+}
+
+async fn references(scope: &RequestScope, connection_id: Uuid) -> Result<Vec<SecretRef>> {
+    Ok(connection_secret::Entity::find()
+        .filter(connection_secret::Column::ConnectionId.eq(connection_id))
+        .all(scope.tx().await?)
+        .await?
+        .into_iter()
+        .map(|r| SecretRef {
+            field: r.field,
+            secret_id: r.secret_id,
+        })
+        .collect())
+}
+
+/// Deletes a connection (admins, soft): it leaves every list and releases its secrets.
+pub async fn delete_connection(scope: &RequestScope, id: Uuid) -> Result<connection::Model> {
+    let ctx = scope.require(Role::Admin).await?;
+    find_connection(scope, id).await?;
+    replace_secrets(scope, ctx.tenant_id, id, vec![]).await?;
+    let row = connection::ActiveModel {
+        id: Set(id),
+        is_active: Set(false),
+        deleted_at: Set(Some(Utc::now())),
+        ..Default::default()
+    }
+    .update(scope.tx().await?)
+    .await?;
+    audit::record(
+        scope,
+        Event::new(Some(ctx.tenant_id), "connection.delete")
+            .target(IdKind::Connection, id)
+            .severity(Severity::Warning)
+            .details(json!({ "name": row.name })),
+    )
+    .await?;
+    Ok(row)
+}
+
+/// What a connection test found.
+#[derive(Clone, Debug)]
+pub struct ConnectionTest {
+    pub ok: bool,
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    pub message: String,
+}
+
+/// The longest a connection test waits, whatever the connection's own timeout says.
+const TEST_TIMEOUT_CAP: Duration = Duration::from_secs(10);
+
+/// Tests a connection (builders): for the http app, one GET to its `baseUrl` with its
+/// default headers and authorization secret. Other apps report that they have no test.
+pub async fn test_connection(
+    vault: &Vault,
+    scope: &RequestScope,
+    id: Uuid,
+) -> Result<ConnectionTest> {
+    let ctx = scope.require(Role::Builder).await?;
+    let row = find_connection(scope, id).await?;
+    let (app, _, _) = usable_version(scope, row.app_version_id).await?;
+    if app.key != "http" || app.tenant_id.is_some() {
+        return Ok(ConnectionTest {
+            ok: false,
+            status: None,
+            latency_ms: 0,
+            message: format!("the {} app has no connection test", app.key),
+        });
+    }
+    let Some(url) = row.config.get("baseUrl").and_then(Json::as_str) else {
+        return Err(Error::bad_input(
+            "config/baseUrl",
+            "this connection has no baseUrl to test",
+        ));
+    };
+    let timeout = row
+        .config
+        .get("timeoutMs")
+        .and_then(Json::as_u64)
+        .map_or(TEST_TIMEOUT_CAP, Duration::from_millis)
+        .min(TEST_TIMEOUT_CAP);
+    let mut request = http_client()?.get(url).timeout(timeout);
+    if let Some(headers) = row.config.get("defaultHeaders").and_then(Json::as_object) {
+        for (name, value) in headers {
+            if let Some(value) = value.as_str() {
+                request = request.header(name, value);
+            }
+        }
+    }
+    let authorization = references(scope, id)
+        .await?
+        .into_iter()
+        .find(|r| r.field == "authorization");
+    if let Some(reference) = authorization {
+        let secret = secret::Entity::find_by_id(reference.secret_id)
+            .one(scope.tx().await?)
+            .await?
+            .ok_or(Error::NotFound)?;
+        let value = vault.reveal(scope, &secret).await?;
+        let mut header =
+            reqwest::header::HeaderValue::from_str(value.expose_secret()).map_err(|_| {
+                Error::bad_input(
+                    "secrets",
+                    "the authorization secret is not a valid header value",
+                )
+            })?;
+        header.set_sensitive(true);
+        request = request.header(reqwest::header::AUTHORIZATION, header);
+    }
+    let started = Instant::now();
+    let outcome = request.send().await;
+    let latency_ms = started.elapsed().as_millis() as u64;
+    let result = match outcome {
+        Ok(response) => {
+            let status = response.status();
+            ConnectionTest {
+                ok: status.is_success(),
+                status: Some(status.as_u16()),
+                latency_ms,
+                message: format!("HTTP {status}"),
+            }
+        }
+        Err(err) => ConnectionTest {
+            ok: false,
+            status: None,
+            latency_ms,
+            message: describe_failure(&err),
+        },
+    };
+    audit::record(
+        scope,
+        Event::new(Some(ctx.tenant_id), "connection.test")
+            .target(IdKind::Connection, id)
+            .details(json!({ "ok": result.ok, "status": result.status })),
+    )
+    .await?;
+    Ok(result)
+}
+
+/// A failure in words that carry no URL, header or secret.
+fn describe_failure(err: &reqwest::Error) -> String {
+    if err.is_timeout() {
+        "the request timed out".into()
+    } else if err.is_connect() {
+        "could not connect".into()
+    } else if err.is_builder() {
+        "the URL or a header is not valid".into()
+    } else {
+        "the request failed".into()
+    }
+}
+
+fn http_client() -> Result<&'static reqwest::Client> {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    if let Some(client) = CLIENT.get() {
+        return Ok(client);
+    }
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("trellis/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| Error::Internal(anyhow::anyhow!("http client: {e}")))?;
+    Ok(CLIENT.get_or_init(|| client))
+}

@@ -1,0 +1,454 @@
+use async_graphql::{Context, InputObject, Json, Object, ID};
+use secrecy::SecretString;
+use trellis_core::integrations::{catalog, connections, secrets};
+use trellis_entity::IdKind;
+
+use super::types::{ActionKind, App, AppCategory, AppVersion, Connection, Secret};
+use crate::context::{mutate, ContextExt};
+use crate::identity::types::input_id;
+use crate::identity::IdInput;
+
+payload!(AppPayload { app: App });
+payload!(AppVersionPayload {
+    app_version: AppVersion
+});
+payload!(SecretPayload { secret: Secret });
+payload!(ConnectionPayload {
+    connection: Connection
+});
+payload!(
+    /// The tenant's new data-key generation and how many secrets were re-encrypted.
+    RotateDataKeyPayload { generation: i32, secrets_reencrypted: i32 }
+);
+payload!(
+    /// What one test request found.
+    TestConnectionPayload { ok: bool, status: i32, latency_ms: i32, message: String, connection: Connection }
+);
+
+#[derive(InputObject)]
+pub struct CreateAppInput {
+    /// 2 to 63 lowercase letters, digits, '_' or '-'.
+    pub key: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub category: AppCategory,
+    pub icon_url: Option<String>,
+    /// In the public catalog (platform admins only) instead of the active tenant.
+    #[graphql(default)]
+    pub public: bool,
+}
+
+#[derive(InputObject)]
+pub struct UpdateAppInput {
+    pub id: ID,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub category: Option<AppCategory>,
+    pub icon_url: Option<String>,
+}
+
+#[derive(InputObject)]
+pub struct ActionInput {
+    /// Unique within the version: letters, digits and '_'.
+    pub key: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub kind: ActionKind,
+    /// A JSON Schema (draft 2020-12 unless `$schema` says otherwise).
+    pub input_schema: Json<serde_json::Value>,
+    pub output_schema: Json<serde_json::Value>,
+}
+
+impl From<ActionInput> for catalog::ActionSpec {
+    fn from(a: ActionInput) -> Self {
+        Self {
+            key: a.key,
+            name: a.name,
+            description: a.description,
+            kind: a.kind.into(),
+            input_schema: a.input_schema.0,
+            output_schema: a.output_schema.0,
+        }
+    }
+}
+
+#[derive(InputObject)]
+pub struct CreateAppVersionInput {
+    pub app_id: ID,
+    /// MAJOR.MINOR.PATCH, unique within the app.
+    pub version: String,
+    /// `{auth, configSchema, secretFields?, optionalSecretFields?, docsUrl?}`.
+    pub manifest: Json<serde_json::Value>,
+    #[graphql(default)]
+    pub actions: Vec<ActionInput>,
+}
+
+#[derive(InputObject)]
+pub struct UpdateAppVersionInput {
+    /// A draft version; published ones never change.
+    pub id: ID,
+    pub manifest: Option<Json<serde_json::Value>>,
+    /// Replaces every action of the version.
+    pub actions: Option<Vec<ActionInput>>,
+}
+
+#[derive(InputObject)]
+pub struct CreateSecretInput {
+    /// Unique in the tenant: letters, digits, '_', '.' or '-'.
+    pub name: String,
+    /// Write-only: stored encrypted, never returned.
+    #[graphql(secret)]
+    pub value: String,
+}
+
+#[derive(InputObject)]
+pub struct RotateSecretInput {
+    pub id: ID,
+    /// The new value; the version goes up by one.
+    #[graphql(secret)]
+    pub value: String,
+}
+
+#[derive(InputObject)]
+pub struct ConnectionSecretInput {
+    /// A secret field of the app version's manifest.
+    pub field: String,
+    pub secret_id: ID,
+}
+
+#[derive(InputObject)]
+pub struct CreateConnectionInput {
+    /// A published app version.
+    pub app_version_id: ID,
+    /// Unique in the tenant.
+    pub name: String,
+    /// Checked against the version's config schema.
+    pub config: Json<serde_json::Value>,
+    #[graphql(default)]
+    pub secrets: Vec<ConnectionSecretInput>,
+    #[graphql(default = true)]
+    pub is_active: bool,
+}
+
+#[derive(InputObject)]
+pub struct UpdateConnectionInput {
+    pub id: ID,
+    /// Another published version of the same app.
+    pub app_version_id: Option<ID>,
+    pub name: Option<String>,
+    pub config: Option<Json<serde_json::Value>>,
+    /// Replaces every secret reference.
+    pub secrets: Option<Vec<ConnectionSecretInput>>,
+    pub is_active: Option<bool>,
+}
+
+fn secret_refs(
+    ctx: &Context<'_>,
+    inputs: Vec<ConnectionSecretInput>,
+) -> async_graphql::Result<Vec<connections::SecretRef>> {
+    inputs
+        .into_iter()
+        .map(|s| {
+            Ok(connections::SecretRef {
+                field: s.field,
+                secret_id: input_id(ctx, &s.secret_id, IdKind::Secret)?,
+            })
+        })
+        .collect()
+}
+
+fn vault<'a>(ctx: &'a Context<'_>) -> async_graphql::Result<&'a secrets::Vault> {
+    Ok(&ctx.services()?.vault)
+}
+
+#[derive(Default)]
+pub struct IntegrationsMutation;
+
+#[Object]
+impl IntegrationsMutation {
+    /// Adds an app to the active tenant's catalog (builders), or to the public catalog
+    /// (`public: true`, platform admins).
+    async fn create_app(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateAppInput,
+    ) -> async_graphql::Result<AppPayload> {
+        let scope = ctx.scope()?;
+        let new = catalog::NewApp {
+            key: input.key,
+            name: input.name,
+            description: input.description,
+            category: input.category.into(),
+            icon_url: input.icon_url,
+            public: input.public,
+        };
+        let (app, user_errors) = mutate(ctx, catalog::create_app(scope, new)).await?;
+        Ok(AppPayload {
+            app: app.map(App),
+            user_errors,
+        })
+    }
+
+    async fn update_app(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateAppInput,
+    ) -> async_graphql::Result<AppPayload> {
+        let scope = ctx.scope()?;
+        let id = input_id(ctx, &input.id, IdKind::App)?;
+        let changes = catalog::AppChanges {
+            name: input.name,
+            description: input.description,
+            category: input.category.map(Into::into),
+            icon_url: input.icon_url.map(Some),
+        };
+        let (app, user_errors) = mutate(ctx, catalog::update_app(scope, id, changes)).await?;
+        Ok(AppPayload {
+            app: app.map(App),
+            user_errors,
+        })
+    }
+
+    /// Removes an app from the catalog; its connections keep working.
+    async fn delete_app(
+        &self,
+        ctx: &Context<'_>,
+        input: IdInput,
+    ) -> async_graphql::Result<AppPayload> {
+        let scope = ctx.scope()?;
+        let id = input_id(ctx, &input.id, IdKind::App)?;
+        let (app, user_errors) = mutate(ctx, catalog::delete_app(scope, id)).await?;
+        Ok(AppPayload {
+            app: app.map(App),
+            user_errors,
+        })
+    }
+
+    /// Adds a draft version with its manifest and actions; schemas are checked.
+    async fn create_app_version(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateAppVersionInput,
+    ) -> async_graphql::Result<AppVersionPayload> {
+        let scope = ctx.scope()?;
+        let app_id = input_id(ctx, &input.app_id, IdKind::App)?;
+        let actions = input.actions.into_iter().map(Into::into).collect();
+        let (version, user_errors) = mutate(
+            ctx,
+            catalog::create_app_version(scope, app_id, &input.version, input.manifest.0, actions),
+        )
+        .await?;
+        Ok(AppVersionPayload {
+            app_version: version.map(AppVersion),
+            user_errors,
+        })
+    }
+
+    /// Changes a draft version.
+    async fn update_app_version(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateAppVersionInput,
+    ) -> async_graphql::Result<AppVersionPayload> {
+        let scope = ctx.scope()?;
+        let id = input_id(ctx, &input.id, IdKind::AppVersion)?;
+        let actions = input
+            .actions
+            .map(|actions| actions.into_iter().map(Into::into).collect());
+        let (version, user_errors) = mutate(
+            ctx,
+            catalog::update_app_version(scope, id, input.manifest.map(|m| m.0), actions),
+        )
+        .await?;
+        Ok(AppVersionPayload {
+            app_version: version.map(AppVersion),
+            user_errors,
+        })
+    }
+
+    /// Publishes a draft version: immutable from now on, usable by connections.
+    async fn publish_app_version(
+        &self,
+        ctx: &Context<'_>,
+        input: IdInput,
+    ) -> async_graphql::Result<AppVersionPayload> {
+        let scope = ctx.scope()?;
+        let id = input_id(ctx, &input.id, IdKind::AppVersion)?;
+        let (version, user_errors) = mutate(ctx, catalog::publish_app_version(scope, id)).await?;
+        Ok(AppVersionPayload {
+            app_version: version.map(AppVersion),
+            user_errors,
+        })
+    }
+
+    /// Stores a secret (admins). The value is encrypted and never shown again.
+    async fn create_secret(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateSecretInput,
+    ) -> async_graphql::Result<SecretPayload> {
+        let scope = ctx.scope()?;
+        let value = SecretString::from(input.value);
+        let (secret, user_errors) = mutate(
+            ctx,
+            secrets::create_secret(vault(ctx)?, scope, &input.name, &value),
+        )
+        .await?;
+        Ok(SecretPayload {
+            secret: secret.map(Secret),
+            user_errors,
+        })
+    }
+
+    /// Replaces a secret's value (admins); its version goes up by one.
+    async fn rotate_secret(
+        &self,
+        ctx: &Context<'_>,
+        input: RotateSecretInput,
+    ) -> async_graphql::Result<SecretPayload> {
+        let scope = ctx.scope()?;
+        let id = input_id(ctx, &input.id, IdKind::Secret)?;
+        let value = SecretString::from(input.value);
+        let (secret, user_errors) =
+            mutate(ctx, secrets::rotate_secret(vault(ctx)?, scope, id, &value)).await?;
+        Ok(SecretPayload {
+            secret: secret.map(Secret),
+            user_errors,
+        })
+    }
+
+    /// Deletes a secret (admins); a CONFLICT while a connection uses it.
+    async fn delete_secret(
+        &self,
+        ctx: &Context<'_>,
+        input: IdInput,
+    ) -> async_graphql::Result<SecretPayload> {
+        let scope = ctx.scope()?;
+        let id = input_id(ctx, &input.id, IdKind::Secret)?;
+        let (secret, user_errors) = mutate(ctx, secrets::delete_secret(scope, id)).await?;
+        Ok(SecretPayload {
+            secret: secret.map(Secret),
+            user_errors,
+        })
+    }
+
+    /// Replaces the active tenant's data key and re-encrypts all its secrets in one
+    /// transaction (admins).
+    async fn rotate_data_key(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<RotateDataKeyPayload> {
+        let scope = ctx.scope()?;
+        let (rotated, user_errors) =
+            mutate(ctx, secrets::rotate_data_key(vault(ctx)?, scope)).await?;
+        Ok(match rotated {
+            Some((generation, count)) => RotateDataKeyPayload {
+                generation: Some(generation),
+                secrets_reencrypted: Some(i32::try_from(count).unwrap_or(i32::MAX)),
+                user_errors,
+            },
+            None => RotateDataKeyPayload {
+                user_errors,
+                ..Default::default()
+            },
+        })
+    }
+
+    /// Connects an app (admins): config checked against the version's schema, each
+    /// secret field pointing at one of the tenant's secrets.
+    async fn create_connection(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateConnectionInput,
+    ) -> async_graphql::Result<ConnectionPayload> {
+        let scope = ctx.scope()?;
+        let new = connections::NewConnection {
+            app_version_id: input_id(ctx, &input.app_version_id, IdKind::AppVersion)?,
+            name: input.name,
+            config: input.config.0,
+            secrets: secret_refs(ctx, input.secrets)?,
+            is_active: input.is_active,
+        };
+        let (connection, user_errors) =
+            mutate(ctx, connections::create_connection(scope, new)).await?;
+        Ok(ConnectionPayload {
+            connection: connection.map(Connection),
+            user_errors,
+        })
+    }
+
+    async fn update_connection(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateConnectionInput,
+    ) -> async_graphql::Result<ConnectionPayload> {
+        let scope = ctx.scope()?;
+        let id = input_id(ctx, &input.id, IdKind::Connection)?;
+        let changes = connections::ConnectionChanges {
+            app_version_id: input
+                .app_version_id
+                .map(|v| input_id(ctx, &v, IdKind::AppVersion))
+                .transpose()?,
+            name: input.name,
+            config: input.config.map(|c| c.0),
+            secrets: input.secrets.map(|s| secret_refs(ctx, s)).transpose()?,
+            is_active: input.is_active,
+        };
+        let (connection, user_errors) =
+            mutate(ctx, connections::update_connection(scope, id, changes)).await?;
+        Ok(ConnectionPayload {
+            connection: connection.map(Connection),
+            user_errors,
+        })
+    }
+
+    /// Deletes a connection (admins) and releases the secrets it used.
+    async fn delete_connection(
+        &self,
+        ctx: &Context<'_>,
+        input: IdInput,
+    ) -> async_graphql::Result<ConnectionPayload> {
+        let scope = ctx.scope()?;
+        let id = input_id(ctx, &input.id, IdKind::Connection)?;
+        let (connection, user_errors) =
+            mutate(ctx, connections::delete_connection(scope, id)).await?;
+        Ok(ConnectionPayload {
+            connection: connection.map(Connection),
+            user_errors,
+        })
+    }
+
+    /// Makes one request with a connection (builders; the http app) and reports the
+    /// outcome. Nothing of the secret or the response body is returned.
+    async fn test_connection(
+        &self,
+        ctx: &Context<'_>,
+        input: IdInput,
+    ) -> async_graphql::Result<TestConnectionPayload> {
+        let scope = ctx.scope()?;
+        let id = input_id(ctx, &input.id, IdKind::Connection)?;
+        let (tested, user_errors) =
+            mutate(ctx, connections::test_connection(vault(ctx)?, scope, id)).await?;
+        let connection = ctx
+            .loader()?
+            .load_one(crate::loaders::ConnectionById(id))
+            .await
+            .ok()
+            .flatten()
+            .map(Connection);
+        Ok(match tested {
+            Some(t) => TestConnectionPayload {
+                ok: Some(t.ok),
+                status: t.status.map(i32::from),
+                latency_ms: Some(i32::try_from(t.latency_ms).unwrap_or(i32::MAX)),
+                message: Some(t.message),
+                connection,
+                user_errors,
+            },
+            None => TestConnectionPayload {
+                user_errors,
+                ..Default::default()
+            },
+        })
+    }
+}

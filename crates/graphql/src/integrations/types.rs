@@ -1,0 +1,433 @@
+//! Integration types: App, AppVersion, Action, Secret, Connection.
+
+use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use trellis_entity::{action, app, app_version, connection, connection_secret, secret, IdKind};
+
+use crate::context::{load_error, ContextExt};
+use crate::identity::types::User;
+use crate::ids::gid;
+use crate::loaders::{
+    ActionsOfVersion, AppById, AppVersionById, ConnectionById, SecretById, SecretRefsOfConnection,
+    UserById, UsesOfSecret, VersionsOfApp,
+};
+use crate::pagination::{Keyed, KeysetCursor};
+
+macro_rules! keyed {
+    ($($module:ident),+) => {
+        $(impl Keyed for $module::Model {
+            fn cursor(&self) -> KeysetCursor {
+                KeysetCursor { created_at: self.created_at, id: self.id }
+            }
+        })+
+    };
+}
+keyed!(app, secret, connection);
+
+/// The shelf of the catalog an app sits on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[graphql(remote = "trellis_entity::AppCategory")]
+pub enum AppCategory {
+    Core,
+    Communication,
+    Developer,
+    Productivity,
+    Email,
+}
+
+/// Whether a catalog action starts runs (TRIGGER) or is a step of one (ACTION).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[graphql(remote = "trellis_entity::ActionKind")]
+pub enum ActionKind {
+    Trigger,
+    Action,
+}
+
+/// Narrows the catalog.
+#[derive(InputObject, Default)]
+pub struct AppFilter {
+    /// Matches key, name or description (case-insensitive).
+    pub search: Option<String>,
+    /// Only public apps (true) or only the tenant's own (false).
+    pub public: Option<bool>,
+    pub categories: Option<Vec<AppCategory>>,
+}
+
+/// Narrows a tenant's secrets.
+#[derive(InputObject, Default)]
+pub struct SecretFilter {
+    /// Matches the name (case-insensitive).
+    pub search: Option<String>,
+}
+
+/// Narrows a tenant's connections.
+#[derive(InputObject, Default)]
+pub struct ConnectionFilter {
+    /// Only connections of this app (its ID).
+    pub app: Option<ID>,
+    pub active: Option<bool>,
+    /// Matches the name (case-insensitive).
+    pub search: Option<String>,
+}
+
+/// A connector in the catalog: public (every tenant sees it) or a tenant's own.
+pub struct App(pub app::Model);
+
+impl From<app::Model> for App {
+    fn from(m: app::Model) -> Self {
+        Self(m)
+    }
+}
+
+#[Object]
+impl App {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::App, self.0.id)
+    }
+    /// Unique within the public catalog and within a tenant; a tenant's app never
+    /// shadows a public one.
+    async fn key(&self) -> &str {
+        &self.0.key
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+    async fn category(&self) -> AppCategory {
+        self.0.category.into()
+    }
+    async fn icon_url(&self) -> Option<&str> {
+        self.0.icon_url.as_deref()
+    }
+    /// True for the public catalog, false for the tenant's own apps.
+    async fn is_public(&self) -> bool {
+        self.0.tenant_id.is_none()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// Every version, oldest first (drafts included).
+    async fn versions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<AppVersion>> {
+        Ok(versions_of(ctx, self.0.id)
+            .await?
+            .into_iter()
+            .map(AppVersion)
+            .collect())
+    }
+    /// The newest published version: what a new connection uses.
+    async fn latest_version(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AppVersion>> {
+        Ok(versions_of(ctx, self.0.id)
+            .await?
+            .into_iter()
+            .filter(|v| v.published_at.is_some())
+            .max_by_key(|v| v.published_at)
+            .map(AppVersion))
+    }
+}
+
+async fn versions_of(
+    ctx: &Context<'_>,
+    app_id: uuid::Uuid,
+) -> async_graphql::Result<Vec<app_version::Model>> {
+    Ok(ctx
+        .loader()?
+        .load_one(VersionsOfApp(app_id))
+        .await
+        .map_err(|e| load_error(ctx, &e))?
+        .unwrap_or_default())
+}
+
+/// One version of an app: its manifest (the connection config schema and secret
+/// fields) and its triggers and actions. Immutable once published.
+pub struct AppVersion(pub app_version::Model);
+
+impl From<app_version::Model> for AppVersion {
+    fn from(m: app_version::Model) -> Self {
+        Self(m)
+    }
+}
+
+#[Object]
+impl AppVersion {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::AppVersion, self.0.id)
+    }
+    /// MAJOR.MINOR.PATCH.
+    async fn version(&self) -> &str {
+        &self.0.version
+    }
+    /// The whole manifest: `auth`, `configSchema`, `secretFields`,
+    /// `optionalSecretFields`, `docsUrl`.
+    async fn manifest(&self) -> Json<&serde_json::Value> {
+        Json(&self.0.manifest)
+    }
+    /// The JSON Schema a connection's config must satisfy.
+    async fn config_schema(&self) -> Json<serde_json::Value> {
+        Json(
+            self.0
+                .manifest
+                .get("configSchema")
+                .cloned()
+                .unwrap_or_default(),
+        )
+    }
+    /// The names of the secrets a connection references.
+    async fn secret_fields(&self) -> Vec<String> {
+        self.0
+            .manifest
+            .get("secretFields")
+            .and_then(serde_json::Value::as_array)
+            .map(|fields| {
+                fields
+                    .iter()
+                    .filter_map(|f| f.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+    async fn is_published(&self) -> bool {
+        self.0.published_at.is_some()
+    }
+    async fn published_at(&self) -> Option<DateTime<Utc>> {
+        self.0.published_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn app(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<App>> {
+        let app = ctx
+            .loader()?
+            .load_one(AppById(self.0.app_id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?;
+        Ok(app.map(App))
+    }
+    /// Triggers and actions, by key; `kind` narrows to one of the two.
+    async fn actions(
+        &self,
+        ctx: &Context<'_>,
+        kind: Option<ActionKind>,
+    ) -> async_graphql::Result<Vec<Action>> {
+        let actions = ctx
+            .loader()?
+            .load_one(ActionsOfVersion(self.0.id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?
+            .unwrap_or_default();
+        Ok(actions
+            .into_iter()
+            .filter(|a| kind.is_none_or(|k| trellis_entity::ActionKind::from(k) == a.kind))
+            .map(Action)
+            .collect())
+    }
+}
+
+/// A trigger or action of an app version, with its input and output JSON Schemas.
+pub struct Action(pub action::Model);
+
+impl From<action::Model> for Action {
+    fn from(m: action::Model) -> Self {
+        Self(m)
+    }
+}
+
+#[Object]
+impl Action {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::Action, self.0.id)
+    }
+    async fn key(&self) -> &str {
+        &self.0.key
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+    async fn kind(&self) -> ActionKind {
+        self.0.kind.into()
+    }
+    async fn input_schema(&self) -> Json<&serde_json::Value> {
+        Json(&self.0.input_schema)
+    }
+    async fn output_schema(&self) -> Json<&serde_json::Value> {
+        Json(&self.0.output_schema)
+    }
+    async fn app_version(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AppVersion>> {
+        let version = ctx
+            .loader()?
+            .load_one(AppVersionById(self.0.app_version_id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?;
+        Ok(version.map(AppVersion))
+    }
+}
+
+/// A named secret. Its value is write-only: no field, error or log ever shows it.
+pub struct Secret(pub secret::Model);
+
+impl From<secret::Model> for Secret {
+    fn from(m: secret::Model) -> Self {
+        Self(m)
+    }
+}
+
+/// One place a secret is used.
+#[derive(SimpleObject)]
+#[graphql(complex)]
+pub struct SecretUse {
+    /// The secret field of the connection's app it fills.
+    pub field: String,
+    #[graphql(skip)]
+    pub connection_id: uuid::Uuid,
+}
+
+#[async_graphql::ComplexObject]
+impl SecretUse {
+    async fn connection(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Connection>> {
+        let connection = ctx
+            .loader()?
+            .load_one(ConnectionById(self.connection_id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?;
+        Ok(connection.map(Connection))
+    }
+}
+
+#[Object]
+impl Secret {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::Secret, self.0.id)
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// Starts at 1; every rotation adds one.
+    async fn version(&self) -> i32 {
+        self.0.version
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn rotated_at(&self) -> Option<DateTime<Utc>> {
+        self.0.rotated_at
+    }
+    /// When the server last decrypted it for use.
+    async fn last_used_at(&self) -> Option<DateTime<Utc>> {
+        self.0.last_used_at
+    }
+    async fn created_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
+        let Some(id) = self.0.created_by else {
+            return Ok(None);
+        };
+        let user = ctx
+            .loader()?
+            .load_one(UserById(id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?;
+        Ok(user.map(User))
+    }
+    /// The connection fields that reference it; while any does, it cannot be deleted.
+    async fn used_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<SecretUse>> {
+        let uses = ctx
+            .loader()?
+            .load_one(UsesOfSecret(self.0.id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?
+            .unwrap_or_default();
+        Ok(uses
+            .into_iter()
+            .map(|u| SecretUse {
+                field: u.field,
+                connection_id: u.connection_id,
+            })
+            .collect())
+    }
+}
+
+/// A tenant's configured use of a published app version.
+pub struct Connection(pub connection::Model);
+
+impl From<connection::Model> for Connection {
+    fn from(m: connection::Model) -> Self {
+        Self(m)
+    }
+}
+
+/// Which secret fills one secret field of a connection.
+pub struct ConnectionSecret(pub connection_secret::Model);
+
+#[Object]
+impl ConnectionSecret {
+    async fn field(&self) -> &str {
+        &self.0.field
+    }
+    /// The secret (its name and version; never its value).
+    async fn secret(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Secret>> {
+        let secret = ctx
+            .loader()?
+            .load_one(SecretById(self.0.secret_id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?;
+        Ok(secret.map(Secret))
+    }
+}
+
+#[Object]
+impl Connection {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::Connection, self.0.id)
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    /// The non-secret configuration, valid against the version's config schema.
+    async fn config(&self) -> Json<&serde_json::Value> {
+        Json(&self.0.config)
+    }
+    async fn is_active(&self) -> bool {
+        self.0.is_active
+    }
+    /// When its secrets or version last changed.
+    async fn rotated_at(&self) -> Option<DateTime<Utc>> {
+        self.0.rotated_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    async fn app(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<App>> {
+        let app = ctx
+            .loader()?
+            .load_one(AppById(self.0.app_id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?;
+        Ok(app.map(App))
+    }
+    async fn app_version(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AppVersion>> {
+        let version = ctx
+            .loader()?
+            .load_one(AppVersionById(self.0.app_version_id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?;
+        Ok(version.map(AppVersion))
+    }
+    /// The secrets it uses, by field (names and versions only).
+    async fn secrets(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ConnectionSecret>> {
+        let refs = ctx
+            .loader()?
+            .load_one(SecretRefsOfConnection(self.0.id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?
+            .unwrap_or_default();
+        Ok(refs.into_iter().map(ConnectionSecret).collect())
+    }
+}
