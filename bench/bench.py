@@ -5,25 +5,37 @@ bounded load with persistent HTTP/1.1 connections, and writes a summary.
 Python 3.11 standard library only. `bench/run.sh` builds and starts the server and
 calls this with its URL and PID; see bench/README.md.
 
-Exit status: 0 when every request succeeded and SQL statements per request are the
-same at every page size; 1 otherwise (results are still printed and written).
+Also runs the same reads as hand-written SQL (bench/dashboard.sql) through pgbench
+against the server's embedded cluster, as the application role, and compares.
+
+Exit status: 1 when a request or a pgbench run failed, when SQL statements per request
+differ between page sizes, or (unless BENCH_REPORT_ONLY=1) when a budget of DESIGN.md
+§6 is missed: GraphQL req/s below half the pgbench tps, or p99 above 5x p50 at 32
+clients; 0 otherwise. Results are printed and written either way.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import concurrent.futures
 import http.client
 import json
 import math
 import os
 import platform
+import re
+import resource
+import shutil
+import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
+import uuid
 
 DASHBOARD = (
     "query Dash($n:Int!){ tenant { id name "
@@ -246,11 +258,14 @@ def cpu_seconds(pid: int) -> float:
 
 
 def pg_cpu_seconds(postmaster: int | None) -> float | None:
-    """CPU time of the postmaster and its children (backends of the pooled
-    connections live for the whole run, so their deltas are complete)."""
+    """CPU time of the postmaster, its live children (backends of the pooled
+    connections live for the whole run, so their deltas are complete) and the children
+    it has reaped (pgbench's backends, which exit at the end of their run)."""
     if postmaster is None:
         return None
-    total = cpu_seconds(postmaster)
+    with open(f"/proc/{postmaster}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    total = sum(int(x) for x in fields[11:15]) / CLK_TCK  # utime stime cutime cstime
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
@@ -353,6 +368,7 @@ def load_run(url: str, pid: int, postmaster: int | None, token: str, n: int, con
     before = metrics(url)
     rss_before = rss_kb(pid)
     cpu_before, pg_before = cpu_seconds(pid), pg_cpu_seconds(postmaster)
+    client_before = resource.getrusage(resource.RUSAGE_SELF)
     peak = [rss_before]
     sampling = threading.Event()
 
@@ -374,6 +390,9 @@ def load_run(url: str, pid: int, postmaster: int | None, token: str, n: int, con
     peak[0] = max(peak[0], rss_kb(pid))
     after = metrics(url)
     cpu_after, pg_after = cpu_seconds(pid), pg_cpu_seconds(postmaster)
+    client_after = resource.getrusage(resource.RUSAGE_SELF)
+    client_cpu = ((client_after.ru_utime + client_after.ru_stime)
+                  - (client_before.ru_utime + client_before.ru_stime))
     all_lat = sorted(x for per in lat for x in per)
     d_stmt = after["trellis_sql_statements_total"] - before["trellis_sql_statements_total"]
     d_req = after["trellis_graphql_requests_total"] - before["trellis_graphql_requests_total"]
@@ -393,6 +412,9 @@ def load_run(url: str, pid: int, postmaster: int | None, token: str, n: int, con
         "postgres_cpu_ms_per_request": (
             round((pg_after - pg_before) * 1000 / d_req, 2) if d_req and pg_before is not None else None
         ),
+        # This Python process (load threads, RSS sampler, /metrics reads): the load
+        # generator's own cost, which pgbench's C client mostly does not have.
+        "client_cpu_ms_per_request": round(client_cpu * 1000 / len(all_lat), 2) if all_lat else None,
         "rss_start_kb": rss_before,
         "rss_peak_kb": peak[0],
         "failures": len(failures),
@@ -420,6 +442,144 @@ def probe_statements(url: str, token: str, n: int, count: int) -> dict[str, int]
     finally:
         c.close()
     return {str(k): v for k, v in sorted(hist.items())}
+
+
+# --------------------------------------------------------------------------- SQL baseline
+
+def postmaster_info(pidfile: str) -> dict:
+    """PID, port and listen address of a cluster from its postmaster.pid (lines: PID,
+    data directory, start time, port, socket directory, listen address, ...)."""
+    with open(pidfile) as f:
+        lines = f.read().splitlines()
+    info = {"pid": int(lines[0])}
+    if len(lines) > 3 and lines[3].strip().isdigit():
+        info["port"] = int(lines[3])
+    if len(lines) > 4 and lines[4].strip():
+        info["socket_dir"] = lines[4].strip()
+    host = lines[5].strip() if len(lines) > 5 else ""
+    info["host"] = "127.0.0.1" if host in ("", "*", "0.0.0.0") else host
+    return info
+
+
+def find_pgbench(postmaster: int | None) -> str | None:
+    """pgbench of the PostgreSQL that runs the cluster: next to the postmaster's own
+    executable; else looked for the way the server finds its binaries
+    (crates/server/src/embedded_pg.rs: `pg_ctl` on PATH, resolved, then
+    /usr/lib/postgresql/<highest>/bin and a few fixed folders); else on PATH."""
+    override = os.environ.get("BENCH_PGBENCH")
+    if override:
+        return override
+    dirs = []
+    if postmaster is not None:
+        try:
+            dirs.append(os.path.dirname(os.readlink(f"/proc/{postmaster}/exe")))
+        except OSError:
+            pass
+    has_all = lambda d: all(os.path.isfile(os.path.join(d, b)) for b in ("initdb", "pg_ctl", "postgres"))  # noqa: E731
+    for d in os.environ.get("PATH", "").split(os.pathsep):
+        pg_ctl = os.path.join(d, "pg_ctl")
+        if d and os.path.exists(pg_ctl):
+            real = os.path.dirname(os.path.realpath(pg_ctl))
+            if has_all(real):
+                dirs.append(real)
+                break
+    try:
+        versions = sorted((v for v in os.listdir("/usr/lib/postgresql") if v.isdigit()), key=int, reverse=True)
+        dirs.extend(f"/usr/lib/postgresql/{v}/bin" for v in versions)
+    except OSError:
+        pass
+    dirs.extend(["/usr/local/pgsql/bin", "/opt/homebrew/bin", "/usr/local/bin"])
+    for d in dirs:
+        candidate = os.path.join(d, "pgbench")
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return shutil.which("pgbench")
+
+
+def jwt_claims(token: str) -> dict:
+    """The (unverified) claims of an access token: `sub` is the user, `tid` the tenant."""
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def prefixed_uuid(gid: str, prefix: str) -> str:
+    """`ten_<32 hex>` -> the UUID (crates/entity/src/id.rs)."""
+    kind, _, hex_ = gid.partition("_")
+    if kind != prefix:
+        raise ValueError(f"{gid!r} is not a {prefix}_ ID")
+    return str(uuid.UUID(hex=hex_))
+
+
+def pgbench_run(pgbench: str, db: dict, script: str, tenant: str, user: str, n: int, conc: int,
+                duration: float, jobs: int, postmaster: int | None) -> dict:
+    """One pgbench run of the hand-written dashboard SQL; tps as pgbench reports it
+    (without connection set-up), latency percentiles from its per-transaction log."""
+    logdir = tempfile.mkdtemp(prefix="trellis-pgbench-")
+    seconds = max(1, math.ceil(duration))
+    cmd = [
+        pgbench, "-n", "-M", "prepared", "-f", script,
+        "-c", str(conc), "-j", str(max(1, min(jobs, conc))), "-T", str(seconds),
+        "-D", f"n={n}", "-D", f"tenant={tenant}", "-D", f"user={user}",
+        "-l", "--log-prefix", os.path.join(logdir, "tx"),
+        "-h", db["host"], "-p", str(db["port"]), "-U", db["user"], db["database"],
+    ]
+    env = dict(os.environ, PGPASSWORD=db["password"], PGAPPNAME="trellis-bench-pgbench")
+    pg_before = pg_cpu_seconds(postmaster)
+    ru_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 120)
+        # Let the postmaster reap the backends, so that their CPU time is counted.
+        time.sleep(0.5)
+        ru_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        pg_after = pg_cpu_seconds(postmaster)
+        lat = []
+        for name in os.listdir(logdir):
+            with open(os.path.join(logdir, name)) as f:
+                for line in f:
+                    parts = line.split()
+                    # client_id transaction_no time script_no time_epoch time_us; `time`
+                    # (latency in microseconds) is "failed" for a failed transaction.
+                    if len(parts) >= 3 and parts[2].isdigit():
+                        lat.append(int(parts[2]) / 1000.0)
+    finally:
+        shutil.rmtree(logdir, ignore_errors=True)
+    lat.sort()
+    out = proc.stdout
+
+    def grab(pattern: str, cast=float):
+        m = re.search(pattern, out, re.M)
+        return cast(m.group(1)) if m else None
+
+    txns = grab(r"^number of transactions actually processed: (\d+)", int) or 0
+    failed = grab(r"^number of failed transactions: (\d+)", int) or 0
+    problems = []
+    if proc.returncode != 0:
+        problems.append(f"pgbench exited {proc.returncode}: {proc.stderr.strip()[-500:]}")
+    if failed:
+        problems.append(f"{failed} failed transactions")
+    if not txns:
+        problems.append("no transactions")
+    return {
+        "n": n,
+        "concurrency": conc,
+        "jobs": max(1, min(jobs, conc)),
+        "seconds": seconds,
+        "transactions": txns,
+        "failed_transactions": failed,
+        "tps": grab(r"^tps = ([\d.]+)") or 0.0,
+        "latency_avg_ms": grab(r"^latency average = ([\d.]+) ms"),
+        "p50_ms": round(percentile(lat, 0.50), 2) if lat else None,
+        "p99_ms": round(percentile(lat, 0.99), 2) if lat else None,
+        "postgres_cpu_ms_per_txn": (
+            round((pg_after - pg_before) * 1000 / txns, 2) if txns and pg_before is not None else None
+        ),
+        "pgbench_cpu_ms_per_txn": (
+            round(((ru_after.ru_utime + ru_after.ru_stime) - (ru_before.ru_utime + ru_before.ru_stime))
+                  * 1000 / txns, 3) if txns else None
+        ),
+        "returncode": proc.returncode,
+        "problems": problems,
+    }
 
 
 def machine() -> dict:
@@ -462,6 +622,34 @@ def fmt_table(summary: list[dict]) -> str:
     return "\n".join([line(head), sep, *map(line, rows)])
 
 
+def fmt_budget_table(budgets: list[dict], cfg: argparse.Namespace) -> str:
+    head = ["N", "conc", "GraphQL req/s", "pgbench tps", "ratio", f">= {cfg.min_ratio:g}", "GraphQL p99/p50",
+            "pgbench p50 ms", "pgbench p99 ms", "GraphQL CPU ms/req srv+pg+client", "SQL CPU ms/txn pg+pgbench",
+            "CPU ratio"]
+    fmt = lambda v, f: "-" if v is None else format(v, f)  # noqa: E731
+    rows = []
+    for b in budgets:
+        tail = fmt(b["p99_over_p50"], ".2f")
+        if "tail_ok" in b:
+            tail += " OK" if b["tail_ok"] else " FAIL"
+        rows.append([
+            str(b["n"]), str(b["concurrency"]), f"{b['graphql_rps']:.1f}", fmt(b.get("sql_tps"), ".1f"),
+            fmt(b.get("ratio"), ".3f"),
+            "-" if "ratio_ok" not in b else ("OK" if b["ratio_ok"] else "FAIL"),
+            tail, fmt(b.get("sql_p50_ms"), ".2f"), fmt(b.get("sql_p99_ms"), ".2f"),
+            "+".join(fmt(b[k], ".2f") for k in ("graphql_server_cpu_ms_per_request",
+                                                 "graphql_postgres_cpu_ms_per_request",
+                                                 "graphql_client_cpu_ms_per_request")),
+            "-" if b.get("sql_postgres_cpu_ms_per_txn") is None else
+            f"{b['sql_postgres_cpu_ms_per_txn']:.2f}+{b['sql_pgbench_cpu_ms_per_txn']:.2f}",
+            fmt(b.get("cpu_ratio"), ".3f"),
+        ])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    line = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(head), sep, *map(line, rows)])
+
+
 def main() -> int:
     env = os.environ.get
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -485,17 +673,55 @@ def main() -> int:
                    help="sequential requests per page size whose statements are counted one by one")
     p.add_argument("--warmup", type=int, default=int(env("BENCH_WARMUP", "5")),
                    help="unmeasured requests per connection before each run")
+    p.add_argument("--pgbench", default=env("BENCH_PGBENCH_RUN", "1") != "0", action=argparse.BooleanOptionalAction,
+                   help="run the hand-written SQL baseline (bench/dashboard.sql) through pgbench after "
+                        "every GraphQL run (BENCH_PGBENCH_RUN=0 turns it off)")
+    p.add_argument("--pgbench-jobs", type=int, default=int(env("BENCH_PGBENCH_JOBS", "2")),
+                   help="pgbench worker threads (-j)")
+    p.add_argument("--sql-script", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "dashboard.sql"))
+    p.add_argument("--min-ratio", type=float, default=float(env("BENCH_MIN_RATIO", "0.5")),
+                   help="budget: GraphQL req/s at least this fraction of pgbench tps")
+    p.add_argument("--tail-concurrency", type=int, default=int(env("BENCH_TAIL_CONCURRENCY", "32")),
+                   help="concurrency at which p99 must be within --max-tail x p50")
+    p.add_argument("--max-tail", type=float, default=float(env("BENCH_MAX_TAIL", "5")))
+    p.add_argument("--report-only", default=env("BENCH_REPORT_ONLY", "0") == "1", action=argparse.BooleanOptionalAction,
+                   help="report missed budgets (ratio, tail latency) without failing")
     cfg = p.parse_args()
     sizes = [int(x) for x in cfg.sizes.split(",")]
     concs = [int(x) for x in cfg.concurrency.split(",")]
+    # A SIGTERM (run.sh's clean-up) ends a running pgbench too: subprocess.run kills its
+    # child when an exception interrupts it.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     postmaster = None
+    pg_info: dict = {}
     if cfg.pg_pidfile:
         try:
-            with open(cfg.pg_pidfile) as f:
-                postmaster = int(f.readline())
-        except (OSError, ValueError):
+            pg_info = postmaster_info(cfg.pg_pidfile)
+            postmaster = pg_info["pid"]
+        except (OSError, ValueError, IndexError):
             log(f"note: no PostgreSQL PID in {cfg.pg_pidfile}; its CPU time is not reported")
+    pgbench = None
+    db: dict = {}
+    if cfg.pgbench:
+        # The server's embedded cluster and application role (crates/server/src/config.rs
+        # defaults, or the same environment variables the server read).
+        db = {
+            "host": pg_info.get("host", "127.0.0.1"),
+            "port": pg_info.get("port"),
+            "database": env("TRELLIS_DB_NAME", "trellis"),
+            "user": env("TRELLIS_DB_APP_ROLE", "trellis_app"),
+            "password": env("TRELLIS_DB_APP_PASSWORD", "trellis_app"),
+        }
+        pgbench = find_pgbench(postmaster)
+        if pgbench is None or not db["port"]:
+            log("FAIL: the SQL baseline needs pgbench and the embedded cluster's postmaster.pid "
+                f"(pgbench: {pgbench}, pidfile: {cfg.pg_pidfile}); BENCH_PGBENCH_RUN=0 skips it")
+            return 1
+        if not os.path.isfile(cfg.sql_script):
+            log(f"FAIL: no SQL script {cfg.sql_script}")
+            return 1
+        log(f"SQL baseline: {pgbench} -f {cfg.sql_script} as {db['user']}@{db['host']}:{db['port']}/{db['database']}")
     rss_startup = rss_kb(cfg.pid)
     log(f"seed: {cfg.tenants} tenants x ({cfg.members} members + owner, {cfg.api_keys} API keys), "
         f"{cfg.seed_workers} client threads")
@@ -522,6 +748,24 @@ def main() -> int:
             return 1
     c.close()
 
+    baseline_ids: dict = {}
+    if pgbench:
+        # The tenant and user the owner's token names, as UUIDs, for the SQL script.
+        claims = jwt_claims(target["token"])
+        baseline_ids = {"tenant": claims["tid"], "user": claims["sub"]}
+        if baseline_ids["tenant"] != prefixed_uuid(target["id"], "ten"):
+            log(f"FAIL: the token's tenant {claims['tid']} is not {target['id']}")
+            return 1
+        # One transaction first: the script runs, the role may connect, the membership
+        # check finds the owner.
+        check = pgbench_run(pgbench, db, cfg.sql_script, baseline_ids["tenant"], baseline_ids["user"],
+                            sizes[0], 1, 1, 1, postmaster)
+        if check["problems"]:
+            log(f"FAIL: pgbench check run: {check['problems']}")
+            return 1
+        log(f"SQL baseline: tenant {baseline_ids['tenant']}, user {baseline_ids['user']}: "
+            f"check run {check['tps']:.0f} tps on one connection")
+
     probes = {}
     for n in sizes:
         probes[str(n)] = probe_statements(cfg.url, target["token"], n, cfg.probe)
@@ -530,6 +774,7 @@ def main() -> int:
     time.sleep(1)
     rss_idle = rss_kb(cfg.pid)
     runs = []
+    sql_runs: list[dict] = []
     for rep in range(cfg.runs):
         for n in sizes:
             for conc in concs:
@@ -544,6 +789,16 @@ def main() -> int:
                     f"failures {r['failures']}")
                 for f in r["first_failures"]:
                     log(f"    failure: {f}")
+                if pgbench:
+                    b = pgbench_run(pgbench, db, cfg.sql_script, baseline_ids["tenant"], baseline_ids["user"],
+                                    n, conc, cfg.duration, cfg.pgbench_jobs, postmaster)
+                    b["rep"] = rep + 1
+                    sql_runs.append(b)
+                    log(f"run {rep + 1}/{cfg.runs} N={n:<3} c={conc:<2}: pgbench {b['transactions']} txn, "
+                        f"{b['tps']:.1f} tps, p50 {b['p50_ms']} ms, p99 {b['p99_ms']} ms, "
+                        f"CPU ms/txn pg {b['postgres_cpu_ms_per_txn']} pgbench {b['pgbench_cpu_ms_per_txn']}; "
+                        f"GraphQL/SQL {r['rps'] / b['tps'] if b['tps'] else float('nan'):.3f}"
+                        + (f"; problems: {b['problems']}" if b["problems"] else ""))
 
     summary = []
     for n in sizes:
@@ -562,6 +817,7 @@ def main() -> int:
                 "postgres_cpu_ms_per_request": (
                     statistics.median(r["postgres_cpu_ms_per_request"] for r in rs) if postmaster else None
                 ),
+                "client_cpu_ms_per_request": statistics.median(r["client_cpu_ms_per_request"] or 0 for r in rs),
                 "rss_idle_kb": rss_idle,
                 "rss_peak_kb": max(r["rss_peak_kb"] for r in rs),
                 "failures": sum(r["failures"] for r in rs),
@@ -585,7 +841,64 @@ def main() -> int:
     )
     failures = sum(r["failures"] for r in runs)
 
+    # Budgets of DESIGN.md §6. Each GraphQL run is paired with the pgbench run right
+    # after it (same N and concurrency, same round), and the checked ratio is the median
+    # of the paired ratios: a slow stretch of a noisy machine hits both halves of a pair.
+    budgets = []
+    for s in summary:
+        n, conc = s["n"], s["concurrency"]
+        gql = [r for r in runs if r["n"] == n and r["concurrency"] == conc]
+        row = {
+            "n": n,
+            "concurrency": conc,
+            "graphql_rps": s["rps"],
+            "graphql_p50_ms": s["p50_ms"],
+            "graphql_p99_ms": s["p99_ms"],
+            # p99 / p50 of each GraphQL run, median over the runs.
+            "p99_over_p50": round(statistics.median(r["p99_ms"] / r["p50_ms"] for r in gql), 2),
+            "graphql_postgres_cpu_ms_per_request": s["postgres_cpu_ms_per_request"],
+            "graphql_server_cpu_ms_per_request": s["server_cpu_ms_per_request"],
+            "graphql_client_cpu_ms_per_request": s["client_cpu_ms_per_request"],
+            "graphql_statements_per_request": s["statements_per_request"],
+        }
+        if conc == cfg.tail_concurrency:
+            row["tail_ok"] = row["p99_over_p50"] <= cfg.max_tail
+        sql = [b for b in sql_runs if b["n"] == n and b["concurrency"] == conc]
+        if sql:
+            by_rep = {b["rep"]: b for b in sql}
+            paired = [r["rps"] / by_rep[r["rep"]]["tps"] for r in gql
+                      if r["rep"] in by_rep and by_rep[r["rep"]]["tps"]]
+            pg_cpu = [b["postgres_cpu_ms_per_txn"] for b in sql if b["postgres_cpu_ms_per_txn"] is not None]
+            row.update({
+                "sql_runs": len(sql),
+                "sql_tps": round(statistics.median(b["tps"] for b in sql), 1),
+                "sql_tps_all_runs": [round(b["tps"], 1) for b in sql],
+                "sql_p50_ms": statistics.median(b["p50_ms"] or 0 for b in sql),
+                "sql_p99_ms": statistics.median(b["p99_ms"] or 0 for b in sql),
+                "sql_postgres_cpu_ms_per_txn": statistics.median(pg_cpu) if pg_cpu else None,
+                "sql_pgbench_cpu_ms_per_txn": statistics.median(b["pgbench_cpu_ms_per_txn"] or 0 for b in sql),
+                "sql_failed_runs": sum(1 for b in sql if b["problems"]),
+                "ratio_all_runs": [round(x, 3) for x in paired],
+                "ratio": round(statistics.median(paired), 3) if paired else None,
+            })
+            row["ratio_of_medians"] = round(s["rps"] / row["sql_tps"], 3) if row["sql_tps"] else None
+            # What the ratio would be if both sides were CPU-bound with pgbench's cheap
+            # client: SQL (PostgreSQL + pgbench) CPU per transaction over GraphQL
+            # (server + PostgreSQL + pgbench's client cost) CPU per request. Informative
+            # only: it takes the Python load generator out of the comparison.
+            gql_cpu = (s["server_cpu_ms_per_request"] or 0) + (s["postgres_cpu_ms_per_request"] or 0)
+            if row["sql_postgres_cpu_ms_per_txn"] is not None and gql_cpu:
+                client = row["sql_pgbench_cpu_ms_per_txn"]
+                row["cpu_ratio"] = round((row["sql_postgres_cpu_ms_per_txn"] + client) / (gql_cpu + client), 3)
+            row["ratio_ok"] = row["ratio"] is not None and row["ratio"] >= cfg.min_ratio
+        budgets.append(row)
+    sql_failed = [b for b in sql_runs if b["problems"]]
+    ratio_misses = [b for b in budgets if b.get("ratio_ok") is False]
+    tail_rows = [b for b in budgets if "tail_ok" in b]
+    tail_misses = [b for b in tail_rows if not b["tail_ok"]]
+
     table = fmt_table(summary)
+    budget_table = fmt_budget_table(budgets, cfg) if budgets else ""
     print()
     print(f"Tenant dashboard, medians of {cfg.runs} runs of {cfg.duration:g}s each "
           f"(machine: {os.cpu_count()} CPUs; client, server and PostgreSQL share them)")
@@ -603,6 +916,28 @@ def main() -> int:
     print(f"statements per request independent of N (tolerance {cfg.statement_tolerance:g}): "
           + ("OK" if constant else "FAIL"))
     print(f"failed requests: {failures}")
+    print()
+    if sql_runs:
+        print(f"GraphQL vs hand-written SQL (bench/dashboard.sql through pgbench -M prepared -j {cfg.pgbench_jobs}, "
+              f"right after each GraphQL run, on the same CPUs), medians of {cfg.runs} runs; "
+              f"ratio = median over rounds of GraphQL req/s / pgbench tps")
+    else:
+        print("Budgets (no pgbench baseline)")
+    print(budget_table)
+    if sql_runs:
+        print("GraphQL req/s / pgbench tps (budget >= " f"{cfg.min_ratio:g}): "
+              + ", ".join(f"N={b['n']} c={b['concurrency']}: {b['ratio']:.3f} {'OK' if b['ratio_ok'] else 'FAIL'}"
+                          for b in budgets if "ratio" in b))
+    else:
+        print("GraphQL req/s / pgbench tps: not measured (pgbench baseline off)")
+    if tail_rows:
+        print(f"p99 / p50 at concurrency {cfg.tail_concurrency} (budget <= {cfg.max_tail:g}): "
+              + ", ".join(f"N={b['n']}: {b['p99_over_p50']:.2f} {'OK' if b['tail_ok'] else 'FAIL'}"
+                          for b in tail_rows))
+    else:
+        print(f"p99 / p50 at concurrency {cfg.tail_concurrency}: not measured (concurrency levels {concs})")
+    if sql_runs:
+        print(f"failed pgbench runs: {len(sql_failed)}")
 
     result = {
         "machine": machine(),
@@ -621,6 +956,25 @@ def main() -> int:
         "summary": summary,
         "runs": runs,
         "table": table,
+        "sql_baseline": {
+            "script": cfg.sql_script,
+            "pgbench": pgbench,
+            "database": {k: v for k, v in db.items() if k != "password"},
+            "tenant_id": baseline_ids.get("tenant"),
+            "user_id": baseline_ids.get("user"),
+            "runs": sql_runs,
+            "failed_runs": len(sql_failed),
+        } if pgbench else None,
+        "budgets": {
+            "min_ratio": cfg.min_ratio,
+            "tail_concurrency": cfg.tail_concurrency,
+            "max_tail": cfg.max_tail,
+            "report_only": cfg.report_only,
+            "ratio_ok": (not ratio_misses) if sql_runs else None,
+            "tail_ok": (not tail_misses) if tail_rows else None,
+            "rows": budgets,
+        },
+        "budget_table": budget_table,
     }
     os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
     with open(cfg.out, "w") as f:
@@ -635,6 +989,22 @@ def main() -> int:
     if not constant:
         log(f"FAIL: SQL statements per request depend on page size: {per_conc}")
         ok = False
+    if sql_failed:
+        log(f"FAIL: {len(sql_failed)} pgbench run(s) failed: {sql_failed[0]['problems']}")
+        ok = False
+    missed = []
+    if ratio_misses:
+        missed.append("GraphQL req/s below " f"{cfg.min_ratio:g} x pgbench tps at "
+                      + ", ".join(f"N={b['n']} c={b['concurrency']} ({b['ratio']})" for b in ratio_misses))
+    if tail_misses:
+        missed.append(f"p99 above {cfg.max_tail:g} x p50 at concurrency {cfg.tail_concurrency}: "
+                      + ", ".join(f"N={b['n']} ({b['p99_over_p50']})" for b in tail_misses))
+    for m in missed:
+        if cfg.report_only:
+            log(f"budget missed (reported only, BENCH_REPORT_ONLY=1): {m}")
+        else:
+            log(f"FAIL: budget missed: {m}")
+            ok = False
     return 0 if ok else 1
 
 
