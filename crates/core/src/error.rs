@@ -14,6 +14,10 @@ pub enum Error {
     NotFound,
     #[error("{message}")]
     BadInput { field: String, message: String },
+    /// Several input problems found in one pass (a whole workflow graph), each with its
+    /// field; never empty.
+    #[error("{} problems with the input", .0.len())]
+    Invalid(Vec<FieldProblem>),
     #[error("{message}")]
     Conflict {
         field: Option<String>,
@@ -26,6 +30,22 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One problem with one input field.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FieldProblem {
+    pub field: String,
+    pub message: String,
+}
+
+impl FieldProblem {
+    pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
 
 impl Error {
     pub fn bad_input(field: impl Into<String>, message: impl Into<String>) -> Self {
@@ -48,7 +68,7 @@ impl Error {
             Error::Unauthenticated => "UNAUTHENTICATED",
             Error::Forbidden(_) => "FORBIDDEN",
             Error::NotFound => "NOT_FOUND",
-            Error::BadInput { .. } => "BAD_USER_INPUT",
+            Error::BadInput { .. } | Error::Invalid(_) => "BAD_USER_INPUT",
             Error::Conflict { .. } => "CONFLICT",
             Error::RateLimited => "RATE_LIMITED",
             Error::Internal(_) => "INTERNAL",
@@ -77,6 +97,16 @@ const CONSTRAINTS: &[(&str, &str, &str)] = &[
     ("secrets_name_format", "name", "name must be 1 to 128 letters, digits, '_', '.' or '-', starting with a letter"),
     ("connections_tenant_name_key", "name", "a connection with this name already exists"),
     ("connections_name_length", "name", "name must be 1 to 200 characters"),
+    ("clients_name_length", "name", "name must be 1 to 200 characters"),
+    ("clients_email_format", "email", "not a valid email address"),
+    ("workflows_tenant_key_key", "key", "a workflow with this key already exists"),
+    ("workflows_key_format", "key", "key must be 2 to 63 lowercase letters, digits, '_' or '-', starting with a letter"),
+    ("workflows_name_length", "name", "name must be 1 to 200 characters"),
+    ("workflows_active_version_published", "versionId", "the active version must be a published version of this workflow"),
+    ("workflow_versions_number_key", "workflowId", "another version was created at the same time; try again"),
+    ("workflow_versions_published_immutable", "versionId", "this workflow version is published and cannot change"),
+    ("triggers_tenant_key_key", "key", "a trigger with this key already exists"),
+    ("triggers_key_format", "key", "key must be 2 to 63 lowercase letters, digits, '_' or '-', starting with a letter"),
 ];
 
 impl From<DbErr> for Error {

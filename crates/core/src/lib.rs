@@ -9,6 +9,7 @@ pub mod error;
 pub mod identity;
 pub mod integrations;
 pub mod scope;
+pub mod workflows;
 
 pub use anyhow;
 pub use error::{Error, Result};

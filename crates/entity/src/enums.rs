@@ -108,3 +108,68 @@ pub enum ActionKind {
     Trigger,
     Action,
 }
+
+/// A workflow's life cycle: draft → active ⇄ inactive → archived.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum WorkflowStatus {
+    Draft,
+    Active,
+    Inactive,
+    Archived,
+}
+
+/// A workflow version's life cycle: drafts change, published versions never do.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum VersionStatus {
+    Draft,
+    Published,
+    Archived,
+}
+
+/// What a workflow step does.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum StepType {
+    /// Runs a catalog action through a connection.
+    Action,
+    /// Routes on its outgoing transitions' conditions.
+    Condition,
+    /// Waits for a person to approve.
+    Approval,
+    /// Sends a message.
+    Notification,
+    /// Waits for a duration.
+    Delay,
+    /// Makes one HTTP request.
+    Http,
+    /// Hands the work to an AI agent.
+    Agent,
+    /// Runs a script.
+    Code,
+    /// Reshapes data with a mapping.
+    Transform,
+}
+
+/// What starts a workflow's runs.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum TriggerType {
+    Manual,
+    Schedule,
+    Webhook,
+    Event,
+}

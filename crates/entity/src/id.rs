@@ -19,10 +19,16 @@ pub enum IdKind {
     Action,
     Secret,
     Connection,
+    Client,
+    Workflow,
+    WorkflowVersion,
+    WorkflowStep,
+    WorkflowTransition,
+    Trigger,
 }
 
 impl IdKind {
-    pub const ALL: [IdKind; 11] = [
+    pub const ALL: [IdKind; 17] = [
         IdKind::Tenant,
         IdKind::User,
         IdKind::Membership,
@@ -34,6 +40,12 @@ impl IdKind {
         IdKind::Action,
         IdKind::Secret,
         IdKind::Connection,
+        IdKind::Client,
+        IdKind::Workflow,
+        IdKind::WorkflowVersion,
+        IdKind::WorkflowStep,
+        IdKind::WorkflowTransition,
+        IdKind::Trigger,
     ];
 
     /// The prefix, without its underscore.
@@ -50,6 +62,12 @@ impl IdKind {
             IdKind::Action => "act",
             IdKind::Secret => "sec",
             IdKind::Connection => "con",
+            IdKind::Client => "cli",
+            IdKind::Workflow => "wf",
+            IdKind::WorkflowVersion => "wfv",
+            IdKind::WorkflowStep => "stp",
+            IdKind::WorkflowTransition => "trn",
+            IdKind::Trigger => "trg",
         }
     }
 }

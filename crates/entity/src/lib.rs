@@ -5,6 +5,7 @@ pub mod api_key;
 pub mod app;
 pub mod app_version;
 pub mod audit_event;
+pub mod client;
 pub mod connection;
 pub mod connection_secret;
 pub mod enums;
@@ -15,10 +16,15 @@ pub mod refresh_token;
 pub mod secret;
 pub mod tenant;
 pub mod tenant_data_key;
+pub mod trigger;
 pub mod user;
+pub mod workflow;
+pub mod workflow_step;
+pub mod workflow_transition;
+pub mod workflow_version;
 
 pub use enums::{
-    ActionKind, ActorType, AppCategory, InvitationStatus, PlatformRole, Role, Severity, TenantPlan,
-    TenantStatus,
+    ActionKind, ActorType, AppCategory, InvitationStatus, PlatformRole, Role, Severity, StepType,
+    TenantPlan, TenantStatus, TriggerType, VersionStatus, WorkflowStatus,
 };
 pub use id::{IdKind, PrefixedId};

@@ -6,7 +6,7 @@ use async_graphql::{Context, Request};
 use trellis_core::identity::IdentityConfig;
 use trellis_core::RequestScope;
 
-use crate::error::{to_graphql, user_error, UserError};
+use crate::error::{to_graphql, user_errors, UserError};
 use crate::loaders::{forget_all, Loader, RequestLoader};
 
 /// Everything one request needs, created fresh for it.
@@ -82,8 +82,8 @@ pub(crate) async fn mutate<T>(
         Ok(value) => Ok((Some(value), vec![])),
         Err(err) => {
             scope.mark_failed();
-            match user_error(err) {
-                Ok(user_error) => Ok((None, vec![user_error])),
+            match user_errors(err) {
+                Ok(user_errors) => Ok((None, user_errors)),
                 Err(err) => Err(to_graphql(&err, &scope.meta().request_id)),
             }
         }

@@ -32,6 +32,16 @@ pub fn to_graphql(err: &Error, request_id: &str) -> async_graphql::Error {
                 e.set("field", field.as_str());
             })
         }
+        Error::Invalid(problems) => {
+            let first = problems.first();
+            let message = first.map_or("invalid input", |p| p.message.as_str());
+            async_graphql::Error::new(message).extend_with(|_, e| {
+                e.set("code", code);
+                if let Some(first) = first {
+                    e.set("field", first.field.as_str());
+                }
+            })
+        }
         Error::Conflict { field, message } => {
             async_graphql::Error::new(message).extend_with(|_, e| {
                 e.set("code", code);
@@ -47,18 +57,26 @@ pub fn to_graphql(err: &Error, request_id: &str) -> async_graphql::Error {
 }
 
 /// Splits input problems (shown as userErrors) from everything else (a GraphQL error).
-pub fn user_error(err: Error) -> Result<UserError, Error> {
+pub fn user_errors(err: Error) -> Result<Vec<UserError>, Error> {
     match err {
-        Error::BadInput { field, message } => Ok(UserError {
+        Error::BadInput { field, message } => Ok(vec![UserError {
             field: Some(field),
             message,
             code: "BAD_USER_INPUT".into(),
-        }),
-        Error::Conflict { field, message } => Ok(UserError {
+        }]),
+        Error::Invalid(problems) => Ok(problems
+            .into_iter()
+            .map(|p| UserError {
+                field: Some(p.field),
+                message: p.message,
+                code: "BAD_USER_INPUT".into(),
+            })
+            .collect()),
+        Error::Conflict { field, message } => Ok(vec![UserError {
             field,
             message,
             code: "CONFLICT".into(),
-        }),
+        }]),
         other => Err(other),
     }
 }

@@ -10,6 +10,7 @@ pub mod integrations;
 pub mod loaders;
 pub mod node;
 pub mod pagination;
+pub mod workflows;
 
 use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema};
 
@@ -21,6 +22,7 @@ pub struct Query(
     node::NodeQuery,
     identity::IdentityQuery,
     integrations::IntegrationsQuery,
+    workflows::WorkflowsQuery,
 );
 
 /// Every mutation field.
@@ -28,6 +30,7 @@ pub struct Query(
 pub struct Mutation(
     identity::IdentityMutation,
     integrations::IntegrationsMutation,
+    workflows::WorkflowsMutation,
 );
 
 /// The Trellis schema.

@@ -15,8 +15,9 @@ use sea_orm::QueryOrder;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use trellis_core::RequestScope;
 use trellis_entity::{
-    action, api_key, app, app_version, audit_event, connection, connection_secret, invitation,
-    membership, secret, tenant, user,
+    action, api_key, app, app_version, audit_event, client, connection, connection_secret,
+    invitation, membership, secret, tenant, trigger, user, workflow, workflow_step,
+    workflow_transition, workflow_version,
 };
 use uuid::Uuid;
 
@@ -131,6 +132,31 @@ by_id!(
     ConnectionById => connection::Model
 );
 
+by_id!(
+    /// A client by id.
+    ClientById => client::Model
+);
+by_id!(
+    /// A workflow by id (deleted ones too: `node` shows them for restoring).
+    WorkflowById => workflow::Model
+);
+by_id!(
+    /// A workflow version by id.
+    WorkflowVersionById => workflow_version::Model
+);
+by_id!(
+    /// A workflow step by id.
+    WorkflowStepById => workflow_step::Model
+);
+by_id!(
+    /// A workflow transition by id.
+    WorkflowTransitionById => workflow_transition::Model
+);
+by_id!(
+    /// A trigger by id.
+    TriggerById => trigger::Model
+);
+
 macro_rules! by_parent {
     ($(#[$doc:meta])* $key:ident => $entity:ident . $column:ident ($field:ident), ordered by $order:ident) => {
         $(#[$doc])*
@@ -179,6 +205,87 @@ by_parent!(
     UsesOfSecret => connection_secret.SecretId(secret_id), ordered by CreatedAt
 );
 
+by_parent!(
+    /// The versions of a workflow, by number.
+    VersionsOfWorkflow => workflow_version.WorkflowId(workflow_id), ordered by Number
+);
+by_parent!(
+    /// The steps of a workflow version, in the order they were saved.
+    StepsOfVersion => workflow_step.VersionId(version_id), ordered by Id
+);
+by_parent!(
+    /// The transitions of a workflow version, in the order they were saved.
+    TransitionsOfVersion => workflow_transition.VersionId(version_id), ordered by Id
+);
+by_parent!(
+    /// The triggers of a workflow, oldest first.
+    TriggersOfWorkflow => trigger.WorkflowId(workflow_id), ordered by CreatedAt
+);
+
+/// The workflows (not deleted) of a client, oldest first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct WorkflowsOfClient(pub Uuid);
+
+impl async_graphql::dataloader::Loader<WorkflowsOfClient> for Loader {
+    type Value = Vec<workflow::Model>;
+    type Error = Arc<trellis_core::Error>;
+
+    async fn load(
+        &self,
+        keys: &[WorkflowsOfClient],
+    ) -> Result<HashMap<WorkflowsOfClient, Self::Value>, Self::Error> {
+        let tx = self.scope.tx().await.map_err(Arc::new)?;
+        let rows = workflow::Entity::find()
+            .filter(workflow::Column::ClientId.is_in(keys.iter().map(|k| k.0)))
+            .filter(workflow::Column::DeletedAt.is_null())
+            .order_by_asc(workflow::Column::CreatedAt)
+            .all(tx)
+            .await
+            .map_err(|e| Arc::new(e.into()))?;
+        let mut grouped: HashMap<WorkflowsOfClient, Self::Value> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for row in rows {
+            if let Some(client_id) = row.client_id {
+                grouped
+                    .entry(WorkflowsOfClient(client_id))
+                    .or_default()
+                    .push(row);
+            }
+        }
+        Ok(grouped)
+    }
+}
+
+/// How many steps a workflow version has, counted in the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StepCountOfVersion(pub Uuid);
+
+impl async_graphql::dataloader::Loader<StepCountOfVersion> for Loader {
+    type Value = i64;
+    type Error = Arc<trellis_core::Error>;
+
+    async fn load(
+        &self,
+        keys: &[StepCountOfVersion],
+    ) -> Result<HashMap<StepCountOfVersion, Self::Value>, Self::Error> {
+        use sea_orm::QuerySelect;
+        let tx = self.scope.tx().await.map_err(Arc::new)?;
+        let rows: Vec<(Uuid, i64)> = workflow_step::Entity::find()
+            .select_only()
+            .column(workflow_step::Column::VersionId)
+            .column_as(workflow_step::Column::Id.count(), "steps")
+            .filter(workflow_step::Column::VersionId.is_in(keys.iter().map(|k| k.0)))
+            .group_by(workflow_step::Column::VersionId)
+            .into_tuple()
+            .all(tx)
+            .await
+            .map_err(|e| Arc::new(e.into()))?;
+        let mut counts: HashMap<StepCountOfVersion, i64> = keys.iter().map(|k| (*k, 0)).collect();
+        counts.extend(rows.into_iter().map(|(v, n)| (StepCountOfVersion(v), n)));
+        Ok(counts)
+    }
+}
+
 /// Forgets everything the request's loader cached, so a mutation's payload reads what
 /// the mutation wrote.
 pub fn forget_all(loader: &RequestLoader) {
@@ -197,4 +304,16 @@ pub fn forget_all(loader: &RequestLoader) {
     loader.clear::<ActionsOfVersion>();
     loader.clear::<SecretRefsOfConnection>();
     loader.clear::<UsesOfSecret>();
+    loader.clear::<ClientById>();
+    loader.clear::<WorkflowById>();
+    loader.clear::<WorkflowVersionById>();
+    loader.clear::<WorkflowStepById>();
+    loader.clear::<WorkflowTransitionById>();
+    loader.clear::<TriggerById>();
+    loader.clear::<VersionsOfWorkflow>();
+    loader.clear::<StepsOfVersion>();
+    loader.clear::<TransitionsOfVersion>();
+    loader.clear::<TriggersOfWorkflow>();
+    loader.clear::<WorkflowsOfClient>();
+    loader.clear::<StepCountOfVersion>();
 }

@@ -7,8 +7,12 @@ use crate::context::{load_error, ContextExt};
 use crate::identity::types::{ApiKey, AuditEvent, Invitation, Membership, Tenant, User};
 use crate::integrations::types::{Action, App, AppVersion, Connection, Secret};
 use crate::loaders::{
-    ActionById, ApiKeyById, AppById, AppVersionById, AuditEventById, ConnectionById,
-    InvitationById, MembershipById, SecretById, TenantById, UserById,
+    ActionById, ApiKeyById, AppById, AppVersionById, AuditEventById, ClientById, ConnectionById,
+    InvitationById, MembershipById, SecretById, TenantById, TriggerById, UserById, WorkflowById,
+    WorkflowStepById, WorkflowTransitionById, WorkflowVersionById,
+};
+use crate::workflows::types::{
+    Client, Trigger, Workflow, WorkflowStep, WorkflowTransition, WorkflowVersion,
 };
 
 /// An object with a global, type-tagged ID (`ten_…`, `usr_…`).
@@ -26,6 +30,12 @@ pub enum Node {
     Action(Action),
     Secret(Secret),
     Connection(Connection),
+    Client(Client),
+    Workflow(Workflow),
+    WorkflowVersion(WorkflowVersion),
+    WorkflowStep(WorkflowStep),
+    WorkflowTransition(WorkflowTransition),
+    Trigger(Trigger),
 }
 
 /// The most IDs `nodes(ids:)` takes at once.
@@ -91,6 +101,30 @@ async fn fetch(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>
             .load_one(ConnectionById(uuid))
             .await
             .map(|m| m.map(|m| Node::Connection(m.into()))),
+        IdKind::Client => loader
+            .load_one(ClientById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::Client(m.into()))),
+        IdKind::Workflow => loader
+            .load_one(WorkflowById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::Workflow(m.into()))),
+        IdKind::WorkflowVersion => loader
+            .load_one(WorkflowVersionById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::WorkflowVersion(m.into()))),
+        IdKind::WorkflowStep => loader
+            .load_one(WorkflowStepById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::WorkflowStep(m.into()))),
+        IdKind::WorkflowTransition => loader
+            .load_one(WorkflowTransitionById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::WorkflowTransition(m.into()))),
+        IdKind::Trigger => loader
+            .load_one(TriggerById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::Trigger(m.into()))),
     };
     node.map_err(|e| load_error(ctx, &e))
 }

@@ -26,16 +26,19 @@ BEGIN
 END
 $$;
 
--- Published app versions, and their actions, never change.
+-- Published app versions, and their actions, never change, and a published version is
+-- never deleted on its own (which would also take its actions with it: the actions'
+-- trigger no longer sees a published parent during the cascade). A delete cascading
+-- from its app or tenant (trigger depth above 1) is a purge and goes through.
 CREATE FUNCTION app.app_versions_immutable() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, public AS $$
 BEGIN
-    IF OLD.published_at IS NOT NULL THEN
+    IF OLD.published_at IS NOT NULL AND NOT (TG_OP = 'DELETE' AND pg_trigger_depth() > 1) THEN
         RAISE EXCEPTION 'a published app version cannot change'
             USING ERRCODE = 'integrity_constraint_violation', TABLE = TG_TABLE_NAME,
                   CONSTRAINT = 'app_versions_published_immutable';
     END IF;
-    RETURN NEW;
+    RETURN CASE WHEN TG_OP = 'DELETE' THEN OLD ELSE NEW END;
 END
 $$;
 
@@ -115,7 +118,7 @@ CREATE INDEX actions_version_idx ON actions (app_version_id, key);
 
 CREATE TRIGGER app_versions_parent BEFORE INSERT OR UPDATE ON app_versions
     FOR EACH ROW EXECUTE FUNCTION app.check_catalog_parent('apps', 'app_id');
-CREATE TRIGGER app_versions_immutable BEFORE UPDATE ON app_versions
+CREATE TRIGGER app_versions_immutable BEFORE UPDATE OR DELETE ON app_versions
     FOR EACH ROW EXECUTE FUNCTION app.app_versions_immutable();
 CREATE TRIGGER actions_parent BEFORE INSERT OR UPDATE ON actions
     FOR EACH ROW EXECUTE FUNCTION app.check_catalog_parent('app_versions', 'app_version_id');

@@ -196,32 +196,48 @@ pub fn parse_manifest(field: &str, manifest: &Value) -> Result<Manifest> {
 /// The schema is expected to have passed [`check_schema`] when it was stored; one that does
 /// not compile is an internal error, not the caller's.
 pub fn validate_instance(field: &str, schema: &Value, instance: &Value) -> Result<()> {
-    let validator = jsonschema::options()
-        .with_retriever(NoRemoteRefs)
-        .should_validate_formats(true)
-        .build(schema)
-        .map_err(|error| {
-            anyhow::anyhow!(
-                "a stored JSON Schema does not compile at {:?}: {}",
-                error.instance_path().as_str(),
-                error.masked()
-            )
-        })?;
+    CompiledSchema::new(schema)?.check(field, instance)
+}
 
-    let mut errors = validator.iter_errors(instance).take(MAX_REPORTED_ERRORS);
-    let Some(first) = errors.next() else {
-        return Ok(());
-    };
-    let mut message = describe_masked(&first);
-    for error in errors {
-        let path = error.instance_path().as_str();
-        let path = if path.is_empty() { "(root)" } else { path };
-        let _ = write!(message, "; {path}: {}", describe_masked(&error));
+/// A stored schema compiled once, to check many instances (every step of a workflow
+/// bound to one action) without compiling it again for each.
+pub struct CompiledSchema(jsonschema::Validator);
+
+impl CompiledSchema {
+    /// Compiles a schema that passed [`check_schema`]; one that does not compile is an
+    /// internal error.
+    pub fn new(schema: &Value) -> Result<Self> {
+        let validator = jsonschema::options()
+            .with_retriever(NoRemoteRefs)
+            .should_validate_formats(true)
+            .build(schema)
+            .map_err(|error| {
+                anyhow::anyhow!(
+                    "a stored JSON Schema does not compile at {:?}: {}",
+                    error.instance_path().as_str(),
+                    error.masked()
+                )
+            })?;
+        Ok(Self(validator))
     }
-    Err(Error::bad_input(
-        format!("{field}{}", first.instance_path().as_str()),
-        truncate(message),
-    ))
+
+    /// Checks `instance`, with errors as [`validate_instance`] describes them.
+    pub fn check(&self, field: &str, instance: &Value) -> Result<()> {
+        let mut errors = self.0.iter_errors(instance).take(MAX_REPORTED_ERRORS);
+        let Some(first) = errors.next() else {
+            return Ok(());
+        };
+        let mut message = describe_masked(&first);
+        for error in errors {
+            let path = error.instance_path().as_str();
+            let path = if path.is_empty() { "(root)" } else { path };
+            let _ = write!(message, "; {path}: {}", describe_masked(&error));
+        }
+        Err(Error::bad_input(
+            format!("{field}{}", first.instance_path().as_str()),
+            truncate(message),
+        ))
+    }
 }
 
 impl AuthKind {

@@ -12,7 +12,7 @@ use sea_orm::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use trellis_entity::{connection_secret, secret, tenant_data_key, IdKind, Role, Severity};
+use trellis_entity::{connection_secret, secret, tenant_data_key, trigger, IdKind, Role, Severity};
 use uuid::Uuid;
 
 use crate::audit::{self, Event};
@@ -176,12 +176,25 @@ pub async fn create_secret(
     let ctx = scope.require(Role::Admin).await?;
     let name = check_name(name)?;
     check_value(value)?;
+    store_secret(vault, scope, ctx.tenant_id, name, value).await
+}
+
+/// Seals and stores a new secret of `tenant_id`, with its audit event. The caller has
+/// checked the role: admins for [`create_secret`], builders for the signing secret a
+/// webhook trigger generates.
+pub(crate) async fn store_secret(
+    vault: &Vault,
+    scope: &RequestScope,
+    tenant_id: Uuid,
+    name: String,
+    value: &SecretString,
+) -> Result<secret::Model> {
     let tx = scope.tx().await?;
-    let (generation, key) = vault.current_data_key(tx, ctx.tenant_id).await?;
+    let (generation, key) = vault.current_data_key(tx, tenant_id).await?;
     let id = Uuid::now_v7();
     let sealed = key.seal(
         &SecretBinding {
-            tenant_id: ctx.tenant_id,
+            tenant_id,
             secret_id: id,
             version: 1,
         },
@@ -189,7 +202,7 @@ pub async fn create_secret(
     )?;
     let secret = secret::ActiveModel {
         id: Set(id),
-        tenant_id: Set(ctx.tenant_id),
+        tenant_id: Set(tenant_id),
         name: Set(name),
         version: Set(1),
         data_key_generation: Set(generation),
@@ -201,7 +214,7 @@ pub async fn create_secret(
     .await?;
     audit::record(
         scope,
-        Event::new(Some(ctx.tenant_id), "secret.create")
+        Event::new(Some(tenant_id), "secret.create")
             .target(IdKind::Secret, id)
             .details(json!({ "name": secret.name })),
     )
@@ -254,7 +267,8 @@ pub async fn rotate_secret(
     Ok(secret)
 }
 
-/// Deletes a secret (admins); refused with CONFLICT while a connection uses it.
+/// Deletes a secret (admins); refused with CONFLICT while a connection or a webhook
+/// trigger uses it.
 pub async fn delete_secret(scope: &RequestScope, id: Uuid) -> Result<secret::Model> {
     let ctx = scope.require(Role::Admin).await?;
     let tx = scope.tx().await?;
@@ -271,6 +285,20 @@ pub async fn delete_secret(scope: &RequestScope, id: Uuid) -> Result<secret::Mod
         return Err(Error::conflict(
             Some("id"),
             format!("this secret is used by {users} connection field(s); change them first"),
+        ));
+    }
+    let signing = trigger::Entity::find()
+        .filter(
+            sea_orm::Condition::any()
+                .add(trigger::Column::SigningSecretId.eq(id))
+                .add(trigger::Column::PreviousSigningSecretId.eq(id)),
+        )
+        .count(tx)
+        .await?;
+    if signing > 0 {
+        return Err(Error::conflict(
+            Some("id"),
+            "this secret signs a webhook trigger; rotate or delete the trigger first",
         ));
     }
     secret::Entity::delete_by_id(id).exec(tx).await?;

@@ -1,0 +1,554 @@
+use async_graphql::{Context, InputObject, Json, MaybeUndefined, Object, ID};
+use secrecy::ExposeSecret;
+use trellis_core::workflows::{clients, graph, triggers, workflow};
+use trellis_entity::{IdKind, PrefixedId};
+use uuid::Uuid;
+
+use super::types::{
+    Client, StepType, Trigger, TriggerType, Workflow, WorkflowStatus, WorkflowVersion,
+};
+use crate::context::{mutate, ContextExt};
+use crate::identity::types::input_id;
+use crate::identity::IdInput;
+
+payload!(ClientPayload { client: Client });
+payload!(WorkflowPayload { workflow: Workflow });
+payload!(WorkflowVersionPayload {
+    version: WorkflowVersion
+});
+payload!(
+    /// The trigger and, right after a webhook trigger is created or its secret
+    /// rotated, the new signing secret: store it now; it is not shown again.
+    TriggerPayload { trigger: Trigger, signing_secret: String }
+);
+
+#[derive(InputObject)]
+pub struct CreateClientInput {
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub company: Option<String>,
+    pub address: Option<String>,
+    pub notes: Option<String>,
+}
+
+/// Changes to a client; omitted fields stay, an empty string clears an optional one.
+#[derive(InputObject)]
+pub struct UpdateClientInput {
+    pub id: ID,
+    pub name: Option<String>,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+    pub company: Option<String>,
+    pub address: Option<String>,
+    pub notes: Option<String>,
+    pub is_active: Option<bool>,
+}
+
+#[derive(InputObject)]
+pub struct CreateWorkflowInput {
+    /// 2 to 63 lowercase letters, digits, '_' or '-'; unique in the tenant.
+    pub key: String,
+    pub name: String,
+    pub description: Option<String>,
+    pub client_id: Option<ID>,
+}
+
+#[derive(InputObject)]
+pub struct UpdateWorkflowInput {
+    pub id: ID,
+    pub key: Option<String>,
+    pub name: Option<String>,
+    pub description: Option<String>,
+    /// A client's ID, or null to clear it.
+    pub client_id: MaybeUndefined<ID>,
+}
+
+#[derive(InputObject)]
+pub struct SetWorkflowStatusInput {
+    pub id: ID,
+    /// DRAFT → ACTIVE ⇄ INACTIVE → ARCHIVED (and DRAFT → ARCHIVED); other moves are
+    /// CONFLICT.
+    pub status: WorkflowStatus,
+}
+
+#[derive(InputObject)]
+pub struct CreateDraftVersionInput {
+    pub workflow_id: ID,
+    /// Copy this version's spec and graph; omitted, the draft starts empty.
+    pub from_version_id: Option<ID>,
+}
+
+#[derive(InputObject)]
+pub struct UpdateWorkflowVersionInput {
+    /// A draft version.
+    pub id: ID,
+    /// Markdown.
+    pub spec: String,
+}
+
+/// One step of a graph being saved.
+#[derive(InputObject)]
+pub struct WorkflowStepInput {
+    /// Unique in the version: a letter, then letters, digits, '_' or '-'.
+    pub key: String,
+    pub name: String,
+    #[graphql(name = "type")]
+    pub step_type: StepType,
+    #[graphql(default_with = "Json(serde_json::json!({}))")]
+    pub position: Json<serde_json::Value>,
+    #[graphql(default_with = "Json(serde_json::json!({}))")]
+    pub config: Json<serde_json::Value>,
+    /// ACTION steps: the catalog action to run.
+    pub action_id: Option<ID>,
+    /// ACTION steps: a connection of the action's app.
+    pub connection_id: Option<ID>,
+    #[graphql(default = true)]
+    pub is_required: bool,
+}
+
+/// One transition of a graph being saved; endpoints are step keys.
+#[derive(InputObject)]
+pub struct WorkflowTransitionInput {
+    /// Defaults to `from->to`.
+    pub key: Option<String>,
+    pub from: String,
+    pub to: String,
+    /// `{field, operator, value}` (operators eq, ne, gt, gte, lt, lte, in, contains,
+    /// exists, matches), or `{all: […]}`, `{any: […]}`, `{not: {…}}`.
+    pub condition: Option<Json<serde_json::Value>>,
+    #[graphql(default)]
+    pub is_default: bool,
+}
+
+#[derive(InputObject)]
+pub struct SaveWorkflowGraphInput {
+    /// A draft version; its whole graph is replaced.
+    pub version_id: ID,
+    pub steps: Vec<WorkflowStepInput>,
+    #[graphql(default)]
+    pub transitions: Vec<WorkflowTransitionInput>,
+}
+
+#[derive(InputObject)]
+pub struct CreateTriggerInput {
+    pub workflow_id: ID,
+    /// 2 to 63 lowercase letters, digits, '_' or '-'; unique in the tenant.
+    pub key: String,
+    #[graphql(name = "type")]
+    pub trigger_type: TriggerType,
+    /// SCHEDULE: `{cron, timezone}`; EVENT: `{event}`; others: anything.
+    #[graphql(default_with = "Json(serde_json::json!({}))")]
+    pub config: Json<serde_json::Value>,
+    #[graphql(default = true)]
+    pub is_active: bool,
+}
+
+#[derive(InputObject)]
+pub struct UpdateTriggerInput {
+    pub id: ID,
+    pub key: Option<String>,
+    pub config: Option<Json<serde_json::Value>>,
+    pub is_active: Option<bool>,
+}
+
+#[derive(InputObject)]
+pub struct RotateWebhookSecretInput {
+    pub id: ID,
+    /// How long the current secret stays valid beside the new one: 0 to 168 hours,
+    /// 24 by default.
+    pub grace_hours: Option<i32>,
+}
+
+/// An optional ID of `kind` in a graph: a malformed one becomes an ID nothing has, so
+/// the graph check reports it as "no such …" on the step's field.
+fn graph_id(id: Option<&ID>, kind: IdKind) -> Option<Uuid> {
+    id.map(|id| PrefixedId::parse_as(id, kind).unwrap_or(Uuid::nil()))
+}
+
+impl From<WorkflowStepInput> for graph::StepSpec {
+    fn from(s: WorkflowStepInput) -> Self {
+        Self {
+            action_id: graph_id(s.action_id.as_ref(), IdKind::Action),
+            connection_id: graph_id(s.connection_id.as_ref(), IdKind::Connection),
+            key: s.key,
+            name: s.name,
+            step_type: s.step_type.into(),
+            position: s.position.0,
+            config: s.config.0,
+            is_required: s.is_required,
+        }
+    }
+}
+
+impl From<WorkflowTransitionInput> for graph::TransitionSpec {
+    fn from(t: WorkflowTransitionInput) -> Self {
+        Self {
+            key: t.key,
+            from: t.from,
+            to: t.to,
+            condition: t.condition.map(|c| c.0),
+            is_default: t.is_default,
+        }
+    }
+}
+
+fn trigger_payload(
+    (result, user_errors): (
+        Option<triggers::TriggerWithSecret>,
+        Vec<crate::error::UserError>,
+    ),
+) -> TriggerPayload {
+    let (trigger, signing_secret) = match result {
+        Some(t) => (
+            Some(Trigger(t.trigger)),
+            t.signing_secret.map(|s| s.expose_secret().to_owned()),
+        ),
+        None => (None, None),
+    };
+    TriggerPayload {
+        trigger,
+        signing_secret,
+        user_errors,
+    }
+}
+
+#[derive(Default)]
+pub struct WorkflowsMutation;
+
+#[Object]
+impl WorkflowsMutation {
+    /// Adds a client (builders).
+    async fn create_client(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateClientInput,
+    ) -> async_graphql::Result<ClientPayload> {
+        let fields = clients::ClientFields {
+            name: Some(input.name),
+            email: input.email,
+            phone: input.phone,
+            company: input.company,
+            address: input.address,
+            notes: input.notes,
+            is_active: None,
+        };
+        let (client, user_errors) =
+            mutate(ctx, clients::create_client(ctx.scope()?, fields)).await?;
+        Ok(ClientPayload {
+            client: client.map(Client),
+            user_errors,
+        })
+    }
+
+    /// Changes a client (builders).
+    async fn update_client(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateClientInput,
+    ) -> async_graphql::Result<ClientPayload> {
+        let id = input_id(ctx, &input.id, IdKind::Client)?;
+        let fields = clients::ClientFields {
+            name: input.name,
+            email: input.email,
+            phone: input.phone,
+            company: input.company,
+            address: input.address,
+            notes: input.notes,
+            is_active: input.is_active,
+        };
+        let (client, user_errors) =
+            mutate(ctx, clients::update_client(ctx.scope()?, id, fields)).await?;
+        Ok(ClientPayload {
+            client: client.map(Client),
+            user_errors,
+        })
+    }
+
+    /// Deactivates a client (builders); its workflows keep it.
+    async fn deactivate_client(
+        &self,
+        ctx: &Context<'_>,
+        input: IdInput,
+    ) -> async_graphql::Result<ClientPayload> {
+        let id = input_id(ctx, &input.id, IdKind::Client)?;
+        let fields = clients::ClientFields {
+            is_active: Some(false),
+            ..Default::default()
+        };
+        let (client, user_errors) =
+            mutate(ctx, clients::update_client(ctx.scope()?, id, fields)).await?;
+        Ok(ClientPayload {
+            client: client.map(Client),
+            user_errors,
+        })
+    }
+
+    /// Creates a workflow (builders) with an empty draft version 1.
+    async fn create_workflow(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateWorkflowInput,
+    ) -> async_graphql::Result<WorkflowPayload> {
+        let client_id = input
+            .client_id
+            .as_ref()
+            .map(|id| input_id(ctx, id, IdKind::Client))
+            .transpose()?;
+        let new = workflow::NewWorkflow {
+            key: input.key,
+            name: input.name,
+            description: input.description,
+            client_id,
+        };
+        let (created, user_errors) =
+            mutate(ctx, workflow::create_workflow(ctx.scope()?, new)).await?;
+        Ok(WorkflowPayload {
+            workflow: created.map(|(w, _)| Workflow(w)),
+            user_errors,
+        })
+    }
+
+    /// Changes a workflow's key, name, description or client (builders).
+    async fn update_workflow(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateWorkflowInput,
+    ) -> async_graphql::Result<WorkflowPayload> {
+        let id = input_id(ctx, &input.id, IdKind::Workflow)?;
+        let client_id = match &input.client_id {
+            MaybeUndefined::Undefined => None,
+            MaybeUndefined::Null => Some(None),
+            MaybeUndefined::Value(client) => Some(Some(input_id(ctx, client, IdKind::Client)?)),
+        };
+        let changes = workflow::WorkflowChanges {
+            key: input.key,
+            name: input.name,
+            description: input.description,
+            client_id,
+        };
+        let (row, user_errors) =
+            mutate(ctx, workflow::update_workflow(ctx.scope()?, id, changes)).await?;
+        Ok(WorkflowPayload {
+            workflow: row.map(Workflow),
+            user_errors,
+        })
+    }
+
+    /// Moves a workflow along its life cycle (builders).
+    async fn set_workflow_status(
+        &self,
+        ctx: &Context<'_>,
+        input: SetWorkflowStatusInput,
+    ) -> async_graphql::Result<WorkflowPayload> {
+        let id = input_id(ctx, &input.id, IdKind::Workflow)?;
+        let (row, user_errors) = mutate(
+            ctx,
+            workflow::set_workflow_status(ctx.scope()?, id, input.status.into()),
+        )
+        .await?;
+        Ok(WorkflowPayload {
+            workflow: row.map(Workflow),
+            user_errors,
+        })
+    }
+
+    /// Deletes a workflow (builders, soft; `restoreWorkflow` brings it back).
+    async fn delete_workflow(
+        &self,
+        ctx: &Context<'_>,
+        input: IdInput,
+    ) -> async_graphql::Result<WorkflowPayload> {
+        let id = input_id(ctx, &input.id, IdKind::Workflow)?;
+        let (row, user_errors) = mutate(ctx, workflow::delete_workflow(ctx.scope()?, id)).await?;
+        Ok(WorkflowPayload {
+            workflow: row.map(Workflow),
+            user_errors,
+        })
+    }
+
+    /// Restores a deleted workflow (builders).
+    async fn restore_workflow(
+        &self,
+        ctx: &Context<'_>,
+        input: IdInput,
+    ) -> async_graphql::Result<WorkflowPayload> {
+        let id = input_id(ctx, &input.id, IdKind::Workflow)?;
+        let (row, user_errors) = mutate(ctx, workflow::restore_workflow(ctx.scope()?, id)).await?;
+        Ok(WorkflowPayload {
+            workflow: row.map(Workflow),
+            user_errors,
+        })
+    }
+
+    /// Adds a draft version (builders), empty or copied from another version.
+    async fn create_draft_version(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateDraftVersionInput,
+    ) -> async_graphql::Result<WorkflowVersionPayload> {
+        let workflow_id = input_id(ctx, &input.workflow_id, IdKind::Workflow)?;
+        let from = input
+            .from_version_id
+            .as_ref()
+            .map(|id| input_id(ctx, id, IdKind::WorkflowVersion))
+            .transpose()?;
+        let (version, user_errors) = mutate(
+            ctx,
+            workflow::create_draft_version(ctx.scope()?, workflow_id, from),
+        )
+        .await?;
+        Ok(WorkflowVersionPayload {
+            version: version.map(WorkflowVersion),
+            user_errors,
+        })
+    }
+
+    /// Changes a draft version's spec (builders).
+    async fn update_workflow_version(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateWorkflowVersionInput,
+    ) -> async_graphql::Result<WorkflowVersionPayload> {
+        let id = input_id(ctx, &input.id, IdKind::WorkflowVersion)?;
+        let (version, user_errors) = mutate(
+            ctx,
+            workflow::update_version_spec(ctx.scope()?, id, input.spec),
+        )
+        .await?;
+        Ok(WorkflowVersionPayload {
+            version: version.map(WorkflowVersion),
+            user_errors,
+        })
+    }
+
+    /// Replaces a draft's whole graph at once (builders). Every problem is returned as
+    /// a userError whose field names the step or transition key; then nothing changes.
+    async fn save_workflow_graph(
+        &self,
+        ctx: &Context<'_>,
+        input: SaveWorkflowGraphInput,
+    ) -> async_graphql::Result<WorkflowVersionPayload> {
+        let id = input_id(ctx, &input.version_id, IdKind::WorkflowVersion)?;
+        let steps = input.steps.into_iter().map(Into::into).collect();
+        let transitions = input.transitions.into_iter().map(Into::into).collect();
+        let (version, user_errors) = mutate(
+            ctx,
+            workflow::save_graph(ctx.scope()?, id, steps, transitions),
+        )
+        .await?;
+        Ok(WorkflowVersionPayload {
+            version: version.map(WorkflowVersion),
+            user_errors,
+        })
+    }
+
+    /// Publishes a draft after checking its graph again (builders): immutable from now
+    /// on. Of two concurrent publishes one wins; the other is CONFLICT.
+    async fn publish_version(
+        &self,
+        ctx: &Context<'_>,
+        input: IdInput,
+    ) -> async_graphql::Result<WorkflowVersionPayload> {
+        let id = input_id(ctx, &input.id, IdKind::WorkflowVersion)?;
+        let (version, user_errors) =
+            mutate(ctx, workflow::publish_version(ctx.scope()?, id)).await?;
+        Ok(WorkflowVersionPayload {
+            version: version.map(WorkflowVersion),
+            user_errors,
+        })
+    }
+
+    /// Points the workflow at a published version (builders); a draft workflow becomes
+    /// active.
+    async fn activate_version(
+        &self,
+        ctx: &Context<'_>,
+        input: IdInput,
+    ) -> async_graphql::Result<WorkflowPayload> {
+        let id = input_id(ctx, &input.id, IdKind::WorkflowVersion)?;
+        let (row, user_errors) = mutate(ctx, workflow::activate_version(ctx.scope()?, id)).await?;
+        Ok(WorkflowPayload {
+            workflow: row.map(Workflow),
+            user_errors,
+        })
+    }
+
+    /// Adds a trigger (builders). A WEBHOOK trigger's payload carries its signing
+    /// secret, once.
+    async fn create_trigger(
+        &self,
+        ctx: &Context<'_>,
+        input: CreateTriggerInput,
+    ) -> async_graphql::Result<TriggerPayload> {
+        let workflow_id = input_id(ctx, &input.workflow_id, IdKind::Workflow)?;
+        let new = triggers::NewTrigger {
+            workflow_id,
+            key: input.key,
+            trigger_type: input.trigger_type.into(),
+            config: input.config.0,
+            is_active: input.is_active,
+        };
+        let vault = &ctx.services()?.vault;
+        Ok(trigger_payload(
+            mutate(ctx, triggers::create_trigger(vault, ctx.scope()?, new)).await?,
+        ))
+    }
+
+    /// Changes a trigger's key, config or whether it is active (builders).
+    async fn update_trigger(
+        &self,
+        ctx: &Context<'_>,
+        input: UpdateTriggerInput,
+    ) -> async_graphql::Result<TriggerPayload> {
+        let id = input_id(ctx, &input.id, IdKind::Trigger)?;
+        let changes = triggers::TriggerChanges {
+            key: input.key,
+            config: input.config.map(|c| c.0),
+            is_active: input.is_active,
+        };
+        let (row, user_errors) =
+            mutate(ctx, triggers::update_trigger(ctx.scope()?, id, changes)).await?;
+        Ok(TriggerPayload {
+            trigger: row.map(Trigger),
+            signing_secret: None,
+            user_errors,
+        })
+    }
+
+    /// Deletes a trigger and its signing secrets (builders).
+    async fn delete_trigger(
+        &self,
+        ctx: &Context<'_>,
+        input: IdInput,
+    ) -> async_graphql::Result<TriggerPayload> {
+        let id = input_id(ctx, &input.id, IdKind::Trigger)?;
+        let (row, user_errors) = mutate(ctx, triggers::delete_trigger(ctx.scope()?, id)).await?;
+        Ok(TriggerPayload {
+            trigger: row.map(Trigger),
+            signing_secret: None,
+            user_errors,
+        })
+    }
+
+    /// Issues a new signing secret for a WEBHOOK trigger (builders); the previous one
+    /// stays valid for the grace window. The payload carries the new secret, once.
+    async fn rotate_webhook_secret(
+        &self,
+        ctx: &Context<'_>,
+        input: RotateWebhookSecretInput,
+    ) -> async_graphql::Result<TriggerPayload> {
+        let id = input_id(ctx, &input.id, IdKind::Trigger)?;
+        let grace = input
+            .grace_hours
+            .map(|h| chrono::Duration::hours(i64::from(h)));
+        let vault = &ctx.services()?.vault;
+        Ok(trigger_payload(
+            mutate(
+                ctx,
+                triggers::rotate_webhook_secret(vault, ctx.scope()?, id, grace),
+            )
+            .await?,
+        ))
+    }
+}

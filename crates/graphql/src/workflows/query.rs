@@ -1,0 +1,258 @@
+use async_graphql::{Context, Object};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use trellis_entity::{client, trigger, workflow, IdKind, Role};
+use uuid::Uuid;
+
+use super::types::{Client, ClientFilter, Trigger, TriggerFilter, Workflow, WorkflowFilter};
+use crate::context::{load_error, run, ContextExt};
+use crate::identity::types::contains_pattern;
+use crate::ids;
+use crate::loaders::{
+    prefetch, ClientById, StepCountOfVersion, StepsOfVersion, TransitionsOfVersion,
+    TriggersOfWorkflow, VersionsOfWorkflow, WorkflowById, WorkflowVersionById,
+};
+use crate::pagination::{load_page, node_selects, CreatedOrderBy, Page, PageArgs};
+
+#[derive(Default)]
+pub struct WorkflowsQuery;
+
+#[Object]
+impl WorkflowsQuery {
+    /// The active tenant's clients.
+    async fn clients(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<ClientFilter>,
+        order_by: Option<CreatedOrderBy>,
+    ) -> async_graphql::Result<Page<Client>> {
+        let scope = ctx.scope()?;
+        let filter = filter.unwrap_or_default();
+        run(ctx, async {
+            let tenant = scope.require(Role::Viewer).await?;
+            let args = PageArgs::new(first, after, order_by)?;
+            let mut select =
+                client::Entity::find().filter(client::Column::TenantId.eq(tenant.tenant_id));
+            if let Some(active) = filter.active {
+                select = select.filter(client::Column::IsActive.eq(active));
+            }
+            if let Some(search) = filter.search {
+                select = select.filter(Expr::cust_with_values(
+                    "(name ILIKE $1 OR email ILIKE $1 OR company ILIKE $1)",
+                    [contains_pattern(&search)],
+                ));
+            }
+            load_page(
+                scope,
+                select,
+                client::Column::CreatedAt,
+                client::Column::Id,
+                args,
+            )
+            .await
+        })
+        .await
+    }
+
+    /// The active tenant's workflows. The relations a page selects (client, versions
+    /// with their step counts or graphs, active version, triggers) cost one statement
+    /// each, whatever the page size.
+    async fn workflows(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<WorkflowFilter>,
+        order_by: Option<CreatedOrderBy>,
+    ) -> async_graphql::Result<Page<Workflow>> {
+        let scope = ctx.scope()?;
+        let filter = filter.unwrap_or_default();
+        let page: Page<Workflow> = run(ctx, async {
+            let tenant = scope.require(Role::Viewer).await?;
+            let args = PageArgs::new(first, after, order_by)?;
+            let mut select =
+                workflow::Entity::find().filter(workflow::Column::TenantId.eq(tenant.tenant_id));
+            select = if filter.deleted {
+                select.filter(workflow::Column::DeletedAt.is_not_null())
+            } else {
+                select.filter(workflow::Column::DeletedAt.is_null())
+            };
+            if let Some(statuses) = filter.status {
+                select = select.filter(
+                    workflow::Column::Status.is_in(
+                        statuses
+                            .into_iter()
+                            .map(trellis_entity::WorkflowStatus::from),
+                    ),
+                );
+            }
+            if let Some(client) = filter.client {
+                select = select
+                    .filter(workflow::Column::ClientId.eq(ids::parse(&client, IdKind::Client)?));
+            }
+            if let Some(search) = filter.search {
+                select = select.filter(Expr::cust_with_values(
+                    "(key ILIKE $1 OR name ILIKE $1 OR description ILIKE $1)",
+                    [contains_pattern(&search)],
+                ));
+            }
+            load_page(
+                scope,
+                select,
+                workflow::Column::CreatedAt,
+                workflow::Column::Id,
+                args,
+            )
+            .await
+        })
+        .await?;
+        let rows: Vec<&workflow::Model> = page.edges.iter().map(|e| &e.node.0).collect();
+        prefetch_workflow_relations(ctx, &rows).await?;
+        Ok(page)
+    }
+
+    /// A workflow of the active tenant by key.
+    async fn workflow(
+        &self,
+        ctx: &Context<'_>,
+        key: String,
+    ) -> async_graphql::Result<Option<Workflow>> {
+        let scope = ctx.scope()?;
+        run(ctx, async {
+            let tenant = scope.require(Role::Viewer).await?;
+            let found = workflow::Entity::find()
+                .filter(workflow::Column::TenantId.eq(tenant.tenant_id))
+                .filter(workflow::Column::Key.eq(key))
+                .filter(workflow::Column::DeletedAt.is_null())
+                .one(scope.tx().await?)
+                .await?;
+            Ok(found.map(Workflow))
+        })
+        .await
+    }
+
+    /// The active tenant's triggers.
+    async fn triggers(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<TriggerFilter>,
+        order_by: Option<CreatedOrderBy>,
+    ) -> async_graphql::Result<Page<Trigger>> {
+        let scope = ctx.scope()?;
+        let filter = filter.unwrap_or_default();
+        let page: Page<Trigger> = run(ctx, async {
+            let tenant = scope.require(Role::Viewer).await?;
+            let args = PageArgs::new(first, after, order_by)?;
+            let mut select =
+                trigger::Entity::find().filter(trigger::Column::TenantId.eq(tenant.tenant_id));
+            if let Some(workflow) = filter.workflow {
+                select = select.filter(
+                    trigger::Column::WorkflowId.eq(ids::parse(&workflow, IdKind::Workflow)?),
+                );
+            }
+            if let Some(trigger_type) = filter.trigger_type {
+                select = select.filter(
+                    trigger::Column::TriggerType
+                        .eq(trellis_entity::TriggerType::from(trigger_type)),
+                );
+            }
+            if let Some(active) = filter.active {
+                select = select.filter(trigger::Column::IsActive.eq(active));
+            }
+            load_page(
+                scope,
+                select,
+                trigger::Column::CreatedAt,
+                trigger::Column::Id,
+                args,
+            )
+            .await
+        })
+        .await?;
+        if node_selects(ctx, "workflow") {
+            let ids = page
+                .edges
+                .iter()
+                .map(|e| WorkflowById(e.node.0.workflow_id));
+            prefetch(ctx.loader()?, ids)
+                .await
+                .map_err(|e| load_error(ctx, &e))?;
+        }
+        Ok(page)
+    }
+}
+
+/// Loads, one statement each, the relations the selected workflows' page asks for.
+async fn prefetch_workflow_relations(
+    ctx: &Context<'_>,
+    rows: &[&workflow::Model],
+) -> async_graphql::Result<()> {
+    let loader = ctx.loader()?;
+    let fail = |e: std::sync::Arc<trellis_core::Error>| load_error(ctx, &e);
+    if node_selects(ctx, "client") {
+        prefetch(
+            loader,
+            rows.iter().filter_map(|w| w.client_id).map(ClientById),
+        )
+        .await
+        .map_err(fail)?;
+    }
+    if node_selects(ctx, "triggers") {
+        prefetch(loader, rows.iter().map(|w| TriggersOfWorkflow(w.id)))
+            .await
+            .map_err(fail)?;
+    }
+    let mut version_ids: Vec<Uuid> = vec![];
+    if node_selects(ctx, "activeVersion") {
+        let active: Vec<Uuid> = rows.iter().filter_map(|w| w.active_version_id).collect();
+        prefetch(loader, active.iter().copied().map(WorkflowVersionById))
+            .await
+            .map_err(fail)?;
+        version_ids.extend(active);
+    }
+    if node_selects(ctx, "versions") {
+        prefetch(loader, rows.iter().map(|w| VersionsOfWorkflow(w.id)))
+            .await
+            .map_err(fail)?;
+        for w in rows {
+            let versions = loader
+                .load_one(VersionsOfWorkflow(w.id))
+                .await
+                .map_err(fail)?;
+            version_ids.extend(versions.unwrap_or_default().iter().map(|v| v.id));
+        }
+    }
+    let selects_below = |field: &str| {
+        ["versions", "activeVersion"].iter().any(|version| {
+            ctx.look_ahead()
+                .field("edges")
+                .field("node")
+                .field(version)
+                .field(field)
+                .exists()
+        })
+    };
+    if selects_below("stepCount") {
+        prefetch(loader, version_ids.iter().copied().map(StepCountOfVersion))
+            .await
+            .map_err(fail)?;
+    }
+    if selects_below("steps") {
+        prefetch(loader, version_ids.iter().copied().map(StepsOfVersion))
+            .await
+            .map_err(fail)?;
+    }
+    if selects_below("transitions") || selects_below("steps") {
+        prefetch(
+            loader,
+            version_ids.iter().copied().map(TransitionsOfVersion),
+        )
+        .await
+        .map_err(fail)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,551 @@
+//! Workflow types: Client, Workflow, WorkflowVersion, WorkflowStep, WorkflowTransition,
+//! Trigger. Every relation goes through the request's dataloader.
+
+use async_graphql::{Context, Enum, InputObject, Json, Object, ID};
+use chrono::{DateTime, Utc};
+use trellis_core::workflows::triggers;
+use trellis_entity::{
+    client, trigger, workflow, workflow_step, workflow_transition, workflow_version, IdKind,
+};
+use uuid::Uuid;
+
+use crate::context::{load_error, ContextExt};
+use crate::ids::gid;
+use crate::integrations::types::{Action, Connection};
+use crate::loaders::{
+    ActionById, ClientById, ConnectionById, StepCountOfVersion, StepsOfVersion,
+    TransitionsOfVersion, TriggersOfWorkflow, VersionsOfWorkflow, WorkflowById, WorkflowStepById,
+    WorkflowVersionById, WorkflowsOfClient,
+};
+use crate::pagination::{Keyed, KeysetCursor};
+
+macro_rules! keyed {
+    ($($module:ident),+) => {
+        $(impl Keyed for $module::Model {
+            fn cursor(&self) -> KeysetCursor {
+                KeysetCursor { created_at: self.created_at, id: self.id }
+            }
+        })+
+    };
+}
+keyed!(client, workflow, trigger);
+
+/// A workflow's life cycle: DRAFT → ACTIVE ⇄ INACTIVE → ARCHIVED.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[graphql(remote = "trellis_entity::WorkflowStatus")]
+pub enum WorkflowStatus {
+    Draft,
+    Active,
+    Inactive,
+    Archived,
+}
+
+/// A version's life cycle: drafts change, published versions never do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[graphql(remote = "trellis_entity::VersionStatus")]
+pub enum WorkflowVersionStatus {
+    Draft,
+    Published,
+    Archived,
+}
+
+/// What a step does; its `config` is checked for its type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[graphql(remote = "trellis_entity::StepType")]
+pub enum StepType {
+    /// Runs a catalog action (`actionId`), optionally through a connection; config is
+    /// checked against the action's input schema.
+    Action,
+    /// Routes on its outgoing transitions' conditions.
+    Condition,
+    /// Waits for approval: `{approvers?, message?, timeoutHours?}`.
+    Approval,
+    /// Sends a message: `{channel, message, to?}`.
+    Notification,
+    /// Waits: `{seconds}`.
+    Delay,
+    /// One HTTP request: `{url, method?, headers?, timeoutMs?}`.
+    Http,
+    /// Hands the work to an agent: `{agent, prompt?}`.
+    Agent,
+    /// Runs a script: `{language, source}`.
+    Code,
+    /// Reshapes data: `{mapping}`.
+    Transform,
+}
+
+/// What starts a workflow's runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[graphql(remote = "trellis_entity::TriggerType")]
+pub enum TriggerType {
+    /// Started by hand.
+    Manual,
+    /// `{cron, timezone}`: a cron expression in an IANA time zone.
+    Schedule,
+    /// A signed POST to the trigger's webhook path.
+    Webhook,
+    /// `{event}`: a named event.
+    Event,
+}
+
+/// Narrows a tenant's clients.
+#[derive(InputObject, Default)]
+pub struct ClientFilter {
+    /// Matches name, email or company (case-insensitive).
+    pub search: Option<String>,
+    pub active: Option<bool>,
+}
+
+/// Narrows a tenant's workflows.
+#[derive(InputObject, Default)]
+pub struct WorkflowFilter {
+    /// Any of these statuses.
+    pub status: Option<Vec<WorkflowStatus>>,
+    /// Only workflows of this client (its ID).
+    pub client: Option<ID>,
+    /// Matches key, name or description (case-insensitive).
+    pub search: Option<String>,
+    /// Only deleted workflows (true), or only live ones (false, the default).
+    #[graphql(default)]
+    pub deleted: bool,
+}
+
+/// Narrows a tenant's triggers.
+#[derive(InputObject, Default)]
+pub struct TriggerFilter {
+    /// Only triggers of this workflow (its ID).
+    pub workflow: Option<ID>,
+    #[graphql(name = "type")]
+    pub trigger_type: Option<TriggerType>,
+    pub active: Option<bool>,
+}
+
+/// A tenant's customer, whom workflows may be run for.
+pub struct Client(pub client::Model);
+
+impl From<client::Model> for Client {
+    fn from(m: client::Model) -> Self {
+        Self(m)
+    }
+}
+
+#[Object]
+impl Client {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::Client, self.0.id)
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn email(&self) -> Option<&str> {
+        self.0.email.as_deref()
+    }
+    async fn phone(&self) -> Option<&str> {
+        self.0.phone.as_deref()
+    }
+    async fn company(&self) -> Option<&str> {
+        self.0.company.as_deref()
+    }
+    async fn address(&self) -> Option<&str> {
+        self.0.address.as_deref()
+    }
+    async fn notes(&self) -> &str {
+        &self.0.notes
+    }
+    async fn is_active(&self) -> bool {
+        self.0.is_active
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// The client's workflows (not deleted), oldest first.
+    async fn workflows(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Workflow>> {
+        let rows = ctx
+            .loader()?
+            .load_one(WorkflowsOfClient(self.0.id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?;
+        Ok(rows.unwrap_or_default().into_iter().map(Workflow).collect())
+    }
+}
+
+/// An automation: a versioned graph of steps, started by its triggers.
+pub struct Workflow(pub workflow::Model);
+
+impl From<workflow::Model> for Workflow {
+    fn from(m: workflow::Model) -> Self {
+        Self(m)
+    }
+}
+
+async fn version_by_id(
+    ctx: &Context<'_>,
+    id: Option<Uuid>,
+) -> async_graphql::Result<Option<WorkflowVersion>> {
+    let Some(id) = id else { return Ok(None) };
+    Ok(ctx
+        .loader()?
+        .load_one(WorkflowVersionById(id))
+        .await
+        .map_err(|e| load_error(ctx, &e))?
+        .map(WorkflowVersion))
+}
+
+#[Object]
+impl Workflow {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::Workflow, self.0.id)
+    }
+    /// Unique in the tenant among workflows that are not deleted.
+    async fn key(&self) -> &str {
+        &self.0.key
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+    async fn status(&self) -> WorkflowStatus {
+        self.0.status.into()
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    /// Set while the workflow is deleted; `restoreWorkflow` clears it.
+    async fn deleted_at(&self) -> Option<DateTime<Utc>> {
+        self.0.deleted_at
+    }
+    async fn client(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Client>> {
+        let Some(id) = self.0.client_id else {
+            return Ok(None);
+        };
+        Ok(ctx
+            .loader()?
+            .load_one(ClientById(id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?
+            .map(Client))
+    }
+    /// The published version runs use.
+    async fn active_version(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<WorkflowVersion>> {
+        version_by_id(ctx, self.0.active_version_id).await
+    }
+    /// Every version, by number.
+    async fn versions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WorkflowVersion>> {
+        let rows = ctx
+            .loader()?
+            .load_one(VersionsOfWorkflow(self.0.id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?;
+        Ok(rows
+            .unwrap_or_default()
+            .into_iter()
+            .map(WorkflowVersion)
+            .collect())
+    }
+    /// What starts its runs.
+    async fn triggers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Trigger>> {
+        let rows = ctx
+            .loader()?
+            .load_one(TriggersOfWorkflow(self.0.id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?;
+        Ok(rows.unwrap_or_default().into_iter().map(Trigger).collect())
+    }
+}
+
+/// One numbered version of a workflow: a markdown spec and a graph.
+pub struct WorkflowVersion(pub workflow_version::Model);
+
+impl From<workflow_version::Model> for WorkflowVersion {
+    fn from(m: workflow_version::Model) -> Self {
+        Self(m)
+    }
+}
+
+async fn steps_of(
+    ctx: &Context<'_>,
+    version_id: Uuid,
+) -> async_graphql::Result<Vec<workflow_step::Model>> {
+    Ok(ctx
+        .loader()?
+        .load_one(StepsOfVersion(version_id))
+        .await
+        .map_err(|e| load_error(ctx, &e))?
+        .unwrap_or_default())
+}
+
+async fn transitions_of(
+    ctx: &Context<'_>,
+    version_id: Uuid,
+) -> async_graphql::Result<Vec<workflow_transition::Model>> {
+    Ok(ctx
+        .loader()?
+        .load_one(TransitionsOfVersion(version_id))
+        .await
+        .map_err(|e| load_error(ctx, &e))?
+        .unwrap_or_default())
+}
+
+#[Object]
+impl WorkflowVersion {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::WorkflowVersion, self.0.id)
+    }
+    /// 1, 2, 3… within the workflow.
+    async fn number(&self) -> i32 {
+        self.0.number
+    }
+    /// What the version does, in markdown.
+    async fn spec(&self) -> &str {
+        &self.0.spec
+    }
+    async fn status(&self) -> WorkflowVersionStatus {
+        self.0.status.into()
+    }
+    async fn published_at(&self) -> Option<DateTime<Utc>> {
+        self.0.published_at
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    async fn workflow(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Workflow>> {
+        Ok(ctx
+            .loader()?
+            .load_one(WorkflowById(self.0.workflow_id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?
+            .map(Workflow))
+    }
+    /// The graph's nodes, in the order they were saved.
+    async fn steps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WorkflowStep>> {
+        Ok(steps_of(ctx, self.0.id)
+            .await?
+            .into_iter()
+            .map(WorkflowStep)
+            .collect())
+    }
+    /// The graph's edges, in the order they were saved.
+    async fn transitions(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<WorkflowTransition>> {
+        Ok(transitions_of(ctx, self.0.id)
+            .await?
+            .into_iter()
+            .map(WorkflowTransition)
+            .collect())
+    }
+    /// How many steps the graph has (counted without loading them).
+    async fn step_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
+        Ok(ctx
+            .loader()?
+            .load_one(StepCountOfVersion(self.0.id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?
+            .unwrap_or(0))
+    }
+}
+
+/// A node of a version's graph.
+pub struct WorkflowStep(pub workflow_step::Model);
+
+impl From<workflow_step::Model> for WorkflowStep {
+    fn from(m: workflow_step::Model) -> Self {
+        Self(m)
+    }
+}
+
+#[Object]
+impl WorkflowStep {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::WorkflowStep, self.0.id)
+    }
+    /// Unique within the version; transitions and step runs name steps by it.
+    async fn key(&self) -> &str {
+        &self.0.key
+    }
+    async fn name(&self) -> &str {
+        &self.0.name
+    }
+    #[graphql(name = "type")]
+    async fn step_type(&self) -> StepType {
+        self.0.step_type.into()
+    }
+    /// Where an editor draws it (`{x, y}`).
+    async fn position(&self) -> Json<&serde_json::Value> {
+        Json(&self.0.position)
+    }
+    async fn config(&self) -> Json<&serde_json::Value> {
+        Json(&self.0.config)
+    }
+    /// Whether a run fails when this step fails (false: the run goes on).
+    async fn is_required(&self) -> bool {
+        self.0.is_required
+    }
+    /// True for the one step without incoming transitions, where runs begin.
+    async fn is_entry(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        Ok(!transitions_of(ctx, self.0.version_id)
+            .await?
+            .iter()
+            .any(|t| t.to_step_id == self.0.id))
+    }
+    /// The catalog action an ACTION step runs.
+    async fn action(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Action>> {
+        let Some(id) = self.0.action_id else {
+            return Ok(None);
+        };
+        Ok(ctx
+            .loader()?
+            .load_one(ActionById(id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?
+            .map(Action))
+    }
+    /// The connection an ACTION step uses.
+    async fn connection(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Connection>> {
+        let Some(id) = self.0.connection_id else {
+            return Ok(None);
+        };
+        Ok(ctx
+            .loader()?
+            .load_one(ConnectionById(id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?
+            .map(Connection))
+    }
+    /// Transitions leaving this step.
+    async fn outgoing(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WorkflowTransition>> {
+        Ok(transitions_of(ctx, self.0.version_id)
+            .await?
+            .into_iter()
+            .filter(|t| t.from_step_id == self.0.id)
+            .map(WorkflowTransition)
+            .collect())
+    }
+    /// Transitions arriving at this step.
+    async fn incoming(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WorkflowTransition>> {
+        Ok(transitions_of(ctx, self.0.version_id)
+            .await?
+            .into_iter()
+            .filter(|t| t.to_step_id == self.0.id)
+            .map(WorkflowTransition)
+            .collect())
+    }
+    async fn version(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowVersion>> {
+        version_by_id(ctx, Some(self.0.version_id)).await
+    }
+}
+
+/// An edge of a version's graph.
+pub struct WorkflowTransition(pub workflow_transition::Model);
+
+impl From<workflow_transition::Model> for WorkflowTransition {
+    fn from(m: workflow_transition::Model) -> Self {
+        Self(m)
+    }
+}
+
+async fn step_by_id(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<WorkflowStep>> {
+    Ok(ctx
+        .loader()?
+        .load_one(WorkflowStepById(id))
+        .await
+        .map_err(|e| load_error(ctx, &e))?
+        .map(WorkflowStep))
+}
+
+#[Object]
+impl WorkflowTransition {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::WorkflowTransition, self.0.id)
+    }
+    /// Unique within the version (`from->to` unless given).
+    async fn key(&self) -> &str {
+        &self.0.key
+    }
+    async fn from(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowStep>> {
+        step_by_id(ctx, self.0.from_step_id).await
+    }
+    async fn to(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowStep>> {
+        step_by_id(ctx, self.0.to_step_id).await
+    }
+    /// `{field, operator, value}`, or `{all: […]}`, `{any: […]}`, `{not: {…}}`; null
+    /// for an unconditional edge.
+    async fn condition(&self) -> Option<Json<&serde_json::Value>> {
+        self.0.condition.as_ref().map(Json)
+    }
+    /// Taken when no other transition of its step matches.
+    async fn is_default(&self) -> bool {
+        self.0.is_default
+    }
+}
+
+/// What starts a workflow's runs.
+pub struct Trigger(pub trigger::Model);
+
+impl From<trigger::Model> for Trigger {
+    fn from(m: trigger::Model) -> Self {
+        Self(m)
+    }
+}
+
+#[Object]
+impl Trigger {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::Trigger, self.0.id)
+    }
+    /// Unique in the tenant.
+    async fn key(&self) -> &str {
+        &self.0.key
+    }
+    #[graphql(name = "type")]
+    async fn trigger_type(&self) -> TriggerType {
+        self.0.trigger_type.into()
+    }
+    async fn config(&self) -> Json<&serde_json::Value> {
+        Json(&self.0.config)
+    }
+    async fn is_active(&self) -> bool {
+        self.0.is_active
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    async fn workflow(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Workflow>> {
+        Ok(ctx
+            .loader()?
+            .load_one(WorkflowById(self.0.workflow_id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?
+            .map(Workflow))
+    }
+    /// WEBHOOK: the path senders POST to (`/hooks/<id>`); the id is unguessable.
+    async fn webhook_path(&self) -> Option<String> {
+        self.0.webhook_path.as_ref().map(|p| format!("/hooks/{p}"))
+    }
+    /// WEBHOOK: until when the previous signing secret is still accepted.
+    async fn previous_secret_expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.previous_secret_expires_at
+    }
+    /// SCHEDULE: when it fires next (computed in its time zone); null when inactive.
+    async fn next_fire_at(&self) -> Option<DateTime<Utc>> {
+        triggers::next_fire_at(&self.0, Utc::now())
+    }
+}
