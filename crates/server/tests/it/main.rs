@@ -3,6 +3,8 @@
 
 mod audit;
 mod auth;
+mod catalog;
+mod connections;
 mod doctor;
 mod graphql_api;
 mod http;
