@@ -9,6 +9,8 @@ mod doctor;
 mod graphql_api;
 mod http;
 mod isolation_graphql;
+mod isolation_integrations;
 mod isolation_sql;
 mod migrations;
+mod secrets;
 mod support;
