@@ -6,12 +6,16 @@ Python 3.11 standard library only. `bench/run.sh` builds and starts the server a
 calls this with its URL and PID; see bench/README.md.
 
 Also runs the same reads as hand-written SQL (bench/dashboard.sql) through pgbench
-against the server's embedded cluster, as the application role, and compares.
+against the server's embedded cluster, as the application role, and compares; measures
+a connector-catalog page (apps with versions and actions) the same way as the
+dashboard; and reports the seal/open figures of `cargo bench -p trellis-core --bench
+secrets` that run.sh passes in.
 
 Exit status: 1 when a request or a pgbench run failed, when SQL statements per request
 differ between page sizes, or (unless BENCH_REPORT_ONLY=1) when a budget of DESIGN.md
 §6 is missed: GraphQL req/s below half the pgbench tps, or p99 above 5x p50 at 32
-clients; 0 otherwise. Results are printed and written either way.
+clients; also 1 when the catalog page's statements per request depend on its page
+size; 0 otherwise. Results are printed and written either way.
 """
 
 from __future__ import annotations
@@ -42,6 +46,14 @@ DASHBOARD = (
     "members(first:$n){ totalCount edges { node { role user { id email name } } } } "
     "apiKeys(first:10){ edges { node { name prefix lastUsedAt } } } "
     "auditEvents(first:$n){ edges { node { action seq createdAt actor { email } } } } } }"
+)
+
+# A connector-catalog page as a dashboard's app picker asks for it: apps with every
+# version and each version's triggers and actions.
+CATALOG = (
+    "query Catalog($n:Int!){ apps(first:$n){ totalCount pageInfo { hasNextPage endCursor } "
+    "edges { node { id key name category isPublic latestVersion { version } "
+    "versions { id version isPublished actions { key name kind } } } } } }"
 )
 
 PASSWORD = "bench-password-123"
@@ -168,6 +180,80 @@ def seed_renames(url: str, tenant: dict, renames: int) -> None:
     c = thread_client(url)
     for r in range(renames):
         c.gql(UPDATE_TENANT, {"i": {"name": f"Bench Tenant {tenant['index']:02d} r{r}"}}, tenant["token"])
+
+
+CREATE_APP = "mutation($i:CreateAppInput!){ createApp(input:$i){ app{ id } userErrors{ field message } } }"
+CREATE_APP_VERSION = ("mutation($i:CreateAppVersionInput!){ createAppVersion(input:$i){ appVersion{ id } "
+                      "userErrors{ field message } } }")
+PUBLISH_APP_VERSION = ("mutation($i:IdInput!){ publishAppVersion(input:$i){ appVersion{ id } "
+                       "userErrors{ field message } } }")
+APP_CATEGORIES = ["CORE", "COMMUNICATION", "DEVELOPER", "PRODUCTIVITY", "EMAIL"]
+
+
+def seed_catalog(url: str, apps: int, actions: int) -> dict:
+    """A tenant of its own (so the dashboard tenants' audit logs stay as they were)
+    with `apps` private apps, each with one published version of `actions` actions;
+    the public built-in catalog comes on top. Returns the owner's token, the number
+    of apps the tenant sees and the seeding time."""
+    t0 = time.perf_counter()
+    c = Client(url)
+    try:
+        user_token = sign_up(c, "catalog-owner@bench.trellis.test", "Catalog Owner")
+        tenant_id = c.gql(CREATE_TENANT, {"i": {"slug": "bench-catalog", "name": "Bench Catalog"}},
+                          user_token)["createTenant"]["tenant"]["id"]
+        token = c.gql(SWITCH_TENANT, {"i": {"tenantId": tenant_id}}, user_token)["switchTenant"]["accessToken"]
+        manifest = {
+            "auth": "apiKey",
+            "configSchema": {
+                "type": "object",
+                "properties": {"baseUrl": {"type": "string", "pattern": "^https://"},
+                               "region": {"type": "string", "enum": ["eu", "us"]}},
+                "required": ["baseUrl"],
+                "additionalProperties": False,
+            },
+            "secretFields": ["apiKey"],
+        }
+        schema = {"type": "object", "properties": {"id": {"type": "string"}, "count": {"type": "integer"}}}
+        for a in range(apps):
+            app_id = c.gql(CREATE_APP, {"i": {
+                "key": f"bench-app-{a:03d}", "name": f"Bench App {a:03d}",
+                "description": "A private connector seeded by the benchmark",
+                "category": APP_CATEGORIES[a % len(APP_CATEGORIES)],
+            }}, token)["createApp"]["app"]["id"]
+            version_id = c.gql(CREATE_APP_VERSION, {"i": {
+                "appId": app_id, "version": "1.0.0", "manifest": manifest,
+                "actions": [{"key": f"action{k}", "name": f"Action {k}",
+                             "kind": "TRIGGER" if k == 0 else "ACTION",
+                             "inputSchema": schema, "outputSchema": schema} for k in range(actions)],
+            }}, token)["createAppVersion"]["appVersion"]["id"]
+            c.gql(PUBLISH_APP_VERSION, {"i": {"id": version_id}}, token)
+        total = c.gql("{ apps { totalCount } }", {}, token)["apps"]["totalCount"]
+    finally:
+        c.close()
+    return {"token": token, "tenant_id": tenant_id, "apps": total, "private_apps": apps,
+            "actions_per_version": actions, "seconds": round(time.perf_counter() - t0, 2),
+            "graphql_requests": 3 + 3 * apps + 1}
+
+
+def check_catalog(doc: dict, n: int, total: int) -> str | None:
+    """Full check of one parsed catalog response; returns a problem or None."""
+    if "errors" in doc:
+        return f"errors: {json.dumps(doc['errors'])[:500]}"
+    page = (doc.get("data") or {}).get("apps")
+    if not page:
+        return "data.apps is null"
+    if page["totalCount"] != total:
+        return f"apps.totalCount {page['totalCount']} != {total}"
+    if len(page["edges"]) != min(n, total):
+        return f"{len(page['edges'])} app edges, expected {min(n, total)}"
+    for edge in page["edges"]:
+        node = edge["node"]
+        published = [v for v in node["versions"] if v["isPublished"]]
+        if not published or node["latestVersion"] is None:
+            return f"app {node['key']} has no published version"
+        if any(not v["actions"] for v in published):
+            return f"a published version of {node['key']} has no actions"
+    return None
 
 
 def run_pool(workers: int, jobs: list) -> list:
@@ -310,8 +396,12 @@ def check_shape(doc: dict, n: int, expect: dict) -> str | None:
 
 
 def load_run(url: str, pid: int, postmaster: int | None, token: str, n: int, conc: int,
-             duration: float, warmup: int, expect: dict) -> dict:
-    body = json.dumps({"query": DASHBOARD, "variables": {"n": n}, "operationName": "Dash"}).encode()
+             duration: float, warmup: int, expect: dict, query: str = DASHBOARD,
+             operation: str = "Dash", prefix: bytes = b'{"data":{"tenant":{', check=None) -> dict:
+    """Load of one query at page size `n`; the dashboard unless `query` says otherwise
+    (then `prefix` is what every response starts with and `check(doc, n)` the full
+    check)."""
+    body = json.dumps({"query": query, "variables": {"n": n}, "operationName": operation}).encode()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     ready = threading.Barrier(conc + 1)
     go = threading.Event()
@@ -329,10 +419,11 @@ def load_run(url: str, pid: int, postmaster: int | None, token: str, n: int, con
         # Every response: status 200, no top-level "errors" key (async-graphql writes
         # it after "data"; none of the selected fields can contain that text) and a
         # tenant. Every 25th response, and the first of each thread, is parsed in full.
-        if status != 200 or b'"errors":' in data or not data.startswith(b'{"data":{"tenant":{'):
+        if status != 200 or b'"errors":' in data or not data.startswith(prefix):
             fail(f"HTTP {status}: {data[:500]!r}")
         elif full_check:
-            problem = check_shape(json.loads(data), n, expect)
+            doc = json.loads(data)
+            problem = check(doc, n) if check else check_shape(doc, n, expect)
             if problem:
                 fail(problem)
 
@@ -422,12 +513,12 @@ def load_run(url: str, pid: int, postmaster: int | None, token: str, n: int, con
     }
 
 
-def probe_statements(url: str, token: str, n: int, count: int) -> dict[str, int]:
+def probe_statements(url: str, token: str, n: int, count: int, query: str = DASHBOARD) -> dict[str, int]:
     """Statements of `count` single requests sent one at a time: how many requests
     took how many statements, read from /metrics around each one (the server is
     otherwise idle, so the deltas are exact)."""
     c = Client(url)
-    body = json.dumps({"query": DASHBOARD, "variables": {"n": n}}).encode()
+    body = json.dumps({"query": query, "variables": {"n": n}}).encode()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     hist: dict[int, int] = {}
     try:
@@ -622,6 +713,24 @@ def fmt_table(summary: list[dict]) -> str:
     return "\n".join([line(head), sep, *map(line, rows)])
 
 
+def fmt_catalog_table(summary: list[dict]) -> str:
+    head = ["page", "conc", "req/s", "p50 ms", "p99 ms", "stmts/req", "srv CPU ms/req", "pg CPU ms/req",
+            "failures"]
+    rows = [
+        [
+            str(s["n"]), str(s["concurrency"]), f"{s['rps']:.1f}", f"{s['p50_ms']:.1f}", f"{s['p99_ms']:.1f}",
+            f"{s['statements_per_request']:.2f}", f"{s['server_cpu_ms_per_request']:.2f}",
+            "-" if s["postgres_cpu_ms_per_request"] is None else f"{s['postgres_cpu_ms_per_request']:.2f}",
+            str(s["failures"]),
+        ]
+        for s in summary
+    ]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    line = lambda cells: "| " + " | ".join(c.rjust(w) for c, w in zip(cells, widths)) + " |"  # noqa: E731
+    sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([line(head), sep, *map(line, rows)])
+
+
 def fmt_budget_table(budgets: list[dict], cfg: argparse.Namespace) -> str:
     head = ["N", "conc", "GraphQL req/s", "pgbench tps", "ratio", f">= {cfg.min_ratio:g}", "GraphQL p99/p50",
             "pgbench p50 ms", "pgbench p99 ms", "GraphQL CPU ms/req srv+pg+client", "SQL CPU ms/txn pg+pgbench",
@@ -686,6 +795,17 @@ def main() -> int:
     p.add_argument("--max-tail", type=float, default=float(env("BENCH_MAX_TAIL", "5")))
     p.add_argument("--report-only", default=env("BENCH_REPORT_ONLY", "0") == "1", action=argparse.BooleanOptionalAction,
                    help="report missed budgets (ratio, tail latency) without failing")
+    p.add_argument("--catalog", default=env("BENCH_CATALOG", "1") != "0", action=argparse.BooleanOptionalAction,
+                   help="measure the connector-catalog page too (BENCH_CATALOG=0 turns it off)")
+    p.add_argument("--catalog-apps", type=int, default=int(env("BENCH_CATALOG_APPS", "40")),
+                   help="private apps seeded into the catalog tenant, on top of the public catalog")
+    p.add_argument("--catalog-actions", type=int, default=int(env("BENCH_CATALOG_ACTIONS", "3")),
+                   help="triggers and actions of each seeded app's version")
+    p.add_argument("--catalog-sizes", default=env("BENCH_CATALOG_SIZES", "10,50"))
+    p.add_argument("--catalog-concurrency", default=env("BENCH_CATALOG_CONCURRENCY", "8"))
+    p.add_argument("--catalog-duration", type=float, default=float(env("BENCH_CATALOG_DURATION", "0")) or None,
+                   help="seconds per catalog run (default: --duration)")
+    p.add_argument("--secrets-json", help="the JSON line of `cargo bench -p trellis-core --bench secrets`")
     cfg = p.parse_args()
     sizes = [int(x) for x in cfg.sizes.split(",")]
     concs = [int(x) for x in cfg.concurrency.split(",")]
@@ -731,6 +851,15 @@ def main() -> int:
         log(f"FAIL: seeding: {e}")
         return 1
     log(f"seed: done in {seeding['seconds']:.1f}s ({seeding['graphql_requests']} GraphQL requests)")
+    catalog = None
+    if cfg.catalog:
+        try:
+            catalog = seed_catalog(cfg.url, cfg.catalog_apps, cfg.catalog_actions)
+        except GraphQLError as e:
+            log(f"FAIL: seeding the catalog: {e}")
+            return 1
+        log(f"seed: catalog tenant with {cfg.catalog_apps} private apps ({catalog['apps']} apps with the "
+            f"public ones) in {catalog['seconds']:.1f}s")
 
     target = tenants[0]
     expect = {
@@ -799,6 +928,81 @@ def main() -> int:
                         f"CPU ms/txn pg {b['postgres_cpu_ms_per_txn']} pgbench {b['pgbench_cpu_ms_per_txn']}; "
                         f"GraphQL/SQL {r['rps'] / b['tps'] if b['tps'] else float('nan'):.3f}"
                         + (f"; problems: {b['problems']}" if b["problems"] else ""))
+
+    catalog_runs: list[dict] = []
+    catalog_summary: list[dict] = []
+    catalog_probes: dict = {}
+    catalog_constant = True
+    catalog_per_conc: dict = {}
+    if catalog:
+        c_sizes = [int(x) for x in cfg.catalog_sizes.split(",")]
+        c_concs = [int(x) for x in cfg.catalog_concurrency.split(",")]
+        c_duration = cfg.catalog_duration or cfg.duration
+        total = catalog["apps"]
+        check = lambda doc, n: check_catalog(doc, n, total)  # noqa: E731
+        c = Client(cfg.url)
+        for n in c_sizes:
+            problem = check({"data": c.gql(CATALOG, {"n": n}, catalog["token"])}, n)
+            if problem:
+                log(f"FAIL: catalog page at first={n}: {problem}")
+                return 1
+        c.close()
+        for n in c_sizes:
+            catalog_probes[str(n)] = probe_statements(cfg.url, catalog["token"], n, cfg.probe, CATALOG)
+            log(f"probe: catalog first={n}: statements per request, one request at a time -> requests: "
+                f"{catalog_probes[str(n)]}")
+        for rep in range(cfg.runs):
+            for n in c_sizes:
+                for conc in c_concs:
+                    r = load_run(cfg.url, cfg.pid, postmaster, catalog["token"], n, conc, c_duration,
+                                 cfg.warmup, {}, query=CATALOG, operation="Catalog",
+                                 prefix=b'{"data":{"apps":{', check=check)
+                    r["rep"] = rep + 1
+                    catalog_runs.append(r)
+                    log(f"catalog run {rep + 1}/{cfg.runs} first={n:<3} c={conc:<2}: {r['requests']} req, "
+                        f"{r['rps']:.1f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
+                        f"{r['statements_per_request']} stmts/req, failures {r['failures']}")
+                    for f in r["first_failures"]:
+                        log(f"    failure: {f}")
+        for n in c_sizes:
+            for conc in c_concs:
+                rs = [r for r in catalog_runs if r["n"] == n and r["concurrency"] == conc]
+                catalog_summary.append({
+                    "n": n,
+                    "concurrency": conc,
+                    "runs": len(rs),
+                    "rps": statistics.median(r["rps"] for r in rs),
+                    "p50_ms": statistics.median(r["p50_ms"] for r in rs),
+                    "p99_ms": statistics.median(r["p99_ms"] for r in rs),
+                    "statements_per_request": statistics.median(r["statements_per_request"] for r in rs),
+                    "statements_per_request_all_runs": [r["statements_per_request"] for r in rs],
+                    "server_cpu_ms_per_request": statistics.median(r["server_cpu_ms_per_request"] for r in rs),
+                    "postgres_cpu_ms_per_request": (
+                        statistics.median(r["postgres_cpu_ms_per_request"] for r in rs) if postmaster else None
+                    ),
+                    "failures": sum(r["failures"] for r in rs),
+                    "requests": sum(r["requests"] for r in rs),
+                })
+        catalog_per_conc = {
+            conc: {n: round(sum(r["sql_statements"] for r in catalog_runs if r["n"] == n and r["concurrency"] == conc)
+                            / max(1, sum(r["graphql_requests"] for r in catalog_runs
+                                         if r["n"] == n and r["concurrency"] == conc)), 4)
+                   for n in c_sizes}
+            for conc in c_concs
+        }
+        catalog_constant = all(
+            round(max(by_n.values()) - min(by_n.values()), 2) <= cfg.statement_tolerance
+            for by_n in catalog_per_conc.values()
+        )
+
+    secrets_bench = None
+    if cfg.secrets_json:
+        try:
+            with open(cfg.secrets_json) as f:
+                secrets_bench = json.loads(f.read().strip().splitlines()[-1])
+        except (OSError, ValueError, IndexError) as e:
+            log(f"FAIL: no JSON line from the secrets benchmark in {cfg.secrets_json}: {e!r}")
+            return 1
 
     summary = []
     for n in sizes:
@@ -938,6 +1142,26 @@ def main() -> int:
         print(f"p99 / p50 at concurrency {cfg.tail_concurrency}: not measured (concurrency levels {concs})")
     if sql_runs:
         print(f"failed pgbench runs: {len(sql_failed)}")
+    catalog_table = fmt_catalog_table(catalog_summary) if catalog_summary else ""
+    if catalog:
+        print()
+        print(f"Connector catalog page (apps with versions and actions; {catalog['apps']} apps, "
+              f"{cfg.catalog_apps} of them private with {cfg.catalog_actions} actions each), medians of "
+              f"{cfg.runs} runs of {cfg.catalog_duration or cfg.duration:g}s each")
+        print(catalog_table)
+        for c_, by_n in catalog_per_conc.items():
+            print(f"catalog: SQL statements per request under load, concurrency {c_}: "
+                  + ", ".join(f"first={n}: {v:.2f}" for n, v in by_n.items()))
+        print("catalog: SQL statements per request, one request at a time (statements: requests): "
+              + "; ".join(f"first={n}: {h}" for n, h in catalog_probes.items()))
+        print(f"catalog: statements per request independent of the page size (tolerance "
+              f"{cfg.statement_tolerance:g}): " + ("OK" if catalog_constant else "FAIL"))
+    if secrets_bench:
+        print()
+        print(f"Secrets ({secrets_bench['value_bytes']} B values, AES-256-GCM, one core; median of "
+              f"{secrets_bench['rounds']} rounds of {secrets_bench['round_seconds']}s): "
+              f"seal {secrets_bench['seal_ops_per_s']:.0f} ops/s, open {secrets_bench['open_ops_per_s']:.0f} ops/s, "
+              f"unwrap data key {secrets_bench['unwrap_data_key_ops_per_s']:.0f} ops/s")
 
     result = {
         "machine": machine(),
@@ -975,6 +1199,19 @@ def main() -> int:
             "rows": budgets,
         },
         "budget_table": budget_table,
+        "catalog": {
+            "query": CATALOG,
+            "seeding": {k: v for k, v in catalog.items() if k != "token"},
+            "statements_probe_histogram": catalog_probes,
+            "statements_per_request_by_concurrency": {
+                str(c_): {str(n): v for n, v in by_n.items()} for c_, by_n in catalog_per_conc.items()
+            },
+            "statements_per_request_constant": catalog_constant,
+            "summary": catalog_summary,
+            "runs": catalog_runs,
+            "table": catalog_table,
+        } if catalog else None,
+        "secrets": secrets_bench,
     }
     os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
     with open(cfg.out, "w") as f:
@@ -991,6 +1228,14 @@ def main() -> int:
         ok = False
     if sql_failed:
         log(f"FAIL: {len(sql_failed)} pgbench run(s) failed: {sql_failed[0]['problems']}")
+        ok = False
+    catalog_failures = sum(r["failures"] for r in catalog_runs)
+    if catalog_failures:
+        log(f"FAIL: {catalog_failures} catalog request(s) failed")
+        ok = False
+    if not catalog_constant:
+        log(f"FAIL: the catalog page's SQL statements per request depend on its page size: "
+            f"{catalog_per_conc}, one at a time: {catalog_probes}")
         ok = False
     missed = []
     if ratio_misses:

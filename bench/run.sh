@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Tenant-dashboard benchmark: builds the release server, starts it with an embedded
+# Tenant-dashboard benchmark (plus the connector-catalog page and secret seal/open
+# throughput): builds the release server, starts it with an embedded
 # PostgreSQL in a temporary directory, seeds it, drives load with bench/bench.py,
 # compares with the same reads as hand-written SQL through pgbench (bench/dashboard.sql,
 # against the same cluster, as the application role) and writes
@@ -74,6 +75,16 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# Seal and open of 1 KiB secrets (crates/core/benches/secrets.rs), before the server
+# starts so that nothing else runs on the CPUs; its JSON line goes to bench.py.
+SECRETS_ARGS=()
+if [[ "${BENCH_SECRETS:-1}" != 0 ]]; then
+    echo "==> cargo bench -p trellis-core --bench secrets" >&2
+    cargo bench -q -p trellis-core --bench secrets | tail -n 1 >"$DATA_DIR/secrets.json"
+    cat "$DATA_DIR/secrets.json" >&2
+    SECRETS_ARGS=(--secrets-json "$DATA_DIR/secrets.json")
+fi
+
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 URL="http://127.0.0.1:$PORT"
 
@@ -106,6 +117,6 @@ echo "==> ready after $(( SECONDS - started ))s" >&2
 # In the background and waited for, so that a signal to this script runs the clean-up
 # at once instead of after the load generator finishes.
 python3 "$ROOT/bench/bench.py" --url "$URL" --pid "$SERVER_PID" \
-    --pg-pidfile "$DATA_DIR/pg/postmaster.pid" --out "$OUT" "$@" &
+    --pg-pidfile "$DATA_DIR/pg/postmaster.pid" --out "$OUT" ${SECRETS_ARGS[@]+"${SECRETS_ARGS[@]}"} "$@" &
 BENCH_PID=$!
 wait "$BENCH_PID"
