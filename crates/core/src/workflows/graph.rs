@@ -463,6 +463,10 @@ fn find_cycle(n: usize, transitions: &[CheckedTransition], remaining: &[usize]) 
         next = predecessor[next];
     }
     cycle.reverse();
+    // Start at the first step of the input on the cycle, so the report is stable.
+    if let Some(first) = (0..cycle.len()).min_by_key(|&i| cycle[i]) {
+        cycle.rotate_left(first);
+    }
     cycle
 }
 
