@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Tenant-dashboard benchmark (plus the connector-catalog page and secret seal/open
-# throughput): builds the release server, starts it with an embedded
+# Tenant-dashboard benchmark (plus workflow graph save/publish, the connector-catalog
+# page and secret seal/open throughput): builds the release server, starts it with an embedded
 # PostgreSQL in a temporary directory, seeds it, drives load with bench/bench.py,
 # compares with the same reads as hand-written SQL through pgbench (bench/dashboard.sql,
 # against the same cluster, as the application role) and writes
@@ -114,8 +114,16 @@ until curl -fsS -o /dev/null --max-time 2 "$URL/readyz" 2>/dev/null; do
 done
 echo "==> ready after $(( SECONDS - started ))s" >&2
 
-# In the background and waited for, so that a signal to this script runs the clean-up
-# at once instead of after the load generator finishes.
+# Workflow graphs first (bench/workflows.py: save+publish of 250/500/1,000 steps and the
+# workflow list's statements), then the dashboard. Each runs in the background and is
+# waited for, so that a signal to this script runs the clean-up at once instead of
+# after the load generator finishes. BENCH_WORKFLOWS=0 or BENCH_DASHBOARD=0 skip one.
+if [[ "${BENCH_WORKFLOWS:-1}" != 0 ]]; then
+    python3 "$ROOT/bench/workflows.py" --url "$URL" --out "$(dirname "$OUT")/workflows.json" &
+    BENCH_PID=$!
+    wait "$BENCH_PID"
+fi
+[[ "${BENCH_DASHBOARD:-1}" != 0 ]] || exit 0
 python3 "$ROOT/bench/bench.py" --url "$URL" --pid "$SERVER_PID" \
     --pg-pidfile "$DATA_DIR/pg/postmaster.pid" --out "$OUT" ${SECRETS_ARGS[@]+"${SECRETS_ARGS[@]}"} "$@" &
 BENCH_PID=$!
