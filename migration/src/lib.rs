@@ -5,6 +5,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261122_000001_foundation;
 mod m20261123_000002_integrations;
 mod m20261201_000003_workflows;
+mod m20261201_000004_runs;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261122_000001_foundation::Migration),
             Box::new(m20261123_000002_integrations::Migration),
             Box::new(m20261201_000003_workflows::Migration),
+            Box::new(m20261201_000004_runs::Migration),
         ]
     }
 }
