@@ -230,6 +230,26 @@ impl RequestScope {
         })
     }
 
+    /// The active tenant, for a worker: an API key with the runner scope.
+    pub async fn require_runner(&self) -> Result<TenantCtx> {
+        let runner = matches!(&self.principal, Principal::ApiKey { scopes, .. } if scopes.contains(&Scope::Runner));
+        if !runner {
+            return Err(match self.principal {
+                Principal::Anonymous => Error::Unauthenticated,
+                _ => Error::Forbidden("this needs an API key with the runner scope"),
+            });
+        }
+        self.require(Role::Viewer).await
+    }
+
+    /// The API key acting, if the caller is one.
+    pub fn api_key_id(&self) -> Option<Uuid> {
+        match self.principal {
+            Principal::ApiKey { key_id, .. } => Some(key_id),
+            _ => None,
+        }
+    }
+
     /// The signed-in user (not an API key).
     pub fn user_id(&self) -> Result<Uuid> {
         match self.principal {
@@ -350,6 +370,8 @@ fn role_of_scopes(scopes: &[Scope]) -> Role {
         Role::Admin
     } else if scopes.contains(&Scope::Write) {
         Role::Builder
+    } else if scopes.contains(&Scope::Runner) {
+        Role::Operator
     } else {
         Role::Viewer
     }

@@ -25,10 +25,12 @@ pub enum IdKind {
     WorkflowStep,
     WorkflowTransition,
     Trigger,
+    WorkflowRun,
+    StepRun,
 }
 
 impl IdKind {
-    pub const ALL: [IdKind; 17] = [
+    pub const ALL: [IdKind; 19] = [
         IdKind::Tenant,
         IdKind::User,
         IdKind::Membership,
@@ -46,6 +48,8 @@ impl IdKind {
         IdKind::WorkflowStep,
         IdKind::WorkflowTransition,
         IdKind::Trigger,
+        IdKind::WorkflowRun,
+        IdKind::StepRun,
     ];
 
     /// The prefix, without its underscore.
@@ -68,6 +72,8 @@ impl IdKind {
             IdKind::WorkflowStep => "stp",
             IdKind::WorkflowTransition => "trn",
             IdKind::Trigger => "trg",
+            IdKind::WorkflowRun => "run",
+            IdKind::StepRun => "srn",
         }
     }
 }

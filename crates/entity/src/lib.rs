@@ -14,17 +14,19 @@ pub mod invitation;
 pub mod membership;
 pub mod refresh_token;
 pub mod secret;
+pub mod step_run;
 pub mod tenant;
 pub mod tenant_data_key;
 pub mod trigger;
 pub mod user;
 pub mod workflow;
+pub mod workflow_run;
 pub mod workflow_step;
 pub mod workflow_transition;
 pub mod workflow_version;
 
 pub use enums::{
-    ActionKind, ActorType, AppCategory, InvitationStatus, PlatformRole, Role, Severity, StepType,
-    TenantPlan, TenantStatus, TriggerType, VersionStatus, WorkflowStatus,
+    ActionKind, ActorType, AppCategory, InvitationStatus, PlatformRole, Role, RunStatus, Severity,
+    StepRunStatus, StepType, TenantPlan, TenantStatus, TriggerType, VersionStatus, WorkflowStatus,
 };
 pub use id::{IdKind, PrefixedId};

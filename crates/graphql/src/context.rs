@@ -26,6 +26,8 @@ pub struct Services {
     pub identity: IdentityConfig,
     /// Seals and opens tenant secrets.
     pub vault: trellis_core::integrations::secrets::Vault,
+    /// Settings of runs (idempotency-key lifetime).
+    pub runs: trellis_core::runs::RunSettings,
 }
 
 pub(crate) trait ContextExt {

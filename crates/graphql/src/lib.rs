@@ -10,6 +10,7 @@ pub mod integrations;
 pub mod loaders;
 pub mod node;
 pub mod pagination;
+pub mod runs;
 pub mod workflows;
 
 use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema};
@@ -23,6 +24,7 @@ pub struct Query(
     identity::IdentityQuery,
     integrations::IntegrationsQuery,
     workflows::WorkflowsQuery,
+    runs::RunsQuery,
 );
 
 /// Every mutation field.
@@ -31,6 +33,7 @@ pub struct Mutation(
     identity::IdentityMutation,
     integrations::IntegrationsMutation,
     workflows::WorkflowsMutation,
+    runs::RunsMutation,
 );
 
 /// The Trellis schema.

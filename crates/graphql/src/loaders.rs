@@ -16,8 +16,8 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use trellis_core::RequestScope;
 use trellis_entity::{
     action, api_key, app, app_version, audit_event, client, connection, connection_secret,
-    invitation, membership, secret, tenant, trigger, user, workflow, workflow_step,
-    workflow_transition, workflow_version,
+    invitation, membership, secret, step_run, tenant, trigger, user, workflow, workflow_run,
+    workflow_step, workflow_transition, workflow_version,
 };
 use uuid::Uuid;
 
@@ -157,6 +157,15 @@ by_id!(
     TriggerById => trigger::Model
 );
 
+by_id!(
+    /// A workflow run by id.
+    RunById => workflow_run::Model
+);
+by_id!(
+    /// A step run by id.
+    StepRunById => step_run::Model
+);
+
 macro_rules! by_parent {
     ($(#[$doc:meta])* $key:ident => $entity:ident . $column:ident ($field:ident), ordered by $order:ident) => {
         $(#[$doc])*
@@ -221,6 +230,65 @@ by_parent!(
     /// The triggers of a workflow, oldest first.
     TriggersOfWorkflow => trigger.WorkflowId(workflow_id), ordered by CreatedAt
 );
+
+by_parent!(
+    /// The step runs of a run, in the version's step order.
+    StepRunsOfRun => step_run.RunId(run_id), ordered by Id
+);
+
+/// The newest `limit` runs of a workflow (one more than a page, to tell whether there
+/// is a next one), for every workflow of a page in one statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LatestRunsOfWorkflow {
+    pub workflow_id: Uuid,
+    pub limit: u64,
+}
+
+impl async_graphql::dataloader::Loader<LatestRunsOfWorkflow> for Loader {
+    type Value = Vec<workflow_run::Model>;
+    type Error = Arc<trellis_core::Error>;
+
+    async fn load(
+        &self,
+        keys: &[LatestRunsOfWorkflow],
+    ) -> Result<HashMap<LatestRunsOfWorkflow, Self::Value>, Self::Error> {
+        let tx = self.scope.tx().await.map_err(Arc::new)?;
+        let mut grouped: HashMap<LatestRunsOfWorkflow, Self::Value> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        // One statement per distinct limit (a page asks for one).
+        let mut limits: Vec<u64> = keys.iter().map(|k| k.limit).collect();
+        limits.sort_unstable();
+        limits.dedup();
+        for limit in limits {
+            let ids: Vec<Uuid> = keys
+                .iter()
+                .filter(|k| k.limit == limit)
+                .map(|k| k.workflow_id)
+                .collect();
+            let rows = workflow_run::Entity::find()
+                .from_raw_sql(trellis_core::scope::stmt(
+                    "SELECT r.* FROM unnest($1::uuid[]) AS w(id) CROSS JOIN LATERAL ( \
+                       SELECT * FROM workflow_runs \
+                       WHERE workflow_id = w.id AND tenant_id = (SELECT app.current_tenant_id()) \
+                       ORDER BY created_at DESC, id DESC LIMIT $2) r",
+                    [ids.into(), (limit as i64).into()],
+                ))
+                .all(tx)
+                .await
+                .map_err(|e| Arc::new(e.into()))?;
+            for row in rows {
+                grouped
+                    .entry(LatestRunsOfWorkflow {
+                        workflow_id: row.workflow_id,
+                        limit,
+                    })
+                    .or_default()
+                    .push(row);
+            }
+        }
+        Ok(grouped)
+    }
+}
 
 /// The workflows (not deleted) of a client, oldest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -316,4 +384,8 @@ pub fn forget_all(loader: &RequestLoader) {
     loader.clear::<TriggersOfWorkflow>();
     loader.clear::<WorkflowsOfClient>();
     loader.clear::<StepCountOfVersion>();
+    loader.clear::<RunById>();
+    loader.clear::<StepRunById>();
+    loader.clear::<StepRunsOfRun>();
+    loader.clear::<LatestRunsOfWorkflow>();
 }

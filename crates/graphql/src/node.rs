@@ -8,9 +8,10 @@ use crate::identity::types::{ApiKey, AuditEvent, Invitation, Membership, Tenant,
 use crate::integrations::types::{Action, App, AppVersion, Connection, Secret};
 use crate::loaders::{
     ActionById, ApiKeyById, AppById, AppVersionById, AuditEventById, ClientById, ConnectionById,
-    InvitationById, MembershipById, SecretById, TenantById, TriggerById, UserById, WorkflowById,
-    WorkflowStepById, WorkflowTransitionById, WorkflowVersionById,
+    InvitationById, MembershipById, RunById, SecretById, StepRunById, TenantById, TriggerById,
+    UserById, WorkflowById, WorkflowStepById, WorkflowTransitionById, WorkflowVersionById,
 };
+use crate::runs::types::{StepRun, WorkflowRun};
 use crate::workflows::types::{
     Client, Trigger, Workflow, WorkflowStep, WorkflowTransition, WorkflowVersion,
 };
@@ -18,6 +19,10 @@ use crate::workflows::types::{
 /// An object with a global, type-tagged ID (`ten_…`, `usr_…`).
 #[derive(Interface)]
 #[graphql(field(name = "id", ty = "ID"))]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a Node lives for one resolver call; boxing would cost more than it saves"
+)]
 pub enum Node {
     Tenant(Tenant),
     User(User),
@@ -36,6 +41,8 @@ pub enum Node {
     WorkflowStep(WorkflowStep),
     WorkflowTransition(WorkflowTransition),
     Trigger(Trigger),
+    WorkflowRun(WorkflowRun),
+    StepRun(StepRun),
 }
 
 /// The most IDs `nodes(ids:)` takes at once.
@@ -125,6 +132,14 @@ async fn fetch(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>
             .load_one(TriggerById(uuid))
             .await
             .map(|m| m.map(|m| Node::Trigger(m.into()))),
+        IdKind::WorkflowRun => loader
+            .load_one(RunById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::WorkflowRun(m.into()))),
+        IdKind::StepRun => loader
+            .load_one(StepRunById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::StepRun(m.into()))),
     };
     node.map_err(|e| load_error(ctx, &e))
 }

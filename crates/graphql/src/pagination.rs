@@ -191,6 +191,37 @@ where
     Ok(page)
 }
 
+/// A first page (no `after`) from rows already loaded, newest first or as ordered, with
+/// one row past the page telling whether there is a next one. `count` is the list's
+/// query for `totalCount`.
+pub fn first_page<E, N>(
+    scope: &Arc<RequestScope>,
+    count: &Select<E>,
+    mut rows: Vec<E::Model>,
+    first: u64,
+) -> Page<N>
+where
+    E: EntityTrait,
+    E::Model: Keyed,
+    N: From<E::Model> + OutputType,
+{
+    let has_next = rows.len() as u64 > first;
+    rows.truncate(first as usize);
+    let mut page = Connection::with_additional_fields(
+        false,
+        has_next,
+        ConnectionFields {
+            scope: scope.clone(),
+            count: count.build(DbBackend::Postgres),
+        },
+    );
+    page.edges = rows
+        .into_iter()
+        .map(|row| Edge::new(row.cursor(), N::from(row)))
+        .collect();
+    page
+}
+
 /// Whether the current connection field's selection asks for `field` on its nodes
 /// (`edges { node { field } }`), so a list resolver prefetches only what is selected.
 pub fn node_selects(ctx: &async_graphql::Context<'_>, field: &str) -> bool {

@@ -15,6 +15,7 @@ use trellis_core::auth::{JwtConfig, JwtKeys};
 use trellis_core::crypto::{MasterKey, MasterKeyring};
 use trellis_core::identity::IdentityConfig;
 use trellis_core::integrations::secrets::Vault;
+use trellis_core::runs::RunSettings;
 use trellis_core::AppDb;
 use trellis_graphql::{build_schema, Limits, Services};
 
@@ -238,7 +239,17 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
         invitation_ttl: Duration::seconds(config.invitation_ttl),
     };
     let vault = Vault::new(master_keys(config)?);
-    let schema = build_schema(Some(Services { identity, vault }), &limits);
+    let runs = RunSettings {
+        idempotency_ttl: std::time::Duration::from_secs(config.idempotency_ttl),
+    };
+    let schema = build_schema(
+        Some(Services {
+            identity,
+            vault: vault.clone(),
+            runs: runs.clone(),
+        }),
+        &limits,
+    );
     let graphiql = (!config.is_production()).then(|| {
         if !config.graphiql_assets.join("ruru.js").is_file() {
             tracing::warn!(path = %config.graphiql_assets.display(), "GraphiQL assets missing: run `npm ci --prefix web`");
@@ -253,5 +264,7 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
         requests: Arc::new(AtomicU64::new(0)),
         graphiql,
         max_batch: config.max_batch,
+        vault,
+        runs,
     })
 }

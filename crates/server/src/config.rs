@@ -151,6 +151,9 @@ pub struct Config {
     /// Invitation lifetime in seconds.
     #[arg(long, env = "TRELLIS_INVITATION_TTL", default_value_t = 7 * 24 * 3600)]
     pub invitation_ttl: i64,
+    /// How long a run's idempotency key names its run, in seconds.
+    #[arg(long, env = "TRELLIS_IDEMPOTENCY_TTL", default_value_t = 24 * 3600)]
+    pub idempotency_ttl: u64,
     /// Clock skew allowed when checking tokens, in seconds (at most 30).
     #[arg(long, env = "TRELLIS_JWT_LEEWAY", default_value_t = 5)]
     pub jwt_leeway: u64,

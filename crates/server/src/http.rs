@@ -9,9 +9,10 @@ use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, Data};
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse, GraphQLWebSocket};
 use axum::extract::{ConnectInfo, FromRequest, Request, State, WebSocketUpgrade};
+use axum::extract::{DefaultBodyLimit, Path};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -20,6 +21,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::services::ServeDir;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use trellis_core::runs::webhook::{self, Delivery, Refusal};
 use trellis_core::{identity, Principal, RequestMeta, RequestScope};
 
 use crate::state::AppState;
@@ -37,6 +39,10 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
     let mut router = Router::new()
         .route("/graphql", get(graphql_get).post(graphql_post))
         .route("/graphql/ws", get(graphql_ws))
+        .route(
+            "/hooks/{id}",
+            post(webhook).layer(DefaultBodyLimit::max(webhook::MAX_WEBHOOK_BODY)),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics));
@@ -286,6 +292,66 @@ async fn graphql_ws(
                 .serve()
                 .await
         })
+}
+
+/// The header a webhook sender signs with: `t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`.
+pub const SIGNATURE_HEADER: &str = "x-trellis-signature";
+/// The header naming a delivery; a redelivery with the same id never makes a second run.
+pub const DELIVERY_HEADER: &str = "x-trellis-delivery";
+
+/// `POST /hooks/{id}`: a signed delivery starts a run of the trigger's workflow and is
+/// answered 202 with the run id. Refusals carry no detail: 404 unknown or inactive,
+/// 401 bad signature, 403 suspended tenant, 400 not JSON, 409 a delivery id reused
+/// with another body, 413 too large.
+async fn webhook(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let scope = RequestScope::new(state.db.clone(), Principal::Anonymous, meta(&headers, None));
+    let delivery = Delivery {
+        path: &id,
+        signature: text(SIGNATURE_HEADER),
+        delivery_id: text(DELIVERY_HEADER),
+        body: &body,
+        now: chrono::Utc::now(),
+    };
+    let outcome = webhook::receive(&state.vault, &scope, &state.runs, delivery).await;
+    let (status, body) = match outcome {
+        Ok(Ok(started)) => (
+            StatusCode::ACCEPTED,
+            serde_json::json!({
+                "runId": trellis_entity::PrefixedId::new(trellis_entity::IdKind::WorkflowRun, started.run.id).to_string(),
+                "deduplicated": started.deduplicated,
+            }),
+        ),
+        Ok(Err(refusal)) => {
+            let (status, error) = match refusal {
+                Refusal::NotFound => (StatusCode::NOT_FOUND, "not found"),
+                Refusal::BadSignature => (StatusCode::UNAUTHORIZED, "invalid signature"),
+                Refusal::Suspended => (StatusCode::FORBIDDEN, "forbidden"),
+                Refusal::NotJson => (StatusCode::BAD_REQUEST, "the body must be JSON"),
+                Refusal::DeliveryReused => (StatusCode::CONFLICT, "delivery id reused"),
+            };
+            (status, serde_json::json!({ "error": error }))
+        }
+        Err(err) => {
+            tracing::error!(request_id = scope.meta().request_id, error = ?err, "webhook intake failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({ "error": "internal error" }),
+            )
+        }
+    };
+    finish(scope, status == StatusCode::ACCEPTED).await;
+    (
+        status,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 async fn readyz(State(state): State<AppState>) -> Response {

@@ -4,6 +4,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use trellis_core::auth::JwtKeys;
+use trellis_core::integrations::secrets::Vault;
+use trellis_core::runs::RunSettings;
 use trellis_core::AppDb;
 use trellis_graphql::ApiSchema;
 
@@ -20,4 +22,8 @@ pub struct AppState {
     /// The rendered GraphiQL page and its asset folder; `None` in production.
     pub graphiql: Option<Arc<(String, std::path::PathBuf)>>,
     pub max_batch: usize,
+    /// Seals and opens tenant secrets (webhook signatures).
+    pub vault: Vault,
+    /// Settings of runs (webhook intake starts runs).
+    pub runs: RunSettings,
 }

@@ -14,13 +14,15 @@ const CHECK_LEN: usize = 6;
 const TAG: &str = "trl_";
 
 /// What a key may do. Each maps onto a member role (read = viewer, write = builder,
-/// admin = admin); a key never acts as owner.
+/// admin = admin, runner = operator); a key never acts as owner. Only runner keys
+/// claim and execute runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     Read,
     Write,
     Admin,
+    Runner,
 }
 
 impl Scope {
@@ -29,6 +31,7 @@ impl Scope {
             Scope::Read => "read",
             Scope::Write => "write",
             Scope::Admin => "admin",
+            Scope::Runner => "runner",
         }
     }
 
@@ -37,6 +40,7 @@ impl Scope {
             "read" => Some(Scope::Read),
             "write" => Some(Scope::Write),
             "admin" => Some(Scope::Admin),
+            "runner" => Some(Scope::Runner),
             _ => None,
         }
     }

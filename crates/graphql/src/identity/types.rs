@@ -33,8 +33,9 @@ remote_enum!(InvitationStatus = "trellis_entity::InvitationStatus" { Pending, Ac
 remote_enum!(ActorType = "trellis_entity::ActorType" { User, ApiKey, System });
 remote_enum!(Severity = "trellis_entity::Severity" { Info, Warning, Critical });
 remote_enum!(
-    /// What an API key may do: READ as a viewer, WRITE as a builder, ADMIN as an admin.
-    ApiKeyScope = "trellis_core::auth::Scope" { Read, Write, Admin }
+    /// What an API key may do: READ as a viewer, WRITE as a builder, ADMIN as an admin,
+    /// RUNNER as an operator that may also claim and execute runs (a worker).
+    ApiKeyScope = "trellis_core::auth::Scope" { Read, Write, Admin, Runner }
 );
 
 /// `%text%` for ILIKE, with the wildcards in `text` escaped.

@@ -9,8 +9,9 @@ use crate::context::{load_error, run, ContextExt};
 use crate::identity::types::contains_pattern;
 use crate::ids;
 use crate::loaders::{
-    prefetch, ClientById, StepCountOfVersion, StepsOfVersion, TransitionsOfVersion,
-    TriggersOfWorkflow, VersionsOfWorkflow, WorkflowById, WorkflowVersionById,
+    prefetch, ClientById, LatestRunsOfWorkflow, StepCountOfVersion, StepRunsOfRun, StepsOfVersion,
+    TransitionsOfVersion, TriggersOfWorkflow, VersionsOfWorkflow, WorkflowById,
+    WorkflowVersionById,
 };
 use crate::pagination::{load_page, node_selects, CreatedOrderBy, Page, PageArgs};
 
@@ -206,6 +207,7 @@ async fn prefetch_workflow_relations(
             .await
             .map_err(fail)?;
     }
+    prefetch_latest_runs(ctx, rows).await?;
     let mut version_ids: Vec<Uuid> = vec![];
     if node_selects(ctx, "activeVersion") {
         let active: Vec<Uuid> = rows.iter().filter_map(|w| w.active_version_id).collect();
@@ -253,6 +255,73 @@ async fn prefetch_workflow_relations(
         )
         .await
         .map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// When the page's workflows ask for their first runs (`runs(first: N)` without
+/// `after`, `filter` or `orderBy`), loads them for every workflow in one statement,
+/// and their step runs in one more when selected.
+async fn prefetch_latest_runs(
+    ctx: &Context<'_>,
+    rows: &[&workflow::Model],
+) -> async_graphql::Result<()> {
+    let Some(runs) = ctx
+        .look_ahead()
+        .field("edges")
+        .field("node")
+        .field("runs")
+        .selection_fields()
+        .into_iter()
+        .next()
+    else {
+        return Ok(());
+    };
+    let mut first = None;
+    for (name, value) in runs.arguments()? {
+        match (name.as_str(), value) {
+            ("first", async_graphql::Value::Number(n)) => first = n.as_i64(),
+            ("first", async_graphql::Value::Null) => {}
+            // Another shape of list: each workflow loads its own page.
+            _ => return Ok(()),
+        }
+    }
+    let first = match first {
+        None => crate::pagination::DEFAULT_PAGE_SIZE as u64,
+        Some(n) if (0..=i64::from(crate::pagination::MAX_PAGE_SIZE)).contains(&n) => n as u64,
+        Some(_) => return Ok(()),
+    };
+    let loader = ctx.loader()?;
+    let fail = |e: std::sync::Arc<trellis_core::Error>| load_error(ctx, &e);
+    let keys: Vec<LatestRunsOfWorkflow> = rows
+        .iter()
+        .map(|w| LatestRunsOfWorkflow {
+            workflow_id: w.id,
+            limit: first + 1,
+        })
+        .collect();
+    prefetch(loader, keys.iter().copied()).await.map_err(fail)?;
+    let wants_steps = ctx
+        .look_ahead()
+        .field("edges")
+        .field("node")
+        .field("runs")
+        .field("edges")
+        .field("node")
+        .field("stepRuns")
+        .exists();
+    if wants_steps {
+        let mut run_ids = vec![];
+        for key in keys {
+            let runs = loader.load_one(key).await.map_err(fail)?;
+            run_ids.extend(
+                runs.unwrap_or_default()
+                    .iter()
+                    .take(first as usize)
+                    .map(|r| StepRunsOfRun(r.id)),
+            );
+        }
+        prefetch(loader, run_ids).await.map_err(fail)?;
     }
     Ok(())
 }

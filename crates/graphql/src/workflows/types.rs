@@ -17,7 +17,9 @@ use crate::loaders::{
     TransitionsOfVersion, TriggersOfWorkflow, VersionsOfWorkflow, WorkflowById, WorkflowStepById,
     WorkflowVersionById, WorkflowsOfClient,
 };
-use crate::pagination::{Keyed, KeysetCursor};
+use crate::pagination::{CreatedOrderBy, Keyed, KeysetCursor, Page, PageArgs};
+use crate::runs::types::{RunFilter, WorkflowRun};
+use crate::runs::{latest_runs_page, runs_page};
 
 macro_rules! keyed {
     ($($module:ident),+) => {
@@ -252,6 +254,23 @@ impl Workflow {
             .into_iter()
             .map(WorkflowVersion)
             .collect())
+    }
+    /// Its runs, newest first by default. A page of workflows asking for their first
+    /// runs (no `after`, `filter` or `orderBy`) costs one statement for all of them.
+    async fn runs(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<RunFilter>,
+        order_by: Option<CreatedOrderBy>,
+    ) -> async_graphql::Result<Page<WorkflowRun>> {
+        let filter = filter.unwrap_or_default();
+        if after.is_none() && filter.is_empty() && order_by.is_none() {
+            let args = PageArgs::new(first, None, None).map_err(|e| load_error(ctx, &e))?;
+            return latest_runs_page(ctx, self.0.id, args.first).await;
+        }
+        runs_page(ctx, Some(self.0.id), first, after, filter, order_by).await
     }
     /// What starts its runs.
     async fn triggers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Trigger>> {

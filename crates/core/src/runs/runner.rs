@@ -1,0 +1,331 @@
+//! The runner API: workers with a runner API key claim pending runs under a lease
+//! (`FOR UPDATE SKIP LOCKED`, so concurrent workers never claim the same run), then
+//! move the run's steps and finish it. Every call names the run and the lease token
+//! its claim returned; a claim after the lease expired issues a new token, which locks
+//! the old holder out. Each call is safe to retry: repeating a transition that already
+//! happened with the same result succeeds and changes nothing; with another result it
+//! is CONFLICT.
+//!
+//! Step transitions live in the step runs themselves (status and timestamps); the
+//! audit log records run-level events (start, claim, finish, cancel), not each step,
+//! so that workers of one tenant do not queue on its audit chain.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
+use serde_json::{json, Value as Json};
+use trellis_entity::{step_run, workflow_run, IdKind, RunStatus, StepRunStatus};
+use uuid::Uuid;
+
+use super::events;
+use super::start::{lock_run, MAX_PAYLOAD_BYTES};
+use super::state::{check_run_move, check_step_move};
+use crate::audit::{self, Event};
+use crate::scope::{stmt, RequestScope};
+use crate::{Error, Result};
+
+/// The most runs one claim takes.
+pub const MAX_CLAIM: u64 = 100;
+/// The shortest and longest lease a claim may ask for.
+pub const LEASE_RANGE: (Duration, Duration) = (Duration::from_secs(5), Duration::from_secs(3600));
+
+/// A claimed run and the token of its lease.
+#[derive(Debug)]
+pub struct Lease {
+    pub run: workflow_run::Model,
+    pub token: Uuid,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Leases up to `limit` open runs of the key's tenant, oldest first: pending runs and
+/// runs whose lease expired. Pending runs become running.
+pub async fn claim_runs(scope: &RequestScope, limit: u64, lease: Duration) -> Result<Vec<Lease>> {
+    let ctx = scope.require_runner().await?;
+    if !(1..=MAX_CLAIM).contains(&limit) {
+        return Err(Error::bad_input(
+            "limit",
+            format!("limit is 1 to {MAX_CLAIM}"),
+        ));
+    }
+    if lease < LEASE_RANGE.0 || lease > LEASE_RANGE.1 {
+        return Err(Error::bad_input(
+            "leaseSeconds",
+            "a lease lasts 5 to 3600 seconds",
+        ));
+    }
+    let tx = scope.tx().await?;
+    let runs = workflow_run::Entity::find()
+        .from_raw_sql(stmt(
+            "WITH picked AS ( \
+               SELECT id FROM workflow_runs \
+               WHERE tenant_id = $1 AND status IN ('pending', 'running') \
+                 AND (lease_expires_at IS NULL OR lease_expires_at < now()) \
+               ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             UPDATE workflow_runs r SET lease_token = gen_random_uuid(), lease_owner = $3, \
+               lease_expires_at = now() + $4 * interval '1 millisecond', status = 'running', \
+               started_at = coalesce(r.started_at, now()) \
+             FROM picked WHERE r.id = picked.id RETURNING r.*",
+            [
+                ctx.tenant_id.into(),
+                (limit as i64).into(),
+                scope.api_key_id().into(),
+                (lease.as_millis() as i64).into(),
+            ],
+        ))
+        .all(tx)
+        .await?;
+    let mut leases = Vec::with_capacity(runs.len());
+    for run in runs {
+        events::run_changed(tx, &run).await?;
+        leases.push(Lease {
+            token: run
+                .lease_token
+                .ok_or_else(|| anyhow::anyhow!("claimed run has no lease"))?,
+            expires_at: run
+                .lease_expires_at
+                .ok_or_else(|| anyhow::anyhow!("claimed run has no lease expiry"))?,
+            run,
+        });
+    }
+    if !leases.is_empty() {
+        audit::record(
+            scope,
+            Event::new(Some(ctx.tenant_id), "run.claim").details(json!({
+                "runs": leases.iter().map(|l| l.run.id).collect::<Vec<_>>(),
+                "leaseMs": lease.as_millis() as u64,
+            })),
+        )
+        .await?;
+    }
+    Ok(leases)
+}
+
+/// The run, locked, if the caller holds its lease.
+async fn leased(scope: &RequestScope, run_id: Uuid, token: Uuid) -> Result<workflow_run::Model> {
+    scope.require_runner().await?;
+    let run = lock_run(scope, run_id).await?;
+    if run.lease_token != Some(token) {
+        return Err(Error::conflict(
+            Some("leaseToken"),
+            "this lease is not (or no longer) the run's: claim the run again",
+        ));
+    }
+    Ok(run)
+}
+
+/// Extends a lease the caller holds.
+pub async fn renew_lease(
+    scope: &RequestScope,
+    run_id: Uuid,
+    token: Uuid,
+    lease: Duration,
+) -> Result<workflow_run::Model> {
+    let run = leased(scope, run_id, token).await?;
+    if lease < LEASE_RANGE.0 || lease > LEASE_RANGE.1 {
+        return Err(Error::bad_input(
+            "leaseSeconds",
+            "a lease lasts 5 to 3600 seconds",
+        ));
+    }
+    if super::state::run_is_finished(run.status) {
+        return Ok(run);
+    }
+    Ok(workflow_run::ActiveModel {
+        id: Set(run_id),
+        lease_expires_at: Set(Some(
+            Utc::now() + chrono::Duration::from_std(lease).map_err(anyhow::Error::new)?,
+        )),
+        ..Default::default()
+    }
+    .update(scope.tx().await?)
+    .await?)
+}
+
+/// What a step-run call wants to happen.
+#[derive(Clone, Debug)]
+pub enum StepMove {
+    Start { input: Json },
+    Complete { output: Json },
+    Fail { error: Json },
+    Skip { reason: Option<String> },
+}
+
+impl StepMove {
+    fn target(&self) -> StepRunStatus {
+        match self {
+            StepMove::Start { .. } => StepRunStatus::Running,
+            StepMove::Complete { .. } => StepRunStatus::Succeeded,
+            StepMove::Fail { .. } => StepRunStatus::Failed,
+            StepMove::Skip { .. } => StepRunStatus::Skipped,
+        }
+    }
+}
+
+fn check_size(field: &str, value: &Json) -> Result<()> {
+    if value.to_string().len() > MAX_PAYLOAD_BYTES {
+        return Err(Error::bad_input(
+            field,
+            format!("{field} is at most {MAX_PAYLOAD_BYTES} bytes of JSON"),
+        ));
+    }
+    Ok(())
+}
+
+/// Moves one step of a leased, running run. Repeating a move that already happened
+/// with the same payload succeeds without a second effect.
+pub async fn move_step(
+    scope: &RequestScope,
+    run_id: Uuid,
+    token: Uuid,
+    step_key: &str,
+    change: StepMove,
+) -> Result<step_run::Model> {
+    let run = leased(scope, run_id, token).await?;
+    let tx = scope.tx().await?;
+    let step = step_run::Entity::find()
+        .filter(step_run::Column::RunId.eq(run_id))
+        .filter(step_run::Column::StepKey.eq(step_key))
+        .one(tx)
+        .await?
+        .ok_or_else(|| Error::bad_input("stepKey", format!("this run has no step {step_key:?}")))?;
+    let target = change.target();
+    if step.status == target {
+        let same = match &change {
+            StepMove::Start { input } => step.input.as_ref() == Some(input),
+            StepMove::Complete { output } => step.output.as_ref() == Some(output),
+            StepMove::Fail { error } => step.error.as_ref() == Some(error),
+            StepMove::Skip { .. } => true,
+        };
+        return if same {
+            Ok(step)
+        } else {
+            Err(Error::conflict(
+                Some("stepKey"),
+                format!("step {step_key:?} already moved with another payload"),
+            ))
+        };
+    }
+    if run.status != RunStatus::Running {
+        return Err(Error::conflict(Some("runId"), "the run is not running"));
+    }
+    check_step_move(step_key, step.status, target)?;
+    let now = Utc::now();
+    let mut row = step_run::ActiveModel {
+        id: Set(step.id),
+        status: Set(target),
+        ..Default::default()
+    };
+    match change {
+        StepMove::Start { input } => {
+            check_size("input", &input)?;
+            row.input = Set(Some(input));
+            row.started_at = Set(Some(now));
+            row.attempt = Set(step.attempt + 1);
+        }
+        StepMove::Complete { output } => {
+            check_size("output", &output)?;
+            row.output = Set(Some(output));
+            row.finished_at = Set(Some(now));
+        }
+        StepMove::Fail { error } => {
+            check_size("error", &error)?;
+            row.error = Set(Some(error));
+            row.finished_at = Set(Some(now));
+        }
+        StepMove::Skip { reason } => {
+            row.error = Set(reason.map(|r| json!({ "skipped": r })));
+            row.finished_at = Set(Some(now));
+        }
+    }
+    let step = row.update(tx).await?;
+    events::run_changed(tx, &run).await?;
+    Ok(step)
+}
+
+/// How a run ends.
+#[derive(Clone, Debug)]
+pub enum RunEnd {
+    Succeeded { output: Json },
+    Failed { error: Json },
+}
+
+/// Finishes a leased run. Steps still pending are skipped (on success) or cancelled
+/// (on failure); a run with a step still running cannot succeed. Repeating the same
+/// end succeeds without a second effect.
+pub async fn finish_run(
+    scope: &RequestScope,
+    run_id: Uuid,
+    token: Uuid,
+    end: RunEnd,
+) -> Result<workflow_run::Model> {
+    let run = leased(scope, run_id, token).await?;
+    let (target, payload) = match &end {
+        RunEnd::Succeeded { output } => (RunStatus::Succeeded, output),
+        RunEnd::Failed { error } => (RunStatus::Failed, error),
+    };
+    check_size(
+        if target == RunStatus::Succeeded {
+            "output"
+        } else {
+            "error"
+        },
+        payload,
+    )?;
+    if run.status == target {
+        let stored = match target {
+            RunStatus::Succeeded => run.output.as_ref(),
+            _ => run.error.as_ref(),
+        };
+        return if stored == Some(payload) {
+            Ok(run)
+        } else {
+            Err(Error::conflict(
+                Some("runId"),
+                "the run already ended with another result",
+            ))
+        };
+    }
+    check_run_move(run.status, target)?;
+    let tx = scope.tx().await?;
+    let open_steps = if target == RunStatus::Succeeded {
+        let running = step_run::Entity::find()
+            .filter(step_run::Column::RunId.eq(run_id))
+            .filter(step_run::Column::Status.eq(StepRunStatus::Running))
+            .one(tx)
+            .await?;
+        if let Some(step) = running {
+            return Err(Error::conflict(
+                Some("runId"),
+                format!("step {:?} is still running", step.step_key),
+            ));
+        }
+        "UPDATE step_runs SET status = 'skipped', finished_at = now() WHERE run_id = $1 AND status = 'pending'"
+    } else {
+        "UPDATE step_runs SET status = 'cancelled', finished_at = now() WHERE run_id = $1 AND status IN ('pending', 'running')"
+    };
+    tx.execute(stmt(open_steps, [run_id.into()])).await?;
+    let mut row = workflow_run::ActiveModel {
+        id: Set(run_id),
+        status: Set(target),
+        finished_at: Set(Some(Utc::now())),
+        ..Default::default()
+    };
+    match end {
+        RunEnd::Succeeded { output } => row.output = Set(Some(output)),
+        RunEnd::Failed { error } => row.error = Set(Some(error)),
+    }
+    let run = row.update(tx).await?;
+    let action = if target == RunStatus::Succeeded {
+        "run.succeed"
+    } else {
+        "run.fail"
+    };
+    audit::record(
+        scope,
+        Event::new(Some(run.tenant_id), action).target(IdKind::WorkflowRun, run_id),
+    )
+    .await?;
+    events::run_changed(tx, &run).await?;
+    Ok(run)
+}

@@ -1,0 +1,128 @@
+//! Webhook intake: a signed POST to a trigger's public path starts a run. The path is
+//! resolved before the tenant is known; the signature is checked against the trigger's
+//! current secret (or, inside the rotation window, the previous one) before anything
+//! else happens; the sender's delivery id is the idempotency key, so a redelivery never
+//! makes a second run.
+
+use chrono::{DateTime, Utc};
+use sea_orm::{ConnectionTrait, EntityTrait};
+use serde_json::Value as Json;
+use trellis_entity::{trigger, workflow, TriggerType, WorkflowStatus};
+
+use super::start::{create_run, NewRun, Started, MAX_PAYLOAD_BYTES};
+use super::RunSettings;
+use crate::integrations::secrets::Vault;
+use crate::scope::{stmt, RequestScope};
+use crate::workflows::triggers::{signing_keys, verify_signature, webhook_target};
+use crate::{Error, Result};
+
+/// The largest webhook body taken, in bytes.
+pub const MAX_WEBHOOK_BODY: usize = 256 * 1024;
+
+/// Why a delivery was refused; the HTTP layer answers each with its status and no
+/// detail.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// Unknown path, inactive trigger, or a workflow that does not run: 404.
+    NotFound,
+    /// Missing, malformed, stale or wrong signature: 401.
+    BadSignature,
+    /// The tenant is suspended: 403.
+    Suspended,
+    /// The body is not JSON: 400.
+    NotJson,
+    /// The delivery id was used with another body: 409.
+    DeliveryReused,
+}
+
+/// One delivery as it arrived.
+pub struct Delivery<'a> {
+    pub path: &'a str,
+    pub signature: Option<&'a str>,
+    pub delivery_id: Option<&'a str>,
+    pub body: &'a [u8],
+    pub now: DateTime<Utc>,
+}
+
+/// Checks a delivery and starts its run in `scope` (an anonymous scope the caller
+/// commits when this returns `Ok(Ok(_))`).
+pub async fn receive(
+    vault: &Vault,
+    scope: &RequestScope,
+    settings: &RunSettings,
+    delivery: Delivery<'_>,
+) -> Result<std::result::Result<Started, Refusal>> {
+    if delivery.path.len() > 64 || delivery.body.len() > MAX_WEBHOOK_BODY {
+        return Ok(Err(Refusal::NotFound));
+    }
+    let Some((tenant_id, trigger_id)) = webhook_target(scope, delivery.path).await? else {
+        return Ok(Err(Refusal::NotFound));
+    };
+    scope.enter_tenant(tenant_id).await?;
+    let tx = scope.tx().await?;
+    let tenant = tx
+        .query_one(stmt(
+            "SELECT status, deleted_at IS NOT NULL AS deleted FROM tenants WHERE id = $1",
+            [tenant_id.into()],
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("webhook tenant not visible"))?;
+    if tenant.try_get::<bool>("", "deleted")? {
+        return Ok(Err(Refusal::NotFound));
+    }
+    if tenant.try_get::<String>("", "status")? == "suspended" {
+        return Ok(Err(Refusal::Suspended));
+    }
+    let Some(trigger) = trigger::Entity::find_by_id(trigger_id).one(tx).await? else {
+        return Ok(Err(Refusal::NotFound));
+    };
+    if !trigger.is_active {
+        return Ok(Err(Refusal::NotFound));
+    }
+    let keys = signing_keys(vault, scope, &trigger, delivery.now).await?;
+    let signature = delivery.signature.unwrap_or_default();
+    if verify_signature(signature, delivery.body, &keys, delivery.now).is_err() {
+        return Ok(Err(Refusal::BadSignature));
+    }
+    let runs = workflow::Entity::find_by_id(trigger.workflow_id)
+        .one(tx)
+        .await?
+        .is_some_and(|w| w.deleted_at.is_none() && w.status == WorkflowStatus::Active);
+    if !runs {
+        return Ok(Err(Refusal::NotFound));
+    }
+    let Ok(payload) = serde_json::from_slice::<Json>(delivery.body) else {
+        return Ok(Err(Refusal::NotJson));
+    };
+    debug_assert!(delivery.body.len() <= MAX_PAYLOAD_BYTES);
+    let key = delivery
+        .delivery_id
+        .map(|id| id.trim())
+        .filter(|id| !id.is_empty())
+        .map(|id| format!("delivery:{}", id.chars().take(200).collect::<String>()));
+    let started = create_run(
+        scope,
+        settings,
+        NewRun {
+            workflow_id: trigger.workflow_id,
+            version_id: None,
+            trigger: Some(&trigger),
+            trigger_type: TriggerType::Webhook,
+            trigger_payload: Some(payload.clone()),
+            input: payload,
+            idempotency_key: key,
+            simulation: false,
+            retry_of: None,
+            client_id: None,
+        },
+    )
+    .await;
+    match started {
+        Ok(started) => Ok(Ok(started)),
+        Err(Error::Conflict {
+            field: Some(field), ..
+        }) if field == "idempotencyKey" => Ok(Err(Refusal::DeliveryReused)),
+        Err(Error::Conflict { .. }) => Ok(Err(Refusal::NotFound)),
+        Err(other) => Err(other),
+    }
+}

@@ -1,0 +1,29 @@
+use sea_orm::entity::prelude::*;
+
+use crate::StepRunStatus;
+
+/// One step of a run: created pending with the run, moved by the runner.
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "step_runs")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub run_id: Uuid,
+    pub step_id: Option<Uuid>,
+    pub step_key: String,
+    pub status: StepRunStatus,
+    pub attempt: i32,
+    pub input: Option<Json>,
+    pub output: Option<Json>,
+    pub error: Option<Json>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub started_at: Option<DateTimeUtc>,
+    pub finished_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

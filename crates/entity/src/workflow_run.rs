@@ -1,0 +1,40 @@
+use sea_orm::entity::prelude::*;
+
+use crate::{RunStatus, TriggerType};
+
+/// One execution of a workflow version.
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "workflow_runs")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub workflow_id: Uuid,
+    pub version_id: Uuid,
+    pub trigger_id: Option<Uuid>,
+    pub trigger_type: TriggerType,
+    pub client_id: Option<Uuid>,
+    pub retry_of_id: Option<Uuid>,
+    pub status: RunStatus,
+    pub trigger_payload: Option<Json>,
+    pub input: Option<Json>,
+    pub output: Option<Json>,
+    pub error: Option<Json>,
+    pub is_simulation: bool,
+    pub idempotency_key: Option<String>,
+    pub lease_token: Option<Uuid>,
+    pub lease_owner: Option<Uuid>,
+    pub lease_expires_at: Option<DateTimeUtc>,
+    pub created_by: Option<Uuid>,
+    pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
+    pub started_at: Option<DateTimeUtc>,
+    pub finished_at: Option<DateTimeUtc>,
+    pub cancelled_at: Option<DateTimeUtc>,
+    pub payloads_purged_at: Option<DateTimeUtc>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,322 @@
+use std::time::Duration;
+
+use async_graphql::{Context, InputObject, Json, Object, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use trellis_core::runs::{runner, start};
+use trellis_entity::IdKind;
+use uuid::Uuid;
+
+use super::types::{StepRun, WorkflowRun};
+use crate::context::{mutate, ContextExt};
+use crate::identity::types::input_id;
+use crate::identity::IdInput;
+
+payload!(
+    /// The run, and whether an earlier start with the same idempotency key made it.
+    StartRunPayload { run: WorkflowRun, deduplicated: bool }
+);
+payload!(RunPayload { run: WorkflowRun });
+payload!(StepRunPayload { step_run: StepRun });
+payload!(
+    /// The runs this claim leased, each with its lease token.
+    ClaimRunsPayload { leases: Vec<RunLease> }
+);
+
+/// A run a worker holds: pass `token` with every runner call for it.
+#[derive(SimpleObject)]
+pub struct RunLease {
+    pub run: WorkflowRun,
+    pub token: ID,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(InputObject)]
+pub struct StartRunInput {
+    pub workflow_id: ID,
+    #[graphql(default_with = "Json(serde_json::json!({}))")]
+    pub input: Json<serde_json::Value>,
+    /// The same key with the same input returns the run it made (for 24 h); with
+    /// another input it is CONFLICT.
+    pub idempotency_key: Option<String>,
+    /// A dry run, which may use a draft version.
+    #[graphql(default)]
+    pub simulation: bool,
+    /// A version of the workflow; its active version when omitted.
+    pub version_id: Option<ID>,
+}
+
+#[derive(InputObject)]
+pub struct ClaimRunsInput {
+    /// 1 to 100 runs.
+    #[graphql(default = 10)]
+    pub limit: i32,
+    /// 5 to 3600 seconds; claim again (or `renewLease`) before it ends.
+    #[graphql(default = 60)]
+    pub lease_seconds: i32,
+}
+
+#[derive(InputObject)]
+pub struct RenewLeaseInput {
+    pub run_id: ID,
+    pub token: ID,
+    #[graphql(default = 60)]
+    pub lease_seconds: i32,
+}
+
+/// A runner call on one step of a leased run.
+#[derive(InputObject)]
+pub struct StepInput {
+    pub run_id: ID,
+    /// The lease token from `claimRuns`.
+    pub token: ID,
+    pub step_key: String,
+    /// `startStep`: the step's input; `completeStep`: its output; `failStep`: the
+    /// error; `skipStep`: ignored.
+    pub payload: Option<Json<serde_json::Value>>,
+    /// `skipStep`: why.
+    pub reason: Option<String>,
+}
+
+/// A runner call that ends a leased run.
+#[derive(InputObject)]
+pub struct FinishRunInput {
+    pub run_id: ID,
+    pub token: ID,
+    /// `completeRun`: the output; `failRun`: the error.
+    #[graphql(default_with = "Json(serde_json::json!({}))")]
+    pub payload: Json<serde_json::Value>,
+}
+
+fn token(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Uuid> {
+    Uuid::try_parse(id).map_err(|_| {
+        crate::context::load_error(
+            ctx,
+            &trellis_core::Error::conflict(Some("token"), "not a lease token of this run"),
+        )
+    })
+}
+
+fn seconds(field: &str, value: i32) -> trellis_core::Result<Duration> {
+    u64::try_from(value)
+        .map(Duration::from_secs)
+        .map_err(|_| trellis_core::Error::bad_input(field, "must not be negative"))
+}
+
+async fn step(
+    ctx: &Context<'_>,
+    input: StepInput,
+    make: impl FnOnce(Option<serde_json::Value>, Option<String>) -> runner::StepMove,
+) -> async_graphql::Result<StepRunPayload> {
+    let run_id = input_id(ctx, &input.run_id, IdKind::WorkflowRun)?;
+    let lease = token(ctx, &input.token)?;
+    let change = make(input.payload.map(|p| p.0), input.reason);
+    let (step, user_errors) = mutate(
+        ctx,
+        runner::move_step(ctx.scope()?, run_id, lease, &input.step_key, change),
+    )
+    .await?;
+    Ok(StepRunPayload {
+        step_run: step.map(StepRun),
+        user_errors,
+    })
+}
+
+async fn finish(
+    ctx: &Context<'_>,
+    input: FinishRunInput,
+    end: impl FnOnce(serde_json::Value) -> runner::RunEnd,
+) -> async_graphql::Result<RunPayload> {
+    let run_id = input_id(ctx, &input.run_id, IdKind::WorkflowRun)?;
+    let lease = token(ctx, &input.token)?;
+    let (run, user_errors) = mutate(
+        ctx,
+        runner::finish_run(ctx.scope()?, run_id, lease, end(input.payload.0)),
+    )
+    .await?;
+    Ok(RunPayload {
+        run: run.map(WorkflowRun),
+        user_errors,
+    })
+}
+
+#[derive(Default)]
+pub struct RunsMutation;
+
+#[Object]
+impl RunsMutation {
+    /// Starts a run (operators), idempotent under `idempotencyKey`.
+    async fn start_run(
+        &self,
+        ctx: &Context<'_>,
+        input: StartRunInput,
+    ) -> async_graphql::Result<StartRunPayload> {
+        let workflow_id = input_id(ctx, &input.workflow_id, IdKind::Workflow)?;
+        let version_id = input
+            .version_id
+            .as_ref()
+            .map(|id| input_id(ctx, id, IdKind::WorkflowVersion))
+            .transpose()?;
+        let request = start::StartRun {
+            workflow_id,
+            input: input.input.0,
+            idempotency_key: input.idempotency_key,
+            simulation: input.simulation,
+            version_id,
+        };
+        let settings = &ctx.services()?.runs;
+        let (started, user_errors) =
+            mutate(ctx, start::start_run(ctx.scope()?, settings, request)).await?;
+        let (run, deduplicated) = match started {
+            Some(s) => (Some(WorkflowRun(s.run)), Some(s.deduplicated)),
+            None => (None, None),
+        };
+        Ok(StartRunPayload {
+            run,
+            deduplicated,
+            user_errors,
+        })
+    }
+
+    /// Cancels a run and its open steps (operators).
+    async fn cancel_run(
+        &self,
+        ctx: &Context<'_>,
+        input: IdInput,
+    ) -> async_graphql::Result<RunPayload> {
+        let id = input_id(ctx, &input.id, IdKind::WorkflowRun)?;
+        let (run, user_errors) = mutate(ctx, start::cancel_run(ctx.scope()?, id)).await?;
+        Ok(RunPayload {
+            run: run.map(WorkflowRun),
+            user_errors,
+        })
+    }
+
+    /// Starts a new run from a finished one's version and input, linked to it
+    /// (operators).
+    async fn retry_run(
+        &self,
+        ctx: &Context<'_>,
+        input: IdInput,
+    ) -> async_graphql::Result<RunPayload> {
+        let id = input_id(ctx, &input.id, IdKind::WorkflowRun)?;
+        let settings = &ctx.services()?.runs;
+        let (run, user_errors) = mutate(ctx, start::retry_run(ctx.scope()?, settings, id)).await?;
+        Ok(RunPayload {
+            run: run.map(WorkflowRun),
+            user_errors,
+        })
+    }
+
+    /// Runner keys: leases open runs, oldest first (pending ones, and ones whose lease
+    /// expired). Concurrent claims never share a run.
+    async fn claim_runs(
+        &self,
+        ctx: &Context<'_>,
+        input: ClaimRunsInput,
+    ) -> async_graphql::Result<ClaimRunsPayload> {
+        let scope = ctx.scope()?;
+        let (leases, user_errors) = mutate(ctx, async {
+            let lease = seconds("leaseSeconds", input.lease_seconds)?;
+            let limit = u64::try_from(input.limit)
+                .map_err(|_| trellis_core::Error::bad_input("limit", "limit is 1 to 100"))?;
+            runner::claim_runs(scope, limit, lease).await
+        })
+        .await?;
+        Ok(ClaimRunsPayload {
+            leases: leases.map(|leases| {
+                leases
+                    .into_iter()
+                    .map(|l| RunLease {
+                        token: ID(l.token.to_string()),
+                        expires_at: l.expires_at,
+                        run: WorkflowRun(l.run),
+                    })
+                    .collect()
+            }),
+            user_errors,
+        })
+    }
+
+    /// Runner keys: extends a lease.
+    async fn renew_lease(
+        &self,
+        ctx: &Context<'_>,
+        input: RenewLeaseInput,
+    ) -> async_graphql::Result<RunPayload> {
+        let run_id = input_id(ctx, &input.run_id, IdKind::WorkflowRun)?;
+        let lease = token(ctx, &input.token)?;
+        let scope = ctx.scope()?;
+        let (run, user_errors) = mutate(ctx, async {
+            let duration = seconds("leaseSeconds", input.lease_seconds)?;
+            runner::renew_lease(scope, run_id, lease, duration).await
+        })
+        .await?;
+        Ok(RunPayload {
+            run: run.map(WorkflowRun),
+            user_errors,
+        })
+    }
+
+    /// Runner keys: a pending step starts (with its input).
+    async fn start_step(
+        &self,
+        ctx: &Context<'_>,
+        input: StepInput,
+    ) -> async_graphql::Result<StepRunPayload> {
+        step(ctx, input, |payload, _| runner::StepMove::Start {
+            input: payload.unwrap_or_else(|| serde_json::json!({})),
+        })
+        .await
+    }
+
+    /// Runner keys: a running step succeeds (with its output).
+    async fn complete_step(
+        &self,
+        ctx: &Context<'_>,
+        input: StepInput,
+    ) -> async_graphql::Result<StepRunPayload> {
+        step(ctx, input, |payload, _| runner::StepMove::Complete {
+            output: payload.unwrap_or_else(|| serde_json::json!({})),
+        })
+        .await
+    }
+
+    /// Runner keys: a running step fails (with its error).
+    async fn fail_step(
+        &self,
+        ctx: &Context<'_>,
+        input: StepInput,
+    ) -> async_graphql::Result<StepRunPayload> {
+        step(ctx, input, |payload, _| runner::StepMove::Fail {
+            error: payload.unwrap_or_else(|| serde_json::json!({})),
+        })
+        .await
+    }
+
+    /// Runner keys: a pending step is skipped (a branch not taken).
+    async fn skip_step(
+        &self,
+        ctx: &Context<'_>,
+        input: StepInput,
+    ) -> async_graphql::Result<StepRunPayload> {
+        step(ctx, input, |_, reason| runner::StepMove::Skip { reason }).await
+    }
+
+    /// Runner keys: the run succeeds; its pending steps are skipped.
+    async fn complete_run(
+        &self,
+        ctx: &Context<'_>,
+        input: FinishRunInput,
+    ) -> async_graphql::Result<RunPayload> {
+        finish(ctx, input, |output| runner::RunEnd::Succeeded { output }).await
+    }
+
+    /// Runner keys: the run fails; its open steps are cancelled.
+    async fn fail_run(
+        &self,
+        ctx: &Context<'_>,
+        input: FinishRunInput,
+    ) -> async_graphql::Result<RunPayload> {
+        finish(ctx, input, |error| runner::RunEnd::Failed { error }).await
+    }
+}

@@ -1,0 +1,255 @@
+//! Run types: WorkflowRun and StepRun, with filters.
+
+use async_graphql::{Context, Enum, InputObject, Json, Object, ID};
+use chrono::{DateTime, Utc};
+use trellis_entity::{step_run, workflow_run, IdKind};
+
+use crate::context::{load_error, ContextExt};
+use crate::ids::gid;
+use crate::loaders::{
+    RunById, StepRunsOfRun, TriggerById, WorkflowById, WorkflowStepById, WorkflowVersionById,
+};
+use crate::pagination::{Keyed, KeysetCursor};
+use crate::workflows::types::{Trigger, TriggerType, Workflow, WorkflowStep, WorkflowVersion};
+
+impl Keyed for workflow_run::Model {
+    fn cursor(&self) -> KeysetCursor {
+        KeysetCursor {
+            created_at: self.created_at,
+            id: self.id,
+        }
+    }
+}
+
+/// A run's life cycle: PENDING → RUNNING → SUCCEEDED | FAILED | CANCELLED.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[graphql(remote = "trellis_entity::RunStatus")]
+pub enum RunStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Cancelled,
+}
+
+/// A step run's life cycle: PENDING → RUNNING → SUCCEEDED | FAILED | CANCELLED, or
+/// PENDING → SKIPPED | CANCELLED.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[graphql(remote = "trellis_entity::StepRunStatus")]
+pub enum StepRunStatus {
+    Pending,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    Cancelled,
+}
+
+/// Narrows a list of runs.
+#[derive(InputObject, Default)]
+pub struct RunFilter {
+    /// Only runs of this workflow (its ID).
+    pub workflow: Option<ID>,
+    /// Any of these statuses.
+    pub status: Option<Vec<RunStatus>>,
+    /// Only runs started by this kind of trigger (MANUAL for `startRun`).
+    pub trigger_type: Option<TriggerType>,
+    pub simulation: Option<bool>,
+    pub created_after: Option<DateTime<Utc>>,
+    pub created_before: Option<DateTime<Utc>>,
+}
+
+impl RunFilter {
+    /// True when nothing narrows the list.
+    pub fn is_empty(&self) -> bool {
+        self.workflow.is_none()
+            && self.status.is_none()
+            && self.trigger_type.is_none()
+            && self.simulation.is_none()
+            && self.created_after.is_none()
+            && self.created_before.is_none()
+    }
+}
+
+/// One execution of a workflow version.
+pub struct WorkflowRun(pub workflow_run::Model);
+
+impl From<workflow_run::Model> for WorkflowRun {
+    fn from(m: workflow_run::Model) -> Self {
+        Self(m)
+    }
+}
+
+#[Object]
+impl WorkflowRun {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::WorkflowRun, self.0.id)
+    }
+    async fn status(&self) -> RunStatus {
+        self.0.status.into()
+    }
+    /// What started it: MANUAL (`startRun`, `retryRun`), SCHEDULE, WEBHOOK or EVENT.
+    async fn trigger_type(&self) -> TriggerType {
+        self.0.trigger_type.into()
+    }
+    /// A dry run: it may use a draft version.
+    async fn is_simulation(&self) -> bool {
+        self.0.is_simulation
+    }
+    async fn idempotency_key(&self) -> Option<&str> {
+        self.0.idempotency_key.as_deref()
+    }
+    /// Null once the payload retention has cleared it.
+    async fn input(&self) -> Option<Json<&serde_json::Value>> {
+        self.0.input.as_ref().map(Json)
+    }
+    async fn output(&self) -> Option<Json<&serde_json::Value>> {
+        self.0.output.as_ref().map(Json)
+    }
+    /// What the webhook or event carried.
+    async fn trigger_payload(&self) -> Option<Json<&serde_json::Value>> {
+        self.0.trigger_payload.as_ref().map(Json)
+    }
+    async fn error(&self) -> Option<Json<&serde_json::Value>> {
+        self.0.error.as_ref().map(Json)
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
+    async fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.started_at
+    }
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.0.finished_at
+    }
+    async fn cancelled_at(&self) -> Option<DateTime<Utc>> {
+        self.0.cancelled_at
+    }
+    /// Milliseconds from start to finish, once finished.
+    async fn duration_ms(&self) -> Option<i64> {
+        Some((self.0.finished_at? - self.0.started_at?).num_milliseconds())
+    }
+    /// When the runner's lease ends, while a worker holds the run.
+    async fn lease_expires_at(&self) -> Option<DateTime<Utc>> {
+        self.0.lease_expires_at
+    }
+    /// When the retention policy cleared its payloads.
+    async fn payloads_purged_at(&self) -> Option<DateTime<Utc>> {
+        self.0.payloads_purged_at
+    }
+    async fn workflow(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Workflow>> {
+        Ok(ctx
+            .loader()?
+            .load_one(WorkflowById(self.0.workflow_id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?
+            .map(Workflow))
+    }
+    async fn version(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowVersion>> {
+        Ok(ctx
+            .loader()?
+            .load_one(WorkflowVersionById(self.0.version_id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?
+            .map(WorkflowVersion))
+    }
+    async fn trigger(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Trigger>> {
+        let Some(id) = self.0.trigger_id else {
+            return Ok(None);
+        };
+        Ok(ctx
+            .loader()?
+            .load_one(TriggerById(id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?
+            .map(Trigger))
+    }
+    /// The run this one retries.
+    async fn retry_of(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowRun>> {
+        let Some(id) = self.0.retry_of_id else {
+            return Ok(None);
+        };
+        Ok(ctx
+            .loader()?
+            .load_one(RunById(id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?
+            .map(WorkflowRun))
+    }
+    /// Its steps, in the version's order.
+    async fn step_runs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<StepRun>> {
+        let rows = ctx
+            .loader()?
+            .load_one(StepRunsOfRun(self.0.id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?;
+        Ok(rows.unwrap_or_default().into_iter().map(StepRun).collect())
+    }
+}
+
+/// One step of a run.
+pub struct StepRun(pub step_run::Model);
+
+impl From<step_run::Model> for StepRun {
+    fn from(m: step_run::Model) -> Self {
+        Self(m)
+    }
+}
+
+#[Object]
+impl StepRun {
+    pub async fn id(&self) -> ID {
+        gid(IdKind::StepRun, self.0.id)
+    }
+    async fn step_key(&self) -> &str {
+        &self.0.step_key
+    }
+    async fn status(&self) -> StepRunStatus {
+        self.0.status.into()
+    }
+    /// How many times a runner started it.
+    async fn attempt(&self) -> i32 {
+        self.0.attempt
+    }
+    async fn input(&self) -> Option<Json<&serde_json::Value>> {
+        self.0.input.as_ref().map(Json)
+    }
+    async fn output(&self) -> Option<Json<&serde_json::Value>> {
+        self.0.output.as_ref().map(Json)
+    }
+    async fn error(&self) -> Option<Json<&serde_json::Value>> {
+        self.0.error.as_ref().map(Json)
+    }
+    async fn created_at(&self) -> DateTime<Utc> {
+        self.0.created_at
+    }
+    async fn started_at(&self) -> Option<DateTime<Utc>> {
+        self.0.started_at
+    }
+    async fn finished_at(&self) -> Option<DateTime<Utc>> {
+        self.0.finished_at
+    }
+    async fn run(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowRun>> {
+        Ok(ctx
+            .loader()?
+            .load_one(RunById(self.0.run_id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?
+            .map(WorkflowRun))
+    }
+    /// The version's step it runs.
+    async fn step(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowStep>> {
+        let Some(id) = self.0.step_id else {
+            return Ok(None);
+        };
+        Ok(ctx
+            .loader()?
+            .load_one(WorkflowStepById(id))
+            .await
+            .map_err(|e| load_error(ctx, &e))?
+            .map(WorkflowStep))
+    }
+}
