@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, SubsecRound, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use rand::RngCore;
@@ -102,7 +102,9 @@ impl Schedule {
     /// times are read in the schedule's zone, so 09:00 stays 09:00 across a
     /// daylight-saving change.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
-        let local = after.with_timezone(&self.zone);
+        // Whole seconds: the search keeps the sub-second part of its start, which
+        // would otherwise leak into the firing time (09:00:00.726).
+        let local = after.trunc_subsecs(0).with_timezone(&self.zone);
         self.cron
             .find_next_occurrence(&local, false)
             .ok()
@@ -525,6 +527,13 @@ mod tests {
             s.next_after(utc(2026, 10, 24, 8, 0)),
             Some(utc(2026, 10, 25, 8, 0))
         );
+    }
+
+    #[test]
+    fn firings_are_on_whole_seconds() {
+        let s = schedule("0 9 * * *", "Europe/Berlin");
+        let after = utc(2026, 12, 1, 12, 0) + Duration::milliseconds(726);
+        assert_eq!(s.next_after(after), Some(utc(2026, 12, 2, 8, 0)));
     }
 
     #[test]

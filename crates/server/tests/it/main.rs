@@ -11,6 +11,8 @@ mod http;
 mod isolation_graphql;
 mod isolation_integrations;
 mod isolation_sql;
+mod isolation_workflows;
 mod migrations;
 mod secrets;
 mod support;
+mod triggers;
