@@ -38,9 +38,8 @@ pub struct StartRunInput {
     /// The same key with the same input returns the run it made (for 24 h); with
     /// another input it is CONFLICT.
     pub idempotency_key: Option<String>,
-    /// A dry run, which may use a draft version.
-    #[graphql(default)]
-    pub simulation: bool,
+    /// A dry run, which may use a draft version (false when omitted or null).
+    pub simulation: Option<bool>,
     /// A version of the workflow; its active version when omitted.
     pub version_id: Option<ID>,
 }
@@ -160,7 +159,7 @@ impl RunsMutation {
             workflow_id,
             input: input.input.0,
             idempotency_key: input.idempotency_key,
-            simulation: input.simulation,
+            simulation: input.simulation.unwrap_or(false),
             version_id,
         };
         let settings = &ctx.services()?.runs;

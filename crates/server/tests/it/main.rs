@@ -13,6 +13,8 @@ mod isolation_integrations;
 mod isolation_sql;
 mod isolation_workflows;
 mod migrations;
+mod runs;
 mod secrets;
 mod support;
 mod triggers;
+mod workflows;

@@ -30,7 +30,8 @@ struct Server {
     _cluster: Option<Cluster>,
 }
 
-fn names(database: &str) -> DbNames {
+/// The role and database names of a test database.
+pub fn db_names(database: &str) -> DbNames {
     DbNames {
         database: database.to_owned(),
         owner_role: "trellis_owner".into(),
@@ -67,12 +68,12 @@ fn server() -> &'static Server {
                     .execute_unprepared(&format!("DROP DATABASE IF EXISTS {TEMPLATE} WITH (FORCE)"))
                     .await
                     .unwrap();
-                bootstrap::ensure_roles_and_database(&admin_url, &names(TEMPLATE))
+                bootstrap::ensure_roles_and_database(&admin_url, &db_names(TEMPLATE))
                     .await
                     .expect("create template");
                 bootstrap::migrate(
                     &bootstrap::with_database(&admin_url, TEMPLATE).unwrap(),
-                    &names(TEMPLATE),
+                    &db_names(TEMPLATE),
                 )
                 .await
                 .expect("migrate template");
@@ -127,7 +128,7 @@ impl TestDb {
             .unwrap();
         admin.close().await.unwrap();
         let admin_url = bootstrap::with_database(&server.admin_url, &name).unwrap();
-        let app_url = bootstrap::app_url(&server.admin_url, &names(&name)).unwrap();
+        let app_url = bootstrap::app_url(&server.admin_url, &db_names(&name)).unwrap();
         Self {
             name,
             admin_url,
