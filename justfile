@@ -7,7 +7,7 @@ run *ARGS: web
     cargo run -p trellis-server -- {{ARGS}}
 
 # Every test: lint, schema drift, unit and integration tests (real PostgreSQL), browser e2e.
-test: web chromium lint
+test: web chromium mongo-test-server lint
     cargo test --workspace
 
 # Install GraphiQL's pinned assets (ruru) and the e2e driver from web/package-lock.json.
@@ -17,6 +17,11 @@ web:
 # Debian's Chromium for the GraphiQL browser test (skipped when already installed).
 chromium:
     command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+# A MongoDB wire-protocol server for the log-store tests: `mongod` when installed, else
+# SecantusDB (pinned, from PyPI) in a virtual environment under target/secantus-venv.
+mongo-test-server:
+    command -v mongod >/dev/null || [ -x target/secantus-venv/bin/secantusd-py ] || { python3 -m venv target/secantus-venv && target/secantus-venv/bin/pip install -q --disable-pip-version-check "secantusdb==0.7.0b3"; }
 
 # Formatting and clippy, warnings as errors.
 lint:

@@ -6,6 +6,7 @@ mod m20261122_000001_foundation;
 mod m20261123_000002_integrations;
 mod m20261201_000003_workflows;
 mod m20261201_000004_runs;
+mod m20261201_000005_execution_logs;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_integrations::Migration),
             Box::new(m20261201_000003_workflows::Migration),
             Box::new(m20261201_000004_runs::Migration),
+            Box::new(m20261201_000005_execution_logs::Migration),
         ]
     }
 }

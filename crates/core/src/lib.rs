@@ -8,6 +8,7 @@ pub mod email;
 pub mod error;
 pub mod identity;
 pub mod integrations;
+pub mod logs;
 pub mod runs;
 pub mod scope;
 pub mod workflows;
