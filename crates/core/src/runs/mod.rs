@@ -1,9 +1,11 @@
 //! Runs: executions of a workflow version and their step runs. Operators start,
 //! cancel and retry them ([`start`]); workers holding a runner API key claim them
 //! under a lease and move their steps ([`runner`]); jobs clear old payloads
-//! ([`retention`]); every change is announced for live updates ([`events`]).
+//! ([`retention`]) and roll finished periods up for reports ([`reports`]); every
+//! change is announced for live updates ([`events`]).
 
 pub mod events;
+pub mod reports;
 pub mod retention;
 pub mod runner;
 pub mod start;

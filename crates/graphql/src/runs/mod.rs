@@ -1,8 +1,9 @@
-//! Runs: listing and reading runs, starting, cancelling and retrying them, and the
-//! runner API for workers.
+//! Runs: listing and reading runs, starting, cancelling and retrying them, the
+//! runner API for workers, and reports.
 
 mod mutation;
 mod query;
+pub mod reports;
 pub mod types;
 
 pub use mutation::RunsMutation;

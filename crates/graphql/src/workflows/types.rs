@@ -18,6 +18,7 @@ use crate::loaders::{
     WorkflowVersionById, WorkflowsOfClient,
 };
 use crate::pagination::{CreatedOrderBy, Keyed, KeysetCursor, Page, PageArgs};
+use crate::runs::reports::{ReportPeriod, WorkflowStatsBucket};
 use crate::runs::types::{RunFilter, WorkflowRun};
 use crate::runs::{latest_runs_page, runs_page};
 
@@ -271,6 +272,18 @@ impl Workflow {
             return latest_runs_page(ctx, self.0.id, args.first).await;
         }
         runs_page(ctx, Some(self.0.id), first, after, filter, order_by).await
+    }
+    /// Its runs' figures per period (simulations left out): every period from the one
+    /// holding `from` up to `to` (at most 400), counted by `createdAt` in UTC. Closed
+    /// periods come from the report rollups where the job wrote them.
+    async fn stats(
+        &self,
+        ctx: &Context<'_>,
+        period: ReportPeriod,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> async_graphql::Result<Vec<WorkflowStatsBucket>> {
+        crate::runs::reports::workflow_stats(ctx, self.0.id, period, from, to).await
     }
     /// What starts its runs.
     async fn triggers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Trigger>> {

@@ -39,14 +39,14 @@ struct Fixture {
     http_action: String,
 }
 
-fn uuid(id: &str) -> Uuid {
+pub(crate) fn uuid(id: &str) -> Uuid {
     PrefixedId::parse(id)
         .unwrap_or_else(|| panic!("not an ID: {id}"))
         .uuid
 }
 
 /// An ID of the same kind that was never issued.
-fn made_up(id: &str) -> String {
+pub(crate) fn made_up(id: &str) -> String {
     let (prefix, _) = id.split_once('_').unwrap();
     format!("{prefix}_{}", Uuid::now_v7().simple())
 }
@@ -194,7 +194,7 @@ async fn fixture(app: &TestApp, slug: &str) -> Fixture {
     }
 }
 
-async fn count(conn: &impl ConnectionTrait, sql: &str, values: Vec<SqlValue>) -> i64 {
+pub(crate) async fn count(conn: &impl ConnectionTrait, sql: &str, values: Vec<SqlValue>) -> i64 {
     conn.query_one(stmt(sql, values))
         .await
         .unwrap()
@@ -203,13 +203,13 @@ async fn count(conn: &impl ConnectionTrait, sql: &str, values: Vec<SqlValue>) ->
         .unwrap()
 }
 
-fn sqlstate(err: &DbErr) -> Option<String> {
+pub(crate) fn sqlstate(err: &DbErr) -> Option<String> {
     trellis_core::error::database_error(err)
         .and_then(|e| e.code())
         .map(|c| c.into_owned())
 }
 
-fn constraint(err: &DbErr) -> Option<String> {
+pub(crate) fn constraint(err: &DbErr) -> Option<String> {
     trellis_core::error::database_error(err)
         .and_then(|e| e.constraint())
         .map(str::to_owned)

@@ -18,7 +18,7 @@ const START: &str = "mutation($w: ID!, $input: JSON, $key: String, $sim: Boolean
 const CLAIM: &str = "mutation($n: Int!, $s: Int!) { claimRuns(input: {limit: $n, leaseSeconds: $s}) { leases { token expiresAt run { id status } } userErrors { field code } } }";
 
 /// A workflow with a published, active three-step chain a → b → c.
-async fn active_workflow(app: &TestApp, owner: &Member, key: &str) -> String {
+pub(crate) async fn active_workflow(app: &TestApp, owner: &Member, key: &str) -> String {
     let data = app
         .ok(
             Some(&owner.token),
@@ -70,7 +70,7 @@ async fn start(
         .clone()
 }
 
-async fn claim(app: &TestApp, runner: &str, n: i64) -> Vec<Value> {
+pub(crate) async fn claim(app: &TestApp, runner: &str, n: i64) -> Vec<Value> {
     let data = app
         .ok(Some(runner), CLAIM, json!({ "n": n, "s": 60 }))
         .await;
@@ -81,7 +81,7 @@ async fn claim(app: &TestApp, runner: &str, n: i64) -> Vec<Value> {
 }
 
 /// A runner call on a step: `op` is startStep, completeStep, failStep or skipStep.
-async fn step(
+pub(crate) async fn step(
     app: &TestApp,
     runner: &str,
     op: &str,
@@ -99,7 +99,7 @@ async fn step(
         .clone()
 }
 
-async fn end_run(
+pub(crate) async fn end_run(
     app: &TestApp,
     runner: &str,
     op: &str,

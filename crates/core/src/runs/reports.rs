@@ -1,0 +1,543 @@
+//! Reports on runs: a workflow's per-period figures (total, succeeded, failed,
+//! cancelled, average and p95 duration), a tenant-wide runs-by-status series for the
+//! dashboard, and the job that rolls closed periods up into `workflow_reports`.
+//!
+//! Periods are UTC days, ISO weeks (Monday to Monday) and calendar months: a run
+//! belongs to the period that `date_trunc` gives for its `created_at` in UTC. `from` is
+//! rounded down to the start of its period, so every bucket covers a whole period;
+//! buckets run from there up to (not including) `to`, at most [`MAX_BUCKETS`] of them,
+//! every one present (an empty period has zero counts and null durations). A run's
+//! duration is `finished_at - started_at` of a finished run that started (a run
+//! cancelled while pending has none); p95 is `percentile_cont(0.95)` over them.
+//! Simulations are dry runs and are left out of every report.
+//!
+//! Rollups: [`write_reports`] writes one `workflow_reports` row per workflow and closed
+//! period (its end at or before `now`) once every run created in it has finished, so a
+//! rollup is final: runs never move back and are never created in the past. Workflow
+//! stats read closed periods from those rows and compute from raw runs only the open
+//! period and closed periods that have no rollup yet, so a long range costs one small
+//! index read per period instead of a scan of its runs. The runs-by-status series counts
+//! pending and running runs, which no rollup holds; it reads raw runs through the
+//! `(tenant_id, created_at)` index and is bounded by the bucket limit.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc};
+use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Value};
+use trellis_entity::Role;
+use uuid::Uuid;
+
+use crate::scope::{stmt, RequestScope};
+use crate::{Error, Result};
+
+/// The most buckets one report returns.
+pub const MAX_BUCKETS: usize = 400;
+
+/// Earlier than any run: where the rollup job starts without `since`, and its keyset
+/// cursor before the first batch (inside PostgreSQL's range, unlike `DateTime::MIN_UTC`).
+fn floor() -> DateTime<Utc> {
+    DateTime::UNIX_EPOCH
+}
+
+/// The length of a report's buckets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Period {
+    Day,
+    Week,
+    Month,
+}
+
+impl Period {
+    pub const ALL: [Period; 3] = [Period::Day, Period::Week, Period::Month];
+
+    /// The name in `workflow_reports.period`, which is also the `date_trunc` unit.
+    pub fn name(self) -> &'static str {
+        match self {
+            Period::Day => "day",
+            Period::Week => "week",
+            Period::Month => "month",
+        }
+    }
+
+    fn interval(self) -> &'static str {
+        match self {
+            Period::Day => "1 day",
+            Period::Week => "7 days",
+            Period::Month => "1 month",
+        }
+    }
+
+    /// The start of the period `at` falls in (UTC).
+    pub fn start_of(self, at: DateTime<Utc>) -> DateTime<Utc> {
+        let date = at.date_naive();
+        let first = match self {
+            Period::Day => date,
+            Period::Week => date - Days::new(u64::from(date.weekday().num_days_from_monday())),
+            Period::Month => NaiveDate::from_ymd_opt(date.year(), date.month(), 1).unwrap_or(date),
+        };
+        first.and_time(chrono::NaiveTime::MIN).and_utc()
+    }
+
+    /// The start of the period after the one starting at `start`.
+    pub fn next(self, start: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self {
+            Period::Day => start.checked_add_days(Days::new(1)),
+            Period::Week => start.checked_add_days(Days::new(7)),
+            Period::Month => start.checked_add_months(Months::new(1)),
+        }
+    }
+}
+
+/// One period of a workflow's runs.
+#[derive(Clone, Debug, PartialEq)]
+pub struct WorkflowBucket {
+    pub period_start: DateTime<Utc>,
+    pub total: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+    /// Null when no run of the period finished after starting.
+    pub average_duration_ms: Option<f64>,
+    pub p95_duration_ms: Option<f64>,
+}
+
+impl WorkflowBucket {
+    fn empty(period_start: DateTime<Utc>) -> Self {
+        Self {
+            period_start,
+            total: 0,
+            succeeded: 0,
+            failed: 0,
+            cancelled: 0,
+            average_duration_ms: None,
+            p95_duration_ms: None,
+        }
+    }
+
+    fn from_row(row: &QueryResult) -> Result<Self> {
+        Ok(Self {
+            period_start: row.try_get("", "period_start")?,
+            total: row.try_get("", "total")?,
+            succeeded: row.try_get("", "succeeded")?,
+            failed: row.try_get("", "failed")?,
+            cancelled: row.try_get("", "cancelled")?,
+            average_duration_ms: row.try_get("", "avg_duration_ms")?,
+            p95_duration_ms: row.try_get("", "p95_duration_ms")?,
+        })
+    }
+}
+
+/// One period of a tenant's runs by their current status.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct StatusBucket {
+    pub period_start: DateTime<Utc>,
+    pub pending: i64,
+    pub running: i64,
+    pub succeeded: i64,
+    pub failed: i64,
+    pub cancelled: i64,
+}
+
+/// A run's duration in milliseconds, or NULL when it has none; over `r`.
+const DURATION_MS: &str = "CASE WHEN r.status IN ('succeeded', 'failed', 'cancelled') \
+     AND r.started_at IS NOT NULL AND r.finished_at IS NOT NULL \
+     THEN extract(epoch FROM r.finished_at - r.started_at)::float8 * 1000 END";
+
+/// The figures of a group of runs `r`, as `workflow_reports` holds them.
+fn aggregates() -> String {
+    format!(
+        "count(*) AS total, \
+         count(*) FILTER (WHERE r.status = 'succeeded') AS succeeded, \
+         count(*) FILTER (WHERE r.status = 'failed') AS failed, \
+         count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled, \
+         avg({DURATION_MS}) AS avg_duration_ms, \
+         percentile_cont(0.95) WITHIN GROUP (ORDER BY {DURATION_MS}) AS p95_duration_ms"
+    )
+}
+
+/// The periods from the one holding `from` up to `to`: (start, end) pairs.
+pub fn buckets(
+    period: Period,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
+    if to <= from {
+        return Err(Error::bad_input("to", "to must be after from"));
+    }
+    let too_long = || {
+        Error::bad_input(
+            "from",
+            format!(
+                "a report covers at most {MAX_BUCKETS} {}s: narrow the range or use a longer period",
+                period.name()
+            ),
+        )
+    };
+    let mut out = Vec::new();
+    let mut start = period.start_of(from);
+    while start < to {
+        if out.len() == MAX_BUCKETS {
+            return Err(too_long());
+        }
+        let end = period.next(start).ok_or_else(too_long)?;
+        out.push((start, end));
+        start = end;
+    }
+    Ok(out)
+}
+
+fn starts_and_ends(ranges: &[(DateTime<Utc>, DateTime<Utc>)]) -> (Value, Value) {
+    let starts: Vec<DateTime<Utc>> = ranges.iter().map(|r| r.0).collect();
+    let ends: Vec<DateTime<Utc>> = ranges.iter().map(|r| r.1).collect();
+    (starts.into(), ends.into())
+}
+
+/// A workflow's figures per period (viewers). Closed periods come from their rollups
+/// where the job wrote one; the open period and closed periods without a rollup are
+/// computed from raw runs. Another tenant's workflow has no runs here (RLS), like one
+/// that does not exist.
+pub async fn workflow_stats(
+    scope: &RequestScope,
+    workflow_id: Uuid,
+    period: Period,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<WorkflowBucket>> {
+    let ctx = scope.require(Role::Viewer).await?;
+    let ranges = buckets(period, from, to)?;
+    let (Some(first), Some(last)) = (ranges.first(), ranges.last()) else {
+        return Ok(Vec::new());
+    };
+    let open_start = period.start_of(Utc::now());
+    let tx = scope.tx().await?;
+    let mut found: HashMap<DateTime<Utc>, WorkflowBucket> = HashMap::new();
+    let closed_end = open_start.min(last.1);
+    if first.0 < closed_end {
+        let rows = tx
+            .query_all(stmt(
+                "SELECT period_start, total::int8 AS total, succeeded::int8 AS succeeded, \
+                   failed::int8 AS failed, cancelled::int8 AS cancelled, avg_duration_ms, \
+                   p95_duration_ms \
+                 FROM workflow_reports \
+                 WHERE tenant_id = $1 AND workflow_id = $2 AND period = $3 \
+                   AND period_start >= $4 AND period_start < $5",
+                [
+                    ctx.tenant_id.into(),
+                    workflow_id.into(),
+                    period.name().into(),
+                    first.0.into(),
+                    closed_end.into(),
+                ],
+            ))
+            .await?;
+        for row in rows {
+            let bucket = WorkflowBucket::from_row(&row)?;
+            found.insert(bucket.period_start, bucket);
+        }
+    }
+    let missing: Vec<_> = ranges
+        .iter()
+        .filter(|(start, _)| !found.contains_key(start))
+        .copied()
+        .collect();
+    if !missing.is_empty() {
+        let (starts, ends) = starts_and_ends(&missing);
+        let rows = tx
+            .query_all(stmt(
+                &format!(
+                    "SELECT b.start AS period_start, {} \
+                     FROM unnest($3::timestamptz[], $4::timestamptz[]) AS b (start, finish) \
+                     JOIN workflow_runs r ON r.tenant_id = $1 AND r.workflow_id = $2 \
+                       AND NOT r.is_simulation \
+                       AND r.created_at >= b.start AND r.created_at < b.finish \
+                     GROUP BY b.start",
+                    aggregates()
+                ),
+                [ctx.tenant_id.into(), workflow_id.into(), starts, ends],
+            ))
+            .await?;
+        for row in rows {
+            let bucket = WorkflowBucket::from_row(&row)?;
+            found.insert(bucket.period_start, bucket);
+        }
+    }
+    Ok(ranges
+        .iter()
+        .map(|(start, _)| {
+            found
+                .remove(start)
+                .unwrap_or_else(|| WorkflowBucket::empty(*start))
+        })
+        .collect())
+}
+
+/// The tenant's runs per period by their current status, of one workflow or all
+/// (viewers), from raw runs.
+pub async fn run_stats(
+    scope: &RequestScope,
+    workflow_id: Option<Uuid>,
+    period: Period,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+) -> Result<Vec<StatusBucket>> {
+    let ctx = scope.require(Role::Viewer).await?;
+    let ranges = buckets(period, from, to)?;
+    let (Some(first), Some(last)) = (ranges.first(), ranges.last()) else {
+        return Ok(Vec::new());
+    };
+    let mut values: Vec<Value> = vec![ctx.tenant_id.into(), first.0.into(), last.1.into()];
+    let of_workflow = match workflow_id {
+        Some(id) => {
+            values.push(id.into());
+            "AND r.workflow_id = $4"
+        }
+        None => "",
+    };
+    let rows = scope
+        .tx()
+        .await?
+        .query_all(stmt(
+            &format!(
+                "SELECT date_trunc('{unit}', r.created_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC' \
+                   AS period_start, \
+                   count(*) FILTER (WHERE r.status = 'pending') AS pending, \
+                   count(*) FILTER (WHERE r.status = 'running') AS running, \
+                   count(*) FILTER (WHERE r.status = 'succeeded') AS succeeded, \
+                   count(*) FILTER (WHERE r.status = 'failed') AS failed, \
+                   count(*) FILTER (WHERE r.status = 'cancelled') AS cancelled \
+                 FROM workflow_runs r \
+                 WHERE r.tenant_id = $1 AND r.created_at >= $2 AND r.created_at < $3 \
+                   AND NOT r.is_simulation {of_workflow} \
+                 GROUP BY 1",
+                unit = period.name()
+            ),
+            values,
+        ))
+        .await?;
+    let mut found = HashMap::new();
+    for row in rows {
+        let bucket = StatusBucket {
+            period_start: row.try_get("", "period_start")?,
+            pending: row.try_get("", "pending")?,
+            running: row.try_get("", "running")?,
+            succeeded: row.try_get("", "succeeded")?,
+            failed: row.try_get("", "failed")?,
+            cancelled: row.try_get("", "cancelled")?,
+        };
+        found.insert(bucket.period_start, bucket);
+    }
+    Ok(ranges
+        .iter()
+        .map(|(start, _)| {
+            found.remove(start).unwrap_or_else(|| StatusBucket {
+                period_start: *start,
+                ..Default::default()
+            })
+        })
+        .collect())
+}
+
+/// What the rollup job covers.
+#[derive(Clone, Debug)]
+pub struct ReportJob {
+    /// Only this tenant; every tenant when `None`.
+    pub tenant_id: Option<Uuid>,
+    /// Only periods from the one holding this instant; all history when `None`. A
+    /// scheduler passes a window somewhat longer than a month, since older periods
+    /// already have their rollups.
+    pub since: Option<DateTime<Utc>>,
+    /// Rollups written per statement.
+    pub batch: u64,
+    /// Rewrite rollups that exist (a repair or a backfill after a change of rules);
+    /// otherwise only closed periods without one are written.
+    pub recompute: bool,
+}
+
+impl Default for ReportJob {
+    fn default() -> Self {
+        Self {
+            tenant_id: None,
+            since: None,
+            batch: 500,
+            recompute: false,
+        }
+    }
+}
+
+/// What a run of the rollup job did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ReportPass {
+    /// Rollup rows inserted or rewritten.
+    pub written: u64,
+    /// Statements that wrote them.
+    pub batches: u64,
+}
+
+/// Writes `workflow_reports` rollups for every closed period (its end at or before
+/// `now`) of every workflow whose runs in that period have all finished. Idempotent:
+/// rows are upserted on their primary key, and a rollup that exists is left alone
+/// unless `job.recompute`. Works tenant by tenant and at most `job.batch` rollups per
+/// statement, in keyset order of (period start, workflow).
+///
+/// It runs on the owner connection (BYPASSRLS), like the retention job, because it
+/// crosses tenants: it lists them and writes rows for each. Every statement names its
+/// one tenant, reads only that tenant's runs and writes rows with that tenant's id.
+pub async fn write_reports(
+    owner: &DatabaseConnection,
+    now: DateTime<Utc>,
+    job: &ReportJob,
+) -> Result<ReportPass> {
+    let tenants: Vec<Uuid> = match job.tenant_id {
+        Some(id) => vec![id],
+        None => owner
+            .query_all(stmt("SELECT id FROM tenants ORDER BY id", []))
+            .await?
+            .iter()
+            .map(|row| row.try_get("", "id"))
+            .collect::<std::result::Result<_, _>>()?,
+    };
+    let batch = i64::try_from(job.batch.max(1)).unwrap_or(i64::MAX);
+    let mut pass = ReportPass::default();
+    for tenant in tenants {
+        for period in Period::ALL {
+            let closed_before = period.start_of(now);
+            let since = job.since.map(|s| period.start_of(s)).unwrap_or_else(floor);
+            if since >= closed_before {
+                continue;
+            }
+            let mut after: (DateTime<Utc>, Uuid) = (floor(), Uuid::nil());
+            loop {
+                let rows = owner
+                    .query_all(stmt(
+                        &rollup_sql(period),
+                        [
+                            tenant.into(),
+                            since.into(),
+                            closed_before.into(),
+                            batch.into(),
+                            job.recompute.into(),
+                            after.0.into(),
+                            after.1.into(),
+                        ],
+                    ))
+                    .await?;
+                if rows.is_empty() {
+                    break;
+                }
+                pass.batches += 1;
+                pass.written += rows.len() as u64;
+                for row in &rows {
+                    let key = (
+                        row.try_get("", "period_start")?,
+                        row.try_get("", "workflow_id")?,
+                    );
+                    after = after.max(key);
+                }
+                if (rows.len() as i64) < batch {
+                    break;
+                }
+            }
+        }
+    }
+    Ok(pass)
+}
+
+/// One batch of rollups of a tenant for `period`: $1 tenant, $2 since, $3 the start of
+/// the open period, $4 batch size, $5 recompute, ($6, $7) the keyset cursor.
+fn rollup_sql(period: Period) -> String {
+    format!(
+        "WITH groups AS ( \
+           SELECT r.workflow_id, date_trunc('{unit}', r.created_at AT TIME ZONE 'UTC') AS utc_start, \
+             bool_and(r.status IN ('succeeded', 'failed', 'cancelled')) AS settled \
+           FROM workflow_runs r \
+           WHERE r.tenant_id = $1 AND NOT r.is_simulation \
+             AND r.created_at >= $2 AND r.created_at < $3 \
+           GROUP BY 1, 2), \
+         keys AS ( \
+           SELECT g.workflow_id, g.utc_start, g.utc_start AT TIME ZONE 'UTC' AS period_start \
+           FROM groups g \
+           WHERE g.settled \
+             AND (g.utc_start AT TIME ZONE 'UTC', g.workflow_id) > ($6, $7) \
+             AND ($5 OR NOT EXISTS ( \
+               SELECT 1 FROM workflow_reports w WHERE w.tenant_id = $1 \
+                 AND w.workflow_id = g.workflow_id AND w.period = '{unit}' \
+                 AND w.period_start = g.utc_start AT TIME ZONE 'UTC')) \
+           ORDER BY 3, 1 LIMIT $4) \
+         INSERT INTO workflow_reports AS w (tenant_id, workflow_id, period, period_start, total, \
+           succeeded, failed, cancelled, avg_duration_ms, p95_duration_ms, computed_at) \
+         SELECT $1, k.workflow_id, '{unit}', k.period_start, {aggregates}, now() \
+         FROM keys k JOIN workflow_runs r ON r.tenant_id = $1 AND r.workflow_id = k.workflow_id \
+           AND NOT r.is_simulation AND r.created_at >= k.period_start \
+           AND r.created_at < (k.utc_start + interval '{interval}') AT TIME ZONE 'UTC' \
+         GROUP BY k.workflow_id, k.period_start \
+         ON CONFLICT (tenant_id, workflow_id, period, period_start) DO UPDATE SET \
+           total = EXCLUDED.total, succeeded = EXCLUDED.succeeded, failed = EXCLUDED.failed, \
+           cancelled = EXCLUDED.cancelled, avg_duration_ms = EXCLUDED.avg_duration_ms, \
+           p95_duration_ms = EXCLUDED.p95_duration_ms, computed_at = EXCLUDED.computed_at \
+         RETURNING w.workflow_id, w.period_start",
+        unit = period.name(),
+        interval = period.interval(),
+        aggregates = aggregates(),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn periods_start_on_utc_days_iso_weeks_and_months() {
+        let t = at("2025-03-05T17:30:00+05:00"); // Wednesday 12:30 UTC
+        assert_eq!(Period::Day.start_of(t), at("2025-03-05T00:00:00Z"));
+        assert_eq!(Period::Week.start_of(t), at("2025-03-03T00:00:00Z"));
+        assert_eq!(Period::Month.start_of(t), at("2025-03-01T00:00:00Z"));
+        assert_eq!(
+            Period::Month.next(at("2025-01-01T00:00:00Z")),
+            Some(at("2025-02-01T00:00:00Z"))
+        );
+        // A Sunday belongs to the week that began on the Monday before.
+        assert_eq!(
+            Period::Week.start_of(at("2025-03-09T23:59:59Z")),
+            at("2025-03-03T00:00:00Z")
+        );
+    }
+
+    #[test]
+    fn ranges_are_whole_periods_and_bounded() {
+        let got = buckets(
+            Period::Day,
+            at("2025-03-01T12:00:00Z"),
+            at("2025-03-03T00:00:00Z"),
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            [
+                (at("2025-03-01T00:00:00Z"), at("2025-03-02T00:00:00Z")),
+                (at("2025-03-02T00:00:00Z"), at("2025-03-03T00:00:00Z")),
+            ]
+        );
+        let same = at("2025-03-01T00:00:00Z");
+        assert!(matches!(
+            buckets(Period::Day, same, same),
+            Err(Error::BadInput { field, .. }) if field == "to"
+        ));
+        let from = at("2024-01-01T00:00:00Z");
+        assert_eq!(
+            buckets(Period::Day, from, from + chrono::Duration::days(400))
+                .unwrap()
+                .len(),
+            400
+        );
+        assert!(matches!(
+            buckets(Period::Day, from, from + chrono::Duration::days(401)),
+            Err(Error::BadInput { field, .. }) if field == "from"
+        ));
+    }
+}
