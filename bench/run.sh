@@ -123,6 +123,16 @@ if [[ "${BENCH_WORKFLOWS:-1}" != 0 ]]; then
     BENCH_PID=$!
     wait "$BENCH_PID"
 fi
+# Runs (bench/runs.py): the runs dashboard against bench/dashboard_runs.sql through
+# pgbench, a run's detail page, and runner ingestion with the PostgreSQL log store and
+# (BENCH_MONGO, default auto) the MongoDB one on a second server. BENCH_RUNS_BENCH=0
+# skips it.
+if [[ "${BENCH_RUNS_BENCH:-1}" != 0 ]]; then
+    python3 "$ROOT/bench/runs.py" --url "$URL" --pid "$SERVER_PID" --bin "$BIN" \
+        --pg-pidfile "$DATA_DIR/pg/postmaster.pid" --out "$(dirname "$OUT")/runs.json" &
+    BENCH_PID=$!
+    wait "$BENCH_PID"
+fi
 [[ "${BENCH_DASHBOARD:-1}" != 0 ]] || exit 0
 python3 "$ROOT/bench/bench.py" --url "$URL" --pid "$SERVER_PID" \
     --pg-pidfile "$DATA_DIR/pg/postmaster.pid" --out "$OUT" ${SECRETS_ARGS[@]+"${SECRETS_ARGS[@]}"} "$@" &
