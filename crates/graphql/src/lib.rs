@@ -7,15 +7,17 @@ pub mod error;
 pub mod identity;
 pub mod ids;
 pub mod integrations;
+pub mod live;
 pub mod loaders;
 pub mod node;
 pub mod pagination;
 pub mod runs;
 pub mod workflows;
 
-use async_graphql::{EmptySubscription, MergedObject, SDLExportOptions, Schema};
+use async_graphql::{MergedObject, MergedSubscription, SDLExportOptions, Schema};
 
 pub use context::{request_data, RequestData, Services};
+pub use live::LiveSession;
 
 /// Every query field.
 #[derive(MergedObject, Default)]
@@ -36,8 +38,12 @@ pub struct Mutation(
     runs::RunsMutation,
 );
 
+/// Every subscription field (over graphql-ws only).
+#[derive(MergedSubscription, Default)]
+pub struct Subscription(runs::RunsSubscription);
+
 /// The Trellis schema.
-pub type ApiSchema = Schema<Query, Mutation, EmptySubscription>;
+pub type ApiSchema = Schema<Query, Mutation, Subscription>;
 
 /// Limits that keep one request from costing too much.
 #[derive(Clone, Debug)]
@@ -62,10 +68,14 @@ impl Default for Limits {
 
 /// Builds the schema. `services` holds start-up configuration shared by all requests.
 pub fn build_schema(services: Option<Services>, limits: &Limits) -> ApiSchema {
-    let mut builder = Schema::build(Query::default(), Mutation::default(), EmptySubscription)
-        .limit_depth(limits.depth)
-        .limit_complexity(limits.complexity)
-        .limit_recursive_depth(limits.recursive_depth);
+    let mut builder = Schema::build(
+        Query::default(),
+        Mutation::default(),
+        Subscription::default(),
+    )
+    .limit_depth(limits.depth)
+    .limit_complexity(limits.complexity)
+    .limit_recursive_depth(limits.recursive_depth);
     if !limits.introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }

@@ -15,6 +15,7 @@ use trellis_core::auth::{JwtConfig, JwtKeys};
 use trellis_core::crypto::{MasterKey, MasterKeyring};
 use trellis_core::identity::IdentityConfig;
 use trellis_core::integrations::secrets::Vault;
+use trellis_core::runs::live::LiveEvents;
 use trellis_core::runs::RunSettings;
 use trellis_core::AppDb;
 use trellis_graphql::{build_schema, Limits, Services};
@@ -266,5 +267,7 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
         max_batch: config.max_batch,
         vault,
         runs,
+        // One listener per process feeds every subscription it serves.
+        live: LiveEvents::listen(app_url).await,
     })
 }

@@ -262,13 +262,17 @@ fn parts_of(request: &Request) -> (HeaderMap, Option<SocketAddr>) {
 }
 
 /// graphql-ws (graphql-transport-ws). The credential comes in `connection_init`'s
-/// payload as `Authorization: Bearer …`; a bad one closes the connection.
+/// payload as `Authorization: Bearer …`; a bad one closes the connection. The
+/// connection's data is a [`trellis_graphql::LiveSession`]: each subscription opens
+/// request scopes of that principal, so tenant access is checked like a request's.
 async fn graphql_ws(
     State(state): State<AppState>,
+    headers: HeaderMap,
     protocol: async_graphql_axum::GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let schema = state.schema.clone();
+    let meta = meta(&headers, None);
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
@@ -286,7 +290,12 @@ async fn graphql_ws(
                         return Err(async_graphql::Error::new("authentication required"));
                     }
                     let mut data = Data::default();
-                    data.insert(principal);
+                    data.insert(trellis_graphql::LiveSession {
+                        db: state.db.clone(),
+                        principal,
+                        meta,
+                        events: state.live.clone(),
+                    });
                     Ok(data)
                 })
                 .serve()

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use trellis_core::auth::JwtKeys;
 use trellis_core::integrations::secrets::Vault;
+use trellis_core::runs::live::LiveEvents;
 use trellis_core::runs::RunSettings;
 use trellis_core::AppDb;
 use trellis_graphql::ApiSchema;
@@ -26,4 +27,6 @@ pub struct AppState {
     pub vault: Vault,
     /// Settings of runs (webhook intake starts runs).
     pub runs: RunSettings,
+    /// Run and log changes from this process's database listener, for subscriptions.
+    pub live: LiveEvents,
 }

@@ -2,9 +2,11 @@
 //! cancel and retry them ([`start`]); workers holding a runner API key claim them
 //! under a lease and move their steps ([`runner`]); jobs clear old payloads
 //! ([`retention`]) and roll finished periods up for reports ([`reports`]); every
-//! change is announced for live updates ([`events`]).
+//! change is announced for live updates ([`events`]) and fanned out to this process's
+//! subscriptions ([`live`]).
 
 pub mod events;
+pub mod live;
 pub mod reports;
 pub mod retention;
 pub mod runner;

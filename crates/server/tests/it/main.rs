@@ -19,6 +19,7 @@ mod mongo;
 mod reports;
 mod runs;
 mod secrets;
+mod subscriptions;
 mod support;
 mod triggers;
 mod workflows;
