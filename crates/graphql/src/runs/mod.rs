@@ -3,11 +3,11 @@
 
 mod mutation;
 mod query;
-mod subscription;
 pub mod reports;
+mod subscription;
 pub mod types;
 
 pub use mutation::RunsMutation;
 pub use query::RunsQuery;
-pub use subscription::{LogAppended, RunsSubscription};
 pub(crate) use query::{latest_runs_page, runs_page};
+pub use subscription::{LogAppended, RunsSubscription};
