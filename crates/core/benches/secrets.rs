@@ -45,9 +45,8 @@ fn main() {
     let sealed = key.seal(&binding, &value).expect("seal");
     let seal = median(|| ops_per_second(|| drop(black_box(key.seal(&binding, &value)))));
     let open = median(|| ops_per_second(|| drop(black_box(key.open(&binding, &sealed)))));
-    let keyring =
-        MasterKeyring::from_keys(vec![MasterKey::generate("bench").expect("master key")])
-            .expect("keyring");
+    let keyring = MasterKeyring::from_keys(vec![MasterKey::generate("bench").expect("master key")])
+        .expect("keyring");
     let tenant = Uuid::now_v7();
     let wrapped = keyring.wrap(tenant, &key).expect("wrap");
     let unwrap = median(|| ops_per_second(|| drop(black_box(keyring.unwrap(tenant, &wrapped)))));

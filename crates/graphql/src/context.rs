@@ -28,6 +28,8 @@ pub struct Services {
     pub vault: trellis_core::integrations::secrets::Vault,
     /// Settings of runs (idempotency-key lifetime).
     pub runs: trellis_core::runs::RunSettings,
+    /// The execution-log store, reached per tenant.
+    pub logs: trellis_core::logs::LogStore,
 }
 
 pub(crate) trait ContextExt {

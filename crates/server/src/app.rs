@@ -15,6 +15,7 @@ use trellis_core::auth::{JwtConfig, JwtKeys};
 use trellis_core::crypto::{MasterKey, MasterKeyring};
 use trellis_core::identity::IdentityConfig;
 use trellis_core::integrations::secrets::Vault;
+use trellis_core::logs::LogStore;
 use trellis_core::runs::live::LiveEvents;
 use trellis_core::runs::RunSettings;
 use trellis_core::AppDb;
@@ -243,11 +244,18 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
     let runs = RunSettings {
         idempotency_ttl: std::time::Duration::from_secs(config.idempotency_ttl),
     };
+    let logs = match &config.mongodb_url {
+        Some(url) => LogStore::mongodb(url.expose_secret())
+            .await
+            .context("MONGODB_URL")?,
+        None => LogStore::postgres(),
+    };
     let schema = build_schema(
         Some(Services {
             identity,
             vault: vault.clone(),
             runs: runs.clone(),
+            logs: logs.clone(),
         }),
         &limits,
     );
@@ -267,7 +275,52 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
         max_batch: config.max_batch,
         vault,
         runs,
+        logs,
         // One listener per process feeds every subscription it serves.
         live: LiveEvents::listen(app_url).await,
     })
+}
+
+/// Starts the background maintenance: the log store's outbox replay or purge on the
+/// application pool, and, when an admin URL is known, run-payload retention and the
+/// report rollups on the owner connection (they cross tenants).
+pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Option<&str>) {
+    let every = std::time::Duration::from_secs(config.maintenance_interval.max(1));
+    tokio::spawn(state.logs.clone().maintain(state.db.pool().clone(), every));
+    let Some(admin_url) = admin_url else {
+        tracing::info!("no admin URL: run-payload retention is not scheduled");
+        return;
+    };
+    let owner = match bootstrap::open_as_owner(admin_url, &db_names(config)).await {
+        Ok(owner) => owner,
+        Err(err) => {
+            tracing::warn!(error = %err, "run-payload retention is not scheduled");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            loop {
+                match trellis_core::runs::retention::retention_pass(&owner, 500).await {
+                    Ok(pass) if pass == Default::default() => break,
+                    Ok(pass) => tracing::info!(?pass, "run retention pass"),
+                    Err(err) => {
+                        tracing::warn!(error = ?err, "run retention pass failed");
+                        break;
+                    }
+                }
+            }
+            // Rollups of the closed periods of the last two months; older ones exist.
+            let now = chrono::Utc::now();
+            let job = trellis_core::runs::reports::ReportJob {
+                since: Some(now - chrono::Duration::days(62)),
+                ..Default::default()
+            };
+            if let Err(err) = trellis_core::runs::reports::write_reports(&owner, now, &job).await {
+                tracing::warn!(error = ?err, "report rollup failed");
+            }
+        }
+    });
 }

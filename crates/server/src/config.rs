@@ -95,6 +95,14 @@ pub struct Config {
         hide_env_values = true
     )]
     pub app_password: SecretString,
+    /// MongoDB for execution logs (`mongodb://host/db`). Unset: logs are kept in
+    /// PostgreSQL (`execution_logs`).
+    #[arg(long, env = "MONGODB_URL", hide_env_values = true)]
+    pub mongodb_url: Option<SecretString>,
+    /// Seconds between maintenance passes: log outbox replay (MongoDB) or expired-log
+    /// purge (PostgreSQL), and run-payload retention (when an admin URL is known).
+    #[arg(long, env = "TRELLIS_MAINTENANCE_INTERVAL", default_value_t = 60)]
+    pub maintenance_interval: u64,
     /// Connections in the application pool.
     #[arg(long, env = "TRELLIS_DB_POOL_SIZE", default_value_t = 16)]
     pub pool_size: u32,

@@ -173,6 +173,7 @@ async fn serve_on(config: &Config, db: &Database) -> Result<ExitCode> {
         body_limit: config.body_limit,
         cors_origins: config.cors_origins.clone(),
     };
+    app::spawn_maintenance(config, &state, db.admin_url.as_deref()).await;
     let router = http::router(state, &http_config);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use trellis_core::auth::JwtKeys;
 use trellis_core::integrations::secrets::Vault;
+use trellis_core::logs::LogStore;
 use trellis_core::runs::live::LiveEvents;
 use trellis_core::runs::RunSettings;
 use trellis_core::AppDb;
@@ -27,6 +28,8 @@ pub struct AppState {
     pub vault: Vault,
     /// Settings of runs (webhook intake starts runs).
     pub runs: RunSettings,
+    /// The execution-log store (MongoDB or PostgreSQL).
+    pub logs: LogStore,
     /// Run and log changes from this process's database listener, for subscriptions.
     pub live: LiveEvents,
 }

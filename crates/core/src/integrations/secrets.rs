@@ -99,6 +99,23 @@ impl Vault {
         )?)
     }
 
+    /// Opens a secret only to redact it from logs: no use is recorded. The caller must
+    /// never log or return the value.
+    pub async fn open_for_redaction(
+        &self,
+        scope: &RequestScope,
+        secret: &secret::Model,
+    ) -> Result<SecretString> {
+        let key = self
+            .data_key(
+                scope.tx().await?,
+                secret.tenant_id,
+                secret.data_key_generation,
+            )
+            .await?;
+        Ok(key.open(&binding(secret), &secret.ciphertext)?)
+    }
+
     /// Opens a secret for use by the server (a connection test, a run) and records
     /// when it was last used. The caller must never log or return the value.
     pub async fn reveal(

@@ -329,3 +329,97 @@ pub async fn finish_run(
     events::run_changed(tx, &run).await?;
     Ok(run)
 }
+
+/// A log line as a runner sends it: the step by key.
+#[derive(Clone, Debug)]
+pub struct RunnerLogLine {
+    pub step_key: Option<String>,
+    pub level: crate::logs::LogLevel,
+    pub message: String,
+    pub context: Json,
+    pub logged_at: Option<DateTime<Utc>>,
+}
+
+/// The most lines one `appendLogs` call takes.
+pub const MAX_LOG_LINES: usize = 1_000;
+
+/// The plaintext of every secret a run's version uses through its steps' connections,
+/// for redaction only.
+pub async fn run_secrets(
+    vault: &crate::integrations::secrets::Vault,
+    scope: &RequestScope,
+    run: &workflow_run::Model,
+) -> Result<Vec<secrecy::SecretString>> {
+    let secrets = trellis_entity::secret::Entity::find()
+        .from_raw_sql(stmt(
+            "SELECT DISTINCT s.* FROM workflow_steps st \
+             JOIN connection_secrets cs ON cs.connection_id = st.connection_id \
+             JOIN secrets s ON s.id = cs.secret_id \
+             WHERE st.version_id = $1",
+            [run.version_id.into()],
+        ))
+        .all(scope.tx().await?)
+        .await?;
+    let mut values = Vec::with_capacity(secrets.len());
+    for secret in &secrets {
+        values.push(vault.open_for_redaction(scope, secret).await?);
+    }
+    Ok(values)
+}
+
+/// Appends log lines to a leased run (runner keys), redacted with the tenant's rules
+/// and the run's secrets, and announces them for live updates.
+pub async fn append_logs(
+    store: &crate::logs::LogStore,
+    vault: &crate::integrations::secrets::Vault,
+    scope: &RequestScope,
+    run_id: Uuid,
+    token: Uuid,
+    lines: Vec<RunnerLogLine>,
+) -> Result<usize> {
+    let run = leased(scope, run_id, token).await?;
+    if lines.len() > MAX_LOG_LINES {
+        return Err(Error::bad_input(
+            "entries",
+            format!("at most {MAX_LOG_LINES} lines per call"),
+        ));
+    }
+    if lines.is_empty() {
+        return Ok(0);
+    }
+    let steps: std::collections::HashMap<String, Uuid> = step_run::Entity::find()
+        .filter(step_run::Column::RunId.eq(run_id))
+        .all(scope.tx().await?)
+        .await?
+        .into_iter()
+        .map(|s| (s.step_key, s.id))
+        .collect();
+    let mut entries = Vec::with_capacity(lines.len());
+    for (i, line) in lines.into_iter().enumerate() {
+        let step_run_id = match &line.step_key {
+            Some(key) => Some(*steps.get(key).ok_or_else(|| {
+                Error::bad_input(
+                    format!("entries[{i}].stepKey"),
+                    format!("this run has no step {key:?}"),
+                )
+            })?),
+            None => None,
+        };
+        entries.push(crate::logs::NewLogEntry {
+            run_id,
+            step_run_id,
+            level: line.level,
+            message: line.message,
+            context: line.context,
+            logged_at: line.logged_at,
+        });
+    }
+    let secrets = run_secrets(vault, scope, &run).await?;
+    let count = store
+        .for_tenant(scope)
+        .await?
+        .append(entries, &secrets)
+        .await?;
+    events::logs_appended(scope.tx().await?, run.tenant_id, run_id, count).await?;
+    Ok(count)
+}

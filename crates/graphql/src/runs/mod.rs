@@ -1,6 +1,7 @@
 //! Runs: listing and reading runs, starting, cancelling and retrying them, the
 //! runner API for workers, and reports.
 
+pub mod logs;
 mod mutation;
 mod query;
 pub mod reports;

@@ -16,6 +16,10 @@ payload!(
     StartRunPayload { run: WorkflowRun, deduplicated: bool }
 );
 payload!(RunPayload { run: WorkflowRun });
+payload!(
+    /// How many lines were stored.
+    AppendLogsPayload { appended: i32 }
+);
 payload!(StepRunPayload { step_run: StepRun });
 payload!(
     /// The runs this claim leased, each with its lease token.
@@ -74,6 +78,27 @@ pub struct StepInput {
     pub payload: Option<Json<serde_json::Value>>,
     /// `skipStep`: why.
     pub reason: Option<String>,
+}
+
+/// One log line from a runner.
+#[derive(InputObject)]
+pub struct LogLineInput {
+    /// The step it belongs to; the run itself when omitted.
+    pub step_key: Option<String>,
+    pub level: super::logs::LogLevel,
+    pub message: String,
+    #[graphql(default_with = "Json(serde_json::json!({}))")]
+    pub context: Json<serde_json::Value>,
+    /// When it happened; now when omitted.
+    pub logged_at: Option<DateTime<Utc>>,
+}
+
+#[derive(InputObject)]
+pub struct AppendLogsInput {
+    pub run_id: ID,
+    pub token: ID,
+    /// At most 1,000 lines; redacted before they are stored.
+    pub entries: Vec<LogLineInput>,
 }
 
 /// A runner call that ends a leased run.
@@ -299,6 +324,45 @@ impl RunsMutation {
         input: StepInput,
     ) -> async_graphql::Result<StepRunPayload> {
         step(ctx, input, |_, reason| runner::StepMove::Skip { reason }).await
+    }
+
+    /// Runner keys: appends lines to a leased run's execution log. Secrets the run uses,
+    /// emails and the tenant's redaction rules are masked before anything is stored.
+    async fn append_logs(
+        &self,
+        ctx: &Context<'_>,
+        input: AppendLogsInput,
+    ) -> async_graphql::Result<AppendLogsPayload> {
+        let run_id = input_id(ctx, &input.run_id, IdKind::WorkflowRun)?;
+        let lease = token(ctx, &input.token)?;
+        let lines = input
+            .entries
+            .into_iter()
+            .map(|l| runner::RunnerLogLine {
+                step_key: l.step_key,
+                level: l.level.into(),
+                message: l.message,
+                context: l.context.0,
+                logged_at: l.logged_at,
+            })
+            .collect();
+        let services = ctx.services()?;
+        let (appended, user_errors) = mutate(
+            ctx,
+            runner::append_logs(
+                &services.logs,
+                &services.vault,
+                ctx.scope()?,
+                run_id,
+                lease,
+                lines,
+            ),
+        )
+        .await?;
+        Ok(AppendLogsPayload {
+            appended: appended.map(|n| n as i32),
+            user_errors,
+        })
     }
 
     /// Runner keys: the run succeeds; its pending steps are skipped.

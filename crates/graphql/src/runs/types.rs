@@ -10,6 +10,7 @@ use crate::loaders::{
     RunById, StepRunsOfRun, TriggerById, WorkflowById, WorkflowStepById, WorkflowVersionById,
 };
 use crate::pagination::{Keyed, KeysetCursor};
+use crate::runs::logs::{log_page, LogConnection, LogLineFilter};
 use crate::workflows::types::{Trigger, TriggerType, Workflow, WorkflowStep, WorkflowVersion};
 
 impl Keyed for workflow_run::Model {
@@ -179,6 +180,16 @@ impl WorkflowRun {
             .map_err(|e| load_error(ctx, &e))?
             .map(WorkflowRun))
     }
+    /// Its execution log, oldest first.
+    async fn logs(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<LogLineFilter>,
+    ) -> async_graphql::Result<LogConnection> {
+        log_page(ctx, self.0.id, None, first, after, filter).await
+    }
     /// Its steps, in the version's order.
     async fn step_runs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<StepRun>> {
         let rows = ctx
@@ -239,6 +250,16 @@ impl StepRun {
             .await
             .map_err(|e| load_error(ctx, &e))?
             .map(WorkflowRun))
+    }
+    /// Its lines of the run's execution log, oldest first.
+    async fn logs(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<LogLineFilter>,
+    ) -> async_graphql::Result<LogConnection> {
+        log_page(ctx, self.0.run_id, Some(self.0.id), first, after, filter).await
     }
     /// The version's step it runs.
     async fn step(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowStep>> {

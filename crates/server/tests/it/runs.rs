@@ -972,3 +972,182 @@ async fn retention_clears_old_payloads_and_never_touches_open_runs() {
         .unwrap();
     assert_eq!(left, 1);
 }
+
+#[tokio::test]
+async fn runner_logs_are_redacted_filtered_and_paged_per_run_and_step() {
+    let app = TestApp::new().await;
+    let owner = app.owner("runs-logs").await;
+    // A workflow whose one step calls the http app through a connection holding a
+    // secret: that secret's plaintext must never reach the log store.
+    let marker = format!("tok-{}", uuid::Uuid::new_v4().simple());
+    let secret = app
+        .ok(
+            Some(&owner.token),
+            "mutation($v: String!) { createSecret(input: {name: \"api-token\", value: $v}) { secret { id } } }",
+            json!({ "v": format!("Bearer {marker}") }),
+        )
+        .await["createSecret"]["secret"]["id"]
+        .clone();
+    let http = app
+        .ok(
+            Some(&owner.token),
+            "{ app(key: \"http\") { latestVersion { id actions { id key } } } }",
+            json!({}),
+        )
+        .await;
+    let version = &http["app"]["latestVersion"];
+    let connection = app
+        .ok(
+            Some(&owner.token),
+            "mutation($v: ID!, $s: ID!) { createConnection(input: {appVersionId: $v, name: \"api\", config: {baseUrl: \"https://api.example.com\"}, secrets: [{field: \"authorization\", secretId: $s}]}) { connection { id } userErrors { field message } } }",
+            json!({ "v": version["id"], "s": secret }),
+        )
+        .await["createConnection"]["connection"]["id"]
+        .clone();
+    let created = app
+        .ok(Some(&owner.token), "mutation { createWorkflow(input: {key: \"logged\", name: \"Logged\"}) { workflow { id versions { id } } } }", json!({}))
+        .await;
+    let workflow = created["createWorkflow"]["workflow"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let draft = created["createWorkflow"]["workflow"]["versions"][0]["id"].clone();
+    let steps = json!([
+        { "key": "call", "name": "Call", "type": "ACTION", "actionId": version["actions"][0]["id"], "connectionId": connection, "config": { "method": "GET", "path": "/users" } },
+        { "key": "wait", "name": "Wait", "type": "DELAY", "config": { "seconds": 1 } }
+    ]);
+    let saved = app
+        .ok(
+            Some(&owner.token),
+            "mutation($v: ID!, $s: [WorkflowStepInput!]!) { saveWorkflowGraph(input: {versionId: $v, steps: $s, transitions: [{from: \"call\", to: \"wait\"}]}) { userErrors { field message } } }",
+            json!({ "v": draft, "s": steps }),
+        )
+        .await;
+    assert_eq!(saved["saveWorkflowGraph"]["userErrors"], json!([]));
+    for mutation in ["publishVersion", "activateVersion"] {
+        app.ok(Some(&owner.token), &format!("mutation($id: ID!) {{ {mutation}(input: {{id: $id}}) {{ userErrors {{ message }} }} }}"), json!({ "id": draft }))
+            .await;
+    }
+    let (runner, _) = app.api_key(&owner, "RUNNER").await;
+    let run = start(&app, &owner.token, &workflow, json!({}), None).await["run"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let lease = claim(&app, &runner, 1).await;
+    let token = lease[0]["token"].as_str().unwrap().to_owned();
+    let append = "mutation($r: ID!, $t: ID!, $e: [LogLineInput!]!) { appendLogs(input: {runId: $r, token: $t, entries: $e}) { appended userErrors { field code message } } }";
+    let entries = json!([
+        { "level": "INFO", "message": "run started" },
+        { "stepKey": "call", "level": "DEBUG", "message": format!("sending Authorization: Bearer {marker}"), "context": { "header": format!("Bearer {marker}"), "user": "ada@example.com" } },
+        { "stepKey": "call", "level": "ERROR", "message": "upstream said 502 to ops@example.com" },
+        { "stepKey": "wait", "level": "INFO", "message": "waiting 1 s" }
+    ]);
+    let appended = app
+        .ok(
+            Some(&runner),
+            append,
+            json!({ "r": run, "t": token, "e": entries }),
+        )
+        .await;
+    assert_eq!(appended["appendLogs"]["appended"], 4, "{appended}");
+    let bad_step = app
+        .ok(Some(&runner), append, json!({ "r": run, "t": token, "e": [{ "stepKey": "nope", "level": "INFO", "message": "x" }] }))
+        .await;
+    assert_eq!(
+        bad_step["appendLogs"]["userErrors"][0]["field"],
+        "entries[0].stepKey"
+    );
+    let (reader, _) = app.api_key(&owner, "READ").await;
+    assert_eq!(
+        app.error_code(
+            Some(&reader),
+            append,
+            json!({ "r": run, "t": token, "e": [] })
+        )
+        .await,
+        "FORBIDDEN"
+    );
+
+    let read = "query($id: ID!, $f: LogLineFilter, $n: Int, $after: String) { node(id: $id) { ... on WorkflowRun { logs(first: $n, after: $after, filter: $f) { pageInfo { hasNextPage endCursor } edges { node { level message context stepRunId } } } stepRuns { stepKey logs { edges { node { message } } } } } } }";
+    let all = app.ok(Some(&owner.token), read, json!({ "id": run })).await;
+    let lines = all["node"]["logs"]["edges"].as_array().unwrap();
+    assert_eq!(lines.len(), 4);
+    let body = all.to_string();
+    assert!(!body.contains(&marker), "a secret reached the log: {body}");
+    assert!(lines[1]["node"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("[secret]"));
+    assert!(
+        !body.contains("ada@example.com") && !body.contains("ops@example.com"),
+        "emails are masked: {body}"
+    );
+    let per_step: Vec<usize> = all["node"]["stepRuns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["logs"]["edges"].as_array().unwrap().len())
+        .collect();
+    assert_eq!(per_step, [2, 1]);
+    let errors = app
+        .ok(
+            Some(&owner.token),
+            read,
+            json!({ "id": run, "f": { "levels": ["ERROR"] } }),
+        )
+        .await;
+    assert_eq!(errors["node"]["logs"]["edges"].as_array().unwrap().len(), 1);
+    let text = app
+        .ok(
+            Some(&owner.token),
+            read,
+            json!({ "id": run, "f": { "text": "WAITING" } }),
+        )
+        .await;
+    assert_eq!(
+        text["node"]["logs"]["edges"][0]["node"]["message"],
+        "waiting 1 s"
+    );
+    let literal = app
+        .ok(
+            Some(&owner.token),
+            read,
+            json!({ "id": run, "f": { "text": "%" } }),
+        )
+        .await;
+    assert_eq!(
+        literal["node"]["logs"]["edges"].as_array().unwrap().len(),
+        0
+    );
+    let first = app
+        .ok(Some(&owner.token), read, json!({ "id": run, "n": 3 }))
+        .await;
+    assert_eq!(first["node"]["logs"]["pageInfo"]["hasNextPage"], true);
+    let cursor = first["node"]["logs"]["pageInfo"]["endCursor"].clone();
+    let rest = app
+        .ok(
+            Some(&owner.token),
+            read,
+            json!({ "id": run, "n": 3, "after": cursor }),
+        )
+        .await;
+    assert_eq!(
+        rest["node"]["logs"]["edges"][0]["node"]["message"],
+        "waiting 1 s"
+    );
+    assert_eq!(rest["node"]["logs"]["pageInfo"]["hasNextPage"], false);
+
+    // The stored row holds no plaintext either.
+    let admin = app.db.admin().await;
+    let stored: i64 = admin
+        .query_one(stmt(
+            "SELECT count(*) FROM execution_logs WHERE message LIKE '%' || $1 || '%' OR context::text LIKE '%' || $1 || '%'",
+            [marker.clone().into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+    assert_eq!(stored, 0);
+}

@@ -1,0 +1,112 @@
+//! Execution logs in GraphQL: `WorkflowRun.logs`, `StepRun.logs` and the runner's
+//! `appendLogs`. Lines are read through the tenant-bound log store (MongoDB or
+//! PostgreSQL) and paged by a keyset cursor on time and id.
+
+use async_graphql::connection::{Connection, Edge, EmptyFields};
+use async_graphql::{Context, Enum, InputObject, Json, SimpleObject, ID};
+use chrono::{DateTime, Utc};
+use trellis_core::logs::{LogCursor, LogFilter, LogPage};
+use trellis_entity::IdKind;
+use uuid::Uuid;
+
+use crate::context::{run, ContextExt};
+use crate::ids::gid;
+
+/// How serious a log line is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
+#[graphql(remote = "trellis_core::logs::LogLevel")]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// One execution log line, redacted before it was stored.
+#[derive(SimpleObject)]
+pub struct LogLine {
+    pub id: ID,
+    pub level: LogLevel,
+    pub message: String,
+    pub context: Json<serde_json::Value>,
+    pub logged_at: DateTime<Utc>,
+    /// The step run it belongs to, if any.
+    pub step_run_id: Option<ID>,
+    /// When retention removes it.
+    pub expire_at: DateTime<Utc>,
+}
+
+impl From<trellis_core::logs::LogEntry> for LogLine {
+    fn from(e: trellis_core::logs::LogEntry) -> Self {
+        Self {
+            id: ID(e.id.simple().to_string()),
+            level: e.level.into(),
+            message: e.message,
+            context: Json(e.context),
+            logged_at: e.logged_at,
+            step_run_id: e.step_run_id.map(|id| gid(IdKind::StepRun, id)),
+            expire_at: e.expire_at,
+        }
+    }
+}
+
+/// A page of log lines, oldest first.
+pub type LogConnection = Connection<String, LogLine, EmptyFields>;
+
+/// Narrows a run's log lines.
+#[derive(InputObject, Default)]
+pub struct LogLineFilter {
+    /// Any of these levels.
+    pub levels: Option<Vec<LogLevel>>,
+    /// A case-insensitive substring of the message, matched literally.
+    pub text: Option<String>,
+}
+
+/// One page of the lines of a run or of a step run.
+pub(crate) async fn log_page(
+    ctx: &Context<'_>,
+    run_id: Uuid,
+    step_run_id: Option<Uuid>,
+    first: Option<i32>,
+    after: Option<String>,
+    filter: Option<LogLineFilter>,
+) -> async_graphql::Result<LogConnection> {
+    let scope = ctx.scope()?;
+    let store = &ctx.services()?.logs;
+    let filter = filter.unwrap_or_default();
+    let (lines, more, had_cursor) = run(ctx, async {
+        let after = after
+            .as_deref()
+            .map(|c| LogCursor::decode(c, "after"))
+            .transpose()?;
+        let limit = first.unwrap_or(50);
+        if !(1..=100).contains(&limit) {
+            return Err(trellis_core::Error::bad_input(
+                "first",
+                "first must be between 1 and 100",
+            ));
+        }
+        let query = LogFilter {
+            run_id: Some(run_id),
+            step_run_id,
+            levels: filter
+                .levels
+                .map(|levels| levels.into_iter().map(Into::into).collect()),
+            text: filter.text,
+        };
+        let page = LogPage {
+            after,
+            limit: limit as u32,
+            newest_first: false,
+        };
+        let (lines, more) = store.for_tenant(scope).await?.query(&query, page).await?;
+        Ok((lines, more, after.is_some()))
+    })
+    .await?;
+    let mut connection = Connection::new(had_cursor, more);
+    connection.edges = lines
+        .into_iter()
+        .map(|line| Edge::new(LogCursor::of(&line).encode(), LogLine::from(line)))
+        .collect();
+    Ok(connection)
+}
