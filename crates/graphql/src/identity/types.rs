@@ -154,6 +154,28 @@ impl Tenant {
         self.0.deleted_at
     }
 
+    /// The tenant's runs (any role may list them), newest first by default; the same
+    /// list as the root `runs`.
+    async fn runs(
+        &self,
+        ctx: &Context<'_>,
+        first: Option<i32>,
+        after: Option<String>,
+        filter: Option<crate::runs::types::RunFilter>,
+        order_by: Option<CreatedOrderBy>,
+    ) -> async_graphql::Result<Page<crate::runs::types::WorkflowRun>> {
+        self.active(ctx, trellis_entity::Role::Viewer).await?;
+        crate::runs::runs_page(
+            ctx,
+            None,
+            first,
+            after,
+            filter.unwrap_or_default(),
+            order_by,
+        )
+        .await
+    }
+
     /// The tenant's members (any role may list them).
     async fn members(
         &self,

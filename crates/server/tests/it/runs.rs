@@ -793,6 +793,14 @@ async fn runs_are_filtered_and_the_dashboard_costs_the_same_at_any_size() {
         }
     };
     assert_eq!(count(json!({})).await, 17);
+    let on_tenant = app
+        .ok(
+            Some(&owner.token),
+            "{ tenant { runs(filter: {status: [PENDING]}) { totalCount } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(on_tenant["tenant"]["runs"]["totalCount"], 15);
     assert_eq!(count(json!({ "status": ["SUCCEEDED"] })).await, 1);
     assert_eq!(count(json!({ "status": ["SUCCEEDED", "FAILED"] })).await, 2);
     assert_eq!(count(json!({ "status": ["PENDING"] })).await, 15);
