@@ -131,12 +131,15 @@ def main() -> int:
     by_size = {r["steps"]: r for r in rows}
     failures = []
     growth = []
-    for small, large in zip(sizes, sizes[1:]):
-        if large == 2 * small:
-            ratio = by_size[large]["total_ms"] / by_size[small]["total_ms"]
-            growth.append({"from": small, "to": large, "ratio": round(ratio, 2)})
-            if ratio > cfg.max_growth:
-                failures.append(f"save+publish {large} steps took {ratio:.2f}x the {small}-step time (budget {cfg.max_growth}x)")
+    pairs = [(small, large) for small, large in zip(sizes, sizes[1:]) if large == 2 * small]
+    for small, large in pairs:
+        ratio = by_size[large]["total_ms"] / by_size[small]["total_ms"]
+        growth.append({"from": small, "to": large, "ratio": round(ratio, 2)})
+    # The budget is the largest doubling (500 -> 1,000 steps by default): small graphs
+    # are dominated by fixed costs and by noise on a shared machine.
+    if growth and growth[-1]["ratio"] > cfg.max_growth:
+        g = growth[-1]
+        failures.append(f"save+publish {g['to']} steps took {g['ratio']:.2f}x the {g['from']}-step time (budget {cfg.max_growth}x)")
     flat = {c for counts in per_page.values() for c in counts}
     if len(flat) != 1:
         failures.append(f"workflow list statements per request vary with the page: {per_page}")
