@@ -26,6 +26,7 @@ use serde_json::{json, Value as Json};
 use trellis_entity::{secret, trigger, workflow, IdKind, Role, Severity, TriggerType};
 use uuid::Uuid;
 
+use super::check_key;
 use crate::audit::{self, Event};
 use crate::integrations::secrets::{store_secret, Vault};
 use crate::scope::{stmt, RequestScope};
@@ -155,23 +156,6 @@ pub fn next_fire_at(trigger: &trigger::Model, now: DateTime<Utc>) -> Option<Date
         return None;
     }
     Schedule::parse(&trigger.config).ok()?.next_after(now)
-}
-
-fn check_key(key: &str) -> Result<String> {
-    let key = key.trim();
-    let valid = (2..=63).contains(&key.len())
-        && key.starts_with(|c: char| c.is_ascii_lowercase())
-        && key
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'));
-    if valid {
-        Ok(key.to_owned())
-    } else {
-        Err(Error::bad_input(
-            "key",
-            "key must be 2 to 63 lowercase letters, digits, '_' or '-', starting with a letter",
-        ))
-    }
 }
 
 fn random_token(bytes: usize) -> String {

@@ -17,6 +17,7 @@ use trellis_entity::{
 };
 use uuid::Uuid;
 
+use super::check_key;
 use super::graph::{self, Bindings, BoundAction, CheckedTransition, StepSpec, TransitionSpec};
 use crate::audit::{self, Event};
 use crate::identity::required_text;
@@ -41,23 +42,6 @@ pub struct WorkflowChanges {
     pub name: Option<String>,
     pub description: Option<String>,
     pub client_id: Option<Option<Uuid>>,
-}
-
-fn check_key(key: &str) -> Result<String> {
-    let key = key.trim();
-    let valid = (2..=63).contains(&key.len())
-        && key.starts_with(|c: char| c.is_ascii_lowercase())
-        && key
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'));
-    if valid {
-        Ok(key.to_owned())
-    } else {
-        Err(Error::bad_input(
-            "key",
-            "key must be 2 to 63 lowercase letters, digits, '_' or '-', starting with a letter",
-        ))
-    }
 }
 
 fn check_description(description: Option<String>) -> Result<String> {
