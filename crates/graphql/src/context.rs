@@ -94,6 +94,22 @@ pub(crate) async fn mutate<T>(
     }
 }
 
+/// Loads one key through the request's dataloader (cached and batched), with its error
+/// mapped for the client.
+pub(crate) async fn load<K>(
+    ctx: &Context<'_>,
+    key: K,
+) -> async_graphql::Result<Option<<Loader as async_graphql::dataloader::Loader<K>>::Value>>
+where
+    K: Send + Sync + std::hash::Hash + Eq + Clone + 'static,
+    Loader: async_graphql::dataloader::Loader<K, Error = std::sync::Arc<trellis_core::Error>>,
+{
+    ctx.loader()?
+        .load_one(key)
+        .await
+        .map_err(|e| load_error(ctx, &e))
+}
+
 /// Maps a dataloader's shared error for the client.
 pub(crate) fn load_error(ctx: &Context<'_>, err: &trellis_core::Error) -> async_graphql::Error {
     let request_id = ctx

@@ -4,7 +4,7 @@ use async_graphql::{Context, Enum, InputObject, Json, Object, ID};
 use chrono::{DateTime, Utc};
 use trellis_entity::{step_run, workflow_run, IdKind};
 
-use crate::context::{load_error, ContextExt};
+use crate::context::load;
 use crate::ids::gid;
 use crate::loaders::{
     RunById, StepRunsOfRun, TriggerById, WorkflowById, WorkflowStepById, WorkflowVersionById,
@@ -142,43 +142,27 @@ impl WorkflowRun {
         self.0.payloads_purged_at
     }
     async fn workflow(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Workflow>> {
-        Ok(ctx
-            .loader()?
-            .load_one(WorkflowById(self.0.workflow_id))
-            .await
-            .map_err(|e| load_error(ctx, &e))?
+        Ok(load(ctx, WorkflowById(self.0.workflow_id))
+            .await?
             .map(Workflow))
     }
     async fn version(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowVersion>> {
-        Ok(ctx
-            .loader()?
-            .load_one(WorkflowVersionById(self.0.version_id))
-            .await
-            .map_err(|e| load_error(ctx, &e))?
+        Ok(load(ctx, WorkflowVersionById(self.0.version_id))
+            .await?
             .map(WorkflowVersion))
     }
     async fn trigger(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Trigger>> {
         let Some(id) = self.0.trigger_id else {
             return Ok(None);
         };
-        Ok(ctx
-            .loader()?
-            .load_one(TriggerById(id))
-            .await
-            .map_err(|e| load_error(ctx, &e))?
-            .map(Trigger))
+        Ok(load(ctx, TriggerById(id)).await?.map(Trigger))
     }
     /// The run this one retries.
     async fn retry_of(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowRun>> {
         let Some(id) = self.0.retry_of_id else {
             return Ok(None);
         };
-        Ok(ctx
-            .loader()?
-            .load_one(RunById(id))
-            .await
-            .map_err(|e| load_error(ctx, &e))?
-            .map(WorkflowRun))
+        Ok(load(ctx, RunById(id)).await?.map(WorkflowRun))
     }
     /// Its execution log, oldest first.
     async fn logs(
@@ -192,11 +176,7 @@ impl WorkflowRun {
     }
     /// Its steps, in the version's order.
     async fn step_runs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<StepRun>> {
-        let rows = ctx
-            .loader()?
-            .load_one(StepRunsOfRun(self.0.id))
-            .await
-            .map_err(|e| load_error(ctx, &e))?;
+        let rows = load(ctx, StepRunsOfRun(self.0.id)).await?;
         Ok(rows.unwrap_or_default().into_iter().map(StepRun).collect())
     }
 }
@@ -244,12 +224,7 @@ impl StepRun {
         self.0.finished_at
     }
     async fn run(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowRun>> {
-        Ok(ctx
-            .loader()?
-            .load_one(RunById(self.0.run_id))
-            .await
-            .map_err(|e| load_error(ctx, &e))?
-            .map(WorkflowRun))
+        Ok(load(ctx, RunById(self.0.run_id)).await?.map(WorkflowRun))
     }
     /// Its lines of the run's execution log, oldest first.
     async fn logs(
@@ -266,11 +241,6 @@ impl StepRun {
         let Some(id) = self.0.step_id else {
             return Ok(None);
         };
-        Ok(ctx
-            .loader()?
-            .load_one(WorkflowStepById(id))
-            .await
-            .map_err(|e| load_error(ctx, &e))?
-            .map(WorkflowStep))
+        Ok(load(ctx, WorkflowStepById(id)).await?.map(WorkflowStep))
     }
 }

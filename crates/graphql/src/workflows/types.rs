@@ -9,7 +9,7 @@ use trellis_entity::{
 };
 use uuid::Uuid;
 
-use crate::context::{load_error, ContextExt};
+use crate::context::{load, load_error};
 use crate::ids::gid;
 use crate::integrations::types::{Action, Connection};
 use crate::loaders::{
@@ -166,11 +166,7 @@ impl Client {
     }
     /// The client's workflows (not deleted), oldest first.
     async fn workflows(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Workflow>> {
-        let rows = ctx
-            .loader()?
-            .load_one(WorkflowsOfClient(self.0.id))
-            .await
-            .map_err(|e| load_error(ctx, &e))?;
+        let rows = load(ctx, WorkflowsOfClient(self.0.id)).await?;
         Ok(rows.unwrap_or_default().into_iter().map(Workflow).collect())
     }
 }
@@ -189,11 +185,8 @@ async fn version_by_id(
     id: Option<Uuid>,
 ) -> async_graphql::Result<Option<WorkflowVersion>> {
     let Some(id) = id else { return Ok(None) };
-    Ok(ctx
-        .loader()?
-        .load_one(WorkflowVersionById(id))
-        .await
-        .map_err(|e| load_error(ctx, &e))?
+    Ok(load(ctx, WorkflowVersionById(id))
+        .await?
         .map(WorkflowVersion))
 }
 
@@ -229,12 +222,7 @@ impl Workflow {
         let Some(id) = self.0.client_id else {
             return Ok(None);
         };
-        Ok(ctx
-            .loader()?
-            .load_one(ClientById(id))
-            .await
-            .map_err(|e| load_error(ctx, &e))?
-            .map(Client))
+        Ok(load(ctx, ClientById(id)).await?.map(Client))
     }
     /// The published version runs use.
     async fn active_version(
@@ -245,11 +233,7 @@ impl Workflow {
     }
     /// Every version, by number.
     async fn versions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WorkflowVersion>> {
-        let rows = ctx
-            .loader()?
-            .load_one(VersionsOfWorkflow(self.0.id))
-            .await
-            .map_err(|e| load_error(ctx, &e))?;
+        let rows = load(ctx, VersionsOfWorkflow(self.0.id)).await?;
         Ok(rows
             .unwrap_or_default()
             .into_iter()
@@ -287,11 +271,7 @@ impl Workflow {
     }
     /// What starts its runs.
     async fn triggers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Trigger>> {
-        let rows = ctx
-            .loader()?
-            .load_one(TriggersOfWorkflow(self.0.id))
-            .await
-            .map_err(|e| load_error(ctx, &e))?;
+        let rows = load(ctx, TriggersOfWorkflow(self.0.id)).await?;
         Ok(rows.unwrap_or_default().into_iter().map(Trigger).collect())
     }
 }
@@ -309,11 +289,8 @@ async fn steps_of(
     ctx: &Context<'_>,
     version_id: Uuid,
 ) -> async_graphql::Result<Vec<workflow_step::Model>> {
-    Ok(ctx
-        .loader()?
-        .load_one(StepsOfVersion(version_id))
-        .await
-        .map_err(|e| load_error(ctx, &e))?
+    Ok(load(ctx, StepsOfVersion(version_id))
+        .await?
         .unwrap_or_default())
 }
 
@@ -321,11 +298,8 @@ async fn transitions_of(
     ctx: &Context<'_>,
     version_id: Uuid,
 ) -> async_graphql::Result<Vec<workflow_transition::Model>> {
-    Ok(ctx
-        .loader()?
-        .load_one(TransitionsOfVersion(version_id))
-        .await
-        .map_err(|e| load_error(ctx, &e))?
+    Ok(load(ctx, TransitionsOfVersion(version_id))
+        .await?
         .unwrap_or_default())
 }
 
@@ -355,11 +329,8 @@ impl WorkflowVersion {
         self.0.updated_at
     }
     async fn workflow(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Workflow>> {
-        Ok(ctx
-            .loader()?
-            .load_one(WorkflowById(self.0.workflow_id))
-            .await
-            .map_err(|e| load_error(ctx, &e))?
+        Ok(load(ctx, WorkflowById(self.0.workflow_id))
+            .await?
             .map(Workflow))
     }
     /// The graph's nodes, in the order they were saved.
@@ -383,12 +354,7 @@ impl WorkflowVersion {
     }
     /// How many steps the graph has (counted without loading them).
     async fn step_count(&self, ctx: &Context<'_>) -> async_graphql::Result<i64> {
-        Ok(ctx
-            .loader()?
-            .load_one(StepCountOfVersion(self.0.id))
-            .await
-            .map_err(|e| load_error(ctx, &e))?
-            .unwrap_or(0))
+        Ok(load(ctx, StepCountOfVersion(self.0.id)).await?.unwrap_or(0))
     }
 }
 
@@ -440,24 +406,14 @@ impl WorkflowStep {
         let Some(id) = self.0.action_id else {
             return Ok(None);
         };
-        Ok(ctx
-            .loader()?
-            .load_one(ActionById(id))
-            .await
-            .map_err(|e| load_error(ctx, &e))?
-            .map(Action))
+        Ok(load(ctx, ActionById(id)).await?.map(Action))
     }
     /// The connection an ACTION step uses.
     async fn connection(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Connection>> {
         let Some(id) = self.0.connection_id else {
             return Ok(None);
         };
-        Ok(ctx
-            .loader()?
-            .load_one(ConnectionById(id))
-            .await
-            .map_err(|e| load_error(ctx, &e))?
-            .map(Connection))
+        Ok(load(ctx, ConnectionById(id)).await?.map(Connection))
     }
     /// Transitions leaving this step.
     async fn outgoing(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WorkflowTransition>> {
@@ -492,12 +448,7 @@ impl From<workflow_transition::Model> for WorkflowTransition {
 }
 
 async fn step_by_id(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option<WorkflowStep>> {
-    Ok(ctx
-        .loader()?
-        .load_one(WorkflowStepById(id))
-        .await
-        .map_err(|e| load_error(ctx, &e))?
-        .map(WorkflowStep))
+    Ok(load(ctx, WorkflowStepById(id)).await?.map(WorkflowStep))
 }
 
 #[Object]
@@ -561,11 +512,8 @@ impl Trigger {
         self.0.updated_at
     }
     async fn workflow(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Workflow>> {
-        Ok(ctx
-            .loader()?
-            .load_one(WorkflowById(self.0.workflow_id))
-            .await
-            .map_err(|e| load_error(ctx, &e))?
+        Ok(load(ctx, WorkflowById(self.0.workflow_id))
+            .await?
             .map(Workflow))
     }
     /// WEBHOOK: the path senders POST to (`/hooks/<id>`); the id is unguessable.
