@@ -11,8 +11,9 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, HashMapCache};
+use sea_orm::sea_query::{Expr, PgFunc, SimpleExpr};
 use sea_orm::QueryOrder;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, EntityTrait, IdenStatic, Iterable, QueryFilter};
 use trellis_core::RequestScope;
 use trellis_entity::{
     action, api_key, app, app_version, audit_event, client, connection, connection_secret,
@@ -61,6 +62,13 @@ where
     Ok(())
 }
 
+/// `column = ANY($1)` with the ids as one array parameter. Unlike `IN ($1, …, $n)` its
+/// text is the same for any number of keys, so each connection prepares it once.
+fn any_of(column: impl ColumnTrait, ids: impl IntoIterator<Item = Uuid>) -> SimpleExpr {
+    let ids: Vec<Uuid> = ids.into_iter().collect();
+    Expr::col((column.entity_name(), column)).eq(PgFunc::any(Expr::val(ids)))
+}
+
 macro_rules! by_id {
     ($(#[$doc:meta])* $key:ident => $entity:ident :: $value:ident $(as $partial:ident)?) => {
         $(#[$doc])*
@@ -75,7 +83,7 @@ macro_rules! by_id {
                 let ids = keys.iter().map(|k| k.0);
                 let tx = self.scope.tx().await.map_err(Arc::new)?;
                 let rows: Vec<$entity::$value> = $entity::Entity::find()
-                    .filter($entity::Column::Id.is_in(ids))
+                    .filter(any_of($entity::Column::Id, ids))
                     $(.into_partial_model::<$entity::$partial>())?
                     .all(tx)
                     .await
@@ -179,7 +187,7 @@ macro_rules! by_parent {
             async fn load(&self, keys: &[$key]) -> Result<HashMap<$key, Self::Value>, Self::Error> {
                 let tx = self.scope.tx().await.map_err(Arc::new)?;
                 let rows = $entity::Entity::find()
-                    .filter($entity::Column::$column.is_in(keys.iter().map(|k| k.0)))
+                    .filter(any_of($entity::Column::$column, keys.iter().map(|k| k.0)))
                     .order_by_asc($entity::Column::$order)
                     .all(tx)
                     .await
@@ -231,10 +239,87 @@ by_parent!(
     TriggersOfWorkflow => trigger.WorkflowId(workflow_id), ordered by CreatedAt
 );
 
-by_parent!(
-    /// The step runs of a run, in the version's step order.
-    StepRunsOfRun => step_run.RunId(run_id), ordered by Id
-);
+/// The GraphQL fields of runs and step runs that read a JSON payload column. Lists
+/// load payloads only when their selection asks for one of these: they are the large
+/// part of a row, and a dashboard listing runs never shows them.
+const PAYLOAD_FIELDS: [&str; 4] = ["input", "output", "error", "triggerPayload"];
+
+/// The payload columns of runs and step runs, by column name.
+const PAYLOAD_COLUMNS: [&str; 4] = ["input", "output", "error", "trigger_payload"];
+
+/// Whether `selection` (a run's or step run's fields) reads a payload.
+pub fn selects_payloads(selection: &async_graphql::Lookahead<'_>) -> bool {
+    PAYLOAD_FIELDS.iter().any(|f| selection.field(f).exists())
+}
+
+/// The select list of `E`'s columns, with its payload columns as typed NULLs unless
+/// `payloads`: a row read without them decodes into the same model.
+fn select_list<E: EntityTrait>(alias: &str, payloads: bool) -> String {
+    E::Column::iter()
+        .map(|c| {
+            let name = c.as_str();
+            if !payloads && PAYLOAD_COLUMNS.contains(&name) {
+                format!("NULL::jsonb AS {name}")
+            } else {
+                format!("{alias}.{name}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The step runs of a run, in the version's step order; with their payloads or with
+/// those columns NULL (see [`selects_payloads`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StepRunsOfRun {
+    pub run_id: Uuid,
+    pub payloads: bool,
+}
+
+impl async_graphql::dataloader::Loader<StepRunsOfRun> for Loader {
+    type Value = Vec<step_run::Model>;
+    type Error = Arc<trellis_core::Error>;
+
+    async fn load(
+        &self,
+        keys: &[StepRunsOfRun],
+    ) -> Result<HashMap<StepRunsOfRun, Self::Value>, Self::Error> {
+        let tx = self.scope.tx().await.map_err(Arc::new)?;
+        let mut grouped: HashMap<StepRunsOfRun, Self::Value> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for payloads in [false, true] {
+            let ids: Vec<Uuid> = keys
+                .iter()
+                .filter(|k| k.payloads == payloads)
+                .map(|k| k.run_id)
+                .collect();
+            if ids.is_empty() {
+                continue;
+            }
+            let sql = format!(
+                "SELECT {} FROM step_runs s \
+                 WHERE s.tenant_id = (SELECT app.current_tenant_id()) AND s.run_id = ANY($1) \
+                 ORDER BY s.id",
+                select_list::<step_run::Entity>("s", payloads)
+            );
+            let rows = step_run::Entity::find()
+                .from_raw_sql(trellis_core::scope::stmt(&sql, [ids.into()]))
+                .all(tx)
+                .await
+                .map_err(|e| Arc::new(e.into()))?;
+            for row in rows {
+                grouped
+                    .entry(StepRunsOfRun {
+                        run_id: row.run_id,
+                        payloads,
+                    })
+                    .or_default()
+                    .push(row);
+            }
+        }
+        Ok(grouped)
+    }
+}
 
 /// The newest `limit` runs of a workflow (one more than a page, to tell whether there
 /// is a next one), for every workflow of a page in one statement.
@@ -242,6 +327,8 @@ by_parent!(
 pub struct LatestRunsOfWorkflow {
     pub workflow_id: Uuid,
     pub limit: u64,
+    /// Whether the payload columns are read (see [`selects_payloads`]).
+    pub payloads: bool,
 }
 
 impl async_graphql::dataloader::Loader<LatestRunsOfWorkflow> for Loader {
@@ -255,22 +342,26 @@ impl async_graphql::dataloader::Loader<LatestRunsOfWorkflow> for Loader {
         let tx = self.scope.tx().await.map_err(Arc::new)?;
         let mut grouped: HashMap<LatestRunsOfWorkflow, Self::Value> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
-        // One statement per distinct limit (a page asks for one).
-        let mut limits: Vec<u64> = keys.iter().map(|k| k.limit).collect();
-        limits.sort_unstable();
-        limits.dedup();
-        for limit in limits {
+        // One statement per distinct shape (a page asks for one).
+        let mut shapes: Vec<(u64, bool)> = keys.iter().map(|k| (k.limit, k.payloads)).collect();
+        shapes.sort_unstable();
+        shapes.dedup();
+        for (limit, payloads) in shapes {
             let ids: Vec<Uuid> = keys
                 .iter()
-                .filter(|k| k.limit == limit)
+                .filter(|k| k.limit == limit && k.payloads == payloads)
                 .map(|k| k.workflow_id)
                 .collect();
+            let sql = format!(
+                "SELECT r.* FROM unnest($1::uuid[]) AS w(id) CROSS JOIN LATERAL ( \
+                   SELECT {} FROM workflow_runs x \
+                   WHERE x.workflow_id = w.id AND x.tenant_id = (SELECT app.current_tenant_id()) \
+                   ORDER BY x.created_at DESC, x.id DESC LIMIT $2) r",
+                select_list::<workflow_run::Entity>("x", payloads)
+            );
             let rows = workflow_run::Entity::find()
                 .from_raw_sql(trellis_core::scope::stmt(
-                    "SELECT r.* FROM unnest($1::uuid[]) AS w(id) CROSS JOIN LATERAL ( \
-                       SELECT * FROM workflow_runs \
-                       WHERE workflow_id = w.id AND tenant_id = (SELECT app.current_tenant_id()) \
-                       ORDER BY created_at DESC, id DESC LIMIT $2) r",
+                    &sql,
                     [ids.into(), (limit as i64).into()],
                 ))
                 .all(tx)
@@ -281,6 +372,7 @@ impl async_graphql::dataloader::Loader<LatestRunsOfWorkflow> for Loader {
                     .entry(LatestRunsOfWorkflow {
                         workflow_id: row.workflow_id,
                         limit,
+                        payloads,
                     })
                     .or_default()
                     .push(row);
@@ -304,7 +396,7 @@ impl async_graphql::dataloader::Loader<WorkflowsOfClient> for Loader {
     ) -> Result<HashMap<WorkflowsOfClient, Self::Value>, Self::Error> {
         let tx = self.scope.tx().await.map_err(Arc::new)?;
         let rows = workflow::Entity::find()
-            .filter(workflow::Column::ClientId.is_in(keys.iter().map(|k| k.0)))
+            .filter(any_of(workflow::Column::ClientId, keys.iter().map(|k| k.0)))
             .filter(workflow::Column::DeletedAt.is_null())
             .order_by_asc(workflow::Column::CreatedAt)
             .all(tx)
@@ -342,7 +434,10 @@ impl async_graphql::dataloader::Loader<StepCountOfVersion> for Loader {
             .select_only()
             .column(workflow_step::Column::VersionId)
             .column_as(workflow_step::Column::Id.count(), "steps")
-            .filter(workflow_step::Column::VersionId.is_in(keys.iter().map(|k| k.0)))
+            .filter(any_of(
+                workflow_step::Column::VersionId,
+                keys.iter().map(|k| k.0),
+            ))
             .group_by(workflow_step::Column::VersionId)
             .into_tuple()
             .all(tx)

@@ -9,7 +9,7 @@ use async_graphql::{Enum, Object, OutputType};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use sea_orm::sea_query::{Expr, Order};
+use sea_orm::sea_query::{Expr, Order, SelectStatement};
 use sea_orm::{
     Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
     QuerySelect, QueryTrait, Select, Statement,
@@ -100,7 +100,9 @@ impl PageArgs {
 /// The connection's own fields beside edges and pageInfo.
 pub struct ConnectionFields {
     scope: Arc<RequestScope>,
-    count: Statement,
+    /// The list's query, turned into SQL only when `totalCount` is selected: a page of
+    /// workflows each listing its runs would otherwise write one unused query per row.
+    count: SelectStatement,
 }
 
 #[Object]
@@ -109,14 +111,12 @@ impl ConnectionFields {
     /// when this field is selected.
     async fn total_count(&self) -> async_graphql::Result<i64> {
         let count = async {
-            let sql = format!(
-                "SELECT count(*) AS total FROM ({}) AS source",
-                self.count.sql
-            );
+            let list = DbBackend::Postgres.build(&self.count);
+            let sql = format!("SELECT count(*) AS total FROM ({}) AS source", list.sql);
             let stmt = Statement::from_sql_and_values(
                 DbBackend::Postgres,
                 sql,
-                self.count.values.clone().map(|v| v.0).unwrap_or_default(),
+                list.values.map(|v| v.0).unwrap_or_default(),
             );
             let row = self.scope.tx().await?.query_one(stmt).await?;
             Ok::<_, Error>(
@@ -147,7 +147,7 @@ where
     E::Model: Keyed + FromQueryResult + Send + Sync,
     N: From<E::Model> + OutputType,
 {
-    let count = select.clone().build(DbBackend::Postgres);
+    let count = select.clone().into_query();
     let (order, older) = match args.order {
         CreatedOrderBy::CreatedAtAsc => (Order::Asc, false),
         CreatedOrderBy::CreatedAtDesc => (Order::Desc, true),
@@ -196,7 +196,7 @@ where
 /// query for `totalCount`.
 pub fn first_page<E, N>(
     scope: &Arc<RequestScope>,
-    count: &Select<E>,
+    count: Select<E>,
     mut rows: Vec<E::Model>,
     first: u64,
 ) -> Page<N>
@@ -212,7 +212,7 @@ where
         has_next,
         ConnectionFields {
             scope: scope.clone(),
-            count: count.build(DbBackend::Postgres),
+            count: count.into_query(),
         },
     );
     page.edges = rows

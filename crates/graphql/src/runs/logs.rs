@@ -63,7 +63,30 @@ pub struct LogLineFilter {
 }
 
 /// One page of the lines of a run or of a step run.
+///
+/// The read is boxed: the log store's futures (the MongoDB driver's above all) are
+/// large, and inline they would size the future of every field of `WorkflowRun` and
+/// `StepRun`, which the executor allocates and moves once per field.
 pub(crate) async fn log_page(
+    ctx: &Context<'_>,
+    run_id: Uuid,
+    step_run_id: Option<Uuid>,
+    first: Option<i32>,
+    after: Option<String>,
+    filter: Option<LogLineFilter>,
+) -> async_graphql::Result<LogConnection> {
+    Box::pin(read_log_page(
+        ctx,
+        run_id,
+        step_run_id,
+        first,
+        after,
+        filter,
+    ))
+    .await
+}
+
+async fn read_log_page(
     ctx: &Context<'_>,
     run_id: Uuid,
     step_run_id: Option<Uuid>,

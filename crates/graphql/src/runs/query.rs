@@ -8,7 +8,9 @@ use super::reports::{self, ReportPeriod, RunStatsBucket};
 use super::types::{RunFilter, WorkflowRun};
 use crate::context::{load_error, run, ContextExt};
 use crate::ids;
-use crate::loaders::{prefetch, LatestRunsOfWorkflow, StepRunsOfRun, WorkflowById};
+use crate::loaders::{
+    prefetch, selects_payloads, LatestRunsOfWorkflow, StepRunsOfRun, WorkflowById,
+};
 use crate::pagination::{first_page, load_page, node_selects, CreatedOrderBy, Page, PageArgs};
 
 #[derive(Default)]
@@ -45,10 +47,19 @@ impl RunsQuery {
             .await
             .map_err(|e| load_error(ctx, &e))?;
         }
-        if node_selects(ctx, "stepRuns") {
+        let step_runs = ctx
+            .look_ahead()
+            .field("edges")
+            .field("node")
+            .field("stepRuns");
+        if step_runs.exists() {
+            let payloads = selects_payloads(&step_runs);
             prefetch(
                 loader,
-                page.edges.iter().map(|e| StepRunsOfRun(e.node.0.id)),
+                page.edges.iter().map(|e| StepRunsOfRun {
+                    run_id: e.node.0.id,
+                    payloads,
+                }),
             )
             .await
             .map_err(|e| load_error(ctx, &e))?;
@@ -149,11 +160,12 @@ pub(crate) async fn latest_runs_page(
         .load_one(LatestRunsOfWorkflow {
             workflow_id: workflow,
             limit: first + 1,
+            payloads: selects_payloads(&ctx.look_ahead().field("edges").field("node")),
         })
         .await
         .map_err(|e| load_error(ctx, &e))?
         .unwrap_or_default();
     let count = filtered(tenant.tenant_id, Some(workflow), RunFilter::default())
         .map_err(|e| load_error(ctx, &e))?;
-    Ok(first_page(scope, &count, rows, first))
+    Ok(first_page(scope, count, rows, first))
 }

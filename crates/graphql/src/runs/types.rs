@@ -7,7 +7,8 @@ use trellis_entity::{step_run, workflow_run, IdKind};
 use crate::context::load;
 use crate::ids::gid;
 use crate::loaders::{
-    RunById, StepRunsOfRun, TriggerById, WorkflowById, WorkflowStepById, WorkflowVersionById,
+    selects_payloads, RunById, StepRunsOfRun, TriggerById, WorkflowById, WorkflowStepById,
+    WorkflowVersionById,
 };
 use crate::pagination::{Keyed, KeysetCursor};
 use crate::runs::logs::{log_page, LogConnection, LogLineFilter};
@@ -176,7 +177,11 @@ impl WorkflowRun {
     }
     /// Its steps, in the version's order.
     async fn step_runs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<StepRun>> {
-        let rows = load(ctx, StepRunsOfRun(self.0.id)).await?;
+        let key = StepRunsOfRun {
+            run_id: self.0.id,
+            payloads: selects_payloads(&ctx.look_ahead()),
+        };
+        let rows = load(ctx, key).await?;
         Ok(rows.unwrap_or_default().into_iter().map(StepRun).collect())
     }
 }

@@ -9,9 +9,9 @@ use crate::context::{load_error, run, ContextExt};
 use crate::identity::types::contains_pattern;
 use crate::ids;
 use crate::loaders::{
-    prefetch, ClientById, LatestRunsOfWorkflow, StepCountOfVersion, StepRunsOfRun, StepsOfVersion,
-    TransitionsOfVersion, TriggersOfWorkflow, VersionsOfWorkflow, WorkflowById,
-    WorkflowVersionById,
+    prefetch, selects_payloads, ClientById, LatestRunsOfWorkflow, StepCountOfVersion,
+    StepRunsOfRun, StepsOfVersion, TransitionsOfVersion, TriggersOfWorkflow, VersionsOfWorkflow,
+    WorkflowById, WorkflowVersionById,
 };
 use crate::pagination::{load_page, node_selects, CreatedOrderBy, Page, PageArgs};
 
@@ -293,24 +293,26 @@ async fn prefetch_latest_runs(
     };
     let loader = ctx.loader()?;
     let fail = |e: std::sync::Arc<trellis_core::Error>| load_error(ctx, &e);
-    let keys: Vec<LatestRunsOfWorkflow> = rows
-        .iter()
-        .map(|w| LatestRunsOfWorkflow {
-            workflow_id: w.id,
-            limit: first + 1,
-        })
-        .collect();
-    prefetch(loader, keys.iter().copied()).await.map_err(fail)?;
-    let wants_steps = ctx
+    let run = ctx
         .look_ahead()
         .field("edges")
         .field("node")
         .field("runs")
         .field("edges")
-        .field("node")
-        .field("stepRuns")
-        .exists();
-    if wants_steps {
+        .field("node");
+    let payloads = selects_payloads(&run);
+    let keys: Vec<LatestRunsOfWorkflow> = rows
+        .iter()
+        .map(|w| LatestRunsOfWorkflow {
+            workflow_id: w.id,
+            limit: first + 1,
+            payloads,
+        })
+        .collect();
+    prefetch(loader, keys.iter().copied()).await.map_err(fail)?;
+    let step_runs = run.field("stepRuns");
+    if step_runs.exists() {
+        let payloads = selects_payloads(&step_runs);
         let mut run_ids = vec![];
         for key in keys {
             let runs = loader.load_one(key).await.map_err(fail)?;
@@ -318,7 +320,10 @@ async fn prefetch_latest_runs(
                 runs.unwrap_or_default()
                     .iter()
                     .take(first as usize)
-                    .map(|r| StepRunsOfRun(r.id)),
+                    .map(|r| StepRunsOfRun {
+                        run_id: r.id,
+                        payloads,
+                    }),
             );
         }
         prefetch(loader, run_ids).await.map_err(fail)?;

@@ -854,6 +854,40 @@ async fn runs_are_filtered_and_the_dashboard_costs_the_same_at_any_size() {
         "the dashboard takes {} statements",
         counts[0]
     );
+
+    // Lists read the payload columns only when the selection asks for one. A request
+    // with a lean and a full selection of the same runs gets the payloads in the full
+    // one (the lean rows are cached under their own key).
+    let both = app
+        .ok(
+            Some(&owner.token),
+            "{ workflows(first: 4) { edges { node { lean: runs(first: 5) { edges { node { id status stepRuns { stepKey } } } } full: runs(first: 5) { edges { node { id status output error stepRuns { stepKey output } } } } } } } }",
+            json!({}),
+        )
+        .await;
+    let mut finished = vec![];
+    for edge in both["workflows"]["edges"].as_array().unwrap() {
+        let lean = edge["node"]["lean"]["edges"].as_array().unwrap();
+        let full = edge["node"]["full"]["edges"].as_array().unwrap();
+        assert_eq!(lean.len(), full.len());
+        for (l, f) in lean.iter().zip(full) {
+            assert_eq!(l["node"]["id"], f["node"]["id"]);
+            assert_eq!(l["node"]["stepRuns"].as_array().unwrap().len(), 3);
+            match f["node"]["status"].as_str().unwrap() {
+                "SUCCEEDED" => finished.push(("output", f["node"]["output"].clone())),
+                "FAILED" => finished.push(("error", f["node"]["error"].clone())),
+                _ => assert_eq!(f["node"]["output"], Value::Null),
+            }
+        }
+    }
+    finished.sort_by_key(|(field, _)| *field);
+    assert_eq!(
+        finished,
+        vec![
+            ("error", json!({ "done": true })),
+            ("output", json!({ "done": true }))
+        ]
+    );
 }
 
 #[tokio::test]
