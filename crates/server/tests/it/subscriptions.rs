@@ -18,6 +18,7 @@ use trellis_core::scope::stmt;
 use trellis_server::app;
 use trellis_server::http::{router, HttpConfig};
 
+use crate::runs::active_workflow;
 use crate::support::{test_config, Member, TestApp};
 
 /// How long a message that must arrive may take.
@@ -92,39 +93,6 @@ async fn post(addr: SocketAddr, token: &str, query: &str, variables: Value) -> V
     let body: Value = serde_json::from_str(body).unwrap();
     assert!(body.get("errors").is_none(), "{body:#}");
     body["data"].clone()
-}
-
-/// A workflow with a published, active one-step version; returns its ID.
-async fn active_workflow(app: &TestApp, owner: &Member, key: &str) -> String {
-    let data = app
-        .ok(
-            Some(&owner.token),
-            "mutation($k: String!) { createWorkflow(input: {key: $k, name: $k}) { workflow { id versions { id } } } }",
-            json!({ "k": key }),
-        )
-        .await;
-    let workflow = data["createWorkflow"]["workflow"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let version = data["createWorkflow"]["workflow"]["versions"][0]["id"].clone();
-    let saved = app
-        .ok(
-            Some(&owner.token),
-            "mutation($v: ID!, $s: [WorkflowStepInput!]!) { saveWorkflowGraph(input: {versionId: $v, steps: $s, transitions: []}) { userErrors { field message } } }",
-            json!({ "v": version, "s": [{ "key": "a", "name": "a", "type": "DELAY", "config": { "seconds": 1 } }] }),
-        )
-        .await;
-    assert_eq!(saved["saveWorkflowGraph"]["userErrors"], json!([]));
-    for mutation in ["publishVersion", "activateVersion"] {
-        app.ok(
-            Some(&owner.token),
-            &format!("mutation($id: ID!) {{ {mutation}(input: {{id: $id}}) {{ userErrors {{ message }} }} }}"),
-            json!({ "id": version }),
-        )
-        .await;
-    }
-    workflow
 }
 
 /// Starts a run through server `addr`; returns its ID.
