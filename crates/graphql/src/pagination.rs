@@ -65,6 +65,31 @@ pub trait Keyed {
     fn cursor(&self) -> KeysetCursor;
 }
 
+/// Every model a connection pages, each by its `created_at` and `id`.
+macro_rules! keyed {
+    ($($module:ident),+) => {
+        $(impl Keyed for trellis_entity::$module::Model {
+            fn cursor(&self) -> KeysetCursor {
+                KeysetCursor { created_at: self.created_at, id: self.id }
+            }
+        })+
+    };
+}
+keyed!(
+    tenant,
+    membership,
+    invitation,
+    api_key,
+    audit_event,
+    app,
+    secret,
+    connection,
+    client,
+    workflow,
+    trigger,
+    workflow_run
+);
+
 /// Validated paging arguments.
 #[derive(Clone, Copy, Debug)]
 pub struct PageArgs {

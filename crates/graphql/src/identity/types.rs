@@ -9,9 +9,7 @@ use trellis_entity::{api_key, audit_event, invitation, membership, tenant, user,
 use crate::context::{load_error, run, ContextExt};
 use crate::ids::{self, gid};
 use crate::loaders::{prefetch, TenantById, UserById};
-use crate::pagination::{
-    load_page, node_selects, CreatedOrderBy, Keyed, KeysetCursor, Page, PageArgs,
-};
+use crate::pagination::{load_page, node_selects, CreatedOrderBy, Page, PageArgs};
 
 macro_rules! remote_enum {
     ($(#[$doc:meta])* $name:ident = $remote:literal { $($variant:ident),+ $(,)? }) => {
@@ -46,17 +44,6 @@ pub(crate) fn contains_pattern(text: &str) -> String {
         .replace('_', "\\_");
     format!("%{escaped}%")
 }
-
-macro_rules! keyed {
-    ($($module:ident),+) => {
-        $(impl Keyed for $module::Model {
-            fn cursor(&self) -> KeysetCursor {
-                KeysetCursor { created_at: self.created_at, id: self.id }
-            }
-        })+
-    };
-}
-keyed!(tenant, membership, invitation, api_key, audit_event);
 
 /// A tenant: one customer's isolated workspace.
 pub struct Tenant(pub tenant::Model);

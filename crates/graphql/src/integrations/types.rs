@@ -11,18 +11,6 @@ use crate::loaders::{
     ActionsOfVersion, AppById, AppVersionById, ConnectionById, SecretById, SecretRefsOfConnection,
     UserById, UsesOfSecret, VersionsOfApp,
 };
-use crate::pagination::{Keyed, KeysetCursor};
-
-macro_rules! keyed {
-    ($($module:ident),+) => {
-        $(impl Keyed for $module::Model {
-            fn cursor(&self) -> KeysetCursor {
-                KeysetCursor { created_at: self.created_at, id: self.id }
-            }
-        })+
-    };
-}
-keyed!(app, secret, connection);
 
 /// The shelf of the catalog an app sits on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]

@@ -10,18 +10,8 @@ use crate::loaders::{
     selects_payloads, RunById, StepRunsOfRun, TriggerById, WorkflowById, WorkflowStepById,
     WorkflowVersionById,
 };
-use crate::pagination::{Keyed, KeysetCursor};
 use crate::runs::logs::{log_page, LogConnection, LogLineFilter};
 use crate::workflows::types::{Trigger, TriggerType, Workflow, WorkflowStep, WorkflowVersion};
-
-impl Keyed for workflow_run::Model {
-    fn cursor(&self) -> KeysetCursor {
-        KeysetCursor {
-            created_at: self.created_at,
-            id: self.id,
-        }
-    }
-}
 
 /// A run's life cycle: PENDING → RUNNING → SUCCEEDED | FAILED | CANCELLED.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]

@@ -17,21 +17,10 @@ use crate::loaders::{
     TransitionsOfVersion, TriggersOfWorkflow, VersionsOfWorkflow, WorkflowById, WorkflowStepById,
     WorkflowVersionById, WorkflowsOfClient,
 };
-use crate::pagination::{CreatedOrderBy, Keyed, KeysetCursor, Page, PageArgs};
+use crate::pagination::{CreatedOrderBy, Page, PageArgs};
 use crate::runs::reports::{ReportPeriod, WorkflowStatsBucket};
 use crate::runs::types::{RunFilter, WorkflowRun};
 use crate::runs::{latest_runs_page, runs_page};
-
-macro_rules! keyed {
-    ($($module:ident),+) => {
-        $(impl Keyed for $module::Model {
-            fn cursor(&self) -> KeysetCursor {
-                KeysetCursor { created_at: self.created_at, id: self.id }
-            }
-        })+
-    };
-}
-keyed!(client, workflow, trigger);
 
 /// A workflow's life cycle: DRAFT → ACTIVE ⇄ INACTIVE → ARCHIVED.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
