@@ -6,6 +6,7 @@ pub mod app;
 pub mod app_version;
 pub mod audit_event;
 pub mod client;
+pub mod columns;
 pub mod connection;
 pub mod connection_secret;
 pub mod enums;

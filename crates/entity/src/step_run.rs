@@ -27,3 +27,27 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// Decodes a row whose columns are this entity's, in [`Column`] order, by position
+    /// (see [`crate::columns`]).
+    pub fn from_columns_in_order(row: &QueryResult) -> Result<Self, DbErr> {
+        let mut c = crate::columns::Columns::new(row)?;
+        Ok(Self {
+            id: c.read()?,
+            tenant_id: c.read()?,
+            run_id: c.read()?,
+            step_id: c.read()?,
+            step_key: c.read()?,
+            status: c.read_enum()?,
+            attempt: c.read()?,
+            input: c.read()?,
+            output: c.read()?,
+            error: c.read()?,
+            created_at: c.read()?,
+            updated_at: c.read()?,
+            started_at: c.read()?,
+            finished_at: c.read()?,
+        })
+    }
+}

@@ -38,3 +38,38 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// Decodes a row whose columns are this entity's, in [`Column`] order, by position
+    /// (see [`crate::columns`]).
+    pub fn from_columns_in_order(row: &QueryResult) -> Result<Self, DbErr> {
+        let mut c = crate::columns::Columns::new(row)?;
+        Ok(Self {
+            id: c.read()?,
+            tenant_id: c.read()?,
+            workflow_id: c.read()?,
+            version_id: c.read()?,
+            trigger_id: c.read()?,
+            trigger_type: c.read_enum()?,
+            client_id: c.read()?,
+            retry_of_id: c.read()?,
+            status: c.read_enum()?,
+            trigger_payload: c.read()?,
+            input: c.read()?,
+            output: c.read()?,
+            error: c.read()?,
+            is_simulation: c.read()?,
+            idempotency_key: c.read()?,
+            lease_token: c.read()?,
+            lease_owner: c.read()?,
+            lease_expires_at: c.read()?,
+            created_by: c.read()?,
+            created_at: c.read()?,
+            updated_at: c.read()?,
+            started_at: c.read()?,
+            finished_at: c.read()?,
+            cancelled_at: c.read()?,
+            payloads_purged_at: c.read()?,
+        })
+    }
+}

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use async_graphql::dataloader::{DataLoader, HashMapCache};
 use sea_orm::sea_query::{Expr, PgFunc, SimpleExpr};
 use sea_orm::QueryOrder;
-use sea_orm::{ColumnTrait, EntityTrait, IdenStatic, Iterable, QueryFilter};
+use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, IdenStatic, Iterable, QueryFilter};
 use trellis_core::RequestScope;
 use trellis_entity::{
     action, api_key, app, app_version, audit_event, client, connection, connection_secret,
@@ -268,6 +268,15 @@ fn select_list<E: EntityTrait>(alias: &str, payloads: bool) -> String {
         .join(", ")
 }
 
+/// Decodes the rows of a list read in column order (see `trellis_entity::columns`).
+fn decode_all<M>(
+    rows: Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr>,
+    decode: fn(&sea_orm::QueryResult) -> Result<M, sea_orm::DbErr>,
+) -> Result<Vec<M>, Arc<trellis_core::Error>> {
+    rows.and_then(|rows| rows.iter().map(decode).collect())
+        .map_err(|e| Arc::new(e.into()))
+}
+
 /// The step runs of a run, in the version's step order; with their payloads or with
 /// those columns NULL (see [`selects_payloads`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -302,11 +311,11 @@ impl async_graphql::dataloader::Loader<StepRunsOfRun> for Loader {
                  ORDER BY s.id",
                 select_list::<step_run::Entity>("s", payloads)
             );
-            let rows = step_run::Entity::find()
-                .from_raw_sql(trellis_core::scope::stmt(&sql, [ids.into()]))
-                .all(tx)
-                .await
-                .map_err(|e| Arc::new(e.into()))?;
+            let rows = decode_all(
+                tx.query_all(trellis_core::scope::stmt(&sql, [ids.into()]))
+                    .await,
+                step_run::Model::from_columns_in_order,
+            )?;
             for row in rows {
                 grouped
                     .entry(StepRunsOfRun {
@@ -359,14 +368,14 @@ impl async_graphql::dataloader::Loader<LatestRunsOfWorkflow> for Loader {
                    ORDER BY x.created_at DESC, x.id DESC LIMIT $2) r",
                 select_list::<workflow_run::Entity>("x", payloads)
             );
-            let rows = workflow_run::Entity::find()
-                .from_raw_sql(trellis_core::scope::stmt(
+            let rows = decode_all(
+                tx.query_all(trellis_core::scope::stmt(
                     &sql,
                     [ids.into(), (limit as i64).into()],
                 ))
-                .all(tx)
-                .await
-                .map_err(|e| Arc::new(e.into()))?;
+                .await,
+                workflow_run::Model::from_columns_in_order,
+            )?;
             for row in rows {
                 grouped
                     .entry(LatestRunsOfWorkflow {
