@@ -6,6 +6,7 @@ pub mod context;
 pub mod error;
 pub mod identity;
 pub mod ids;
+pub mod in_place;
 pub mod integrations;
 pub mod live;
 pub mod loaders;

@@ -6,6 +6,7 @@ use trellis_entity::{step_run, workflow_run, IdKind};
 
 use crate::context::load;
 use crate::ids::gid;
+use crate::in_place::in_place_object;
 use crate::loaders::{
     selects_payloads, RunById, StepRunsOfRun, TriggerById, WorkflowById, WorkflowStepById,
     WorkflowVersionById,
@@ -63,7 +64,8 @@ impl RunFilter {
     }
 }
 
-/// One execution of a workflow version.
+/// One execution of a workflow version: the GraphQL object `WorkflowRun`, whose fields
+/// [`WorkflowRunFields`] resolves in place (a page lists hundreds).
 pub struct WorkflowRun(pub workflow_run::Model);
 
 impl From<workflow_run::Model> for WorkflowRun {
@@ -72,9 +74,21 @@ impl From<workflow_run::Model> for WorkflowRun {
     }
 }
 
-#[Object]
 impl WorkflowRun {
-    pub async fn id(&self) -> ID {
+    /// Its global ID (what the `Node` interface reads).
+    pub async fn id(&self, ctx: &Context<'_>) -> async_graphql::Result<ID> {
+        WorkflowRunFields(&self.0).id(ctx).await
+    }
+}
+
+in_place_object!(WorkflowRun => WorkflowRunFields);
+
+/// The fields of [`WorkflowRun`].
+pub struct WorkflowRunFields<'a>(&'a workflow_run::Model);
+
+#[Object(name = "WorkflowRun")]
+impl WorkflowRunFields<'_> {
+    async fn id(&self) -> ID {
         gid(IdKind::WorkflowRun, self.0.id)
     }
     async fn status(&self) -> RunStatus {
@@ -176,7 +190,8 @@ impl WorkflowRun {
     }
 }
 
-/// One step of a run.
+/// One step of a run: the GraphQL object `StepRun`, whose fields [`StepRunFields`]
+/// resolves in place (a page of runs lists a thousand).
 pub struct StepRun(pub step_run::Model);
 
 impl From<step_run::Model> for StepRun {
@@ -185,9 +200,21 @@ impl From<step_run::Model> for StepRun {
     }
 }
 
-#[Object]
 impl StepRun {
-    pub async fn id(&self) -> ID {
+    /// Its global ID (what the `Node` interface reads).
+    pub async fn id(&self, ctx: &Context<'_>) -> async_graphql::Result<ID> {
+        StepRunFields(&self.0).id(ctx).await
+    }
+}
+
+in_place_object!(StepRun => StepRunFields);
+
+/// The fields of [`StepRun`].
+pub struct StepRunFields<'a>(&'a step_run::Model);
+
+#[Object(name = "StepRun")]
+impl StepRunFields<'_> {
+    async fn id(&self) -> ID {
         gid(IdKind::StepRun, self.0.id)
     }
     async fn step_key(&self) -> &str {

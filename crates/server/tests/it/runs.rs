@@ -892,6 +892,120 @@ async fn runs_are_filtered_and_the_dashboard_costs_the_same_at_any_size() {
     );
 }
 
+/// Every field of a run and its step runs, as a page of runs lists them (decoded by
+/// column position, resolved in place), as a fragment reads them (async-graphql's own
+/// resolution) and as `node` loads one run (decoded by column name): all three agree.
+#[tokio::test]
+async fn listed_runs_read_the_same_as_fragments_and_single_runs() {
+    let app = TestApp::new().await;
+    let owner = app.owner("runs-fields").await;
+    let workflow = active_workflow(&app, &owner, "fields").await;
+    let (runner, _) = app.api_key(&owner, "RUNNER").await;
+    let run = start(
+        &app,
+        &owner.token,
+        &workflow,
+        json!({ "n": 1 }),
+        Some("k-1"),
+    )
+    .await["run"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let token = claim(&app, &runner, 1).await[0]["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    step(
+        &app,
+        &runner,
+        "startStep",
+        &run,
+        &token,
+        "a",
+        json!({ "in": 1 }),
+    )
+    .await;
+    step(
+        &app,
+        &runner,
+        "completeStep",
+        &run,
+        &token,
+        "a",
+        json!({ "out": [1, 2] }),
+    )
+    .await;
+    step(&app, &runner, "startStep", &run, &token, "b", json!({})).await;
+    step(
+        &app,
+        &runner,
+        "failStep",
+        &run,
+        &token,
+        "b",
+        json!({ "why": "x" }),
+    )
+    .await;
+    end_run(
+        &app,
+        &runner,
+        "failRun",
+        &run,
+        &token,
+        json!({ "why": "b" }),
+    )
+    .await;
+    // A second, open run, so that NULL timestamps and payloads are compared too.
+    start(&app, &owner.token, &workflow, json!({ "n": 2 }), None).await;
+
+    let step_fields = "__typename id stepKey status attempt input output error createdAt startedAt finishedAt step { key } run { id }";
+    let run_fields = format!(
+        "__typename id status triggerType isSimulation idempotencyKey input output triggerPayload error createdAt updatedAt startedAt finishedAt cancelledAt durationMs leaseExpiresAt payloadsPurgedAt workflow {{ key }} version {{ number }} trigger {{ id }} retryOf {{ id }} again: status stepRuns {{ {step_fields} }}"
+    );
+    let listed = app
+        .ok(
+            Some(&owner.token),
+            &format!("{{ workflows(first: 1) {{ edges {{ node {{ plain: runs(first: 5) {{ edges {{ node {{ {run_fields} }} }} }} fragment: runs(first: 5) {{ edges {{ node {{ ... on WorkflowRun {{ {run_fields} }} }} }} }} }} }} }} }}"),
+            json!({}),
+        )
+        .await;
+    let node = &listed["workflows"]["edges"][0]["node"];
+    let plain = node["plain"]["edges"].as_array().unwrap();
+    assert_eq!(plain.len(), 2);
+    assert_eq!(node["plain"], node["fragment"]);
+    let failed = plain
+        .iter()
+        .map(|e| &e["node"])
+        .find(|r| r["id"] == run)
+        .unwrap();
+    assert_eq!(failed["status"], "FAILED");
+    assert_eq!(failed["error"], json!({ "why": "b" }));
+    assert_eq!(failed["stepRuns"][0]["output"], json!({ "out": [1, 2] }));
+    assert!(failed["stepRuns"][1]["finishedAt"].is_string());
+    let single = app
+        .ok(
+            Some(&owner.token),
+            &format!(
+                "query($id: ID!) {{ node(id: $id) {{ ... on WorkflowRun {{ {run_fields} }} }} }}"
+            ),
+            json!({ "id": run }),
+        )
+        .await;
+    assert_eq!(&single["node"], failed);
+    let first_step = &failed["stepRuns"][0];
+    let single_step = app
+        .ok(
+            Some(&owner.token),
+            &format!(
+                "query($id: ID!) {{ node(id: $id) {{ ... on StepRun {{ {step_fields} }} }} }}"
+            ),
+            json!({ "id": first_step["id"] }),
+        )
+        .await;
+    assert_eq!(&single_step["node"], first_step);
+}
+
 #[tokio::test]
 async fn retention_clears_old_payloads_and_never_touches_open_runs() {
     let app = TestApp::new().await;
