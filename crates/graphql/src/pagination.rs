@@ -247,12 +247,13 @@ where
     page
 }
 
-/// Whether the current connection field's selection asks for `field` on its nodes
-/// (`edges { node { field } }`), so a list resolver prefetches only what is selected.
+/// What the current connection field's selection asks of its nodes
+/// (`edges { node { … } }`), so a list resolver prefetches only what is selected.
+pub fn node_selection<'a>(ctx: &'a async_graphql::Context<'_>) -> async_graphql::Lookahead<'a> {
+    ctx.look_ahead().field("edges").field("node")
+}
+
+/// Whether the current connection field's nodes select `field` (see [`node_selection`]).
 pub fn node_selects(ctx: &async_graphql::Context<'_>, field: &str) -> bool {
-    ctx.look_ahead()
-        .field("edges")
-        .field("node")
-        .field(field)
-        .exists()
+    node_selection(ctx).field(field).exists()
 }

@@ -11,7 +11,7 @@ use crate::loaders::{
     prefetch, ActionsOfVersion, AppById, AppVersionById, SecretById, SecretRefsOfConnection,
     UsesOfSecret, VersionsOfApp,
 };
-use crate::pagination::{load_page, node_selects, CreatedOrderBy, Page, PageArgs};
+use crate::pagination::{load_page, node_selection, node_selects, CreatedOrderBy, Page, PageArgs};
 
 #[derive(Default)]
 pub struct IntegrationsQuery;
@@ -64,14 +64,9 @@ impl IntegrationsQuery {
                 .await
                 .map_err(|e| load_error(ctx, &e))?;
         }
-        let wants_actions = ["versions", "latestVersion"].iter().any(|field| {
-            ctx.look_ahead()
-                .field("edges")
-                .field("node")
-                .field(field)
-                .field("actions")
-                .exists()
-        });
+        let wants_actions = ["versions", "latestVersion"]
+            .iter()
+            .any(|field| node_selection(ctx).field(field).field("actions").exists());
         if wants_actions {
             let mut version_ids = vec![];
             for edge in &page.edges {
@@ -200,10 +195,7 @@ impl IntegrationsQuery {
             prefetch(loader, rows().map(|c| SecretRefsOfConnection(c.id)))
                 .await
                 .map_err(|e| load_error(ctx, &e))?;
-            let wants_secret = ctx
-                .look_ahead()
-                .field("edges")
-                .field("node")
+            let wants_secret = node_selection(ctx)
                 .field("secrets")
                 .field("secret")
                 .exists();

@@ -65,8 +65,8 @@ pub struct LogLineFilter {
 /// One page of the lines of a run or of a step run.
 ///
 /// The read is boxed: the log store's futures (the MongoDB driver's above all) are
-/// large, and inline they would size the future of every field of `WorkflowRun` and
-/// `StepRun`, which the executor allocates and moves once per field.
+/// large, and inline they would size the future of every `WorkflowRun` and `StepRun`
+/// object, which a list allocates and moves once per row (see `crate::in_place`).
 pub(crate) async fn log_page(
     ctx: &Context<'_>,
     run_id: Uuid,

@@ -11,7 +11,9 @@ use crate::ids;
 use crate::loaders::{
     prefetch, selects_payloads, LatestRunsOfWorkflow, StepRunsOfRun, WorkflowById,
 };
-use crate::pagination::{first_page, load_page, node_selects, CreatedOrderBy, Page, PageArgs};
+use crate::pagination::{
+    first_page, load_page, node_selection, node_selects, CreatedOrderBy, Page, PageArgs,
+};
 
 #[derive(Default)]
 pub struct RunsQuery;
@@ -47,11 +49,7 @@ impl RunsQuery {
             .await
             .map_err(|e| load_error(ctx, &e))?;
         }
-        let step_runs = ctx
-            .look_ahead()
-            .field("edges")
-            .field("node")
-            .field("stepRuns");
+        let step_runs = node_selection(ctx).field("stepRuns");
         if step_runs.exists() {
             let payloads = selects_payloads(&step_runs);
             prefetch(
@@ -160,7 +158,7 @@ pub(crate) async fn latest_runs_page(
         .load_one(LatestRunsOfWorkflow {
             workflow_id: workflow,
             limit: first + 1,
-            payloads: selects_payloads(&ctx.look_ahead().field("edges").field("node")),
+            payloads: selects_payloads(&node_selection(ctx)),
         })
         .await
         .map_err(|e| load_error(ctx, &e))?

@@ -13,7 +13,7 @@ use crate::loaders::{
     StepRunsOfRun, StepsOfVersion, TransitionsOfVersion, TriggersOfWorkflow, VersionsOfWorkflow,
     WorkflowById, WorkflowVersionById,
 };
-use crate::pagination::{load_page, node_selects, CreatedOrderBy, Page, PageArgs};
+use crate::pagination::{load_page, node_selection, node_selects, CreatedOrderBy, Page, PageArgs};
 
 #[derive(Default)]
 pub struct WorkflowsQuery;
@@ -229,14 +229,9 @@ async fn prefetch_workflow_relations(
         }
     }
     let selects_below = |field: &str| {
-        ["versions", "activeVersion"].iter().any(|version| {
-            ctx.look_ahead()
-                .field("edges")
-                .field("node")
-                .field(version)
-                .field(field)
-                .exists()
-        })
+        ["versions", "activeVersion"]
+            .iter()
+            .any(|version| node_selection(ctx).field(version).field(field).exists())
     };
     if selects_below("stepCount") {
         prefetch(loader, version_ids.iter().copied().map(StepCountOfVersion))
@@ -266,10 +261,7 @@ async fn prefetch_latest_runs(
     ctx: &Context<'_>,
     rows: &[&workflow::Model],
 ) -> async_graphql::Result<()> {
-    let Some(runs) = ctx
-        .look_ahead()
-        .field("edges")
-        .field("node")
+    let Some(runs) = node_selection(ctx)
         .field("runs")
         .selection_fields()
         .into_iter()
@@ -293,10 +285,7 @@ async fn prefetch_latest_runs(
     };
     let loader = ctx.loader()?;
     let fail = |e: std::sync::Arc<trellis_core::Error>| load_error(ctx, &e);
-    let run = ctx
-        .look_ahead()
-        .field("edges")
-        .field("node")
+    let run = node_selection(ctx)
         .field("runs")
         .field("edges")
         .field("node");
