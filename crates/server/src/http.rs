@@ -229,16 +229,7 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
         };
     let changes_state = batch
         .iter()
-        .any(|r| match async_graphql::parser::parse_query(&r.query) {
-            Ok(doc) => doc.operations.iter().any(|(name, op)| {
-                let selected = r
-                    .operation_name
-                    .as_deref()
-                    .is_none_or(|wanted| name.map(|n| n.as_str()) == Some(wanted));
-                selected && op.node.ty != OperationType::Query
-            }),
-            Err(_) => false,
-        });
+        .any(|r| operation_type(r).is_some_and(|ty| ty != OperationType::Query));
     if changes_state {
         let mut response = graphql_error(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -251,6 +242,17 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
         return response;
     }
     execute(&state, &headers, peer, batch).await
+}
+
+/// The type of the operation a request would run; `None` when its document does not
+/// parse or names no such operation (execution then reports why).
+fn operation_type(request: &async_graphql::Request) -> Option<OperationType> {
+    let doc = async_graphql::parser::parse_query(&request.query).ok()?;
+    let wanted = request.operation_name.as_deref();
+    doc.operations
+        .iter()
+        .find(|(name, _)| wanted.is_none_or(|w| name.map(|n| n.as_str()) == Some(w)))
+        .map(|(_, op)| op.node.ty)
 }
 
 fn parts_of(request: &Request) -> (HeaderMap, Option<SocketAddr>) {
@@ -271,12 +273,11 @@ async fn graphql_ws(
     protocol: async_graphql_axum::GraphQLProtocol,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let schema = state.schema.clone();
     let meta = meta(&headers, None);
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
-            GraphQLWebSocket::new(socket, schema, protocol)
+            GraphQLWebSocket::new(socket, LiveExecutor(state.clone()), protocol)
                 .on_connection_init(move |payload| async move {
                     let credential = payload
                         .get("Authorization")
@@ -301,6 +302,52 @@ async fn graphql_ws(
                 .serve()
                 .await
         })
+}
+
+/// Runs the operations of a graphql-ws connection. Subscriptions go to the schema with
+/// the connection's [`LiveSession`](trellis_graphql::LiveSession), which opens a scope
+/// per event; a query or mutation sent over the socket gets what an HTTP request gets:
+/// a request scope of the connection's principal (one transaction, committed only on
+/// success) and fresh dataloaders.
+#[derive(Clone)]
+struct LiveExecutor(AppState);
+
+impl async_graphql::Executor for LiveExecutor {
+    async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
+        self.0.schema.execute(request).await
+    }
+
+    fn execute_stream(
+        &self,
+        request: async_graphql::Request,
+        session_data: Option<Arc<Data>>,
+    ) -> futures::stream::BoxStream<'static, async_graphql::Response> {
+        use futures::StreamExt;
+        let session = session_data
+            .as_deref()
+            .and_then(|data| data.get(&std::any::TypeId::of::<trellis_graphql::LiveSession>()))
+            .and_then(|value| value.downcast_ref::<trellis_graphql::LiveSession>())
+            .cloned();
+        let one_shot = matches!(
+            operation_type(&request),
+            Some(OperationType::Query | OperationType::Mutation)
+        );
+        match session {
+            Some(session) if one_shot => {
+                let state = self.0.clone();
+                futures::stream::once(async move {
+                    let scope = session.scope();
+                    let request = trellis_graphql::request_data(request, scope.clone());
+                    let response = state.schema.execute(request).await;
+                    state.requests.fetch_add(1, Ordering::Relaxed);
+                    finish(scope, response.is_ok()).await;
+                    response
+                })
+                .boxed()
+            }
+            _ => async_graphql::Executor::execute_stream(&self.0.schema, request, session_data),
+        }
+    }
 }
 
 /// The header a webhook sender signs with: `t=<unix>,v1=<hex HMAC-SHA256 of "t.body">`.

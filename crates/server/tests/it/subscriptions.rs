@@ -467,3 +467,61 @@ async fn connection_init_without_valid_credentials_is_refused() {
         "{message:#}"
     );
 }
+
+#[tokio::test]
+async fn queries_and_mutations_over_the_socket_run_like_http_requests() {
+    let pair = Pair::new().await;
+    let app = &pair.app;
+    let one = app.owner("socket-one").await;
+    let two = app.owner("socket-two").await;
+    let flow_one = active_workflow(app, &one, "socket").await;
+    let flow_two = active_workflow(app, &two, "socket").await;
+    const COUNT: &str = "{ runs { totalCount } }";
+
+    // A mutation over the socket answers once, completes, and its run is committed:
+    // the other server reads it over HTTP.
+    let mut socket = Subscriber::open(pair.b, &one.token, START, json!({ "w": flow_one })).await;
+    let started = socket.data().await;
+    assert_eq!(started["startRun"]["userErrors"], json!([]), "{started:#}");
+    let run = started["startRun"]["run"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let end = socket.next_within(ARRIVES).await.unwrap();
+    assert_eq!(end, json!({ "type": "complete", "id": "1" }));
+    let seen = post(
+        pair.a,
+        &one.token,
+        "query($r: [ID!]!) { nodes(ids: $r) { id } }",
+        json!({ "r": [run] }),
+    )
+    .await;
+    assert_eq!(seen["nodes"][0]["id"], run.as_str());
+
+    // A query reads the subscriber's tenant only; another tenant's workflow is not
+    // there, and a mutation on it changes nothing.
+    socket
+        .send(json!({ "id": "2", "type": "subscribe", "payload": {
+            "query": "query($w: [ID!]!) { nodes(ids: $w) { id } runs { totalCount } }",
+            "variables": { "w": [flow_one, flow_two] } } }))
+        .await;
+    let read = socket.data().await;
+    assert_eq!(read["nodes"], json!([{ "id": flow_one }, null]), "{read:#}");
+    assert_eq!(read["runs"]["totalCount"], 1);
+    let end = socket.next_within(ARRIVES).await.unwrap();
+    assert_eq!(end, json!({ "type": "complete", "id": "2" }));
+    socket
+        .send(json!({ "id": "3", "type": "subscribe", "payload": {
+            "query": START, "variables": { "w": flow_two } } }))
+        .await;
+    let refused = socket.next_within(ARRIVES).await.unwrap();
+    assert_eq!(refused["type"], "next", "{refused:#}");
+    let code = refused["payload"]["data"]["startRun"]["userErrors"][0]["code"]
+        .as_str()
+        .or(refused["payload"]["errors"][0]["extensions"]["code"].as_str());
+    assert_eq!(code, Some("NOT_FOUND"), "{refused:#}");
+    let runs_two = post(pair.a, &two.token, COUNT, json!({})).await;
+    assert_eq!(runs_two["runs"]["totalCount"], 0);
+    let runs_one = post(pair.a, &one.token, COUNT, json!({})).await;
+    assert_eq!(runs_one["runs"]["totalCount"], 1);
+}
