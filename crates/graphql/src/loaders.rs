@@ -391,6 +391,53 @@ impl async_graphql::dataloader::Loader<LatestRunsOfWorkflow> for Loader {
     }
 }
 
+/// A workflow's report buckets over one range (`Workflow.stats`): a page of workflows
+/// asking for the same range is read together (see
+/// [`workflows_stats`](trellis_core::runs::reports::workflows_stats)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct StatsOfWorkflow {
+    pub workflow_id: Uuid,
+    pub period: trellis_core::runs::reports::Period,
+    pub from: chrono::DateTime<chrono::Utc>,
+    pub to: chrono::DateTime<chrono::Utc>,
+}
+
+impl async_graphql::dataloader::Loader<StatsOfWorkflow> for Loader {
+    type Value = Vec<trellis_core::runs::reports::WorkflowBucket>;
+    type Error = Arc<trellis_core::Error>;
+
+    async fn load(
+        &self,
+        keys: &[StatsOfWorkflow],
+    ) -> Result<HashMap<StatsOfWorkflow, Self::Value>, Self::Error> {
+        let mut ranges: Vec<_> = keys.iter().map(|k| (k.period, k.from, k.to)).collect();
+        ranges.sort_unstable_by_key(|r| (r.0.name(), r.1, r.2));
+        ranges.dedup();
+        let mut out = HashMap::with_capacity(keys.len());
+        for (period, from, to) in ranges {
+            let ids: Vec<Uuid> = keys
+                .iter()
+                .filter(|k| (k.period, k.from, k.to) == (period, from, to))
+                .map(|k| k.workflow_id)
+                .collect();
+            let stats =
+                trellis_core::runs::reports::workflows_stats(&self.scope, &ids, period, from, to)
+                    .await
+                    .map_err(Arc::new)?;
+            out.extend(stats.into_iter().map(|(workflow_id, buckets)| {
+                let key = StatsOfWorkflow {
+                    workflow_id,
+                    period,
+                    from,
+                    to,
+                };
+                (key, buckets)
+            }));
+        }
+        Ok(out)
+    }
+}
+
 /// The workflows (not deleted) of a client, oldest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct WorkflowsOfClient(pub Uuid);

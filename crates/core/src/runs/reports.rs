@@ -186,44 +186,40 @@ pub fn buckets(
     Ok(out)
 }
 
-fn starts_and_ends(ranges: &[(DateTime<Utc>, DateTime<Utc>)]) -> (Value, Value) {
-    let starts: Vec<DateTime<Utc>> = ranges.iter().map(|r| r.0).collect();
-    let ends: Vec<DateTime<Utc>> = ranges.iter().map(|r| r.1).collect();
-    (starts.into(), ends.into())
-}
-
-/// A workflow's figures per period (viewers). Closed periods come from their rollups
-/// where the job wrote one; the open period and closed periods without a rollup are
-/// computed from raw runs. Another tenant's workflow has no runs here (RLS), like one
-/// that does not exist.
-pub async fn workflow_stats(
+/// The figures per period of each of `workflow_ids` (viewers), in one statement for
+/// the rollups and one for the rest, however many workflows: a page of workflows asks
+/// for all of theirs at once. Closed periods come from their rollups where the job
+/// wrote one; the open period and closed periods without a rollup are computed from raw
+/// runs. Another tenant's workflow has no runs here (RLS), like one that does not
+/// exist. Every workflow asked for gets every bucket of the range.
+pub async fn workflows_stats(
     scope: &RequestScope,
-    workflow_id: Uuid,
+    workflow_ids: &[Uuid],
     period: Period,
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-) -> Result<Vec<WorkflowBucket>> {
+) -> Result<HashMap<Uuid, Vec<WorkflowBucket>>> {
     let ctx = scope.require(Role::Viewer).await?;
     let ranges = buckets(period, from, to)?;
     let (Some(first), Some(last)) = (ranges.first(), ranges.last()) else {
-        return Ok(Vec::new());
+        return Ok(workflow_ids.iter().map(|id| (*id, Vec::new())).collect());
     };
     let open_start = period.start_of(Utc::now());
     let tx = scope.tx().await?;
-    let mut found: HashMap<DateTime<Utc>, WorkflowBucket> = HashMap::new();
+    let mut found: HashMap<(Uuid, DateTime<Utc>), WorkflowBucket> = HashMap::new();
     let closed_end = open_start.min(last.1);
     if first.0 < closed_end {
         let rows = tx
             .query_all(stmt(
-                "SELECT period_start, total::int8 AS total, succeeded::int8 AS succeeded, \
-                   failed::int8 AS failed, cancelled::int8 AS cancelled, avg_duration_ms, \
-                   p95_duration_ms \
+                "SELECT workflow_id, period_start, total::int8 AS total, \
+                   succeeded::int8 AS succeeded, failed::int8 AS failed, \
+                   cancelled::int8 AS cancelled, avg_duration_ms, p95_duration_ms \
                  FROM workflow_reports \
-                 WHERE tenant_id = $1 AND workflow_id = $2 AND period = $3 \
+                 WHERE tenant_id = $1 AND workflow_id = ANY($2) AND period = $3 \
                    AND period_start >= $4 AND period_start < $5",
                 [
                     ctx.tenant_id.into(),
-                    workflow_id.into(),
+                    workflow_ids.to_vec().into(),
                     period.name().into(),
                     first.0.into(),
                     closed_end.into(),
@@ -231,42 +227,61 @@ pub async fn workflow_stats(
             ))
             .await?;
         for row in rows {
+            let workflow_id: Uuid = row.try_get("", "workflow_id")?;
             let bucket = WorkflowBucket::from_row(&row)?;
-            found.insert(bucket.period_start, bucket);
+            found.insert((workflow_id, bucket.period_start), bucket);
         }
     }
-    let missing: Vec<_> = ranges
-        .iter()
-        .filter(|(start, _)| !found.contains_key(start))
-        .copied()
-        .collect();
-    if !missing.is_empty() {
-        let (starts, ends) = starts_and_ends(&missing);
+    // The (workflow, period) pairs no rollup answered, as three parallel arrays.
+    let mut missing: (Vec<Uuid>, Vec<DateTime<Utc>>, Vec<DateTime<Utc>>) = Default::default();
+    for id in workflow_ids {
+        for (start, end) in &ranges {
+            if !found.contains_key(&(*id, *start)) {
+                missing.0.push(*id);
+                missing.1.push(*start);
+                missing.2.push(*end);
+            }
+        }
+    }
+    if !missing.0.is_empty() {
         let rows = tx
             .query_all(stmt(
                 &format!(
-                    "SELECT b.start AS period_start, {} \
-                     FROM unnest($3::timestamptz[], $4::timestamptz[]) AS b (start, finish) \
-                     JOIN workflow_runs r ON r.tenant_id = $1 AND r.workflow_id = $2 \
-                       AND NOT r.is_simulation \
+                    "SELECT b.workflow_id, b.start AS period_start, {} \
+                     FROM unnest($2::uuid[], $3::timestamptz[], $4::timestamptz[]) \
+                       AS b (workflow_id, start, finish) \
+                     JOIN workflow_runs r ON r.tenant_id = $1 \
+                       AND r.workflow_id = b.workflow_id AND NOT r.is_simulation \
                        AND r.created_at >= b.start AND r.created_at < b.finish \
-                     GROUP BY b.start",
+                     GROUP BY b.workflow_id, b.start",
                     aggregates()
                 ),
-                [ctx.tenant_id.into(), workflow_id.into(), starts, ends],
+                [
+                    ctx.tenant_id.into(),
+                    missing.0.into(),
+                    missing.1.into(),
+                    missing.2.into(),
+                ],
             ))
             .await?;
         for row in rows {
+            let workflow_id: Uuid = row.try_get("", "workflow_id")?;
             let bucket = WorkflowBucket::from_row(&row)?;
-            found.insert(bucket.period_start, bucket);
+            found.insert((workflow_id, bucket.period_start), bucket);
         }
     }
-    Ok(ranges
+    Ok(workflow_ids
         .iter()
-        .map(|(start, _)| {
-            found
-                .remove(start)
-                .unwrap_or_else(|| WorkflowBucket::empty(*start))
+        .map(|id| {
+            let series = ranges
+                .iter()
+                .map(|(start, _)| {
+                    found
+                        .remove(&(*id, *start))
+                        .unwrap_or_else(|| WorkflowBucket::empty(*start))
+                })
+                .collect();
+            (*id, series)
         })
         .collect())
 }

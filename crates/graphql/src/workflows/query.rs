@@ -9,9 +9,9 @@ use crate::context::{load_error, run, ContextExt};
 use crate::identity::types::contains_pattern;
 use crate::ids;
 use crate::loaders::{
-    prefetch, selects_payloads, ClientById, LatestRunsOfWorkflow, StepCountOfVersion,
-    StepRunsOfRun, StepsOfVersion, TransitionsOfVersion, TriggersOfWorkflow, VersionsOfWorkflow,
-    WorkflowById, WorkflowVersionById,
+    prefetch, selects_payloads, ClientById, LatestRunsOfWorkflow, StatsOfWorkflow,
+    StepCountOfVersion, StepRunsOfRun, StepsOfVersion, TransitionsOfVersion, TriggersOfWorkflow,
+    VersionsOfWorkflow, WorkflowById, WorkflowVersionById,
 };
 use crate::pagination::{load_page, node_selection, node_selects, CreatedOrderBy, Page, PageArgs};
 
@@ -208,6 +208,7 @@ async fn prefetch_workflow_relations(
             .map_err(fail)?;
     }
     prefetch_latest_runs(ctx, rows).await?;
+    prefetch_stats(ctx, rows).await;
     let mut version_ids: Vec<Uuid> = vec![];
     if node_selects(ctx, "activeVersion") {
         let active: Vec<Uuid> = rows.iter().filter_map(|w| w.active_version_id).collect();
@@ -252,6 +253,43 @@ async fn prefetch_workflow_relations(
         .map_err(fail)?;
     }
     Ok(())
+}
+
+/// Loads the `stats` the page's workflows select, one read per distinct range. Best
+/// effort: a range that does not parse or fails to load is left to each workflow's own
+/// field, which reports the error where it belongs.
+async fn prefetch_stats(ctx: &Context<'_>, rows: &[&workflow::Model]) {
+    use async_graphql::InputType;
+    for field in node_selection(ctx).field("stats").selection_fields() {
+        let Ok(arguments) = field.arguments() else {
+            continue;
+        };
+        let argument = |name: &str| {
+            arguments
+                .iter()
+                .find(|(n, _)| n.as_str() == name)
+                .map(|(_, v)| v.clone())
+        };
+        let (Ok(period), Ok(from), Ok(to)) = (
+            crate::runs::reports::ReportPeriod::parse(argument("period")),
+            chrono::DateTime::<chrono::Utc>::parse(argument("from")),
+            chrono::DateTime::<chrono::Utc>::parse(argument("to")),
+        ) else {
+            continue;
+        };
+        if trellis_core::runs::reports::buckets(period.into(), from, to).is_err() {
+            continue;
+        }
+        let keys = rows.iter().map(|w| StatsOfWorkflow {
+            workflow_id: w.id,
+            period: period.into(),
+            from,
+            to,
+        });
+        if let Ok(loader) = ctx.loader() {
+            let _ = prefetch(loader, keys).await;
+        }
+    }
 }
 
 /// When the page's workflows ask for their first runs (`runs(first: N)` without

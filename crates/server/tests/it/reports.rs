@@ -5,6 +5,7 @@
 //! stats nor rollups ever cross tenants.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
@@ -1052,15 +1053,11 @@ async fn stats_and_rollups_never_cross_tenants() {
         },
         RequestMeta::default(),
     );
-    let buckets = reports::workflow_stats(
-        &scope,
-        uuid(&b.workflows[0]),
-        Period::Month,
-        range.0,
-        range.1,
-    )
-    .await
-    .unwrap();
+    let foreign = uuid(&b.workflows[0]);
+    let stats = reports::workflows_stats(&scope, &[foreign], Period::Month, range.0, range.1)
+        .await
+        .unwrap();
+    let buckets = &stats[&foreign];
     assert_eq!(buckets.len(), 2);
     assert!(buckets
         .iter()
@@ -1075,4 +1072,66 @@ async fn stats_and_rollups_never_cross_tenants() {
     .await
     .unwrap();
     assert!(series.iter().all(|x| x.succeeded == 0 && x.pending == 0));
+}
+
+#[tokio::test]
+async fn a_page_of_workflows_reads_its_stats_in_constant_statements() {
+    let app = TestApp::new().await;
+    let seeded = seed(&app, "reports-page", Utc::now()).await;
+    let token = seeded.owner.token.as_str();
+    let owner = owner_db(&app).await;
+    const FIGURES: &str =
+        "periodStart total succeeded failed cancelled averageDurationMs p95DurationMs";
+    let page = format!(
+        "query($n: Int!, $from: DateTime!, $to: DateTime!) {{ workflows(first: $n) {{ edges {{ node {{ id \
+           weeks: stats(period: WEEK, from: $from, to: $to) {{ {FIGURES} }} \
+           months: stats(period: MONTH, from: $from, to: $to) {{ {FIGURES} }} }} }} }} }}"
+    );
+    let (from, to) = (at("2025-03-03T00:00:00Z"), at("2025-05-01T00:00:00Z"));
+    // Before the rollup job and after it: every workflow of the page reads what it
+    // reads alone, which is what was seeded, and the page costs the same at any size.
+    for rolled_up in [false, true] {
+        if rolled_up {
+            write_reports(&owner, Utc::now(), &job(None, 100, false))
+                .await
+                .unwrap();
+        }
+        let mut counts = vec![];
+        for n in [1, 2] {
+            let before = app.state.statements.load(Ordering::Relaxed);
+            let data = app
+                .ok(
+                    Some(token),
+                    &page,
+                    json!({ "n": n, "from": from, "to": to }),
+                )
+                .await;
+            counts.push(app.state.statements.load(Ordering::Relaxed) - before);
+            let edges = data["workflows"]["edges"].as_array().unwrap();
+            assert_eq!(edges.len(), n);
+            for edge in edges {
+                let id = edge["node"]["id"].as_str().unwrap();
+                let index = seeded.workflows.iter().position(|w| w == id).unwrap();
+                for (alias, period, name) in [
+                    ("weeks", Period::Week, "WEEK"),
+                    ("months", Period::Month, "MONTH"),
+                ] {
+                    let got = edge["node"][alias].as_array().unwrap();
+                    assert_eq!(*got, stats(&app, token, id, name, from, to).await);
+                    let mut starts = vec![];
+                    let mut start = period.start_of(from);
+                    while start < to {
+                        starts.push(start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true));
+                        start = period.next(start).unwrap();
+                    }
+                    let starts: Vec<&str> = starts.iter().map(String::as_str).collect();
+                    check_stats(&seeded, index, period, got, &starts);
+                }
+            }
+        }
+        assert_eq!(
+            counts[0], counts[1],
+            "statements per page changed (rolled up: {rolled_up})"
+        );
+    }
 }
