@@ -395,107 +395,83 @@ def check_shape(doc: dict, n: int, expect: dict) -> str | None:
     return None
 
 
+# The compiled load generator (crates/loadgen), built by run.sh next to the server.
+LOADGEN = os.environ.get("BENCH_LOADGEN") or os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "target", "release", "trellis-loadgen")
+
+
 def load_run(url: str, pid: int, postmaster: int | None, token: str, n: int, conc: int,
              duration: float, warmup: int, expect: dict, query: str = DASHBOARD,
              operation: str = "Dash", prefix: bytes = b'{"data":{"tenant":{', check=None) -> dict:
-    """Load of one query at page size `n`; the dashboard unless `query` says otherwise
-    (then `prefix` is what every response starts with and `check(doc, n)` the full
-    check)."""
+    """Load of one query at page size `n` through `trellis-loadgen` (persistent
+    connections, one thread, like pgbench's client); the dashboard unless `query` says
+    otherwise (then `prefix` is what every response starts with and `check(doc, n)` the
+    full check). Every response is checked for its status, prefix and the absence of
+    "errors"; the first of each connection and every 25th are parsed in full here."""
     body = json.dumps({"query": query, "variables": {"n": n}, "operationName": operation}).encode()
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
-    ready = threading.Barrier(conc + 1)
-    go = threading.Event()
-    stop_at = [0.0]
-    lat: list[list[float]] = [[] for _ in range(conc)]
-    failures: list[str] = []
-    fail_lock = threading.Lock()
-
-    def fail(msg: str) -> None:
-        with fail_lock:
-            failures.append(msg)
-
-    def one(client: Client, i: int, full_check: bool) -> None:
-        status, data = client.request("POST", "/graphql", body, headers)
-        # Every response: status 200, no top-level "errors" key (async-graphql writes
-        # it after "data"; none of the selected fields can contain that text) and a
-        # tenant. Every 25th response, and the first of each thread, is parsed in full.
-        if status != 200 or b'"errors":' in data or not data.startswith(prefix):
-            fail(f"HTTP {status}: {data[:500]!r}")
-        elif full_check:
-            doc = json.loads(data)
-            problem = check(doc, n) if check else check_shape(doc, n, expect)
-            if problem:
-                fail(problem)
-
-    def worker(i: int) -> None:
-        client = Client(url, timeout=30)
+    sample_problems: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="trellis-load-") as tmp:
+        body_file = os.path.join(tmp, "body.json")
+        samples_file = os.path.join(tmp, "samples.jsonl")
+        with open(body_file, "wb") as f:
+            f.write(body)
+        gen = subprocess.Popen(
+            [LOADGEN, "--url", f"{url}/graphql", "--body", body_file,
+             "--header", f"Authorization: Bearer {token}", "--concurrency", str(conc),
+             "--duration", str(duration), "--warmup", str(warmup),
+             "--prefix", prefix.decode(), "--samples", samples_file, "--sample-every", "25"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         try:
-            for w in range(warmup):
-                one(client, i, w == 0)
-        except Exception as e:  # noqa: BLE001
-            fail(f"warm-up: {e!r}")
-        ready.wait()
-        go.wait()
-        mine = lat[i]
-        k = 0
-        end = stop_at[0]
-        while True:
-            t = time.perf_counter()
-            if t >= end:
-                break
-            try:
-                one(client, i, k % 25 == 0)
-            except Exception as e:  # noqa: BLE001
-                fail(repr(e))
-                client.close()
-            mine.append(time.perf_counter() - t)
-            k += 1
-        client.close()
+            ready = gen.stdout.readline().strip()
+            if ready != "ready":
+                raise RuntimeError(f"trellis-loadgen did not get ready: {ready!r}")
+            before = metrics(url)
+            rss_before = rss_kb(pid)
+            cpu_before, pg_before = cpu_seconds(pid), pg_cpu_seconds(postmaster)
+            client_before = cpu_seconds(gen.pid)
+            peak = [rss_before]
+            sampling = threading.Event()
 
-    threads = [threading.Thread(target=worker, args=(i,), daemon=True) for i in range(conc)]
-    for th in threads:
-        th.start()
-    ready.wait()
-    before = metrics(url)
-    rss_before = rss_kb(pid)
-    cpu_before, pg_before = cpu_seconds(pid), pg_cpu_seconds(postmaster)
-    client_before = resource.getrusage(resource.RUSAGE_SELF)
-    peak = [rss_before]
-    sampling = threading.Event()
+            def sampler() -> None:
+                while not sampling.is_set():
+                    peak[0] = max(peak[0], rss_kb(pid))
+                    sampling.wait(0.1)
 
-    def sampler() -> None:
-        while not sampling.is_set():
+            sampler_thread = threading.Thread(target=sampler, daemon=True)
+            sampler_thread.start()
+            gen.stdin.write("go\n")
+            gen.stdin.flush()
+            report = json.loads(gen.stdout.readline())
+            client_cpu = cpu_seconds(gen.pid) - client_before
+            sampling.set()
+            sampler_thread.join()
             peak[0] = max(peak[0], rss_kb(pid))
-            sampling.wait(0.1)
-
-    sampler_thread = threading.Thread(target=sampler, daemon=True)
-    sampler_thread.start()
-    start = time.perf_counter()
-    stop_at[0] = start + duration
-    go.set()
-    for th in threads:
-        th.join()
-    elapsed = time.perf_counter() - start
-    sampling.set()
-    sampler_thread.join()
-    peak[0] = max(peak[0], rss_kb(pid))
-    after = metrics(url)
-    cpu_after, pg_after = cpu_seconds(pid), pg_cpu_seconds(postmaster)
-    client_after = resource.getrusage(resource.RUSAGE_SELF)
-    client_cpu = ((client_after.ru_utime + client_after.ru_stime)
-                  - (client_before.ru_utime + client_before.ru_stime))
-    all_lat = sorted(x for per in lat for x in per)
+            after = metrics(url)
+            cpu_after, pg_after = cpu_seconds(pid), pg_cpu_seconds(postmaster)
+            gen.stdin.close()
+            gen.wait(timeout=30)
+        finally:
+            if gen.poll() is None:
+                gen.kill()
+                gen.wait()
+        with open(samples_file) as f:
+            for line in f:
+                problem = (check(json.loads(line), n) if check
+                           else check_shape(json.loads(line), n, expect))
+                if problem:
+                    sample_problems.append(problem)
     d_stmt = after["trellis_sql_statements_total"] - before["trellis_sql_statements_total"]
     d_req = after["trellis_graphql_requests_total"] - before["trellis_graphql_requests_total"]
+    requests = report["requests"]
     return {
         "n": n,
         "concurrency": conc,
-        "requests": len(all_lat),
-        "seconds": round(elapsed, 3),
-        "rps": round(len(all_lat) / elapsed, 1),
-        "p50_ms": round(percentile(all_lat, 0.50) * 1000, 2),
-        "p99_ms": round(percentile(all_lat, 0.99) * 1000, 2),
-        "max_ms": round(all_lat[-1] * 1000, 2) if all_lat else None,
+        "requests": requests,
+        "seconds": round(report["seconds"], 3),
+        "rps": round(report["rps"], 1),
+        "p50_ms": round(report["p50_ms"], 2) if report["p50_ms"] is not None else None,
+        "p99_ms": round(report["p99_ms"], 2) if report["p99_ms"] is not None else None,
+        "max_ms": report["max_ms"],
         "sql_statements": int(d_stmt),
         "graphql_requests": int(d_req),
         "statements_per_request": round(d_stmt / d_req, 4) if d_req else None,
@@ -503,13 +479,13 @@ def load_run(url: str, pid: int, postmaster: int | None, token: str, n: int, con
         "postgres_cpu_ms_per_request": (
             round((pg_after - pg_before) * 1000 / d_req, 2) if d_req and pg_before is not None else None
         ),
-        # This Python process (load threads, RSS sampler, /metrics reads): the load
-        # generator's own cost, which pgbench's C client mostly does not have.
-        "client_cpu_ms_per_request": round(client_cpu * 1000 / len(all_lat), 2) if all_lat else None,
+        # The load generator's own cost (trellis-loadgen's CPU time), to set beside
+        # pgbench's client cost.
+        "client_cpu_ms_per_request": round(client_cpu * 1000 / requests, 3) if requests else None,
         "rss_start_kb": rss_before,
         "rss_peak_kb": peak[0],
-        "failures": len(failures),
-        "first_failures": failures[:3],
+        "failures": report["failures"] + len(sample_problems),
+        "first_failures": (report["first_failures"] + sample_problems)[:3],
     }
 
 

@@ -18,8 +18,8 @@ OUT="${BENCH_OUT:-$ROOT/bench/out/results.json}"
 READY_TIMEOUT="${BENCH_READY_TIMEOUT:-180}"
 
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
-    echo "==> cargo build --release -p trellis-server" >&2
-    cargo build --release -p trellis-server
+    echo "==> cargo build --release -p trellis-server -p trellis-loadgen" >&2
+    cargo build --release -p trellis-server -p trellis-loadgen
 fi
 
 DATA_DIR="$(mktemp -d /tmp/trellis-bench-XXXXXX)"
