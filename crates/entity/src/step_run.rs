@@ -1,5 +1,6 @@
 use sea_orm::entity::prelude::*;
 
+use crate::columns::ColumnSet;
 use crate::StepRunStatus;
 
 /// One step of a run: created pending with the run, moved by the runner.
@@ -29,10 +30,10 @@ pub enum Relation {}
 impl ActiveModelBehavior for ActiveModel {}
 
 impl Model {
-    /// Decodes a row whose columns are this entity's, in [`Column`] order, by position
-    /// (see [`crate::columns`]).
-    pub fn from_columns_in_order(row: &QueryResult) -> Result<Self, DbErr> {
-        let mut c = crate::columns::Columns::new(row)?;
+    /// Decodes a row holding this entity's columns of `set`, in [`Column`] order, by
+    /// position; the fields outside `set` keep their defaults (see [`crate::columns`]).
+    pub fn from_columns(row: &QueryResult, set: ColumnSet) -> Result<Self, DbErr> {
+        let mut c = crate::columns::Columns::new(row, set)?;
         Ok(Self {
             id: c.read()?,
             tenant_id: c.read()?,

@@ -15,6 +15,7 @@ use sea_orm::sea_query::{Expr, PgFunc, SimpleExpr};
 use sea_orm::QueryOrder;
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, IdenStatic, Iterable, QueryFilter};
 use trellis_core::RequestScope;
+use trellis_entity::columns::ColumnSet;
 use trellis_entity::{
     action, api_key, app, app_version, audit_event, client, connection, connection_secret,
     invitation, membership, secret, step_run, tenant, trigger, user, workflow, workflow_run,
@@ -239,50 +240,43 @@ by_parent!(
     TriggersOfWorkflow => trigger.WorkflowId(workflow_id), ordered by CreatedAt
 );
 
-/// The GraphQL fields of runs and step runs that read a JSON payload column. Lists
-/// load payloads only when their selection asks for one of these: they are the large
-/// part of a row, and a dashboard listing runs never shows them.
-const PAYLOAD_FIELDS: [&str; 4] = ["input", "output", "error", "triggerPayload"];
-
-/// The payload columns of runs and step runs, by column name.
-const PAYLOAD_COLUMNS: [&str; 4] = ["input", "output", "error", "trigger_payload"];
-
-/// Whether `selection` (a run's or step run's fields) reads a payload.
-pub fn selects_payloads(selection: &async_graphql::Lookahead<'_>) -> bool {
-    PAYLOAD_FIELDS.iter().any(|f| selection.field(f).exists())
-}
-
-/// The select list of `E`'s columns, with its payload columns as typed NULLs unless
-/// `payloads`: a row read without them decodes into the same model.
-fn select_list<E: EntityTrait>(alias: &str, payloads: bool) -> String {
-    E::Column::iter()
-        .map(|c| {
-            let name = c.as_str();
-            if !payloads && PAYLOAD_COLUMNS.contains(&name) {
-                format!("NULL::jsonb AS {name}")
-            } else {
-                format!("{alias}.{name}")
+/// The columns a list must read for `selection` (the listed objects' fields): `always`
+/// and those `fields` names for each selected field. A selected field that `fields`
+/// does not name makes it read every column.
+pub fn columns_for<C: IdenStatic + Iterable + Copy>(
+    selection: &async_graphql::Lookahead<'_>,
+    always: impl IntoIterator<Item = C>,
+    fields: &[(&str, &[C])],
+) -> ColumnSet {
+    let mut set = ColumnSet::NONE.with_all(always);
+    for object in selection.selection_fields() {
+        for field in object.selection_set() {
+            match fields.iter().find(|(name, _)| *name == field.name()) {
+                Some((_, columns)) => set = set.with_all(columns.iter().copied()),
+                None => return ColumnSet::ALL,
             }
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
+        }
+    }
+    set
 }
 
-/// Decodes the rows of a list read in column order (see `trellis_entity::columns`).
+/// Decodes the rows of a list that read the columns of `set` (see
+/// `trellis_entity::columns`).
 fn decode_all<M>(
     rows: Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr>,
-    decode: fn(&sea_orm::QueryResult) -> Result<M, sea_orm::DbErr>,
+    set: ColumnSet,
+    decode: fn(&sea_orm::QueryResult, ColumnSet) -> Result<M, sea_orm::DbErr>,
 ) -> Result<Vec<M>, Arc<trellis_core::Error>> {
-    rows.and_then(|rows| rows.iter().map(decode).collect())
+    rows.and_then(|rows| rows.iter().map(|row| decode(row, set)).collect())
         .map_err(|e| Arc::new(e.into()))
 }
 
-/// The step runs of a run, in the version's step order; with their payloads or with
-/// those columns NULL (see [`selects_payloads`]).
+/// The step runs of a run, in the version's step order, with the columns of `columns`
+/// (see [`columns_for`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct StepRunsOfRun {
     pub run_id: Uuid,
-    pub payloads: bool,
+    pub columns: ColumnSet,
 }
 
 impl async_graphql::dataloader::Loader<StepRunsOfRun> for Loader {
@@ -296,34 +290,31 @@ impl async_graphql::dataloader::Loader<StepRunsOfRun> for Loader {
         let tx = self.scope.tx().await.map_err(Arc::new)?;
         let mut grouped: HashMap<StepRunsOfRun, Self::Value> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
-        for payloads in [false, true] {
+        // One statement per distinct column set (a page asks for one).
+        for columns in distinct(keys.iter().map(|k| k.columns)) {
             let ids: Vec<Uuid> = keys
                 .iter()
-                .filter(|k| k.payloads == payloads)
+                .filter(|k| k.columns == columns)
                 .map(|k| k.run_id)
                 .collect();
-            if ids.is_empty() {
-                continue;
-            }
             let sql = format!(
                 "SELECT {} FROM step_runs s \
                  WHERE s.tenant_id = (SELECT app.current_tenant_id()) AND s.run_id = ANY($1) \
                  ORDER BY s.id",
-                select_list::<step_run::Entity>("s", payloads)
+                columns.select_list::<step_run::Entity>("s")
             );
             let rows = decode_all(
                 tx.query_all(trellis_core::scope::stmt(&sql, [ids.into()]))
                     .await,
-                step_run::Model::from_columns_in_order,
+                columns,
+                step_run::Model::from_columns,
             )?;
             for row in rows {
-                grouped
-                    .entry(StepRunsOfRun {
-                        run_id: row.run_id,
-                        payloads,
-                    })
-                    .or_default()
-                    .push(row);
+                let key = StepRunsOfRun {
+                    run_id: row.run_id,
+                    columns,
+                };
+                grouped.entry(key).or_default().push(row);
             }
         }
         Ok(grouped)
@@ -331,13 +322,13 @@ impl async_graphql::dataloader::Loader<StepRunsOfRun> for Loader {
 }
 
 /// The newest `limit` runs of a workflow (one more than a page, to tell whether there
-/// is a next one), for every workflow of a page in one statement.
+/// is a next one), for every workflow of a page in one statement, with the columns of
+/// `columns` (see [`columns_for`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LatestRunsOfWorkflow {
     pub workflow_id: Uuid,
     pub limit: u64,
-    /// Whether the payload columns are read (see [`selects_payloads`]).
-    pub payloads: bool,
+    pub columns: ColumnSet,
 }
 
 impl async_graphql::dataloader::Loader<LatestRunsOfWorkflow> for Loader {
@@ -352,13 +343,10 @@ impl async_graphql::dataloader::Loader<LatestRunsOfWorkflow> for Loader {
         let mut grouped: HashMap<LatestRunsOfWorkflow, Self::Value> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
         // One statement per distinct shape (a page asks for one).
-        let mut shapes: Vec<(u64, bool)> = keys.iter().map(|k| (k.limit, k.payloads)).collect();
-        shapes.sort_unstable();
-        shapes.dedup();
-        for (limit, payloads) in shapes {
+        for (limit, columns) in distinct(keys.iter().map(|k| (k.limit, k.columns))) {
             let ids: Vec<Uuid> = keys
                 .iter()
-                .filter(|k| k.limit == limit && k.payloads == payloads)
+                .filter(|k| k.limit == limit && k.columns == columns)
                 .map(|k| k.workflow_id)
                 .collect();
             let sql = format!(
@@ -366,7 +354,7 @@ impl async_graphql::dataloader::Loader<LatestRunsOfWorkflow> for Loader {
                    SELECT {} FROM workflow_runs x \
                    WHERE x.workflow_id = w.id AND x.tenant_id = (SELECT app.current_tenant_id()) \
                    ORDER BY x.created_at DESC, x.id DESC LIMIT $2) r",
-                select_list::<workflow_run::Entity>("x", payloads)
+                columns.select_list::<workflow_run::Entity>("x")
             );
             let rows = decode_all(
                 tx.query_all(trellis_core::scope::stmt(
@@ -374,21 +362,31 @@ impl async_graphql::dataloader::Loader<LatestRunsOfWorkflow> for Loader {
                     [ids.into(), (limit as i64).into()],
                 ))
                 .await,
-                workflow_run::Model::from_columns_in_order,
+                columns,
+                workflow_run::Model::from_columns,
             )?;
             for row in rows {
-                grouped
-                    .entry(LatestRunsOfWorkflow {
-                        workflow_id: row.workflow_id,
-                        limit,
-                        payloads,
-                    })
-                    .or_default()
-                    .push(row);
+                let key = LatestRunsOfWorkflow {
+                    workflow_id: row.workflow_id,
+                    limit,
+                    columns,
+                };
+                grouped.entry(key).or_default().push(row);
             }
         }
         Ok(grouped)
     }
+}
+
+/// The distinct values of `items`, in first-seen order.
+fn distinct<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
+    let mut out = Vec::new();
+    for item in items {
+        if !out.contains(&item) {
+            out.push(item);
+        }
+    }
+    out
 }
 
 /// A workflow's report buckets over one range (`Workflow.stats`): a page of workflows

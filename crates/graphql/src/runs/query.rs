@@ -5,12 +5,10 @@ use trellis_entity::{workflow_run, IdKind, Role};
 use uuid::Uuid;
 
 use super::reports::{self, ReportPeriod, RunStatsBucket};
-use super::types::{RunFilter, WorkflowRun};
+use super::types::{run_columns, step_run_columns, RunFilter, WorkflowRun};
 use crate::context::{load_error, run, ContextExt};
 use crate::ids;
-use crate::loaders::{
-    prefetch, selects_payloads, LatestRunsOfWorkflow, StepRunsOfRun, WorkflowById,
-};
+use crate::loaders::{prefetch, LatestRunsOfWorkflow, StepRunsOfRun, WorkflowById};
 use crate::pagination::{
     first_page, load_page, node_selection, node_selects, CreatedOrderBy, Page, PageArgs,
 };
@@ -51,12 +49,12 @@ impl RunsQuery {
         }
         let step_runs = node_selection(ctx).field("stepRuns");
         if step_runs.exists() {
-            let payloads = selects_payloads(&step_runs);
+            let columns = step_run_columns(&step_runs);
             prefetch(
                 loader,
                 page.edges.iter().map(|e| StepRunsOfRun {
                     run_id: e.node.0.id,
-                    payloads,
+                    columns,
                 }),
             )
             .await
@@ -158,7 +156,7 @@ pub(crate) async fn latest_runs_page(
         .load_one(LatestRunsOfWorkflow {
             workflow_id: workflow,
             limit: first + 1,
-            payloads: selects_payloads(&node_selection(ctx)),
+            columns: run_columns(&node_selection(ctx)),
         })
         .await
         .map_err(|e| load_error(ctx, &e))?

@@ -2,13 +2,14 @@
 
 use async_graphql::{Context, Enum, InputObject, Json, Object, ID};
 use chrono::{DateTime, Utc};
+use trellis_entity::columns::ColumnSet;
 use trellis_entity::{step_run, workflow_run, IdKind};
 
 use crate::context::load;
 use crate::ids::gid;
 use crate::in_place::in_place_object;
 use crate::loaders::{
-    selects_payloads, RunById, StepRunsOfRun, TriggerById, WorkflowById, WorkflowStepById,
+    columns_for, RunById, StepRunsOfRun, TriggerById, WorkflowById, WorkflowStepById,
     WorkflowVersionById,
 };
 use crate::runs::logs::{log_page, LogConnection, LogLineFilter};
@@ -62,6 +63,89 @@ impl RunFilter {
             && self.created_after.is_none()
             && self.created_before.is_none()
     }
+}
+
+/// What lists of runs read of each run whatever they select: the id and creation time
+/// (the cursor), the workflow (a page's runs are grouped by it) and the enums.
+const RUN_COLUMNS_ALWAYS: [workflow_run::Column; 5] = [
+    workflow_run::Column::Id,
+    workflow_run::Column::WorkflowId,
+    workflow_run::Column::TriggerType,
+    workflow_run::Column::Status,
+    workflow_run::Column::CreatedAt,
+];
+
+/// The columns each field of [`WorkflowRunFields`] reads beyond
+/// [`RUN_COLUMNS_ALWAYS`]. A field missing here makes a list read whole rows: a new
+/// field is correct before it is listed, only slower.
+const RUN_FIELD_COLUMNS: &[(&str, &[workflow_run::Column])] = {
+    use workflow_run::Column as C;
+    &[
+        ("__typename", &[]),
+        ("id", &[]),
+        ("status", &[]),
+        ("triggerType", &[]),
+        ("createdAt", &[]),
+        ("workflow", &[]),
+        ("stepRuns", &[]),
+        ("logs", &[]),
+        ("isSimulation", &[C::IsSimulation]),
+        ("idempotencyKey", &[C::IdempotencyKey]),
+        ("input", &[C::Input]),
+        ("output", &[C::Output]),
+        ("triggerPayload", &[C::TriggerPayload]),
+        ("error", &[C::Error]),
+        ("updatedAt", &[C::UpdatedAt]),
+        ("startedAt", &[C::StartedAt]),
+        ("finishedAt", &[C::FinishedAt]),
+        ("cancelledAt", &[C::CancelledAt]),
+        ("durationMs", &[C::StartedAt, C::FinishedAt]),
+        ("leaseExpiresAt", &[C::LeaseExpiresAt]),
+        ("payloadsPurgedAt", &[C::PayloadsPurgedAt]),
+        ("version", &[C::VersionId]),
+        ("trigger", &[C::TriggerId]),
+        ("retryOf", &[C::RetryOfId]),
+    ]
+};
+
+/// The columns a list of runs reads for `selection` (the runs' own fields).
+pub(crate) fn run_columns(selection: &async_graphql::Lookahead<'_>) -> ColumnSet {
+    columns_for(selection, RUN_COLUMNS_ALWAYS, RUN_FIELD_COLUMNS)
+}
+
+/// What lists of step runs read of each whatever they select: the id (the order), the
+/// run (they are grouped by it) and the status (an enum).
+const STEP_RUN_COLUMNS_ALWAYS: [step_run::Column; 3] = [
+    step_run::Column::Id,
+    step_run::Column::RunId,
+    step_run::Column::Status,
+];
+
+/// The columns each field of [`StepRunFields`] reads beyond
+/// [`STEP_RUN_COLUMNS_ALWAYS`] (see [`RUN_FIELD_COLUMNS`]).
+const STEP_RUN_FIELD_COLUMNS: &[(&str, &[step_run::Column])] = {
+    use step_run::Column as C;
+    &[
+        ("__typename", &[]),
+        ("id", &[]),
+        ("status", &[]),
+        ("run", &[]),
+        ("stepKey", &[C::StepKey]),
+        ("attempt", &[C::Attempt]),
+        ("input", &[C::Input]),
+        ("output", &[C::Output]),
+        ("error", &[C::Error]),
+        ("createdAt", &[C::CreatedAt]),
+        ("startedAt", &[C::StartedAt]),
+        ("finishedAt", &[C::FinishedAt]),
+        ("logs", &[]),
+        ("step", &[C::StepId]),
+    ]
+};
+
+/// The columns a list of step runs reads for `selection` (the step runs' own fields).
+pub(crate) fn step_run_columns(selection: &async_graphql::Lookahead<'_>) -> ColumnSet {
+    columns_for(selection, STEP_RUN_COLUMNS_ALWAYS, STEP_RUN_FIELD_COLUMNS)
 }
 
 /// One execution of a workflow version: the GraphQL object `WorkflowRun`, whose fields
@@ -183,7 +267,7 @@ impl WorkflowRunFields<'_> {
     async fn step_runs(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<StepRun>> {
         let key = StepRunsOfRun {
             run_id: self.0.id,
-            payloads: selects_payloads(&ctx.look_ahead()),
+            columns: step_run_columns(&ctx.look_ahead()),
         };
         let rows = load(ctx, key).await?;
         Ok(rows.unwrap_or_default().into_iter().map(StepRun).collect())

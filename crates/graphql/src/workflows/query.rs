@@ -9,11 +9,12 @@ use crate::context::{load_error, run, ContextExt};
 use crate::identity::types::contains_pattern;
 use crate::ids;
 use crate::loaders::{
-    prefetch, selects_payloads, ClientById, LatestRunsOfWorkflow, StatsOfWorkflow,
-    StepCountOfVersion, StepRunsOfRun, StepsOfVersion, TransitionsOfVersion, TriggersOfWorkflow,
-    VersionsOfWorkflow, WorkflowById, WorkflowVersionById,
+    prefetch, ClientById, LatestRunsOfWorkflow, StatsOfWorkflow, StepCountOfVersion, StepRunsOfRun,
+    StepsOfVersion, TransitionsOfVersion, TriggersOfWorkflow, VersionsOfWorkflow, WorkflowById,
+    WorkflowVersionById,
 };
 use crate::pagination::{load_page, node_selection, node_selects, CreatedOrderBy, Page, PageArgs};
+use crate::runs::types::{run_columns, step_run_columns};
 
 #[derive(Default)]
 pub struct WorkflowsQuery;
@@ -327,19 +328,19 @@ async fn prefetch_latest_runs(
         .field("runs")
         .field("edges")
         .field("node");
-    let payloads = selects_payloads(&run);
+    let columns = run_columns(&run);
     let keys: Vec<LatestRunsOfWorkflow> = rows
         .iter()
         .map(|w| LatestRunsOfWorkflow {
             workflow_id: w.id,
             limit: first + 1,
-            payloads,
+            columns,
         })
         .collect();
     prefetch(loader, keys.iter().copied()).await.map_err(fail)?;
     let step_runs = run.field("stepRuns");
     if step_runs.exists() {
-        let payloads = selects_payloads(&step_runs);
+        let columns = step_run_columns(&step_runs);
         let mut run_ids = vec![];
         for key in keys {
             let runs = loader.load_one(key).await.map_err(fail)?;
@@ -349,7 +350,7 @@ async fn prefetch_latest_runs(
                     .take(first as usize)
                     .map(|r| StepRunsOfRun {
                         run_id: r.id,
-                        payloads,
+                        columns,
                     }),
             );
         }

@@ -956,12 +956,68 @@ async fn listed_runs_read_the_same_as_fragments_and_single_runs() {
         json!({ "why": "b" }),
     )
     .await;
-    // A second, open run, so that NULL timestamps and payloads are compared too.
-    start(&app, &owner.token, &workflow, json!({ "n": 2 }), None).await;
+    // A retry of it (a run with `retryOf`) and an open simulation, so that NULL
+    // timestamps and payloads are compared too.
+    let retried = app
+        .ok(
+            Some(&owner.token),
+            "mutation($id: ID!) { retryRun(input: {id: $id}) { run { id } userErrors { code } } }",
+            json!({ "id": run }),
+        )
+        .await;
+    assert_eq!(retried["retryRun"]["userErrors"], json!([]), "{retried:#}");
+    let simulated = app
+        .ok(
+            Some(&owner.token),
+            "mutation($w: ID!) { startRun(input: {workflowId: $w, simulation: true}) { userErrors { code } } }",
+            json!({ "w": workflow }),
+        )
+        .await;
+    assert_eq!(simulated["startRun"]["userErrors"], json!([]));
 
-    let step_fields = "__typename id stepKey status attempt input output error createdAt startedAt finishedAt step { key } run { id }";
+    let step_field_list = [
+        "__typename",
+        "id",
+        "stepKey",
+        "status",
+        "attempt",
+        "input",
+        "output",
+        "error",
+        "createdAt",
+        "startedAt",
+        "finishedAt",
+        "step { key }",
+        "run { id }",
+    ];
+    let run_field_list = [
+        "__typename",
+        "id",
+        "status",
+        "triggerType",
+        "isSimulation",
+        "idempotencyKey",
+        "input",
+        "output",
+        "triggerPayload",
+        "error",
+        "createdAt",
+        "updatedAt",
+        "startedAt",
+        "finishedAt",
+        "cancelledAt",
+        "durationMs",
+        "leaseExpiresAt",
+        "payloadsPurgedAt",
+        "workflow { key }",
+        "version { number }",
+        "trigger { id }",
+        "retryOf { id }",
+    ];
+    let step_fields = step_field_list.join(" ");
     let run_fields = format!(
-        "__typename id status triggerType isSimulation idempotencyKey input output triggerPayload error createdAt updatedAt startedAt finishedAt cancelledAt durationMs leaseExpiresAt payloadsPurgedAt workflow {{ key }} version {{ number }} trigger {{ id }} retryOf {{ id }} again: status stepRuns {{ {step_fields} }}"
+        "{} again: status stepRuns {{ {step_fields} }}",
+        run_field_list.join(" ")
     );
     let listed = app
         .ok(
@@ -972,8 +1028,50 @@ async fn listed_runs_read_the_same_as_fragments_and_single_runs() {
         .await;
     let node = &listed["workflows"]["edges"][0]["node"];
     let plain = node["plain"]["edges"].as_array().unwrap();
-    assert_eq!(plain.len(), 2);
+    assert_eq!(plain.len(), 3);
     assert_eq!(node["plain"], node["fragment"]);
+    // Lists read only the columns their selection needs: each field selected alone
+    // reads what the whole selection read.
+    let alone = |selection: String| {
+        let app = &app;
+        let token = &owner.token;
+        async move {
+            let query = format!(
+                "{{ workflows(first: 1) {{ edges {{ node {{ runs(first: 5) {{ edges {{ node {{ {selection} }} }} }} }} }} }} }}"
+            );
+            let data = app.ok(Some(token), &query, json!({})).await;
+            data["workflows"]["edges"][0]["node"]["runs"]["edges"].clone()
+        }
+    };
+    let key = |field: &str| field.split(' ').next().unwrap().to_owned();
+    for field in run_field_list {
+        let got = alone(field.to_owned()).await;
+        for (i, edge) in plain.iter().enumerate() {
+            assert_eq!(
+                got[i]["node"][key(field)],
+                edge["node"][key(field)],
+                "{field}"
+            );
+        }
+    }
+    for field in step_field_list {
+        let got = alone(format!("stepRuns {{ {field} }}")).await;
+        for (i, edge) in plain.iter().enumerate() {
+            let want: Vec<&Value> = edge["node"]["stepRuns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| &s[key(field)])
+                .collect();
+            let have: Vec<&Value> = got[i]["node"]["stepRuns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|s| &s[key(field)])
+                .collect();
+            assert_eq!(have, want, "stepRuns {field}");
+        }
+    }
     let failed = plain
         .iter()
         .map(|e| &e["node"])
