@@ -280,7 +280,7 @@ pub struct StepRunsOfRun {
 }
 
 impl async_graphql::dataloader::Loader<StepRunsOfRun> for Loader {
-    type Value = Vec<step_run::Model>;
+    type Value = Vec<Arc<step_run::Model>>;
     type Error = Arc<trellis_core::Error>;
 
     async fn load(
@@ -314,7 +314,7 @@ impl async_graphql::dataloader::Loader<StepRunsOfRun> for Loader {
                     run_id: row.run_id,
                     columns,
                 };
-                grouped.entry(key).or_default().push(row);
+                grouped.entry(key).or_default().push(Arc::new(row));
             }
         }
         Ok(grouped)

@@ -140,7 +140,7 @@ async fn step(
     )
     .await?;
     Ok(StepRunPayload {
-        step_run: step.map(StepRun),
+        step_run: step.map(StepRun::from),
         user_errors,
     })
 }

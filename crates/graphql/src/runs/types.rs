@@ -1,5 +1,7 @@
 //! Run types: WorkflowRun and StepRun, with filters.
 
+use std::sync::Arc;
+
 use async_graphql::{Context, Enum, InputObject, Json, Object, ID};
 use chrono::{DateTime, Utc};
 use trellis_entity::columns::ColumnSet;
@@ -275,12 +277,13 @@ impl WorkflowRunFields<'_> {
 }
 
 /// One step of a run: the GraphQL object `StepRun`, whose fields [`StepRunFields`]
-/// resolves in place (a page of runs lists a thousand).
-pub struct StepRun(pub step_run::Model);
+/// resolves in place (a page of runs lists a thousand). Shared with the request's
+/// dataloader cache, which hands out each run's step runs without copying them.
+pub struct StepRun(pub Arc<step_run::Model>);
 
 impl From<step_run::Model> for StepRun {
     fn from(m: step_run::Model) -> Self {
-        Self(m)
+        Self(Arc::new(m))
     }
 }
 
