@@ -177,7 +177,7 @@ async fn load(
             Ok((status, body)) => {
                 if let Some(problem) = check(&target, status, &body) {
                     tally.failures.push(problem);
-                } else if k % sample_every == 0 {
+                } else if k.is_multiple_of(sample_every) {
                     tally.samples.push(body);
                 }
             }
