@@ -17,7 +17,8 @@ use sea_orm::sqlx::postgres::{PgRow, Postgres};
 use sea_orm::sqlx::{Decode, Row, Type};
 use sea_orm::{ActiveEnum, DbErr, EntityTrait, IdenStatic, Iterable, QueryResult};
 
-/// Some of an entity's columns, by their position in `Column` order (at most 64).
+/// Some of an entity's columns, by their position in `Column` order. Positions past
+/// 64 can only be had all together ([`ColumnSet::ALL`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ColumnSet(u64);
 
@@ -32,8 +33,9 @@ impl ColumnSet {
     pub fn with<C: IdenStatic + Iterable>(self, column: C) -> Self {
         let name = column.as_str();
         match C::iter().position(|c| c.as_str() == name) {
-            Some(position) => Self(self.0 | 1 << position),
-            None => Self::ALL,
+            Some(position) if position < 64 => Self(self.0 | 1 << position),
+            // Not representable: read everything rather than too little.
+            _ => Self::ALL,
         }
     }
 
@@ -51,7 +53,11 @@ impl ColumnSet {
 
     /// Whether the column at `position` (in `Column` order) is in the set.
     pub fn contains(self, position: usize) -> bool {
-        position < 64 && self.0 & (1 << position) != 0
+        match position {
+            0..64 => self.0 & (1 << position) != 0,
+            // Past the bits: only "every column" holds them.
+            _ => self == Self::ALL,
+        }
     }
 
     /// `alias.column, …` of `E`'s columns in the set, in `Column` order.
