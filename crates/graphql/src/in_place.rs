@@ -15,9 +15,9 @@
 //! extension ([`crate::build_schema`]).
 
 use async_graphql::indexmap::IndexMap;
-use async_graphql::parser::types::Selection;
+use async_graphql::parser::types::{Field, Selection};
 use async_graphql::resolver_utils::{resolve_container, ContainerType};
-use async_graphql::{ContextSelectionSet, ServerResult, Value};
+use async_graphql::{ContextSelectionSet, Positioned, ServerResult, Value};
 
 /// The future of one object's value.
 pub type BoxedValue<'a> =
@@ -39,22 +39,25 @@ pub async fn resolve_in_place<T: ContainerType>(
     ctx: &ContextSelectionSet<'_>,
 ) -> ServerResult<Value> {
     let items = &ctx.item.node.items;
-    let mut values = IndexMap::with_capacity(items.len());
     let mut fields = Vec::with_capacity(items.len());
     for item in items {
         match &item.node {
+            // A repeated response key is found by comparing names: a selection is a
+            // handful of fields, and this spares hashing each key more than once.
             Selection::Field(field)
                 if field.node.directives.is_empty()
-                    && !values.contains_key(&field.node.response_key().node) =>
+                    && !fields.iter().any(|f: &&Positioned<Field>| {
+                        f.node.response_key().node == field.node.response_key().node
+                    }) =>
             {
-                values.insert(field.node.response_key().node.clone(), Value::Null);
                 fields.push(field);
             }
             _ => return resolve_container(ctx, object).await,
         }
     }
+    // Fields resolve in selection order, so inserting each once keeps that order.
+    let mut values = IndexMap::with_capacity(fields.len());
     for field in fields {
-        let key = &field.node.response_key().node;
         let value = if field.node.name.node == "__typename" {
             Value::String(object.introspection_type_name().into_owned())
         } else {
@@ -63,12 +66,11 @@ pub async fn resolve_in_place<T: ContainerType>(
                 // As async-graphql does: the error is reported and the key left out.
                 Err(err) => {
                     ctx.add_error(err);
-                    values.shift_remove(key);
                     continue;
                 }
             }
         };
-        values.insert(key.clone(), value);
+        values.insert(field.node.response_key().node.clone(), value);
     }
     Ok(if values.is_empty() {
         Value::Null
