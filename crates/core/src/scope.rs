@@ -349,6 +349,32 @@ impl RequestScope {
         self.failed.load(Ordering::Relaxed)
     }
 
+    /// [`Self::finish`] for a scope that resolvers shared: waits (yielding) until
+    /// nothing else holds it, as the dataloader's batch tasks may for a moment after a
+    /// response, then commits or rolls back. Failures are logged with the request id; a
+    /// scope still shared after that rolls back when its last holder drops it.
+    pub async fn finish_shared(mut scope: Arc<Self>, succeeded: bool) {
+        for _ in 0..1000 {
+            match Arc::try_unwrap(scope) {
+                Ok(owned) => {
+                    let request_id = owned.meta.request_id.clone();
+                    if let Err(err) = owned.finish(succeeded).await {
+                        tracing::error!(request_id, error = ?err, "finishing a request transaction failed");
+                    }
+                    return;
+                }
+                Err(shared) => {
+                    scope = shared;
+                    tokio::task::yield_now().await;
+                }
+            }
+        }
+        tracing::error!(
+            request_id = scope.meta.request_id,
+            "request scope still shared; its transaction rolls back on drop"
+        );
+    }
+
     /// Commits when the request succeeded and nothing marked it failed; rolls back
     /// otherwise. Call once, after the response is computed.
     pub async fn finish(self, succeeded: bool) -> Result<()> {

@@ -58,26 +58,6 @@ pub(crate) fn session(ctx: &Context<'_>) -> async_graphql::Result<LiveSession> {
     })
 }
 
-/// Ends a scope once nothing else holds it: commits when `ok`, rolls back otherwise.
-pub(crate) async fn finish(mut scope: Arc<RequestScope>, ok: bool) {
-    // The dataloader's batch tasks may hold the scope for a moment longer.
-    for _ in 0..1000 {
-        match Arc::try_unwrap(scope) {
-            Ok(owned) => {
-                if let Err(err) = owned.finish(ok).await {
-                    tracing::error!(error = ?err, "finishing a subscription event's transaction failed");
-                }
-                return;
-            }
-            Err(shared) => {
-                scope = shared;
-                tokio::task::yield_now().await;
-            }
-        }
-    }
-    tracing::error!("subscription scope still shared; its transaction rolls back on drop");
-}
-
 /// A subscription event's value with the scope it was read in. Its fields resolve with
 /// that scope's [`RequestData`] (fresh dataloaders included); the scope then ends.
 pub struct InScope<T> {
@@ -137,7 +117,7 @@ impl<T: OutputType> OutputType for InScope<T> {
             self.value.resolve(&scoped, field).await
         };
         drop(data);
-        finish(scope, result.is_ok()).await;
+        RequestScope::finish_shared(scope, result.is_ok()).await;
         result
     }
 }

@@ -176,29 +176,8 @@ async fn execute(
     };
     let response = state.schema.execute_batch(batch).await;
     state.requests.fetch_add(1, Ordering::Relaxed);
-    finish(scope, response.is_ok()).await;
+    RequestScope::finish_shared(scope, response.is_ok()).await;
     GraphQLResponse::from(response).into_response()
-}
-
-/// Commits or rolls back the request's transaction once no resolver holds the scope.
-async fn finish(mut scope: Arc<RequestScope>, ok: bool) {
-    for _ in 0..1000 {
-        match Arc::try_unwrap(scope) {
-            Ok(owned) => {
-                if let Err(err) = owned.finish(ok).await {
-                    tracing::error!(error = ?err, "finishing the request transaction failed");
-                }
-                return;
-            }
-            Err(shared) => {
-                scope = shared;
-                tokio::task::yield_now().await;
-            }
-        }
-    }
-    tracing::error!(
-        "request scope still shared after the response; its transaction rolls back on drop"
-    );
 }
 
 async fn graphql_post(State(state): State<AppState>, request: Request) -> Response {
@@ -340,7 +319,7 @@ impl async_graphql::Executor for LiveExecutor {
                     let request = trellis_graphql::request_data(request, scope.clone());
                     let response = state.schema.execute(request).await;
                     state.requests.fetch_add(1, Ordering::Relaxed);
-                    finish(scope, response.is_ok()).await;
+                    RequestScope::finish_shared(scope, response.is_ok()).await;
                     response
                 })
                 .boxed()
@@ -401,7 +380,7 @@ async fn webhook(
             )
         }
     };
-    finish(scope, status == StatusCode::ACCEPTED).await;
+    RequestScope::finish_shared(scope, status == StatusCode::ACCEPTED).await;
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],
