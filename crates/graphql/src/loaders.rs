@@ -408,11 +408,8 @@ impl async_graphql::dataloader::Loader<StatsOfWorkflow> for Loader {
         &self,
         keys: &[StatsOfWorkflow],
     ) -> Result<HashMap<StatsOfWorkflow, Self::Value>, Self::Error> {
-        let mut ranges: Vec<_> = keys.iter().map(|k| (k.period, k.from, k.to)).collect();
-        ranges.sort_unstable_by_key(|r| (r.0.name(), r.1, r.2));
-        ranges.dedup();
         let mut out = HashMap::with_capacity(keys.len());
-        for (period, from, to) in ranges {
+        for (period, from, to) in distinct(keys.iter().map(|k| (k.period, k.from, k.to))) {
             let ids: Vec<Uuid> = keys
                 .iter()
                 .filter(|k| (k.period, k.from, k.to) == (period, from, to))
