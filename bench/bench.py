@@ -343,6 +343,30 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+class RssPeak:
+    """The highest VmRSS (kB) of process `pid`: read once when made, then sampled every
+    100 ms from `start()` until `stop()`, which returns it."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak_kb = rss_kb(pid)
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            self.peak_kb = max(self.peak_kb, rss_kb(self.pid))
+            self._done.wait(0.1)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> int:
+        self._done.set()
+        self._thread.join()
+        return self.peak_kb
+
+
 def pg_cpu_seconds(postmaster: int | None) -> float | None:
     """CPU time of the postmaster, its live children (backends of the pooled
     connections live for the whole run, so their deltas are complete) and the children
@@ -426,26 +450,16 @@ def load_run(url: str, pid: int, postmaster: int | None, token: str, n: int, con
             if ready != "ready":
                 raise RuntimeError(f"trellis-loadgen did not get ready: {ready!r}")
             before = metrics(url)
-            rss_before = rss_kb(pid)
+            rss = RssPeak(pid)
+            rss_before = rss.peak_kb
             cpu_before, pg_before = cpu_seconds(pid), pg_cpu_seconds(postmaster)
             client_before = cpu_seconds(gen.pid)
-            peak = [rss_before]
-            sampling = threading.Event()
-
-            def sampler() -> None:
-                while not sampling.is_set():
-                    peak[0] = max(peak[0], rss_kb(pid))
-                    sampling.wait(0.1)
-
-            sampler_thread = threading.Thread(target=sampler, daemon=True)
-            sampler_thread.start()
+            rss.start()
             gen.stdin.write("go\n")
             gen.stdin.flush()
             report = json.loads(gen.stdout.readline())
             client_cpu = cpu_seconds(gen.pid) - client_before
-            sampling.set()
-            sampler_thread.join()
-            peak[0] = max(peak[0], rss_kb(pid))
+            peak_kb = max(rss.stop(), rss_kb(pid))
             after = metrics(url)
             cpu_after, pg_after = cpu_seconds(pid), pg_cpu_seconds(postmaster)
             gen.stdin.close()
@@ -483,7 +497,7 @@ def load_run(url: str, pid: int, postmaster: int | None, token: str, n: int, con
         # pgbench's client cost.
         "client_cpu_ms_per_request": round(client_cpu * 1000 / requests, 3) if requests else None,
         "rss_start_kb": rss_before,
-        "rss_peak_kb": peak[0],
+        "rss_peak_kb": peak_kb,
         "failures": report["failures"] + len(sample_problems),
         "first_failures": (report["first_failures"] + sample_problems)[:3],
     }

@@ -49,6 +49,7 @@ from bench import (  # noqa: E402
     SWITCH_TENANT,
     Client,
     GraphQLError,
+    RssPeak,
     cpu_seconds,
     find_pgbench,
     jwt_claims,
@@ -354,24 +355,15 @@ def ingest_run(url: str, pid: int, postmaster: int | None, runner: str, workers:
     ready.wait()
     before = metrics(url)
     cpu_before, pg_before = cpu_seconds(pid), pg_cpu_seconds(postmaster)
-    peak = [rss_kb(pid)]
-    sampling = threading.Event()
-
-    def sampler() -> None:
-        while not sampling.is_set():
-            peak[0] = max(peak[0], rss_kb(pid))
-            sampling.wait(0.1)
-
-    sampler_thread = threading.Thread(target=sampler, daemon=True)
-    sampler_thread.start()
+    rss = RssPeak(pid)
+    rss.start()
     start = time.perf_counter()
     deadline[0] = start + duration
     go.set()
     for th in threads:
         th.join(timeout=duration + 600)
     elapsed = time.perf_counter() - start
-    sampling.set()
-    sampler_thread.join()
+    peak_kb = rss.stop()
     after = metrics(url)
     cpu_after, pg_after = cpu_seconds(pid), pg_cpu_seconds(postmaster)
     d_stmt = after["trellis_sql_statements_total"] - before["trellis_sql_statements_total"]
@@ -394,7 +386,7 @@ def ingest_run(url: str, pid: int, postmaster: int | None, runner: str, workers:
         "server_cpu_ms_per_run": round((cpu_after - cpu_before) * 1000 / runs, 2) if runs else None,
         "postgres_cpu_ms_per_run": (round((pg_after - pg_before) * 1000 / runs, 2)
                                     if runs and pg_before is not None else None),
-        "rss_peak_kb": peak[0],
+        "rss_peak_kb": peak_kb,
         "drained": state["drained"],
         "failures": len(failures),
         "first_failures": failures[:3],
