@@ -2,13 +2,21 @@
 //! an index range scan per page, the id breaking ties. `totalCount` runs only when
 //! selected.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
-use async_graphql::connection::{Connection, CursorType, Edge};
-use async_graphql::{Enum, Object, OutputType};
+use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields};
+use async_graphql::parser::types::Field;
+use async_graphql::registry::Registry;
+use async_graphql::resolver_utils::ContainerType;
+use async_graphql::{
+    Context, ContextSelectionSet, Enum, Object, ObjectType, OutputType, Positioned, ServerResult,
+    Value,
+};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use chrono::{DateTime, Utc};
+use futures::future::try_join_all;
 use sea_orm::sea_query::{Expr, Order, SelectStatement};
 use sea_orm::{
     Condition, ConnectionTrait, DbBackend, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
@@ -16,6 +24,8 @@ use sea_orm::{
 };
 use trellis_core::{Error, RequestScope, Result};
 use uuid::Uuid;
+
+use crate::in_place::resolve_in_place;
 
 /// The most nodes one page may return.
 pub const MAX_PAGE_SIZE: i32 = 100;
@@ -156,8 +166,100 @@ impl ConnectionFields {
     }
 }
 
-/// A page of GraphQL nodes.
-pub type Page<N> = Connection<KeysetCursor, N, ConnectionFields>;
+/// The async-graphql connection a [`Page`] holds: its SDL (type names, fields and
+/// descriptions) is every list's.
+type PageConnection<N> = Connection<KeysetCursor, N, ConnectionFields>;
+
+/// A page of GraphQL nodes: async-graphql's `Connection`, read through `Deref`, whose
+/// `edges` resolve in place ([`crate::in_place`]). A page of workflows lists a page of
+/// runs each, 200 edges on the runs dashboard, and async-graphql's generic path spent a
+/// boxed future and a `FuturesUnordered` on every edge's `node` and `cursor`.
+pub struct Page<N: OutputType>(PageConnection<N>);
+
+impl<N: OutputType> std::ops::Deref for Page<N> {
+    type Target = PageConnection<N>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<N: OutputType> OutputType for Page<N> {
+    fn type_name() -> Cow<'static, str> {
+        <PageConnection<N> as OutputType>::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        <PageConnection<N> as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        _field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        resolve_in_place(self, ctx).await
+    }
+}
+
+impl<N: OutputType> ContainerType for Page<N> {
+    async fn resolve_field(&self, ctx: &Context<'_>) -> ServerResult<Option<Value>> {
+        if ctx.item.node.name.node != "edges" {
+            return self.0.resolve_field(ctx).await;
+        }
+        // As async-graphql resolves a list: every edge at once, so the nodes' relations
+        // batch, each with its index in the error path.
+        let ctx_edges = ctx.with_selection_set(&ctx.item.node.selection_set);
+        let edges = self.0.edges.iter().enumerate().map(|(index, edge)| {
+            let ctx_edge = ctx_edges.with_index(index);
+            async move {
+                resolve_in_place(&EdgeInPlace(edge), &ctx_edge)
+                    .await
+                    .map_err(|err| ctx_edge.set_error_path(err))
+            }
+        });
+        Ok(Some(Value::List(try_join_all(edges).await?)))
+    }
+}
+
+impl<N: OutputType> ObjectType for Page<N> {}
+
+/// One edge of a [`Page`], resolved in place: the GraphQL object async-graphql's `Edge`
+/// declares.
+struct EdgeInPlace<'a, N: OutputType>(&'a Edge<KeysetCursor, N, EmptyFields>);
+
+impl<N: OutputType> OutputType for EdgeInPlace<'_, N> {
+    fn type_name() -> Cow<'static, str> {
+        <Edge<KeysetCursor, N, EmptyFields> as OutputType>::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        <Edge<KeysetCursor, N, EmptyFields> as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        _field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        resolve_in_place(self, ctx).await
+    }
+}
+
+impl<N: OutputType> ContainerType for EdgeInPlace<'_, N> {
+    async fn resolve_field(&self, ctx: &Context<'_>) -> ServerResult<Option<Value>> {
+        match ctx.item.node.name.node.as_str() {
+            "node" => {
+                let ctx_node = ctx.with_selection_set(&ctx.item.node.selection_set);
+                self.0.node.resolve(&ctx_node, ctx.item).await.map(Some)
+            }
+            "cursor" => Ok(Some(Value::String(self.0.cursor.encode_cursor()))),
+            _ => self.0.resolve_field(ctx).await,
+        }
+    }
+}
+
+impl<N: OutputType> ObjectType for EdgeInPlace<'_, N> {}
 
 /// Runs one page of `select` (already filtered) in the request's transaction.
 pub async fn load_page<E, N>(
@@ -201,7 +303,7 @@ where
     let mut rows = select.limit(args.first + 1).all(scope.tx().await?).await?;
     let has_next = rows.len() as u64 > args.first;
     rows.truncate(args.first as usize);
-    let mut page = Connection::with_additional_fields(
+    let mut page = PageConnection::with_additional_fields(
         args.after.is_some(),
         has_next,
         ConnectionFields {
@@ -213,7 +315,7 @@ where
         .into_iter()
         .map(|row| Edge::new(row.cursor(), N::from(row)))
         .collect();
-    Ok(page)
+    Ok(Page(page))
 }
 
 /// A first page (no `after`) from rows already loaded, newest first or as ordered, with
@@ -232,7 +334,7 @@ where
 {
     let has_next = rows.len() as u64 > first;
     rows.truncate(first as usize);
-    let mut page = Connection::with_additional_fields(
+    let mut page = PageConnection::with_additional_fields(
         false,
         has_next,
         ConnectionFields {
@@ -244,7 +346,7 @@ where
         .into_iter()
         .map(|row| Edge::new(row.cursor(), N::from(row)))
         .collect();
-    page
+    Page(page)
 }
 
 /// What the current connection field's selection asks of its nodes

@@ -155,3 +155,71 @@ fn the_committed_schema_matches_the_code() {
         "schema.graphql is stale: run `just schema`"
     );
 }
+
+#[tokio::test]
+async fn connections_answer_the_same_in_place_and_through_fragments() {
+    // Plain selections of a connection and its edges resolve in place
+    // (crates/graphql/src/pagination.rs); fragments take async-graphql's own path. Both
+    // must give the same data and the same error paths.
+    let app = TestApp::new().await;
+    let owner = app.owner("pages-in-place").await;
+    for key in ["one", "two", "three"] {
+        app.ok(
+            Some(&owner.token),
+            "mutation($k: String!) { createWorkflow(input: {key: $k, name: $k}) { workflow { id } } }",
+            json!({ "k": key }),
+        )
+        .await;
+    }
+    // `stats` with its range reversed fails in every node: an error inside each edge.
+    let edge = "__typename cursor node { key again: key stats(period: DAY, from: \"2026-01-02T00:00:00Z\", to: \"2026-01-01T00:00:00Z\") { total } runs(first: 2) { totalCount edges { cursor node { id } } } }";
+    let connection = format!(
+        "__typename totalCount pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }} nodes {{ key }} edges {{ {edge} }} keys: edges {{ node {{ key }} }}"
+    );
+    let plain = format!("{{ workflows(first: 2) {{ {connection} }} }}");
+    let fragments =
+        format!("{{ workflows(first: 2) {{ ... on WorkflowConnection {{ {connection} }} }} }}");
+    let spread = connection.replace(&format!("edges {{ {edge} }}"), "edges { ...E }");
+    let edge_fragments =
+        format!("{{ workflows(first: 2) {{ {spread} }} }} fragment E on WorkflowEdge {{ {edge} }}");
+    let (_, plain) = app.post(Some(&owner.token), &plain, json!({})).await;
+    let page = &plain["data"]["workflows"];
+    assert_eq!(page["__typename"], "WorkflowConnection");
+    assert_eq!(page["totalCount"], 3);
+    assert_eq!(page["pageInfo"]["hasNextPage"], true);
+    let edges = page["edges"].as_array().unwrap();
+    assert_eq!(edges.len(), 2);
+    assert_eq!(edges[0]["__typename"], "WorkflowEdge");
+    assert_eq!(edges[0]["node"]["key"], "three");
+    assert_eq!(edges[1]["node"]["again"], "two");
+    assert_eq!(page["pageInfo"]["startCursor"], edges[0]["cursor"]);
+    assert_eq!(page["pageInfo"]["endCursor"], edges[1]["cursor"]);
+    assert_eq!(page["keys"][1]["node"]["key"], "two");
+    assert!(edges[0]["node"].get("stats").is_none(), "{plain:#}");
+    assert_eq!(edges[0]["node"]["runs"]["totalCount"], 0);
+    let mut paths: Vec<_> = plain["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["path"].clone())
+        .collect();
+    paths.sort_by_key(|p| p.to_string());
+    assert_eq!(
+        paths,
+        [0, 1]
+            .map(|i| json!(["workflows", "edges", i, "node", "stats"]))
+            .to_vec()
+    );
+    for query in [fragments, edge_fragments] {
+        let (_, other) = app.post(Some(&owner.token), &query, json!({})).await;
+        assert_eq!(other["data"], plain["data"], "{query}");
+        let mut other_paths: Vec<_> = other["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["path"].clone())
+            .collect();
+        other_paths.sort_by_key(|p| p.to_string());
+        assert_eq!(other_paths, paths, "{query}");
+    }
+}
