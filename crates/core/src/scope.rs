@@ -171,12 +171,16 @@ impl RequestScope {
                 .await?
             }
             Principal::ApiKey { key_id, .. } => {
-                // Remember when the key was last used, at most once a minute.
+                // The key must still be live: a subscription keeps its principal for
+                // hours, and each event opens a scope. Remember when the key was last
+                // used, at most once a minute.
                 AccessRow::find_by_statement(stmt(
                     "WITH touched AS (UPDATE api_keys SET last_used_at = now() WHERE id = $2 \
                        AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')) \
                      SELECT NULL::text AS role, t.status, t.deleted_at IS NOT NULL AS deleted \
-                     FROM tenants t WHERE t.id = $1",
+                     FROM tenants t JOIN api_keys k ON k.tenant_id = t.id AND k.id = $2 \
+                     WHERE t.id = $1 AND k.revoked_at IS NULL \
+                       AND (k.expires_at IS NULL OR k.expires_at > now())",
                     [tenant_id.into(), (*key_id).into()],
                 ))
                 .one(&tx)
@@ -185,6 +189,9 @@ impl RequestScope {
             Principal::Anonymous => None,
         };
         let access = match access {
+            None if self.api_key_id().is_some() => {
+                TenantAccess::Refused("this API key is revoked or expired")
+            }
             None => TenantAccess::Refused("you are not a member of this tenant"),
             Some(row) if row.deleted => TenantAccess::Refused("this tenant has been deleted"),
             Some(row) if row.status == TenantStatus::Suspended => {

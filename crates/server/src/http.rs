@@ -3,11 +3,12 @@
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, Data};
 use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse, GraphQLWebSocket};
+use axum::extract::ws::{CloseFrame, Message};
 use axum::extract::{ConnectInfo, FromRequest, Request, State, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Path};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
@@ -97,17 +98,35 @@ pub async fn authenticate(
     state: &AppState,
     credential: Option<&str>,
 ) -> trellis_core::Result<Principal> {
+    authenticate_until(state, credential)
+        .await
+        .map(|(principal, _)| principal)
+}
+
+/// [`authenticate`], with the moment an access token stops being accepted (its expiry
+/// plus the clock-skew leeway). API keys have none here: every request scope checks
+/// again that the key is neither revoked nor expired.
+async fn authenticate_until(
+    state: &AppState,
+    credential: Option<&str>,
+) -> trellis_core::Result<(Principal, Option<SystemTime>)> {
     match credential {
-        None | Some("") => Ok(Principal::Anonymous),
+        None | Some("") => Ok((Principal::Anonymous, None)),
         Some(key) if key.starts_with("trl_") => {
-            identity::authenticate_api_key(state.db.pool(), key).await
+            let principal = identity::authenticate_api_key(state.db.pool(), key).await?;
+            Ok((principal, None))
         }
         Some(token) => {
             let claims = state.jwt.verify(token)?;
-            Ok(Principal::User {
+            let leeway = state.jwt.config().leeway_seconds;
+            let until = u64::try_from(claims.exp).ok().and_then(|exp| {
+                UNIX_EPOCH.checked_add(Duration::from_secs(exp.saturating_add(leeway)))
+            });
+            let principal = Principal::User {
                 user_id: claims.sub,
                 tenant_id: claims.tid,
-            })
+            };
+            Ok((principal, until))
         }
     }
 }
@@ -243,9 +262,11 @@ fn parts_of(request: &Request) -> (HeaderMap, Option<SocketAddr>) {
 }
 
 /// graphql-ws (graphql-transport-ws). The credential comes in `connection_init`'s
-/// payload as `Authorization: Bearer …`; a bad one closes the connection. The
-/// connection's data is a [`trellis_graphql::LiveSession`]: each subscription opens
-/// request scopes of that principal, so tenant access is checked like a request's.
+/// payload as `Authorization: Bearer …`; a bad one closes the connection, and so does
+/// an access token's expiry ([`CREDENTIALS_EXPIRED`]): the client connects again with a
+/// fresh one. The connection's data is a [`trellis_graphql::LiveSession`]: each
+/// subscription opens request scopes of that principal, so tenant access (and an API
+/// key's revocation) is checked like a request's.
 async fn graphql_ws(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -256,18 +277,25 @@ async fn graphql_ws(
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
         .on_upgrade(move |socket| async move {
-            GraphQLWebSocket::new(socket, LiveExecutor(state.clone()), protocol)
+            use futures::{SinkExt, StreamExt};
+            let (mut sink, stream) = socket.split();
+            let (until_tx, until_rx) = tokio::sync::oneshot::channel::<SystemTime>();
+            let executor = LiveExecutor(state.clone());
+            let connection = GraphQLWebSocket::new_with_pair(&mut sink, stream, executor, protocol)
                 .on_connection_init(move |payload| async move {
                     let credential = payload
                         .get("Authorization")
                         .or_else(|| payload.get("authorization"))
                         .and_then(|v| v.as_str())
                         .and_then(|v| v.split_once(' ').map(|(_, t)| t.trim().to_owned()));
-                    let principal = authenticate(&state, credential.as_deref())
+                    let (principal, until) = authenticate_until(&state, credential.as_deref())
                         .await
                         .map_err(|_| async_graphql::Error::new("invalid or expired credentials"))?;
                     if principal == Principal::Anonymous {
                         return Err(async_graphql::Error::new("authentication required"));
+                    }
+                    if let Some(until) = until {
+                        let _ = until_tx.send(until);
                     }
                     let mut data = Data::default();
                     data.insert(trellis_graphql::LiveSession {
@@ -278,10 +306,35 @@ async fn graphql_ws(
                     });
                     Ok(data)
                 })
-                .serve()
-                .await
+                .serve();
+            let expiry = async {
+                match until_rx.await {
+                    Ok(until) => {
+                        let left = until.duration_since(SystemTime::now()).unwrap_or_default();
+                        tokio::time::sleep(left).await;
+                    }
+                    // No access token (an API key, or a refused init): no deadline.
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            let expired = tokio::select! {
+                () = connection => false,
+                () = expiry => true,
+            };
+            if expired {
+                let (code, reason) = CREDENTIALS_EXPIRED;
+                let frame = CloseFrame {
+                    code,
+                    reason: reason.into(),
+                };
+                let _ = sink.send(Message::Close(Some(frame))).await;
+            }
         })
 }
+
+/// The close code and reason of a graphql-ws connection whose access token expired:
+/// graphql-ws's 4403 (Forbidden).
+pub const CREDENTIALS_EXPIRED: (u16, &str) = (4403, "credentials expired");
 
 /// Runs the operations of a graphql-ws connection. Subscriptions go to the schema with
 /// the connection's [`LiveSession`](trellis_graphql::LiveSession), which opens a scope

@@ -525,3 +525,83 @@ async fn queries_and_mutations_over_the_socket_run_like_http_requests() {
     let runs_one = post(pair.a, &one.token, COUNT, json!({})).await;
     assert_eq!(runs_one["runs"]["totalCount"], 1);
 }
+
+#[tokio::test]
+async fn the_socket_closes_once_its_access_token_expires() {
+    let pair = Pair::new().await;
+    let app = &pair.app;
+    let owner = app.owner("expiring").await;
+    let flow = active_workflow(app, &owner, "expiring").await;
+    // The same user and tenant as the owner's token, with a 2-second lifetime.
+    let keys = app::jwt_keys(&test_config(&app.db.app_url, &[])).unwrap();
+    let claims = keys.verify(&owner.token).unwrap();
+    let short_lived = test_config(&app.db.app_url, &["--access-token-ttl", "2"]);
+    let (token, short) = app::jwt_keys(&short_lived)
+        .unwrap()
+        .issue(claims.sub, claims.tid)
+        .unwrap();
+    // Server B accepts it until expiry plus its leeway, and not a moment longer.
+    let accepted_until = std::time::UNIX_EPOCH
+        + Duration::from_secs((short.exp as u64) + keys.config().leeway_seconds);
+
+    let mut subscriber = Subscriber::open(pair.b, &token, RUNS_UPDATED, json!({})).await;
+    start(pair.a, &owner.token, &flow).await;
+    let event = subscriber.data().await;
+    assert_eq!(event["runsUpdated"]["workflow"]["id"], flow.as_str());
+
+    let closed = subscriber
+        .next_within(ARRIVES + Duration::from_secs(5))
+        .await
+        .expect("the socket closes");
+    assert!(
+        std::time::SystemTime::now() >= accepted_until,
+        "closed before the token expired"
+    );
+    assert_eq!(closed["type"], "close", "{closed:#}");
+    let frame = closed["frame"].as_str().unwrap();
+    assert!(
+        frame.contains("4403") && frame.contains("credentials expired"),
+        "{frame}"
+    );
+}
+
+#[tokio::test]
+async fn a_revoked_api_key_gets_no_more_events() {
+    let pair = Pair::new().await;
+    let app = &pair.app;
+    let owner = app.owner("revoking").await;
+    let flow = active_workflow(app, &owner, "revoking").await;
+    let created = post(
+        pair.a,
+        &owner.token,
+        "mutation { createApiKey(input: {name: \"watcher\", scopes: [READ]}) { apiKey { id } secret } }",
+        json!({}),
+    )
+    .await;
+    let key_id = created["createApiKey"]["apiKey"]["id"].as_str().unwrap();
+    let secret = created["createApiKey"]["secret"].as_str().unwrap();
+
+    let mut subscriber = Subscriber::open(pair.b, secret, RUNS_UPDATED, json!({})).await;
+    start(pair.a, &owner.token, &flow).await;
+    let event = subscriber.data().await;
+    assert_eq!(event["runsUpdated"]["workflow"]["id"], flow.as_str());
+
+    let revoked = post(
+        pair.a,
+        &owner.token,
+        "mutation($id: ID!) { revokeApiKey(input: {id: $id}) { userErrors { code } } }",
+        json!({ "id": key_id }),
+    )
+    .await;
+    assert_eq!(revoked["revokeApiKey"]["userErrors"], json!([]));
+    // The socket stays open, but each event is read again as the key, which is no
+    // longer live: the run's change never reaches it.
+    start(pair.a, &owner.token, &flow).await;
+    if let Some(message) = subscriber.next_within(QUIET).await {
+        assert!(message["payload"]["data"].is_null(), "{message:#}");
+        assert_eq!(
+            message["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+            "{message:#}"
+        );
+    }
+}
