@@ -8,6 +8,7 @@ pub mod identity;
 pub mod ids;
 pub mod in_place;
 pub mod integrations;
+pub mod limits;
 pub mod live;
 pub mod loaders;
 pub mod node;
@@ -18,6 +19,7 @@ pub mod workflows;
 use async_graphql::{MergedObject, MergedSubscription, SDLExportOptions, Schema};
 
 pub use context::{request_data, RequestData, Services};
+pub use limits::Limits;
 pub use live::LiveSession;
 
 /// Every query field.
@@ -46,27 +48,6 @@ pub struct Subscription(runs::RunsSubscription);
 /// The Trellis schema.
 pub type ApiSchema = Schema<Query, Mutation, Subscription>;
 
-/// Limits that keep one request from costing too much.
-#[derive(Clone, Debug)]
-pub struct Limits {
-    pub depth: usize,
-    pub complexity: usize,
-    pub recursive_depth: usize,
-    /// Whether introspection (and field suggestions) are on; off in production.
-    pub introspection: bool,
-}
-
-impl Default for Limits {
-    fn default() -> Self {
-        Self {
-            depth: 12,
-            complexity: 5_000,
-            recursive_depth: 32,
-            introspection: true,
-        }
-    }
-}
-
 /// Builds the schema. `services` holds start-up configuration shared by all requests.
 pub fn build_schema(services: Option<Services>, limits: &Limits) -> ApiSchema {
     let mut builder = Schema::build(
@@ -74,7 +55,9 @@ pub fn build_schema(services: Option<Services>, limits: &Limits) -> ApiSchema {
         Mutation::default(),
         Subscription::default(),
     )
-    .limit_depth(limits.depth)
+    .extension(limits::DocumentLimits {
+        depth: limits.depth,
+    })
     .limit_complexity(limits.complexity)
     .limit_recursive_depth(limits.recursive_depth);
     if !limits.introspection {

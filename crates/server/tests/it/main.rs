@@ -13,6 +13,7 @@ mod isolation_integrations;
 mod isolation_runs;
 mod isolation_sql;
 mod isolation_workflows;
+mod limits;
 mod logs;
 mod migrations;
 mod mongo;

@@ -1,0 +1,225 @@
+//! Limits that keep one request from costing too much, checked before a document is
+//! parsed and right after.
+//!
+//! - **Nesting** of brackets in the document text (`{`, `[`, `(`), counted by a linear
+//!   scan before the parser runs: the parser turns argument values into trees by
+//!   recursion, so an input value nested a few thousand levels deep would overflow the
+//!   stack and abort the process. No real query comes near the limit.
+//! - **Depth** of selections, counted without what lies inside `__schema` and `__type`:
+//!   the standard introspection query (GraphiQL's, graphql-codegen's) is about 14
+//!   levels deep, and its cost is bounded by the recursion depth and the complexity
+//!   limit, which still count it.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
+use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
+use async_graphql::{ErrorExtensionValues, Name, Positioned, ServerError, ServerResult, Variables};
+
+/// Limits that keep one request from costing too much.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Deepest selection, not counting inside introspection fields.
+    pub depth: usize,
+    pub complexity: usize,
+    /// Deepest nesting of selection sets and fragments, introspection included.
+    pub recursive_depth: usize,
+    /// Whether introspection (and field suggestions) are on; off in production.
+    pub introspection: bool,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            depth: 12,
+            complexity: 5_000,
+            recursive_depth: 32,
+            introspection: true,
+        }
+    }
+}
+
+/// The bound on bracket nesting in a document: far above any real query (the
+/// introspection query nests about 30), far below what overflows a worker's stack.
+pub const MAX_NESTING: usize = 128;
+
+/// The schema extension that enforces [`MAX_NESTING`] and [`Limits::depth`].
+pub(crate) struct DocumentLimits {
+    pub depth: usize,
+}
+
+impl ExtensionFactory for DocumentLimits {
+    fn create(&self) -> Arc<dyn Extension> {
+        Arc::new(DocumentLimitsExtension { depth: self.depth })
+    }
+}
+
+struct DocumentLimitsExtension {
+    depth: usize,
+}
+
+#[async_graphql::async_trait::async_trait]
+impl Extension for DocumentLimitsExtension {
+    async fn parse_query(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        query: &str,
+        variables: &Variables,
+        next: NextParseQuery<'_>,
+    ) -> ServerResult<ExecutableDocument> {
+        check_nesting(query)?;
+        let document = next.run(ctx, query, variables).await?;
+        if selection_depth(&document) > self.depth {
+            return Err(bad_input("Query is nested too deep."));
+        }
+        Ok(document)
+    }
+}
+
+/// Refuses a document whose brackets nest deeper than [`MAX_NESTING`], before anything
+/// parses it. Strings, block strings and comments are skipped.
+pub fn check_nesting(query: &str) -> ServerResult<()> {
+    if bracket_nesting(query) > MAX_NESTING {
+        return Err(bad_input(&format!(
+            "the document nests more than {MAX_NESTING} levels of brackets"
+        )));
+    }
+    Ok(())
+}
+
+fn bad_input(message: &str) -> ServerError {
+    let mut error = ServerError::new(message, None);
+    let mut extensions = ErrorExtensionValues::default();
+    extensions.set("code", "BAD_USER_INPUT");
+    error.extensions = Some(extensions);
+    error
+}
+
+/// The deepest nesting of `{`, `[` and `(` in a GraphQL document, in one pass.
+fn bracket_nesting(query: &str) -> usize {
+    let bytes = query.as_bytes();
+    let (mut i, mut depth, mut deepest) = (0, 0usize, 0usize);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'{' | b'[' | b'(' => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            b'}' | b']' | b')' => depth = depth.saturating_sub(1),
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' && bytes[i] != b'\r' {
+                    i += 1;
+                }
+            }
+            b'"' if bytes[i..].starts_with(b"\"\"\"") => {
+                i += 3;
+                while i < bytes.len() && !bytes[i..].starts_with(b"\"\"\"") {
+                    i += if bytes[i..].starts_with(b"\\\"\"\"") {
+                        4
+                    } else {
+                        1
+                    };
+                }
+                i += 2;
+            }
+            b'"' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b'"' && bytes[i] != b'\n' {
+                    i += if bytes[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    deepest
+}
+
+/// The depth of the deepest selection of any operation, counting an introspection
+/// field (`__schema`, `__type`) as one level whatever it selects.
+fn selection_depth(document: &ExecutableDocument) -> usize {
+    let mut fragments = HashMap::new();
+    document
+        .operations
+        .iter()
+        .map(|(_, op)| set_depth(document, &op.node.selection_set, &mut fragments))
+        .max()
+        .unwrap_or(0)
+}
+
+/// `fragments` memoises each fragment's depth (`None` while it is being measured, so a
+/// cycle, which validation refuses later, ends the walk instead of looping).
+fn set_depth(
+    document: &ExecutableDocument,
+    set: &Positioned<SelectionSet>,
+    fragments: &mut HashMap<Name, Option<usize>>,
+) -> usize {
+    set.node
+        .items
+        .iter()
+        .map(|selection| match &selection.node {
+            Selection::Field(field) => {
+                let name = field.node.name.node.as_str();
+                if name == "__schema" || name == "__type" {
+                    1
+                } else {
+                    1 + set_depth(document, &field.node.selection_set, fragments)
+                }
+            }
+            Selection::InlineFragment(inline) => {
+                set_depth(document, &inline.node.selection_set, fragments)
+            }
+            Selection::FragmentSpread(spread) => {
+                let name = &spread.node.fragment_name.node;
+                if let Some(known) = fragments.get(name) {
+                    return known.unwrap_or(0);
+                }
+                let Some(fragment) = document.fragments.get(name) else {
+                    return 0;
+                };
+                fragments.insert(name.clone(), None);
+                let depth = set_depth(document, &fragment.node.selection_set, fragments);
+                fragments.insert(name.clone(), Some(depth));
+                depth
+            }
+        })
+        .max()
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nesting_counts_brackets_outside_strings_and_comments() {
+        assert_eq!(bracket_nesting("{ a(x: [1, {b: 2}]) }"), 4);
+        assert_eq!(bracket_nesting(r#"{ a(x: "[[[[{{{{") }"#), 2);
+        assert_eq!(bracket_nesting("{ a # [[[[[[\n }"), 1);
+        assert_eq!(bracket_nesting(r#"{ a(x: """ [[[[ \""" [[[ """) }"#), 2);
+        assert_eq!(bracket_nesting(r#"{ a(x: "\"[[[[") }"#), 2);
+        assert_eq!(bracket_nesting(&"[".repeat(100_000)), 100_000);
+        assert_eq!(bracket_nesting("\"unterminated [[["), 0);
+    }
+
+    fn depth_of(query: &str) -> usize {
+        selection_depth(&async_graphql::parser::parse_query(query).unwrap())
+    }
+
+    #[test]
+    fn depth_skips_inside_introspection_and_follows_fragments_once() {
+        assert_eq!(depth_of("{ a { b { c } } }"), 3);
+        assert_eq!(
+            depth_of("{ __schema { types { fields { type { ofType { name } } } } } }"),
+            1
+        );
+        assert_eq!(depth_of("{ a { ...F } } fragment F on T { b { c } }"), 3);
+        assert_eq!(depth_of("{ a { ... on T { b } } }"), 2);
+        // A cycle (refused by validation later) does not loop here.
+        assert_eq!(
+            depth_of("{ a { ...F } } fragment F on T { b { ...G } } fragment G on T { ...F }"),
+            2
+        );
+    }
+}
