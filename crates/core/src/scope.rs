@@ -358,17 +358,20 @@ impl RequestScope {
 
     /// [`Self::finish`] for a scope that resolvers shared: waits (yielding) until
     /// nothing else holds it, as the dataloader's batch tasks may for a moment after a
-    /// response, then commits or rolls back. Failures are logged with the request id; a
-    /// scope still shared after that rolls back when its last holder drops it.
-    pub async fn finish_shared(mut scope: Arc<Self>, succeeded: bool) {
+    /// response, then commits or rolls back. A failure is logged with the request id and
+    /// returned: when the request succeeded, its client must be told that nothing was
+    /// saved. A scope still shared after that rolls back when its last holder drops it,
+    /// which is an error too.
+    pub async fn finish_shared(mut scope: Arc<Self>, succeeded: bool) -> Result<()> {
         for _ in 0..1000 {
             match Arc::try_unwrap(scope) {
                 Ok(owned) => {
                     let request_id = owned.meta.request_id.clone();
-                    if let Err(err) = owned.finish(succeeded).await {
+                    let finished = owned.finish(succeeded).await;
+                    if let Err(err) = &finished {
                         tracing::error!(request_id, error = ?err, "finishing a request transaction failed");
                     }
-                    return;
+                    return finished;
                 }
                 Err(shared) => {
                     scope = shared;
@@ -380,6 +383,15 @@ impl RequestScope {
             request_id = scope.meta.request_id,
             "request scope still shared; its transaction rolls back on drop"
         );
+        Err(Error::Internal(anyhow::anyhow!(
+            "request scope still shared at the end of the request"
+        )))
+    }
+
+    /// Ends a scope that only read (a subscription's check or event read): nothing was
+    /// written, so a failure to finish is only logged, as [`Self::finish_shared`] does.
+    pub async fn end_read(scope: Arc<Self>, succeeded: bool) {
+        let _logged = Self::finish_shared(scope, succeeded).await;
     }
 
     /// Commits when the request succeeded and nothing marked it failed; rolls back

@@ -117,7 +117,12 @@ impl<T: OutputType> OutputType for InScope<T> {
             self.value.resolve(&scoped, field).await
         };
         drop(data);
-        RequestScope::finish_shared(scope, result.is_ok()).await;
-        result
+        let request_id = scope.meta().request_id.clone();
+        let finished = RequestScope::finish_shared(scope, result.is_ok()).await;
+        match (result, finished) {
+            // The event was read, but its transaction did not end as it should have.
+            (Ok(_), Err(err)) => Err(to_graphql(&err, &request_id).into_server_error(field.pos)),
+            (result, _) => result,
+        }
     }
 }

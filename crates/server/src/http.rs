@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, Data};
-use async_graphql_axum::{GraphQLBatchRequest, GraphQLResponse, GraphQLWebSocket};
+use async_graphql_axum::GraphQLWebSocket;
 use axum::extract::ws::{CloseFrame, Message};
-use axum::extract::{ConnectInfo, FromRequest, Request, State, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
 use axum::extract::{DefaultBodyLimit, Path};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
@@ -25,6 +25,7 @@ use tower_http::trace::TraceLayer;
 use trellis_core::runs::webhook::{self, Delivery, Refusal};
 use trellis_core::{identity, Principal, RequestMeta, RequestScope};
 
+use crate::graphql_http::{self, error_response, Media};
 use crate::state::AppState;
 
 /// HTTP-level settings for the router.
@@ -60,7 +61,8 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_methods([Method::GET, Method::POST])
-        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE]);
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
+        .expose_headers([header::HeaderName::from_static("x-request-id")]);
     router.with_state(state).layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::x_request_id(MakeRequestUuid))
@@ -73,17 +75,6 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
                 config.request_timeout,
             )),
     )
-}
-
-fn graphql_error(status: StatusCode, code: &str, message: &str) -> Response {
-    let body =
-        serde_json::json!({ "errors": [{ "message": message, "extensions": { "code": code } }] });
-    (
-        status,
-        [(header::CONTENT_TYPE, "application/json")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 /// The bearer credential of a request: an access token or an API key (`trl_…`).
@@ -148,6 +139,7 @@ fn meta(headers: &HeaderMap, peer: Option<SocketAddr>) -> RequestMeta {
 /// Runs a batch in one request scope (one transaction), committing only on success.
 async fn execute(
     state: &AppState,
+    media: Media,
     headers: &HeaderMap,
     peer: Option<SocketAddr>,
     batch: BatchRequest,
@@ -157,7 +149,8 @@ async fn execute(
         BatchRequest::Batch(requests) => requests.len(),
     };
     if batch_len > state.max_batch {
-        return graphql_error(
+        return error_response(
+            media,
             StatusCode::BAD_REQUEST,
             "BAD_USER_INPUT",
             &format!("at most {} operations per batch", state.max_batch),
@@ -167,7 +160,8 @@ async fn execute(
     let principal = match authenticate(state, bearer(headers)).await {
         Ok(p) => p,
         Err(trellis_core::Error::Unauthenticated) => {
-            return graphql_error(
+            return error_response(
+                media,
                 StatusCode::UNAUTHORIZED,
                 "UNAUTHENTICATED",
                 "invalid or expired credentials",
@@ -175,7 +169,8 @@ async fn execute(
         }
         Err(err) => {
             tracing::error!(request_id = meta.request_id, error = ?err, "authentication failed");
-            return graphql_error(
+            return error_response(
+                media,
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "INTERNAL",
                 "internal error",
@@ -195,41 +190,56 @@ async fn execute(
     };
     let response = state.schema.execute_batch(batch).await;
     state.requests.fetch_add(1, Ordering::Relaxed);
-    RequestScope::finish_shared(scope, response.is_ok()).await;
-    GraphQLResponse::from(response).into_response()
+    let succeeded = response.is_ok();
+    if RequestScope::finish_shared(scope, succeeded).await.is_err() && succeeded {
+        // The client must not believe that what it asked for was saved.
+        return error_response(
+            media,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "internal error: the request's changes were not saved",
+        );
+    }
+    graphql_http::respond(media, &response)
 }
 
+/// `POST /graphql`: a request or a batch, as `application/json`.
 async fn graphql_post(State(state): State<AppState>, request: Request) -> Response {
     let (headers, peer) = parts_of(&request);
-    match GraphQLBatchRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
-        request,
-        &(),
-    )
-    .await
-    {
-        Ok(batch) => execute(&state, &headers, peer, batch.into_inner()).await,
-        Err(rejection) => rejection.into_response(),
+    let Some(media) = Media::negotiate(&headers) else {
+        return not_acceptable();
+    };
+    let Ok(body) = axum::body::to_bytes(request.into_body(), usize::MAX).await else {
+        return error_response(
+            media,
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "BAD_USER_INPUT",
+            "the request body is too large",
+        );
+    };
+    match graphql_http::read_post(&headers, &body) {
+        Ok(batch) => execute(&state, media, &headers, peer, batch).await,
+        Err(refusal) => refusal.into_response(media),
     }
 }
 
-/// GET runs queries only: a mutation over GET is 405, so links cannot change state.
+/// `GET /graphql` runs queries only: a mutation over GET is 405, so links cannot
+/// change state.
 async fn graphql_get(State(state): State<AppState>, request: Request) -> Response {
     let (headers, peer) = parts_of(&request);
-    let batch =
-        match GraphQLBatchRequest::<async_graphql_axum::rejection::GraphQLRejection>::from_request(
-            request,
-            &(),
-        )
-        .await
-        {
-            Ok(batch) => batch.into_inner(),
-            Err(rejection) => return rejection.into_response(),
-        };
+    let Some(media) = Media::negotiate(&headers) else {
+        return not_acceptable();
+    };
+    let batch = match graphql_http::read_get(request.uri()) {
+        Ok(batch) => batch,
+        Err(refusal) => return refusal.into_response(media),
+    };
     let changes_state = batch
         .iter()
         .any(|r| operation_type(r).is_some_and(|ty| ty != OperationType::Query));
     if changes_state {
-        let mut response = graphql_error(
+        let mut response = error_response(
+            media,
             StatusCode::METHOD_NOT_ALLOWED,
             "BAD_USER_INPUT",
             "mutations need POST",
@@ -239,12 +249,23 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(&state, &headers, peer, batch).await
+    execute(&state, media, &headers, peer, batch).await
+}
+
+/// 406: the client accepts neither `application/graphql-response+json` nor JSON.
+fn not_acceptable() -> Response {
+    error_response(
+        Media::Json,
+        StatusCode::NOT_ACCEPTABLE,
+        "BAD_USER_INPUT",
+        "accept application/graphql-response+json or application/json",
+    )
 }
 
 /// The type of the operation a request would run; `None` when its document does not
 /// parse or names no such operation (execution then reports why).
 fn operation_type(request: &async_graphql::Request) -> Option<OperationType> {
+    trellis_graphql::limits::check_nesting(&request.query).ok()?;
     let doc = async_graphql::parser::parse_query(&request.query).ok()?;
     let wanted = request.operation_name.as_deref();
     doc.operations
@@ -283,11 +304,7 @@ async fn graphql_ws(
             let executor = LiveExecutor(state.clone());
             let connection = GraphQLWebSocket::new_with_pair(&mut sink, stream, executor, protocol)
                 .on_connection_init(move |payload| async move {
-                    let credential = payload
-                        .get("Authorization")
-                        .or_else(|| payload.get("authorization"))
-                        .and_then(|v| v.as_str())
-                        .and_then(|v| v.split_once(' ').map(|(_, t)| t.trim().to_owned()));
+                    let credential = init_credential(&payload);
                     let (principal, until) = authenticate_until(&state, credential.as_deref())
                         .await
                         .map_err(|_| async_graphql::Error::new("invalid or expired credentials"))?;
@@ -332,6 +349,35 @@ async fn graphql_ws(
         })
 }
 
+/// The error of an operation that succeeded but whose transaction did not commit.
+fn uncommitted_error() -> async_graphql::ServerError {
+    let mut error = async_graphql::ServerError::new(
+        "internal error: the request's changes were not saved",
+        None,
+    );
+    let mut extensions = async_graphql::ErrorExtensionValues::default();
+    extensions.set("code", "INTERNAL");
+    error.extensions = Some(extensions);
+    error
+}
+
+/// The bearer credential of a graphql-ws `connection_init` payload:
+/// `{"Authorization": "Bearer …"}`, or Apollo's and Hasura's shape,
+/// `{"headers": {"Authorization": "Bearer …"}}` (either spelling of the name).
+fn init_credential(payload: &serde_json::Value) -> Option<String> {
+    fn authorization(map: &serde_json::Value) -> Option<&str> {
+        map.get("Authorization")
+            .or_else(|| map.get("authorization"))
+            .and_then(|v| v.as_str())
+    }
+    let value =
+        authorization(payload).or_else(|| payload.get("headers").and_then(authorization))?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
 /// The close code and reason of a graphql-ws connection whose access token expired:
 /// graphql-ws's 4403 (Forbidden).
 pub const CREDENTIALS_EXPIRED: (u16, &str) = (4403, "credentials expired");
@@ -372,8 +418,13 @@ impl async_graphql::Executor for LiveExecutor {
                     let request = trellis_graphql::request_data(request, scope.clone());
                     let response = state.schema.execute(request).await;
                     state.requests.fetch_add(1, Ordering::Relaxed);
-                    RequestScope::finish_shared(scope, response.is_ok()).await;
-                    response
+                    let succeeded = response.is_ok();
+                    match RequestScope::finish_shared(scope, succeeded).await {
+                        Err(_) if succeeded => {
+                            async_graphql::Response::from_errors(vec![uncommitted_error()])
+                        }
+                        _ => response,
+                    }
                 })
                 .boxed()
             }
@@ -433,7 +484,16 @@ async fn webhook(
             )
         }
     };
-    RequestScope::finish_shared(scope, status == StatusCode::ACCEPTED).await;
+    let accepted = status == StatusCode::ACCEPTED;
+    if RequestScope::finish_shared(scope, accepted).await.is_err() && accepted {
+        // Not saved: the sender must retry.
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            serde_json::json!({ "error": "not saved, retry" }).to_string(),
+        )
+            .into_response();
+    }
     (
         status,
         [(header::CONTENT_TYPE, "application/json")],

@@ -4,5 +4,6 @@ pub mod app;
 pub mod bootstrap;
 pub mod config;
 pub mod embedded_pg;
+pub mod graphql_http;
 pub mod http;
 pub mod state;

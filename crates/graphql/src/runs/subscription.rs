@@ -80,7 +80,7 @@ impl RunsSubscription {
         let events = session.events.subscribe();
         let scope = session.scope();
         let checked = check_workflow(&scope, workflow_id.as_ref()).await;
-        RequestScope::finish_shared(scope, checked.is_ok()).await;
+        RequestScope::end_read(scope, checked.is_ok()).await;
         let (tenant, workflow_id) = checked.map_err(|e| session.error(&e))?;
         let changes = follow(session, events, move |event| match event {
             LiveEvent::RunChanged {
@@ -103,7 +103,7 @@ impl RunsSubscription {
                     Some(Ok(InScope::new(scope, WorkflowRun(run))))
                 }
                 Ok(Some((scope, _))) => {
-                    RequestScope::finish_shared(scope, true).await;
+                    RequestScope::end_read(scope, true).await;
                     None
                 }
                 Ok(None) => None,
@@ -125,7 +125,7 @@ impl RunsSubscription {
         let (scope, run) = read_run(&session, id)
             .await?
             .ok_or_else(|| session.error(&trellis_core::Error::NotFound))?;
-        RequestScope::finish_shared(scope, true).await;
+        RequestScope::end_read(scope, true).await;
         let tenant_id = run.tenant_id;
         let appends = follow(session, events, move |event| {
             matches!(event, LiveEvent::LogsAppended { tenant_id: t, run_id: r, .. } if *t == tenant_id && *r == id)
@@ -139,7 +139,7 @@ impl RunsSubscription {
             let read = read_run(&session, id).await?;
             Ok(match read {
                 Some((scope, _)) => {
-                    RequestScope::finish_shared(scope, true).await;
+                    RequestScope::end_read(scope, true).await;
                     Some(LogAppended {
                         run_id: gid(IdKind::WorkflowRun, id),
                         count: i32::try_from(count).unwrap_or(i32::MAX),
@@ -216,11 +216,11 @@ async fn read_run(
     match read {
         Ok(Some(run)) => Ok(Some((scope, run))),
         Ok(None) => {
-            RequestScope::finish_shared(scope, true).await;
+            RequestScope::end_read(scope, true).await;
             Ok(None)
         }
         Err(err) => {
-            RequestScope::finish_shared(scope, false).await;
+            RequestScope::end_read(scope, false).await;
             Err(session.error(&err))
         }
     }

@@ -223,3 +223,41 @@ async fn connections_answer_the_same_in_place_and_through_fragments() {
         assert_eq!(other_paths, paths, "{query}");
     }
 }
+
+/// A request whose COMMIT fails (here a deferred constraint trigger refuses at commit
+/// time) is an error for its client, not a success: nothing was saved.
+#[tokio::test]
+async fn a_failed_commit_is_reported_as_an_error() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::new().await;
+    let owner = app.owner("commit").await;
+    let admin = app.db.admin().await;
+    admin
+        .execute_unprepared(
+            "CREATE FUNCTION refuse_at_commit() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'refused at commit'; END $$; \
+             CREATE CONSTRAINT TRIGGER refuse_at_commit AFTER INSERT ON clients \
+             DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION refuse_at_commit();",
+        )
+        .await
+        .unwrap();
+    let (status, body) = app
+        .post(
+            Some(&owner.token),
+            "mutation { createClient(input: {name: \"Doomed\"}) { client { id } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        status,
+        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        "{body}"
+    );
+    assert_eq!(body["errors"][0]["extensions"]["code"], "INTERNAL");
+    assert!(body.get("data").is_none(), "{body}");
+    assert!(!body.to_string().contains("refused at commit"), "{body}");
+    let data = app
+        .ok(Some(&owner.token), "{ clients { totalCount } }", json!({}))
+        .await;
+    assert_eq!(data["clients"]["totalCount"], 0);
+}

@@ -1,6 +1,7 @@
 //! The HTTP surface: GET runs queries but never mutations, health and readiness,
-//! graphql-ws authentication in connection_init, and GraphiQL served offline and usable
-//! in a real browser.
+//! GraphQL over HTTP as its specification says (media types, status codes, the CSRF
+//! hole of non-JSON posts closed), graphql-ws authentication in connection_init (both
+//! payload shapes), and GraphiQL served offline and usable in a real browser.
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -8,6 +9,7 @@ use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
+use tower::ServiceExt;
 
 use crate::support::TestApp;
 
@@ -39,6 +41,189 @@ async fn get_runs_queries_but_never_mutations() {
         .send(Request::get("/readyz").body(Body::empty()).unwrap())
         .await;
     assert_eq!(status, StatusCode::OK);
+}
+
+fn post_as(content_type: Option<&str>, accept: Option<&str>, body: &str) -> Request<Body> {
+    let mut request = Request::post("/graphql");
+    if let Some(ct) = content_type {
+        request = request.header("content-type", ct);
+    }
+    if let Some(accept) = accept {
+        request = request.header("accept", accept);
+    }
+    request.body(Body::from(body.to_owned())).unwrap()
+}
+
+/// A cross-site form or `text/plain` post (which a browser sends without a preflight)
+/// must not run a mutation: only `application/json` bodies are read.
+#[tokio::test]
+async fn only_json_bodies_run_so_cross_site_posts_cannot_mutate() {
+    let app = TestApp::new().await;
+    let sign_up = r#"{"query":"mutation { signUp(input: {email: \"csrf@x.test\", name: \"x\", password: \"long enough pw\"}) { userErrors { code } } }"}"#;
+    for content_type in [
+        None,
+        Some("text/plain"),
+        Some("text/plain;charset=UTF-8"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("application/json; charset=latin1"),
+    ] {
+        let (status, body) = app.send(post_as(content_type, None, sign_up)).await;
+        assert_eq!(
+            status,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "{content_type:?}"
+        );
+        assert_eq!(
+            body["errors"][0]["extensions"]["code"],
+            "UNSUPPORTED_MEDIA_TYPE"
+        );
+    }
+    let admin = app.db.admin().await;
+    let users: i64 = sea_orm::ConnectionTrait::query_one(
+        &admin,
+        trellis_core::scope::stmt("SELECT count(*) AS n FROM users", []),
+    )
+    .await
+    .unwrap()
+    .unwrap()
+    .try_get("", "n")
+    .unwrap();
+    assert_eq!(users, 0, "a refused post created a user");
+    let (status, _) = app
+        .send(post_as(
+            Some("application/json; charset=utf-8"),
+            None,
+            sign_up,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+}
+
+/// Status codes and media types as the GraphQL-over-HTTP specification says.
+#[tokio::test]
+async fn status_codes_follow_the_accepted_media_type() {
+    let app = TestApp::new().await;
+    let json = Some("application/json");
+    let gql = Some("application/graphql-response+json");
+    let content_type = |response: &axum::response::Response| {
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    // A parse error: 400 without data for the GraphQL media type, 200 for JSON.
+    for (accept, status, media) in [
+        (
+            gql,
+            StatusCode::BAD_REQUEST,
+            "application/graphql-response+json",
+        ),
+        (json, StatusCode::OK, "application/json"),
+        (None, StatusCode::OK, "application/json"),
+    ] {
+        for query in ["{", "{ noSuchField }"] {
+            let body = json!({ "query": query }).to_string();
+            let response = app
+                .router
+                .clone()
+                .oneshot(post_as(json, accept, &body))
+                .await
+                .unwrap();
+            assert_eq!(response.status(), status, "{accept:?} {query}");
+            assert!(content_type(&response).starts_with(media), "{accept:?}");
+            let bytes = axum::body::to_bytes(response.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            assert!(body.get("data").is_none(), "{body}");
+            assert!(body["errors"][0]["message"].is_string(), "{body}");
+        }
+    }
+    // A body that is not JSON, or has no query: 400 whatever is accepted.
+    for body in [
+        "{",
+        "{}",
+        r#"{"query": 1}"#,
+        r#"{"query":"{ __typename }","variables":[]}"#,
+    ] {
+        let (status, _) = app.send(post_as(json, gql, body)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    // Null variables, operationName and extensions are allowed.
+    let (status, body) = app
+        .send(post_as(
+            json,
+            gql,
+            r#"{"query":"{ __typename }","variables":null,"operationName":null,"extensions":null}"#,
+        ))
+        .await;
+    assert_eq!(
+        (status, &body["data"]),
+        (StatusCode::OK, &json!({ "__typename": "Query" }))
+    );
+    // Neither media type acceptable: 406.
+    let (status, _) = app
+        .send(post_as(
+            json,
+            Some("text/html"),
+            r#"{"query":"{ __typename }"}"#,
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NOT_ACCEPTABLE);
+    // GET reads `operationName` as the specification spells it.
+    let uri = format!(
+        "/graphql?query={}&operationName=B",
+        urlencode("query A { a: __typename } query B { b: __typename }")
+    );
+    let (status, body) = app
+        .send(Request::get(uri).body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(
+        (status, &body["data"]),
+        (StatusCode::OK, &json!({ "b": "Query" }))
+    );
+    // Apollo's persisted-query hash without the query: the standard answer, so its link
+    // sends the full query instead.
+    let (_, body) = app
+        .send(post_as(
+            json,
+            None,
+            r#"{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"abc"}}}"#,
+        ))
+        .await;
+    assert_eq!(body["errors"][0]["message"], "PersistedQueryNotSupported");
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"],
+        "PERSISTED_QUERY_NOT_SUPPORTED"
+    );
+}
+
+#[tokio::test]
+async fn cors_clients_can_read_the_request_id() {
+    let app = TestApp::new().await;
+    let http = trellis_server::http::HttpConfig {
+        request_timeout: std::time::Duration::from_secs(30),
+        body_limit: 1 << 20,
+        cors_origins: vec!["https://dash.example".into()],
+    };
+    let router = trellis_server::http::router(app.state.clone(), &http);
+    let response = router
+        .oneshot(
+            Request::post("/graphql")
+                .header("origin", "https://dash.example")
+                .header("content-type", "application/json")
+                .body(Body::from(r#"{"query":"{ __typename }"}"#))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let exposed = response.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("x-request-id"), "{exposed}");
+    assert!(response.headers().contains_key("x-request-id"));
 }
 
 fn urlencode(s: &str) -> String {
@@ -110,6 +295,16 @@ async fn graphql_ws_authenticates_in_connection_init() {
         ws_init(
             addr,
             json!({ "Authorization": format!("Bearer {}", user.token) })
+        )
+        .await
+        .as_deref(),
+        Some("connection_ack")
+    );
+    // Apollo's and Hasura's shape: the header inside `headers`.
+    assert_eq!(
+        ws_init(
+            addr,
+            json!({ "headers": { "Authorization": format!("Bearer {}", user.token) } })
         )
         .await
         .as_deref(),
