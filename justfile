@@ -6,13 +6,21 @@ set shell := ["bash", "-euo", "pipefail", "-c"]
 run *ARGS: web
     cargo run -p trellis-server -- {{ARGS}}
 
-# Every test: lint, schema drift, unit and integration tests (real PostgreSQL), browser e2e.
-test: web chromium mongo-test-server lint
+# Every test: lint, schema drift, the TypeScript SDK check, unit and integration tests
+# (real PostgreSQL), browser e2e.
+test: web clients chromium mongo-test-server lint
     cargo test --workspace
 
 # Install GraphiQL's pinned assets (ruru) and the e2e driver from web/package-lock.json.
 web:
     [ -f web/node_modules/ruru/static/ruru.js ] && [ -d web/node_modules/playwright-core ] || npm ci --prefix web --no-audit --no-fund
+
+# The TypeScript client SDK (clients/typescript): install its pinned toolchain when
+# node_modules is missing or older than package-lock.json, generate its types from
+# schema.graphql and type-check them with the example dashboard code.
+clients:
+    [ clients/typescript/node_modules/.package-lock.json -nt clients/typescript/package-lock.json ] || npm ci --prefix clients/typescript --no-audit --no-fund
+    npm run --prefix clients/typescript check
 
 # Debian's Chromium for the GraphiQL browser test (skipped when already installed).
 chromium:
