@@ -11,9 +11,10 @@ run *ARGS: web
 test: web clients chromium mongo-test-server lint
     cargo test --workspace
 
-# Install GraphiQL's pinned assets (ruru) and the e2e driver from web/package-lock.json.
+# Install GraphiQL's pinned assets (ruru), the e2e driver and the graphql-http audits
+# from web/package-lock.json when node_modules is missing or older than the lock file.
 web:
-    [ -f web/node_modules/ruru/static/ruru.js ] && [ -d web/node_modules/playwright-core ] || npm ci --prefix web --no-audit --no-fund
+    [ web/node_modules/.package-lock.json -nt web/package-lock.json ] || npm ci --prefix web --no-audit --no-fund
 
 # The TypeScript client SDK (clients/typescript): install its pinned toolchain when
 # node_modules is missing or older than package-lock.json, generate its types from

@@ -278,6 +278,7 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
         logs,
         // One listener per process feeds every subscription it serves.
         live: LiveEvents::listen(app_url).await,
+        shutdown: crate::serve::Shutdown::default(),
     })
 }
 

@@ -171,6 +171,14 @@ pub struct Config {
     /// Seconds before a request is cut off.
     #[arg(long, env = "TRELLIS_REQUEST_TIMEOUT", default_value_t = 30)]
     pub request_timeout: u64,
+    /// Seconds a connection may take to send a request's headers; also how long an
+    /// idle keep-alive connection stays open.
+    #[arg(long, env = "TRELLIS_HEADER_READ_TIMEOUT", default_value_t = 10)]
+    pub header_read_timeout: u64,
+    /// Seconds shutdown (SIGTERM, Ctrl-C) waits for requests in flight and live
+    /// sockets (closed with 1001) before the process exits.
+    #[arg(long, env = "TRELLIS_SHUTDOWN_GRACE", default_value_t = 10)]
+    pub shutdown_grace: u64,
     /// Largest request body in bytes.
     #[arg(long, env = "TRELLIS_BODY_LIMIT", default_value_t = 1024 * 1024)]
     pub body_limit: usize,

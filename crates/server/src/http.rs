@@ -297,57 +297,68 @@ async fn graphql_ws(
     let meta = meta(&headers, None);
     upgrade
         .protocols(async_graphql::http::ALL_WEBSOCKET_PROTOCOLS)
-        .on_upgrade(move |socket| async move {
-            use futures::{SinkExt, StreamExt};
-            let (mut sink, stream) = socket.split();
-            let (until_tx, until_rx) = tokio::sync::oneshot::channel::<SystemTime>();
-            let executor = LiveExecutor(state.clone());
-            let connection = GraphQLWebSocket::new_with_pair(&mut sink, stream, executor, protocol)
-                .on_connection_init(move |payload| async move {
-                    let credential = init_credential(&payload);
-                    let (principal, until) = authenticate_until(&state, credential.as_deref())
-                        .await
-                        .map_err(|_| async_graphql::Error::new("invalid or expired credentials"))?;
-                    if principal == Principal::Anonymous {
-                        return Err(async_graphql::Error::new("authentication required"));
+        .on_upgrade(move |socket| {
+            let shutdown = state.shutdown.clone();
+            shutdown.clone().track(async move {
+                use futures::{SinkExt, StreamExt};
+                let (mut sink, stream) = socket.split();
+                let (until_tx, until_rx) = tokio::sync::oneshot::channel::<SystemTime>();
+                let executor = LiveExecutor(state.clone());
+                let connection =
+                    GraphQLWebSocket::new_with_pair(&mut sink, stream, executor, protocol)
+                        .on_connection_init(move |payload| async move {
+                            let credential = init_credential(&payload);
+                            let (principal, until) =
+                                authenticate_until(&state, credential.as_deref())
+                                    .await
+                                    .map_err(|_| {
+                                        async_graphql::Error::new("invalid or expired credentials")
+                                    })?;
+                            if principal == Principal::Anonymous {
+                                return Err(async_graphql::Error::new("authentication required"));
+                            }
+                            if let Some(until) = until {
+                                let _ = until_tx.send(until);
+                            }
+                            let mut data = Data::default();
+                            data.insert(trellis_graphql::LiveSession {
+                                db: state.db.clone(),
+                                principal,
+                                meta,
+                                events: state.live.clone(),
+                            });
+                            Ok(data)
+                        })
+                        .serve();
+                let expiry = async {
+                    match until_rx.await {
+                        Ok(until) => {
+                            let left = until.duration_since(SystemTime::now()).unwrap_or_default();
+                            tokio::time::sleep(left).await;
+                        }
+                        // No access token (an API key, or a refused init): no deadline.
+                        Err(_) => std::future::pending().await,
                     }
-                    if let Some(until) = until {
-                        let _ = until_tx.send(until);
-                    }
-                    let mut data = Data::default();
-                    data.insert(trellis_graphql::LiveSession {
-                        db: state.db.clone(),
-                        principal,
-                        meta,
-                        events: state.live.clone(),
-                    });
-                    Ok(data)
-                })
-                .serve();
-            let expiry = async {
-                match until_rx.await {
-                    Ok(until) => {
-                        let left = until.duration_since(SystemTime::now()).unwrap_or_default();
-                        tokio::time::sleep(left).await;
-                    }
-                    // No access token (an API key, or a refused init): no deadline.
-                    Err(_) => std::future::pending().await,
-                }
-            };
-            let expired = tokio::select! {
-                () = connection => false,
-                () = expiry => true,
-            };
-            if expired {
-                let (code, reason) = CREDENTIALS_EXPIRED;
-                let frame = CloseFrame {
-                    code,
-                    reason: reason.into(),
                 };
-                let _ = sink.send(Message::Close(Some(frame))).await;
-            }
+                let close = tokio::select! {
+                    () = connection => None,
+                    () = expiry => Some(CREDENTIALS_EXPIRED),
+                    () = shutdown.begun() => Some(GOING_AWAY),
+                };
+                if let Some((code, reason)) = close {
+                    let frame = CloseFrame {
+                        code,
+                        reason: reason.into(),
+                    };
+                    let _ = sink.send(Message::Close(Some(frame))).await;
+                }
+            })
         })
 }
+
+/// The close code and reason of graphql-ws connections when the server shuts down:
+/// 1001 (Going Away), which clients treat as a cue to reconnect elsewhere.
+pub const GOING_AWAY: (u16, &str) = (1001, "server shutting down");
 
 /// The error of an operation that succeeded but whose transaction did not commit.
 fn uncommitted_error() -> async_graphql::ServerError {

@@ -6,4 +6,5 @@ pub mod config;
 pub mod embedded_pg;
 pub mod graphql_http;
 pub mod http;
+pub mod serve;
 pub mod state;

@@ -1,6 +1,5 @@
 //! The `trellis` binary.
 
-use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -14,6 +13,7 @@ use trellis_server::app::{self, Database};
 use trellis_server::bootstrap;
 use trellis_server::config::{Cli, Command, Config};
 use trellis_server::http::{self, HttpConfig};
+use trellis_server::serve::{self, ConnectionLimits};
 
 /// jemalloc rather than glibc malloc: the GraphQL executor allocates a few objects per
 /// resolved field, and on the runs dashboard glibc's malloc and free took about a third
@@ -171,17 +171,17 @@ async fn serve_on(config: &Config, db: &Database) -> Result<ExitCode> {
         cors_origins: config.cors_origins.clone(),
     };
     app::spawn_maintenance(config, &state, db.admin_url.as_deref()).await;
+    let shutdown = state.shutdown.clone();
     let router = http::router(state, &http_config);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     tracing::info!(address = %listener.local_addr()?, "Trellis is listening: GraphQL at /graphql, GraphiQL at /graphiql");
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await?;
+    let limits = ConnectionLimits {
+        header_read_timeout: std::time::Duration::from_secs(config.header_read_timeout.max(1)),
+        shutdown_grace: std::time::Duration::from_secs(config.shutdown_grace),
+    };
+    serve::serve(listener, router, shutdown, shutdown_signal(), &limits).await;
     tracing::info!("shut down");
     Ok(ExitCode::SUCCESS)
 }

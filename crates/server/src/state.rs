@@ -32,4 +32,6 @@ pub struct AppState {
     pub logs: LogStore,
     /// Run and log changes from this process's database listener, for subscriptions.
     pub live: LiveEvents,
+    /// Tells live sockets to close when the server shuts down, and tracks them.
+    pub shutdown: crate::serve::Shutdown,
 }

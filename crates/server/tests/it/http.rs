@@ -320,6 +320,29 @@ async fn graphql_ws_authenticates_in_connection_init() {
     );
 }
 
+/// The `graphql-http` package's server audits (the GraphQL-over-HTTP specification's
+/// MUSTs and SHOULDs), run with Node against the real server: every one must pass.
+#[tokio::test]
+async fn graphql_http_server_audits_pass() {
+    let app = TestApp::new().await;
+    let addr = serve(&app).await;
+    let web = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web");
+    let output = tokio::process::Command::new("node")
+        .arg("e2e/http-audit.mjs")
+        .current_dir(web)
+        .env("TRELLIS_URL", format!("http://{addr}"))
+        .output()
+        .await
+        .expect("node must be installed (just test installs web/node_modules)");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "graphql-http audits failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains(" 0 warn, 0 error"), "{stdout}");
+}
+
 /// Opens GraphiQL in headless Chromium, pastes a token into its headers editor, runs a
 /// query and sees the answer; fails if the page loads anything from another host.
 #[tokio::test]

@@ -20,6 +20,7 @@ mod mongo;
 mod reports;
 mod runs;
 mod secrets;
+mod serving;
 mod subscriptions;
 mod support;
 mod triggers;
