@@ -25,6 +25,10 @@ pub enum Error {
     },
     #[error("rate limited")]
     RateLimited,
+    /// The database cannot be reached (no connection within the pool's acquire timeout,
+    /// or the connection broke): retry shortly.
+    #[error("the database is unavailable; try again shortly")]
+    Unavailable,
     #[error(transparent)]
     Internal(#[from] anyhow::Error),
 }
@@ -71,6 +75,7 @@ impl Error {
             Error::BadInput { .. } | Error::Invalid(_) => "BAD_USER_INPUT",
             Error::Conflict { .. } => "CONFLICT",
             Error::RateLimited => "RATE_LIMITED",
+            Error::Unavailable => "UNAVAILABLE",
             Error::Internal(_) => "INTERNAL",
         }
     }
@@ -143,7 +148,29 @@ impl From<DbErr> for Error {
                 _ => {}
             }
         }
+        if is_unavailable(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            return Error::Unavailable;
+        }
         Error::Internal(anyhow::Error::new(err))
+    }
+}
+
+/// Whether a database error means the server cannot be reached (rather than that a
+/// statement was wrong): no connection from the pool, or a connection that broke.
+fn is_unavailable(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr::SqlxError;
+    match err {
+        DbErr::ConnectionAcquire(_) => true,
+        DbErr::Conn(SqlxError(_)) => true,
+        DbErr::Query(SqlxError(e)) | DbErr::Exec(SqlxError(e)) => matches!(
+            e,
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+        ),
+        _ => false,
     }
 }
 

@@ -7,6 +7,7 @@ pub mod doctor;
 pub mod email;
 pub mod error;
 pub mod identity;
+pub mod input;
 pub mod integrations;
 pub mod logs;
 pub mod runs;

@@ -15,7 +15,10 @@ use std::sync::Arc;
 
 use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
 use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{ErrorExtensionValues, Name, Positioned, ServerError, ServerResult, Variables};
+use async_graphql::{
+    ErrorExtensionValues, Name, Positioned, ServerError, ServerResult, Value as ConstValue,
+    Variables,
+};
 
 /// Limits that keep one request from costing too much.
 #[derive(Clone, Debug)]
@@ -69,6 +72,7 @@ impl Extension for DocumentLimitsExtension {
         next: NextParseQuery<'_>,
     ) -> ServerResult<ExecutableDocument> {
         check_nesting(query)?;
+        check_no_nul(query, variables)?;
         let document = next.run(ctx, query, variables).await?;
         if selection_depth(&document) > self.depth {
             return Err(bad_input("Query is nested too deep."));
@@ -86,6 +90,64 @@ pub fn check_nesting(query: &str) -> ServerResult<()> {
         )));
     }
     Ok(())
+}
+
+/// Refuses a NUL character in a variable or a string literal of the document:
+/// PostgreSQL's `text` and `jsonb` cannot hold one, so it would fail a statement as an
+/// internal error instead of being bad input. The error names the variable's path.
+fn check_no_nul(query: &str, variables: &Variables) -> ServerResult<()> {
+    let escaped = query.contains('\0')
+        || query.match_indices("\\u").any(|(at, _)| {
+            let rest = &query[at + 2..];
+            rest.starts_with("0000")
+                || rest
+                    .strip_prefix('{')
+                    .and_then(|r| r.split_once('}'))
+                    .is_some_and(|(digits, _)| {
+                        !digits.is_empty() && digits.bytes().all(|b| b == b'0')
+                    })
+        });
+    if escaped {
+        return Err(bad_input("a string in the document holds a NUL character"));
+    }
+    for (name, value) in variables.iter() {
+        let mut path = name.to_string();
+        if value_has_nul(value, &mut path) {
+            let mut error = bad_input(&format!("variable {path} holds a NUL character"));
+            if let Some(extensions) = error.extensions.as_mut() {
+                extensions.set("field", path);
+            }
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// Whether `value` holds a NUL in a string or key; `path` then names where.
+fn value_has_nul(value: &ConstValue, path: &mut String) -> bool {
+    match value {
+        ConstValue::String(s) => s.contains('\0'),
+        ConstValue::List(items) => items.iter().enumerate().any(|(i, item)| {
+            let len = path.len();
+            path.push_str(&format!(".{i}"));
+            let found = value_has_nul(item, path);
+            if !found {
+                path.truncate(len);
+            }
+            found
+        }),
+        ConstValue::Object(map) => map.iter().any(|(key, item)| {
+            let len = path.len();
+            path.push('.');
+            path.push_str(key);
+            let found = key.contains('\0') || value_has_nul(item, path);
+            if !found {
+                path.truncate(len);
+            }
+            found
+        }),
+        _ => false,
+    }
 }
 
 fn bad_input(message: &str) -> ServerError {
@@ -191,6 +253,19 @@ fn set_depth(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_characters_are_found_in_literals_and_variables() {
+        let none = Variables::default();
+        assert!(check_no_nul("{ a(x: \"fine\") }", &none).is_ok());
+        assert!(check_no_nul("{ a(x: \"\\u0000\") }", &none).is_err());
+        assert!(check_no_nul("{ a(x: \"\\u{00}\") }", &none).is_err());
+        assert!(check_no_nul("{ a(x: \"\\u0041\") }", &none).is_ok());
+        let vars = Variables::from_json(serde_json::json!({"input": {"tags": ["ok", "b\u{0}d"]}}));
+        let err = check_no_nul("{ a }", &vars).unwrap_err();
+        let field = err.extensions.unwrap().get("field").cloned();
+        assert_eq!(field, Some(ConstValue::String("input.tags.1".into())));
+    }
 
     #[test]
     fn nesting_counts_brackets_outside_strings_and_comments() {

@@ -40,6 +40,10 @@ pub enum CreatedOrderBy {
     CreatedAtDesc,
 }
 
+/// 0001-01-01T00:00:00Z and 9999-12-31T23:59:59.999999Z, in microseconds.
+const MIN_CURSOR_MICROS: i64 = -62_135_596_800_000_000;
+const MAX_CURSOR_MICROS: i64 = 253_402_300_799_999_999;
+
 /// The position of a row in a list: its creation time and id.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KeysetCursor {
@@ -55,6 +59,11 @@ impl CursorType for KeysetCursor {
         let text = String::from_utf8(bytes).map_err(|_| "invalid cursor")?;
         let (micros, id) = text.split_once('|').ok_or("invalid cursor")?;
         let micros: i64 = micros.parse().map_err(|_| "invalid cursor")?;
+        // Cursors name real rows: years 1 to 9999. Beyond that PostgreSQL would refuse
+        // the timestamp with an error of its own.
+        if !(MIN_CURSOR_MICROS..=MAX_CURSOR_MICROS).contains(&micros) {
+            return Err("invalid cursor");
+        }
         Ok(Self {
             created_at: DateTime::from_timestamp_micros(micros).ok_or("invalid cursor")?,
             id: Uuid::try_parse(id).map_err(|_| "invalid cursor")?,

@@ -228,7 +228,13 @@ pub fn jwt_keys(config: &Config) -> Result<JwtKeys> {
 /// Connects as the application role and builds everything the handlers share.
 pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result<AppState> {
     let statements = Arc::new(AtomicU64::new(0));
-    let pool = bootstrap::connect_app(app_url, config.pool_size, statements.clone()).await?;
+    let pool = bootstrap::connect_app_with(
+        app_url,
+        config.pool_size,
+        std::time::Duration::from_secs(config.db_acquire_timeout.max(1)),
+        statements.clone(),
+    )
+    .await?;
     let limits = Limits {
         depth: config.max_depth,
         complexity: config.max_complexity,

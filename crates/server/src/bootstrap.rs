@@ -149,12 +149,26 @@ pub async fn connect_app(
     pool_size: u32,
     statements: Arc<AtomicU64>,
 ) -> Result<DatabaseConnection> {
+    connect_app_with(url, pool_size, APP_ACQUIRE_TIMEOUT, statements).await
+}
+
+/// How long a request waits for a pooled connection (and a new connection for its
+/// handshake) before it fails as UNAVAILABLE, unless configured otherwise.
+pub const APP_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// [`connect_app`] with a chosen acquire timeout.
+pub async fn connect_app_with(
+    url: &str,
+    pool_size: u32,
+    acquire_timeout: Duration,
+    statements: Arc<AtomicU64>,
+) -> Result<DatabaseConnection> {
     let mut options = ConnectOptions::new(url.to_owned());
     options
         .max_connections(pool_size)
         .min_connections(1)
-        .connect_timeout(Duration::from_secs(10))
-        .acquire_timeout(Duration::from_secs(10))
+        .connect_timeout(acquire_timeout)
+        .acquire_timeout(acquire_timeout)
         .sqlx_logging(false);
     let mut db = Database::connect(options)
         .await

@@ -106,6 +106,10 @@ pub struct Config {
     /// Connections in the application pool.
     #[arg(long, env = "TRELLIS_DB_POOL_SIZE", default_value_t = 16)]
     pub pool_size: u32,
+    /// Seconds a request waits for a database connection before it fails with
+    /// UNAVAILABLE (HTTP 503): during an outage requests fail fast instead of hanging.
+    #[arg(long, env = "TRELLIS_DB_ACQUIRE_TIMEOUT", default_value_t = 3)]
+    pub db_acquire_timeout: u64,
     /// Where the embedded cluster, generated keys and other local state live.
     #[arg(long, env = "TRELLIS_DATA_DIR", default_value = ".trellis")]
     pub data_dir: PathBuf,

@@ -227,7 +227,20 @@ fn is_request_error(response: &async_graphql::Response) -> bool {
         && response.errors.iter().all(|e| e.path.is_empty())
 }
 
-/// Writes a response: status by [`Media`], no `data` key for a request error.
+/// Whether a response failed only because the database could not be reached.
+fn is_unavailable(response: &async_graphql::Response) -> bool {
+    response.data == async_graphql::Value::Null
+        && !response.errors.is_empty()
+        && response.errors.iter().all(|e| {
+            e.extensions
+                .as_ref()
+                .and_then(|x| x.get("code"))
+                .is_some_and(|code| *code == async_graphql::Value::from("UNAVAILABLE"))
+        })
+}
+
+/// Writes a response: status by [`Media`], no `data` key for a request error, 503 with
+/// `Retry-After` when the database could not be reached.
 pub fn respond(media: Media, response: &BatchResponse) -> Response {
     let (status, body) = match response {
         BatchResponse::Single(single) if is_request_error(single) => {
@@ -238,6 +251,10 @@ pub fn respond(media: Media, response: &BatchResponse) -> Response {
             let body = serde_json::json!({ "errors": single.errors });
             (status, serde_json::to_vec(&body))
         }
+        BatchResponse::Single(single) if is_unavailable(single) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::to_vec(response),
+        ),
         _ => (StatusCode::OK, serde_json::to_vec(response)),
     };
     let body = match body {
@@ -253,6 +270,10 @@ pub fn respond(media: Media, response: &BatchResponse) -> Response {
         }
     };
     let mut http = (status, [(header::CONTENT_TYPE, media.content_type())], body).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        http.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    }
     if let BatchResponse::Single(single) = response {
         for (name, value) in single.http_headers.iter() {
             http.headers_mut().append(name, value.clone());

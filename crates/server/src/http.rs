@@ -167,6 +167,9 @@ async fn execute(
                 "invalid or expired credentials",
             )
         }
+        Err(trellis_core::Error::Unavailable) => {
+            return unavailable(media);
+        }
         Err(err) => {
             tracing::error!(request_id = meta.request_id, error = ?err, "authentication failed");
             return error_response(
@@ -250,6 +253,20 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
         return response;
     }
     execute(&state, media, &headers, peer, batch).await
+}
+
+/// 503 with `Retry-After`: the database cannot be reached.
+fn unavailable(media: Media) -> Response {
+    let mut response = error_response(
+        media,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "UNAVAILABLE",
+        &trellis_core::Error::Unavailable.to_string(),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 /// 406: the client accepts neither `application/graphql-response+json` nor JSON.
@@ -487,6 +504,10 @@ async fn webhook(
             };
             (status, serde_json::json!({ "error": error }))
         }
+        Err(trellis_core::Error::Unavailable) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({ "error": "unavailable, retry" }),
+        ),
         Err(err) => {
             tracing::error!(request_id = scope.meta().request_id, error = ?err, "webhook intake failed");
             (
@@ -513,12 +534,19 @@ async fn webhook(
         .into_response()
 }
 
+/// 200 when the database answers `SELECT 1` within a second, 503 otherwise: a load
+/// balancer's probe must not hang for the pool's acquire timeout.
 async fn readyz(State(state): State<AppState>) -> Response {
     use sea_orm::ConnectionTrait;
-    match state.db.pool().execute_unprepared("SELECT 1").await {
-        Ok(_) => (StatusCode::OK, "ready").into_response(),
-        Err(err) => {
+    let check = state.db.pool().execute_unprepared("SELECT 1");
+    match tokio::time::timeout(Duration::from_secs(1), check).await {
+        Ok(Ok(_)) => (StatusCode::OK, "ready").into_response(),
+        Ok(Err(err)) => {
             tracing::warn!(error = %err, "readiness check failed");
+            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+        }
+        Err(_) => {
+            tracing::warn!("readiness check took over a second");
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
         }
     }

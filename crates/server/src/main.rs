@@ -34,6 +34,12 @@ pub static JEMALLOC_OPTIONS: &[u8] =
     b"background_thread:true,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 fn main() -> ExitCode {
+    // anyhow captures a backtrace with every error when RUST_BACKTRACE is set, which
+    // made each internal error cost tens of KB of log and much memory. Panics keep
+    // their backtraces; set RUST_LIB_BACKTRACE=1 to have errors capture them too.
+    if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
+        std::env::set_var("RUST_LIB_BACKTRACE", "0");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

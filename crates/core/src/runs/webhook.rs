@@ -29,7 +29,7 @@ pub enum Refusal {
     BadSignature,
     /// The tenant is suspended: 403.
     Suspended,
-    /// The body is not JSON: 400.
+    /// The body is not JSON, or holds a NUL character (which PostgreSQL cannot store): 400.
     NotJson,
     /// The delivery id was used with another body: 409.
     DeliveryReused,
@@ -81,9 +81,9 @@ pub async fn receive(
     }
     let keys = signing_keys(vault, scope, &trigger, delivery.now).await?;
     let signature = delivery.signature.unwrap_or_default();
-    if verify_signature(signature, delivery.body, &keys, delivery.now).is_err() {
+    let Ok(signed_at) = verify_signature(signature, delivery.body, &keys, delivery.now) else {
         return Ok(Err(Refusal::BadSignature));
-    }
+    };
     let runs = workflow::Entity::find_by_id(trigger.workflow_id)
         .one(tx)
         .await?
@@ -91,15 +91,30 @@ pub async fn receive(
     if !runs {
         return Ok(Err(Refusal::NotFound));
     }
-    let Ok(payload) = serde_json::from_slice::<Json>(delivery.body) else {
-        return Ok(Err(Refusal::NotJson));
+    let payload = match serde_json::from_slice::<Json>(delivery.body) {
+        Ok(payload) if !crate::input::json_has_nul(&payload) => payload,
+        _ => return Ok(Err(Refusal::NotJson)),
     };
     debug_assert!(delivery.body.len() <= MAX_PAYLOAD_BYTES);
-    let key = delivery
+    // The sender's delivery id names the delivery. Without one, the signed request
+    // itself does (its timestamp and body, whatever else the header holds): replaying
+    // it inside the signature window finds the run it already started.
+    let key = match delivery
         .delivery_id
-        .map(|id| id.trim())
+        .map(str::trim)
         .filter(|id| !id.is_empty())
-        .map(|id| format!("delivery:{}", id.chars().take(200).collect::<String>()));
+    {
+        Some(id) => format!("delivery:{}", id.chars().take(200).collect::<String>()),
+        None => {
+            let body_hash = ring::digest::digest(&ring::digest::SHA256, delivery.body);
+            let hex: String = body_hash
+                .as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            format!("signed:{signed_at}:{hex}")
+        }
+    };
     let started = create_run(
         scope,
         settings,
@@ -110,7 +125,7 @@ pub async fn receive(
             trigger_type: TriggerType::Webhook,
             trigger_payload: Some(payload.clone()),
             input: payload,
-            idempotency_key: key,
+            idempotency_key: Some(key),
             simulation: false,
             retry_of: None,
             client_id: None,

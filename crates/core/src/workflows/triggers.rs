@@ -96,7 +96,16 @@ impl Schedule {
                 "not an IANA time zone (such as Europe/Berlin or America/New_York)",
             )
         })?;
-        Ok(Self { cron, zone })
+        let schedule = Self { cron, zone };
+        // `0 0 30 2 *` (30 February) parses but never fires; such a trigger would be
+        // stored with no next firing and silently do nothing.
+        if schedule.next_after(Utc::now()).is_none() {
+            return Err(Error::bad_input(
+                "config.cron",
+                "this cron expression never fires (no such date)",
+            ));
+        }
+        Ok(schedule)
     }
 
     /// The first time strictly after `after` that the schedule fires, in UTC. Wall
@@ -422,13 +431,14 @@ pub fn sign(secret: &SecretString, timestamp: i64, body: &[u8]) -> String {
 }
 
 /// Verifies a signature header against any of `keys` in constant time, refusing
-/// timestamps more than [`SIGNATURE_TOLERANCE`] from `now`.
+/// timestamps more than [`SIGNATURE_TOLERANCE`] from `now`. Returns the signed
+/// timestamp.
 pub fn verify_signature(
     header: &str,
     body: &[u8],
     keys: &[SecretString],
     now: DateTime<Utc>,
-) -> Result<(), SignatureError> {
+) -> Result<i64, SignatureError> {
     let mut timestamp = None;
     let mut signatures = vec![];
     for part in header.split(',') {
@@ -455,7 +465,7 @@ pub fn verify_signature(
             .iter()
             .any(|s| hmac::verify(&key, &message, s).is_ok())
         {
-            return Ok(());
+            return Ok(timestamp);
         }
     }
     Err(SignatureError::Mismatch)
@@ -565,11 +575,11 @@ mod tests {
         let header = sign(&key, now.timestamp(), b"{\"a\":1}");
         assert_eq!(
             verify_signature(&header, b"{\"a\":1}", std::slice::from_ref(&key), now),
-            Ok(())
+            Ok(now.timestamp())
         );
         assert_eq!(
             verify_signature(&header, b"{\"a\":1}", &[other.clone(), key.clone()], now),
-            Ok(())
+            Ok(now.timestamp())
         );
         assert_eq!(
             verify_signature(&header, b"{\"a\":2}", std::slice::from_ref(&key), now),

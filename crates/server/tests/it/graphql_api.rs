@@ -261,3 +261,74 @@ async fn a_failed_commit_is_reported_as_an_error() {
         .await;
     assert_eq!(data["clients"]["totalCount"], 0);
 }
+
+/// PostgreSQL cannot store a NUL character, and a timestamp beyond its range fails a
+/// statement: both are bad input, named, never INTERNAL. Anonymous login included.
+#[tokio::test]
+async fn nul_characters_and_out_of_range_cursors_are_bad_input() {
+    let app = TestApp::new().await;
+    let owner = app.owner("nul").await;
+    let (status, body) = app
+        .post(
+            None,
+            "mutation($e: String!) { login(input: {email: $e, password: \"whatever pw\"}) { session { accessToken } } }",
+            json!({ "e": "a\u{0}@x.test" }),
+        )
+        .await;
+    assert_eq!(status, axum::http::StatusCode::OK);
+    assert_eq!(
+        body["errors"][0]["extensions"],
+        json!({ "code": "BAD_USER_INPUT", "field": "e" })
+    );
+    let cases = [
+        (
+            "mutation($i: CreateClientInput!) { createClient(input: $i) { client { id } } }",
+            json!({ "i": { "name": "Nul\u{0}Corp" } }),
+            Some("i.name"),
+        ),
+        (
+            "{ clients(filter: {search: \"a\\u0000b\"}) { totalCount } }",
+            json!({}),
+            None,
+        ),
+        (
+            "query($s: String) { workflows(filter: {search: $s}) { totalCount } }",
+            json!({ "s": "x\u{0}" }),
+            Some("s"),
+        ),
+    ];
+    for (query, variables, field) in cases {
+        let (_, body) = app.post(Some(&owner.token), query, variables).await;
+        let error = &body["errors"][0];
+        assert_eq!(
+            error["extensions"]["code"], "BAD_USER_INPUT",
+            "{query}: {body}"
+        );
+        if let Some(field) = field {
+            assert_eq!(error["extensions"]["field"], field, "{body}");
+        }
+    }
+    // Cursors a client made up, with years PostgreSQL does not have.
+    use base64::Engine;
+    // Year -93,000 (chrono has it, PostgreSQL does not), year 190,000, and past chrono.
+    for micros in [
+        -3_000_000_000_000_000_000,
+        6_000_000_000_000_000_000,
+        i64::MAX,
+    ] {
+        let cursor = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(format!("{micros}|{}", uuid::Uuid::nil()));
+        let (_, body) = app
+            .post(
+                Some(&owner.token),
+                "query($a: String) { clients(first: 5, after: $a) { totalCount } }",
+                json!({ "a": cursor }),
+            )
+            .await;
+        assert_eq!(
+            body["errors"][0]["extensions"],
+            json!({ "code": "BAD_USER_INPUT", "field": "after" }),
+            "{micros}: {body}"
+        );
+    }
+}

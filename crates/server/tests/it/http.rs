@@ -368,3 +368,65 @@ async fn graphiql_runs_a_query_in_a_real_browser_offline() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+/// During a database outage requests fail fast with UNAVAILABLE and HTTP 503 (not after
+/// a 10 s hang, not as a 500 that says nothing), `/readyz` answers 503 within a second,
+/// and service resumes when the database is back.
+#[tokio::test]
+async fn a_database_outage_fails_fast_as_unavailable() {
+    use sea_orm::ConnectionTrait;
+    let app = TestApp::with_args(&["--db-acquire-timeout", "1"]).await;
+    let owner = app.owner("outage").await;
+    let (key, _) = app.api_key(&owner, "READ").await;
+    let admin = app.db.admin().await;
+    let name = &app.db.name;
+    admin
+        .execute_unprepared(&format!(
+            "REVOKE CONNECT ON DATABASE {name} FROM PUBLIC, trellis_app; \
+             SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = '{name}' AND usename = 'trellis_app'"
+        ))
+        .await
+        .unwrap();
+    // Termination is asynchronous: wait until the app role has no session left.
+    for _ in 0..50 {
+        let left = admin
+            .query_one(trellis_core::scope::stmt(
+                "SELECT count(*) AS n FROM pg_stat_activity WHERE datname = $1 AND usename = 'trellis_app'",
+                [name.clone().into()],
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for token in [&owner.token, &key] {
+        let started = std::time::Instant::now();
+        let (status, body) = app
+            .post(Some(token), "{ tenant { name } }", json!({}))
+            .await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+        assert_eq!(body["errors"][0]["extensions"]["code"], "UNAVAILABLE");
+        assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    }
+    let started = std::time::Instant::now();
+    let (status, _) = app
+        .send(Request::get("/readyz").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(started.elapsed() < std::time::Duration::from_millis(1500));
+
+    admin
+        .execute_unprepared(&format!("GRANT CONNECT ON DATABASE {name} TO trellis_app"))
+        .await
+        .unwrap();
+    let data = app
+        .ok(Some(&owner.token), "{ tenant { name } }", json!({}))
+        .await;
+    assert_eq!(data["tenant"]["name"], "outage");
+}

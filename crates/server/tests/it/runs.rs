@@ -647,11 +647,34 @@ async fn webhook_deliveries_are_verified_deduplicated_and_refused_without_detail
             &path[..],
             StatusCode::BAD_REQUEST,
         ),
+        // PostgreSQL cannot store a NUL: bad input, not a 500 the sender retries.
+        (
+            Some(signed(&secret, now, r#"{"order": "a\u0000b"}"#)),
+            r#"{"order": "a\u0000b"}"#.to_owned(),
+            &path[..],
+            StatusCode::BAD_REQUEST,
+        ),
     ];
     for (signature, payload, target, expected) in refusals {
         let (status, answer) = deliver(&app, target, signature.as_deref(), None, payload).await;
         assert_eq!(status, expected, "{answer}");
         assert!(answer.get("runId").is_none());
+    }
+    // The same signed request replayed without a delivery id (as a sniffer would, within
+    // the signature window) finds the run it started, even with the header padded.
+    let replayed = r#"{"order": 4}"#.to_owned();
+    let signature = signed(&secret, now, &replayed);
+    let (status, first) = deliver(&app, &path, Some(&signature), None, replayed.clone()).await;
+    assert_eq!(
+        (status, &first["deduplicated"]),
+        (StatusCode::ACCEPTED, &json!(false))
+    );
+    let padded = format!("{signature},v1={}", "0".repeat(64));
+    for header in [&signature, &padded] {
+        let (status, again) = deliver(&app, &path, Some(header), None, replayed.clone()).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        assert_eq!(again["runId"], first["runId"]);
+        assert_eq!(again["deduplicated"], true);
     }
     // The same delivery id with another body is a conflict, not a second run.
     let other = r#"{"order": 3}"#.to_owned();
