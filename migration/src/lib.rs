@@ -7,6 +7,7 @@ mod m20261123_000002_integrations;
 mod m20261201_000003_workflows;
 mod m20261201_000004_runs;
 mod m20261201_000005_execution_logs;
+mod m20261206_000006_request_throttles;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000003_workflows::Migration),
             Box::new(m20261201_000004_runs::Migration),
             Box::new(m20261201_000005_execution_logs::Migration),
+            Box::new(m20261206_000006_request_throttles::Migration),
         ]
     }
 }

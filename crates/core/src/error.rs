@@ -23,8 +23,9 @@ pub enum Error {
         field: Option<String>,
         message: String,
     },
-    #[error("rate limited")]
-    RateLimited,
+    /// Too many attempts: retry after the given seconds.
+    #[error("too many attempts; retry in {retry_after_seconds} s")]
+    RateLimited { retry_after_seconds: u32 },
     /// The database cannot be reached (no connection within the pool's acquire timeout,
     /// or the connection broke): retry shortly.
     #[error("the database is unavailable; try again shortly")]
@@ -74,7 +75,7 @@ impl Error {
             Error::NotFound => "NOT_FOUND",
             Error::BadInput { .. } | Error::Invalid(_) => "BAD_USER_INPUT",
             Error::Conflict { .. } => "CONFLICT",
-            Error::RateLimited => "RATE_LIMITED",
+            Error::RateLimited { .. } => "RATE_LIMITED",
             Error::Unavailable => "UNAVAILABLE",
             Error::Internal(_) => "INTERNAL",
         }

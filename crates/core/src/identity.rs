@@ -15,6 +15,7 @@ use crate::audit::{self, Event};
 use crate::auth::{api_key::ApiKeySecret, password, token, JwtKeys, Scope};
 use crate::email::Email;
 use crate::scope::{stmt, RequestScope, TenantCtx};
+use crate::throttle;
 use crate::{Error, Result};
 
 /// Lifetimes and keys of credentials.
@@ -155,17 +156,27 @@ impl IdentityConfig {
             password_hash: Option<String>,
         }
         let email = Email::parse(email, "email").map_err(|_| Error::Unauthenticated)?;
+        // Guessing is counted per account and per client address, before any work.
+        let account = throttle::account_key(email.as_str());
+        throttle::hit(scope.db(), &account, 1, throttle::LOGIN_PER_ACCOUNT).await?;
+        if let Some(ip) = &scope.meta().ip {
+            let address = format!("login:address:{ip}");
+            throttle::hit(scope.db(), &address, 1, throttle::LOGIN_PER_ADDRESS).await?;
+        }
+        // The look-up and the password check hold no connection of the request: a
+        // burst of logins queues for hashing without starving every other request.
         let row = LoginRow::find_by_statement(stmt(
             "SELECT id, password_hash FROM app.user_for_login($1)",
             [email.as_str().into()],
         ))
-        .one(scope.tx().await?)
+        .one(scope.db().pool())
         .await?;
         let stored = row.as_ref().and_then(|r| r.password_hash.clone());
         let matches = verify_password(password, stored).await?;
         let Some(row) = row.filter(|_| matches) else {
             return Err(Error::Unauthenticated);
         };
+        throttle::clear(scope.db(), &account).await?;
         scope.act_as_user(row.id).await?;
         let tx = scope.tx().await?;
         let user = user::Entity::find_by_id(row.id)

@@ -12,6 +12,7 @@ pub mod integrations;
 pub mod logs;
 pub mod runs;
 pub mod scope;
+pub mod throttle;
 pub mod workflows;
 
 pub use anyhow;

@@ -2,7 +2,7 @@
 //! tenant and user set transaction-locally. It is the only way resolvers reach tenant
 //! data, and PostgreSQL row-level security decides what that transaction sees.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 
 use sea_orm::{
@@ -95,6 +95,7 @@ pub struct RequestScope {
     failed: AtomicBool,
     commit_anyway: AtomicBool,
     acting_user: std::sync::Mutex<Option<Uuid>>,
+    mutation_cost: AtomicU32,
 }
 
 #[derive(FromQueryResult)]
@@ -114,7 +115,14 @@ impl RequestScope {
             failed: AtomicBool::new(false),
             commit_anyway: AtomicBool::new(false),
             acting_user: std::sync::Mutex::new(None),
+            mutation_cost: AtomicU32::new(0),
         })
+    }
+
+    /// The application pool, for statements that must not run in (or wait for) the
+    /// request's transaction: definer look-ups before a password check, throttles.
+    pub fn db(&self) -> &AppDb {
+        &self.db
     }
 
     pub fn principal(&self) -> &Principal {
@@ -339,6 +347,16 @@ impl RequestScope {
             ))
             .await?;
         Ok(())
+    }
+
+    /// Adds `cost` to the request's mutations (every operation of a batch shares one
+    /// scope); false, and nothing added, when that would pass `limit`.
+    pub fn charge_mutations(&self, cost: u32, limit: u32) -> bool {
+        self.mutation_cost
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |spent| {
+                spent.checked_add(cost).filter(|total| *total <= limit)
+            })
+            .is_ok()
     }
 
     /// Marks the request as failed: its transaction will roll back.

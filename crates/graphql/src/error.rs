@@ -50,6 +50,12 @@ pub fn to_graphql(err: &Error, request_id: &str) -> async_graphql::Error {
                 }
             })
         }
+        Error::RateLimited {
+            retry_after_seconds,
+        } => async_graphql::Error::new(err.to_string()).extend_with(|_, e| {
+            e.set("code", code);
+            e.set("retryAfterSeconds", *retry_after_seconds);
+        }),
         other => {
             async_graphql::Error::new(other.to_string()).extend_with(|_, e| e.set("code", code))
         }

@@ -57,6 +57,7 @@ pub fn build_schema(services: Option<Services>, limits: &Limits) -> ApiSchema {
     )
     .extension(limits::DocumentLimits {
         depth: limits.depth,
+        mutation_cost: limits.mutation_cost,
     })
     .limit_complexity(limits.complexity)
     .limit_recursive_depth(limits.recursive_depth);

@@ -5,20 +5,28 @@
 //!   scan before the parser runs: the parser turns argument values into trees by
 //!   recursion, so an input value nested a few thousand levels deep would overflow the
 //!   stack and abort the process. No real query comes near the limit.
+//! - **Mutation cost** per HTTP request, across aliases and the operations of a batch,
+//!   and anonymous mutations per client address (counted in PostgreSQL).
 //! - **Depth** of selections, counted without what lies inside `__schema` and `__type`:
 //!   the standard introspection query (GraphiQL's, graphql-codegen's) is about 14
 //!   levels deep, and its cost is bounded by the recursion depth and the complexity
 //!   limit, which still count it.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use async_graphql::extensions::{Extension, ExtensionContext, ExtensionFactory, NextParseQuery};
-use async_graphql::parser::types::{ExecutableDocument, Selection, SelectionSet};
-use async_graphql::{
-    ErrorExtensionValues, Name, Positioned, ServerError, ServerResult, Value as ConstValue,
-    Variables,
+use async_graphql::extensions::{
+    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
 };
+use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
+use async_graphql::{
+    ErrorExtensionValues, Name, Positioned, Response, ServerError, ServerResult,
+    Value as ConstValue, Variables,
+};
+use trellis_core::{throttle, Principal, RequestScope};
+
+use crate::context::RequestData;
+use crate::error::to_graphql;
 
 /// Limits that keep one request from costing too much.
 #[derive(Clone, Debug)]
@@ -28,6 +36,10 @@ pub struct Limits {
     pub complexity: usize,
     /// Deepest nesting of selection sets and fragments, introspection included.
     pub recursive_depth: usize,
+    /// Most mutation cost per HTTP request, all operations of a batch together: each
+    /// mutation field (each alias) costs 1, or more when it is expensive (see
+    /// [`mutation_cost`]).
+    pub mutation_cost: u32,
     /// Whether introspection (and field suggestions) are on; off in production.
     pub introspection: bool,
 }
@@ -38,6 +50,7 @@ impl Default for Limits {
             depth: 12,
             complexity: 5_000,
             recursive_depth: 32,
+            mutation_cost: 50,
             introspection: true,
         }
     }
@@ -47,19 +60,37 @@ impl Default for Limits {
 /// introspection query nests about 30), far below what overflows a worker's stack.
 pub const MAX_NESTING: usize = 128;
 
-/// The schema extension that enforces [`MAX_NESTING`] and [`Limits::depth`].
+/// The schema extension that enforces [`MAX_NESTING`], [`Limits::depth`] and
+/// [`Limits::mutation_cost`], and throttles anonymous mutations per client address.
 pub(crate) struct DocumentLimits {
     pub depth: usize,
+    pub mutation_cost: u32,
 }
 
 impl ExtensionFactory for DocumentLimits {
     fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DocumentLimitsExtension { depth: self.depth })
+        Arc::new(DocumentLimitsExtension {
+            depth: self.depth,
+            mutation_cost: self.mutation_cost,
+            operations: Mutex::new(Vec::new()),
+        })
     }
 }
 
+/// One request's extension: what parsing found, for execution to charge.
 struct DocumentLimitsExtension {
     depth: usize,
+    mutation_cost: u32,
+    /// Each operation of the document by name, with its mutation fields if it is one.
+    operations: Mutex<Vec<(Option<String>, Option<MutationFields>)>>,
+}
+
+/// The mutation fields an operation would run: distinct response keys (fields of the
+/// same key are merged and run once, so only aliases repeat a mutation).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct MutationFields {
+    count: u32,
+    cost: u32,
 }
 
 #[async_graphql::async_trait::async_trait]
@@ -77,7 +108,132 @@ impl Extension for DocumentLimitsExtension {
         if selection_depth(&document) > self.depth {
             return Err(bad_input("Query is nested too deep."));
         }
+        let operations = document
+            .operations
+            .iter()
+            .map(|(name, op)| {
+                let fields = (op.node.ty == OperationType::Mutation)
+                    .then(|| mutation_fields(&document, &op.node.selection_set));
+                (name.map(|n| n.to_string()), fields)
+            })
+            .collect();
+        *self
+            .operations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = operations;
         Ok(document)
+    }
+
+    async fn execute(
+        &self,
+        ctx: &ExtensionContext<'_>,
+        operation_name: Option<&str>,
+        next: NextExecute<'_>,
+    ) -> Response {
+        let fields = {
+            let operations = self
+                .operations
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match operation_name {
+                Some(wanted) => operations
+                    .iter()
+                    .find(|(name, _)| name.as_deref() == Some(wanted))
+                    .and_then(|(_, fields)| *fields),
+                None if operations.len() == 1 => operations[0].1,
+                None => None,
+            }
+        };
+        if let (Some(fields), Ok(request)) = (fields, ctx.data::<RequestData>()) {
+            if let Err(error) = self.charge(&request.scope, fields).await {
+                return Response::from_errors(vec![error]);
+            }
+        }
+        next.run(ctx, operation_name).await
+    }
+}
+
+impl DocumentLimitsExtension {
+    /// Charges a mutation operation to the request's budget, and an anonymous one to
+    /// its client address's throttle.
+    async fn charge(&self, scope: &RequestScope, fields: MutationFields) -> ServerResult<()> {
+        if !scope.charge_mutations(fields.cost, self.mutation_cost) {
+            return Err(bad_input(&format!(
+                "too many mutations in one request: at most a cost of {} per request, \
+                 where each mutation field costs 1 and signUp and login cost {PASSWORD_COST}",
+                self.mutation_cost
+            )));
+        }
+        if *scope.principal() != Principal::Anonymous {
+            return Ok(());
+        }
+        let Some(ip) = &scope.meta().ip else {
+            return Ok(());
+        };
+        let key = format!("anonymous:address:{ip}");
+        throttle::hit(
+            scope.db(),
+            &key,
+            fields.count,
+            throttle::ANONYMOUS_MUTATIONS_PER_ADDRESS,
+        )
+        .await
+        .map_err(|err| {
+            to_graphql(&err, &scope.meta().request_id).into_server_error(Default::default())
+        })
+    }
+}
+
+/// What a password-hashing mutation costs: argon2 takes about 19 MiB and tens of
+/// milliseconds a call.
+const PASSWORD_COST: u32 = 10;
+
+/// The cost of one mutation field.
+fn mutation_cost(field: &str) -> u32 {
+    match field {
+        "signUp" | "login" => PASSWORD_COST,
+        _ => 1,
+    }
+}
+
+/// The distinct response keys of a mutation's root selection (fragments expanded, each
+/// once) and their cost.
+fn mutation_fields(
+    document: &ExecutableDocument,
+    root: &Positioned<SelectionSet>,
+) -> MutationFields {
+    fn collect<'a>(
+        document: &'a ExecutableDocument,
+        set: &'a Positioned<SelectionSet>,
+        keys: &mut HashMap<&'a str, &'a str>,
+        seen: &mut HashSet<&'a str>,
+    ) {
+        for selection in &set.node.items {
+            match &selection.node {
+                Selection::Field(field) => {
+                    let name = field.node.name.node.as_str();
+                    let key = field.node.alias.as_ref().map_or(name, |a| a.node.as_str());
+                    keys.entry(key).or_insert(name);
+                }
+                Selection::InlineFragment(inline) => {
+                    collect(document, &inline.node.selection_set, keys, seen);
+                }
+                Selection::FragmentSpread(spread) => {
+                    let name = spread.node.fragment_name.node.as_str();
+                    if seen.insert(name) {
+                        if let Some(fragment) = document.fragments.get(name) {
+                            collect(document, &fragment.node.selection_set, keys, seen);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let (mut keys, mut seen) = (HashMap::new(), HashSet::new());
+    collect(document, root, &mut keys, &mut seen);
+    MutationFields {
+        count: u32::try_from(keys.len()).unwrap_or(u32::MAX),
+        cost: keys.values().map(|field| mutation_cost(field)).sum(),
     }
 }
 
@@ -253,6 +409,33 @@ fn set_depth(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fields_of(query: &str) -> MutationFields {
+        let document = async_graphql::parser::parse_query(query).unwrap();
+        let (_, op) = document.operations.iter().next().unwrap();
+        mutation_fields(&document, &op.node.selection_set)
+    }
+
+    #[test]
+    fn mutation_fields_count_aliases_once_per_key() {
+        assert_eq!(
+            fields_of("mutation { a { x } b { x } }"),
+            MutationFields { count: 2, cost: 2 }
+        );
+        // The same key twice runs once.
+        assert_eq!(
+            fields_of("mutation { a { x } a { x } }"),
+            MutationFields { count: 1, cost: 1 }
+        );
+        assert_eq!(
+            fields_of("mutation { one: login { x } two: login { x } signUp { x } }"),
+            MutationFields { count: 3, cost: 30 }
+        );
+        assert_eq!(
+            fields_of("mutation { ...F ...F ... on Mutation { c: a { x } } } fragment F on Mutation { a { x } b: a { x } }"),
+            MutationFields { count: 3, cost: 3 }
+        );
+    }
 
     #[test]
     fn nul_characters_are_found_in_literals_and_variables() {

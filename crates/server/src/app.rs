@@ -238,6 +238,7 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
     let limits = Limits {
         depth: config.max_depth,
         complexity: config.max_complexity,
+        mutation_cost: config.max_mutation_cost,
         introspection: !config.is_production(),
         ..Limits::default()
     };
@@ -294,6 +295,18 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
 pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Option<&str>) {
     let every = std::time::Duration::from_secs(config.maintenance_interval.max(1));
     tokio::spawn(state.logs.clone().maintain(state.db.pool().clone(), every));
+    let db = state.db.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tick.tick().await;
+            match trellis_core::throttle::purge(&db).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::debug!(purged, "old request throttles purged"),
+                Err(err) => tracing::warn!(error = ?err, "purging request throttles failed"),
+            }
+        }
+    });
     let Some(admin_url) = admin_url else {
         tracing::info!("no admin URL: run-payload retention is not scheduled");
         return;

@@ -195,6 +195,10 @@ pub struct Config {
     /// Maximum query complexity.
     #[arg(long, env = "TRELLIS_MAX_COMPLEXITY", default_value_t = 5000)]
     pub max_complexity: usize,
+    /// Most mutation cost per HTTP request (all operations of a batch together): each
+    /// mutation field, alias by alias, costs 1; signUp and login cost 10.
+    #[arg(long, env = "TRELLIS_MAX_MUTATION_COST", default_value_t = 50)]
+    pub max_mutation_cost: u32,
     /// Most operations in one batched HTTP request.
     #[arg(long, env = "TRELLIS_MAX_BATCH", default_value_t = 10)]
     pub max_batch: usize,

@@ -227,35 +227,64 @@ fn is_request_error(response: &async_graphql::Response) -> bool {
         && response.errors.iter().all(|e| e.path.is_empty())
 }
 
-/// Whether a response failed only because the database could not be reached.
-fn is_unavailable(response: &async_graphql::Response) -> bool {
-    response.data == async_graphql::Value::Null
-        && !response.errors.is_empty()
-        && response.errors.iter().all(|e| {
-            e.extensions
-                .as_ref()
-                .and_then(|x| x.get("code"))
-                .is_some_and(|code| *code == async_graphql::Value::from("UNAVAILABLE"))
-        })
+/// The status of a response that failed only for one reason HTTP has a code for: the
+/// database (503) or a rate limit (429), with the seconds for `Retry-After`.
+fn refusal_status(response: &async_graphql::Response) -> Option<(StatusCode, u64)> {
+    if response.data != async_graphql::Value::Null || response.errors.is_empty() {
+        return None;
+    }
+    let code_of =
+        |e: &async_graphql::ServerError| match e.extensions.as_ref().and_then(|x| x.get("code")) {
+            Some(async_graphql::Value::String(code)) => Some(code.clone()),
+            _ => None,
+        };
+    let first = code_of(&response.errors[0])?;
+    if !response
+        .errors
+        .iter()
+        .all(|e| code_of(e).as_ref() == Some(&first))
+    {
+        return None;
+    }
+    match first.as_str() {
+        "UNAVAILABLE" => Some((StatusCode::SERVICE_UNAVAILABLE, 1)),
+        "RATE_LIMITED" => {
+            let after = response
+                .errors
+                .iter()
+                .filter_map(|e| match e.extensions.as_ref()?.get("retryAfterSeconds")? {
+                    async_graphql::Value::Number(n) => n.as_u64(),
+                    _ => None,
+                })
+                .max()
+                .unwrap_or(1);
+            Some((StatusCode::TOO_MANY_REQUESTS, after))
+        }
+        _ => None,
+    }
 }
 
-/// Writes a response: status by [`Media`], no `data` key for a request error, 503 with
-/// `Retry-After` when the database could not be reached.
+/// Writes a response: status by [`Media`], no `data` key for a request error; 503 or
+/// 429 with `Retry-After` when the database could not be reached or a limit was hit.
 pub fn respond(media: Media, response: &BatchResponse) -> Response {
+    let refusal = match response {
+        BatchResponse::Single(single) => refusal_status(single),
+        BatchResponse::Batch(_) => None,
+    };
     let (status, body) = match response {
         BatchResponse::Single(single) if is_request_error(single) => {
-            let status = match media {
-                Media::GraphqlResponse => StatusCode::BAD_REQUEST,
-                Media::Json => StatusCode::OK,
+            let status = match (refusal, media) {
+                (Some((status, _)), _) => status,
+                (None, Media::GraphqlResponse) => StatusCode::BAD_REQUEST,
+                (None, Media::Json) => StatusCode::OK,
             };
             let body = serde_json::json!({ "errors": single.errors });
             (status, serde_json::to_vec(&body))
         }
-        BatchResponse::Single(single) if is_unavailable(single) => (
-            StatusCode::SERVICE_UNAVAILABLE,
+        _ => (
+            refusal.map_or(StatusCode::OK, |(status, _)| status),
             serde_json::to_vec(response),
         ),
-        _ => (StatusCode::OK, serde_json::to_vec(response)),
     };
     let body = match body {
         Ok(body) => body,
@@ -270,9 +299,9 @@ pub fn respond(media: Media, response: &BatchResponse) -> Response {
         }
     };
     let mut http = (status, [(header::CONTENT_TYPE, media.content_type())], body).into_response();
-    if status == StatusCode::SERVICE_UNAVAILABLE {
+    if let Some((_, after)) = refusal {
         http.headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            .insert(header::RETRY_AFTER, HeaderValue::from(after));
     }
     if let BatchResponse::Single(single) = response {
         for (name, value) in single.http_headers.iter() {

@@ -58,7 +58,9 @@ pub(super) async fn push(
         .unwrap_or(0);
     if waiting >= cap_value {
         tracing::warn!(%tenant, cap, "log outbox full; refusing entries until MongoDB is back");
-        return Err(Error::RateLimited);
+        return Err(Error::RateLimited {
+            retry_after_seconds: 60,
+        });
     }
     tx.execute(stmt(
         &format!(

@@ -1,6 +1,7 @@
 //! The one integration-test binary: real PostgreSQL, the application role, the real
 //! router. Each module's doc names the guarantee its tests defend.
 
+mod abuse;
 mod audit;
 mod auth;
 mod catalog;
