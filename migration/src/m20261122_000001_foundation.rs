@@ -17,7 +17,7 @@ impl MigrationName for Migration {
 const IS_MEMBER_OF_ROW_TENANT: &str = "EXISTS (SELECT 1 FROM memberships m WHERE m.tenant_id = tenants.id AND m.user_id = (SELECT app.current_user_id()))";
 const SHARES_CURRENT_TENANT: &str = "EXISTS (SELECT 1 FROM memberships m WHERE m.user_id = users.id AND m.tenant_id = (SELECT app.current_tenant_id()))";
 
-fn policies() -> Vec<Policies<'static>> {
+pub(crate) fn policies() -> Vec<Policies<'static>> {
     let current_tenant_or_admin =
         format!("id = (SELECT app.current_tenant_id()) OR {PLATFORM_ADMIN}");
     let own_user_chain = format!(

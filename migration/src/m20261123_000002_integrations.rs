@@ -26,7 +26,7 @@ fn catalog(table: &'static str) -> Policies<'static> {
         ))
 }
 
-fn policies() -> Vec<Policies<'static>> {
+pub(crate) fn policies() -> Vec<Policies<'static>> {
     vec![
         catalog("apps").only(&["SELECT", "INSERT", "UPDATE"]),
         catalog("app_versions"),

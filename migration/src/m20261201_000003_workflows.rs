@@ -14,7 +14,7 @@ impl MigrationName for Migration {
     }
 }
 
-fn policies() -> Vec<Policies<'static>> {
+pub(crate) fn policies() -> Vec<Policies<'static>> {
     vec![
         Policies::tenant("clients").only(&["SELECT", "INSERT", "UPDATE"]),
         Policies::tenant("workflows").only(&["SELECT", "INSERT", "UPDATE"]),

@@ -14,7 +14,7 @@ impl MigrationName for Migration {
     }
 }
 
-fn policies() -> Vec<Policies<'static>> {
+pub(crate) fn policies() -> Vec<Policies<'static>> {
     vec![
         Policies::tenant("workflow_runs"),
         Policies::tenant("run_idempotency_keys"),

@@ -14,7 +14,7 @@ impl MigrationName for Migration {
     }
 }
 
-fn policies() -> Vec<Policies<'static>> {
+pub(crate) fn policies() -> Vec<Policies<'static>> {
     // Log lines never change once written: no UPDATE policy, no UPDATE grant.
     vec![
         Policies::tenant("execution_logs").only(&["SELECT", "INSERT", "DELETE"]),

@@ -22,6 +22,11 @@ pub struct Policies<'a> {
 }
 
 impl<'a> Policies<'a> {
+    /// The table these policies are for.
+    pub fn table(&self) -> &'a str {
+        self.table
+    }
+
     /// A tenant-owned table: its tenant reads and writes it, nobody else sees it.
     pub fn tenant(table: &'a str) -> Self {
         Self::custom(table, TENANT_MATCH)
@@ -59,12 +64,7 @@ impl<'a> Policies<'a> {
     /// The SQL that enables and forces RLS and creates one policy per command.
     pub fn sql(&self) -> String {
         let t = self.table;
-        let read = self
-            .read
-            .iter()
-            .map(|p| format!("({p})"))
-            .collect::<Vec<_>>()
-            .join(" OR ");
+        let read = self.read_predicate();
         let write = &self.write;
         let mut sql = format!(
             "ALTER TABLE {t} ENABLE ROW LEVEL SECURITY;\nALTER TABLE {t} FORCE ROW LEVEL SECURITY;\n"
@@ -85,13 +85,40 @@ impl<'a> Policies<'a> {
         sql
     }
 
-    /// The SQL that undoes [`Self::sql`].
+    /// The table's guard: one RESTRICTIVE policy that holds every command within what
+    /// the permissive policies above admit (reads within the read predicates, writes
+    /// within the write predicate). PostgreSQL ORs permissive policies together, so a
+    /// permissive policy added later without care (`USING (true)`) would widen access;
+    /// with the guard it can only admit rows inside the same envelope. Every table with
+    /// policies has one; the doctor checks.
+    pub fn guard_sql(&self) -> String {
+        let t = self.table;
+        let write = &self.write;
+        format!(
+            "CREATE POLICY {t}_guard ON {t} AS RESTRICTIVE FOR ALL TO PUBLIC \
+             USING ({} OR ({write})) WITH CHECK ({write});\n",
+            self.read_predicate()
+        )
+    }
+
+    fn read_predicate(&self) -> String {
+        self.read
+            .iter()
+            .map(|p| format!("({p})"))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    }
+
+    /// The SQL that undoes [`Self::sql`] and [`Self::guard_sql`].
     pub fn drop_sql(&self) -> String {
         let t = self.table;
-        self.commands
+        let mut sql: String = self
+            .commands
             .iter()
             .map(|c| format!("DROP POLICY IF EXISTS {t}_{} ON {t};\n", c.to_lowercase()))
-            .collect()
+            .collect();
+        sql.push_str(&format!("DROP POLICY IF EXISTS {t}_guard ON {t};\n"));
+        sql
     }
 }
 
@@ -113,6 +140,20 @@ mod tests {
             "FOR INSERT TO PUBLIC WITH CHECK (tenant_id = (SELECT app.current_tenant_id()))"
         ));
         assert!(sql.contains("FOR UPDATE TO PUBLIC USING (tenant_id = (SELECT app.current_tenant_id())) WITH CHECK (tenant_id = (SELECT app.current_tenant_id()))"));
+    }
+
+    #[test]
+    fn the_guard_is_restrictive_and_checks_writes() {
+        let sql = Policies::tenant("things")
+            .also_readable_when("tenant_id IS NULL")
+            .guard_sql();
+        assert_eq!(
+            sql,
+            "CREATE POLICY things_guard ON things AS RESTRICTIVE FOR ALL TO PUBLIC \
+             USING ((tenant_id = (SELECT app.current_tenant_id())) OR (tenant_id IS NULL) \
+             OR (tenant_id = (SELECT app.current_tenant_id()))) \
+             WITH CHECK (tenant_id = (SELECT app.current_tenant_id()));\n"
+        );
     }
 
     #[test]

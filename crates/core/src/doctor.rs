@@ -88,6 +88,7 @@ struct TableRow {
 struct PolicyRow {
     table_name: String,
     name: String,
+    restrictive: bool,
     cmd: String,
     qual: Option<String>,
     with_check: Option<String>,
@@ -115,6 +116,29 @@ fn uses_wrapped_helpers(expr: &str) -> bool {
         calls += bare;
     }
     calls > 0
+}
+
+/// True when `expr` (as PostgreSQL prints a policy expression) admits every row: the
+/// constant `true`, `… OR true`, or a constant comparison such as `1 = 1`. A guard
+/// against carelessness, not a prover: the RESTRICTIVE guard is what holds.
+fn is_always_true(expr: &str) -> bool {
+    let bare = expr.trim_matches(|c: char| c == '(' || c == ')' || c.is_whitespace());
+    if bare.eq_ignore_ascii_case("true") {
+        return true;
+    }
+    let words: Vec<String> = expr
+        .split(|c: char| c.is_whitespace() || c == '(' || c == ')')
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    words.windows(2).any(|pair| {
+        matches!(
+            (pair[0].as_str(), pair[1].as_str()),
+            ("or", "true") | ("true", "or")
+        )
+    }) || words
+        .windows(3)
+        .any(|w| w[1] == "=" && w[0] == w[2] && w[0].bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// Runs every check against the database `conn` is connected to.
@@ -167,7 +191,8 @@ pub async fn examine(conn: &impl ConnectionTrait) -> Result<Report> {
     .all(conn)
     .await?;
     let policies = PolicyRow::find_by_statement(stmt(
-        "SELECT tablename::text AS table_name, policyname::text AS name, cmd, qual, with_check \
+        "SELECT tablename::text AS table_name, policyname::text AS name, \
+           permissive = 'RESTRICTIVE' AS restrictive, cmd, qual, with_check \
          FROM pg_policies WHERE schemaname = 'public' ORDER BY tablename, policyname",
         [],
     ))
@@ -197,6 +222,16 @@ pub async fn examine(conn: &impl ConnectionTrait) -> Result<Report> {
             !own.is_empty(),
             format!("{} policies", own.len()),
         );
+        let guard = own.iter().find(|p| p.restrictive && p.cmd == "ALL");
+        report.push(
+            &subject,
+            "has a RESTRICTIVE guard keyed by tenant or user",
+            guard.is_some_and(|g| {
+                g.qual.as_deref().is_some_and(uses_wrapped_helpers)
+                    && g.with_check.as_deref().is_some_and(uses_wrapped_helpers)
+            }),
+            guard.map_or("none", |g| g.name.as_str()),
+        );
         for policy in &own {
             let writes = matches!(policy.cmd.as_str(), "ALL" | "INSERT" | "UPDATE");
             if writes {
@@ -213,6 +248,13 @@ pub async fn examine(conn: &impl ConnectionTrait) -> Result<Report> {
                 &subject,
                 "policy uses (SELECT app.current_…()) helpers",
                 wrapped,
+                policy.name.clone(),
+            );
+            let always = exprs.iter().flatten().any(|e| is_always_true(e));
+            report.push(
+                &subject,
+                "policy is not always true",
+                !always,
                 policy.name.clone(),
             );
         }
@@ -263,7 +305,26 @@ pub async fn examine(conn: &impl ConnectionTrait) -> Result<Report> {
 
 #[cfg(test)]
 mod tests {
-    use super::uses_wrapped_helpers;
+    use super::{is_always_true, uses_wrapped_helpers};
+
+    #[test]
+    fn recognises_always_true_expressions() {
+        for expr in [
+            "true",
+            "(true)",
+            "((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) OR true)",
+            "(true OR (tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)))",
+            "((tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id)) OR (1 = 1))",
+        ] {
+            assert!(is_always_true(expr), "{expr}");
+        }
+        for expr in [
+            "(tenant_id = ( SELECT app.current_tenant_id() AS current_tenant_id))",
+            "((tenant_id IS NULL) OR (is_public = true))",
+        ] {
+            assert!(!is_always_true(expr), "{expr}");
+        }
+    }
 
     #[test]
     fn recognises_wrapped_helpers() {

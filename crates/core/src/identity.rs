@@ -14,7 +14,7 @@ use trellis_entity::{
 use crate::audit::{self, Event};
 use crate::auth::{api_key::ApiKeySecret, password, token, JwtKeys, Scope};
 use crate::email::Email;
-use crate::scope::{stmt, RequestScope, TenantCtx};
+use crate::scope::{stmt, Principal, RequestScope, TenantCtx};
 use crate::throttle;
 use crate::{Error, Result};
 
@@ -70,6 +70,37 @@ async fn hash_password(password: SecretString) -> Result<String> {
 
 async fn verify_password(password: SecretString, stored: Option<String>) -> Result<bool> {
     password_work(move || password::verify(&password, stored.as_deref())).await
+}
+
+/// Revokes a refresh-token family after a rotated token was presented again (someone
+/// else holds a copy), with a critical audit event. It runs in a transaction of its
+/// own, as the token's user under RLS, and commits although the request that found
+/// the reuse fails and rolls back with everything else it did.
+async fn revoke_family(scope: &RequestScope, user_id: Uuid, family_id: Uuid) -> Result<()> {
+    let own = RequestScope::new(
+        scope.db().clone(),
+        Principal::User {
+            user_id,
+            tenant_id: None,
+        },
+        scope.meta().clone(),
+    );
+    own.tx()
+        .await?
+        .execute(stmt(
+            "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
+            [family_id.into()],
+        ))
+        .await?;
+    audit::record(
+        &own,
+        Event::new(None, "session.refresh_token_reused")
+            .target(IdKind::User, user_id)
+            .severity(Severity::Critical)
+            .details(json!({ "family": family_id })),
+    )
+    .await?;
+    RequestScope::finish_shared(own, true).await
 }
 
 impl IdentityConfig {
@@ -227,20 +258,7 @@ impl IdentityConfig {
             .ok_or(Error::Unauthenticated)?;
         if current.revoked_at.is_some() {
             if current.replaced_by.is_some() {
-                tx.execute(stmt(
-                    "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
-                    [current.family_id.into()],
-                ))
-                .await?;
-                audit::record(
-                    scope,
-                    Event::new(None, "session.refresh_token_reused")
-                        .target(IdKind::User, current.user_id)
-                        .severity(Severity::Critical)
-                        .details(json!({ "family": current.family_id })),
-                )
-                .await?;
-                scope.commit_even_if_failed();
+                revoke_family(scope, current.user_id, current.family_id).await?;
             }
             return Err(Error::Unauthenticated);
         }

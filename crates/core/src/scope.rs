@@ -93,7 +93,8 @@ pub struct RequestScope {
     meta: RequestMeta,
     begun: OnceCell<Begun>,
     failed: AtomicBool,
-    commit_anyway: AtomicBool,
+    /// Whether `app.platform_admin` is on in the transaction (until the operation ends).
+    platform_admin: AtomicBool,
     acting_user: std::sync::Mutex<Option<Uuid>>,
     mutation_cost: AtomicU32,
 }
@@ -113,7 +114,7 @@ impl RequestScope {
             meta,
             begun: OnceCell::new(),
             failed: AtomicBool::new(false),
-            commit_anyway: AtomicBool::new(false),
+            platform_admin: AtomicBool::new(false),
             acting_user: std::sync::Mutex::new(None),
             mutation_cost: AtomicU32::new(0),
         })
@@ -315,7 +316,8 @@ impl RequestScope {
     }
 
     /// Opens the audited platform-administration path: only for a user whose platform
-    /// role says so, checked in the database on every use.
+    /// role says so, checked in the database on every use. It stays open until the
+    /// operation ends ([`Self::end_operation`]).
     pub async fn require_platform_admin(&self) -> Result<Uuid> {
         let user_id = self.user_id()?;
         let row = self
@@ -332,6 +334,7 @@ impl RequestScope {
             .transpose()?
             .unwrap_or_default();
         if flag == "on" {
+            self.platform_admin.store(true, Ordering::Relaxed);
             Ok(user_id)
         } else {
             Err(Error::Forbidden("this needs a platform administrator"))
@@ -349,6 +352,22 @@ impl RequestScope {
         Ok(())
     }
 
+    /// Ends one GraphQL operation of the request: turns `app.platform_admin` off again if
+    /// the operation turned it on, so the next operation of a batch (which shares the
+    /// transaction) is not widened by it.
+    pub async fn end_operation(&self) -> Result<()> {
+        if self.platform_admin.swap(false, Ordering::Relaxed) {
+            self.tx()
+                .await?
+                .execute(stmt(
+                    "SELECT set_config('app.platform_admin', '', true)",
+                    [],
+                ))
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Adds `cost` to the request's mutations (every operation of a batch shares one
     /// scope); false, and nothing added, when that would pass `limit`.
     pub fn charge_mutations(&self, cost: u32, limit: u32) -> bool {
@@ -362,12 +381,6 @@ impl RequestScope {
     /// Marks the request as failed: its transaction will roll back.
     pub fn mark_failed(&self) {
         self.failed.store(true, Ordering::Relaxed);
-    }
-
-    /// Commits the transaction even though the request fails: for a security reaction
-    /// that must outlive the refusal (revoking a refresh-token family on reuse).
-    pub fn commit_even_if_failed(&self) {
-        self.commit_anyway.store(true, Ordering::Relaxed);
     }
 
     pub fn has_failed(&self) -> bool {
@@ -415,8 +428,7 @@ impl RequestScope {
     /// Commits when the request succeeded and nothing marked it failed; rolls back
     /// otherwise. Call once, after the response is computed.
     pub async fn finish(self, succeeded: bool) -> Result<()> {
-        let commit =
-            (succeeded && !self.has_failed()) || self.commit_anyway.load(Ordering::Relaxed);
+        let commit = succeeded && !self.has_failed();
         if let Some(begun) = self.begun.into_inner() {
             if commit {
                 begun.tx.commit().await?;

@@ -55,10 +55,6 @@ pub fn build_schema(services: Option<Services>, limits: &Limits) -> ApiSchema {
         Mutation::default(),
         Subscription::default(),
     )
-    .extension(limits::DocumentLimits {
-        depth: limits.depth,
-        mutation_cost: limits.mutation_cost,
-    })
     .limit_complexity(limits.complexity)
     .limit_recursive_depth(limits.recursive_depth);
     if !limits.introspection {

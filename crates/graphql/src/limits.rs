@@ -1,5 +1,5 @@
-//! Limits that keep one request from costing too much, checked before a document is
-//! parsed and right after.
+//! Limits that keep one request from costing too much, checked by [`execute`] before a
+//! document is parsed and right after.
 //!
 //! - **Nesting** of brackets in the document text (`{`, `[`, `(`), counted by a linear
 //!   scan before the parser runs: the parser turns argument values into trees by
@@ -13,20 +13,18 @@
 //!   limit, which still count it.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 
-use async_graphql::extensions::{
-    Extension, ExtensionContext, ExtensionFactory, NextExecute, NextParseQuery,
-};
 use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
 use async_graphql::{
-    ErrorExtensionValues, Name, Positioned, Response, ServerError, ServerResult,
+    ErrorExtensionValues, Name, Positioned, Request, Response, ServerError, ServerResult,
     Value as ConstValue, Variables,
 };
 use trellis_core::{throttle, Principal, RequestScope};
 
-use crate::context::RequestData;
+use crate::context::request_data;
 use crate::error::to_graphql;
+use crate::ApiSchema;
 
 /// Limits that keep one request from costing too much.
 #[derive(Clone, Debug)]
@@ -60,128 +58,103 @@ impl Default for Limits {
 /// introspection query nests about 30), far below what overflows a worker's stack.
 pub const MAX_NESTING: usize = 128;
 
-/// The schema extension that enforces [`MAX_NESTING`], [`Limits::depth`] and
-/// [`Limits::mutation_cost`], and throttles anonymous mutations per client address.
-pub(crate) struct DocumentLimits {
-    pub depth: usize,
-    pub mutation_cost: u32,
-}
-
-impl ExtensionFactory for DocumentLimits {
-    fn create(&self) -> Arc<dyn Extension> {
-        Arc::new(DocumentLimitsExtension {
-            depth: self.depth,
-            mutation_cost: self.mutation_cost,
-            operations: Mutex::new(Vec::new()),
-        })
-    }
-}
-
-/// One request's extension: what parsing found, for execution to charge.
-struct DocumentLimitsExtension {
-    depth: usize,
-    mutation_cost: u32,
-    /// Each operation of the document by name, with its mutation fields if it is one.
-    operations: Mutex<Vec<(Option<String>, Option<MutationFields>)>>,
-}
-
 /// The mutation fields an operation would run: distinct response keys (fields of the
 /// same key are merged and run once, so only aliases repeat a mutation).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct MutationFields {
-    count: u32,
-    cost: u32,
+pub struct MutationFields {
+    /// How many distinct mutation fields.
+    pub count: u32,
+    /// What they cost together (see [`Limits::mutation_cost`]).
+    pub cost: u32,
 }
 
-#[async_graphql::async_trait::async_trait]
-impl Extension for DocumentLimitsExtension {
-    async fn parse_query(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        query: &str,
-        variables: &Variables,
-        next: NextParseQuery<'_>,
-    ) -> ServerResult<ExecutableDocument> {
-        check_nesting(query)?;
-        check_no_nul(query, variables)?;
-        let document = next.run(ctx, query, variables).await?;
-        if selection_depth(&document) > self.depth {
-            return Err(bad_input("Query is nested too deep."));
+/// Runs one GraphQL operation of a request in `scope`, with the checks async-graphql
+/// does not make (see the module docs), and ends the operation in the scope
+/// afterwards (closing the platform-administration path it may have opened). The
+/// document is parsed once, here; the schema executes that parse.
+///
+/// These checks are not a schema extension on purpose: with any extension registered,
+/// async-graphql takes its slow path for every field and list item it resolves.
+pub async fn execute(
+    schema: &ApiSchema,
+    limits: &Limits,
+    request: Request,
+    scope: &Arc<RequestScope>,
+) -> Response {
+    let mut request = request_data(request, scope.clone());
+    let fields = match check(&mut request, limits) {
+        Ok(fields) => fields,
+        Err(error) => return Response::from_errors(vec![error]),
+    };
+    if let Some(fields) = fields {
+        if let Err(error) = charge(scope, fields, limits.mutation_cost).await {
+            return Response::from_errors(vec![error]);
         }
-        let operations = document
+    }
+    let mut response = schema.execute(request).await;
+    // The platform-administration path is open for one operation only.
+    if let Err(err) = scope.end_operation().await {
+        scope.mark_failed();
+        let error = to_graphql(&err, &scope.meta().request_id);
+        response
+            .errors
+            .push(error.into_server_error(Default::default()));
+    }
+    response
+}
+
+/// Checks a request against [`MAX_NESTING`], NUL characters and [`Limits::depth`],
+/// parsing its document once (the schema reuses the parse). Returns the mutation
+/// fields of the operation it names, when that is a mutation. Also for subscriptions,
+/// which have no request scope to charge.
+pub fn check(request: &mut Request, limits: &Limits) -> ServerResult<Option<MutationFields>> {
+    check_nesting(&request.query)?;
+    check_no_nul(&request.query, &request.variables)?;
+    let operation_name = request.operation_name.clone();
+    let document = request.parsed_query()?;
+    if selection_depth(document) > limits.depth {
+        return Err(bad_input("Query is nested too deep."));
+    }
+    let operation = match operation_name.as_deref() {
+        Some(wanted) => document
             .operations
             .iter()
-            .map(|(name, op)| {
-                let fields = (op.node.ty == OperationType::Mutation)
-                    .then(|| mutation_fields(&document, &op.node.selection_set));
-                (name.map(|n| n.to_string()), fields)
-            })
-            .collect();
-        *self
-            .operations
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = operations;
-        Ok(document)
-    }
-
-    async fn execute(
-        &self,
-        ctx: &ExtensionContext<'_>,
-        operation_name: Option<&str>,
-        next: NextExecute<'_>,
-    ) -> Response {
-        let fields = {
-            let operations = self
-                .operations
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            match operation_name {
-                Some(wanted) => operations
-                    .iter()
-                    .find(|(name, _)| name.as_deref() == Some(wanted))
-                    .and_then(|(_, fields)| *fields),
-                None if operations.len() == 1 => operations[0].1,
-                None => None,
-            }
-        };
-        if let (Some(fields), Ok(request)) = (fields, ctx.data::<RequestData>()) {
-            if let Err(error) = self.charge(&request.scope, fields).await {
-                return Response::from_errors(vec![error]);
-            }
+            .find(|(name, _)| name.is_some_and(|n| n.as_str() == wanted)),
+        None => {
+            let mut all = document.operations.iter();
+            all.next().filter(|_| all.next().is_none())
         }
-        next.run(ctx, operation_name).await
-    }
+    };
+    // A name that matches nothing is reported by execution.
+    Ok(operation
+        .filter(|(_, op)| op.node.ty == OperationType::Mutation)
+        .map(|(_, op)| mutation_fields(document, &op.node.selection_set)))
 }
 
-impl DocumentLimitsExtension {
-    /// Charges a mutation operation to the request's budget, and an anonymous one to
-    /// its client address's throttle.
-    async fn charge(&self, scope: &RequestScope, fields: MutationFields) -> ServerResult<()> {
-        if !scope.charge_mutations(fields.cost, self.mutation_cost) {
-            return Err(bad_input(&format!(
-                "too many mutations in one request: at most a cost of {} per request, \
-                 where each mutation field costs 1 and signUp and login cost {PASSWORD_COST}",
-                self.mutation_cost
-            )));
-        }
-        if *scope.principal() != Principal::Anonymous {
-            return Ok(());
-        }
-        let Some(ip) = &scope.meta().ip else {
-            return Ok(());
-        };
-        let key = format!("anonymous:address:{ip}");
-        throttle::hit(
-            scope.db(),
-            &key,
-            fields.count,
-            throttle::ANONYMOUS_MUTATIONS_PER_ADDRESS,
-        )
-        .await
-        .map_err(|err| {
-            to_graphql(&err, &scope.meta().request_id).into_server_error(Default::default())
-        })
+/// Charges a mutation operation to the request's budget, and an anonymous one to its
+/// client address's throttle.
+async fn charge(scope: &RequestScope, fields: MutationFields, limit: u32) -> ServerResult<()> {
+    if !scope.charge_mutations(fields.cost, limit) {
+        return Err(bad_input(&format!(
+            "too many mutations in one request: at most a cost of {limit} per request, \
+             where each mutation field costs 1 and signUp and login cost {PASSWORD_COST}"
+        )));
     }
+    if *scope.principal() != Principal::Anonymous {
+        return Ok(());
+    }
+    let Some(ip) = &scope.meta().ip else {
+        return Ok(());
+    };
+    let key = format!("anonymous:address:{ip}");
+    throttle::hit(
+        scope.db(),
+        &key,
+        fields.count,
+        throttle::ANONYMOUS_MUTATIONS_PER_ADDRESS,
+    )
+    .await
+    .map_err(|err| to_graphql(&err, &scope.meta().request_id).into_server_error(Default::default()))
 }
 
 /// What a password-hashing mutation costs: argon2 takes about 19 MiB and tens of

@@ -274,6 +274,7 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
     });
     Ok(AppState {
         schema,
+        limits,
         db: AppDb::new(pool),
         jwt,
         statements,

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_graphql::parser::types::OperationType;
-use async_graphql::{BatchRequest, Data};
+use async_graphql::{BatchRequest, BatchResponse, Data};
 use async_graphql_axum::GraphQLWebSocket;
 use axum::extract::ws::{CloseFrame, Message};
 use axum::extract::{ConnectInfo, Request, State, WebSocketUpgrade};
@@ -24,6 +24,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 use trellis_core::runs::webhook::{self, Delivery, Refusal};
 use trellis_core::{identity, Principal, RequestMeta, RequestScope};
+use trellis_graphql::limits;
 
 use crate::graphql_http::{self, error_response, Media};
 use crate::state::AppState;
@@ -181,17 +182,21 @@ async fn execute(
         }
     };
     let scope = RequestScope::new(state.db.clone(), principal, meta);
-    let batch = match batch {
-        BatchRequest::Single(r) => {
-            BatchRequest::Single(trellis_graphql::request_data(r, scope.clone()))
-        }
-        BatchRequest::Batch(rs) => BatchRequest::Batch(
-            rs.into_iter()
-                .map(|r| trellis_graphql::request_data(r, scope.clone()))
-                .collect(),
+    // The operations of a batch run one after another in the one scope, as
+    // async-graphql's own execute_batch would.
+    let response = match batch {
+        BatchRequest::Single(request) => BatchResponse::Single(
+            limits::execute(&state.schema, &state.limits, request, &scope).await,
         ),
+        BatchRequest::Batch(requests) => {
+            let mut responses = Vec::with_capacity(requests.len());
+            for request in requests {
+                responses
+                    .push(limits::execute(&state.schema, &state.limits, request, &scope).await);
+            }
+            BatchResponse::Batch(responses)
+        }
     };
-    let response = state.schema.execute_batch(batch).await;
     state.requests.fetch_add(1, Ordering::Relaxed);
     let succeeded = response.is_ok();
     if RequestScope::finish_shared(scope, succeeded).await.is_err() && succeeded {
@@ -419,7 +424,10 @@ pub const CREDENTIALS_EXPIRED: (u16, &str) = (4403, "credentials expired");
 struct LiveExecutor(AppState);
 
 impl async_graphql::Executor for LiveExecutor {
-    async fn execute(&self, request: async_graphql::Request) -> async_graphql::Response {
+    async fn execute(&self, mut request: async_graphql::Request) -> async_graphql::Response {
+        if let Err(error) = limits::check(&mut request, &self.0.limits) {
+            return async_graphql::Response::from_errors(vec![error]);
+        }
         self.0.schema.execute(request).await
     }
 
@@ -443,8 +451,8 @@ impl async_graphql::Executor for LiveExecutor {
                 let state = self.0.clone();
                 futures::stream::once(async move {
                     let scope = session.scope();
-                    let request = trellis_graphql::request_data(request, scope.clone());
-                    let response = state.schema.execute(request).await;
+                    let response =
+                        limits::execute(&state.schema, &state.limits, request, &scope).await;
                     state.requests.fetch_add(1, Ordering::Relaxed);
                     let succeeded = response.is_ok();
                     match RequestScope::finish_shared(scope, succeeded).await {
@@ -456,7 +464,14 @@ impl async_graphql::Executor for LiveExecutor {
                 })
                 .boxed()
             }
-            _ => async_graphql::Executor::execute_stream(&self.0.schema, request, session_data),
+            _ => {
+                let mut request = request;
+                if let Err(error) = limits::check(&mut request, &self.0.limits) {
+                    let refused = async_graphql::Response::from_errors(vec![error]);
+                    return futures::stream::once(async move { refused }).boxed();
+                }
+                async_graphql::Executor::execute_stream(&self.0.schema, request, session_data)
+            }
         }
     }
 }

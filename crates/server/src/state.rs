@@ -15,6 +15,8 @@ use trellis_graphql::ApiSchema;
 #[derive(Clone)]
 pub struct AppState {
     pub schema: ApiSchema,
+    /// The limits [`trellis_graphql::limits::execute`] checks on every operation.
+    pub limits: trellis_graphql::Limits,
     pub db: AppDb,
     pub jwt: JwtKeys,
     /// SQL statements sent by the application pool since start.

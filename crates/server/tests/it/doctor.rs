@@ -91,3 +91,90 @@ async fn unwrapped_helpers_missing_checks_and_unpinned_definers_are_reported() {
         );
     }
 }
+
+/// PostgreSQL ORs permissive policies: one careless extra policy (`USING (true)`) would
+/// show every tenant's rows. The RESTRICTIVE guard on every table keeps it inside the
+/// tenant, and the doctor reports both the careless policy and a missing guard.
+#[tokio::test]
+async fn a_careless_permissive_policy_cannot_widen_access_and_is_reported() {
+    use serde_json::json;
+    let app = crate::support::TestApp::new().await;
+    let alice = app.owner("guard-a").await;
+    let bob = app.owner("guard-b").await;
+    for (owner, name) in [(&alice, "Alice's client"), (&bob, "Bob's client")] {
+        app.ok(
+            Some(&owner.token),
+            "mutation($n: String!) { createClient(input: {name: $n}) { client { id } } }",
+            json!({ "n": name }),
+        )
+        .await;
+    }
+    let admin = app.db.admin().await;
+    admin
+        .execute_unprepared(
+            "CREATE POLICY careless ON clients AS PERMISSIVE FOR ALL USING (true) WITH CHECK (true)",
+        )
+        .await
+        .unwrap();
+    let data = app
+        .ok(
+            Some(&alice.token),
+            "{ clients { totalCount edges { node { name } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["clients"]["totalCount"], 1, "{data}");
+    assert_eq!(
+        data["clients"]["edges"][0]["node"]["name"],
+        "Alice's client"
+    );
+    // Raw SQL as the app role: no foreign row to read, and none to write.
+    let pool = app.db.app_pool(1).await;
+    let tx = crate::support::as_app(&pool, Some(alice.tenant_uuid()), None).await;
+    let foreign = tx
+        .query_one(trellis_core::scope::stmt(
+            "SELECT count(*) AS n FROM clients WHERE tenant_id = $1",
+            [bob.tenant_uuid().into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get::<i64>("", "n")
+        .unwrap();
+    assert_eq!(foreign, 0);
+    let written = tx
+        .execute(trellis_core::scope::stmt(
+            "INSERT INTO clients (id, tenant_id, name) VALUES (gen_random_uuid(), $1, 'smuggled')",
+            [bob.tenant_uuid().into()],
+        ))
+        .await;
+    assert!(written.is_err(), "wrote into another tenant");
+    drop(tx);
+
+    let report = trellis_core::doctor::examine(&pool).await.unwrap();
+    let failures: Vec<_> = report
+        .failures()
+        .map(|f| (f.subject.as_str(), f.check, f.detail.as_str()))
+        .collect();
+    assert!(
+        failures.contains(&("table clients", "policy is not always true", "careless")),
+        "{report}"
+    );
+    admin
+        .execute_unprepared("DROP POLICY careless ON clients; DROP POLICY secrets_guard ON secrets")
+        .await
+        .unwrap();
+    let report = trellis_core::doctor::examine(&pool).await.unwrap();
+    let failures: Vec<_> = report
+        .failures()
+        .map(|f| (f.subject.as_str(), f.check))
+        .collect();
+    assert_eq!(
+        failures,
+        [(
+            "table secrets",
+            "has a RESTRICTIVE guard keyed by tenant or user"
+        )],
+        "{report}"
+    );
+}

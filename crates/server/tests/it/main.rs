@@ -4,6 +4,7 @@
 mod abuse;
 mod audit;
 mod auth;
+mod batches;
 mod catalog;
 mod connections;
 mod doctor;
