@@ -14,6 +14,7 @@ use trellis_entity::{
 use crate::audit::{self, Event};
 use crate::auth::{api_key::ApiKeySecret, password, token, JwtKeys, Scope};
 use crate::email::Email;
+use crate::error::FieldProblem;
 use crate::scope::{stmt, Principal, RequestScope, TenantCtx};
 use crate::throttle;
 use crate::{Error, Result};
@@ -34,6 +35,8 @@ pub struct Session {
     pub refresh_token: String,
     pub user: user::Model,
     pub tenant_id: Option<Uuid>,
+    /// The session: the refresh-token family, named in the access token's `sid`.
+    pub family_id: Uuid,
 }
 
 pub(crate) fn required_text(value: &str, field: &str, max: usize) -> Result<String> {
@@ -82,6 +85,7 @@ async fn revoke_family(scope: &RequestScope, user_id: Uuid, family_id: Uuid) -> 
         Principal::User {
             user_id,
             tenant_id: None,
+            session_id: None,
         },
         scope.meta().clone(),
     );
@@ -112,9 +116,10 @@ impl IdentityConfig {
         tenant_id: Option<Uuid>,
         family: Option<Uuid>,
     ) -> Result<(Session, Uuid)> {
-        let (access_token, claims) = self.jwt.issue(user.id, tenant_id)?;
-        let refresh_token = token::generate("trr_");
         let refresh_id = Uuid::now_v7();
+        let family = family.unwrap_or(refresh_id);
+        let (access_token, claims) = self.jwt.issue(user.id, tenant_id, Some(family))?;
+        let refresh_token = token::generate("trr_");
         scope
             .tx()
             .await?
@@ -124,7 +129,7 @@ impl IdentityConfig {
                 [
                     refresh_id.into(),
                     user.id.into(),
-                    family.unwrap_or(refresh_id).into(),
+                    family.into(),
                     token::sha256(&refresh_token).into(),
                     tenant_id.into(),
                     self.refresh_ttl.num_seconds().into(),
@@ -139,6 +144,7 @@ impl IdentityConfig {
                 refresh_token,
                 user,
                 tenant_id,
+                family_id: family,
             },
             refresh_id,
         ))
@@ -345,7 +351,9 @@ impl IdentityConfig {
         let event =
             Event::new(Some(tenant_id), "session.switch_tenant").target(IdKind::User, user_id);
         inside_tenant(scope, tenant_id, audit::record(scope, event)).await?;
-        let (token, claims) = self.jwt.issue(user_id, Some(tenant_id))?;
+        let (token, claims) = self
+            .jwt
+            .issue(user_id, Some(tenant_id), scope.session_id())?;
         Ok((
             token,
             DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now),
@@ -391,14 +399,60 @@ fn parse_slug(slug: &str) -> Result<String> {
     }
 }
 
+/// The settings Trellis reads, and how many days each retention may be.
+const RETENTION_SETTINGS: [&str; 3] = [
+    "logRetentionDays",
+    "payloadRetentionDays",
+    "runRetentionDays",
+];
+/// The longest retention a setting may ask for, in days (ten years).
+pub const MAX_RETENTION_DAYS: u64 = 3650;
+
+/// Checks a tenant's settings before they are saved: every key Trellis reads, each in
+/// its range, and nothing else (a misspelt key would silently do nothing). A bad value
+/// saved once made every later log append of the tenant fail, or stalled the retention
+/// job; every problem is reported with its path.
 fn parse_settings(settings: serde_json::Value) -> Result<serde_json::Value> {
-    if settings.is_object() {
-        Ok(settings)
-    } else {
-        Err(Error::bad_input(
+    let Some(map) = settings.as_object() else {
+        return Err(Error::bad_input(
             "settings",
             "settings must be a JSON object",
-        ))
+        ));
+    };
+    let mut problems = vec![];
+    for (key, value) in map {
+        let field = format!("settings.{key}");
+        match key.as_str() {
+            key if RETENTION_SETTINGS.contains(&key) => {
+                if !value
+                    .as_u64()
+                    .is_some_and(|days| (1..=MAX_RETENTION_DAYS).contains(&days))
+                {
+                    problems.push(FieldProblem::new(
+                        field,
+                        format!("a whole number of days from 1 to {MAX_RETENTION_DAYS}"),
+                    ));
+                }
+            }
+            "redaction" => match crate::logs::redact::Redactor::validate_settings(&settings) {
+                Ok(()) => {}
+                Err(Error::BadInput { field, message }) => {
+                    problems.push(FieldProblem::new(field, message));
+                }
+                Err(Error::Invalid(more)) => problems.extend(more),
+                Err(other) => return Err(other),
+            },
+            _ => problems.push(FieldProblem::new(
+                field,
+                "unknown setting: Trellis reads logRetentionDays, payloadRetentionDays, \
+                 runRetentionDays and redaction",
+            )),
+        }
+    }
+    if problems.is_empty() {
+        Ok(settings)
+    } else {
+        Err(Error::Invalid(problems))
     }
 }
 

@@ -36,10 +36,12 @@ impl AppDb {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Principal {
     Anonymous,
-    /// A signed-in user; the access token names their active tenant, if any.
+    /// A signed-in user; the access token names their active tenant, if any, and the
+    /// session it was issued in (none for tokens minted outside a session).
     User {
         user_id: Uuid,
         tenant_id: Option<Uuid>,
+        session_id: Option<Uuid>,
     },
     /// An API key of a tenant.
     ApiKey {
@@ -77,6 +79,8 @@ enum TenantAccess {
     None,
     Granted(TenantCtx),
     Refused(&'static str),
+    /// The access token's session was revoked (logout, a detected reuse).
+    SessionEnded,
 }
 
 #[derive(Debug)]
@@ -104,7 +108,13 @@ struct AccessRow {
     role: Option<Role>,
     status: TenantStatus,
     deleted: bool,
+    session_live: bool,
 }
+
+/// Whether the session `$3` (NULL: no session named) still has a live refresh token.
+/// RLS shows the user only their own tokens, so another user's family id is dead.
+const SESSION_LIVE: &str = "($3::uuid IS NULL OR EXISTS (SELECT 1 FROM refresh_tokens r \
+     WHERE r.family_id = $3::uuid AND r.revoked_at IS NULL)) AS session_live";
 
 impl RequestScope {
     pub fn new(db: AppDb, principal: Principal, meta: RequestMeta) -> Arc<Self> {
@@ -134,9 +144,14 @@ impl RequestScope {
         &self.meta
     }
 
-    /// The request's transaction, begun on first use.
+    /// The request's transaction, begun on first use. A token whose session was
+    /// revoked reaches nothing: UNAUTHENTICATED.
     pub async fn tx(&self) -> Result<&DatabaseTransaction> {
-        Ok(&self.begun().await?.tx)
+        let begun = self.begun().await?;
+        if matches!(begun.access, TenantAccess::SessionEnded) {
+            return Err(Error::Unauthenticated);
+        }
+        Ok(&begun.tx)
     }
 
     async fn begun(&self) -> Result<&Begun> {
@@ -147,7 +162,9 @@ impl RequestScope {
         let tx = self.db.0.begin().await?;
         let (tenant, user) = match &self.principal {
             Principal::Anonymous => (None, None),
-            Principal::User { user_id, tenant_id } => (*tenant_id, Some(*user_id)),
+            Principal::User {
+                user_id, tenant_id, ..
+            } => (*tenant_id, Some(*user_id)),
             Principal::ApiKey { tenant_id, .. } => (Some(*tenant_id), None),
         };
         if tenant.is_none() && user.is_none() {
@@ -164,17 +181,37 @@ impl RequestScope {
         ))
         .await?;
         let Some(tenant_id) = tenant else {
-            return Ok(Begun {
-                tx,
-                access: TenantAccess::None,
-            });
+            // No tenant, so no access statement to fold the session check into.
+            let mut access = TenantAccess::None;
+            if let Some(session) = self.session_id() {
+                let live = tx
+                    .query_one(stmt(
+                        &format!("SELECT {}", SESSION_LIVE.replace("$3", "$1")),
+                        [session.into()],
+                    ))
+                    .await?
+                    .map(|row| row.try_get::<bool>("", "session_live"))
+                    .transpose()?
+                    .unwrap_or(false);
+                if !live {
+                    access = TenantAccess::SessionEnded;
+                }
+            }
+            return Ok(Begun { tx, access });
         };
         let access = match &self.principal {
-            Principal::User { user_id, .. } => {
+            Principal::User {
+                user_id,
+                session_id,
+                ..
+            } => {
                 AccessRow::find_by_statement(stmt(
-                    "SELECT m.role, t.status, t.deleted_at IS NOT NULL AS deleted FROM memberships m \
-                     JOIN tenants t ON t.id = m.tenant_id WHERE m.tenant_id = $1 AND m.user_id = $2",
-                    [tenant_id.into(), (*user_id).into()],
+                    &format!(
+                    "SELECT m.role, t.status, t.deleted_at IS NOT NULL AS deleted, {SESSION_LIVE} \
+                         FROM memberships m JOIN tenants t ON t.id = m.tenant_id \
+                         WHERE m.tenant_id = $1 AND m.user_id = $2"
+                ),
+                    [tenant_id.into(), (*user_id).into(), (*session_id).into()],
                 ))
                 .one(&tx)
                 .await?
@@ -186,7 +223,8 @@ impl RequestScope {
                 AccessRow::find_by_statement(stmt(
                     "WITH touched AS (UPDATE api_keys SET last_used_at = now() WHERE id = $2 \
                        AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')) \
-                     SELECT NULL::text AS role, t.status, t.deleted_at IS NOT NULL AS deleted \
+                     SELECT NULL::text AS role, t.status, t.deleted_at IS NOT NULL AS deleted, \
+                       true AS session_live \
                      FROM tenants t JOIN api_keys k ON k.tenant_id = t.id AND k.id = $2 \
                      WHERE t.id = $1 AND k.revoked_at IS NULL \
                        AND (k.expires_at IS NULL OR k.expires_at > now())",
@@ -202,6 +240,7 @@ impl RequestScope {
                 TenantAccess::Refused("this API key is revoked or expired")
             }
             None => TenantAccess::Refused("you are not a member of this tenant"),
+            Some(row) if !row.session_live => TenantAccess::SessionEnded,
             Some(row) if row.deleted => TenantAccess::Refused("this tenant has been deleted"),
             Some(row) if row.status == TenantStatus::Suspended => {
                 TenantAccess::Refused("this tenant is suspended")
@@ -232,6 +271,7 @@ impl RequestScope {
             TenantAccess::Granted(ctx) if ctx.role.at_least(required) => Ok(ctx),
             TenantAccess::Granted(_) => Err(Error::Forbidden("your role does not allow this")),
             TenantAccess::Refused(why) => Err(Error::Forbidden(why)),
+            TenantAccess::SessionEnded => Err(Error::Unauthenticated),
             TenantAccess::None => Err(Error::Forbidden(
                 "no active tenant: create one or switch to one",
             )),
@@ -240,10 +280,11 @@ impl RequestScope {
 
     /// The active tenant and role, when there is one the caller may act in.
     pub async fn active_tenant(&self) -> Result<Option<TenantCtx>> {
-        Ok(match self.begun().await?.access {
-            TenantAccess::Granted(ctx) => Some(ctx),
-            _ => None,
-        })
+        match self.begun().await?.access {
+            TenantAccess::Granted(ctx) => Ok(Some(ctx)),
+            TenantAccess::SessionEnded => Err(Error::Unauthenticated),
+            _ => Ok(None),
+        }
     }
 
     /// The active tenant, for a worker: an API key with the runner scope.
@@ -256,6 +297,14 @@ impl RequestScope {
             });
         }
         self.require(Role::Viewer).await
+    }
+
+    /// The session of the caller's access token, if it names one.
+    pub fn session_id(&self) -> Option<Uuid> {
+        match self.principal {
+            Principal::User { session_id, .. } => session_id,
+            _ => None,
+        }
     }
 
     /// The API key acting, if the caller is one.

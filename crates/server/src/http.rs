@@ -117,6 +117,7 @@ async fn authenticate_until(
             let principal = Principal::User {
                 user_id: claims.sub,
                 tenant_id: claims.tid,
+                session_id: claims.sid,
             };
             Ok((principal, until))
         }

@@ -252,6 +252,7 @@ async fn seed_demo(config: &Config, db: &Database) -> Result<()> {
         Principal::User {
             user_id: session.user.id,
             tenant_id: None,
+            session_id: None,
         },
         meta.clone(),
     );
@@ -262,6 +263,7 @@ async fn seed_demo(config: &Config, db: &Database) -> Result<()> {
         Principal::User {
             user_id: session.user.id,
             tenant_id: Some(tenant.id),
+            session_id: None,
         },
         meta,
     );
@@ -273,7 +275,9 @@ async fn seed_demo(config: &Config, db: &Database) -> Result<()> {
     )
     .await?;
     finish(tenant_scope, true).await?;
-    let (token, _) = state.jwt.issue(session.user.id, Some(tenant.id))?;
+    let (token, _) = state
+        .jwt
+        .issue(session.user.id, Some(tenant.id), Some(session.family_id))?;
     println!("Demo tenant `demo` created.");
     println!("  user:      {EMAIL} / {PASSWORD}");
     println!("  API key:   {}  (admin scope; shown once)", key.plaintext);

@@ -22,6 +22,10 @@ pub struct AccessClaims {
     /// The active tenant, if one is chosen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tid: Option<Uuid>,
+    /// The session (refresh-token family) the token was issued in: once it is revoked
+    /// (logout, a detected reuse) every request scope refuses the token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<Uuid>,
     pub iss: String,
     pub aud: String,
     pub exp: i64,
@@ -126,11 +130,18 @@ impl JwtKeys {
     }
 
     /// Signs an access token for `user`, naming `tenant` as active.
-    pub fn issue(&self, user: Uuid, tenant: Option<Uuid>) -> Result<(String, AccessClaims)> {
+    /// Issues an access token for `user` acting in `tenant`, within `session`.
+    pub fn issue(
+        &self,
+        user: Uuid,
+        tenant: Option<Uuid>,
+        session: Option<Uuid>,
+    ) -> Result<(String, AccessClaims)> {
         let now = Utc::now();
         let claims = AccessClaims {
             sub: user,
             tid: tenant,
+            sid: session,
             iss: self.config.issuer.clone(),
             aud: self.config.audience.clone(),
             exp: (now + self.config.access_ttl).timestamp(),

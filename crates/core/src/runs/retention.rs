@@ -22,17 +22,31 @@ pub struct RetentionPass {
     pub runs_deleted: u64,
 }
 
+/// The days a tenant's `settings.<key>` asks for, read defensively in SQL: only a whole
+/// number from 1 to 3650 counts, anything else is the default in `$2`. Settings are
+/// checked when saved too, but one tenant's bad row (written before that check, or by
+/// hand) must neither stall the job for every tenant nor, negative, wipe its runs.
+fn days_setting(key: &str) -> String {
+    format!(
+        "coalesce(CASE WHEN jsonb_typeof(t.settings->'{key}') = 'number' \
+           AND t.settings->>'{key}' ~ '^[0-9]{{1,4}}$' \
+           AND (t.settings->>'{key}')::int BETWEEN 1 AND 3650 \
+           THEN (t.settings->>'{key}')::int END, $2)"
+    )
+}
+
 /// Clears the payloads of up to `batch` finished runs past their tenant's payload
 /// retention, then deletes up to `batch` finished runs past the metadata retention.
 /// Call until it returns zeros.
 pub async fn retention_pass(owner: &DatabaseConnection, batch: i64) -> Result<RetentionPass> {
     let cleared = owner
         .execute(stmt(
-            "WITH doomed AS ( \
+            &format!(
+                "WITH doomed AS ( \
                SELECT r.id FROM workflow_runs r JOIN tenants t ON t.id = r.tenant_id \
                WHERE r.finished_at IS NOT NULL AND r.payloads_purged_at IS NULL \
                  AND r.finished_at < now() - make_interval(days => \
-                       coalesce((t.settings->>'payloadRetentionDays')::int, $2)) \
+                       {}) \
                ORDER BY r.finished_at LIMIT $1 FOR UPDATE OF r SKIP LOCKED), \
              steps AS ( \
                UPDATE step_runs s SET input = NULL, output = NULL \
@@ -40,19 +54,24 @@ pub async fn retention_pass(owner: &DatabaseConnection, batch: i64) -> Result<Re
              UPDATE workflow_runs r SET input = NULL, output = NULL, trigger_payload = NULL, \
                payloads_purged_at = now() \
              FROM doomed WHERE r.id = doomed.id",
+                days_setting("payloadRetentionDays")
+            ),
             [batch.into(), DEFAULT_PAYLOAD_DAYS.into()],
         ))
         .await?
         .rows_affected();
     let deleted = owner
         .execute(stmt(
-            "WITH doomed AS ( \
+            &format!(
+                "WITH doomed AS ( \
                SELECT r.id FROM workflow_runs r JOIN tenants t ON t.id = r.tenant_id \
                WHERE r.finished_at IS NOT NULL \
                  AND r.finished_at < now() - make_interval(days => \
-                       coalesce((t.settings->>'runRetentionDays')::int, $2)) \
+                       {}) \
                ORDER BY r.finished_at LIMIT $1 FOR UPDATE OF r SKIP LOCKED) \
              DELETE FROM workflow_runs r USING doomed WHERE r.id = doomed.id",
+                days_setting("runRetentionDays")
+            ),
             [batch.into(), DEFAULT_RUN_DAYS.into()],
         ))
         .await?

@@ -569,3 +569,65 @@ async fn a_session_acting_in_a_tenant_can_log_out_and_viewers_cannot_fetch_keys_
         "NOT_FOUND"
     );
 }
+
+/// Access tokens carry their session: once it is revoked (logout, or a detected
+/// refresh-token reuse) every request with one of its access tokens is UNAUTHENTICATED,
+/// in a tenant or not, while the user's other sessions go on.
+#[tokio::test]
+async fn logout_ends_the_access_tokens_of_its_session() {
+    let app = TestApp::new().await;
+    let owner = app.owner("logout").await;
+    let other = app
+        .ok(
+            None,
+            "mutation { login(input: {email: \"owner@logout.test\", password: \"correct horse battery\"}) { session { accessToken } } }",
+            json!({}),
+        )
+        .await;
+    let other_token = other["login"]["session"]["accessToken"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A tenant-less access token of the owner's session, as switchTenant issues them.
+    let tenantless = app
+        .ok(
+            None,
+            "mutation($t: String!) { refreshSession(input: {refreshToken: $t}) { session { accessToken refreshToken } } }",
+            json!({ "t": owner.refresh_token }),
+        )
+        .await;
+    let session = &tenantless["refreshSession"]["session"];
+    app.ok(Some(&owner.token), "{ tenant { slug } }", json!({}))
+        .await;
+    app.ok(
+        Some(&owner.token),
+        "mutation($t: String!) { logout(input: {refreshToken: $t}) { ok } }",
+        json!({ "t": session["refreshToken"] }),
+    )
+    .await;
+    let tenantless_token = session["accessToken"].as_str().unwrap();
+    for (token, query) in [
+        (owner.token.as_str(), "{ tenant { slug } }"),
+        (owner.token.as_str(), "{ viewer { user { email } } }"),
+        (tenantless_token, "{ viewer { user { email } } }"),
+        (
+            tenantless_token,
+            "mutation { createTenant(input: {slug: \"after-logout\", name: \"x\"}) { tenant { id } } }",
+        ),
+    ] {
+        assert_eq!(
+            app.error_code(Some(token), query, json!({})).await,
+            "UNAUTHENTICATED",
+            "{query}"
+        );
+    }
+    // The login session is another family: it goes on.
+    let data = app
+        .ok(
+            Some(&other_token),
+            "{ viewer { user { email } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["viewer"]["user"]["email"], "owner@logout.test");
+}

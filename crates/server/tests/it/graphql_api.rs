@@ -332,3 +332,40 @@ async fn nul_characters_and_out_of_range_cursors_are_bad_input() {
         );
     }
 }
+
+/// Tenant settings are checked when saved, each problem on its path: a bad redaction
+/// pattern saved once used to make every later log append of the tenant fail.
+#[tokio::test]
+async fn tenant_settings_are_validated_on_save() {
+    let app = TestApp::new().await;
+    let owner = app.owner("settings").await;
+    let save = "mutation($s: JSON!) { updateTenant(input: {settings: $s}) { tenant { settings } userErrors { field code } } }";
+    let bad = json!({
+        "logRetentionDays": "forever",
+        "runRetentionDays": -5,
+        "redaction": { "patterns": ["("] },
+        "colour": "blue"
+    });
+    let data = app.ok(Some(&owner.token), save, json!({ "s": bad })).await;
+    let mut fields: Vec<String> = data["updateTenant"]["userErrors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_owned())
+        .collect();
+    fields.sort();
+    assert_eq!(
+        fields,
+        [
+            "settings.colour",
+            "settings.logRetentionDays",
+            "settings.redaction.patterns.0",
+            "settings.runRetentionDays"
+        ],
+        "{data}"
+    );
+    let good = json!({ "logRetentionDays": 14, "redaction": { "patterns": ["order-[0-9]+"] } });
+    let data = app.ok(Some(&owner.token), save, json!({ "s": good })).await;
+    assert_eq!(data["updateTenant"]["userErrors"], json!([]));
+    assert_eq!(data["updateTenant"]["tenant"]["settings"], good);
+}

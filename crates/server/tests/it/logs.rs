@@ -100,6 +100,7 @@ fn scope(app: &TestApp, m: &Member) -> Arc<RequestScope> {
         Principal::User {
             user_id: m.user_uuid(),
             tenant_id: Some(m.tenant_uuid()),
+            session_id: None,
         },
         Default::default(),
     )

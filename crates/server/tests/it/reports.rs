@@ -1050,6 +1050,7 @@ async fn stats_and_rollups_never_cross_tenants() {
         Principal::User {
             user_id: a.owner.user_uuid(),
             tenant_id: Some(ta),
+            session_id: None,
         },
         RequestMeta::default(),
     );

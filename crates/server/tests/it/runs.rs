@@ -1227,6 +1227,20 @@ async fn retention_clears_old_payloads_and_never_touches_open_runs() {
         !kept["node"]["input"].is_null(),
         "a recent run keeps its payloads"
     );
+    // A bad value written past the mutation's check (by hand, or before it existed)
+    // neither stalls the job (a cast error used to fail it for every tenant) nor,
+    // negative, wipes the tenant's runs: the defaults apply.
+    admin
+        .execute(stmt(
+            "UPDATE tenants SET settings = '{\"payloadRetentionDays\": \"abc\", \"runRetentionDays\": -5}'",
+            [],
+        ))
+        .await
+        .unwrap();
+    let pass = trellis_core::runs::retention::retention_pass(&owner_db, 100)
+        .await
+        .unwrap();
+    assert_eq!(pass.runs_deleted, 0);
     // Past the tenant's shorter run retention, finished runs go; the open one stays.
     admin
         .execute(stmt(

@@ -538,7 +538,7 @@ async fn the_socket_closes_once_its_access_token_expires() {
     let short_lived = test_config(&app.db.app_url, &["--access-token-ttl", "2"]);
     let (token, short) = app::jwt_keys(&short_lived)
         .unwrap()
-        .issue(claims.sub, claims.tid)
+        .issue(claims.sub, claims.tid, claims.sid)
         .unwrap();
     // Server B accepts it until expiry plus its leeway, and not a moment longer.
     let accepted_until = std::time::UNIX_EPOCH

@@ -669,6 +669,7 @@ fn scope_of(app: &TestApp, member: &Member) -> Arc<RequestScope> {
         Principal::User {
             user_id: member.user_uuid(),
             tenant_id: Some(member.tenant_uuid()),
+            session_id: None,
         },
         Default::default(),
     )
