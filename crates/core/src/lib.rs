@@ -4,6 +4,7 @@ pub mod audit;
 pub mod auth;
 pub mod crypto;
 pub mod doctor;
+pub mod egress;
 pub mod email;
 pub mod error;
 pub mod identity;

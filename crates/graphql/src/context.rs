@@ -30,6 +30,8 @@ pub struct Services {
     pub runs: trellis_core::runs::RunSettings,
     /// The execution-log store, reached per tenant.
     pub logs: trellis_core::logs::LogStore,
+    /// The one guard (and HTTP client) of outbound calls.
+    pub egress: trellis_core::egress::Egress,
 }
 
 pub(crate) trait ContextExt {

@@ -13,6 +13,7 @@ use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use trellis_core::auth::{JwtConfig, JwtKeys};
 use trellis_core::crypto::{MasterKey, MasterKeyring};
+use trellis_core::egress::Egress;
 use trellis_core::identity::IdentityConfig;
 use trellis_core::integrations::secrets::Vault;
 use trellis_core::logs::LogStore;
@@ -263,6 +264,7 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
             vault: vault.clone(),
             runs: runs.clone(),
             logs: logs.clone(),
+            egress: Egress::new(Egress::parse_allow(&config.egress_allow)?)?,
         }),
         &limits,
     );

@@ -172,6 +172,11 @@ pub struct Config {
     /// Folder with ruru's static assets (from `npm ci` in web/).
     #[arg(long, env = "TRELLIS_GRAPHIQL_ASSETS", default_value = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web/node_modules/ruru/static"))]
     pub graphiql_assets: PathBuf,
+    /// Addresses and CIDR ranges outbound calls may reach although they are loopback,
+    /// private, link-local or metadata addresses (comma-separated, e.g.
+    /// `10.0.0.0/8,127.0.0.1`). Everything public is reachable.
+    #[arg(long, env = "TRELLIS_EGRESS_ALLOW", default_value = "")]
+    pub egress_allow: String,
     /// Seconds before a request is cut off.
     #[arg(long, env = "TRELLIS_REQUEST_TIMEOUT", default_value_t = 30)]
     pub request_timeout: u64,

@@ -14,6 +14,7 @@ use trellis_entity::{
 use uuid::Uuid;
 
 use crate::audit::{self, Event};
+use crate::egress::Egress;
 use crate::identity::required_text;
 use crate::integrations::manifest::{parse_manifest, validate_instance, Manifest};
 use crate::integrations::secrets::Vault;
@@ -297,6 +298,7 @@ const TEST_TIMEOUT_CAP: Duration = Duration::from_secs(10);
 /// default headers and authorization secret. Other apps report that they have no test.
 pub async fn test_connection(
     vault: &Vault,
+    egress: &Egress,
     scope: &RequestScope,
     id: Uuid,
 ) -> Result<ConnectionTest> {
@@ -323,7 +325,10 @@ pub async fn test_connection(
         .and_then(Json::as_u64)
         .map_or(TEST_TIMEOUT_CAP, Duration::from_millis)
         .min(TEST_TIMEOUT_CAP);
-    let mut request = http_client()?.get(url).timeout(timeout);
+    if let Err(refused) = egress.check_url(url) {
+        return refused_test(scope, ctx.tenant_id, id, &refused).await;
+    }
+    let mut request = egress.client().get(url).timeout(timeout);
     if let Some(headers) = row.config.get("defaultHeaders").and_then(Json::as_object) {
         for (name, value) in headers {
             if let Some(value) = value.as_str() {
@@ -364,12 +369,17 @@ pub async fn test_connection(
                 message: format!("HTTP {status}"),
             }
         }
-        Err(err) => ConnectionTest {
-            ok: false,
-            status: None,
-            latency_ms,
-            message: describe_failure(&err),
-        },
+        Err(err) => {
+            if let Some(refused) = crate::egress::refusal_in(&err) {
+                return refused_test(scope, ctx.tenant_id, id, refused).await;
+            }
+            ConnectionTest {
+                ok: false,
+                status: None,
+                latency_ms,
+                message: describe_failure(&err),
+            }
+        }
     };
     audit::record(
         scope,
@@ -379,6 +389,30 @@ pub async fn test_connection(
     )
     .await?;
     Ok(result)
+}
+
+/// The answer when the egress guard refuses the connection's address; audited, as a
+/// probe of the server's network may be.
+async fn refused_test(
+    scope: &RequestScope,
+    tenant_id: Uuid,
+    id: Uuid,
+    refused: &crate::egress::Refused,
+) -> Result<ConnectionTest> {
+    audit::record(
+        scope,
+        Event::new(Some(tenant_id), "connection.test")
+            .target(IdKind::Connection, id)
+            .severity(trellis_entity::Severity::Warning)
+            .details(json!({ "ok": false, "refusedByEgressGuard": true })),
+    )
+    .await?;
+    Ok(ConnectionTest {
+        ok: false,
+        status: None,
+        latency_ms: 0,
+        message: refused.to_string(),
+    })
 }
 
 /// A failure in words that carry no URL, header or secret.
@@ -392,17 +426,4 @@ fn describe_failure(err: &reqwest::Error) -> String {
     } else {
         "the request failed".into()
     }
-}
-
-fn http_client() -> Result<&'static reqwest::Client> {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    if let Some(client) = CLIENT.get() {
-        return Ok(client);
-    }
-    let client = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("trellis/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| Error::Internal(anyhow::anyhow!("http client: {e}")))?;
-    Ok(CLIENT.get_or_init(|| client))
 }

@@ -428,7 +428,7 @@ impl IntegrationsMutation {
         let scope = ctx.scope()?;
         let id = input_id(ctx, &input.id, IdKind::Connection)?;
         let (tested, user_errors) =
-            mutate(ctx, connections::test_connection(vault(ctx)?, scope, id)).await?;
+            mutate(ctx, connections::test_connection(vault(ctx)?, &ctx.services()?.egress, scope, id)).await?;
         let connection = ctx
             .loader()?
             .load_one(crate::loaders::ConnectionById(id))

@@ -8,6 +8,7 @@ mod batches;
 mod catalog;
 mod connections;
 mod doctor;
+mod egress;
 mod graphql_api;
 mod http;
 mod isolation_graphql;
