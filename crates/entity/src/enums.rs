@@ -35,6 +35,8 @@ impl Role {
     }
 }
 
+/// A tenant's plan; it sets the default log retention (free 7 days, pro 30,
+/// enterprise 90).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
 #[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
 pub enum TenantPlan {
@@ -43,6 +45,8 @@ pub enum TenantPlan {
     Enterprise,
 }
 
+/// Whether a tenant is in service; a suspended tenant refuses its users and keys.
+/// Provisioning and failed are reserved: nothing sets them today.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
 #[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
 pub enum TenantStatus {
@@ -52,6 +56,8 @@ pub enum TenantStatus {
     Failed,
 }
 
+/// A user's role on the whole platform: a platform admin may use the audited
+/// platform-administration path.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
 #[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
 pub enum PlatformRole {
@@ -59,6 +65,7 @@ pub enum PlatformRole {
     PlatformAdmin,
 }
 
+/// Where an invitation stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
 #[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
 pub enum InvitationStatus {
@@ -68,6 +75,7 @@ pub enum InvitationStatus {
     Expired,
 }
 
+/// Who performed an audited action: a user, an API key, or the server itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
 #[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
 pub enum ActorType {
@@ -76,6 +84,7 @@ pub enum ActorType {
     System,
 }
 
+/// How much an audit event matters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
 #[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
 pub enum Severity {

@@ -8,8 +8,10 @@ use trellis_core::Error;
 /// A problem with a mutation's input, returned in its payload.
 #[derive(Clone, Debug, SimpleObject)]
 pub struct UserError {
-    /// The input field at fault, when there is one.
+    /// The input field at fault, as a path (`slug`, `steps.fetch.config/url`); null when
+    /// the problem is not one field's.
     pub field: Option<String>,
+    /// What is wrong, in words for the person who gave the input.
     pub message: String,
     /// BAD_USER_INPUT or CONFLICT.
     pub code: String,

@@ -56,7 +56,12 @@ pub fn build_schema(services: Option<Services>, limits: &Limits) -> ApiSchema {
         Subscription::default(),
     )
     .limit_complexity(limits.complexity)
-    .limit_recursive_depth(limits.recursive_depth);
+    .limit_recursive_depth(limits.recursive_depth)
+    .override_output_type_description::<chrono::DateTime<chrono::Utc>>(
+        "An instant, as an RFC 3339 date-time string. Inputs may use any offset \
+         (`2025-03-01T09:00:00Z`, `2025-03-01T10:00:00+01:00`); outputs are in UTC, written \
+         with `+00:00`, with fractional seconds only when there are any.",
+    );
     if !limits.introspection {
         builder = builder.disable_introspection().disable_suggestions();
     }
@@ -72,6 +77,7 @@ pub fn export_sdl() -> String {
         SDLExportOptions::new()
             .sorted_fields()
             .sorted_arguments()
-            .sorted_enum_items(),
+            .sorted_enum_items()
+            .include_specified_by(),
     )
 }

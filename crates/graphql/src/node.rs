@@ -18,7 +18,11 @@ use crate::workflows::types::{
 
 /// An object with a global, type-tagged ID (`ten_…`, `usr_…`).
 #[derive(Interface)]
-#[graphql(field(name = "id", ty = "ID"))]
+#[graphql(field(
+    name = "id",
+    ty = "ID",
+    desc = "The global ID: a type prefix and a UUID (`wf_…`), which `node` and `nodes` take."
+))]
 #[expect(
     clippy::large_enum_variant,
     reason = "a Node lives for one resolver call; boxing would cost more than it saves"
@@ -150,18 +154,27 @@ pub struct NodeQuery;
 #[Object]
 impl NodeQuery {
     /// The object with this ID. NOT_FOUND when it does not exist or is not visible to
-    /// the caller (the two are indistinguishable on purpose).
-    async fn node(&self, ctx: &Context<'_>, id: ID) -> async_graphql::Result<Node> {
+    /// the caller (the two are indistinguishable on purpose); API keys, invitations,
+    /// audit events and secrets need an admin (FORBIDDEN otherwise).
+    async fn node(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "A global ID of any type (`wf_…`, `run_…`).")] id: ID,
+    ) -> async_graphql::Result<Node> {
         fetch(ctx, &id)
             .await?
             .ok_or_else(|| load_error(ctx, &trellis_core::Error::NotFound))
     }
 
-    /// The objects with these IDs, in order; null where one is not found.
+    /// The objects with these IDs, in order; null where one is not found or not visible.
+    /// IDs of API keys, invitations, audit events and secrets need an admin (FORBIDDEN
+    /// otherwise).
     async fn nodes(
         &self,
         ctx: &Context<'_>,
-        ids: Vec<ID>,
+        #[graphql(desc = "At most 100 global IDs, of any types; more is BAD_USER_INPUT.")] ids: Vec<
+            ID,
+        >,
     ) -> async_graphql::Result<Vec<Option<Node>>> {
         if ids.len() > MAX_NODES {
             return Err(load_error(

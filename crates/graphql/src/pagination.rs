@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use async_graphql::connection::{Connection, CursorType, Edge, EmptyFields};
 use async_graphql::parser::types::Field;
-use async_graphql::registry::Registry;
+use async_graphql::registry::{MetaType, Registry};
 use async_graphql::resolver_utils::ContainerType;
 use async_graphql::{
     Context, ContextSelectionSet, Enum, Object, ObjectType, OutputType, Positioned, ServerResult,
@@ -35,7 +35,9 @@ pub const DEFAULT_PAGE_SIZE: i32 = 20;
 /// Orders of a list by creation time, id breaking ties.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Enum)]
 pub enum CreatedOrderBy {
+    /// Oldest first.
     CreatedAtAsc,
+    /// Newest first: the default.
     #[default]
     CreatedAtDesc,
 }
@@ -199,7 +201,9 @@ impl<N: OutputType> OutputType for Page<N> {
     }
 
     fn create_type_info(registry: &mut Registry) -> String {
-        <PageConnection<N> as OutputType>::create_type_info(registry)
+        let name = <PageConnection<N> as OutputType>::create_type_info(registry);
+        describe_connection::<N, Edge<KeysetCursor, N, EmptyFields>>(registry, &name);
+        name
     }
 
     async fn resolve(
@@ -232,6 +236,109 @@ impl<N: OutputType> ContainerType for Page<N> {
 }
 
 impl<N: OutputType> ObjectType for Page<N> {}
+
+/// Describes a connection type async-graphql generates (`…Connection`), its edge type
+/// and `PageInfo` in the registry: async-graphql gives the connection no description,
+/// and its `PageInfo` speaks of paging backwards, which no list here does (they page
+/// forwards with `first` and `after`). `connection` is the connection's qualified
+/// type name as `create_type_info` returned it.
+///
+/// A type being registered further up the stack is still a placeholder here: what is
+/// set on it is lost, and set again when that outer registration finishes and this
+/// runs for it.
+pub(crate) fn describe_connection<N: OutputType, E: OutputType>(
+    registry: &mut Registry,
+    connection: &str,
+) {
+    let connection = connection.trim_end_matches('!');
+    let edge = E::type_name();
+    let node = N::type_name();
+    describe_object(
+        registry,
+        connection,
+        format!(
+            "One page of a list of {node} objects. While `pageInfo.hasNextPage`, ask for \
+             the next page with `after: pageInfo.endCursor`."
+        ),
+        &[
+            (
+                "edges",
+                format!("The page's {node} objects with their cursors, in the list's order."),
+            ),
+            (
+                "nodes",
+                format!("The page's {node} objects, in the list's order (the edges' nodes)."),
+            ),
+            (
+                "pageInfo",
+                "Whether more nodes follow, and the cursors of the page's ends.".into(),
+            ),
+        ],
+    );
+    describe_object(
+        registry,
+        &edge,
+        format!("One {node} in a page, with its cursor."),
+        &[
+            ("node", format!("The {node} at this position.")),
+            (
+                "cursor",
+                "This position in the list, opaque: pass it as `after` for the nodes that \
+                 follow."
+                    .into(),
+            ),
+        ],
+    );
+    describe_object(
+        registry,
+        "PageInfo",
+        "Where a page sits in its list. Lists page forwards: `first` nodes `after` a \
+         cursor."
+            .into(),
+        &[
+            ("hasNextPage", "Whether more nodes follow this page.".into()),
+            (
+                "hasPreviousPage",
+                "Whether the page was asked for with `after` (so nodes precede it); false \
+                 for a first page."
+                    .into(),
+            ),
+            (
+                "startCursor",
+                "The cursor of the page's first edge; null when the page is empty.".into(),
+            ),
+            (
+                "endCursor",
+                "The cursor of the page's last edge, to pass as `after` for the next page; \
+                 null when the page is empty."
+                    .into(),
+            ),
+        ],
+    );
+}
+
+/// Sets the description of an object type and of some of its fields, where the
+/// registry has them.
+fn describe_object(
+    registry: &mut Registry,
+    name: &str,
+    description: String,
+    field_descriptions: &[(&str, String)],
+) {
+    if let Some(MetaType::Object {
+        description: type_description,
+        fields,
+        ..
+    }) = registry.types.get_mut(name)
+    {
+        *type_description = Some(description);
+        for (field, text) in field_descriptions {
+            if let Some(field) = fields.get_mut(*field) {
+                field.description = Some(text.clone());
+            }
+        }
+    }
+}
 
 /// One edge of a [`Page`], resolved in place: the GraphQL object async-graphql's `Edge`
 /// declares.

@@ -1,4 +1,4 @@
-use async_graphql::{Context, InputObject, Json, Object, SimpleObject, ID};
+use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use sea_orm::EntityTrait;
 use secrecy::SecretString;
@@ -9,15 +9,18 @@ use super::types::{
     input_id, ApiKey, ApiKeyScope, Invitation, Membership, Role, Tenant, TenantPlan, User,
 };
 use crate::context::{mutate, run, ContextExt};
+use crate::payload::Json;
 
 /// A signed-in session.
 #[derive(SimpleObject)]
 pub struct Session {
     /// Send as `Authorization: Bearer <accessToken>`. Short-lived.
     pub access_token: String,
+    /// When the access token stops working; refresh the session before then.
     pub access_token_expires_at: DateTime<Utc>,
     /// Exchange for a new session with `refreshSession`; each refresh token works once.
     pub refresh_token: String,
+    /// The signed-in user.
     pub user: User,
     /// The tenant the access token acts in, if any.
     pub active_tenant_id: Option<ID>,
@@ -35,116 +38,209 @@ impl From<identity::Session> for Session {
     }
 }
 
-payload!(SessionPayload { session: Session });
-payload!(TenantPayload { tenant: Tenant });
-payload!(LogoutPayload { ok: bool });
-payload!(SwitchTenantPayload { access_token: String, access_token_expires_at: DateTime<Utc>, tenant: Tenant });
+payload!(
+    /// A new session, or the input's problems.
+    SessionPayload {
+        /// The session; null when `userErrors` is not empty.
+        session: Session,
+    }
+);
+payload!(
+    /// The tenant a mutation created or changed, or the input's problems.
+    TenantPayload {
+        /// The tenant as it is now; null when `userErrors` is not empty.
+        tenant: Tenant,
+    }
+);
+payload!(
+    /// Whether the session ended.
+    LogoutPayload {
+        /// True: the session's refresh tokens (every one since its login) no longer
+        /// work; access tokens already issued last until they expire.
+        ok: bool,
+    }
+);
+payload!(
+    /// An access token for another tenant.
+    SwitchTenantPayload {
+        /// Acts in `tenant`; send it in place of the previous access token. The
+        /// session's refresh token still refreshes into its own tenant unless
+        /// `refreshSession` is given `tenantId`.
+        access_token: String,
+        /// When that access token stops working.
+        access_token_expires_at: DateTime<Utc>,
+        /// The tenant it acts in.
+        tenant: Tenant,
+    }
+);
 payload!(
     /// The new invitation and its token: send the token to the invitee; it is not shown again.
-    InviteMemberPayload { invitation: Invitation, token: String }
+    InviteMemberPayload {
+        /// The new invitation, PENDING.
+        invitation: Invitation,
+        /// The invitee passes it to `acceptInvitation`; shown only here.
+        token: String,
+    }
 );
-payload!(InvitationPayload {
-    invitation: Invitation
-});
-payload!(MembershipPayload {
-    membership: Membership
-});
+payload!(
+    /// The revoked invitation, or the input's problems.
+    InvitationPayload {
+        /// The invitation, now REVOKED; null when `userErrors` is not empty.
+        invitation: Invitation,
+    }
+);
+payload!(
+    /// The membership a mutation made, changed or removed, or the input's problems.
+    MembershipPayload {
+        /// The membership as it is now (as it was, for `removeMember`); null when
+        /// `userErrors` is not empty.
+        membership: Membership,
+    }
+);
 payload!(
     /// The new key and its plaintext secret: store it now; it is not shown again.
-    CreateApiKeyPayload { api_key: ApiKey, secret: String }
+    CreateApiKeyPayload {
+        /// The new key.
+        api_key: ApiKey,
+        /// The key itself (`trl_…`), sent as `Authorization: Bearer <secret>`; shown
+        /// only here.
+        secret: String,
+    }
 );
-payload!(ApiKeyPayload { api_key: ApiKey });
+payload!(
+    /// The revoked key, or the input's problems.
+    ApiKeyPayload {
+        /// The key, now revoked; null when `userErrors` is not empty.
+        api_key: ApiKey,
+    }
+);
 
+/// A new user's account.
 #[derive(InputObject)]
 pub struct SignUpInput {
+    /// A valid email address, not yet used by another user.
     pub email: String,
+    /// Display name, 1 to 200 characters.
     pub name: String,
     /// 10 to 512 characters.
     #[graphql(secret)]
     pub password: String,
 }
 
+/// A user's credentials.
 #[derive(InputObject)]
 pub struct LoginInput {
+    /// The address the user signed up with.
     pub email: String,
+    /// The user's password.
     #[graphql(secret)]
     pub password: String,
 }
 
+/// A session to renew.
 #[derive(InputObject)]
 pub struct RefreshSessionInput {
+    /// The session's current refresh token (`trr_…`); it works once.
     #[graphql(secret)]
     pub refresh_token: String,
-    /// Act in this tenant instead of the session's current one.
+    /// Act in this tenant (one the user belongs to, else NOT_FOUND) instead of the
+    /// session's current one.
     pub tenant_id: Option<ID>,
 }
 
+/// A session to end.
 #[derive(InputObject)]
 pub struct LogoutInput {
+    /// The session's refresh token.
     #[graphql(secret)]
     pub refresh_token: String,
 }
 
+/// A new tenant.
 #[derive(InputObject)]
 pub struct CreateTenantInput {
     /// 3 to 64 lowercase letters, digits or dashes; unique.
     pub slug: String,
+    /// Display name, 1 to 200 characters.
     pub name: String,
+    /// FREE when omitted.
     pub plan: Option<TenantPlan>,
 }
 
+/// Changes to the active tenant; omitted fields stay as they are.
 #[derive(InputObject)]
 pub struct UpdateTenantInput {
+    /// A new display name, 1 to 200 characters.
     pub name: Option<String>,
+    /// A new slug: 3 to 64 lowercase letters, digits or dashes; unique.
     pub slug: Option<String>,
-    /// Replaces the settings object.
+    /// Replaces the whole settings object (a JSON object; see `Tenant.settings`).
     pub settings: Option<Json<serde_json::Value>>,
 }
 
+/// Confirms the deletion of the active tenant.
 #[derive(InputObject)]
 pub struct DeleteTenantInput {
     /// The active tenant's slug, to confirm.
     pub slug: String,
 }
 
+/// The tenant to act in.
 #[derive(InputObject)]
 pub struct SwitchTenantInput {
+    /// A tenant the user is a member of (`ten_…`); any other is NOT_FOUND.
     pub tenant_id: ID,
 }
 
+/// Whom to invite, and as what.
 #[derive(InputObject)]
 pub struct InviteMemberInput {
+    /// The invitee's email address; CONFLICT when they are already a member.
     pub email: String,
+    /// The role they get on joining; only owners may invite an OWNER.
     pub role: Role,
 }
 
+/// The object a mutation acts on, by global ID.
 #[derive(InputObject)]
 pub struct IdInput {
+    /// The object's global ID; one of another kind or tenant is NOT_FOUND.
     pub id: ID,
 }
 
+/// An invitation to accept.
 #[derive(InputObject)]
 pub struct AcceptInvitationInput {
+    /// The token (`tri_…`) the invitation was created with.
     #[graphql(secret)]
     pub token: String,
 }
 
+/// A member's new role.
 #[derive(InputObject)]
 pub struct UpdateMemberRoleInput {
     /// The membership.
     pub id: ID,
+    /// The new role.
     pub role: Role,
 }
 
+/// A new API key of the active tenant.
 #[derive(InputObject)]
 pub struct CreateApiKeyInput {
+    /// A label, 1 to 100 characters, unique among the tenant's keys that are not revoked.
     pub name: String,
+    /// At least one: the strongest sets the key's role, and RUNNER also allows the
+    /// runner mutations.
     pub scopes: Vec<ApiKeyScope>,
+    /// From when the key is refused; must be in the future. Null: it never expires.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
+/// A tenant, for the platform-administration mutations.
 #[derive(InputObject)]
 pub struct TenantIdInput {
+    /// The tenant's global ID (`ten_…`).
     pub tenant_id: ID,
 }
 
@@ -153,11 +249,12 @@ pub struct IdentityMutation;
 
 #[Object]
 impl IdentityMutation {
-    /// Creates a user with a password and signs them in.
+    /// Creates a user with a password and signs them in; no credential needed. The
+    /// session acts in no tenant yet. A taken email is a CONFLICT userError.
     async fn sign_up(
         &self,
         ctx: &Context<'_>,
-        input: SignUpInput,
+        #[graphql(desc = "The new account.")] input: SignUpInput,
     ) -> async_graphql::Result<SessionPayload> {
         let (scope, services) = (ctx.scope()?, ctx.services()?);
         let (session, user_errors) = mutate(
@@ -176,11 +273,13 @@ impl IdentityMutation {
         })
     }
 
-    /// Signs in with email and password. A wrong email or password is UNAUTHENTICATED.
+    /// Signs in with email and password; the session acts in the user's oldest
+    /// membership's tenant. A wrong email or password is UNAUTHENTICATED, too many
+    /// attempts RATE_LIMITED.
     async fn login(
         &self,
         ctx: &Context<'_>,
-        input: LoginInput,
+        #[graphql(desc = "The credentials.")] input: LoginInput,
     ) -> async_graphql::Result<SessionPayload> {
         let (scope, services) = (ctx.scope()?, ctx.services()?);
         let (session, user_errors) = mutate(
@@ -201,6 +300,7 @@ impl IdentityMutation {
     async fn refresh_session(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The refresh token, and optionally another tenant to act in.")]
         input: RefreshSessionInput,
     ) -> async_graphql::Result<SessionPayload> {
         let (scope, services) = (ctx.scope()?, ctx.services()?);
@@ -222,11 +322,12 @@ impl IdentityMutation {
         })
     }
 
-    /// Ends the session the refresh token belongs to.
+    /// Ends the session the refresh token belongs to (signed-in users; another user's
+    /// token is NOT_FOUND).
     async fn logout(
         &self,
         ctx: &Context<'_>,
-        input: LogoutInput,
+        #[graphql(desc = "The refresh token of the session to end.")] input: LogoutInput,
     ) -> async_graphql::Result<LogoutPayload> {
         let (scope, services) = (ctx.scope()?, ctx.services()?);
         let (ok, user_errors) =
@@ -237,11 +338,12 @@ impl IdentityMutation {
         })
     }
 
-    /// Creates a tenant; the caller becomes its owner. Use `switchTenant` to act in it.
+    /// Creates a tenant (signed-in users, not API keys); the caller becomes its owner.
+    /// Use `switchTenant` to act in it.
     async fn create_tenant(
         &self,
         ctx: &Context<'_>,
-        input: CreateTenantInput,
+        #[graphql(desc = "The new tenant.")] input: CreateTenantInput,
     ) -> async_graphql::Result<TenantPayload> {
         let scope = ctx.scope()?;
         let (tenant, user_errors) = mutate(
@@ -259,7 +361,7 @@ impl IdentityMutation {
     async fn update_tenant(
         &self,
         ctx: &Context<'_>,
-        input: UpdateTenantInput,
+        #[graphql(desc = "The changes.")] input: UpdateTenantInput,
     ) -> async_graphql::Result<TenantPayload> {
         let scope = ctx.scope()?;
         let changes = TenantChanges {
@@ -274,11 +376,12 @@ impl IdentityMutation {
         })
     }
 
-    /// Soft-deletes the active tenant (owners).
+    /// Soft-deletes the active tenant (owners): its users and keys are refused from then
+    /// on. A `slug` that is not the tenant's is a userError.
     async fn delete_tenant(
         &self,
         ctx: &Context<'_>,
-        input: DeleteTenantInput,
+        #[graphql(desc = "The active tenant's slug, to confirm.")] input: DeleteTenantInput,
     ) -> async_graphql::Result<TenantPayload> {
         let scope = ctx.scope()?;
         let (tenant, user_errors) =
@@ -289,11 +392,12 @@ impl IdentityMutation {
         })
     }
 
-    /// A new access token acting in another tenant the caller belongs to.
+    /// A new access token acting in another tenant the caller (a signed-in user)
+    /// belongs to: NOT_FOUND for any other, FORBIDDEN for a suspended one.
     async fn switch_tenant(
         &self,
         ctx: &Context<'_>,
-        input: SwitchTenantInput,
+        #[graphql(desc = "The tenant to act in.")] input: SwitchTenantInput,
     ) -> async_graphql::Result<SwitchTenantPayload> {
         let (scope, services) = (ctx.scope()?, ctx.services()?);
         let tenant_id = input_id(ctx, &input.tenant_id, IdKind::Tenant)?;
@@ -323,7 +427,7 @@ impl IdentityMutation {
     async fn invite_member(
         &self,
         ctx: &Context<'_>,
-        input: InviteMemberInput,
+        #[graphql(desc = "Whom to invite, and as what.")] input: InviteMemberInput,
     ) -> async_graphql::Result<InviteMemberPayload> {
         let (scope, services) = (ctx.scope()?, ctx.services()?);
         let (created, user_errors) = mutate(
@@ -344,10 +448,12 @@ impl IdentityMutation {
         })
     }
 
+    /// Revokes a pending invitation (admins): its token stops working. CONFLICT when it
+    /// is no longer pending.
     async fn revoke_invitation(
         &self,
         ctx: &Context<'_>,
-        input: IdInput,
+        #[graphql(desc = "The invitation (`inv_…`).")] input: IdInput,
     ) -> async_graphql::Result<InvitationPayload> {
         let scope = ctx.scope()?;
         let id = input_id(ctx, &input.id, IdKind::Invitation)?;
@@ -358,11 +464,12 @@ impl IdentityMutation {
         })
     }
 
-    /// Joins the tenant of an invitation addressed to the signed-in user's email.
+    /// Joins the tenant of an invitation addressed to the signed-in user's email:
+    /// NOT_FOUND for another address, a CONFLICT userError once it expired or was used.
     async fn accept_invitation(
         &self,
         ctx: &Context<'_>,
-        input: AcceptInvitationInput,
+        #[graphql(desc = "The invitation's token.")] input: AcceptInvitationInput,
     ) -> async_graphql::Result<MembershipPayload> {
         let scope = ctx.scope()?;
         let (membership, user_errors) =
@@ -377,7 +484,7 @@ impl IdentityMutation {
     async fn update_member_role(
         &self,
         ctx: &Context<'_>,
-        input: UpdateMemberRoleInput,
+        #[graphql(desc = "The membership and its new role.")] input: UpdateMemberRoleInput,
     ) -> async_graphql::Result<MembershipPayload> {
         let scope = ctx.scope()?;
         let id = input_id(ctx, &input.id, IdKind::Membership)?;
@@ -392,11 +499,12 @@ impl IdentityMutation {
         })
     }
 
-    /// Removes a member, or leaves when it is the caller's own membership.
+    /// Removes a member (admins; only owners remove owners), or leaves when it is the
+    /// caller's own membership (any role). The last owner stays (CONFLICT).
     async fn remove_member(
         &self,
         ctx: &Context<'_>,
-        input: IdInput,
+        #[graphql(desc = "The membership (`mem_…`).")] input: IdInput,
     ) -> async_graphql::Result<MembershipPayload> {
         let scope = ctx.scope()?;
         let id = input_id(ctx, &input.id, IdKind::Membership)?;
@@ -411,7 +519,7 @@ impl IdentityMutation {
     async fn create_api_key(
         &self,
         ctx: &Context<'_>,
-        input: CreateApiKeyInput,
+        #[graphql(desc = "The new key.")] input: CreateApiKeyInput,
     ) -> async_graphql::Result<CreateApiKeyPayload> {
         let scope = ctx.scope()?;
         let scopes: Vec<trellis_core::auth::Scope> =
@@ -434,10 +542,12 @@ impl IdentityMutation {
         })
     }
 
+    /// Revokes an API key (admins): requests with it are refused from now on. CONFLICT
+    /// when it is already revoked.
     async fn revoke_api_key(
         &self,
         ctx: &Context<'_>,
-        input: IdInput,
+        #[graphql(desc = "The key (`key_…`).")] input: IdInput,
     ) -> async_graphql::Result<ApiKeyPayload> {
         let scope = ctx.scope()?;
         let id = input_id(ctx, &input.id, IdKind::ApiKey)?;
@@ -452,7 +562,7 @@ impl IdentityMutation {
     async fn suspend_tenant(
         &self,
         ctx: &Context<'_>,
-        input: TenantIdInput,
+        #[graphql(desc = "The tenant to suspend.")] input: TenantIdInput,
     ) -> async_graphql::Result<TenantPayload> {
         let scope = ctx.scope()?;
         let id = input_id(ctx, &input.tenant_id, IdKind::Tenant)?;
@@ -468,7 +578,7 @@ impl IdentityMutation {
     async fn reactivate_tenant(
         &self,
         ctx: &Context<'_>,
-        input: TenantIdInput,
+        #[graphql(desc = "The tenant to reactivate.")] input: TenantIdInput,
     ) -> async_graphql::Result<TenantPayload> {
         let scope = ctx.scope()?;
         let id = input_id(ctx, &input.tenant_id, IdKind::Tenant)?;

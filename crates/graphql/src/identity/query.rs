@@ -10,6 +10,7 @@ use crate::pagination::{load_page, CreatedOrderBy, Page, PageArgs};
 /// The caller: who they are, where they belong, and where they are acting now.
 pub struct Viewer;
 
+/// The caller: who they are, where they belong, and where they are acting now.
 #[Object]
 impl Viewer {
     /// The signed-in user; null for an API key.
@@ -28,7 +29,7 @@ impl Viewer {
         .await
     }
 
-    /// Every tenant the user belongs to, oldest membership first.
+    /// Every tenant the user belongs to, oldest membership first; empty for an API key.
     async fn memberships(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Membership>> {
         let scope = ctx.scope()?;
         let Ok(user_id) = scope.user_id() else {
@@ -51,7 +52,8 @@ impl Viewer {
         active_tenant(ctx).await
     }
 
-    /// The caller's role in the active tenant.
+    /// The caller's role in the active tenant (an API key's follows from its scopes);
+    /// null without one.
     async fn role(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Role>> {
         let scope = ctx.scope()?;
         run(ctx, async {
@@ -75,8 +77,10 @@ async fn active_tenant(ctx: &Context<'_>) -> async_graphql::Result<Option<Tenant
     .await
 }
 
+/// Narrows the platform's tenants; given conditions must all hold.
 #[derive(InputObject, Default)]
 pub struct TenantFilter {
+    /// Only tenants in one of these states.
     pub statuses: Option<Vec<TenantStatus>>,
     /// Matches slug or name, case-insensitively.
     pub search: Option<String>,
@@ -122,9 +126,18 @@ impl IdentityQuery {
     async fn tenants(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many tenants to return: 0 to 100, 20 when omitted; outside that range BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Return the tenants after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the start when omitted."
+        )]
         after: Option<String>,
-        filter: Option<TenantFilter>,
+        #[graphql(desc = "Narrows the list; every condition given must hold.")] filter: Option<
+            TenantFilter,
+        >,
+        #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<Tenant>> {
         let scope = ctx.scope()?;

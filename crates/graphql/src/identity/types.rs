@@ -1,6 +1,6 @@
 //! Identity and tenancy types: Tenant, User, Membership, Invitation, ApiKey, AuditEvent.
 
-use async_graphql::{ComplexObject, Context, Enum, InputObject, Json, Object, SimpleObject, ID};
+use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
@@ -10,30 +10,114 @@ use crate::context::{load_error, run, ContextExt};
 use crate::ids::{self, gid};
 use crate::loaders::{prefetch, TenantById, UserById};
 use crate::pagination::{load_page, node_selects, CreatedOrderBy, Page, PageArgs};
+use crate::payload::Json;
 
 macro_rules! remote_enum {
-    ($(#[$doc:meta])* $name:ident = $remote:literal { $($variant:ident),+ $(,)? }) => {
+    ($(#[$doc:meta])* $name:ident = $remote:literal {
+        $($(#[$variant_doc:meta])* $variant:ident),+ $(,)?
+    }) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
         #[graphql(remote = $remote)]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $($(#[$variant_doc])* $variant),+ }
     };
 }
 
 remote_enum!(
     /// A member's role: owners also delete the tenant; admins manage members, keys,
     /// connections and secrets; builders edit; operators run; viewers read.
-    Role = "trellis_entity::Role" { Owner, Admin, Builder, Operator, Viewer }
+    Role = "trellis_entity::Role" {
+        /// Everything an admin may do, and deleting the tenant; only owners make or
+        /// change owners, and the last owner stays.
+        Owner,
+        /// Manages members, invitations, API keys, connections and secrets, and reads
+        /// the audit log; everything a builder may do.
+        Admin,
+        /// Edits workflows, versions, triggers, clients and the tenant's own apps;
+        /// everything an operator may do.
+        Builder,
+        /// Starts, cancels and retries runs; everything a viewer may do.
+        Operator,
+        /// Reads the tenant's workflows, runs, connections, clients and members.
+        Viewer,
+    }
 );
-remote_enum!(TenantPlan = "trellis_entity::TenantPlan" { Free, Pro, Enterprise });
-remote_enum!(TenantStatus = "trellis_entity::TenantStatus" { Active, Suspended, Provisioning, Failed });
-remote_enum!(InvitationStatus = "trellis_entity::InvitationStatus" { Pending, Accepted, Revoked, Expired });
-remote_enum!(ActorType = "trellis_entity::ActorType" { User, ApiKey, System });
-remote_enum!(Severity = "trellis_entity::Severity" { Info, Warning, Critical });
+remote_enum!(
+    /// A tenant's plan. It sets the default log retention (FREE 7 days, PRO 30,
+    /// ENTERPRISE 90) unless `settings.logRetentionDays` says otherwise.
+    TenantPlan = "trellis_entity::TenantPlan" {
+        /// The plan of a new tenant unless another is asked for; logs kept 7 days.
+        Free,
+        /// Logs kept 30 days by default.
+        Pro,
+        /// Logs kept 90 days by default.
+        Enterprise,
+    }
+);
+remote_enum!(
+    /// Whether a tenant is in service.
+    TenantStatus = "trellis_entity::TenantStatus" {
+        /// In service.
+        Active,
+        /// Refused to its users and API keys (FORBIDDEN) until a platform admin
+        /// reactivates it.
+        Suspended,
+        /// Reserved for a tenant still being set up; nothing in the API sets it today.
+        Provisioning,
+        /// Reserved for a tenant whose setup failed; nothing in the API sets it today.
+        Failed,
+    }
+);
+remote_enum!(
+    /// Where an invitation stands.
+    InvitationStatus = "trellis_entity::InvitationStatus" {
+        /// Waiting for the invitee; `acceptInvitation` takes it until `expiresAt`.
+        Pending,
+        /// The invitee joined the tenant.
+        Accepted,
+        /// An admin revoked it; its token no longer works.
+        Revoked,
+        /// `expiresAt` passed before it was accepted.
+        Expired,
+    }
+);
+remote_enum!(
+    /// Who performed an audited action.
+    ActorType = "trellis_entity::ActorType" {
+        /// A signed-in user (`actorId` is a `usr_…` ID).
+        User,
+        /// An API key (`actorId` is a `key_…` ID).
+        ApiKey,
+        /// The server, acting for no user or key (a webhook delivery, for instance).
+        System,
+    }
+);
+remote_enum!(
+    /// How much an audit event matters.
+    Severity = "trellis_entity::Severity" {
+        /// Routine: most changes.
+        Info,
+        /// Destructive or security-relevant: deletions, revocations, rotations,
+        /// suspensions, removed members.
+        Warning,
+        /// A sign of compromise, such as a refresh token used twice.
+        Critical,
+    }
+);
 remote_enum!(
     /// What an API key may do: READ as a viewer, WRITE as a builder, ADMIN as an admin,
     /// RUNNER as an operator that may also claim and execute runs (a worker).
-    ApiKeyScope = "trellis_core::auth::Scope" { Read, Write, Admin, Runner }
+    ApiKeyScope = "trellis_core::auth::Scope" {
+        /// Acts as a viewer.
+        Read,
+        /// Acts as a builder.
+        Write,
+        /// Acts as an admin.
+        Admin,
+        /// Acts as an operator and may use the runner mutations (`claimRuns` and the
+        /// calls on a leased run).
+        Runner,
+    }
 );
 
 /// `%text%` for ILIKE, with the wildcards in `text` escaped.
@@ -54,6 +138,7 @@ impl From<tenant::Model> for Tenant {
     }
 }
 
+/// Narrows a tenant's members; given conditions must all hold.
 #[derive(InputObject, Default)]
 pub struct MembershipFilter {
     /// Only members with one of these roles.
@@ -62,13 +147,16 @@ pub struct MembershipFilter {
     pub search: Option<String>,
 }
 
+/// Narrows a tenant's invitations; given conditions must all hold.
 #[derive(InputObject, Default)]
 pub struct InvitationFilter {
+    /// Only invitations in one of these states.
     pub statuses: Option<Vec<InvitationStatus>>,
     /// Matches the invited email, case-insensitively.
     pub search: Option<String>,
 }
 
+/// Narrows a tenant's API keys; given conditions must all hold.
 #[derive(InputObject, Default)]
 pub struct ApiKeyFilter {
     /// True: keys neither revoked nor expired. False: the others.
@@ -77,13 +165,18 @@ pub struct ApiKeyFilter {
     pub search: Option<String>,
 }
 
+/// Narrows the audit log; given conditions must all hold.
 #[derive(InputObject, Default)]
 pub struct AuditEventFilter {
     /// An exact action (`tenant.update`) or a prefix ending with a dot (`invitation.`).
     pub action: Option<String>,
+    /// Only events of one of these severities.
     pub severities: Option<Vec<Severity>>,
+    /// Only events by this kind of actor.
     pub actor_type: Option<ActorType>,
+    /// Only events recorded strictly after this instant.
     pub created_after: Option<DateTime<Utc>>,
+    /// Only events recorded strictly before this instant.
     pub created_before: Option<DateTime<Utc>>,
 }
 
@@ -110,33 +203,45 @@ impl Tenant {
     }
 }
 
+/// A tenant: one customer's isolated workspace. Its lists (`runs`, `members`,
+/// `invitations`, `apiKeys`, `auditEvents`) are readable only while it is the caller's
+/// active tenant, FORBIDDEN otherwise.
 #[Object]
 impl Tenant {
+    /// Its global ID (`ten_…`).
     pub async fn id(&self) -> ID {
         gid(IdKind::Tenant, self.0.id)
     }
+    /// Unique short name: 3 to 64 lowercase letters, digits or dashes.
     async fn slug(&self) -> &str {
         &self.0.slug
     }
+    /// Display name, 1 to 200 characters.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// Its plan, which sets the default log retention.
     async fn plan(&self) -> TenantPlan {
         self.0.plan.into()
     }
+    /// Whether it is in service; a SUSPENDED tenant refuses its users and keys.
     async fn status(&self) -> TenantStatus {
         self.0.status.into()
     }
-    /// Model defaults, resource limits, log retention and redaction rules.
+    /// A JSON object: `logRetentionDays`, `payloadRetentionDays`, `runRetentionDays`
+    /// and the log `redaction` rules (`patterns`, `jsonPaths`, `maskEmails`).
     async fn settings(&self) -> Json<&serde_json::Value> {
         Json(&self.0.settings)
     }
+    /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When it last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    /// When an owner deleted it (soft); null while it is not deleted.
     async fn deleted_at(&self) -> Option<DateTime<Utc>> {
         self.0.deleted_at
     }
@@ -146,9 +251,18 @@ impl Tenant {
     async fn runs(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many runs to return: 0 to 100, 20 when omitted; outside that range BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Return the runs after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the start when omitted."
+        )]
         after: Option<String>,
-        filter: Option<crate::runs::types::RunFilter>,
+        #[graphql(desc = "Narrows the list; every condition given must hold.")] filter: Option<
+            crate::runs::types::RunFilter,
+        >,
+        #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<crate::runs::types::WorkflowRun>> {
         self.active(ctx, trellis_entity::Role::Viewer).await?;
@@ -167,9 +281,18 @@ impl Tenant {
     async fn members(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many members to return: 0 to 100, 20 when omitted; outside that range BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Return the members after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the start when omitted."
+        )]
         after: Option<String>,
-        filter: Option<MembershipFilter>,
+        #[graphql(desc = "Narrows the list; every condition given must hold.")] filter: Option<
+            MembershipFilter,
+        >,
+        #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<Membership>> {
         self.active(ctx, trellis_entity::Role::Viewer).await?;
@@ -213,9 +336,18 @@ impl Tenant {
     async fn invitations(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many invitations to return: 0 to 100, 20 when omitted; outside that range BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Return the invitations after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the start when omitted."
+        )]
         after: Option<String>,
-        filter: Option<InvitationFilter>,
+        #[graphql(desc = "Narrows the list; every condition given must hold.")] filter: Option<
+            InvitationFilter,
+        >,
+        #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<Invitation>> {
         self.active(ctx, trellis_entity::Role::Admin).await?;
@@ -265,9 +397,18 @@ impl Tenant {
     async fn api_keys(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many keys to return: 0 to 100, 20 when omitted; outside that range BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Return the keys after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the start when omitted."
+        )]
         after: Option<String>,
-        filter: Option<ApiKeyFilter>,
+        #[graphql(desc = "Narrows the list; every condition given must hold.")] filter: Option<
+            ApiKeyFilter,
+        >,
+        #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<ApiKey>> {
         self.active(ctx, trellis_entity::Role::Admin).await?;
@@ -322,9 +463,18 @@ impl Tenant {
     async fn audit_events(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many events to return: 0 to 100, 20 when omitted; outside that range BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Return the events after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the start when omitted."
+        )]
         after: Option<String>,
-        filter: Option<AuditEventFilter>,
+        #[graphql(desc = "Narrows the list; every condition given must hold.")] filter: Option<
+            AuditEventFilter,
+        >,
+        #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<AuditEvent>> {
         self.active(ctx, trellis_entity::Role::Admin).await?;
@@ -410,20 +560,27 @@ impl From<user::Model> for User {
     }
 }
 
+/// A person who can sign in. Visible to themselves and to members of the active tenant.
 #[Object]
 impl User {
+    /// Their global ID (`usr_…`).
     pub async fn id(&self) -> ID {
         gid(IdKind::User, self.0.id)
     }
+    /// The address they sign in with, unique among users.
     async fn email(&self) -> &str {
         &self.0.email
     }
+    /// Display name.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// Whether they may use the platform-administration fields (`tenants`,
+    /// `suspendTenant`, `reactivateTenant`, public apps).
     async fn is_platform_admin(&self) -> bool {
         self.0.platform_role == trellis_entity::PlatformRole::PlatformAdmin
     }
+    /// When they signed up.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -435,8 +592,11 @@ impl User {
 pub struct Membership {
     #[graphql(skip)]
     pub model: membership::Model,
+    /// What the member may do in the tenant.
     pub role: Role,
+    /// When they joined.
     pub created_at: DateTime<Utc>,
+    /// When their role last changed (or when they joined).
     pub updated_at: DateTime<Utc>,
 }
 
@@ -453,9 +613,11 @@ impl From<membership::Model> for Membership {
 
 #[ComplexObject]
 impl Membership {
+    /// Its global ID (`mem_…`), which `updateMemberRole` and `removeMember` take.
     pub async fn id(&self) -> ID {
         gid(IdKind::Membership, self.model.id)
     }
+    /// The member.
     async fn user(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
         let user = ctx
             .loader()?
@@ -464,6 +626,7 @@ impl Membership {
             .map_err(|e| load_error(ctx, &e))?;
         Ok(user.map(User))
     }
+    /// The tenant; null when the caller may not see it.
     async fn tenant(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Tenant>> {
         let tenant = ctx
             .loader()?
@@ -496,17 +659,23 @@ async fn load_user(
     Ok(user.map(User))
 }
 
+/// An invitation to join a tenant (admins see them). Its token is shown only when it
+/// is created.
 #[Object]
 impl Invitation {
+    /// Its global ID (`inv_…`).
     pub async fn id(&self) -> ID {
         gid(IdKind::Invitation, self.0.id)
     }
+    /// The invitee's address; only a user signed in with it can accept.
     async fn email(&self) -> &str {
         &self.0.email
     }
+    /// The role the invitee gets on joining.
     async fn role(&self) -> Role {
         self.0.role.into()
     }
+    /// Where it stands; a pending invitation past `expiresAt` reads EXPIRED.
     async fn status(&self) -> InvitationStatus {
         if self.0.status == trellis_entity::InvitationStatus::Pending
             && self.0.expires_at <= Utc::now()
@@ -516,15 +685,19 @@ impl Invitation {
             self.0.status.into()
         }
     }
+    /// Until when it can be accepted.
     async fn expires_at(&self) -> DateTime<Utc> {
         self.0.expires_at
     }
+    /// When the invitee joined; null unless ACCEPTED.
     async fn accepted_at(&self) -> Option<DateTime<Utc>> {
         self.0.accepted_at
     }
+    /// The user who invited; null when an API key did, or the user is not visible.
     async fn created_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
         load_user(ctx, self.0.created_by).await
     }
+    /// When it was sent.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -539,11 +712,14 @@ impl From<api_key::Model> for ApiKey {
     }
 }
 
+/// A tenant's API key (admins see them). Only its prefix is ever shown after creation.
 #[Object]
 impl ApiKey {
+    /// Its global ID (`key_…`).
     pub async fn id(&self) -> ID {
         gid(IdKind::ApiKey, self.0.id)
     }
+    /// A label, unique among the tenant's keys that are not revoked.
     async fn name(&self) -> &str {
         &self.0.name
     }
@@ -551,6 +727,8 @@ impl ApiKey {
     async fn prefix(&self) -> &str {
         &self.0.prefix
     }
+    /// What it may do: the strongest scope sets its role, and RUNNER also allows the
+    /// runner mutations.
     async fn scopes(&self) -> Vec<ApiKeyScope> {
         self.0
             .scopes
@@ -559,18 +737,23 @@ impl ApiKey {
             .map(Into::into)
             .collect()
     }
+    /// When a request last used it, to the minute; null if never.
     async fn last_used_at(&self) -> Option<DateTime<Utc>> {
         self.0.last_used_at
     }
+    /// From when it is refused; null when it does not expire.
     async fn expires_at(&self) -> Option<DateTime<Utc>> {
         self.0.expires_at
     }
+    /// When an admin revoked it; null while it is not revoked.
     async fn revoked_at(&self) -> Option<DateTime<Utc>> {
         self.0.revoked_at
     }
+    /// The user who created it; null when another key did, or the user is not visible.
     async fn created_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
         load_user(ctx, self.0.created_by).await
     }
+    /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
@@ -585,8 +768,10 @@ impl From<audit_event::Model> for AuditEvent {
     }
 }
 
+/// One entry of the append-only, hash-chained audit log (admins see it).
 #[Object]
 impl AuditEvent {
+    /// Its global ID (`aud_…`).
     pub async fn id(&self) -> ID {
         gid(IdKind::AuditEvent, self.0.id)
     }
@@ -594,9 +779,11 @@ impl AuditEvent {
     async fn seq(&self) -> i64 {
         self.0.seq
     }
+    /// What happened, as `object.verb` (`workflow.create`, `api_key.revoke`).
     async fn action(&self) -> &str {
         &self.0.action
     }
+    /// Who acted: a user, an API key or the server.
     async fn actor_type(&self) -> ActorType {
         self.0.actor_type.into()
     }
@@ -616,21 +803,26 @@ impl AuditEvent {
         }
         load_user(ctx, self.0.actor_id).await
     }
+    /// The global ID of the object acted on; null when the action has none.
     async fn target_id(&self) -> Option<ID> {
         let kind = trellis_entity::IdKind::ALL
             .into_iter()
             .find(|k| Some(k.prefix()) == self.0.target_type.as_deref())?;
         self.0.target_id.map(|id| gid(kind, id))
     }
+    /// How much it matters.
     async fn severity(&self) -> Severity {
         self.0.severity.into()
     }
+    /// The client address of the request; null when unknown.
     async fn ip(&self) -> Option<&str> {
         self.0.ip.as_deref()
     }
+    /// The request's User-Agent header; null when absent.
     async fn user_agent(&self) -> Option<&str> {
         self.0.user_agent.as_deref()
     }
+    /// A JSON object with the action's particulars (`{}` when there are none).
     async fn details(&self) -> Json<&serde_json::Value> {
         Json(&self.0.details)
     }
@@ -638,6 +830,7 @@ impl AuditEvent {
     async fn hash(&self) -> String {
         self.0.hash.iter().map(|b| format!("{b:02x}")).collect()
     }
+    /// When it was recorded.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }

@@ -1,4 +1,4 @@
-use async_graphql::{Context, InputObject, Json, Object, ID};
+use async_graphql::{Context, InputObject, Object, ID};
 use secrecy::SecretString;
 use trellis_core::integrations::{catalog, connections, secrets};
 use trellis_entity::IdKind;
@@ -7,55 +7,111 @@ use super::types::{ActionKind, App, AppCategory, AppVersion, Connection, Secret}
 use crate::context::{mutate, ContextExt};
 use crate::identity::types::input_id;
 use crate::identity::IdInput;
+use crate::payload::Json;
 
-payload!(AppPayload { app: App });
-payload!(AppVersionPayload {
-    app_version: AppVersion
-});
-payload!(SecretPayload { secret: Secret });
-payload!(ConnectionPayload {
-    connection: Connection
-});
+payload!(
+    /// The app a mutation created, changed or deleted, or the input's problems.
+    AppPayload {
+        /// The app as it is now; null when `userErrors` is not empty.
+        app: App,
+    }
+);
+payload!(
+    /// The app version a mutation created, changed or published, or the input's problems.
+    AppVersionPayload {
+        /// The version as it is now; null when `userErrors` is not empty.
+        app_version: AppVersion,
+    }
+);
+payload!(
+    /// The secret a mutation created, rotated or deleted, or the input's problems.
+    SecretPayload {
+        /// The secret as it is now (as it was, for `deleteSecret`); null when
+        /// `userErrors` is not empty.
+        secret: Secret,
+    }
+);
+payload!(
+    /// The connection a mutation created, changed or deleted, or the input's problems.
+    ConnectionPayload {
+        /// The connection as it is now; null when `userErrors` is not empty.
+        connection: Connection,
+    }
+);
 payload!(
     /// The tenant's new data-key generation and how many secrets were re-encrypted.
-    RotateDataKeyPayload { generation: i32, secrets_reencrypted: i32 }
+    RotateDataKeyPayload {
+        /// The new data key's generation: the previous one plus one.
+        generation: i32,
+        /// How many of the tenant's secrets were re-encrypted under it.
+        secrets_reencrypted: i32,
+    }
 );
 payload!(
     /// What one test request found.
-    TestConnectionPayload { ok: bool, status: i32, latency_ms: i32, message: String, connection: Connection }
+    TestConnectionPayload {
+        /// Whether the request got a 2xx response; false when the app has no test.
+        ok: bool,
+        /// The response's HTTP status; null when no response came or nothing was sent.
+        status: i32,
+        /// How long the request took, in milliseconds (0 when nothing was sent).
+        latency_ms: i32,
+        /// What happened, without URL, headers or secrets (`HTTP 200 OK`, `the request
+        /// timed out`, or why the app has no test).
+        message: String,
+        /// The connection tested.
+        connection: Connection,
+    }
 );
 
+/// A new app.
 #[derive(InputObject)]
 pub struct CreateAppInput {
-    /// 2 to 63 lowercase letters, digits, '_' or '-'.
+    /// 2 to 63 lowercase letters, digits, '_' or '-', starting with a letter; unique in
+    /// its catalog, and a tenant's app may not take a public app's key (CONFLICT).
     pub key: String,
+    /// Display name, 1 to 200 characters.
     pub name: String,
+    /// At most 4000 characters; empty when omitted.
     pub description: Option<String>,
+    /// Its shelf in the catalog.
     pub category: AppCategory,
+    /// An http(s) URL of its icon, at most 2048 characters.
     pub icon_url: Option<String>,
     /// In the public catalog (platform admins only) instead of the active tenant.
     #[graphql(default)]
     pub public: bool,
 }
 
+/// Changes to an app; omitted fields stay as they are.
 #[derive(InputObject)]
 pub struct UpdateAppInput {
+    /// The app (`app_…`).
     pub id: ID,
+    /// A new display name, 1 to 200 characters.
     pub name: Option<String>,
+    /// A new description, at most 4000 characters.
     pub description: Option<String>,
+    /// Another shelf.
     pub category: Option<AppCategory>,
+    /// A new http(s) icon URL; an empty string removes the icon.
     pub icon_url: Option<String>,
 }
 
+/// A trigger or action of an app version.
 #[derive(InputObject)]
 pub struct ActionInput {
-    /// Unique within the version: letters, digits and '_'.
+    /// Unique within the version: 1 to 64 letters, digits or '_', starting with a letter.
     pub key: String,
+    /// Display name, 1 to 200 characters.
     pub name: String,
+    /// At most 4000 characters; empty when omitted.
     pub description: Option<String>,
+    /// Whether it starts runs (TRIGGER) or is a step of one (ACTION).
     pub kind: ActionKind,
     /// A JSON Schema (draft 2020-12 unless `$schema` says otherwise).
     pub input_schema: Json<serde_json::Value>,
+    /// A JSON Schema of its output, checked like `inputSchema`.
     pub output_schema: Json<serde_json::Value>,
 }
 
@@ -72,50 +128,61 @@ impl From<ActionInput> for catalog::ActionSpec {
     }
 }
 
+/// A new draft version of an app.
 #[derive(InputObject)]
 pub struct CreateAppVersionInput {
+    /// The app (`app_…`).
     pub app_id: ID,
     /// MAJOR.MINOR.PATCH, unique within the app.
     pub version: String,
     /// `{auth, configSchema, secretFields?, optionalSecretFields?, docsUrl?}`.
     pub manifest: Json<serde_json::Value>,
+    /// Its triggers and actions, at most 200; none when omitted.
     #[graphql(default)]
     pub actions: Vec<ActionInput>,
 }
 
+/// Changes to a draft app version; omitted fields stay as they are.
 #[derive(InputObject)]
 pub struct UpdateAppVersionInput {
     /// A draft version; published ones never change.
     pub id: ID,
+    /// Replaces the manifest (checked as in `createAppVersion`).
     pub manifest: Option<Json<serde_json::Value>>,
     /// Replaces every action of the version.
     pub actions: Option<Vec<ActionInput>>,
 }
 
+/// A new secret of the active tenant.
 #[derive(InputObject)]
 pub struct CreateSecretInput {
     /// Unique in the tenant: letters, digits, '_', '.' or '-'.
     pub name: String,
-    /// Write-only: stored encrypted, never returned.
+    /// 1 byte to 64 KiB. Write-only: stored encrypted, never returned.
     #[graphql(secret)]
     pub value: String,
 }
 
+/// A secret's new value.
 #[derive(InputObject)]
 pub struct RotateSecretInput {
+    /// The secret (`sec_…`).
     pub id: ID,
-    /// The new value; the version goes up by one.
+    /// The new value, 1 byte to 64 KiB; the version goes up by one.
     #[graphql(secret)]
     pub value: String,
 }
 
+/// Which secret fills one secret field of a connection.
 #[derive(InputObject)]
 pub struct ConnectionSecretInput {
     /// A secret field of the app version's manifest.
     pub field: String,
+    /// One of the tenant's secrets (`sec_…`).
     pub secret_id: ID,
 }
 
+/// A new connection of the active tenant.
 #[derive(InputObject)]
 pub struct CreateConnectionInput {
     /// A published app version.
@@ -124,21 +191,30 @@ pub struct CreateConnectionInput {
     pub name: String,
     /// Checked against the version's config schema.
     pub config: Json<serde_json::Value>,
+    /// A secret for each secret field the manifest requires (optional ones may be
+    /// left out), each field once; none when omitted.
     #[graphql(default)]
     pub secrets: Vec<ConnectionSecretInput>,
+    /// Whether it starts switched on.
     #[graphql(default = true)]
     pub is_active: bool,
 }
 
+/// Changes to a connection; omitted fields stay as they are.
 #[derive(InputObject)]
 pub struct UpdateConnectionInput {
+    /// The connection (`con_…`).
     pub id: ID,
     /// Another published version of the same app.
     pub app_version_id: Option<ID>,
+    /// A new name, 1 to 200 characters, unique in the tenant.
     pub name: Option<String>,
+    /// Replaces the config. The config (new or kept) is checked against the version's
+    /// config schema.
     pub config: Option<Json<serde_json::Value>>,
     /// Replaces every secret reference.
     pub secrets: Option<Vec<ConnectionSecretInput>>,
+    /// Switches it on or off.
     pub is_active: Option<bool>,
 }
 
@@ -171,7 +247,7 @@ impl IntegrationsMutation {
     async fn create_app(
         &self,
         ctx: &Context<'_>,
-        input: CreateAppInput,
+        #[graphql(desc = "The new app.")] input: CreateAppInput,
     ) -> async_graphql::Result<AppPayload> {
         let scope = ctx.scope()?;
         let new = catalog::NewApp {
@@ -189,10 +265,12 @@ impl IntegrationsMutation {
         })
     }
 
+    /// Changes an app's name, description, category or icon (builders of its tenant;
+    /// platform admins for a public app).
     async fn update_app(
         &self,
         ctx: &Context<'_>,
-        input: UpdateAppInput,
+        #[graphql(desc = "The app and its changes.")] input: UpdateAppInput,
     ) -> async_graphql::Result<AppPayload> {
         let scope = ctx.scope()?;
         let id = input_id(ctx, &input.id, IdKind::App)?;
@@ -209,11 +287,12 @@ impl IntegrationsMutation {
         })
     }
 
-    /// Removes an app from the catalog; its connections keep working.
+    /// Removes an app from the catalog (soft; builders of its tenant, platform admins for
+    /// a public app); its connections keep working.
     async fn delete_app(
         &self,
         ctx: &Context<'_>,
-        input: IdInput,
+        #[graphql(desc = "The app (`app_…`).")] input: IdInput,
     ) -> async_graphql::Result<AppPayload> {
         let scope = ctx.scope()?;
         let id = input_id(ctx, &input.id, IdKind::App)?;
@@ -224,10 +303,12 @@ impl IntegrationsMutation {
         })
     }
 
-    /// Adds a draft version with its manifest and actions; schemas are checked.
+    /// Adds a draft version with its manifest and actions; schemas are checked (builders
+    /// of the app's tenant; platform admins for a public app).
     async fn create_app_version(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The app, the version number, its manifest and actions.")]
         input: CreateAppVersionInput,
     ) -> async_graphql::Result<AppVersionPayload> {
         let scope = ctx.scope()?;
@@ -244,11 +325,12 @@ impl IntegrationsMutation {
         })
     }
 
-    /// Changes a draft version.
+    /// Changes a draft version (builders of the app's tenant; platform admins for a
+    /// public app). A published version is a CONFLICT userError.
     async fn update_app_version(
         &self,
         ctx: &Context<'_>,
-        input: UpdateAppVersionInput,
+        #[graphql(desc = "The draft version and its changes.")] input: UpdateAppVersionInput,
     ) -> async_graphql::Result<AppVersionPayload> {
         let scope = ctx.scope()?;
         let id = input_id(ctx, &input.id, IdKind::AppVersion)?;
@@ -266,11 +348,13 @@ impl IntegrationsMutation {
         })
     }
 
-    /// Publishes a draft version: immutable from now on, usable by connections.
+    /// Publishes a draft version after checking its manifest again (builders of the
+    /// app's tenant; platform admins for a public app): immutable from now on, usable
+    /// by connections.
     async fn publish_app_version(
         &self,
         ctx: &Context<'_>,
-        input: IdInput,
+        #[graphql(desc = "The draft version (`apv_…`).")] input: IdInput,
     ) -> async_graphql::Result<AppVersionPayload> {
         let scope = ctx.scope()?;
         let id = input_id(ctx, &input.id, IdKind::AppVersion)?;
@@ -285,7 +369,7 @@ impl IntegrationsMutation {
     async fn create_secret(
         &self,
         ctx: &Context<'_>,
-        input: CreateSecretInput,
+        #[graphql(desc = "The name and value of the new secret.")] input: CreateSecretInput,
     ) -> async_graphql::Result<SecretPayload> {
         let scope = ctx.scope()?;
         let value = SecretString::from(input.value);
@@ -304,7 +388,7 @@ impl IntegrationsMutation {
     async fn rotate_secret(
         &self,
         ctx: &Context<'_>,
-        input: RotateSecretInput,
+        #[graphql(desc = "The secret and its new value.")] input: RotateSecretInput,
     ) -> async_graphql::Result<SecretPayload> {
         let scope = ctx.scope()?;
         let id = input_id(ctx, &input.id, IdKind::Secret)?;
@@ -321,7 +405,7 @@ impl IntegrationsMutation {
     async fn delete_secret(
         &self,
         ctx: &Context<'_>,
-        input: IdInput,
+        #[graphql(desc = "The secret (`sec_…`).")] input: IdInput,
     ) -> async_graphql::Result<SecretPayload> {
         let scope = ctx.scope()?;
         let id = input_id(ctx, &input.id, IdKind::Secret)?;
@@ -359,7 +443,7 @@ impl IntegrationsMutation {
     async fn create_connection(
         &self,
         ctx: &Context<'_>,
-        input: CreateConnectionInput,
+        #[graphql(desc = "The new connection.")] input: CreateConnectionInput,
     ) -> async_graphql::Result<ConnectionPayload> {
         let scope = ctx.scope()?;
         let new = connections::NewConnection {
@@ -377,10 +461,11 @@ impl IntegrationsMutation {
         })
     }
 
+    /// Changes a connection (admins). New secrets or another version set `rotatedAt`.
     async fn update_connection(
         &self,
         ctx: &Context<'_>,
-        input: UpdateConnectionInput,
+        #[graphql(desc = "The connection and its changes.")] input: UpdateConnectionInput,
     ) -> async_graphql::Result<ConnectionPayload> {
         let scope = ctx.scope()?;
         let id = input_id(ctx, &input.id, IdKind::Connection)?;
@@ -406,7 +491,7 @@ impl IntegrationsMutation {
     async fn delete_connection(
         &self,
         ctx: &Context<'_>,
-        input: IdInput,
+        #[graphql(desc = "The connection (`con_…`).")] input: IdInput,
     ) -> async_graphql::Result<ConnectionPayload> {
         let scope = ctx.scope()?;
         let id = input_id(ctx, &input.id, IdKind::Connection)?;
@@ -423,12 +508,15 @@ impl IntegrationsMutation {
     async fn test_connection(
         &self,
         ctx: &Context<'_>,
-        input: IdInput,
+        #[graphql(desc = "The connection (`con_…`).")] input: IdInput,
     ) -> async_graphql::Result<TestConnectionPayload> {
         let scope = ctx.scope()?;
         let id = input_id(ctx, &input.id, IdKind::Connection)?;
-        let (tested, user_errors) =
-            mutate(ctx, connections::test_connection(vault(ctx)?, &ctx.services()?.egress, scope, id)).await?;
+        let (tested, user_errors) = mutate(
+            ctx,
+            connections::test_connection(vault(ctx)?, &ctx.services()?.egress, scope, id),
+        )
+        .await?;
         let connection = ctx
             .loader()?
             .load_one(crate::loaders::ConnectionById(id))

@@ -22,9 +22,18 @@ impl IntegrationsQuery {
     async fn apps(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many apps to return: 0 to 100, 20 when omitted; outside that range BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Return the apps after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the start when omitted."
+        )]
         after: Option<String>,
-        filter: Option<AppFilter>,
+        #[graphql(desc = "Narrows the list; every condition given must hold.")] filter: Option<
+            AppFilter,
+        >,
+        #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<App>> {
         let scope = ctx.scope()?;
@@ -84,7 +93,11 @@ impl IntegrationsQuery {
     }
 
     /// An app by key: the active tenant's own, else the public one.
-    async fn app(&self, ctx: &Context<'_>, key: String) -> async_graphql::Result<Option<App>> {
+    async fn app(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The app's key (`http`, `slack`).")] key: String,
+    ) -> async_graphql::Result<Option<App>> {
         let scope = ctx.scope()?;
         run(ctx, async {
             let found = app::Entity::find()
@@ -102,9 +115,18 @@ impl IntegrationsQuery {
     async fn secrets(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many secrets to return: 0 to 100, 20 when omitted; outside that range BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Return the secrets after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the start when omitted."
+        )]
         after: Option<String>,
-        filter: Option<SecretFilter>,
+        #[graphql(desc = "Narrows the list; every condition given must hold.")] filter: Option<
+            SecretFilter,
+        >,
+        #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<Secret>> {
         let scope = ctx.scope()?;
@@ -143,9 +165,18 @@ impl IntegrationsQuery {
     async fn connections(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many connections to return: 0 to 100, 20 when omitted; outside that range BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Return the connections after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the start when omitted."
+        )]
         after: Option<String>,
-        filter: Option<ConnectionFilter>,
+        #[graphql(desc = "Narrows the list; every condition given must hold.")] filter: Option<
+            ConnectionFilter,
+        >,
+        #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<Connection>> {
         let scope = ctx.scope()?;

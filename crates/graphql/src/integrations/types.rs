@@ -1,6 +1,6 @@
 //! Integration types: App, AppVersion, Action, Secret, Connection.
 
-use async_graphql::{Context, Enum, InputObject, Json, Object, SimpleObject, ID};
+use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use trellis_entity::{action, app, app_version, connection, connection_secret, secret, IdKind};
 
@@ -11,15 +11,21 @@ use crate::loaders::{
     ActionsOfVersion, AppById, AppVersionById, ConnectionById, SecretById, SecretRefsOfConnection,
     UserById, UsesOfSecret, VersionsOfApp,
 };
+use crate::payload::Json;
 
 /// The shelf of the catalog an app sits on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
 #[graphql(remote = "trellis_entity::AppCategory")]
 pub enum AppCategory {
+    /// Trellis's own building blocks, such as Webhook and Schedule.
     Core,
+    /// Chat and messaging, such as Slack and Discord.
     Communication,
+    /// Developer tools and plain HTTP, such as GitHub and HTTP Request.
     Developer,
+    /// Productivity and office tools.
     Productivity,
+    /// Sending and reading email, such as Email (SMTP) and Gmail.
     Email,
 }
 
@@ -27,32 +33,36 @@ pub enum AppCategory {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
 #[graphql(remote = "trellis_entity::ActionKind")]
 pub enum ActionKind {
+    /// Starts runs; a step cannot use it.
     Trigger,
+    /// Does one thing in a run: what an ACTION step's `actionId` names.
     Action,
 }
 
-/// Narrows the catalog.
+/// Narrows the catalog; given conditions must all hold.
 #[derive(InputObject, Default)]
 pub struct AppFilter {
     /// Matches key, name or description (case-insensitive).
     pub search: Option<String>,
     /// Only public apps (true) or only the tenant's own (false).
     pub public: Option<bool>,
+    /// Only apps on one of these shelves.
     pub categories: Option<Vec<AppCategory>>,
 }
 
-/// Narrows a tenant's secrets.
+/// Narrows a tenant's secrets; given conditions must all hold.
 #[derive(InputObject, Default)]
 pub struct SecretFilter {
     /// Matches the name (case-insensitive).
     pub search: Option<String>,
 }
 
-/// Narrows a tenant's connections.
+/// Narrows a tenant's connections; given conditions must all hold.
 #[derive(InputObject, Default)]
 pub struct ConnectionFilter {
     /// Only connections of this app (its ID).
     pub app: Option<ID>,
+    /// Only active (true) or only inactive (false) connections.
     pub active: Option<bool>,
     /// Matches the name (case-insensitive).
     pub search: Option<String>,
@@ -67,8 +77,10 @@ impl From<app::Model> for App {
     }
 }
 
+/// A connector in the catalog: public (every tenant sees it) or a tenant's own.
 #[Object]
 impl App {
+    /// Its global ID (`app_…`).
     pub async fn id(&self) -> ID {
         gid(IdKind::App, self.0.id)
     }
@@ -77,15 +89,19 @@ impl App {
     async fn key(&self) -> &str {
         &self.0.key
     }
+    /// Display name, 1 to 200 characters.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// What it connects to, at most 4000 characters; empty when not given.
     async fn description(&self) -> &str {
         &self.0.description
     }
+    /// Its shelf in the catalog.
     async fn category(&self) -> AppCategory {
         self.0.category.into()
     }
+    /// An http(s) URL of its icon; null when it has none.
     async fn icon_url(&self) -> Option<&str> {
         self.0.icon_url.as_deref()
     }
@@ -93,9 +109,11 @@ impl App {
     async fn is_public(&self) -> bool {
         self.0.tenant_id.is_none()
     }
+    /// When it was added to the catalog.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When it last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
@@ -140,8 +158,11 @@ impl From<app_version::Model> for AppVersion {
     }
 }
 
+/// One version of an app: its manifest (the connection config schema and secret
+/// fields) and its triggers and actions. Immutable once published.
 #[Object]
 impl AppVersion {
+    /// Its global ID (`apv_…`).
     pub async fn id(&self) -> ID {
         gid(IdKind::AppVersion, self.0.id)
     }
@@ -178,15 +199,20 @@ impl AppVersion {
             })
             .unwrap_or_default()
     }
+    /// Whether it is published: immutable, and usable by connections. False for a
+    /// draft, which may still change.
     async fn is_published(&self) -> bool {
         self.0.published_at.is_some()
     }
+    /// When it was published; null while it is a draft.
     async fn published_at(&self) -> Option<DateTime<Utc>> {
         self.0.published_at
     }
+    /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// The app it is a version of.
     async fn app(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<App>> {
         let app = ctx
             .loader()?
@@ -199,6 +225,7 @@ impl AppVersion {
     async fn actions(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "Only triggers (TRIGGER) or only actions (ACTION); both when omitted.")]
         kind: Option<ActionKind>,
     ) -> async_graphql::Result<Vec<Action>> {
         let actions = ctx
@@ -224,29 +251,38 @@ impl From<action::Model> for Action {
     }
 }
 
+/// A trigger or action of an app version, with its input and output JSON Schemas.
 #[Object]
 impl Action {
+    /// Its global ID (`act_…`).
     pub async fn id(&self) -> ID {
         gid(IdKind::Action, self.0.id)
     }
+    /// Unique within its version: 1 to 64 letters, digits or '_', starting with a letter.
     async fn key(&self) -> &str {
         &self.0.key
     }
+    /// Display name.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// What it does; empty when not given.
     async fn description(&self) -> &str {
         &self.0.description
     }
+    /// Whether it starts runs or is a step of one.
     async fn kind(&self) -> ActionKind {
         self.0.kind.into()
     }
+    /// A JSON Schema of its input: an ACTION step's `config` must satisfy it.
     async fn input_schema(&self) -> Json<&serde_json::Value> {
         Json(&self.0.input_schema)
     }
+    /// A JSON Schema of what it outputs.
     async fn output_schema(&self) -> Json<&serde_json::Value> {
         Json(&self.0.output_schema)
     }
+    /// The app version that declares it.
     async fn app_version(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AppVersion>> {
         let version = ctx
             .loader()?
@@ -278,6 +314,7 @@ pub struct SecretUse {
 
 #[async_graphql::ComplexObject]
 impl SecretUse {
+    /// The connection that uses the secret.
     async fn connection(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Connection>> {
         let connection = ctx
             .loader()?
@@ -288,11 +325,16 @@ impl SecretUse {
     }
 }
 
+/// A named secret (admins see them). Its value is write-only: no field, error or log
+/// ever shows it.
 #[Object]
 impl Secret {
+    /// Its global ID (`sec_…`).
     pub async fn id(&self) -> ID {
         gid(IdKind::Secret, self.0.id)
     }
+    /// Unique in the tenant: 1 to 128 letters, digits, '_', '.' or '-', starting with a
+    /// letter. Webhook triggers' signing secrets are named `webhook.<trigger>.<time>`.
     async fn name(&self) -> &str {
         &self.0.name
     }
@@ -300,9 +342,11 @@ impl Secret {
     async fn version(&self) -> i32 {
         self.0.version
     }
+    /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When its value was last replaced (`rotateSecret`); null if never.
     async fn rotated_at(&self) -> Option<DateTime<Utc>> {
         self.0.rotated_at
     }
@@ -310,6 +354,7 @@ impl Secret {
     async fn last_used_at(&self) -> Option<DateTime<Utc>> {
         self.0.last_used_at
     }
+    /// The user who created it; null when an API key did, or the user is not visible.
     async fn created_by(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<User>> {
         let Some(id) = self.0.created_by else {
             return Ok(None);
@@ -351,8 +396,10 @@ impl From<connection::Model> for Connection {
 /// Which secret fills one secret field of a connection.
 pub struct ConnectionSecret(pub connection_secret::Model);
 
+/// Which secret fills one secret field of a connection.
 #[Object]
 impl ConnectionSecret {
+    /// A secret field of the connection's app version (its manifest's `secretFields`).
     async fn field(&self) -> &str {
         &self.0.field
     }
@@ -367,11 +414,15 @@ impl ConnectionSecret {
     }
 }
 
+/// A tenant's configured use of a published app version: its config and the secrets
+/// it uses.
 #[Object]
 impl Connection {
+    /// Its global ID (`con_…`).
     pub async fn id(&self) -> ID {
         gid(IdKind::Connection, self.0.id)
     }
+    /// Unique in the tenant, 1 to 200 characters.
     async fn name(&self) -> &str {
         &self.0.name
     }
@@ -379,19 +430,23 @@ impl Connection {
     async fn config(&self) -> Json<&serde_json::Value> {
         Json(&self.0.config)
     }
+    /// Whether it is switched on.
     async fn is_active(&self) -> bool {
         self.0.is_active
     }
-    /// When its secrets or version last changed.
+    /// When its secrets or version last changed; null if never.
     async fn rotated_at(&self) -> Option<DateTime<Utc>> {
         self.0.rotated_at
     }
+    /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When it last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    /// The app it connects.
     async fn app(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<App>> {
         let app = ctx
             .loader()?
@@ -400,6 +455,7 @@ impl Connection {
             .map_err(|e| load_error(ctx, &e))?;
         Ok(app.map(App))
     }
+    /// The published app version it uses.
     async fn app_version(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AppVersion>> {
         let version = ctx
             .loader()?

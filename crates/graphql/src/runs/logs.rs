@@ -2,8 +2,15 @@
 //! `appendLogs`. Lines are read through the tenant-bound log store (MongoDB or
 //! PostgreSQL) and paged by a keyset cursor on time and id.
 
+use std::borrow::Cow;
+
 use async_graphql::connection::{Connection, Edge, EmptyFields};
-use async_graphql::{Context, Enum, InputObject, Json, SimpleObject, ID};
+use async_graphql::parser::types::Field;
+use async_graphql::registry::Registry;
+use async_graphql::{
+    Context, ContextSelectionSet, Enum, InputObject, OutputType, Positioned, ServerResult,
+    SimpleObject, Value, ID,
+};
 use chrono::{DateTime, Utc};
 use trellis_core::logs::{LogCursor, LogFilter, LogPage};
 use trellis_entity::IdKind;
@@ -11,24 +18,37 @@ use uuid::Uuid;
 
 use crate::context::{run, ContextExt};
 use crate::ids::gid;
+use crate::pagination::describe_connection;
+use crate::payload::Json;
 
 /// How serious a log line is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
 #[graphql(remote = "trellis_core::logs::LogLevel")]
 pub enum LogLevel {
+    /// Diagnostic detail.
     Debug,
+    /// Routine progress.
     Info,
+    /// Something worth attention that did not stop the work.
     Warn,
+    /// A failure.
     Error,
 }
 
 /// One execution log line, redacted before it was stored.
 #[derive(SimpleObject)]
 pub struct LogLine {
+    /// The line's own ID, unique in its run's log; not a global ID (`node` does not
+    /// take it).
     pub id: ID,
+    /// How serious it is.
     pub level: LogLevel,
+    /// The text, redacted (run secrets, the tenant's rules and, unless turned off, email
+    /// addresses) and at most 16,384 characters.
     pub message: String,
+    /// Structured details, redacted like the message; `{}` when the runner sent none.
     pub context: Json<serde_json::Value>,
+    /// When it happened, to the millisecond.
     pub logged_at: DateTime<Utc>,
     /// The step run it belongs to, if any.
     pub step_run_id: Option<ID>,
@@ -50,8 +70,30 @@ impl From<trellis_core::logs::LogEntry> for LogLine {
     }
 }
 
-/// A page of log lines, oldest first.
-pub type LogConnection = Connection<String, LogLine, EmptyFields>;
+/// A page of log lines, oldest first: async-graphql's `Connection`, described in the
+/// schema like every list's (see [`describe_connection`]).
+pub struct LogConnection(Connection<String, LogLine, EmptyFields>);
+
+impl OutputType for LogConnection {
+    fn type_name() -> Cow<'static, str> {
+        <Connection<String, LogLine, EmptyFields> as OutputType>::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        let name =
+            <Connection<String, LogLine, EmptyFields> as OutputType>::create_type_info(registry);
+        describe_connection::<LogLine, Edge<String, LogLine, EmptyFields>>(registry, &name);
+        name
+    }
+
+    async fn resolve(
+        &self,
+        ctx: &ContextSelectionSet<'_>,
+        field: &Positioned<Field>,
+    ) -> ServerResult<Value> {
+        self.0.resolve(ctx, field).await
+    }
+}
 
 /// Narrows a run's log lines.
 #[derive(InputObject, Default)]
@@ -131,5 +173,5 @@ async fn read_log_page(
         .into_iter()
         .map(|line| Edge::new(LogCursor::of(&line).encode(), LogLine::from(line)))
         .collect();
-    Ok(connection)
+    Ok(LogConnection(connection))
 }

@@ -1,6 +1,6 @@
 use std::time::Duration;
 
-use async_graphql::{Context, InputObject, Json, Object, SimpleObject, ID};
+use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use trellis_core::runs::{runner, start};
 use trellis_entity::IdKind;
@@ -10,33 +10,67 @@ use super::types::{StepRun, WorkflowRun};
 use crate::context::{mutate, ContextExt};
 use crate::identity::types::input_id;
 use crate::identity::IdInput;
+use crate::payload::Json;
 
 payload!(
     /// The run, and whether an earlier start with the same idempotency key made it.
-    StartRunPayload { run: WorkflowRun, deduplicated: bool }
+    StartRunPayload {
+        /// The new run (PENDING), or the one the earlier start made; null when
+        /// `userErrors` is not empty.
+        run: WorkflowRun,
+        /// True when an earlier start with the same idempotency key and input made the
+        /// run, and nothing new was started.
+        deduplicated: bool,
+    }
 );
-payload!(RunPayload { run: WorkflowRun });
+payload!(
+    /// The run a mutation started, changed or ended, or the input's problems.
+    RunPayload {
+        /// The run as it is now; null when `userErrors` is not empty.
+        run: WorkflowRun,
+    }
+);
 payload!(
     /// How many lines were stored.
-    AppendLogsPayload { appended: i32 }
+    AppendLogsPayload {
+        /// The number of lines stored (0 for an empty `entries`); null when
+        /// `userErrors` is not empty.
+        appended: i32,
+    }
 );
-payload!(StepRunPayload { step_run: StepRun });
+payload!(
+    /// The step run a runner call moved, or the input's problems.
+    StepRunPayload {
+        /// The step run as it is now; null when `userErrors` is not empty.
+        step_run: StepRun,
+    }
+);
 payload!(
     /// The runs this claim leased, each with its lease token.
-    ClaimRunsPayload { leases: Vec<RunLease> }
+    ClaimRunsPayload {
+        /// The leases, oldest run first; empty when no run is waiting.
+        leases: Vec<RunLease>,
+    }
 );
 
 /// A run a worker holds: pass `token` with every runner call for it.
 #[derive(SimpleObject)]
 pub struct RunLease {
+    /// The run, now RUNNING.
     pub run: WorkflowRun,
+    /// The lease token. Once the lease expires another claim may take the run with a
+    /// new token, and this one is refused (CONFLICT).
     pub token: ID,
+    /// When the lease ends unless `renewLease` extends it.
     pub expires_at: DateTime<Utc>,
 }
 
+/// A run to start.
 #[derive(InputObject)]
 pub struct StartRunInput {
+    /// The workflow (`wf_…`); an ARCHIVED one is a CONFLICT userError.
     pub workflow_id: ID,
+    /// The run's input: any JSON value, at most 1 MiB as JSON text.
     #[graphql(default_with = "Json(serde_json::json!({}))")]
     pub input: Json<serde_json::Value>,
     /// The same key with the same input returns the run it made (for 24 h); with
@@ -48,6 +82,7 @@ pub struct StartRunInput {
     pub version_id: Option<ID>,
 }
 
+/// How many runs to lease, and for how long.
 #[derive(InputObject)]
 pub struct ClaimRunsInput {
     /// 1 to 100 runs.
@@ -58,10 +93,14 @@ pub struct ClaimRunsInput {
     pub lease_seconds: i32,
 }
 
+/// A lease to extend.
 #[derive(InputObject)]
 pub struct RenewLeaseInput {
+    /// The leased run (`run_…`).
     pub run_id: ID,
+    /// The lease token from `claimRuns`.
     pub token: ID,
+    /// The new lease, 5 to 3600 seconds from now.
     #[graphql(default = 60)]
     pub lease_seconds: i32,
 }
@@ -69,9 +108,11 @@ pub struct RenewLeaseInput {
 /// A runner call on one step of a leased run.
 #[derive(InputObject)]
 pub struct StepInput {
+    /// The leased run (`run_…`); it must be RUNNING.
     pub run_id: ID,
     /// The lease token from `claimRuns`.
     pub token: ID,
+    /// The step run's `stepKey`; a userError when the run has no such step.
     pub step_key: String,
     /// `startStep`: the step's input; `completeStep`: its output; `failStep`: the
     /// error; `skipStep`: ignored.
@@ -85,17 +126,25 @@ pub struct StepInput {
 pub struct LogLineInput {
     /// The step it belongs to; the run itself when omitted.
     pub step_key: Option<String>,
+    /// How serious it is.
     pub level: super::logs::LogLevel,
+    /// The text, at most 16,384 characters; redacted before it is stored.
     pub message: String,
+    /// Structured details (any JSON, at most 64 KiB as JSON text), redacted like the
+    /// message.
     #[graphql(default_with = "Json(serde_json::json!({}))")]
     pub context: Json<serde_json::Value>,
-    /// When it happened; now when omitted.
+    /// When it happened, to the millisecond; now when omitted. More than 5 minutes
+    /// ahead is a userError.
     pub logged_at: Option<DateTime<Utc>>,
 }
 
+/// Log lines of a leased run.
 #[derive(InputObject)]
 pub struct AppendLogsInput {
+    /// The leased run (`run_…`).
     pub run_id: ID,
+    /// The lease token from `claimRuns`.
     pub token: ID,
     /// At most 1,000 lines; redacted before they are stored.
     pub entries: Vec<LogLineInput>,
@@ -104,7 +153,9 @@ pub struct AppendLogsInput {
 /// A runner call that ends a leased run.
 #[derive(InputObject)]
 pub struct FinishRunInput {
+    /// The leased run (`run_…`).
     pub run_id: ID,
+    /// The lease token from `claimRuns`.
     pub token: ID,
     /// `completeRun`: the output; `failRun`: the error.
     #[graphql(default_with = "Json(serde_json::json!({}))")]
@@ -168,11 +219,13 @@ pub struct RunsMutation;
 
 #[Object]
 impl RunsMutation {
-    /// Starts a run (operators), idempotent under `idempotencyKey`.
+    /// Starts a run (operators) of the workflow's active version unless `versionId`
+    /// names another; idempotent under `idempotencyKey`. The run is PENDING until a
+    /// worker claims it.
     async fn start_run(
         &self,
         ctx: &Context<'_>,
-        input: StartRunInput,
+        #[graphql(desc = "The workflow, its input, and how to run it.")] input: StartRunInput,
     ) -> async_graphql::Result<StartRunPayload> {
         let workflow_id = input_id(ctx, &input.workflow_id, IdKind::Workflow)?;
         let version_id = input
@@ -201,11 +254,12 @@ impl RunsMutation {
         })
     }
 
-    /// Cancels a run and its open steps (operators).
+    /// Cancels a run and its open steps (operators). Cancelling it again changes
+    /// nothing; a run that succeeded or failed is a CONFLICT userError.
     async fn cancel_run(
         &self,
         ctx: &Context<'_>,
-        input: IdInput,
+        #[graphql(desc = "The run (`run_…`).")] input: IdInput,
     ) -> async_graphql::Result<RunPayload> {
         let id = input_id(ctx, &input.id, IdKind::WorkflowRun)?;
         let (run, user_errors) = mutate(ctx, start::cancel_run(ctx.scope()?, id)).await?;
@@ -216,11 +270,11 @@ impl RunsMutation {
     }
 
     /// Starts a new run from a finished one's version and input, linked to it
-    /// (operators).
+    /// (operators). CONFLICT while the run is unfinished or once its input was purged.
     async fn retry_run(
         &self,
         ctx: &Context<'_>,
-        input: IdInput,
+        #[graphql(desc = "The finished run to retry (`run_…`).")] input: IdInput,
     ) -> async_graphql::Result<RunPayload> {
         let id = input_id(ctx, &input.id, IdKind::WorkflowRun)?;
         let settings = &ctx.services()?.runs;
@@ -231,12 +285,13 @@ impl RunsMutation {
         })
     }
 
-    /// Runner keys: leases open runs, oldest first (pending ones, and ones whose lease
-    /// expired). Concurrent claims never share a run.
+    /// Runner keys (API keys with the RUNNER scope; others are FORBIDDEN): leases open
+    /// runs, oldest first (pending ones, and ones whose lease expired). Concurrent
+    /// claims never share a run.
     async fn claim_runs(
         &self,
         ctx: &Context<'_>,
-        input: ClaimRunsInput,
+        #[graphql(desc = "How many runs, and for how long.")] input: ClaimRunsInput,
     ) -> async_graphql::Result<ClaimRunsPayload> {
         let scope = ctx.scope()?;
         let (leases, user_errors) = mutate(ctx, async {
@@ -265,6 +320,7 @@ impl RunsMutation {
     async fn renew_lease(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The leased run, its lease token and the new lease.")]
         input: RenewLeaseInput,
     ) -> async_graphql::Result<RunPayload> {
         let run_id = input_id(ctx, &input.run_id, IdKind::WorkflowRun)?;
@@ -285,6 +341,7 @@ impl RunsMutation {
     async fn start_step(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The leased run, its lease token, the step and its input (`payload`).")]
         input: StepInput,
     ) -> async_graphql::Result<StepRunPayload> {
         step(ctx, input, |payload, _| runner::StepMove::Start {
@@ -297,6 +354,7 @@ impl RunsMutation {
     async fn complete_step(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The leased run, its lease token, the step and its output (`payload`).")]
         input: StepInput,
     ) -> async_graphql::Result<StepRunPayload> {
         step(ctx, input, |payload, _| runner::StepMove::Complete {
@@ -309,6 +367,7 @@ impl RunsMutation {
     async fn fail_step(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The leased run, its lease token, the step and its error (`payload`).")]
         input: StepInput,
     ) -> async_graphql::Result<StepRunPayload> {
         step(ctx, input, |payload, _| runner::StepMove::Fail {
@@ -321,6 +380,7 @@ impl RunsMutation {
     async fn skip_step(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The leased run, its lease token, the step and why (`reason`).")]
         input: StepInput,
     ) -> async_graphql::Result<StepRunPayload> {
         step(ctx, input, |_, reason| runner::StepMove::Skip { reason }).await
@@ -331,7 +391,7 @@ impl RunsMutation {
     async fn append_logs(
         &self,
         ctx: &Context<'_>,
-        input: AppendLogsInput,
+        #[graphql(desc = "The leased run, its lease token and the lines.")] input: AppendLogsInput,
     ) -> async_graphql::Result<AppendLogsPayload> {
         let run_id = input_id(ctx, &input.run_id, IdKind::WorkflowRun)?;
         let lease = token(ctx, &input.token)?;
@@ -365,10 +425,12 @@ impl RunsMutation {
         })
     }
 
-    /// Runner keys: the run succeeds; its pending steps are skipped.
+    /// Runner keys: the run succeeds; its pending steps are skipped. CONFLICT while a
+    /// step is still running.
     async fn complete_run(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The leased run, its lease token and its output (`payload`).")]
         input: FinishRunInput,
     ) -> async_graphql::Result<RunPayload> {
         finish(ctx, input, |output| runner::RunEnd::Succeeded { output }).await
@@ -378,6 +440,7 @@ impl RunsMutation {
     async fn fail_run(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The leased run, its lease token and its error (`payload`).")]
         input: FinishRunInput,
     ) -> async_graphql::Result<RunPayload> {
         finish(ctx, input, |error| runner::RunEnd::Failed { error }).await

@@ -18,13 +18,22 @@ pub struct RunsQuery;
 
 #[Object]
 impl RunsQuery {
-    /// The active tenant's runs, newest first by default.
+    /// The active tenant's runs (any member may list them), newest first by default.
     async fn runs(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many runs to return: 0 to 100, 20 when omitted; outside that range BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Return the runs after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the start when omitted."
+        )]
         after: Option<String>,
-        filter: Option<RunFilter>,
+        #[graphql(desc = "Narrows the list; every condition given must hold.")] filter: Option<
+            RunFilter,
+        >,
+        #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<WorkflowRun>> {
         let page = runs_page(
@@ -63,16 +72,21 @@ impl RunsQuery {
         Ok(page)
     }
 
-    /// The active tenant's runs per period by current status, for the dashboard: every
-    /// period from the one holding `from` up to `to` (at most 400), counted by
-    /// `createdAt` in UTC. Simulations are left out. `workflow` narrows to one
-    /// workflow; another tenant's counts as one with no runs.
+    /// The active tenant's runs per period by current status, for the dashboard (any
+    /// member): every period from the one holding `from` up to `to` (at most 400),
+    /// counted by `createdAt` in UTC. Simulations are left out. `workflow` narrows to
+    /// one workflow; another tenant's counts as one with no runs.
     async fn run_stats(
         &self,
         ctx: &Context<'_>,
-        period: ReportPeriod,
+        #[graphql(desc = "The length of each bucket.")] period: ReportPeriod,
+        #[graphql(desc = "The range's start: the first bucket is the period holding it.")]
         from: DateTime<Utc>,
+        #[graphql(
+            desc = "The range's end, after `from`: buckets begin before it. More than 400 buckets is BAD_USER_INPUT."
+        )]
         to: DateTime<Utc>,
+        #[graphql(desc = "Only this workflow's runs (`wf_…`); the whole tenant's when omitted.")]
         workflow: Option<ID>,
     ) -> async_graphql::Result<Vec<RunStatsBucket>> {
         reports::run_stats(ctx, period, from, to, workflow).await

@@ -15,8 +15,11 @@ use crate::loaders::StatsOfWorkflow;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
 #[graphql(remote = "trellis_core::runs::reports::Period")]
 pub enum ReportPeriod {
+    /// A day, from 00:00 UTC.
     Day,
+    /// An ISO week, from Monday 00:00 UTC.
     Week,
+    /// A calendar month, from the 1st at 00:00 UTC.
     Month,
 }
 
@@ -28,8 +31,11 @@ pub struct WorkflowStatsBucket {
     pub period_start: DateTime<Utc>,
     /// Runs created in the period, whatever their status.
     pub total: i64,
+    /// Of those, the runs that succeeded.
     pub succeeded: i64,
+    /// Of those, the runs that failed.
     pub failed: i64,
+    /// Of those, the runs that were cancelled.
     pub cancelled: i64,
     /// Mean of `finishedAt - startedAt` over the period's finished runs that started.
     pub average_duration_ms: Option<f64>,
@@ -56,10 +62,15 @@ impl From<reports::WorkflowBucket> for WorkflowStatsBucket {
 pub struct RunStatsBucket {
     /// Where the period begins (UTC).
     pub period_start: DateTime<Utc>,
+    /// Runs created in the period that are PENDING now.
     pub pending: i64,
+    /// Runs created in the period that are RUNNING now.
     pub running: i64,
+    /// Runs created in the period that have SUCCEEDED.
     pub succeeded: i64,
+    /// Runs created in the period that have FAILED.
     pub failed: i64,
+    /// Runs created in the period that were CANCELLED.
     pub cancelled: i64,
 }
 

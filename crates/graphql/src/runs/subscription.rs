@@ -22,6 +22,7 @@ use crate::live::{session, InScope, LiveSession};
 /// Log entries were appended to a run; read them through `run.logs`.
 #[derive(SimpleObject)]
 pub struct LogAppended {
+    /// The run (`run_…`).
     pub run_id: ID,
     /// How many entries were appended.
     pub count: i32,
@@ -37,7 +38,7 @@ impl RunsSubscription {
     async fn run_updated(
         &self,
         ctx: &Context<'_>,
-        run_id: ID,
+        #[graphql(desc = "The run to follow (`run_…`).")] run_id: ID,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<InScope<WorkflowRun>>>>
     {
         let session = session(ctx)?;
@@ -73,6 +74,9 @@ impl RunsSubscription {
     async fn runs_updated(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "Only this workflow's runs (`wf_…`; another tenant's is NOT_FOUND); every run of the tenant when omitted."
+        )]
         workflow_id: Option<ID>,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<InScope<WorkflowRun>>>>
     {
@@ -117,7 +121,7 @@ impl RunsSubscription {
     async fn log_appended(
         &self,
         ctx: &Context<'_>,
-        run_id: ID,
+        #[graphql(desc = "The run whose log to follow (`run_…`).")] run_id: ID,
     ) -> async_graphql::Result<impl Stream<Item = async_graphql::Result<LogAppended>>> {
         let session = session(ctx)?;
         let events = session.events.subscribe();

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use async_graphql::{Context, Enum, InputObject, Json, Object, ID};
+use async_graphql::{Context, Enum, InputObject, Object, ID};
 use chrono::{DateTime, Utc};
 use trellis_entity::columns::ColumnSet;
 use trellis_entity::{step_run, workflow_run, IdKind};
@@ -14,6 +14,7 @@ use crate::loaders::{
     columns_for, RunById, StepRunsOfRun, TriggerById, WorkflowById, WorkflowStepById,
     WorkflowVersionById,
 };
+use crate::payload::Json;
 use crate::runs::logs::{log_page, LogConnection, LogLineFilter};
 use crate::workflows::types::{Trigger, TriggerType, Workflow, WorkflowStep, WorkflowVersion};
 
@@ -21,10 +22,15 @@ use crate::workflows::types::{Trigger, TriggerType, Workflow, WorkflowStep, Work
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
 #[graphql(remote = "trellis_entity::RunStatus")]
 pub enum RunStatus {
+    /// Waiting for a worker to claim it.
     Pending,
+    /// Claimed by a worker, which moves its steps.
     Running,
+    /// Finished well (`completeRun`).
     Succeeded,
+    /// Finished with an error (`failRun`).
     Failed,
+    /// Stopped by `cancelRun`.
     Cancelled,
 }
 
@@ -33,11 +39,17 @@ pub enum RunStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
 #[graphql(remote = "trellis_entity::StepRunStatus")]
 pub enum StepRunStatus {
+    /// Not started.
     Pending,
+    /// Started by the worker (`startStep`).
     Running,
+    /// Finished well (`completeStep`).
     Succeeded,
+    /// Finished with an error (`failStep`).
     Failed,
+    /// Not run: `skipStep` (a branch not taken), or still pending when its run succeeded.
     Skipped,
+    /// Stopped while pending or running, because its run was cancelled or failed.
     Cancelled,
 }
 
@@ -50,8 +62,11 @@ pub struct RunFilter {
     pub status: Option<Vec<RunStatus>>,
     /// Only runs started by this kind of trigger (MANUAL for `startRun`).
     pub trigger_type: Option<TriggerType>,
+    /// Only simulations (true) or only real runs (false).
     pub simulation: Option<bool>,
+    /// Only runs created at or after this instant.
     pub created_after: Option<DateTime<Utc>>,
+    /// Only runs created before this instant.
     pub created_before: Option<DateTime<Utc>>,
 }
 
@@ -172,15 +187,19 @@ in_place_object!(WorkflowRun => WorkflowRunFields);
 /// The fields of [`WorkflowRun`].
 pub struct WorkflowRunFields<'a>(&'a workflow_run::Model);
 
+/// One execution of a workflow version: its status, payloads, steps and log.
 #[Object(name = "WorkflowRun")]
 impl WorkflowRunFields<'_> {
+    /// Its global ID (`run_…`).
     async fn id(&self) -> ID {
         gid(IdKind::WorkflowRun, self.0.id)
     }
+    /// Where it is in its life cycle.
     async fn status(&self) -> RunStatus {
         self.0.status.into()
     }
-    /// What started it: MANUAL (`startRun`, `retryRun`), SCHEDULE, WEBHOOK or EVENT.
+    /// What started it: MANUAL for `startRun`, WEBHOOK for a webhook delivery; a retry
+    /// keeps the type of the run it retries.
     async fn trigger_type(&self) -> TriggerType {
         self.0.trigger_type.into()
     }
@@ -188,39 +207,50 @@ impl WorkflowRunFields<'_> {
     async fn is_simulation(&self) -> bool {
         self.0.is_simulation
     }
+    /// The idempotency key `startRun` was given; null without one.
     async fn idempotency_key(&self) -> Option<&str> {
         self.0.idempotency_key.as_deref()
     }
-    /// Null once the payload retention has cleared it.
+    /// What the run was started with; null once the payload retention has cleared it.
     async fn input(&self) -> Option<Json<&serde_json::Value>> {
         self.0.input.as_ref().map(Json)
     }
+    /// What `completeRun` reported; null until the run succeeds, and once the payload
+    /// retention has cleared it.
     async fn output(&self) -> Option<Json<&serde_json::Value>> {
         self.0.output.as_ref().map(Json)
     }
-    /// What the webhook or event carried.
+    /// What the webhook or event carried; null for other runs, and once the payload
+    /// retention has cleared it.
     async fn trigger_payload(&self) -> Option<Json<&serde_json::Value>> {
         self.0.trigger_payload.as_ref().map(Json)
     }
+    /// What `failRun` reported; null unless the run failed.
     async fn error(&self) -> Option<Json<&serde_json::Value>> {
         self.0.error.as_ref().map(Json)
     }
+    /// When it was started (created, PENDING).
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When it last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    /// When a worker first claimed it; null while it has not been claimed.
     async fn started_at(&self) -> Option<DateTime<Utc>> {
         self.0.started_at
     }
+    /// When it succeeded, failed or was cancelled; null until then.
     async fn finished_at(&self) -> Option<DateTime<Utc>> {
         self.0.finished_at
     }
+    /// When `cancelRun` stopped it; null otherwise.
     async fn cancelled_at(&self) -> Option<DateTime<Utc>> {
         self.0.cancelled_at
     }
-    /// Milliseconds from start to finish, once finished.
+    /// Milliseconds from start to finish; null until it finishes, and for a run
+    /// cancelled before a worker claimed it.
     async fn duration_ms(&self) -> Option<i64> {
         Some((self.0.finished_at? - self.0.started_at?).num_milliseconds())
     }
@@ -232,16 +262,20 @@ impl WorkflowRunFields<'_> {
     async fn payloads_purged_at(&self) -> Option<DateTime<Utc>> {
         self.0.payloads_purged_at
     }
+    /// The workflow it runs.
     async fn workflow(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Workflow>> {
         Ok(load(ctx, WorkflowById(self.0.workflow_id))
             .await?
             .map(Workflow))
     }
+    /// The workflow version it runs.
     async fn version(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowVersion>> {
         Ok(load(ctx, WorkflowVersionById(self.0.version_id))
             .await?
             .map(WorkflowVersion))
     }
+    /// The trigger that started it; null for `startRun` and retries, and once the
+    /// trigger is deleted.
     async fn trigger(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Trigger>> {
         let Some(id) = self.0.trigger_id else {
             return Ok(None);
@@ -259,9 +293,17 @@ impl WorkflowRunFields<'_> {
     async fn logs(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many lines to return: 1 to 100, 50 when omitted; outside that range BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Return the lines after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the first line when omitted."
+        )]
         after: Option<String>,
-        filter: Option<LogLineFilter>,
+        #[graphql(desc = "Narrows the lines; every condition given must hold.")] filter: Option<
+            LogLineFilter,
+        >,
     ) -> async_graphql::Result<LogConnection> {
         log_page(ctx, self.0.id, None, first, after, filter).await
     }
@@ -299,14 +341,18 @@ in_place_object!(StepRun => StepRunFields);
 /// The fields of [`StepRun`].
 pub struct StepRunFields<'a>(&'a step_run::Model);
 
+/// One step of a run: its status, payloads and log lines.
 #[Object(name = "StepRun")]
 impl StepRunFields<'_> {
+    /// Its global ID (`srn_…`).
     async fn id(&self) -> ID {
         gid(IdKind::StepRun, self.0.id)
     }
+    /// The key of the version's step it runs; runner calls name the step by it.
     async fn step_key(&self) -> &str {
         &self.0.step_key
     }
+    /// Where it is in its life cycle.
     async fn status(&self) -> StepRunStatus {
         self.0.status.into()
     }
@@ -314,24 +360,34 @@ impl StepRunFields<'_> {
     async fn attempt(&self) -> i32 {
         self.0.attempt
     }
+    /// What `startStep` passed (`{}` when nothing); null until the step starts, and
+    /// once the payload retention has cleared it.
     async fn input(&self) -> Option<Json<&serde_json::Value>> {
         self.0.input.as_ref().map(Json)
     }
+    /// What `completeStep` passed; null until the step succeeds, and once the payload
+    /// retention has cleared it.
     async fn output(&self) -> Option<Json<&serde_json::Value>> {
         self.0.output.as_ref().map(Json)
     }
+    /// What `failStep` passed, or `{skipped: reason}` when `skipStep` gave a reason;
+    /// null otherwise.
     async fn error(&self) -> Option<Json<&serde_json::Value>> {
         self.0.error.as_ref().map(Json)
     }
+    /// When its run was started (step runs are made with their run).
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When `startStep` started it; null while it has not started.
     async fn started_at(&self) -> Option<DateTime<Utc>> {
         self.0.started_at
     }
+    /// When it succeeded, failed, was skipped or cancelled; null until then.
     async fn finished_at(&self) -> Option<DateTime<Utc>> {
         self.0.finished_at
     }
+    /// The run it belongs to.
     async fn run(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowRun>> {
         Ok(load(ctx, RunById(self.0.run_id)).await?.map(WorkflowRun))
     }
@@ -339,9 +395,17 @@ impl StepRunFields<'_> {
     async fn logs(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many lines to return: 1 to 100, 50 when omitted; outside that range BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Return the lines after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the first line when omitted."
+        )]
         after: Option<String>,
-        filter: Option<LogLineFilter>,
+        #[graphql(desc = "Narrows the lines; every condition given must hold.")] filter: Option<
+            LogLineFilter,
+        >,
     ) -> async_graphql::Result<LogConnection> {
         log_page(ctx, self.0.run_id, Some(self.0.id), first, after, filter).await
     }

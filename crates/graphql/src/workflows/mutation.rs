@@ -1,4 +1,4 @@
-use async_graphql::{Context, InputObject, Json, MaybeUndefined, Object, ID};
+use async_graphql::{Context, InputObject, MaybeUndefined, Object, ID};
 use secrecy::ExposeSecret;
 use trellis_core::workflows::{clients, graph, triggers, workflow};
 use trellis_entity::{IdKind, PrefixedId};
@@ -10,80 +10,133 @@ use super::types::{
 use crate::context::{mutate, ContextExt};
 use crate::identity::types::input_id;
 use crate::identity::IdInput;
+use crate::payload::Json;
 
-payload!(ClientPayload { client: Client });
-payload!(WorkflowPayload { workflow: Workflow });
-payload!(WorkflowVersionPayload {
-    version: WorkflowVersion
-});
+payload!(
+    /// The client a mutation created or changed, or the input's problems.
+    ClientPayload {
+        /// The client as it is now; null when `userErrors` is not empty.
+        client: Client,
+    }
+);
+payload!(
+    /// The workflow a mutation created or changed, or the input's problems.
+    WorkflowPayload {
+        /// The workflow as it is now; null when `userErrors` is not empty.
+        workflow: Workflow,
+    }
+);
+payload!(
+    /// The workflow version a mutation created or changed, or the input's problems.
+    WorkflowVersionPayload {
+        /// The version as it is now; null when `userErrors` is not empty.
+        version: WorkflowVersion,
+    }
+);
 payload!(
     /// The trigger and, right after a webhook trigger is created or its secret
     /// rotated, the new signing secret: store it now; it is not shown again.
-    TriggerPayload { trigger: Trigger, signing_secret: String }
+    TriggerPayload {
+        /// The trigger as it is now (as it was, for `deleteTrigger`); null when
+        /// `userErrors` is not empty.
+        trigger: Trigger,
+        /// The new signing secret (`whsec_…`) senders sign deliveries with; null except
+        /// right after a WEBHOOK trigger is created or its secret rotated.
+        signing_secret: String,
+    }
 );
 
+/// A new client of the active tenant; optional fields left out or empty stay empty.
 #[derive(InputObject)]
 pub struct CreateClientInput {
+    /// Display name, 1 to 200 characters.
     pub name: String,
+    /// A valid email address.
     pub email: Option<String>,
+    /// At most 64 characters.
     pub phone: Option<String>,
+    /// At most 200 characters.
     pub company: Option<String>,
+    /// At most 1000 characters.
     pub address: Option<String>,
+    /// Free text, at most 10,000 characters.
     pub notes: Option<String>,
 }
 
 /// Changes to a client; omitted fields stay, an empty string clears an optional one.
 #[derive(InputObject)]
 pub struct UpdateClientInput {
+    /// The client (`cli_…`).
     pub id: ID,
+    /// A new name, 1 to 200 characters.
     pub name: Option<String>,
+    /// A valid email address.
     pub email: Option<String>,
+    /// At most 64 characters.
     pub phone: Option<String>,
+    /// At most 200 characters.
     pub company: Option<String>,
+    /// At most 1000 characters.
     pub address: Option<String>,
+    /// Free text, at most 10,000 characters.
     pub notes: Option<String>,
+    /// False deactivates the client, true reactivates it.
     pub is_active: Option<bool>,
 }
 
+/// A new workflow of the active tenant.
 #[derive(InputObject)]
 pub struct CreateWorkflowInput {
     /// 2 to 63 lowercase letters, digits, '_' or '-'; unique in the tenant.
     pub key: String,
+    /// Display name, 1 to 200 characters.
     pub name: String,
+    /// At most 4000 characters; empty when omitted.
     pub description: Option<String>,
+    /// The client it is run for (`cli_…`); none when omitted.
     pub client_id: Option<ID>,
 }
 
+/// Changes to a workflow; omitted fields stay as they are.
 #[derive(InputObject)]
 pub struct UpdateWorkflowInput {
+    /// The workflow (`wf_…`).
     pub id: ID,
+    /// A new key: 2 to 63 lowercase letters, digits, '_' or '-'; unique in the tenant.
     pub key: Option<String>,
+    /// A new name, 1 to 200 characters.
     pub name: Option<String>,
+    /// A new description, at most 4000 characters.
     pub description: Option<String>,
     /// A client's ID, or null to clear it.
     pub client_id: MaybeUndefined<ID>,
 }
 
+/// A workflow's next status.
 #[derive(InputObject)]
 pub struct SetWorkflowStatusInput {
+    /// The workflow (`wf_…`).
     pub id: ID,
     /// DRAFT → ACTIVE ⇄ INACTIVE → ARCHIVED (and DRAFT → ARCHIVED); other moves are
     /// CONFLICT.
     pub status: WorkflowStatus,
 }
 
+/// A new draft version of a workflow.
 #[derive(InputObject)]
 pub struct CreateDraftVersionInput {
+    /// The workflow (`wf_…`).
     pub workflow_id: ID,
     /// Copy this version's spec and graph; omitted, the draft starts empty.
     pub from_version_id: Option<ID>,
 }
 
+/// A draft version's new spec.
 #[derive(InputObject)]
 pub struct UpdateWorkflowVersionInput {
     /// A draft version.
     pub id: ID,
-    /// Markdown.
+    /// Markdown, at most 200,000 bytes; replaces the spec.
     pub spec: String,
 }
 
@@ -92,17 +145,23 @@ pub struct UpdateWorkflowVersionInput {
 pub struct WorkflowStepInput {
     /// Unique in the version: a letter, then letters, digits, '_' or '-'.
     pub key: String,
+    /// Display name, 1 to 200 characters.
     pub name: String,
+    /// What the step does.
     #[graphql(name = "type")]
     pub step_type: StepType,
+    /// Where an editor draws it: a JSON object such as `{x, y}`.
     #[graphql(default_with = "Json(serde_json::json!({}))")]
     pub position: Json<serde_json::Value>,
+    /// Its settings: a JSON object checked for its type (an ACTION step's against its
+    /// action's input schema).
     #[graphql(default_with = "Json(serde_json::json!({}))")]
     pub config: Json<serde_json::Value>,
     /// ACTION steps: the catalog action to run.
     pub action_id: Option<ID>,
     /// ACTION steps: a connection of the action's app.
     pub connection_id: Option<ID>,
+    /// Whether a run fails when this step fails (false: the run goes on).
     #[graphql(default = true)]
     pub is_required: bool,
 }
@@ -112,48 +171,67 @@ pub struct WorkflowStepInput {
 pub struct WorkflowTransitionInput {
     /// Defaults to `from->to`.
     pub key: Option<String>,
+    /// The key of the step it leaves.
     pub from: String,
+    /// The key of the step it leads to; not `from`.
     pub to: String,
     /// `{field, operator, value}` (operators eq, ne, gt, gte, lt, lte, in, contains,
     /// exists, matches), or `{all: […]}`, `{any: […]}`, `{not: {…}}`.
     pub condition: Option<Json<serde_json::Value>>,
+    /// Taken when no other transition of its step matches: at most one per step, and
+    /// without a condition.
     #[graphql(default)]
     pub is_default: bool,
 }
 
+/// A draft version's whole new graph.
 #[derive(InputObject)]
 pub struct SaveWorkflowGraphInput {
     /// A draft version; its whole graph is replaced.
     pub version_id: ID,
+    /// Every step, at most 2000, keys unique. Exactly one step has no incoming
+    /// transition (the entry), and the transitions form no cycle.
     pub steps: Vec<WorkflowStepInput>,
+    /// Every transition, at most 8000.
     #[graphql(default)]
     pub transitions: Vec<WorkflowTransitionInput>,
 }
 
+/// A new trigger of a workflow.
 #[derive(InputObject)]
 pub struct CreateTriggerInput {
+    /// The workflow whose runs it starts (`wf_…`).
     pub workflow_id: ID,
     /// 2 to 63 lowercase letters, digits, '_' or '-'; unique in the tenant.
     pub key: String,
+    /// What kind of trigger; it never changes.
     #[graphql(name = "type")]
     pub trigger_type: TriggerType,
     /// SCHEDULE: `{cron, timezone}`; EVENT: `{event}`; others: anything.
     #[graphql(default_with = "Json(serde_json::json!({}))")]
     pub config: Json<serde_json::Value>,
+    /// Whether it starts switched on.
     #[graphql(default = true)]
     pub is_active: bool,
 }
 
+/// Changes to a trigger; omitted fields stay as they are. Its type never changes.
 #[derive(InputObject)]
 pub struct UpdateTriggerInput {
+    /// The trigger (`trg_…`).
     pub id: ID,
+    /// A new key: 2 to 63 lowercase letters, digits, '_' or '-'; unique in the tenant.
     pub key: Option<String>,
+    /// Replaces the config, checked for the trigger's type.
     pub config: Option<Json<serde_json::Value>>,
+    /// Switches it on or off.
     pub is_active: Option<bool>,
 }
 
+/// A webhook trigger whose signing secret to replace.
 #[derive(InputObject)]
 pub struct RotateWebhookSecretInput {
+    /// The trigger (`trg_…`); a userError unless it is a WEBHOOK trigger.
     pub id: ID,
     /// How long the current secret stays valid beside the new one: 0 to 168 hours,
     /// 24 by default.
@@ -222,7 +300,7 @@ impl WorkflowsMutation {
     async fn create_client(
         &self,
         ctx: &Context<'_>,
-        input: CreateClientInput,
+        #[graphql(desc = "The new client.")] input: CreateClientInput,
     ) -> async_graphql::Result<ClientPayload> {
         let fields = clients::ClientFields {
             name: Some(input.name),
@@ -245,7 +323,7 @@ impl WorkflowsMutation {
     async fn update_client(
         &self,
         ctx: &Context<'_>,
-        input: UpdateClientInput,
+        #[graphql(desc = "The client and its changes.")] input: UpdateClientInput,
     ) -> async_graphql::Result<ClientPayload> {
         let id = input_id(ctx, &input.id, IdKind::Client)?;
         let fields = clients::ClientFields {
@@ -269,7 +347,7 @@ impl WorkflowsMutation {
     async fn deactivate_client(
         &self,
         ctx: &Context<'_>,
-        input: IdInput,
+        #[graphql(desc = "The client (`cli_…`).")] input: IdInput,
     ) -> async_graphql::Result<ClientPayload> {
         let id = input_id(ctx, &input.id, IdKind::Client)?;
         let fields = clients::ClientFields {
@@ -288,7 +366,7 @@ impl WorkflowsMutation {
     async fn create_workflow(
         &self,
         ctx: &Context<'_>,
-        input: CreateWorkflowInput,
+        #[graphql(desc = "The new workflow.")] input: CreateWorkflowInput,
     ) -> async_graphql::Result<WorkflowPayload> {
         let client_id = input
             .client_id
@@ -313,7 +391,7 @@ impl WorkflowsMutation {
     async fn update_workflow(
         &self,
         ctx: &Context<'_>,
-        input: UpdateWorkflowInput,
+        #[graphql(desc = "The workflow and its changes.")] input: UpdateWorkflowInput,
     ) -> async_graphql::Result<WorkflowPayload> {
         let id = input_id(ctx, &input.id, IdKind::Workflow)?;
         let client_id = match &input.client_id {
@@ -339,7 +417,7 @@ impl WorkflowsMutation {
     async fn set_workflow_status(
         &self,
         ctx: &Context<'_>,
-        input: SetWorkflowStatusInput,
+        #[graphql(desc = "The workflow and its next status.")] input: SetWorkflowStatusInput,
     ) -> async_graphql::Result<WorkflowPayload> {
         let id = input_id(ctx, &input.id, IdKind::Workflow)?;
         let (row, user_errors) = mutate(
@@ -357,7 +435,7 @@ impl WorkflowsMutation {
     async fn delete_workflow(
         &self,
         ctx: &Context<'_>,
-        input: IdInput,
+        #[graphql(desc = "The workflow (`wf_…`).")] input: IdInput,
     ) -> async_graphql::Result<WorkflowPayload> {
         let id = input_id(ctx, &input.id, IdKind::Workflow)?;
         let (row, user_errors) = mutate(ctx, workflow::delete_workflow(ctx.scope()?, id)).await?;
@@ -371,7 +449,7 @@ impl WorkflowsMutation {
     async fn restore_workflow(
         &self,
         ctx: &Context<'_>,
-        input: IdInput,
+        #[graphql(desc = "The deleted workflow (`wf_…`).")] input: IdInput,
     ) -> async_graphql::Result<WorkflowPayload> {
         let id = input_id(ctx, &input.id, IdKind::Workflow)?;
         let (row, user_errors) = mutate(ctx, workflow::restore_workflow(ctx.scope()?, id)).await?;
@@ -385,6 +463,7 @@ impl WorkflowsMutation {
     async fn create_draft_version(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The workflow, and optionally a version to copy.")]
         input: CreateDraftVersionInput,
     ) -> async_graphql::Result<WorkflowVersionPayload> {
         let workflow_id = input_id(ctx, &input.workflow_id, IdKind::Workflow)?;
@@ -408,7 +487,7 @@ impl WorkflowsMutation {
     async fn update_workflow_version(
         &self,
         ctx: &Context<'_>,
-        input: UpdateWorkflowVersionInput,
+        #[graphql(desc = "The draft version and its new spec.")] input: UpdateWorkflowVersionInput,
     ) -> async_graphql::Result<WorkflowVersionPayload> {
         let id = input_id(ctx, &input.id, IdKind::WorkflowVersion)?;
         let (version, user_errors) = mutate(
@@ -427,7 +506,7 @@ impl WorkflowsMutation {
     async fn save_workflow_graph(
         &self,
         ctx: &Context<'_>,
-        input: SaveWorkflowGraphInput,
+        #[graphql(desc = "The draft version and its new graph.")] input: SaveWorkflowGraphInput,
     ) -> async_graphql::Result<WorkflowVersionPayload> {
         let id = input_id(ctx, &input.version_id, IdKind::WorkflowVersion)?;
         let steps = input.steps.into_iter().map(Into::into).collect();
@@ -448,7 +527,7 @@ impl WorkflowsMutation {
     async fn publish_version(
         &self,
         ctx: &Context<'_>,
-        input: IdInput,
+        #[graphql(desc = "The draft version (`wfv_…`).")] input: IdInput,
     ) -> async_graphql::Result<WorkflowVersionPayload> {
         let id = input_id(ctx, &input.id, IdKind::WorkflowVersion)?;
         let (version, user_errors) =
@@ -464,7 +543,7 @@ impl WorkflowsMutation {
     async fn activate_version(
         &self,
         ctx: &Context<'_>,
-        input: IdInput,
+        #[graphql(desc = "The published version (`wfv_…`).")] input: IdInput,
     ) -> async_graphql::Result<WorkflowPayload> {
         let id = input_id(ctx, &input.id, IdKind::WorkflowVersion)?;
         let (row, user_errors) = mutate(ctx, workflow::activate_version(ctx.scope()?, id)).await?;
@@ -479,7 +558,7 @@ impl WorkflowsMutation {
     async fn create_trigger(
         &self,
         ctx: &Context<'_>,
-        input: CreateTriggerInput,
+        #[graphql(desc = "The new trigger.")] input: CreateTriggerInput,
     ) -> async_graphql::Result<TriggerPayload> {
         let workflow_id = input_id(ctx, &input.workflow_id, IdKind::Workflow)?;
         let new = triggers::NewTrigger {
@@ -499,7 +578,7 @@ impl WorkflowsMutation {
     async fn update_trigger(
         &self,
         ctx: &Context<'_>,
-        input: UpdateTriggerInput,
+        #[graphql(desc = "The trigger and its changes.")] input: UpdateTriggerInput,
     ) -> async_graphql::Result<TriggerPayload> {
         let id = input_id(ctx, &input.id, IdKind::Trigger)?;
         let changes = triggers::TriggerChanges {
@@ -520,7 +599,7 @@ impl WorkflowsMutation {
     async fn delete_trigger(
         &self,
         ctx: &Context<'_>,
-        input: IdInput,
+        #[graphql(desc = "The trigger (`trg_…`).")] input: IdInput,
     ) -> async_graphql::Result<TriggerPayload> {
         let id = input_id(ctx, &input.id, IdKind::Trigger)?;
         let (row, user_errors) = mutate(ctx, triggers::delete_trigger(ctx.scope()?, id)).await?;
@@ -536,6 +615,7 @@ impl WorkflowsMutation {
     async fn rotate_webhook_secret(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The WEBHOOK trigger, and how long the current secret stays valid.")]
         input: RotateWebhookSecretInput,
     ) -> async_graphql::Result<TriggerPayload> {
         let id = input_id(ctx, &input.id, IdKind::Trigger)?;

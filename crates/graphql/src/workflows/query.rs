@@ -21,13 +21,22 @@ pub struct WorkflowsQuery;
 
 #[Object]
 impl WorkflowsQuery {
-    /// The active tenant's clients.
+    /// The active tenant's clients (any member may list them; builders change them).
     async fn clients(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many clients to return: 0 to 100, 20 when omitted; outside that range BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Return the clients after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the start when omitted."
+        )]
         after: Option<String>,
-        filter: Option<ClientFilter>,
+        #[graphql(desc = "Narrows the list; every condition given must hold.")] filter: Option<
+            ClientFilter,
+        >,
+        #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<Client>> {
         let scope = ctx.scope()?;
@@ -58,15 +67,25 @@ impl WorkflowsQuery {
         .await
     }
 
-    /// The active tenant's workflows. The relations a page selects (client, versions
-    /// with their step counts or graphs, active version, triggers) cost one statement
-    /// each, whatever the page size.
+    /// The active tenant's workflows (any member; deleted ones only with
+    /// `filter.deleted`). The relations a page selects (client, versions with their
+    /// step counts or graphs, active version, triggers) cost one statement each,
+    /// whatever the page size.
     async fn workflows(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many workflows to return: 0 to 100, 20 when omitted; outside that range BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Return the workflows after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the start when omitted."
+        )]
         after: Option<String>,
-        filter: Option<WorkflowFilter>,
+        #[graphql(desc = "Narrows the list; every condition given must hold.")] filter: Option<
+            WorkflowFilter,
+        >,
+        #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<Workflow>> {
         let scope = ctx.scope()?;
@@ -115,10 +134,12 @@ impl WorkflowsQuery {
         Ok(page)
     }
 
-    /// A workflow of the active tenant by key.
+    /// A workflow of the active tenant by key (any member); null when no workflow that
+    /// is not deleted has it.
     async fn workflow(
         &self,
         ctx: &Context<'_>,
+        #[graphql(desc = "The workflow's key; a deleted workflow is not found (null).")]
         key: String,
     ) -> async_graphql::Result<Option<Workflow>> {
         let scope = ctx.scope()?;
@@ -135,13 +156,22 @@ impl WorkflowsQuery {
         .await
     }
 
-    /// The active tenant's triggers.
+    /// The active tenant's triggers (any member may list them; builders change them).
     async fn triggers(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many triggers to return: 0 to 100, 20 when omitted; outside that range BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Return the triggers after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the start when omitted."
+        )]
         after: Option<String>,
-        filter: Option<TriggerFilter>,
+        #[graphql(desc = "Narrows the list; every condition given must hold.")] filter: Option<
+            TriggerFilter,
+        >,
+        #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<Trigger>> {
         let scope = ctx.scope()?;

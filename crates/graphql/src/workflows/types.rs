@@ -1,7 +1,7 @@
 //! Workflow types: Client, Workflow, WorkflowVersion, WorkflowStep, WorkflowTransition,
 //! Trigger. Every relation goes through the request's dataloader.
 
-use async_graphql::{Context, Enum, InputObject, Json, Object, ID};
+use async_graphql::{Context, Enum, InputObject, Object, ID};
 use chrono::{DateTime, Utc};
 use trellis_core::workflows::triggers;
 use trellis_entity::{
@@ -18,6 +18,7 @@ use crate::loaders::{
     WorkflowVersionById, WorkflowsOfClient,
 };
 use crate::pagination::{CreatedOrderBy, Page, PageArgs};
+use crate::payload::Json;
 use crate::runs::reports::{ReportPeriod, WorkflowStatsBucket};
 use crate::runs::types::{RunFilter, WorkflowRun};
 use crate::runs::{latest_runs_page, runs_page};
@@ -26,9 +27,14 @@ use crate::runs::{latest_runs_page, runs_page};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
 #[graphql(remote = "trellis_entity::WorkflowStatus")]
 pub enum WorkflowStatus {
+    /// Not yet in service (webhook deliveries are refused); activating a version makes
+    /// it ACTIVE.
     Draft,
+    /// In service: its webhook triggers start runs.
     Active,
+    /// Paused: webhook deliveries are refused; `startRun` still starts runs.
     Inactive,
+    /// Retired: no run starts, and it moves no further.
     Archived,
 }
 
@@ -36,8 +42,12 @@ pub enum WorkflowStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
 #[graphql(remote = "trellis_entity::VersionStatus")]
 pub enum WorkflowVersionStatus {
+    /// Being edited (spec and graph); only simulations run it.
     Draft,
+    /// Immutable; runs may use it, and `activateVersion` makes it the workflow's.
     Published,
+    /// A retired published version, unchanged; nothing in the API archives versions
+    /// today.
     Archived,
 }
 
@@ -80,15 +90,16 @@ pub enum TriggerType {
     Event,
 }
 
-/// Narrows a tenant's clients.
+/// Narrows a tenant's clients; given conditions must all hold.
 #[derive(InputObject, Default)]
 pub struct ClientFilter {
     /// Matches name, email or company (case-insensitive).
     pub search: Option<String>,
+    /// Only active (true) or only deactivated (false) clients.
     pub active: Option<bool>,
 }
 
-/// Narrows a tenant's workflows.
+/// Narrows a tenant's workflows; given conditions must all hold.
 #[derive(InputObject, Default)]
 pub struct WorkflowFilter {
     /// Any of these statuses.
@@ -102,13 +113,15 @@ pub struct WorkflowFilter {
     pub deleted: bool,
 }
 
-/// Narrows a tenant's triggers.
+/// Narrows a tenant's triggers; given conditions must all hold.
 #[derive(InputObject, Default)]
 pub struct TriggerFilter {
     /// Only triggers of this workflow (its ID).
     pub workflow: Option<ID>,
+    /// Only triggers of this type.
     #[graphql(name = "type")]
     pub trigger_type: Option<TriggerType>,
+    /// Only active (true) or only inactive (false) triggers.
     pub active: Option<bool>,
 }
 
@@ -121,35 +134,46 @@ impl From<client::Model> for Client {
     }
 }
 
+/// A tenant's customer, whom workflows may be run for.
 #[Object]
 impl Client {
+    /// Its global ID (`cli_…`).
     pub async fn id(&self) -> ID {
         gid(IdKind::Client, self.0.id)
     }
+    /// Display name, 1 to 200 characters.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// A valid email address; null when none.
     async fn email(&self) -> Option<&str> {
         self.0.email.as_deref()
     }
+    /// At most 64 characters; null when none.
     async fn phone(&self) -> Option<&str> {
         self.0.phone.as_deref()
     }
+    /// At most 200 characters; null when none.
     async fn company(&self) -> Option<&str> {
         self.0.company.as_deref()
     }
+    /// At most 1000 characters; null when none.
     async fn address(&self) -> Option<&str> {
         self.0.address.as_deref()
     }
+    /// Free text, at most 10,000 characters; empty when none.
     async fn notes(&self) -> &str {
         &self.0.notes
     }
+    /// False once deactivated (there is no deleting a client).
     async fn is_active(&self) -> bool {
         self.0.is_active
     }
+    /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When it last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
@@ -179,8 +203,10 @@ async fn version_by_id(
         .map(WorkflowVersion))
 }
 
+/// An automation: a versioned graph of steps, started by its triggers.
 #[Object]
 impl Workflow {
+    /// Its global ID (`wf_…`).
     pub async fn id(&self) -> ID {
         gid(IdKind::Workflow, self.0.id)
     }
@@ -188,18 +214,23 @@ impl Workflow {
     async fn key(&self) -> &str {
         &self.0.key
     }
+    /// Display name, 1 to 200 characters.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// At most 4000 characters; empty when none.
     async fn description(&self) -> &str {
         &self.0.description
     }
+    /// Where it is in its life cycle.
     async fn status(&self) -> WorkflowStatus {
         self.0.status.into()
     }
+    /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When it last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
@@ -207,6 +238,7 @@ impl Workflow {
     async fn deleted_at(&self) -> Option<DateTime<Utc>> {
         self.0.deleted_at
     }
+    /// The client it is run for; null when none.
     async fn client(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Client>> {
         let Some(id) = self.0.client_id else {
             return Ok(None);
@@ -234,9 +266,18 @@ impl Workflow {
     async fn runs(
         &self,
         ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many runs to return: 0 to 100, 20 when omitted; outside that range BAD_USER_INPUT."
+        )]
         first: Option<i32>,
+        #[graphql(
+            desc = "Return the runs after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the start when omitted."
+        )]
         after: Option<String>,
-        filter: Option<RunFilter>,
+        #[graphql(desc = "Narrows the list; every condition given must hold.")] filter: Option<
+            RunFilter,
+        >,
+        #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<WorkflowRun>> {
         let filter = filter.unwrap_or_default();
@@ -252,8 +293,12 @@ impl Workflow {
     async fn stats(
         &self,
         ctx: &Context<'_>,
-        period: ReportPeriod,
+        #[graphql(desc = "The length of each bucket.")] period: ReportPeriod,
+        #[graphql(desc = "The range's start: the first bucket is the period holding it.")]
         from: DateTime<Utc>,
+        #[graphql(
+            desc = "The range's end, after `from`: buckets begin before it. More than 400 buckets is BAD_USER_INPUT."
+        )]
         to: DateTime<Utc>,
     ) -> async_graphql::Result<Vec<WorkflowStatsBucket>> {
         crate::runs::reports::workflow_stats(ctx, self.0.id, period, from, to).await
@@ -292,8 +337,10 @@ async fn transitions_of(
         .unwrap_or_default())
 }
 
+/// One numbered version of a workflow: a markdown spec and a graph.
 #[Object]
 impl WorkflowVersion {
+    /// Its global ID (`wfv_…`).
     pub async fn id(&self) -> ID {
         gid(IdKind::WorkflowVersion, self.0.id)
     }
@@ -305,18 +352,23 @@ impl WorkflowVersion {
     async fn spec(&self) -> &str {
         &self.0.spec
     }
+    /// Whether it can still change (DRAFT) or never will (PUBLISHED, ARCHIVED).
     async fn status(&self) -> WorkflowVersionStatus {
         self.0.status.into()
     }
+    /// When it was published; null while it is a draft.
     async fn published_at(&self) -> Option<DateTime<Utc>> {
         self.0.published_at
     }
+    /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When it last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    /// The workflow it belongs to.
     async fn workflow(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Workflow>> {
         Ok(load(ctx, WorkflowById(self.0.workflow_id))
             .await?
@@ -356,8 +408,10 @@ impl From<workflow_step::Model> for WorkflowStep {
     }
 }
 
+/// A node of a version's graph.
 #[Object]
 impl WorkflowStep {
+    /// Its global ID (`stp_…`).
     pub async fn id(&self) -> ID {
         gid(IdKind::WorkflowStep, self.0.id)
     }
@@ -365,9 +419,11 @@ impl WorkflowStep {
     async fn key(&self) -> &str {
         &self.0.key
     }
+    /// Display name, 1 to 200 characters.
     async fn name(&self) -> &str {
         &self.0.name
     }
+    /// What it does.
     #[graphql(name = "type")]
     async fn step_type(&self) -> StepType {
         self.0.step_type.into()
@@ -376,10 +432,13 @@ impl WorkflowStep {
     async fn position(&self) -> Json<&serde_json::Value> {
         Json(&self.0.position)
     }
+    /// Its settings, a JSON object checked for its type (an ACTION step's against its
+    /// action's input schema).
     async fn config(&self) -> Json<&serde_json::Value> {
         Json(&self.0.config)
     }
-    /// Whether a run fails when this step fails (false: the run goes on).
+    /// Whether a run fails when this step fails (false: the run goes on); runners
+    /// apply it.
     async fn is_required(&self) -> bool {
         self.0.is_required
     }
@@ -422,6 +481,7 @@ impl WorkflowStep {
             .map(WorkflowTransition)
             .collect())
     }
+    /// The version whose graph it belongs to.
     async fn version(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowVersion>> {
         version_by_id(ctx, Some(self.0.version_id)).await
     }
@@ -440,8 +500,10 @@ async fn step_by_id(ctx: &Context<'_>, id: Uuid) -> async_graphql::Result<Option
     Ok(load(ctx, WorkflowStepById(id)).await?.map(WorkflowStep))
 }
 
+/// An edge of a version's graph: from one step to another.
 #[Object]
 impl WorkflowTransition {
+    /// Its global ID (`trn_…`).
     pub async fn id(&self) -> ID {
         gid(IdKind::WorkflowTransition, self.0.id)
     }
@@ -449,9 +511,11 @@ impl WorkflowTransition {
     async fn key(&self) -> &str {
         &self.0.key
     }
+    /// The step it leaves.
     async fn from(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowStep>> {
         step_by_id(ctx, self.0.from_step_id).await
     }
+    /// The step it leads to.
     async fn to(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowStep>> {
         step_by_id(ctx, self.0.to_step_id).await
     }
@@ -475,31 +539,41 @@ impl From<trigger::Model> for Trigger {
     }
 }
 
+/// What starts a workflow's runs.
 #[Object]
 impl Trigger {
+    /// Its global ID (`trg_…`).
     pub async fn id(&self) -> ID {
         gid(IdKind::Trigger, self.0.id)
     }
-    /// Unique in the tenant.
+    /// Unique in the tenant: 2 to 63 lowercase letters, digits, '_' or '-', starting with
+    /// a letter.
     async fn key(&self) -> &str {
         &self.0.key
     }
+    /// What kind of trigger it is; it never changes.
     #[graphql(name = "type")]
     async fn trigger_type(&self) -> TriggerType {
         self.0.trigger_type.into()
     }
+    /// Its settings, a JSON object: SCHEDULE `{cron, timezone}` (timezone UTC unless
+    /// given), EVENT `{event}`.
     async fn config(&self) -> Json<&serde_json::Value> {
         Json(&self.0.config)
     }
+    /// Whether it is switched on; an inactive webhook trigger refuses deliveries.
     async fn is_active(&self) -> bool {
         self.0.is_active
     }
+    /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When it last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    /// The workflow whose runs it starts.
     async fn workflow(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Workflow>> {
         Ok(load(ctx, WorkflowById(self.0.workflow_id))
             .await?

@@ -22,6 +22,7 @@ mod migrations;
 mod mongo;
 mod reports;
 mod runs;
+mod schema_docs;
 mod secrets;
 mod serving;
 mod subscriptions;
