@@ -9,6 +9,7 @@ mod m20261201_000004_runs;
 mod m20261201_000005_execution_logs;
 mod m20261206_000006_request_throttles;
 mod m20261206_000007_tenant_guards;
+mod m20261206_000008_master_key_ids;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261201_000005_execution_logs::Migration),
             Box::new(m20261206_000006_request_throttles::Migration),
             Box::new(m20261206_000007_tenant_guards::Migration),
+            Box::new(m20261206_000008_master_key_ids::Migration),
         ]
     }
 }

@@ -226,6 +226,45 @@ pub fn jwt_keys(config: &Config) -> Result<JwtKeys> {
     }
 }
 
+/// Refuses to serve when stored tenant data keys are wrapped under a master key that
+/// the configured keyring does not hold: every secret of those tenants would fail to
+/// open (INTERNAL "unknown master key id") with no warning at start. The usual cause
+/// is a lost `<data dir>/master.keys` (a container recreated without its volume).
+pub async fn check_master_keys(state: &AppState, config: &Config) -> Result<()> {
+    use sea_orm::ConnectionTrait;
+    let rows = state
+        .db
+        .pool()
+        .query_all(trellis_core::scope::stmt(
+            "SELECT id FROM app.master_key_ids_in_use() AS id",
+            [],
+        ))
+        .await
+        .context("listing the master keys in use")?;
+    let keyring = state.vault.keyring();
+    let mut missing = vec![];
+    for row in rows {
+        let id: String = row.try_get("", "id")?;
+        if !keyring.contains(&id) {
+            missing.push(id);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let source = match config.master_keys {
+        Some(_) => "TRELLIS_MASTER_KEYS".to_owned(),
+        None => config.data_dir.join("master.keys").display().to_string(),
+    };
+    bail!(
+        "stored secrets are sealed under master key(s) {} that {source} does not hold, so \
+         they cannot be opened. Restore the key file from a backup (or the volume that held \
+         it), or set TRELLIS_MASTER_KEYS to the keys in use. Nothing was changed; refusing \
+         to serve.",
+        missing.join(", ")
+    )
+}
+
 /// Connects as the application role and builds everything the handlers share.
 pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result<AppState> {
     let statements = Arc::new(AtomicU64::new(0));

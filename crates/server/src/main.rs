@@ -156,6 +156,7 @@ async fn serve(config: &Config) -> Result<ExitCode> {
 
 async fn serve_on(config: &Config, db: &Database) -> Result<ExitCode> {
     let state = app::build_state(config, &db.app_url, app::jwt_keys(config)?).await?;
+    app::check_master_keys(&state, config).await?;
     let report = doctor::examine(state.db.pool()).await?;
     if !report.is_healthy() {
         for failure in report.failures() {

@@ -690,6 +690,8 @@ async fn router_with_keys(app: &TestApp, spec: &str) -> axum::Router {
         spec,
         "--pool-size",
         "2",
+        "--egress-allow",
+        "127.0.0.1",
     ])
     .unwrap()
     .config;
@@ -1123,4 +1125,37 @@ async fn a_ciphertext_moved_to_another_row_version_or_tenant_does_not_open() {
             Some("second-value".to_owned())
         ]
     );
+}
+
+/// A server whose keyring lacks the master key stored data keys are wrapped under (a
+/// lost `master.keys`, a replica with its own generated key) refuses to start, saying
+/// what to do, instead of answering INTERNAL for every secret later.
+#[tokio::test]
+async fn start_up_refuses_a_keyring_that_cannot_open_stored_secrets() {
+    let app = crate::support::TestApp::new().await;
+    let admin = app.owner("keyring").await;
+    let config = crate::support::test_config(&app.db.app_url, &[]);
+    // No secret yet: any keyring will do.
+    trellis_server::app::check_master_keys(&app.state, &config)
+        .await
+        .unwrap();
+    create_secret(&app, &admin, "api", "s3cret-value").await;
+    trellis_server::app::check_master_keys(&app.state, &config)
+        .await
+        .unwrap();
+    let other_keys = "other-1:Q0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0NDQ0M=";
+    let other = crate::support::test_config(&app.db.app_url, &["--master-keys", other_keys]);
+    let state = trellis_server::app::build_state(
+        &other,
+        &app.db.app_url,
+        trellis_server::app::jwt_keys(&other).unwrap(),
+    )
+    .await
+    .unwrap();
+    let refused = trellis_server::app::check_master_keys(&state, &other)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("test-1"), "{refused}");
+    assert!(refused.contains("TRELLIS_MASTER_KEYS"), "{refused}");
 }

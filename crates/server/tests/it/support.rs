@@ -228,11 +228,12 @@ pub fn test_config(app_url: &str, extra: &[&str]) -> trellis_server::config::Con
         app_url,
         "--jwt-secret",
         JWT_SECRET,
-        "--master-keys",
-        TEST_MASTER_KEYS,
         "--pool-size",
         "8",
     ];
+    if !extra.contains(&"--master-keys") {
+        args.extend_from_slice(&["--master-keys", TEST_MASTER_KEYS]);
+    }
     // The loopback servers tests call out to; a test of the guard names its own list.
     if !extra.contains(&"--egress-allow") {
         args.extend_from_slice(&["--egress-allow", "127.0.0.1"]);
