@@ -83,6 +83,35 @@ pub struct Cluster {
     pub port: u16,
     /// Present when this process started the cluster as a watched child (tests).
     watched: Option<Child>,
+    /// Whether this process started the cluster (and so stops it): false when it
+    /// attached to one another live Trellis process runs.
+    owned: bool,
+}
+
+/// The file in the data dir naming the Trellis process that started the cluster.
+const OWNER_FILE: &str = "trellis.owner";
+
+/// The port of the cluster under `data` when another live process started it: read
+/// from the owner file's pid and PostgreSQL's own `postmaster.pid` (its fourth line).
+fn live_owner_port(data: &Path) -> Option<(i32, u16)> {
+    let owner: i32 = std::fs::read_to_string(data.join(OWNER_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let alive = owner != std::process::id() as i32
+        && nix::sys::signal::kill(nix::unistd::Pid::from_raw(owner), None).is_ok();
+    if !alive {
+        return None;
+    }
+    let port = std::fs::read_to_string(data.join("postmaster.pid"))
+        .ok()?
+        .lines()
+        .nth(3)?
+        .trim()
+        .parse()
+        .ok()?;
+    Some((owner, port))
 }
 
 impl Cluster {
@@ -133,12 +162,30 @@ impl Cluster {
             .stderr(Stdio::null());
         run_as(&mut status)?;
         if status.status().is_ok_and(|s| s.success()) {
+            // A running Trellis server started it (`just run seed-demo` beside `just
+            // run`): use it, and leave it to its owner. Stopping it would take the
+            // database from under the server.
+            if let Some((owner, port)) = live_owner_port(&data) {
+                tracing::info!(
+                    owner,
+                    port,
+                    "using the embedded cluster a running Trellis process started"
+                );
+                return Ok(Self {
+                    bin,
+                    data,
+                    port,
+                    watched: None,
+                    owned: false,
+                });
+            }
             tracing::warn!(data = %data.display(), "stopping a cluster left running by an earlier run");
             let mut stale = Self {
                 bin: bin.clone(),
                 data: data.clone(),
                 port: 0,
                 watched: None,
+                owned: true,
             };
             stale.stop()?;
         }
@@ -167,11 +214,14 @@ impl Cluster {
                 tail.lines().rev().take(10).collect::<Vec<_>>().join("\n")
             );
         }
+        std::fs::write(data.join(OWNER_FILE), std::process::id().to_string())
+            .with_context(|| format!("writing {}", data.join(OWNER_FILE).display()))?;
         Ok(Self {
             bin,
             data,
             port,
             watched: None,
+            owned: true,
         })
     }
 
@@ -201,6 +251,7 @@ impl Cluster {
             data: data.to_path_buf(),
             port,
             watched: Some(child),
+            owned: true,
         };
         cluster.wait_ready()?;
         Ok(cluster)
@@ -234,8 +285,12 @@ impl Cluster {
         )
     }
 
-    /// Stops a cluster started with [`Cluster::start`].
+    /// Stops a cluster started with [`Cluster::start`]; one this process only attached
+    /// to keeps running for its owner.
     pub fn stop(&mut self) -> Result<()> {
+        if !self.owned {
+            return Ok(());
+        }
         if let Some(mut child) = self.watched.take() {
             drop(child.stdin.take());
             child.wait()?;
@@ -252,6 +307,7 @@ impl Cluster {
         if !status.success() {
             bail!("pg_ctl stop failed");
         }
+        let _ = std::fs::remove_file(self.data.join(OWNER_FILE));
         Ok(())
     }
 }

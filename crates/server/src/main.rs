@@ -283,7 +283,10 @@ async fn seed_demo(config: &Config, db: &Database) -> Result<()> {
     println!("  user:      {EMAIL} / {PASSWORD}");
     println!("  API key:   {}  (admin scope; shown once)", key.plaintext);
     println!("  token:     {token}  (15 minutes)");
-    println!("Try: curl -s localhost:8080/graphql -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' \\", key.plaintext);
+    println!(
+        "Try (with the server running): curl -s http://{}/graphql -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' \\",
+        config.listen, key.plaintext
+    );
     println!("       -d '{{\"query\":\"{{ tenant {{ name members {{ totalCount }} }} }}\"}}'");
     Ok(())
 }

@@ -127,3 +127,39 @@ async fn shutdown_closes_live_sockets_with_1001_and_stops_accepting() {
         .unwrap();
     assert!(TcpStream::connect(addr).await.is_err(), "still accepting");
 }
+
+/// A second Trellis process on the same data dir (`just run seed-demo` while `just
+/// run` serves) uses the embedded cluster the first one started and leaves it running;
+/// it used to stop it, and the serving process answered 503 until restarted.
+#[tokio::test]
+async fn a_second_process_attaches_to_the_embedded_cluster_and_leaves_it_running() {
+    let dir =
+        std::env::temp_dir().join(format!("trellis-attach-{}", uuid::Uuid::new_v4().simple()));
+    let data = dir.join("pg");
+    let mut cluster = trellis_server::embedded_pg::Cluster::start(&data).unwrap();
+    let port = cluster.port;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .arg("migrate")
+        .env("TRELLIS_DATA_DIR", &dir)
+        .env_remove("DATABASE_URL")
+        .env_remove("TRELLIS_APP_DATABASE_URL")
+        .output()
+        .await
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // The owner's cluster still serves, on the same port.
+    let admin = sea_orm::Database::connect(cluster.admin_url())
+        .await
+        .unwrap();
+    sea_orm::ConnectionTrait::execute_unprepared(&admin, "SELECT 1")
+        .await
+        .unwrap();
+    admin.close().await.unwrap();
+    assert_eq!(cluster.port, port);
+    cluster.stop().unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+}
