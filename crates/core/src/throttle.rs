@@ -25,12 +25,6 @@ pub const LOGIN_PER_ADDRESS: Limit = Limit {
     max_hits: 50,
     window_seconds: 15 * 60,
 };
-/// Mutation fields sent anonymously (sign-up, login, refresh, …) from one client
-/// address: 60 per minute.
-pub const ANONYMOUS_MUTATIONS_PER_ADDRESS: Limit = Limit {
-    max_hits: 60,
-    window_seconds: 60,
-};
 
 /// The key of a login account: the address is lowercased and hashed, so the table
 /// never holds emails.

@@ -14,6 +14,7 @@ pub mod loaders;
 pub mod node;
 pub mod pagination;
 pub mod runs;
+pub mod telemetry;
 pub mod workflows;
 
 use async_graphql::{MergedObject, MergedSubscription, SDLExportOptions, Schema};

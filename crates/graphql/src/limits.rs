@@ -24,6 +24,7 @@ use trellis_core::{throttle, Principal, RequestScope};
 
 use crate::context::request_data;
 use crate::error::to_graphql;
+use crate::telemetry;
 use crate::ApiSchema;
 
 /// Limits that keep one request from costing too much.
@@ -38,6 +39,9 @@ pub struct Limits {
     /// mutation field (each alias) costs 1, or more when it is expensive (see
     /// [`mutation_cost`]).
     pub mutation_cost: u32,
+    /// Anonymous mutation fields one client address may send a minute; 0 turns the
+    /// throttle off.
+    pub anonymous_mutations_per_minute: u32,
     /// Whether introspection (and field suggestions) are on; off in production.
     pub introspection: bool,
 }
@@ -49,6 +53,7 @@ impl Default for Limits {
             complexity: 5_000,
             recursive_depth: 32,
             mutation_cost: 50,
+            anonymous_mutations_per_minute: 60,
             introspection: true,
         }
     }
@@ -81,14 +86,21 @@ pub async fn execute(
     request: Request,
     scope: &Arc<RequestScope>,
 ) -> Response {
+    let started = std::time::Instant::now();
     let mut request = request_data(request, scope.clone());
-    let fields = match check(&mut request, limits) {
-        Ok(fields) => fields,
-        Err(error) => return Response::from_errors(vec![error]),
+    let operation = match check(&mut request, limits) {
+        Ok(operation) => operation,
+        Err(error) => {
+            let refused = Response::from_errors(vec![error]);
+            telemetry::record_operation("refused", None, started.elapsed(), &refused.errors);
+            return refused;
+        }
     };
-    if let Some(fields) = fields {
-        if let Err(error) = charge(scope, fields, limits.mutation_cost).await {
-            return Response::from_errors(vec![error]);
+    if let Some(fields) = operation.mutation {
+        if let Err(error) = charge(scope, fields, limits).await {
+            let refused = Response::from_errors(vec![error]);
+            telemetry::record_operation("refused", None, started.elapsed(), &refused.errors);
+            return refused;
         }
     }
     let mut response = schema.execute(request).await;
@@ -100,14 +112,31 @@ pub async fn execute(
             .errors
             .push(error.into_server_error(Default::default()));
     }
+    telemetry::record_operation(
+        operation.kind,
+        operation.name.as_deref(),
+        started.elapsed(),
+        &response.errors,
+    );
     response
 }
 
+/// What [`check`] found about the operation a request names.
+#[derive(Clone, Debug, Default)]
+pub struct Operation {
+    /// `query`, `mutation` or `subscription`; `unknown` when the name matches none.
+    pub kind: &'static str,
+    /// The operation's name in the document, if it has one.
+    pub name: Option<String>,
+    /// Its mutation fields, when it is a mutation.
+    pub mutation: Option<MutationFields>,
+}
+
 /// Checks a request against [`MAX_NESTING`], NUL characters and [`Limits::depth`],
-/// parsing its document once (the schema reuses the parse). Returns the mutation
-/// fields of the operation it names, when that is a mutation. Also for subscriptions,
-/// which have no request scope to charge.
-pub fn check(request: &mut Request, limits: &Limits) -> ServerResult<Option<MutationFields>> {
+/// parsing its document once (the schema reuses the parse). Returns what it found of
+/// the operation the request names. Also for subscriptions, which have no request
+/// scope to charge.
+pub fn check(request: &mut Request, limits: &Limits) -> ServerResult<Operation> {
     check_nesting(&request.query)?;
     check_no_nul(&request.query, &request.variables)?;
     let operation_name = request.operation_name.clone();
@@ -126,35 +155,50 @@ pub fn check(request: &mut Request, limits: &Limits) -> ServerResult<Option<Muta
         }
     };
     // A name that matches nothing is reported by execution.
-    Ok(operation
-        .filter(|(_, op)| op.node.ty == OperationType::Mutation)
-        .map(|(_, op)| mutation_fields(document, &op.node.selection_set)))
+    let Some((name, op)) = operation else {
+        return Ok(Operation {
+            kind: "unknown",
+            ..Operation::default()
+        });
+    };
+    Ok(Operation {
+        kind: match op.node.ty {
+            OperationType::Query => "query",
+            OperationType::Mutation => "mutation",
+            OperationType::Subscription => "subscription",
+        },
+        name: name.map(|n| n.to_string()),
+        mutation: (op.node.ty == OperationType::Mutation)
+            .then(|| mutation_fields(document, &op.node.selection_set)),
+    })
 }
 
 /// Charges a mutation operation to the request's budget, and an anonymous one to its
 /// client address's throttle.
-async fn charge(scope: &RequestScope, fields: MutationFields, limit: u32) -> ServerResult<()> {
+async fn charge(scope: &RequestScope, fields: MutationFields, limits: &Limits) -> ServerResult<()> {
+    let limit = limits.mutation_cost;
     if !scope.charge_mutations(fields.cost, limit) {
         return Err(bad_input(&format!(
             "too many mutations in one request: at most a cost of {limit} per request, \
              where each mutation field costs 1 and signUp and login cost {PASSWORD_COST}"
         )));
     }
-    if *scope.principal() != Principal::Anonymous {
+    if *scope.principal() != Principal::Anonymous || limits.anonymous_mutations_per_minute == 0 {
         return Ok(());
     }
     let Some(ip) = &scope.meta().ip else {
         return Ok(());
     };
     let key = format!("anonymous:address:{ip}");
-    throttle::hit(
-        scope.db(),
-        &key,
-        fields.count,
-        throttle::ANONYMOUS_MUTATIONS_PER_ADDRESS,
-    )
-    .await
-    .map_err(|err| to_graphql(&err, &scope.meta().request_id).into_server_error(Default::default()))
+    let per_minute = throttle::Limit {
+        max_hits: i32::try_from(limits.anonymous_mutations_per_minute).unwrap_or(i32::MAX),
+        window_seconds: 60,
+    };
+    throttle::hit(scope.db(), &key, fields.count, per_minute)
+        .await
+        .map_err(|err| {
+            to_graphql(&err, &scope.meta().request_id).into_server_error(Default::default())
+        })
 }
 
 /// What a password-hashing mutation costs: argon2 takes about 19 MiB and tens of

@@ -27,6 +27,7 @@ use crate::config::{Config, JwtAlgorithm};
 use crate::embedded_pg::Cluster;
 use crate::http::render_graphiql;
 use crate::state::AppState;
+use crate::telemetry;
 
 /// The database the server uses, and the embedded cluster if it started one.
 pub struct Database {
@@ -267,6 +268,8 @@ pub async fn check_master_keys(state: &AppState, config: &Config) -> Result<()> 
 
 /// Connects as the application role and builds everything the handlers share.
 pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result<AppState> {
+    // Metrics recorded from here on reach /metrics.
+    crate::telemetry::exporter();
     let statements = Arc::new(AtomicU64::new(0));
     let pool = bootstrap::connect_app_with(
         app_url,
@@ -279,6 +282,7 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
         depth: config.max_depth,
         complexity: config.max_complexity,
         mutation_cost: config.max_mutation_cost,
+        anonymous_mutations_per_minute: config.anonymous_mutations_per_minute,
         introspection: !config.is_production(),
         ..Limits::default()
     };
@@ -343,9 +347,13 @@ pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Opt
         loop {
             tick.tick().await;
             match trellis_core::throttle::purge(&db).await {
-                Ok(0) => {}
-                Ok(purged) => tracing::debug!(purged, "old request throttles purged"),
-                Err(err) => tracing::warn!(error = ?err, "purging request throttles failed"),
+                Ok(purged) => {
+                    telemetry::maintenance_pass("throttle_purge", purged.unsigned_abs().into());
+                }
+                Err(err) => {
+                    telemetry::maintenance_failure("throttle_purge");
+                    tracing::warn!(error = ?err, "purging request throttles failed");
+                }
             }
         }
     });
@@ -366,9 +374,19 @@ pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Opt
             tick.tick().await;
             loop {
                 match trellis_core::runs::retention::retention_pass(&owner, 500).await {
-                    Ok(pass) if pass == Default::default() => break,
-                    Ok(pass) => tracing::info!(?pass, "run retention pass"),
+                    Ok(pass) if pass == Default::default() => {
+                        telemetry::maintenance_pass("run_retention", 0);
+                        break;
+                    }
+                    Ok(pass) => {
+                        telemetry::maintenance_pass(
+                            "run_retention",
+                            pass.payloads_cleared + pass.runs_deleted,
+                        );
+                        tracing::info!(?pass, "run retention pass");
+                    }
                     Err(err) => {
+                        telemetry::maintenance_failure("run_retention");
                         tracing::warn!(error = ?err, "run retention pass failed");
                         break;
                     }
@@ -380,8 +398,12 @@ pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Opt
                 since: Some(now - chrono::Duration::days(62)),
                 ..Default::default()
             };
-            if let Err(err) = trellis_core::runs::reports::write_reports(&owner, now, &job).await {
-                tracing::warn!(error = ?err, "report rollup failed");
+            match trellis_core::runs::reports::write_reports(&owner, now, &job).await {
+                Ok(_) => telemetry::maintenance_pass("report_rollup", 0),
+                Err(err) => {
+                    telemetry::maintenance_failure("report_rollup");
+                    tracing::warn!(error = ?err, "report rollup failed");
+                }
             }
         }
     });

@@ -57,6 +57,12 @@ pub enum Environment {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum JwtAlgorithm {
     #[value(name = "HS256")]
     Hs256,
@@ -204,9 +210,25 @@ pub struct Config {
     /// mutation field, alias by alias, costs 1; signUp and login cost 10.
     #[arg(long, env = "TRELLIS_MAX_MUTATION_COST", default_value_t = 50)]
     pub max_mutation_cost: u32,
+    /// Anonymous mutation fields (sign-up, login, refresh, …) one client address may
+    /// send a minute, counted in PostgreSQL across replicas; 0 turns the throttle off.
+    #[arg(
+        long,
+        env = "TRELLIS_ANONYMOUS_MUTATIONS_PER_MINUTE",
+        default_value_t = 60
+    )]
+    pub anonymous_mutations_per_minute: u32,
     /// Most operations in one batched HTTP request.
     #[arg(long, env = "TRELLIS_MAX_BATCH", default_value_t = 10)]
     pub max_batch: usize,
+    /// Where `/metrics` is served (e.g. `127.0.0.1:9090`). Unset: on the main port in
+    /// development, nowhere in production.
+    #[arg(long, env = "TRELLIS_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
+    /// `text` (colored on a terminal unless `NO_COLOR` is set) or `json` (one object a
+    /// line, for log pipelines).
+    #[arg(long, env = "TRELLIS_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
     /// Log filter, e.g. `info,trellis=debug`.
     #[arg(long, env = "RUST_LOG", default_value = "info")]
     pub log: String,

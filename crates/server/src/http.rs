@@ -35,6 +35,9 @@ pub struct HttpConfig {
     pub request_timeout: Duration,
     pub body_limit: usize,
     pub cors_origins: Vec<String>,
+    /// Whether `/metrics` is served on this router (development without
+    /// `TRELLIS_METRICS_LISTEN`); otherwise only [`metrics_router`] serves it.
+    pub metrics_route: bool,
 }
 
 /// Builds the whole router.
@@ -47,8 +50,10 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
             post(webhook).layer(DefaultBodyLimit::max(webhook::MAX_WEBHOOK_BODY)),
         )
         .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics));
+        .route("/readyz", get(readyz));
+    if config.metrics_route {
+        router = router.route("/metrics", get(metrics));
+    }
     if let Some(graphiql) = state.graphiql.clone() {
         router = router
             .route("/graphiql", get(graphiql_page))
@@ -146,6 +151,7 @@ async fn execute(
     peer: Option<SocketAddr>,
     batch: BatchRequest,
 ) -> Response {
+    let started = std::time::Instant::now();
     let batch_len = match &batch {
         BatchRequest::Single(_) => 1,
         BatchRequest::Batch(requests) => requests.len(),
@@ -182,6 +188,10 @@ async fn execute(
             );
         }
     };
+    let operation_names: Vec<String> = batch
+        .iter()
+        .map(|r| r.operation_name.clone().unwrap_or_default())
+        .collect();
     let scope = RequestScope::new(state.db.clone(), principal, meta);
     // The operations of a batch run one after another in the one scope, as
     // async-graphql's own execute_batch would.
@@ -200,16 +210,38 @@ async fn execute(
     };
     state.requests.fetch_add(1, Ordering::Relaxed);
     let succeeded = response.is_ok();
-    if RequestScope::finish_shared(scope, succeeded).await.is_err() && succeeded {
+    let request_id = scope.meta().request_id.clone();
+    let tenant = match scope.principal() {
+        Principal::User { tenant_id, .. } => *tenant_id,
+        Principal::ApiKey { tenant_id, .. } => Some(*tenant_id),
+        Principal::Anonymous => None,
+    };
+    let http = if RequestScope::finish_shared(scope, succeeded).await.is_err() && succeeded {
         // The client must not believe that what it asked for was saved.
-        return error_response(
+        error_response(
             media,
             StatusCode::INTERNAL_SERVER_ERROR,
             "INTERNAL",
             "internal error: the request's changes were not saved",
-        );
-    }
-    graphql_http::respond(media, &response)
+        )
+    } else {
+        graphql_http::respond(media, &response)
+    };
+    let errors = match &response {
+        BatchResponse::Single(single) => single.errors.len(),
+        BatchResponse::Batch(all) => all.iter().map(|r| r.errors.len()).sum(),
+    };
+    tracing::info!(
+        target: "trellis::access",
+        request_id,
+        tenant = tenant.map(tracing::field::display),
+        operations = ?operation_names,
+        status = http.status().as_u16(),
+        errors,
+        duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+        "graphql request"
+    );
+    http
 }
 
 /// `POST /graphql`: a request or a batch, as `application/json`.
@@ -569,13 +601,16 @@ async fn readyz(State(state): State<AppState>) -> Response {
 }
 
 async fn metrics(State(state): State<AppState>) -> Response {
-    let body = format!(
-        "# TYPE trellis_sql_statements_total counter\ntrellis_sql_statements_total {}\n\
-         # TYPE trellis_graphql_requests_total counter\ntrellis_graphql_requests_total {}\n",
-        state.statements.load(Ordering::Relaxed),
-        state.requests.load(Ordering::Relaxed)
-    );
+    let body = crate::telemetry::render(&state);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+/// The router of `TRELLIS_METRICS_LISTEN`: `/metrics` only, on its own address, so the
+/// port clients reach need not expose it.
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
 }
 
 async fn graphiql_page(State(state): State<AppState>) -> Response {

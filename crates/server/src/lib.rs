@@ -8,3 +8,4 @@ pub mod graphql_http;
 pub mod http;
 pub mod serve;
 pub mod state;
+pub mod telemetry;

@@ -11,7 +11,7 @@ use trellis_core::auth::api_key::ApiKeySecret;
 use trellis_core::{doctor, identity, Principal, RequestMeta, RequestScope};
 use trellis_server::app::{self, Database};
 use trellis_server::bootstrap;
-use trellis_server::config::{Cli, Command, Config};
+use trellis_server::config::{Cli, Command, Config, LogFormat};
 use trellis_server::http::{self, HttpConfig};
 use trellis_server::serve::{self, ConnectionLimits};
 
@@ -55,12 +55,18 @@ fn main() -> ExitCode {
 
 async fn async_main() -> ExitCode {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_new(&cli.config.log).unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter = EnvFilter::try_new(&cli.config.log).unwrap_or_else(|_| EnvFilter::new("info"));
+    let logs = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.config.log_format {
+        LogFormat::Json => logs.json().with_current_span(false).init(),
+        LogFormat::Text => {
+            use std::io::IsTerminal;
+            let color = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
+            logs.with_ansi(color).init();
+        }
+    }
     match run(cli).await {
         Ok(code) => code,
         Err(err) => {
@@ -176,9 +182,18 @@ async fn serve_on(config: &Config, db: &Database) -> Result<ExitCode> {
         request_timeout: std::time::Duration::from_secs(config.request_timeout),
         body_limit: config.body_limit,
         cors_origins: config.cors_origins.clone(),
+        metrics_route: config.metrics_listen.is_none() && !config.is_production(),
     };
     app::spawn_maintenance(config, &state, db.admin_url.as_deref()).await;
     let shutdown = state.shutdown.clone();
+    if let Some(address) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding {address} (TRELLIS_METRICS_LISTEN)"))?;
+        tracing::info!(%address, "metrics at /metrics");
+        let metrics = http::metrics_router(state.clone());
+        tokio::spawn(async move { axum::serve(listener, metrics).await });
+    }
     let router = http::router(state, &http_config);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await

@@ -206,6 +206,7 @@ async fn cors_clients_can_read_the_request_id() {
         request_timeout: std::time::Duration::from_secs(30),
         body_limit: 1 << 20,
         cors_origins: vec!["https://dash.example".into()],
+        metrics_route: true,
     };
     let router = trellis_server::http::router(app.state.clone(), &http);
     let response = router
@@ -429,4 +430,49 @@ async fn a_database_outage_fails_fast_as_unavailable() {
         .ok(Some(&owner.token), "{ tenant { name } }", json!({}))
         .await;
     assert_eq!(data["tenant"]["name"], "outage");
+}
+
+/// `/metrics` in Prometheus text from the metrics exporter: operations by type and
+/// name with latency histograms, errors by code, the pool, statements and build info.
+/// Where it is not enabled on the main router (production, or TRELLIS_METRICS_LISTEN
+/// set) the main port does not serve it.
+#[tokio::test]
+async fn metrics_are_prometheus_text_and_stay_off_the_main_port_when_asked() {
+    let app = TestApp::new().await;
+    app.post(None, "query MetricsProbe { __typename }", json!({}))
+        .await;
+    app.post(None, "{ noSuchField }", json!({})).await;
+    let (status, body) = app
+        .send(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let text = body.as_str().unwrap();
+    for expected in [
+        "trellis_graphql_operations_total{type=\"query\",name=\"MetricsProbe\"}",
+        "trellis_graphql_operation_duration_seconds_bucket{type=\"query\",name=\"MetricsProbe\",le=\"0.005\"}",
+        "trellis_graphql_errors_total{code=\"GRAPHQL\"}",
+        "trellis_db_pool_connections ",
+        "trellis_sql_statements_total ",
+        "trellis_build_info{version=",
+    ] {
+        assert!(text.contains(expected), "{expected} missing from:\n{text}");
+    }
+    let http = trellis_server::http::HttpConfig {
+        request_timeout: std::time::Duration::from_secs(30),
+        body_limit: 1 << 20,
+        cors_origins: vec![],
+        metrics_route: false,
+    };
+    let main = trellis_server::http::router(app.state.clone(), &http);
+    let response = main
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+    let own = trellis_server::http::metrics_router(app.state.clone());
+    let response = own
+        .oneshot(Request::get("/metrics").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
 }

@@ -708,6 +708,7 @@ async fn router_with_keys(app: &TestApp, spec: &str) -> axum::Router {
             request_timeout: std::time::Duration::from_secs(30),
             body_limit: 1 << 20,
             cors_origins: vec![],
+            metrics_route: true,
         },
     )
 }

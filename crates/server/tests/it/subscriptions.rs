@@ -65,6 +65,7 @@ impl Pair {
             request_timeout: Duration::from_secs(30),
             body_limit: 1 << 20,
             cors_origins: vec![],
+            metrics_route: true,
         };
         let a = serve(app.router.clone()).await;
         let b = serve(router(state_b, &http)).await;

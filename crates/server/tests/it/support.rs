@@ -257,6 +257,7 @@ impl TestApp {
             request_timeout: std::time::Duration::from_secs(30),
             body_limit: 1 << 20,
             cors_origins: vec![],
+            metrics_route: true,
         };
         let router = router(state.clone(), &http);
         Self { db, state, router }
