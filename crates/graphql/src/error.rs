@@ -13,8 +13,18 @@ pub struct UserError {
     pub field: Option<String>,
     /// What is wrong, in words for the person who gave the input.
     pub message: String,
-    /// BAD_USER_INPUT or CONFLICT.
-    pub code: String,
+    /// What kind of problem: the input itself, or a clash with what exists.
+    pub code: UserErrorCode,
+}
+
+/// The kinds of [`UserError`], as the `extensions.code` of the same problems in queries.
+#[derive(async_graphql::Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum UserErrorCode {
+    /// The input is invalid: fix the field and send it again.
+    BadUserInput,
+    /// The input clashes with what exists (a taken key or slug, a state that no longer
+    /// allows the change); a concurrent change may have won.
+    Conflict,
 }
 
 /// Converts a domain error into a GraphQL error, logging internal ones.
@@ -70,20 +80,20 @@ pub fn user_errors(err: Error) -> Result<Vec<UserError>, Error> {
         Error::BadInput { field, message } => Ok(vec![UserError {
             field: Some(field),
             message,
-            code: "BAD_USER_INPUT".into(),
+            code: UserErrorCode::BadUserInput,
         }]),
         Error::Invalid(problems) => Ok(problems
             .into_iter()
             .map(|p| UserError {
                 field: Some(p.field),
                 message: p.message,
-                code: "BAD_USER_INPUT".into(),
+                code: UserErrorCode::BadUserInput,
             })
             .collect()),
         Error::Conflict { field, message } => Ok(vec![UserError {
             field,
             message,
-            code: "CONFLICT".into(),
+            code: UserErrorCode::Conflict,
         }]),
         other => Err(other),
     }
