@@ -57,6 +57,13 @@ impl ContextExt for Context<'_> {
     }
 }
 
+/// A relation the database guarantees (a NOT NULL foreign key inside the tenant): its
+/// absence is an internal error, logged, and the field's non-null type then nulls its
+/// parent as the specification says.
+pub(crate) fn present<T>(value: Option<T>, what: &str) -> async_graphql::Result<T> {
+    value.ok_or_else(|| internal(&format!("{what} is missing")))
+}
+
 fn internal(what: &str) -> async_graphql::Error {
     to_graphql(
         &trellis_core::Error::Internal(trellis_core::anyhow::anyhow!("{what}")),

@@ -12,6 +12,7 @@ pub mod limits;
 pub mod live;
 pub mod loaders;
 pub mod node;
+mod nulls;
 pub mod pagination;
 pub mod runs;
 pub mod telemetry;

@@ -103,7 +103,10 @@ pub async fn execute(
             return refused;
         }
     }
+    // Kept to put back the nulls of field errors (rare) after the request is consumed.
+    let query = request.query.clone();
     let mut response = schema.execute(request).await;
+    crate::nulls::propagate(&mut response, &query, operation.name.as_deref());
     // The platform-administration path is open for one operation only.
     if let Err(err) = scope.end_operation().await {
         scope.mark_failed();

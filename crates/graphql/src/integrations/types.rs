@@ -4,7 +4,7 @@ use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use trellis_entity::{action, app, app_version, connection, connection_secret, secret, IdKind};
 
-use crate::context::{load_error, ContextExt};
+use crate::context::{load_error, present, ContextExt};
 use crate::identity::types::User;
 use crate::ids::gid;
 use crate::loaders::{
@@ -213,13 +213,13 @@ impl AppVersion {
         self.0.created_at
     }
     /// The app it is a version of.
-    async fn app(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<App>> {
+    async fn app(&self, ctx: &Context<'_>) -> async_graphql::Result<App> {
         let app = ctx
             .loader()?
             .load_one(AppById(self.0.app_id))
             .await
             .map_err(|e| load_error(ctx, &e))?;
-        Ok(app.map(App))
+        present(app, "an app").map(App)
     }
     /// Triggers and actions, by key; `kind` narrows to one of the two.
     async fn actions(
@@ -283,13 +283,13 @@ impl Action {
         Json(&self.0.output_schema)
     }
     /// The app version that declares it.
-    async fn app_version(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AppVersion>> {
+    async fn app_version(&self, ctx: &Context<'_>) -> async_graphql::Result<AppVersion> {
         let version = ctx
             .loader()?
             .load_one(AppVersionById(self.0.app_version_id))
             .await
             .map_err(|e| load_error(ctx, &e))?;
-        Ok(version.map(AppVersion))
+        present(version, "an app version").map(AppVersion)
     }
 }
 
@@ -447,22 +447,22 @@ impl Connection {
         self.0.updated_at
     }
     /// The app it connects.
-    async fn app(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<App>> {
+    async fn app(&self, ctx: &Context<'_>) -> async_graphql::Result<App> {
         let app = ctx
             .loader()?
             .load_one(AppById(self.0.app_id))
             .await
             .map_err(|e| load_error(ctx, &e))?;
-        Ok(app.map(App))
+        present(app, "an app").map(App)
     }
     /// The published app version it uses.
-    async fn app_version(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AppVersion>> {
+    async fn app_version(&self, ctx: &Context<'_>) -> async_graphql::Result<AppVersion> {
         let version = ctx
             .loader()?
             .load_one(AppVersionById(self.0.app_version_id))
             .await
             .map_err(|e| load_error(ctx, &e))?;
-        Ok(version.map(AppVersion))
+        present(version, "an app version").map(AppVersion)
     }
     /// The secrets it uses, by field (names and versions only).
     async fn secrets(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<ConnectionSecret>> {

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use trellis_entity::columns::ColumnSet;
 use trellis_entity::{step_run, workflow_run, IdKind};
 
-use crate::context::load;
+use crate::context::{load, present};
 use crate::ids::gid;
 use crate::in_place::in_place_object;
 use crate::loaders::{
@@ -263,16 +263,14 @@ impl WorkflowRunFields<'_> {
         self.0.payloads_purged_at
     }
     /// The workflow it runs.
-    async fn workflow(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Workflow>> {
-        Ok(load(ctx, WorkflowById(self.0.workflow_id))
-            .await?
-            .map(Workflow))
+    async fn workflow(&self, ctx: &Context<'_>) -> async_graphql::Result<Workflow> {
+        let workflow = load(ctx, WorkflowById(self.0.workflow_id)).await?;
+        present(workflow, "a run's workflow").map(Workflow)
     }
     /// The workflow version it runs.
-    async fn version(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowVersion>> {
-        Ok(load(ctx, WorkflowVersionById(self.0.version_id))
-            .await?
-            .map(WorkflowVersion))
+    async fn version(&self, ctx: &Context<'_>) -> async_graphql::Result<WorkflowVersion> {
+        let version = load(ctx, WorkflowVersionById(self.0.version_id)).await?;
+        present(version, "a run's version").map(WorkflowVersion)
     }
     /// The trigger that started it; null for `startRun` and retries, and once the
     /// trigger is deleted.
@@ -388,8 +386,9 @@ impl StepRunFields<'_> {
         self.0.finished_at
     }
     /// The run it belongs to.
-    async fn run(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowRun>> {
-        Ok(load(ctx, RunById(self.0.run_id)).await?.map(WorkflowRun))
+    async fn run(&self, ctx: &Context<'_>) -> async_graphql::Result<WorkflowRun> {
+        let run = load(ctx, RunById(self.0.run_id)).await?;
+        present(run, "a step run's run").map(WorkflowRun)
     }
     /// Its lines of the run's execution log, oldest first.
     async fn logs(

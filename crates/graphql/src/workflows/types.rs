@@ -9,7 +9,7 @@ use trellis_entity::{
 };
 use uuid::Uuid;
 
-use crate::context::{load, load_error};
+use crate::context::{load, load_error, present};
 use crate::ids::gid;
 use crate::integrations::types::{Action, Connection};
 use crate::loaders::{
@@ -369,10 +369,9 @@ impl WorkflowVersion {
         self.0.updated_at
     }
     /// The workflow it belongs to.
-    async fn workflow(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Workflow>> {
-        Ok(load(ctx, WorkflowById(self.0.workflow_id))
-            .await?
-            .map(Workflow))
+    async fn workflow(&self, ctx: &Context<'_>) -> async_graphql::Result<Workflow> {
+        let workflow = load(ctx, WorkflowById(self.0.workflow_id)).await?;
+        present(workflow, "a workflow of this tenant").map(Workflow)
     }
     /// The graph's nodes, in the order they were saved.
     async fn steps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WorkflowStep>> {
@@ -482,8 +481,11 @@ impl WorkflowStep {
             .collect())
     }
     /// The version whose graph it belongs to.
-    async fn version(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowVersion>> {
-        version_by_id(ctx, Some(self.0.version_id)).await
+    async fn version(&self, ctx: &Context<'_>) -> async_graphql::Result<WorkflowVersion> {
+        present(
+            version_by_id(ctx, Some(self.0.version_id)).await?,
+            "a step's version",
+        )
     }
 }
 
@@ -512,12 +514,18 @@ impl WorkflowTransition {
         &self.0.key
     }
     /// The step it leaves.
-    async fn from(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowStep>> {
-        step_by_id(ctx, self.0.from_step_id).await
+    async fn from(&self, ctx: &Context<'_>) -> async_graphql::Result<WorkflowStep> {
+        present(
+            step_by_id(ctx, self.0.from_step_id).await?,
+            "a transition's step",
+        )
     }
     /// The step it leads to.
-    async fn to(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowStep>> {
-        step_by_id(ctx, self.0.to_step_id).await
+    async fn to(&self, ctx: &Context<'_>) -> async_graphql::Result<WorkflowStep> {
+        present(
+            step_by_id(ctx, self.0.to_step_id).await?,
+            "a transition's step",
+        )
     }
     /// `{field, operator, value}`, or `{all: […]}`, `{any: […]}`, `{not: {…}}`; null
     /// for an unconditional edge.
@@ -574,10 +582,9 @@ impl Trigger {
         self.0.updated_at
     }
     /// The workflow whose runs it starts.
-    async fn workflow(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Workflow>> {
-        Ok(load(ctx, WorkflowById(self.0.workflow_id))
-            .await?
-            .map(Workflow))
+    async fn workflow(&self, ctx: &Context<'_>) -> async_graphql::Result<Workflow> {
+        let workflow = load(ctx, WorkflowById(self.0.workflow_id)).await?;
+        present(workflow, "a workflow of this tenant").map(Workflow)
     }
     /// WEBHOOK: the path senders POST to (`/hooks/<id>`); the id is unguessable.
     async fn webhook_path(&self) -> Option<String> {

@@ -172,16 +172,22 @@ async fn connections_answer_the_same_in_place_and_through_fragments() {
         .await;
     }
     // `stats` with its range reversed fails in every node: an error inside each edge.
-    let edge = "__typename cursor node { key again: key stats(period: DAY, from: \"2026-01-02T00:00:00Z\", to: \"2026-01-01T00:00:00Z\") { total } runs(first: 2) { totalCount edges { cursor node { id } } } }";
-    let connection = format!(
-        "__typename totalCount pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }} nodes {{ key }} edges {{ {edge} }} keys: edges {{ node {{ key }} }}"
-    );
-    let plain = format!("{{ workflows(first: 2) {{ {connection} }} }}");
-    let fragments =
-        format!("{{ workflows(first: 2) {{ ... on WorkflowConnection {{ {connection} }} }} }}");
-    let spread = connection.replace(&format!("edges {{ {edge} }}"), "edges { ...E }");
-    let edge_fragments =
-        format!("{{ workflows(first: 2) {{ {spread} }} }} fragment E on WorkflowEdge {{ {edge} }}");
+    let failing = " stats(period: DAY, from: \"2026-01-02T00:00:00Z\", to: \"2026-01-01T00:00:00Z\") { total }";
+    let variants = |edge: &str| {
+        let connection = format!(
+            "__typename totalCount pageInfo {{ hasNextPage hasPreviousPage startCursor endCursor }} nodes {{ key }} edges {{ {edge} }} keys: edges {{ node {{ key }} }}"
+        );
+        let plain = format!("{{ workflows(first: 2) {{ {connection} }} }}");
+        let fragments =
+            format!("{{ workflows(first: 2) {{ ... on WorkflowConnection {{ {connection} }} }} }}");
+        let spread = connection.replace(&format!("edges {{ {edge} }}"), "edges { ...E }");
+        let edge_fragments = format!(
+            "{{ workflows(first: 2) {{ {spread} }} }} fragment E on WorkflowEdge {{ {edge} }}"
+        );
+        [plain, fragments, edge_fragments]
+    };
+    let edge = "__typename cursor node { key again: key runs(first: 2) { totalCount edges { cursor node { id } } } }";
+    let [plain, fragments, edge_fragments] = variants(edge);
     let (_, plain) = app.post(Some(&owner.token), &plain, json!({})).await;
     let page = &plain["data"]["workflows"];
     assert_eq!(page["__typename"], "WorkflowConnection");
@@ -195,32 +201,32 @@ async fn connections_answer_the_same_in_place_and_through_fragments() {
     assert_eq!(page["pageInfo"]["startCursor"], edges[0]["cursor"]);
     assert_eq!(page["pageInfo"]["endCursor"], edges[1]["cursor"]);
     assert_eq!(page["keys"][1]["node"]["key"], "two");
-    assert!(edges[0]["node"].get("stats").is_none(), "{plain:#}");
     assert_eq!(edges[0]["node"]["runs"]["totalCount"], 0);
-    let mut paths: Vec<_> = plain["errors"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].clone())
-        .collect();
-    paths.sort_by_key(|p| p.to_string());
-    assert_eq!(
-        paths,
-        [0, 1]
-            .map(|i| json!(["workflows", "edges", i, "node", "stats"]))
-            .to_vec()
-    );
     for query in [fragments, edge_fragments] {
         let (_, other) = app.post(Some(&owner.token), &query, json!({})).await;
         assert_eq!(other["data"], plain["data"], "{query}");
-        let mut other_paths: Vec<_> = other["errors"]
+    }
+    // With the failing field: the same error paths on every path through the code, and
+    // the same nulls: `stats`, `node`, the edges and `workflows` are all non-null, so
+    // the error nulls `data` itself.
+    let paths_of = |body: &serde_json::Value| {
+        let mut paths: Vec<_> = body["errors"]
             .as_array()
             .unwrap()
             .iter()
             .map(|e| e["path"].clone())
             .collect();
-        other_paths.sort_by_key(|p| p.to_string());
-        assert_eq!(other_paths, paths, "{query}");
+        paths.sort_by_key(|p| p.to_string());
+        paths
+    };
+    let with_stats = format!("{}{failing} }}", &edge[..edge.len() - 2]);
+    let expected: Vec<_> = [0, 1]
+        .map(|i| json!(["workflows", "edges", i, "node", "stats"]))
+        .to_vec();
+    for query in variants(&with_stats) {
+        let (_, body) = app.post(Some(&owner.token), &query, json!({})).await;
+        assert_eq!(body["data"], serde_json::Value::Null, "{query}: {body}");
+        assert_eq!(paths_of(&body), expected, "{query}");
     }
 }
 
@@ -368,4 +374,36 @@ async fn tenant_settings_are_validated_on_save() {
     let data = app.ok(Some(&owner.token), save, json!({ "s": good })).await;
     assert_eq!(data["updateTenant"]["userErrors"], json!([]));
     assert_eq!(data["updateTenant"]["tenant"]["settings"], good);
+}
+
+/// A field error nulls what the specification says: the field itself when it may be
+/// null, else its nearest nullable parent. async-graphql left the key out instead, so
+/// a client found fields it asked for missing.
+#[tokio::test]
+async fn field_errors_null_the_nearest_nullable_field() {
+    let app = TestApp::new().await;
+    let user = app.sign_up("nulls@x.test").await;
+    // `members` (non-null) fails: the new tenant is not the active one yet. Its parent
+    // `tenant` is nullable, so it is null, and the key is there.
+    let (_, body) = app
+        .post(
+            Some(&user.token),
+            "mutation { createTenant(input: {slug: \"nulls\", name: \"n\"}) { tenant { slug members { totalCount } } userErrors { code } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        body["errors"][0]["extensions"]["code"], "FORBIDDEN",
+        "{body}"
+    );
+    assert_eq!(
+        body["errors"][0]["path"],
+        json!(["createTenant", "tenant", "members"])
+    );
+    let payload = body["data"]["createTenant"].as_object().unwrap();
+    assert_eq!(
+        payload.get("tenant"),
+        Some(&serde_json::Value::Null),
+        "{body}"
+    );
 }
