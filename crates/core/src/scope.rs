@@ -111,10 +111,18 @@ struct AccessRow {
     session_live: bool,
 }
 
-/// Whether the session `$3` (NULL: no session named) still has a live refresh token.
-/// RLS shows the user only their own tokens, so another user's family id is dead.
-const SESSION_LIVE: &str = "($3::uuid IS NULL OR EXISTS (SELECT 1 FROM refresh_tokens r \
-     WHERE r.family_id = $3::uuid AND r.revoked_at IS NULL)) AS session_live";
+/// A user's access statement: the membership and tenant row of the request, and
+/// whether the session `$3` (NULL: none named) still has a live refresh token. RLS
+/// shows the user only their own tokens, so another user's family id is dead.
+const USER_ACCESS: &str = "SELECT m.role, t.status, t.deleted_at IS NOT NULL AS deleted, \
+     ($3::uuid IS NULL OR EXISTS (SELECT 1 FROM refresh_tokens r \
+       WHERE r.family_id = $3::uuid AND r.revoked_at IS NULL)) AS session_live \
+     FROM memberships m JOIN tenants t ON t.id = m.tenant_id \
+     WHERE m.tenant_id = $1 AND m.user_id = $2";
+
+/// The same session check for a request without a tenant (no access statement).
+const SESSION_LIVE: &str = "SELECT EXISTS (SELECT 1 FROM refresh_tokens r \
+     WHERE r.family_id = $1 AND r.revoked_at IS NULL) AS session_live";
 
 impl RequestScope {
     pub fn new(db: AppDb, principal: Principal, meta: RequestMeta) -> Arc<Self> {
@@ -185,10 +193,7 @@ impl RequestScope {
             let mut access = TenantAccess::None;
             if let Some(session) = self.session_id() {
                 let live = tx
-                    .query_one(stmt(
-                        &format!("SELECT {}", SESSION_LIVE.replace("$3", "$1")),
-                        [session.into()],
-                    ))
+                    .query_one(stmt(SESSION_LIVE, [session.into()]))
                     .await?
                     .map(|row| row.try_get::<bool>("", "session_live"))
                     .transpose()?
@@ -206,11 +211,7 @@ impl RequestScope {
                 ..
             } => {
                 AccessRow::find_by_statement(stmt(
-                    &format!(
-                    "SELECT m.role, t.status, t.deleted_at IS NOT NULL AS deleted, {SESSION_LIVE} \
-                         FROM memberships m JOIN tenants t ON t.id = m.tenant_id \
-                         WHERE m.tenant_id = $1 AND m.user_id = $2"
-                ),
+                    USER_ACCESS,
                     [tenant_id.into(), (*user_id).into(), (*session_id).into()],
                 ))
                 .one(&tx)

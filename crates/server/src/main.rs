@@ -290,11 +290,12 @@ async fn seed_demo(config: &Config, db: &Database) -> Result<()> {
         None,
     )
     .await?;
+    let runs = seed_demo_workflow(&tenant_scope, &state.runs).await?;
     finish(tenant_scope, true).await?;
     let (token, _) = state
         .jwt
         .issue(session.user.id, Some(tenant.id), Some(session.family_id))?;
-    println!("Demo tenant `demo` created.");
+    println!("Demo tenant `demo` created, with the workflow `onboarding` and {runs} runs.");
     println!("  user:      {EMAIL} / {PASSWORD}");
     println!("  API key:   {}  (admin scope; shown once)", key.plaintext);
     println!("  token:     {token}  (15 minutes)");
@@ -304,6 +305,72 @@ async fn seed_demo(config: &Config, db: &Database) -> Result<()> {
     );
     println!("       -d '{{\"query\":\"{{ tenant {{ name members {{ totalCount }} }} }}\"}}'");
     Ok(())
+}
+
+/// The demo tenant's workflow: three steps, published and active, with a few runs
+/// waiting for a worker, so the dashboard has something to show. Returns how many runs.
+async fn seed_demo_workflow(
+    scope: &RequestScope,
+    runs: &trellis_core::runs::RunSettings,
+) -> Result<usize> {
+    use trellis_core::workflows::graph::{StepSpec, TransitionSpec};
+    use trellis_core::workflows::workflow::{self, NewWorkflow};
+    let (workflow, version) = workflow::create_workflow(
+        scope,
+        NewWorkflow {
+            key: "onboarding".into(),
+            name: "Customer onboarding".into(),
+            description: Some("Receive a sign-up, review it, welcome the customer.".into()),
+            client_id: None,
+        },
+    )
+    .await?;
+    let step = |key: &str, name: &str| StepSpec {
+        key: key.into(),
+        name: name.into(),
+        step_type: trellis_entity::StepType::Delay,
+        position: serde_json::json!({}),
+        config: serde_json::json!({ "seconds": 1 }),
+        action_id: None,
+        connection_id: None,
+        is_required: true,
+    };
+    let edge = |from: &str, to: &str| TransitionSpec {
+        key: None,
+        from: from.into(),
+        to: to.into(),
+        condition: None,
+        is_default: false,
+    };
+    workflow::save_graph(
+        scope,
+        version.id,
+        vec![
+            step("receive", "Receive the sign-up"),
+            step("review", "Review it"),
+            step("welcome", "Welcome the customer"),
+        ],
+        vec![edge("receive", "review"), edge("review", "welcome")],
+    )
+    .await?;
+    workflow::publish_version(scope, version.id).await?;
+    workflow::activate_version(scope, version.id).await?;
+    let customers = ["Ada", "Grace", "Edsger"];
+    for customer in customers {
+        trellis_core::runs::start::start_run(
+            scope,
+            runs,
+            trellis_core::runs::start::StartRun {
+                workflow_id: workflow.id,
+                input: serde_json::json!({ "customer": customer }),
+                idempotency_key: None,
+                simulation: false,
+                version_id: None,
+            },
+        )
+        .await?;
+    }
+    Ok(customers.len())
 }
 
 async fn finish(scope: std::sync::Arc<RequestScope>, ok: bool) -> Result<()> {

@@ -122,7 +122,7 @@ async fn input_nested_thousands_of_levels_deep_is_refused_and_the_server_stays_u
 
 /// The introspection query graphql-js builds (GraphiQL and graphql-codegen send it),
 /// printed by the `graphql` package that the web assets pin.
-fn introspection_query(options: &str) -> String {
+pub(crate) fn introspection_query(options: &str) -> String {
     let web = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web");
     let script = format!(
         "import {{ getIntrospectionQuery }} from 'graphql'; \

@@ -8,24 +8,11 @@ use serde_json::Value;
 /// Types graphql-js and the GraphQL spec define; their descriptions are not ours.
 const BUILT_IN: [&str; 5] = ["String", "Int", "Float", "Boolean", "ID"];
 
-/// The introspection query graphql-js builds (GraphiQL and graphql-codegen send it),
-/// printed by the `graphql` package that the web assets pin.
+/// The introspection query an SDK generator sends, with everything it can ask for.
 fn introspection_query() -> String {
-    let web = concat!(env!("CARGO_MANIFEST_DIR"), "/../../web");
-    let script = "import { getIntrospectionQuery } from 'graphql'; \
-         process.stdout.write(getIntrospectionQuery({ descriptions: true, \
-         specifiedByUrl: true, inputValueDeprecation: true }));";
-    let output = std::process::Command::new("node")
-        .args(["--input-type=module", "-e", script])
-        .current_dir(web)
-        .output()
-        .expect("node runs (just test installs web/node_modules)");
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
+    crate::limits::introspection_query(
+        "{ descriptions: true, specifiedByUrl: true, inputValueDeprecation: true }",
+    )
 }
 
 /// The schema's types as introspection returns them, built from the code.
