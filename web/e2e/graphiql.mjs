@@ -10,6 +10,8 @@
 //   TRELLIS_TOKEN   bearer token; sent as {"Authorization":"Bearer <token>"}  (required)
 //   TRELLIS_QUERY   GraphQL document to execute                                (required)
 //   TRELLIS_EXPECT  substring that must appear in the response pane            (required)
+//   TRELLIS_DOCS_TYPE, TRELLIS_DOCS_EXPECT  optional: then the docs explorer is opened, the
+//                   type is searched for and picked, and its page must show the text
 //   CHROMIUM        browser binary (default /usr/bin/chromium)
 //   E2E_TIMEOUT_MS  wait for the expected response (default 30000)
 //   E2E_ARTIFACTS   directory for the failure screenshot (default: the temp dir)
@@ -183,6 +185,36 @@ async function drive() {
     throw new Error(`response pane does not contain ${JSON.stringify(expected)}`);
   }
   log("response pane contains the expected text");
+
+  // The docs explorer: it needs the schema from introspection at the server's default
+  // limits, and shows the type's description.
+  const docsType = process.env.TRELLIS_DOCS_TYPE;
+  const docsExpect = process.env.TRELLIS_DOCS_EXPECT;
+  if (docsType && docsExpect) {
+    await page.locator('.graphiql-sidebar button[aria-label="Show Documentation Explorer"]').click();
+    const search = page.locator('[data-cy="doc-explorer-input"]');
+    await search.waitFor({ state: "visible" });
+    await search.click();
+    await search.fill(docsType);
+    const option = page
+      .locator('[data-cy="doc-explorer-list"] [data-cy="doc-explorer-option"]')
+      .filter({ has: page.locator(".graphiql-doc-explorer-search-type", { hasText: new RegExp(`^${docsType}$`) }) })
+      .first();
+    await option.click();
+    const shown = await page
+      .waitForFunction(
+        (want) => document.querySelector(".graphiql-doc-explorer")?.textContent.includes(want),
+        docsExpect,
+        { timeout, polling: 100 },
+      )
+      .then(() => true)
+      .catch(() => false);
+    if (!shown) {
+      const text = await page.locator(".graphiql-doc-explorer").first().textContent().catch(() => "");
+      throw new Error(`docs explorer does not show ${JSON.stringify(docsExpect)}: ${text?.slice(0, 500)}`);
+    }
+    log(`docs explorer shows ${docsType}'s description`);
+  }
 
   // Let late lazy loads (chunks, workers, fonts) happen before judging the request log.
   await page.waitForLoadState("networkidle", { timeout: 5000 }).catch(() => {});

@@ -359,6 +359,9 @@ async fn graphiql_runs_a_query_in_a_real_browser_offline() {
         .env("TRELLIS_TOKEN", &user.token)
         .env("TRELLIS_QUERY", "{ viewer { user { email } } }")
         .env("TRELLIS_EXPECT", "browser@x.test")
+        // The docs explorer loads the schema by introspection at the default limits.
+        .env("TRELLIS_DOCS_TYPE", "WorkflowRun")
+        .env("TRELLIS_DOCS_EXPECT", "One execution of a workflow version")
         .output()
         .await
         .expect("node must be installed (just test installs the web assets and Chromium)");
