@@ -24,6 +24,14 @@ macro_rules! payload {
     };
 }
 
+/// An optional JSON input's value: `{}` when it was omitted or null. Such inputs have
+/// no default in the schema: graphql-js cannot print an object default of a custom
+/// scalar (`astFromValue` throws), which broke GraphiQL's editor worker, and a default
+/// printed as a string (async-graphql's `Json`) was stored as a string when sent back.
+pub fn json_or_empty(value: Option<Json<serde_json::Value>>) -> serde_json::Value {
+    value.map_or_else(|| serde_json::json!({}), |json| json.0)
+}
+
 /// The description of the `JSON` scalar.
 pub const JSON_DESCRIPTION: &str = "Any JSON value: an object, array, string, number, \
     boolean or null. Send it as a GraphQL value (an object literal or a variable), not as \

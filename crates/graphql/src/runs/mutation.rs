@@ -10,7 +10,7 @@ use super::types::{StepRun, WorkflowRun};
 use crate::context::{mutate, ContextExt};
 use crate::identity::types::input_id;
 use crate::identity::IdInput;
-use crate::payload::Json;
+use crate::payload::{json_or_empty, Json};
 
 payload!(
     /// The run, and whether an earlier start with the same idempotency key made it.
@@ -70,9 +70,8 @@ pub struct RunLease {
 pub struct StartRunInput {
     /// The workflow (`wf_…`); an ARCHIVED one is a CONFLICT userError.
     pub workflow_id: ID,
-    /// The run's input: any JSON value, at most 1 MiB as JSON text.
-    #[graphql(default_with = "Json(serde_json::json!({}))")]
-    pub input: Json<serde_json::Value>,
+    /// The run's input: any JSON value, at most 1 MiB as JSON text; `{}` when omitted.
+    pub input: Option<Json<serde_json::Value>>,
     /// The same key with the same input returns the run it made (for 24 h); with
     /// another input it is CONFLICT.
     pub idempotency_key: Option<String>,
@@ -131,9 +130,8 @@ pub struct LogLineInput {
     /// The text, at most 16,384 characters; redacted before it is stored.
     pub message: String,
     /// Structured details (any JSON, at most 64 KiB as JSON text), redacted like the
-    /// message.
-    #[graphql(default_with = "Json(serde_json::json!({}))")]
-    pub context: Json<serde_json::Value>,
+    /// message; `{}` when omitted.
+    pub context: Option<Json<serde_json::Value>>,
     /// When it happened, to the millisecond; now when omitted. More than 5 minutes
     /// ahead is a userError.
     pub logged_at: Option<DateTime<Utc>>,
@@ -157,9 +155,8 @@ pub struct FinishRunInput {
     pub run_id: ID,
     /// The lease token from `claimRuns`.
     pub token: ID,
-    /// `completeRun`: the output; `failRun`: the error.
-    #[graphql(default_with = "Json(serde_json::json!({}))")]
-    pub payload: Json<serde_json::Value>,
+    /// `completeRun`: the output; `failRun`: the error; `{}` when omitted.
+    pub payload: Option<Json<serde_json::Value>>,
 }
 
 fn token(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Uuid> {
@@ -205,7 +202,12 @@ async fn finish(
     let lease = token(ctx, &input.token)?;
     let (run, user_errors) = mutate(
         ctx,
-        runner::finish_run(ctx.scope()?, run_id, lease, end(input.payload.0)),
+        runner::finish_run(
+            ctx.scope()?,
+            run_id,
+            lease,
+            end(json_or_empty(input.payload)),
+        ),
     )
     .await?;
     Ok(RunPayload {
@@ -235,7 +237,7 @@ impl RunsMutation {
             .transpose()?;
         let request = start::StartRun {
             workflow_id,
-            input: input.input.0,
+            input: json_or_empty(input.input),
             idempotency_key: input.idempotency_key,
             simulation: input.simulation.unwrap_or(false),
             version_id,
@@ -402,7 +404,7 @@ impl RunsMutation {
                 step_key: l.step_key,
                 level: l.level.into(),
                 message: l.message,
-                context: l.context.0,
+                context: json_or_empty(l.context),
                 logged_at: l.logged_at,
             })
             .collect();

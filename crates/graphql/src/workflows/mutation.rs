@@ -10,7 +10,7 @@ use super::types::{
 use crate::context::{mutate, ContextExt};
 use crate::identity::types::input_id;
 use crate::identity::IdInput;
-use crate::payload::Json;
+use crate::payload::{json_or_empty, Json};
 
 payload!(
     /// The client a mutation created or changed, or the input's problems.
@@ -150,13 +150,11 @@ pub struct WorkflowStepInput {
     /// What the step does.
     #[graphql(name = "type")]
     pub step_type: StepType,
-    /// Where an editor draws it: a JSON object such as `{x, y}`.
-    #[graphql(default_with = "Json(serde_json::json!({}))")]
-    pub position: Json<serde_json::Value>,
+    /// Where an editor draws it: a JSON object such as `{x, y}`; `{}` when omitted.
+    pub position: Option<Json<serde_json::Value>>,
     /// Its settings: a JSON object checked for its type (an ACTION step's against its
-    /// action's input schema).
-    #[graphql(default_with = "Json(serde_json::json!({}))")]
-    pub config: Json<serde_json::Value>,
+    /// action's input schema); `{}` when omitted.
+    pub config: Option<Json<serde_json::Value>>,
     /// ACTION steps: the catalog action to run.
     pub action_id: Option<ID>,
     /// ACTION steps: a connection of the action's app.
@@ -207,9 +205,9 @@ pub struct CreateTriggerInput {
     /// What kind of trigger; it never changes.
     #[graphql(name = "type")]
     pub trigger_type: TriggerType,
-    /// SCHEDULE: `{cron, timezone}`; EVENT: `{event}`; others: anything.
-    #[graphql(default_with = "Json(serde_json::json!({}))")]
-    pub config: Json<serde_json::Value>,
+    /// SCHEDULE: `{cron, timezone}`; EVENT: `{event}`; others: anything; `{}` when
+    /// omitted.
+    pub config: Option<Json<serde_json::Value>>,
     /// Whether it starts switched on.
     #[graphql(default = true)]
     pub is_active: bool,
@@ -252,8 +250,8 @@ impl From<WorkflowStepInput> for graph::StepSpec {
             key: s.key,
             name: s.name,
             step_type: s.step_type.into(),
-            position: s.position.0,
-            config: s.config.0,
+            position: json_or_empty(s.position),
+            config: json_or_empty(s.config),
             is_required: s.is_required,
         }
     }
@@ -565,7 +563,7 @@ impl WorkflowsMutation {
             workflow_id,
             key: input.key,
             trigger_type: input.trigger_type.into(),
-            config: input.config.0,
+            config: json_or_empty(input.config),
             is_active: input.is_active,
         };
         let vault = &ctx.services()?.vault;

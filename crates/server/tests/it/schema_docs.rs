@@ -1,7 +1,8 @@
 //! Schema documentation for generated SDKs and the GraphiQL docs explorer: every type,
 //! field, argument, input field and enum value the standard introspection query returns
-//! has a description of its own, `DateTime` says which specification it follows, and a
-//! JSON input's default is printed as the JSON value it is (`{}`), not as a string.
+//! has a description of its own, `DateTime` says which specification it follows, and no
+//! JSON input has a default that a client would misread (a string) or cannot print (an
+//! object, in graphql-js).
 
 use serde_json::Value;
 
@@ -116,7 +117,7 @@ async fn date_time_names_its_specification_and_describes_itself() {
 }
 
 #[tokio::test]
-async fn json_input_defaults_are_json_values_not_strings() {
+async fn json_inputs_have_no_default_that_clients_misread() {
     let types = introspected_types().await;
     let json = find(&types, "JSON");
     assert!(
@@ -126,43 +127,24 @@ async fn json_input_defaults_are_json_values_not_strings() {
             .starts_with("A scalar that can represent"),
         "JSON keeps async-graphql's description: {json}"
     );
+    // No JSON input has a default: a string default (async-graphql's own `Json`) is
+    // stored as a string when a client sends it back, and graphql-js cannot print an
+    // object default of a custom scalar (`astFromValue` throws), which broke GraphiQL's
+    // editor worker. Omitted JSON inputs are `{}` on the server instead.
     let mut defaults = vec![];
     for ty in &types {
         for field in list(ty, "inputFields") {
-            if field["type"]["ofType"]["name"] == "JSON" || field["type"]["name"] == "JSON" {
-                if let Some(default) = field["defaultValue"].as_str() {
-                    defaults.push((
-                        format!(
-                            "{}.{}",
-                            ty["name"].as_str().unwrap(),
-                            field["name"].as_str().unwrap()
-                        ),
-                        default.to_owned(),
-                    ));
-                }
+            let of_json =
+                field["type"]["ofType"]["name"] == "JSON" || field["type"]["name"] == "JSON";
+            if of_json && !field["defaultValue"].is_null() {
+                defaults.push(format!(
+                    "{}.{} = {}",
+                    ty["name"].as_str().unwrap(),
+                    field["name"].as_str().unwrap(),
+                    field["defaultValue"]
+                ));
             }
         }
     }
-    defaults.sort();
-    let expected: Vec<(String, String)> = [
-        "CreateTriggerInput.config",
-        "FinishRunInput.payload",
-        "LogLineInput.context",
-        "StartRunInput.input",
-        "WorkflowStepInput.config",
-        "WorkflowStepInput.position",
-    ]
-    .into_iter()
-    .map(|field| (field.to_owned(), "{}".to_owned()))
-    .collect();
-    assert_eq!(
-        defaults, expected,
-        "JSON defaults must be GraphQL object literals"
-    );
-    let sdl = trellis_graphql::export_sdl();
-    assert!(
-        !sdl.contains("= \"{}\""),
-        "a JSON default printed as a string"
-    );
-    assert!(sdl.contains("\tconfig: JSON! = {}\n"));
+    assert_eq!(defaults, Vec::<String>::new(), "JSON inputs with a default");
 }
