@@ -61,6 +61,7 @@ const foreignSeen = new Promise((_, reject) => {
 });
 foreignSeen.catch(() => {});
 const failedRequests = [];
+const pageErrors = [];
 const allowed = (u) => {
   try {
     const x = new URL(u);
@@ -219,6 +220,7 @@ async function drive() {
   // Let late lazy loads (chunks, workers, fonts) happen before judging the request log.
   await page.waitForLoadState("networkidle", { timeout: 5000 }).catch(() => {});
   if (foreign.length) throw new Error(`requests left ${base.host}:\n  ${foreign.join("\n  ")}`);
+  if (pageErrors.length) throw new Error(`the page failed:\n  ${pageErrors.join("\n  ")}`);
 }
 
 let page;
@@ -239,9 +241,17 @@ try {
     p.on("response", (r) => {
       if (r.status() >= 400) failedRequests.push(`${r.request().method()} ${r.url()}: HTTP ${r.status()}`);
     });
-    p.on("pageerror", (e) => log("page error:", e.message));
+    p.on("pageerror", (e) => {
+      pageErrors.push(e.message);
+      log("page error:", e.message);
+    });
     p.on("console", (m) => {
-      if (m.type() === "error") log("console error:", m.text());
+      if (m.type() === "error") {
+        // GraphiQL's editor worker failing on the schema (an introspection it cannot
+        // build) leaves the page half-working: count it as a page error.
+        if (m.text().includes("error loading worker")) pageErrors.push(m.text().split("\n")[0]);
+        log("console error:", m.text());
+      }
     });
   };
   context.on("page", watch);
