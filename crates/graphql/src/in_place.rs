@@ -9,13 +9,15 @@
 //! wait for each other. On the runs dashboard the runs subtree went from about 1.2 ms to
 //! 0.45 ms of server CPU per request (bench/README.md, "Runs figures").
 //!
-//! The answer is the same as async-graphql's own. Selections with fragments, directives
-//! or a response key used twice take async-graphql's path, so their merging rules apply
-//! unchanged. Per-field extension hooks would not run here; the schema registers no
+//! The answer is the same as async-graphql's own, in the selection's order (async-graphql
+//! orders fields as they complete). Fragments on the object's own type (`node(id:) {
+//! ... on WorkflowRun { … } }`) resolve in place too; directives, fragments on an
+//! abstract type and a response key used twice take async-graphql's path, so its
+//! merging rules apply unchanged. Per-field extension hooks would not run here; the schema registers no
 //! extension ([`crate::build_schema`]).
 
 use async_graphql::indexmap::IndexMap;
-use async_graphql::parser::types::{Field, Selection};
+use async_graphql::parser::types::{Field, Selection, SelectionSet};
 use async_graphql::resolver_utils::{resolve_container, ContainerType};
 use async_graphql::{ContextSelectionSet, Positioned, ServerResult, Value};
 
@@ -38,22 +40,10 @@ pub async fn resolve_in_place<T: ContainerType>(
     object: &T,
     ctx: &ContextSelectionSet<'_>,
 ) -> ServerResult<Value> {
-    let items = &ctx.item.node.items;
-    let mut fields = Vec::with_capacity(items.len());
-    for item in items {
-        match &item.node {
-            // A repeated response key is found by comparing names: a selection is a
-            // handful of fields, and this spares hashing each key more than once.
-            Selection::Field(field)
-                if field.node.directives.is_empty()
-                    && !fields.iter().any(|f: &&Positioned<Field>| {
-                        f.node.response_key().node == field.node.response_key().node
-                    }) =>
-            {
-                fields.push(field);
-            }
-            _ => return resolve_container(ctx, object).await,
-        }
+    let type_name = object.introspection_type_name();
+    let mut fields = Vec::with_capacity(ctx.item.node.items.len());
+    if !collect_fields(ctx, &ctx.item.node, &type_name, &mut fields, 0) {
+        return resolve_container(ctx, object).await;
     }
     // Fields resolve in selection order, so inserting each once keeps that order.
     let mut values = IndexMap::with_capacity(fields.len());
@@ -77,6 +67,74 @@ pub async fn resolve_in_place<T: ContainerType>(
     } else {
         Value::Object(values)
     })
+}
+
+/// Collects the fields `set` selects on an object of type `type_name`, in order:
+/// fields, inline fragments on that type (or on none), and fragment spreads on it.
+/// False when the selection needs async-graphql's own rules: a directive, a fragment
+/// on another (abstract) type, or a response key used twice (whose selections merge).
+fn collect_fields<'a>(
+    ctx: &'a ContextSelectionSet<'_>,
+    set: &'a SelectionSet,
+    type_name: &str,
+    fields: &mut Vec<&'a Positioned<Field>>,
+    depth: usize,
+) -> bool {
+    if depth > 8 {
+        return false;
+    }
+    for item in &set.items {
+        let collected = match &item.node {
+            // A repeated response key is found by comparing names: a selection is a
+            // handful of fields, and this spares hashing each key more than once.
+            Selection::Field(field)
+                if field.node.directives.is_empty()
+                    && !fields.iter().any(|f: &&Positioned<Field>| {
+                        f.node.response_key().node == field.node.response_key().node
+                    }) =>
+            {
+                fields.push(field);
+                true
+            }
+            Selection::InlineFragment(fragment)
+                if fragment.node.directives.is_empty()
+                    && fragment
+                        .node
+                        .type_condition
+                        .as_ref()
+                        .is_none_or(|on| on.node.on.node.as_str() == type_name) =>
+            {
+                collect_fields(
+                    ctx,
+                    &fragment.node.selection_set.node,
+                    type_name,
+                    fields,
+                    depth + 1,
+                )
+            }
+            Selection::FragmentSpread(spread) if spread.node.directives.is_empty() => {
+                match ctx.query_env.fragments.get(&spread.node.fragment_name.node) {
+                    Some(fragment)
+                        if fragment.node.type_condition.node.on.node.as_str() == type_name =>
+                    {
+                        collect_fields(
+                            ctx,
+                            &fragment.node.selection_set.node,
+                            type_name,
+                            fields,
+                            depth + 1,
+                        )
+                    }
+                    _ => false,
+                }
+            }
+            _ => false,
+        };
+        if !collected {
+            return false;
+        }
+    }
+    true
 }
 
 /// Declares `$outer` (a newtype over a model) as the GraphQL object whose fields
