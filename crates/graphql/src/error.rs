@@ -17,7 +17,7 @@ pub struct UserError {
     pub code: UserErrorCode,
 }
 
-/// The kinds of [`UserError`], as the `extensions.code` of the same problems in queries.
+/// The kinds of `UserError`, as the `extensions.code` of the same problems in queries.
 #[derive(async_graphql::Enum, Clone, Copy, Debug, PartialEq, Eq)]
 pub enum UserErrorCode {
     /// The input is invalid: fix the field and send it again.

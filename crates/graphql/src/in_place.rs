@@ -112,22 +112,20 @@ fn collect_fields<'a>(
                     depth + 1,
                 )
             }
-            Selection::FragmentSpread(spread) if spread.node.directives.is_empty() => {
-                match ctx.query_env.fragments.get(&spread.node.fragment_name.node) {
-                    Some(fragment)
-                        if fragment.node.type_condition.node.on.node.as_str() == type_name =>
-                    {
-                        collect_fields(
-                            ctx,
-                            &fragment.node.selection_set.node,
-                            type_name,
-                            fields,
-                            depth + 1,
-                        )
-                    }
-                    _ => false,
-                }
-            }
+            Selection::FragmentSpread(spread) if spread.node.directives.is_empty() => ctx
+                .query_env
+                .fragments
+                .get(&spread.node.fragment_name.node)
+                .filter(|fragment| fragment.node.type_condition.node.on.node.as_str() == type_name)
+                .is_some_and(|fragment| {
+                    collect_fields(
+                        ctx,
+                        &fragment.node.selection_set.node,
+                        type_name,
+                        fields,
+                        depth + 1,
+                    )
+                }),
             _ => false,
         };
         if !collected {

@@ -104,7 +104,9 @@ pub async fn execute(
         }
     }
     // Kept to put back the nulls of field errors (rare) after the request is consumed.
-    let query = request.query.clone();
+    // The schema executes the document `check` parsed and reads the text no more, so
+    // the text moves out instead of being copied.
+    let query = std::mem::take(&mut request.query);
     let mut response = schema.execute(request).await;
     crate::nulls::propagate(&mut response, &query, operation.name.as_deref());
     // The platform-administration path is open for one operation only.

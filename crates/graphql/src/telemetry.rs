@@ -29,12 +29,13 @@ fn name_label(name: Option<&str>) -> String {
     }
     let mut names = NAMES.lock().unwrap_or_else(PoisonError::into_inner);
     let names = names.get_or_insert_with(HashSet::new);
-    if names.contains(name) || names.len() < MAX_NAMES {
+    if !names.contains(name) {
+        if names.len() >= MAX_NAMES {
+            return "other".to_owned();
+        }
         names.insert(name.to_owned());
-        name.to_owned()
-    } else {
-        "other".to_owned()
     }
+    name.to_owned()
 }
 
 /// Records one executed operation: its count and latency by type and name, and its

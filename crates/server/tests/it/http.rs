@@ -227,7 +227,7 @@ async fn cors_clients_can_read_the_request_id() {
     assert!(response.headers().contains_key("x-request-id"));
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() {

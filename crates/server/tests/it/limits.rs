@@ -6,6 +6,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 
+use crate::http::urlencode;
 use crate::support::TestApp;
 
 /// A request body with `query` and raw JSON `variables` (built as text: a value nested
@@ -23,21 +24,10 @@ fn post_raw(query: &str, variables_json: &str) -> Request<Body> {
 
 /// A GET request, `None` when its URI would be too long to send.
 fn get(query: &str, variables_json: &str) -> Option<Request<Body>> {
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    };
     let uri = format!(
         "/graphql?query={}&variables={}",
-        enc(query),
-        enc(variables_json)
+        urlencode(query),
+        urlencode(variables_json)
     );
     (uri.len() < 65_000).then(|| Request::get(uri).body(Body::empty()).unwrap())
 }
