@@ -15,7 +15,9 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use async_graphql::parser::types::{ExecutableDocument, OperationType, Selection, SelectionSet};
+use async_graphql::parser::types::{
+    ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet,
+};
 use async_graphql::{
     ErrorExtensionValues, Name, Positioned, Request, Response, ServerError, ServerResult,
     Value as ConstValue, Variables,
@@ -103,12 +105,15 @@ pub async fn execute(
             return refused;
         }
     }
-    // Kept to put back the nulls of field errors (rare) after the request is consumed.
-    // The schema executes the document `check` parsed and reads the text no more, so
-    // the text moves out instead of being copied.
-    let query = std::mem::take(&mut request.query);
+    // The schema consumes the parse `check` made; a copy stays to order the response
+    // and put back the nulls of field errors afterwards.
+    let document = request.parsed_query().ok().cloned();
     let mut response = schema.execute(request).await;
-    crate::nulls::propagate(&mut response, &query, operation.name.as_deref());
+    if let Some(document) = &document {
+        // Nulls first: the keys they put back go at the end until ordered.
+        crate::nulls::propagate(&mut response, document, operation.name.as_deref());
+        crate::order::reorder_response(&mut response, document, operation.name.as_deref());
+    }
     // The platform-administration path is open for one operation only.
     if let Err(err) = scope.end_operation().await {
         scope.mark_failed();
@@ -149,18 +154,8 @@ pub fn check(request: &mut Request, limits: &Limits) -> ServerResult<Operation> 
     if selection_depth(document) > limits.depth {
         return Err(bad_input("Query is nested too deep."));
     }
-    let operation = match operation_name.as_deref() {
-        Some(wanted) => document
-            .operations
-            .iter()
-            .find(|(name, _)| name.is_some_and(|n| n.as_str() == wanted)),
-        None => {
-            let mut all = document.operations.iter();
-            all.next().filter(|_| all.next().is_none())
-        }
-    };
     // A name that matches nothing is reported by execution.
-    let Some((name, op)) = operation else {
+    let Some((name, op)) = find_operation(document, operation_name.as_deref()) else {
         return Ok(Operation {
             kind: "unknown",
             ..Operation::default()
@@ -176,6 +171,24 @@ pub fn check(request: &mut Request, limits: &Limits) -> ServerResult<Operation> 
         mutation: (op.node.ty == OperationType::Mutation)
             .then(|| mutation_fields(document, &op.node.selection_set)),
     })
+}
+
+/// The operation of `document` a request names: the one called `name`, or without a
+/// name the document's only operation.
+pub(crate) fn find_operation<'a>(
+    document: &'a ExecutableDocument,
+    name: Option<&str>,
+) -> Option<(Option<&'a Name>, &'a Positioned<OperationDefinition>)> {
+    match name {
+        Some(wanted) => document
+            .operations
+            .iter()
+            .find(|(name, _)| name.is_some_and(|n| n.as_str() == wanted)),
+        None => {
+            let mut all = document.operations.iter();
+            all.next().filter(|_| all.next().is_none())
+        }
+    }
 }
 
 /// Charges a mutation operation to the request's budget, and an anonymous one to its

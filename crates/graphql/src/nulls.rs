@@ -60,15 +60,16 @@ static SCHEMA_TYPES: LazyLock<FieldTypes> =
     LazyLock::new(|| FieldTypes::from_sdl(&crate::export_sdl()));
 
 /// Puts back the nulls async-graphql leaves out for the field errors of `response`,
-/// the result of `query`'s operation `operation_name`.
-pub(crate) fn propagate(response: &mut Response, query: &str, operation_name: Option<&str>) {
+/// the result of `document`'s operation `operation_name`.
+pub(crate) fn propagate(
+    response: &mut Response,
+    document: &ExecutableDocument,
+    operation_name: Option<&str>,
+) {
     if response.errors.iter().all(|e| e.path.is_empty()) {
         return;
     }
-    let Ok(document) = async_graphql::parser::parse_query(query) else {
-        return;
-    };
-    propagate_with(&SCHEMA_TYPES, response, &document, operation_name);
+    propagate_with(&SCHEMA_TYPES, response, document, operation_name);
 }
 
 fn propagate_with(
@@ -77,12 +78,7 @@ fn propagate_with(
     document: &ExecutableDocument,
     operation_name: Option<&str>,
 ) {
-    let mut operations = document.operations.iter();
-    let operation = match operation_name {
-        Some(wanted) => operations.find(|(name, _)| name.is_some_and(|n| n.as_str() == wanted)),
-        None => operations.next(),
-    };
-    let Some((_, operation)) = operation else {
+    let Some((_, operation)) = crate::limits::find_operation(document, operation_name) else {
         return;
     };
     let root = match operation.node.ty {

@@ -408,12 +408,12 @@ async fn field_errors_null_the_nearest_nullable_field() {
     );
 }
 
-/// A run's fields follow the query's order, as the specification says, also under a
-/// fragment: async-graphql inserts fields as they complete, so one that waits on a
-/// loader used to land after the others. (Under `node(id:)` the interface still
-/// resolves through async-graphql's container; see docs/api.md.)
+/// Every object's fields follow the query's order, as the specification says: at the
+/// root, under `node(id:)`, in fragments and in lists. async-graphql inserts fields
+/// as they complete, so one that waits on a loader used to land after the others, and
+/// `node(id:)` answered the same selection in different orders.
 #[tokio::test]
-async fn run_fields_come_back_in_the_order_asked_under_fragments() {
+async fn fields_come_back_in_the_order_asked() {
     let app = TestApp::new().await;
     let owner = app.owner("order").await;
     let workflow = crate::runs::active_workflow(&app, &owner, "ordered").await;
@@ -426,15 +426,50 @@ async fn run_fields_come_back_in_the_order_asked_under_fragments() {
         .await;
     let run = data["startRun"]["run"]["id"].clone();
     assert!(run.is_string());
-    let query = "{ workflows { edges { node { runs { edges { node { ... on WorkflowRun { workflow { key } status version { number } id stepRuns { stepKey } createdAt } } } } } } } }";
-    let body = json!({ "query": query }).to_string();
-    let order = [
-        "workflow",
-        "status",
-        "version",
-        "id",
-        "stepRuns",
-        "createdAt",
+    let query = "query($w: ID!, $r: ID!) {
+        runs: workflows { edges { node { runs { edges { node { ... on WorkflowRun { workflow { key } status version { number } id stepRuns { stepKey } createdAt } } } } } } }
+        wf: node(id: $w) { ... on Workflow { versions { steps { key } number } activeVersion { number } key triggers { id } name } id __typename }
+        run: node(id: $r) { ...R id }
+        viewer { role user { email } activeTenant { slug members { totalCount } name } }
+    }
+    fragment R on WorkflowRun { workflow { versions { number } key } status stepRuns { stepKey } createdAt }";
+    let body = json!({ "query": query, "variables": { "w": workflow, "r": run } }).to_string();
+    // The root's keys, then each root field's keys (nested objects included) in the
+    // query's order, searched in that field's part of the text.
+    let root = ["\"runs\":", "\"wf\":", "\"run\":", "\"viewer\":"];
+    let parts: [&[&str]; 4] = [
+        &[
+            "\"workflow\":{\"key\"",
+            "\"status\"",
+            "\"version\":{\"number\"",
+            "\"id\"",
+            "\"stepRuns\":[",
+            "\"createdAt\"",
+        ],
+        &[
+            "\"versions\":[{\"steps\":[",
+            "\"number\":1}]",
+            "\"activeVersion\":{",
+            "\"key\":\"ordered\"",
+            "\"triggers\":[",
+            "\"name\":",
+            "\"id\":\"wf_",
+            "\"__typename\":\"Workflow\"}",
+        ],
+        &[
+            "\"workflow\":{\"versions\":[{\"number\":1}],\"key\":\"ordered\"}",
+            "\"status\"",
+            "\"stepRuns\"",
+            "\"createdAt\"",
+            "\"id\":\"run_",
+        ],
+        &[
+            "\"role\"",
+            "\"user\":{\"email\"",
+            "\"activeTenant\":{\"slug\"",
+            "\"members\":{\"totalCount\"",
+            "\"name\"",
+        ],
     ];
     for _ in 0..20 {
         use tower::ServiceExt;
@@ -449,13 +484,25 @@ async fn run_fields_come_back_in_the_order_asked_under_fragments() {
             .unwrap();
         // The raw text: a parsed map would not keep the order.
         let text = String::from_utf8(bytes.to_vec()).unwrap();
-        let positions: Vec<usize> = order
+        assert!(!text.contains("\"errors\""), "{text}");
+        let mut starts: Vec<usize> = root
             .iter()
             .map(|key| {
-                text.find(&format!("\"{key}\":"))
+                text.find(key)
                     .unwrap_or_else(|| panic!("{key} missing: {text}"))
             })
             .collect();
-        assert!(positions.is_sorted(), "out of order: {text}");
+        assert!(starts.is_sorted(), "root out of order: {text}");
+        starts.push(text.len());
+        for (i, keys) in parts.iter().enumerate() {
+            let part = &text[starts[i]..starts[i + 1]];
+            let mut from = 0;
+            for key in *keys {
+                let at = part[from..]
+                    .find(key)
+                    .unwrap_or_else(|| panic!("{key} missing or out of order in {part}"));
+                from += at + key.len();
+            }
+        }
     }
 }
