@@ -27,10 +27,11 @@ pub enum IdKind {
     Trigger,
     WorkflowRun,
     StepRun,
+    LogLine,
 }
 
 impl IdKind {
-    pub const ALL: [IdKind; 19] = [
+    pub const ALL: [IdKind; 20] = [
         IdKind::Tenant,
         IdKind::User,
         IdKind::Membership,
@@ -50,6 +51,7 @@ impl IdKind {
         IdKind::Trigger,
         IdKind::WorkflowRun,
         IdKind::StepRun,
+        IdKind::LogLine,
     ];
 
     /// The prefix, without its underscore.
@@ -74,6 +76,7 @@ impl IdKind {
             IdKind::Trigger => "trg",
             IdKind::WorkflowRun => "run",
             IdKind::StepRun => "srn",
+            IdKind::LogLine => "log",
         }
     }
 }

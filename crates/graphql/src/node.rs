@@ -11,6 +11,7 @@ use crate::loaders::{
     InvitationById, MembershipById, RunById, SecretById, StepRunById, TenantById, TriggerById,
     UserById, WorkflowById, WorkflowStepById, WorkflowTransitionById, WorkflowVersionById,
 };
+use crate::runs::logs::{log_line, LogLine};
 use crate::runs::types::{StepRun, WorkflowRun};
 use crate::workflows::types::{
     Client, Trigger, Workflow, WorkflowStep, WorkflowTransition, WorkflowVersion,
@@ -47,6 +48,7 @@ pub enum Node {
     Trigger(Trigger),
     WorkflowRun(WorkflowRun),
     StepRun(StepRun),
+    LogLine(LogLine),
 }
 
 /// The most IDs `nodes(ids:)` takes at once.
@@ -144,6 +146,8 @@ async fn fetch(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>
             .load_one(StepRunById(uuid))
             .await
             .map(|m| m.map(|m| Node::StepRun(m.into()))),
+        // Log lines live in the log store (MongoDB or PostgreSQL), not behind a loader.
+        IdKind::LogLine => return Ok(log_line(ctx, uuid).await?.map(Node::LogLine)),
     };
     node.map_err(|e| load_error(ctx, &e))
 }

@@ -119,6 +119,8 @@ pub struct LogEntry {
 /// Which lines a query returns. Every field narrows; all values are matched literally.
 #[derive(Clone, Debug, Default)]
 pub struct LogFilter {
+    /// One line by its id.
+    pub id: Option<Uuid>,
     pub run_id: Option<Uuid>,
     pub step_run_id: Option<Uuid>,
     /// Any of these levels; `None` or empty: every level.

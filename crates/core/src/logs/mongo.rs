@@ -216,6 +216,9 @@ pub(super) fn filter_document(
     now: DateTime<Utc>,
 ) -> Document {
     let mut query = Document::new();
+    if let Some(id) = filter.id {
+        query.insert("_id", id.to_string());
+    }
     if let Some(run) = filter.run_id {
         query.insert("runId", run.to_string());
     }

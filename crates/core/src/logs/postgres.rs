@@ -100,6 +100,9 @@ pub(super) async fn query(
         values.push(value);
         sql.push_str(&clause.replace('?', &format!("${}", values.len())));
     };
+    if let Some(id) = filter.id {
+        bind(&mut sql, " AND id = ?", id.into());
+    }
     if let Some(run) = filter.run_id {
         bind(&mut sql, " AND run_id = ?", run.into());
     }

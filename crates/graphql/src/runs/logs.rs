@@ -38,9 +38,11 @@ pub enum LogLevel {
 /// One execution log line, redacted before it was stored.
 #[derive(SimpleObject)]
 pub struct LogLine {
-    /// The line's own ID, unique in its run's log; not a global ID (`node` does not
-    /// take it).
+    /// The global ID (`log_…`), which `node` takes.
+    #[graphql(owned)]
     pub id: ID,
+    /// The run it belongs to.
+    pub run_id: ID,
     /// How serious it is.
     pub level: LogLevel,
     /// The text, redacted (run secrets, the tenant's rules and, unless turned off, email
@@ -59,7 +61,8 @@ pub struct LogLine {
 impl From<trellis_core::logs::LogEntry> for LogLine {
     fn from(e: trellis_core::logs::LogEntry) -> Self {
         Self {
-            id: ID(e.id.simple().to_string()),
+            id: gid(IdKind::LogLine, e.id),
+            run_id: gid(IdKind::WorkflowRun, e.run_id),
             level: e.level.into(),
             message: e.message,
             context: Json(e.context),
@@ -102,6 +105,29 @@ pub struct LogLineFilter {
     pub levels: Option<Vec<LogLevel>>,
     /// A case-insensitive substring of the message, matched literally.
     pub text: Option<String>,
+}
+
+/// The line with this id, if the tenant has it and it has not expired.
+pub(crate) async fn log_line(
+    ctx: &Context<'_>,
+    id: Uuid,
+) -> async_graphql::Result<Option<LogLine>> {
+    let scope = ctx.scope()?;
+    let store = &ctx.services()?.logs;
+    let filter = LogFilter {
+        id: Some(id),
+        ..LogFilter::default()
+    };
+    let page = LogPage {
+        limit: 1,
+        ..LogPage::default()
+    };
+    let (lines, _) = run(
+        ctx,
+        Box::pin(async { store.for_tenant(scope).await?.query(&filter, page).await }),
+    )
+    .await?;
+    Ok(lines.into_iter().next().map(LogLine::from))
 }
 
 /// One page of the lines of a run or of a step run.
@@ -158,6 +184,7 @@ async fn read_log_page(
                 .levels
                 .map(|levels| levels.into_iter().map(Into::into).collect()),
             text: filter.text,
+            ..LogFilter::default()
         };
         let page = LogPage {
             after,

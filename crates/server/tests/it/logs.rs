@@ -265,6 +265,14 @@ async fn handles_never_cross_tenants(w: &World, store: &LogStore) {
 
     // Everything A sees is A's, whatever the filter.
     assert_eq!(all(app, store, a, LogFilter::default()).await.len(), 2);
+    // One line by its id (what `node(id:)` reads): for its tenant only.
+    let b_line = all(app, store, b, LogFilter::default()).await[0].id;
+    let by_id = LogFilter {
+        id: Some(b_line),
+        ..LogFilter::default()
+    };
+    assert_eq!(all(app, store, b, by_id.clone()).await.len(), 1);
+    assert!(all(app, store, a, by_id).await.is_empty());
     let b_run = LogFilter {
         run_id: Some(w.run_b),
         ..LogFilter::default()

@@ -1430,6 +1430,33 @@ async fn runner_logs_are_redacted_filtered_and_paged_per_run_and_step() {
     );
     assert_eq!(rest["node"]["logs"]["pageInfo"]["hasNextPage"], false);
 
+    // A line is a Node: its global ID reads it back, for its tenant only.
+    let ids = app
+        .ok(Some(&owner.token), "query($id: ID!) { node(id: $id) { ... on WorkflowRun { logs(filter: {levels: [ERROR]}) { edges { node { id runId } } } } } }", json!({ "id": run }))
+        .await;
+    let line = ids["node"]["logs"]["edges"][0]["node"].clone();
+    assert!(line["id"].as_str().unwrap().starts_with("log_"), "{line}");
+    assert_eq!(line["runId"], run.as_str());
+    let by_id = "query($id: ID!) { node(id: $id) { __typename id ... on LogLine { level message runId } } }";
+    let node = app
+        .ok(Some(&owner.token), by_id, json!({ "id": line["id"] }))
+        .await;
+    assert_eq!(node["node"]["__typename"], "LogLine");
+    assert_eq!(node["node"]["level"], "ERROR");
+    assert_eq!(node["node"]["id"], line["id"]);
+    let stranger = app.owner("log-stranger").await;
+    assert_eq!(
+        app.error_code(Some(&stranger.token), by_id, json!({ "id": line["id"] }))
+            .await,
+        "NOT_FOUND"
+    );
+    let made_up = format!("log_{}", uuid::Uuid::now_v7().simple());
+    assert_eq!(
+        app.error_code(Some(&owner.token), by_id, json!({ "id": made_up }))
+            .await,
+        "NOT_FOUND"
+    );
+
     // The stored row holds no plaintext either.
     let admin = app.db.admin().await;
     let stored: i64 = admin
