@@ -4,6 +4,7 @@ import type { TypedDocumentNode } from '@graphql-typed-document-node/core';
 import { print, type FormattedExecutionResult, type GraphQLFormattedError } from 'graphql';
 import { createClient, type Client } from 'graphql-ws';
 
+import { documentIds } from './generated/document-ids.js';
 import { CancelRunDocument, RunDetailDocument, RunUpdatedDocument, StartRunDocument } from './generated/documents.js';
 import type {
   CancelRunMutation,
@@ -37,10 +38,15 @@ export class TrellisError extends Error {
   }
 }
 
+/** The errors that mean "send the document's text instead of its id". */
+const SEND_TEXT = new Set(['PERSISTED_QUERY_NOT_FOUND', 'PERSISTED_QUERY_NOT_SUPPORTED']);
+
 /**
  * Posts one typed operation to `${baseUrl}/graphql` and returns its typed `data`.
- * Throws `TrellisError` on any GraphQL error: the server rolls the whole request back
- * then, so partial data is not worth keeping.
+ * The operation goes by its trusted-document id (`documentId`, see
+ * `generated/persisted-documents.json`), and by its text only when the server has no
+ * such manifest. Throws `TrellisError` on any GraphQL error: the server rolls the whole
+ * request back then, so partial data is not worth keeping.
  */
 export async function request<TData, TVariables extends Record<string, unknown>>(
   fetch: FetchLike,
@@ -49,20 +55,29 @@ export async function request<TData, TVariables extends Record<string, unknown>>
   variables: NoInfer<TVariables>,
   baseUrl = '',
 ): Promise<TData> {
-  const response = await fetch(`${baseUrl}/graphql`, {
-    method: 'POST',
-    headers: {
-      'Content-Type': 'application/json',
-      Accept: 'application/json',
-      Authorization: `Bearer ${accessToken}`,
-    },
-    body: JSON.stringify({ query: print(document), variables }),
-  });
-  // A GraphQL response, whose `data` matches `document`; or, for a body the server
-  // refused (HTTP 400, 408, 413), plain text: then only the status is reported.
-  const result = (await response.json().catch(() => ({}))) as FormattedExecutionResult<TData>;
+  const post = async (operation: { documentId: string } | { query: string }) => {
+    const response = await fetch(`${baseUrl}/graphql`, {
+      method: 'POST',
+      headers: {
+        'Content-Type': 'application/json',
+        Accept: 'application/json',
+        Authorization: `Bearer ${accessToken}`,
+      },
+      body: JSON.stringify({ ...operation, variables }),
+    });
+    // A GraphQL response, whose `data` matches `document`; or, for a body the server
+    // refused (HTTP 400, 408, 413), plain text: then only the status is reported.
+    const result = (await response.json().catch(() => ({}))) as FormattedExecutionResult<TData>;
+    return { status: response.status, result };
+  };
+  const documentId = documentIds.get(document);
+  let { status, result } = documentId ? await post({ documentId }) : await post({ query: print(document) });
+  const code = result.errors?.[0]?.extensions?.['code'];
+  if (documentId && typeof code === 'string' && SEND_TEXT.has(code)) {
+    ({ status, result } = await post({ query: print(document) }));
+  }
   if (result.errors?.length || result.data == null) {
-    throw new TrellisError(response.status, result.errors ?? []);
+    throw new TrellisError(status, result.errors ?? []);
   }
   return result.data;
 }

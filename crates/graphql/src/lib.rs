@@ -17,6 +17,7 @@ mod order;
 pub mod pagination;
 pub mod runs;
 pub mod telemetry;
+pub mod trusted;
 pub mod workflows;
 
 use async_graphql::{MergedObject, MergedSubscription, SDLExportOptions, Schema};

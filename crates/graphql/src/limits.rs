@@ -27,6 +27,7 @@ use trellis_core::{throttle, Principal, RequestScope};
 use crate::context::request_data;
 use crate::error::to_graphql;
 use crate::telemetry;
+use crate::trusted::TrustedDocuments;
 use crate::ApiSchema;
 
 /// Limits that keep one request from costing too much.
@@ -46,6 +47,8 @@ pub struct Limits {
     pub anonymous_mutations_per_minute: u32,
     /// Whether introspection (and field suggestions) are on; off in production.
     pub introspection: bool,
+    /// The operations clients were built with, and whether only they may run.
+    pub trusted_documents: TrustedDocuments,
 }
 
 impl Default for Limits {
@@ -57,6 +60,7 @@ impl Default for Limits {
             mutation_cost: 50,
             anonymous_mutations_per_minute: 60,
             introspection: true,
+            trusted_documents: TrustedDocuments::none(),
         }
     }
 }
@@ -142,11 +146,13 @@ pub struct Operation {
     pub mutation: Option<MutationFields>,
 }
 
-/// Checks a request against [`MAX_NESTING`], NUL characters and [`Limits::depth`],
+/// Admits a request's document (trusted documents), then checks it against
+/// [`MAX_NESTING`], NUL characters and [`Limits::depth`],
 /// parsing its document once (the schema reuses the parse). Returns what it found of
 /// the operation the request names. Also for subscriptions, which have no request
 /// scope to charge.
 pub fn check(request: &mut Request, limits: &Limits) -> ServerResult<Operation> {
+    limits.trusted_documents.admit(request)?;
     check_nesting(&request.query)?;
     check_no_nul(&request.query, &request.variables)?;
     let operation_name = request.operation_name.clone();

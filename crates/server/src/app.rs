@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use base64::Engine;
 use chrono::Duration;
 use rand::RngCore;
@@ -20,6 +20,7 @@ use trellis_core::logs::LogStore;
 use trellis_core::runs::live::LiveEvents;
 use trellis_core::runs::RunSettings;
 use trellis_core::AppDb;
+use trellis_graphql::trusted::TrustedDocuments;
 use trellis_graphql::{build_schema, Limits, Services};
 
 use crate::bootstrap::{self, DbNames};
@@ -274,6 +275,26 @@ pub async fn check_master_keys(state: &AppState, config: &Config) -> Result<()> 
     )
 }
 
+/// The manifest of trusted documents the configuration names, if any.
+fn trusted_documents(config: &Config) -> Result<TrustedDocuments> {
+    let Some(path) = &config.trusted_documents else {
+        if config.trusted_documents_only {
+            bail!("TRELLIS_TRUSTED_DOCUMENTS_ONLY needs TRELLIS_TRUSTED_DOCUMENTS (a manifest)");
+        }
+        return Ok(TrustedDocuments::none());
+    };
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("TRELLIS_TRUSTED_DOCUMENTS: reading {}", path.display()))?;
+    let trusted = TrustedDocuments::from_manifest(&text, config.trusted_documents_only)
+        .map_err(|err| anyhow!("TRELLIS_TRUSTED_DOCUMENTS ({}): {err}", path.display()))?;
+    tracing::info!(
+        documents = trusted.len(),
+        enforced = trusted.is_enforced(),
+        "trusted documents loaded"
+    );
+    Ok(trusted)
+}
+
 /// Connects as the application role and builds everything the handlers share.
 pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result<AppState> {
     // Metrics recorded from here on reach /metrics.
@@ -292,6 +313,7 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
         mutation_cost: config.max_mutation_cost,
         anonymous_mutations_per_minute: config.anonymous_mutations_per_minute,
         introspection: !config.is_production(),
+        trusted_documents: trusted_documents(config)?,
         ..Limits::default()
     };
     let identity = IdentityConfig {

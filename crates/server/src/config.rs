@@ -218,6 +218,15 @@ pub struct Config {
         default_value_t = 60
     )]
     pub anonymous_mutations_per_minute: u32,
+    /// A manifest of trusted documents (JSON: SHA-256 hex to document text, as
+    /// `clients/typescript/persisted-documents.json`): clients may then send a
+    /// `documentId` instead of the text.
+    #[arg(long, env = "TRELLIS_TRUSTED_DOCUMENTS")]
+    pub trusted_documents: Option<PathBuf>,
+    /// Run only the documents of TRELLIS_TRUSTED_DOCUMENTS (recommended in production
+    /// once every client sends them).
+    #[arg(long, env = "TRELLIS_TRUSTED_DOCUMENTS_ONLY", default_value_t = false, action = clap::ArgAction::Set)]
+    pub trusted_documents_only: bool,
     /// Most operations in one batched HTTP request.
     #[arg(long, env = "TRELLIS_MAX_BATCH", default_value_t = 10)]
     pub max_batch: usize,

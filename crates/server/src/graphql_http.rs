@@ -8,8 +8,9 @@
 //! - With `Accept: application/graphql-response+json`, a request that fails before
 //!   execution (parse or validation errors) is 400 and carries no `data`; with
 //!   `application/json` (or no `Accept`) it is 200, as legacy clients expect.
-//! - Apollo's automatic persisted queries are answered with the standard
-//!   `PersistedQueryNotSupported` error, so Apollo's link falls back to full queries.
+//! - A request may name a trusted document instead of sending its text: `documentId`
+//!   (`sha256:<hex>`) or Apollo's `extensions.persistedQuery`. Both reach the single
+//!   door as `persistedQuery`, where `trellis_graphql::trusted` decides.
 
 use std::collections::HashMap;
 
@@ -110,27 +111,39 @@ struct WireRequest {
     variables: Variables,
     #[serde(default)]
     extensions: Option<HashMap<String, serde_json::Value>>,
+    /// A trusted document's id, `sha256:<hex>` (or the bare hex).
+    #[serde(default, rename = "documentId")]
+    document_id: Option<String>,
 }
 
 impl WireRequest {
     fn into_request(self) -> Result<Request, Refusal> {
-        let persisted = self
-            .extensions
-            .as_ref()
-            .is_some_and(|e| e.contains_key("persistedQuery"));
+        let mut extensions = self.extensions.unwrap_or_default();
+        if let Some(id) = self.document_id {
+            let hash = id.strip_prefix("sha256:").unwrap_or(&id);
+            extensions.insert(
+                "persistedQuery".into(),
+                serde_json::json!({ "version": 1, "sha256Hash": hash }),
+            );
+        }
+        let persisted = extensions.contains_key("persistedQuery");
         let query = match self.query {
             Some(query) if !query.is_empty() => query,
-            _ if persisted => {
-                return Err(Refusal {
-                    status: StatusCode::BAD_REQUEST,
-                    code: "PERSISTED_QUERY_NOT_SUPPORTED",
-                    message: "PersistedQueryNotSupported".into(),
-                })
+            // The text comes from the manifest of trusted documents.
+            _ if persisted => String::new(),
+            _ => {
+                return Err(Refusal::bad_request(
+                    "the request needs a `query` string or a `documentId`",
+                ))
             }
-            _ => return Err(Refusal::bad_request("the request needs a `query` string")),
         };
         let mut request = Request::new(query).variables(self.variables);
         request.operation_name = self.operation_name;
+        if let Some(persisted) = extensions.remove("persistedQuery") {
+            let value = async_graphql::Value::from_json(persisted)
+                .map_err(|err| Refusal::bad_request(format!("invalid persistedQuery: {err}")))?;
+            request.extensions.insert("persistedQuery".into(), value);
+        }
         Ok(request)
     }
 }
@@ -187,6 +200,8 @@ struct GetParams {
     operation_name: Option<String>,
     variables: Option<String>,
     extensions: Option<String>,
+    #[serde(rename = "documentId")]
+    document_id: Option<String>,
 }
 
 /// Reads a `GET` request's query string.
@@ -215,6 +230,7 @@ pub fn read_get(uri: &Uri) -> Result<BatchRequest, Refusal> {
         operation_name: params.operation_name,
         variables,
         extensions,
+        document_id: params.document_id,
     };
     Ok(BatchRequest::Single(wire.into_request()?))
 }
@@ -385,12 +401,20 @@ mod tests {
         };
         assert_eq!(request.operation_name.as_deref(), Some("Q"));
         assert_eq!(request.variables.len(), 1);
-        let uri: Uri = "/graphql?extensions=%7B%22persistedQuery%22%3A%7B%7D%7D"
-            .parse()
-            .unwrap();
+        // A document id stands for the text, which the trusted documents supply.
+        let uri: Uri = "/graphql?documentId=sha256%3Aab12".parse().unwrap();
+        let BatchRequest::Single(request) = read_get(&uri).unwrap() else {
+            panic!("one request");
+        };
+        assert!(request.query.is_empty());
         assert_eq!(
-            read_get(&uri).unwrap_err().code,
-            "PERSISTED_QUERY_NOT_SUPPORTED"
+            request.extensions["persistedQuery"],
+            async_graphql::Value::from_json(
+                serde_json::json!({ "version": 1, "sha256Hash": "ab12" })
+            )
+            .unwrap()
         );
+        let uri: Uri = "/graphql?operationName=Q".parse().unwrap();
+        assert_eq!(read_get(&uri).unwrap_err().code, "BAD_USER_INPUT");
     }
 }

@@ -189,7 +189,7 @@ async fn status_codes_follow_the_accepted_media_type() {
         .send(post_as(
             json,
             None,
-            r#"{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"abc"}}}"#,
+            r#"{"extensions":{"persistedQuery":{"version":1,"sha256Hash":"ecf4edb46db40b5132295c0291d62fb65d6759a9eedfa4d5d612dd5ec54a6b38"}}}"#,
         ))
         .await;
     assert_eq!(body["errors"][0]["message"], "PersistedQueryNotSupported");
@@ -237,6 +237,101 @@ pub(crate) fn urlencode(s: &str) -> String {
             }
         })
         .collect()
+}
+
+/// The SDK build's manifest of trusted documents (`just clients` writes it) and the
+/// Viewer operation's hash and text in it.
+fn sdk_manifest() -> (String, String, String) {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../clients/typescript/src/generated/persisted-documents.json"
+    );
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{path}: {e} (run `just clients`, as `just test` does)"));
+    let manifest: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text).unwrap();
+    let (hash, document) = manifest
+        .iter()
+        .find(|(_, document)| document.as_str().unwrap().starts_with("query Viewer"))
+        .expect("the SDK has a Viewer query");
+    (
+        path.to_owned(),
+        hash.clone(),
+        document.as_str().unwrap().to_owned(),
+    )
+}
+
+/// With the SDK's manifest, a client may send a `documentId` (or Apollo's hash) in
+/// place of the text; enforced, nothing else runs, whatever the path (POST or GET).
+#[tokio::test]
+async fn trusted_documents_of_the_sdk_build_run_and_only_they_when_enforced() {
+    let (path, hash, document) = sdk_manifest();
+    let ok_viewer = |body: &serde_json::Value| {
+        assert!(body.get("errors").is_none(), "{body}");
+        // It ran: anonymous, the viewer is null.
+        assert_eq!(body["data"], json!({ "viewer": null }), "{body}");
+    };
+    let code = |body: &serde_json::Value| body["errors"][0]["extensions"]["code"].clone();
+    let json = Some("application/json");
+    let unknown = "0".repeat(64);
+
+    let enforced = TestApp::with_args(&[
+        "--trusted-documents",
+        &path,
+        "--trusted-documents-only",
+        "true",
+    ])
+    .await;
+    let by_id = json!({ "documentId": format!("sha256:{hash}") }).to_string();
+    let (status, body) = enforced.send(post_as(json, None, &by_id)).await;
+    assert_eq!(status, StatusCode::OK);
+    ok_viewer(&body);
+    let apollo =
+        json!({ "extensions": { "persistedQuery": { "version": 1, "sha256Hash": hash } } });
+    ok_viewer(
+        &enforced
+            .send(post_as(json, None, &apollo.to_string()))
+            .await
+            .1,
+    );
+    // The exact text of a trusted document runs too (clients that send text).
+    ok_viewer(&enforced.post(None, &document, json!({})).await.1);
+    let get = format!("/graphql?documentId=sha256%3A{hash}");
+    ok_viewer(
+        &enforced
+            .send(Request::get(get).body(Body::empty()).unwrap())
+            .await
+            .1,
+    );
+    // Anything else is refused before it is parsed: other text, introspection, a
+    // changed document, an unknown id.
+    for query in [
+        "{ __typename }",
+        "{ __schema { types { name } } }",
+        &format!("{document} "),
+    ] {
+        let (_, body) = enforced.post(None, query, json!({})).await;
+        assert_eq!(code(&body), "TRUSTED_DOCUMENT_REQUIRED", "{query}: {body}");
+        assert!(body.get("data").is_none_or(|d| d.is_null()), "{body}");
+    }
+    let strict = Some("application/graphql-response+json");
+    let (status, _) = enforced
+        .send(post_as(json, strict, r#"{"query":"{ __typename }"}"#))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let missing = json!({ "documentId": format!("sha256:{unknown}") }).to_string();
+    let (_, body) = enforced.send(post_as(json, None, &missing)).await;
+    assert_eq!(code(&body), "PERSISTED_QUERY_NOT_FOUND", "{body}");
+    let mismatch = json!({ "query": "{ __typename }", "documentId": format!("sha256:{hash}") });
+    let (_, body) = enforced
+        .send(post_as(json, None, &mismatch.to_string()))
+        .await;
+    assert_eq!(code(&body), "PERSISTED_QUERY_HASH_MISMATCH", "{body}");
+
+    // Loaded but not enforced: ids work and so does any text.
+    let open = TestApp::with_args(&["--trusted-documents", &path]).await;
+    ok_viewer(&open.send(post_as(json, None, &by_id)).await.1);
+    let (_, body) = open.post(None, "{ __typename }", json!({})).await;
+    assert_eq!(body["data"]["__typename"], "Query", "{body}");
 }
 
 /// Serves the app on a loopback port.
