@@ -2,7 +2,7 @@
 //! tenant and user set transaction-locally. It is the only way resolvers reach tenant
 //! data, and PostgreSQL row-level security decides what that transaction sees.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use sea_orm::{
@@ -18,17 +18,43 @@ use crate::{Error, Result};
 
 /// The pool of connections as the application role (NOSUPERUSER, NOBYPASSRLS).
 #[derive(Clone, Debug)]
-pub struct AppDb(DatabaseConnection);
+pub struct AppDb {
+    pool: DatabaseConnection,
+    /// Requests waiting for a connection to begin their transaction.
+    waiting: Arc<AtomicUsize>,
+}
 
 impl AppDb {
-    pub fn new(conn: DatabaseConnection) -> Self {
-        Self(conn)
+    pub fn new(pool: DatabaseConnection) -> Self {
+        Self {
+            pool,
+            waiting: Arc::default(),
+        }
     }
 
     /// The raw pool, for work outside any tenant: health checks and authentication
     /// look-ups through SECURITY DEFINER functions.
     pub fn pool(&self) -> &DatabaseConnection {
-        &self.0
+        &self.pool
+    }
+
+    /// How many requests are waiting for a pooled connection right now (the pool
+    /// itself does not say): the `trellis_db_pool_waiting` gauge.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
+    }
+
+    /// Begins a transaction, counted in [`Self::waiting`] until a connection is had.
+    async fn begin(&self) -> Result<DatabaseTransaction> {
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _waiting = Waiting(&self.waiting);
+        Ok(self.pool.begin().await?)
     }
 }
 
@@ -167,7 +193,7 @@ impl RequestScope {
     }
 
     async fn begin(&self) -> Result<Begun> {
-        let tx = self.db.0.begin().await?;
+        let tx = self.db.begin().await?;
         let (tenant, user) = match &self.principal {
             Principal::Anonymous => (None, None),
             Principal::User {

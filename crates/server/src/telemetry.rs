@@ -3,7 +3,7 @@
 //!
 //! Metrics: GraphQL operations by type and name with latency histograms and errors by
 //! code (recorded by `trellis_graphql::telemetry`), connections of the application pool
-//! (open and idle), SQL statements and GraphQL requests served, maintenance jobs by job,
+//! (open, idle, and requests waiting for one), SQL statements and GraphQL requests served, maintenance jobs by job,
 //! and build info. `/metrics` is served on the main port in development, and on
 //! `TRELLIS_METRICS_LISTEN` when that is set (in production only there).
 
@@ -42,6 +42,7 @@ pub fn render(state: &AppState) -> String {
     let pool = state.db.pool().get_postgres_connection_pool();
     metrics::gauge!("trellis_db_pool_connections").set(f64::from(pool.size()));
     metrics::gauge!("trellis_db_pool_idle_connections").set(pool.num_idle() as f64);
+    metrics::gauge!("trellis_db_pool_waiting").set(state.db.waiting() as f64);
     metrics::counter!("trellis_sql_statements_total")
         .absolute(state.statements.load(Ordering::Relaxed));
     metrics::counter!("trellis_graphql_requests_total")

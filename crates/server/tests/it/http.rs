@@ -534,6 +534,53 @@ async fn a_database_outage_fails_fast_as_unavailable() {
 /// name with latency histograms, errors by code, the pool, statements and build info.
 /// Where it is not enabled on the main router (production, or TRELLIS_METRICS_LISTEN
 /// set) the main port does not serve it.
+/// `trellis_db_pool_waiting` counts the requests queued for a pooled connection (the
+/// pool does not report them): with every connection taken, a request waits, and the
+/// gauge says so until it gets one.
+#[tokio::test]
+async fn metrics_count_requests_waiting_for_a_connection() {
+    let app = TestApp::with_args(&["--db-acquire-timeout", "20"]).await;
+    let user = app.sign_up("waiting@x.test").await;
+    let scrape = || async {
+        let (_, body) = app
+            .send(Request::get("/metrics").body(Body::empty()).unwrap())
+            .await;
+        body.as_str()
+            .unwrap()
+            .lines()
+            .find_map(|l| l.strip_prefix("trellis_db_pool_waiting "))
+            .map(|v| v.trim().to_owned())
+    };
+    assert_eq!(scrape().await.as_deref(), Some("0"));
+    let pool = app.state.db.pool().get_postgres_connection_pool().clone();
+    let mut held = Vec::new();
+    while held.len() < pool.options().get_max_connections() as usize {
+        held.push(pool.acquire().await.unwrap());
+    }
+    let router = app.router.clone();
+    let token = user.token.clone();
+    let waiting = tokio::spawn(async move {
+        let request = Request::post("/graphql")
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::from(r#"{"query":"{ viewer { user { email } } }"}"#))
+            .unwrap();
+        router.oneshot(request).await.unwrap().status()
+    });
+    let mut seen = None;
+    for _ in 0..100 {
+        seen = scrape().await;
+        if seen.as_deref() == Some("1") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.as_deref(), Some("1"));
+    drop(held);
+    assert_eq!(waiting.await.unwrap(), StatusCode::OK);
+    assert_eq!(scrape().await.as_deref(), Some("0"));
+}
+
 #[tokio::test]
 async fn metrics_are_prometheus_text_and_stay_off_the_main_port_when_asked() {
     let app = TestApp::new().await;
