@@ -138,6 +138,13 @@ if [[ "${BENCH_RUNS_BENCH:-1}" != 0 ]]; then
     BENCH_PID=$!
     wait "$BENCH_PID"
 fi
+# Live events (bench/live.py): startRun to the run's event on a graphql-ws socket.
+# BENCH_LIVE=0 skips it.
+if [[ "${BENCH_LIVE:-1}" != 0 ]]; then
+    python3 "$ROOT/bench/live.py" --url "$URL" --out "$(dirname "$OUT")/live.json" &
+    BENCH_PID=$!
+    wait "$BENCH_PID"
+fi
 [[ "${BENCH_DASHBOARD:-1}" != 0 ]] || exit 0
 python3 "$ROOT/bench/bench.py" --url "$URL" --pid "$SERVER_PID" \
     --pg-pidfile "$DATA_DIR/pg/postmaster.pid" --out "$OUT" ${SECRETS_ARGS[@]+"${SECRETS_ARGS[@]}"} "$@" &
