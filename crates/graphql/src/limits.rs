@@ -93,7 +93,7 @@ pub async fn execute(
     scope: &Arc<RequestScope>,
 ) -> Response {
     let started = std::time::Instant::now();
-    let mut request = request_data(request, scope.clone());
+    let mut request = request;
     let operation = match check(&mut request, limits) {
         Ok(operation) => operation,
         Err(error) => {
@@ -102,6 +102,37 @@ pub async fn execute(
             return refused;
         }
     };
+    if !telemetry::tracing_enabled() {
+        return run(schema, limits, request, scope, operation, started).await;
+    }
+    // With traces on, the operation is a span (`query Name`, as OpenTelemetry's
+    // conventions for GraphQL say) under the request's; its dataloader batches and
+    // statements are its children.
+    let name = operation.name.as_deref().unwrap_or("anonymous");
+    let span = tracing::info_span!(
+        target: "trellis::graphql",
+        "graphql operation",
+        otel.name = %format_args!("{} {name}", operation.kind),
+        graphql.operation.type = operation.kind,
+        graphql.operation.name = name,
+    );
+    tracing::Instrument::instrument(
+        run(schema, limits, request, scope, operation, started),
+        span,
+    )
+    .await
+}
+
+/// Runs an operation `check` admitted; see [`execute`].
+async fn run(
+    schema: &ApiSchema,
+    limits: &Limits,
+    request: Request,
+    scope: &Arc<RequestScope>,
+    operation: Operation,
+    started: std::time::Instant,
+) -> Response {
+    let mut request = request_data(request, scope.clone());
     if let Some(fields) = operation.mutation {
         if let Err(error) = charge(scope, fields, limits).await {
             let refused = Response::from_errors(vec![error]);

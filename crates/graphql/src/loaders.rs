@@ -32,9 +32,18 @@ pub struct Loader {
 pub type RequestLoader = DataLoader<Loader, HashMapCache>;
 
 impl Loader {
-    /// A cached dataloader for one request.
+    /// A cached dataloader for one request. With traces on, each batch is a span under
+    /// the request's (the current span when the loader is made).
     pub fn for_request(scope: Arc<RequestScope>) -> RequestLoader {
-        DataLoader::with_cache(Self { scope }, tokio::spawn, HashMapCache::default())
+        if !crate::telemetry::tracing_enabled() {
+            return DataLoader::with_cache(Self { scope }, tokio::spawn, HashMapCache::default());
+        }
+        let request = tracing::Span::current();
+        let spawn = move |batch| {
+            let span = tracing::info_span!(target: "trellis::graphql", parent: &request, "dataloader batch");
+            tokio::spawn(tracing::Instrument::instrument(batch, span))
+        };
+        DataLoader::with_cache(Self { scope }, spawn, HashMapCache::default())
     }
 }
 
@@ -58,7 +67,18 @@ where
     if keys.is_empty() {
         return Ok(());
     }
-    let rows = async_graphql::dataloader::Loader::load(loader.loader(), &keys).await?;
+    let load = async_graphql::dataloader::Loader::load(loader.loader(), &keys);
+    let rows = if crate::telemetry::tracing_enabled() {
+        let span = tracing::info_span!(
+            target: "trellis::graphql",
+            "dataloader batch",
+            loader = std::any::type_name::<K>().rsplit("::").next().unwrap_or_default(),
+            keys = keys.len(),
+        );
+        tracing::Instrument::instrument(load, span).await?
+    } else {
+        load.await?
+    };
     loader.feed_many(rows).await;
     Ok(())
 }

@@ -3,12 +3,29 @@
 //! Operation names come from clients, so only valid GraphQL names of at most 64
 //! characters are labels, and at most [`MAX_NAMES`] distinct ones; the rest count as
 //! `other`, and operations without a name as `anonymous`.
+//!
+//! Whether traces are on ([`tracing_enabled`]) is kept here too: the request path
+//! creates its spans (request, dataloader batches) only then.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use async_graphql::{ServerError, Value};
+
+static TRACING: AtomicBool = AtomicBool::new(false);
+
+/// Turns on the spans of requests and dataloader batches (the server does, when an
+/// OpenTelemetry exporter is configured).
+pub fn enable_tracing() {
+    TRACING.store(true, Ordering::Relaxed);
+}
+
+/// Whether requests create spans for traces.
+pub fn tracing_enabled() -> bool {
+    TRACING.load(Ordering::Relaxed)
+}
 
 /// Distinct operation names kept as labels.
 pub const MAX_NAMES: usize = 200;

@@ -143,7 +143,8 @@ pub async fn open_as_owner(db_url: &str, names: &DbNames) -> Result<DatabaseConn
     Ok(db)
 }
 
-/// The application pool, counting every statement it sends into `statements`.
+/// The application pool, counting every statement it sends into `statements` (and,
+/// with traces on, recording each as a span).
 pub async fn connect_app(
     url: &str,
     pool_size: u32,
@@ -173,8 +174,9 @@ pub async fn connect_app_with(
     let mut db = Database::connect(options)
         .await
         .context("connecting as the application role")?;
-    db.set_metric_callback(move |_| {
+    db.set_metric_callback(move |info| {
         statements.fetch_add(1, Ordering::Relaxed);
+        crate::otel::record_statement(info);
     });
     Ok(db)
 }

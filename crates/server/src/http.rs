@@ -143,8 +143,42 @@ fn meta(headers: &HeaderMap, peer: Option<SocketAddr>) -> RequestMeta {
     }
 }
 
-/// Runs a batch in one request scope (one transaction), committing only on success.
+/// Runs a batch in one request scope (one transaction), committing only on success;
+/// with traces on, inside the request's span.
 async fn execute(
+    state: &AppState,
+    method: &'static str,
+    media: Media,
+    headers: &HeaderMap,
+    peer: Option<SocketAddr>,
+    batch: BatchRequest,
+) -> Response {
+    if !trellis_graphql::telemetry::tracing_enabled() {
+        return run_batch(state, media, headers, peer, batch).await;
+    }
+    // Each operation of the request is a child span (`limits::execute`).
+    let span = tracing::info_span!(
+        target: "trellis::http",
+        "graphql request",
+        otel.name = %format_args!("{method} /graphql"),
+        otel.kind = "server",
+        http.request.method = method,
+        trellis.request_id = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
+        span.record("trellis.request_id", id);
+    }
+    let response = tracing::Instrument::instrument(
+        run_batch(state, media, headers, peer, batch),
+        span.clone(),
+    )
+    .await;
+    span.record("http.response.status_code", response.status().as_u16());
+    response
+}
+
+async fn run_batch(
     state: &AppState,
     media: Media,
     headers: &HeaderMap,
@@ -270,7 +304,7 @@ async fn graphql_post(State(state): State<AppState>, request: Request) -> Respon
         );
     };
     match graphql_http::read_post(&headers, &body) {
-        Ok(batch) => execute(&state, media, &headers, peer, batch).await,
+        Ok(batch) => execute(&state, "POST", media, &headers, peer, batch).await,
         Err(refusal) => refusal.into_response(media),
     }
 }
@@ -301,7 +335,7 @@ async fn graphql_get(State(state): State<AppState>, request: Request) -> Respons
             .insert(header::ALLOW, HeaderValue::from_static("POST"));
         return response;
     }
-    execute(&state, media, &headers, peer, batch).await
+    execute(&state, "GET", media, &headers, peer, batch).await
 }
 
 /// 503 with `Retry-After`: the database cannot be reached.

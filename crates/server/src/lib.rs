@@ -6,6 +6,7 @@ pub mod config;
 pub mod embedded_pg;
 pub mod graphql_http;
 pub mod http;
+pub mod otel;
 pub mod serve;
 pub mod state;
 pub mod telemetry;

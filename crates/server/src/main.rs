@@ -4,9 +4,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use sea_orm::ConnectionTrait;
 use secrecy::SecretString;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
+use tracing_subscriber::{EnvFilter, Layer as _};
 use trellis_core::auth::api_key::ApiKeySecret;
 use trellis_core::{doctor, identity, Principal, RequestMeta, RequestScope};
 use trellis_server::app::{self, Database};
@@ -40,6 +43,15 @@ fn main() -> ExitCode {
     if std::env::var_os("RUST_LIB_BACKTRACE").is_none() {
         std::env::set_var("RUST_LIB_BACKTRACE", "0");
     }
+    // OpenTelemetry's batch exporter runs on its own thread with a blocking HTTP
+    // client, which must be made and shut down outside the async runtime.
+    let traces = match trellis_server::otel::from_env() {
+        Ok(traces) => traces,
+        Err(err) => {
+            eprintln!("OpenTelemetry: {err:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -50,23 +62,33 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async_main())
+    let code = runtime.block_on(async_main(traces.as_ref()));
+    drop(runtime);
+    if let Some(traces) = traces {
+        // Sends the spans still buffered.
+        if let Err(err) = traces.shutdown() {
+            eprintln!("OpenTelemetry: {err}");
+        }
+    }
+    code
 }
 
-async fn async_main() -> ExitCode {
+async fn async_main(traces: Option<&SdkTracerProvider>) -> ExitCode {
     let cli = Cli::parse();
     let filter = EnvFilter::try_new(&cli.config.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match cli.config.log_format {
-        LogFormat::Json => logs.json().with_current_span(false).init(),
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match cli.config.log_format {
+        LogFormat::Json => logs.json().with_current_span(false).boxed(),
         LogFormat::Text => {
             use std::io::IsTerminal;
             let color = std::env::var_os("NO_COLOR").is_none() && std::io::stderr().is_terminal();
-            logs.with_ansi(color).init();
+            logs.with_ansi(color).boxed()
         }
-    }
+    };
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(traces.map(trellis_server::otel::layer))
+        .init();
     match run(cli).await {
         Ok(code) => code,
         Err(err) => {

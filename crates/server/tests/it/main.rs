@@ -27,5 +27,6 @@ mod secrets;
 mod serving;
 mod subscriptions;
 mod support;
+mod traces;
 mod triggers;
 mod workflows;
