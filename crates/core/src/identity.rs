@@ -15,16 +15,34 @@ use crate::audit::{self, Event};
 use crate::auth::{api_key::ApiKeySecret, password, token, JwtKeys, Scope};
 use crate::email::Email;
 use crate::error::FieldProblem;
+use crate::mail::{Mail, Mailer};
 use crate::scope::{stmt, Principal, RequestScope, TenantCtx};
 use crate::throttle;
 use crate::{Error, Result};
 
-/// Lifetimes and keys of credentials.
+/// Lifetimes and keys of credentials, and how sign-up confirms an address.
 #[derive(Clone, Debug)]
 pub struct IdentityConfig {
     pub jwt: JwtKeys,
     pub refresh_ttl: Duration,
     pub invitation_ttl: Duration,
+    /// Whether a new account must confirm its address before it can sign in. Then
+    /// sign-up answers the same whether or not the address has an account.
+    pub verify_email: bool,
+    /// How long a confirmation token is good for.
+    pub verification_ttl: Duration,
+    /// The platform's mail: confirmation tokens, and "someone tried to sign up".
+    pub mailer: Mailer,
+}
+
+/// What sign-up did.
+#[derive(Debug)]
+pub enum SignUp {
+    /// Verification off: the account exists and is signed in.
+    Session(Box<Session>),
+    /// Verification on: a message went to the address (a confirmation token for a new
+    /// or unconfirmed account, a notice for a confirmed one). Nothing else is said.
+    ConfirmationSent,
 }
 
 /// A signed-in session: a short-lived access token and a rotating refresh token.
@@ -150,16 +168,39 @@ impl IdentityConfig {
         ))
     }
 
+    /// Creates an account. With verification off it is signed in at once (a taken
+    /// address is a CONFLICT). With it on, the answer is [`SignUp::ConfirmationSent`]
+    /// whatever the address: a new account gets a confirmation token by mail and
+    /// cannot sign in until [`Self::verify_email`]; an address that already has an
+    /// account gets a notice (or, unconfirmed, a fresh token) and nothing changes. Both
+    /// paths hash the password, so their timing does not tell them apart either.
     pub async fn sign_up(
         &self,
         scope: &RequestScope,
         email: &str,
         name: &str,
         password: SecretString,
-    ) -> Result<Session> {
+    ) -> Result<SignUp> {
         let email = Email::parse(email, "email")?;
         let name = required_text(name, "name", 200)?;
         let password_hash = hash_password(password).await?;
+        if self.verify_email {
+            #[derive(FromQueryResult)]
+            struct Existing {
+                id: Uuid,
+            }
+            let existing = Existing::find_by_statement(stmt(
+                "SELECT id FROM app.user_for_login($1)",
+                [email.as_str().into()],
+            ))
+            .one(scope.tx().await?)
+            .await?;
+            if let Some(existing) = existing {
+                self.tell_existing_account(scope, existing.id, &email)
+                    .await?;
+                return Ok(SignUp::ConfirmationSent);
+            }
+        }
         let user_id = Uuid::now_v7();
         scope.act_as_user(user_id).await?;
         let user = user::ActiveModel {
@@ -168,6 +209,7 @@ impl IdentityConfig {
             name: Set(name),
             auth_provider: Set("password".into()),
             password_hash: Set(Some(password_hash)),
+            email_verified_at: Set((!self.verify_email).then(Utc::now)),
             ..Default::default()
         }
         .insert(scope.tx().await?)
@@ -175,6 +217,101 @@ impl IdentityConfig {
         audit::record(
             scope,
             Event::new(None, "user.sign_up").target(IdKind::User, user_id),
+        )
+        .await?;
+        if self.verify_email {
+            self.send_confirmation(scope, user_id, &email).await?;
+            return Ok(SignUp::ConfirmationSent);
+        }
+        Ok(SignUp::Session(Box::new(
+            self.open_session(scope, user, None, None).await?.0,
+        )))
+    }
+
+    /// A sign-up with an address that has an account: a fresh confirmation token when
+    /// it is unconfirmed (the first mail may be lost), otherwise a notice to its owner.
+    async fn tell_existing_account(
+        &self,
+        scope: &RequestScope,
+        user_id: Uuid,
+        email: &Email,
+    ) -> Result<()> {
+        scope.act_as_user(user_id).await?;
+        let user = user::Entity::find_by_id(user_id)
+            .one(scope.tx().await?)
+            .await?
+            .ok_or(Error::NotFound)?;
+        if user.email_verified_at.is_none() {
+            return self.send_confirmation(scope, user_id, email).await;
+        }
+        self.mailer.send_later(Mail {
+            to: email.as_str().to_owned(),
+            subject: "Someone tried to sign up with your address".into(),
+            body: "Someone asked to create a Trellis account with this email address, which \
+                   already has one. If it was you, sign in (or reset your password); \
+                   otherwise you can ignore this message: nothing was changed."
+                .into(),
+        });
+        Ok(())
+    }
+
+    /// Stores a confirmation token for `user_id` (as that user, under RLS) and mails it.
+    async fn send_confirmation(
+        &self,
+        scope: &RequestScope,
+        user_id: Uuid,
+        email: &Email,
+    ) -> Result<()> {
+        let token = token::generate("trv_");
+        scope
+            .tx()
+            .await?
+            .execute(stmt(
+                "INSERT INTO email_verifications (id, user_id, token_hash, expires_at) \
+                 VALUES ($1, $2, $3, now() + $4 * interval '1 second')",
+                [
+                    Uuid::now_v7().into(),
+                    user_id.into(),
+                    token::sha256(&token).into(),
+                    self.verification_ttl.num_seconds().into(),
+                ],
+            ))
+            .await?;
+        let hours = self.verification_ttl.num_hours().max(1);
+        self.mailer.send_later(Mail {
+            to: email.as_str().to_owned(),
+            subject: "Confirm your Trellis account".into(),
+            body: format!(
+                "Confirm your email address with this token (mutation verifyEmail), within \
+                 {hours} hours:\n\n{token}\n\nIf you did not sign up, ignore this message."
+            ),
+        });
+        Ok(())
+    }
+
+    /// Redeems a confirmation token: the account is confirmed and signed in. A token
+    /// that is unknown, used or expired is UNAUTHENTICATED.
+    pub async fn verify_email(&self, scope: &RequestScope, token: &str) -> Result<Session> {
+        #[derive(FromQueryResult)]
+        struct Verified {
+            user_id: Option<Uuid>,
+        }
+        let verified = Verified::find_by_statement(stmt(
+            "SELECT app.verify_email($1) AS user_id",
+            [token::sha256(token).into()],
+        ))
+        .one(scope.tx().await?)
+        .await?
+        .and_then(|v| v.user_id)
+        .ok_or(Error::Unauthenticated)?;
+        scope.act_as_user(verified).await?;
+        let user = user::Entity::find_by_id(verified)
+            .one(scope.tx().await?)
+            .await?
+            .ok_or(Error::Unauthenticated)?;
+        audit::record(
+            scope,
+            Event::new(None, "user.email_verified").target(IdKind::User, verified),
         )
         .await?;
         Ok(self.open_session(scope, user, None, None).await?.0)
@@ -220,6 +357,13 @@ impl IdentityConfig {
             .one(tx)
             .await?
             .ok_or(Error::Unauthenticated)?;
+        // The right password proves the address's owner, so saying why is safe.
+        if self.verify_email && user.email_verified_at.is_none() {
+            return Err(Error::Forbidden(
+                "confirm your email address first: use the token we mailed you (sign up \
+                 again to get a new one)",
+            ));
+        }
         let tenant_id = membership::Entity::find()
             .filter(membership::Column::UserId.eq(row.id))
             .order_by(membership::Column::CreatedAt, sea_orm::Order::Asc)

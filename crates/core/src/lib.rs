@@ -11,6 +11,7 @@ pub mod identity;
 pub mod input;
 pub mod integrations;
 pub mod logs;
+pub mod mail;
 pub mod runs;
 pub mod scope;
 pub mod throttle;

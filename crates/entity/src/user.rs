@@ -12,6 +12,8 @@ pub struct Model {
     pub auth_provider: String,
     pub password_hash: Option<String>,
     pub platform_role: PlatformRole,
+    /// When the address was confirmed; `None` while a sign-up awaits confirmation.
+    pub email_verified_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
 }

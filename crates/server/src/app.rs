@@ -17,6 +17,7 @@ use trellis_core::egress::Egress;
 use trellis_core::identity::IdentityConfig;
 use trellis_core::integrations::secrets::Vault;
 use trellis_core::logs::LogStore;
+use trellis_core::mail::Mailer;
 use trellis_core::runs::live::LiveEvents;
 use trellis_core::runs::RunSettings;
 use trellis_core::AppDb;
@@ -275,6 +276,26 @@ pub async fn check_master_keys(state: &AppState, config: &Config) -> Result<()> 
     )
 }
 
+/// The platform's mailer. Confirming sign-ups in production needs one that delivers.
+fn mailer(config: &Config) -> Result<Mailer> {
+    let configured = config
+        .smtp_url
+        .as_ref()
+        .filter(|u| !u.expose_secret().is_empty());
+    let Some(url) = configured else {
+        if config.verifies_email() && config.is_production() {
+            bail!(
+                "sign-up confirmation is on (the production default) but TRELLIS_SMTP_URL is \
+                 not set, so no confirmation could reach anyone: set TRELLIS_SMTP_URL, or \
+                 TRELLIS_SIGNUP_VERIFICATION=false to sign users in without confirming"
+            );
+        }
+        return Ok(Mailer::Log);
+    };
+    Mailer::smtp(url.expose_secret(), &config.mail_from)
+        .map_err(|err| anyhow!("TRELLIS_SMTP_URL / TRELLIS_MAIL_FROM: {err}"))
+}
+
 /// The manifest of trusted documents the configuration names, if any.
 fn trusted_documents(config: &Config) -> Result<TrustedDocuments> {
     let Some(path) = &config.trusted_documents else {
@@ -320,6 +341,9 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
         jwt: jwt.clone(),
         refresh_ttl: Duration::seconds(config.refresh_token_ttl),
         invitation_ttl: Duration::seconds(config.invitation_ttl),
+        verify_email: config.verifies_email(),
+        verification_ttl: Duration::seconds(config.email_verification_ttl.max(60)),
+        mailer: mailer(config)?,
     };
     let vault = Vault::new(master_keys(config)?);
     let runs = RunSettings {

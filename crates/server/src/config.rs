@@ -169,6 +169,26 @@ pub struct Config {
     /// Invitation lifetime in seconds.
     #[arg(long, env = "TRELLIS_INVITATION_TTL", default_value_t = 7 * 24 * 3600)]
     pub invitation_ttl: i64,
+    /// Whether sign-up must confirm the address by mail before the account can sign
+    /// in (and then answers the same whether or not the address has an account).
+    /// Default: on in production, off in development.
+    #[arg(long, env = "TRELLIS_SIGNUP_VERIFICATION", action = clap::ArgAction::Set)]
+    pub signup_verification: Option<bool>,
+    /// How long a sign-up confirmation token is good for, in seconds.
+    #[arg(long, env = "TRELLIS_EMAIL_VERIFICATION_TTL", default_value_t = 24 * 3600)]
+    pub email_verification_ttl: i64,
+    /// The SMTP server of the platform's own mail (sign-up confirmation), e.g.
+    /// `smtp://user:pass@mail.example.com:587?tls=required`. Unset: messages are only
+    /// logged (development).
+    #[arg(long, env = "TRELLIS_SMTP_URL", hide_env_values = true)]
+    pub smtp_url: Option<SecretString>,
+    /// The sender of the platform's mail.
+    #[arg(
+        long,
+        env = "TRELLIS_MAIL_FROM",
+        default_value = "Trellis <no-reply@localhost>"
+    )]
+    pub mail_from: String,
     /// How long a run's idempotency key names its run, in seconds.
     #[arg(long, env = "TRELLIS_IDEMPOTENCY_TTL", default_value_t = 24 * 3600)]
     pub idempotency_ttl: u64,
@@ -246,5 +266,10 @@ pub struct Config {
 impl Config {
     pub fn is_production(&self) -> bool {
         self.env == Environment::Production
+    }
+
+    /// Whether sign-up confirms addresses: as configured, else in production only.
+    pub fn verifies_email(&self) -> bool {
+        self.signup_verification.unwrap_or(self.is_production())
     }
 }

@@ -257,6 +257,10 @@ async fn seed_demo(config: &Config, db: &Database) -> Result<()> {
         jwt: state.jwt.clone(),
         refresh_ttl: chrono::Duration::days(30),
         invitation_ttl: chrono::Duration::days(7),
+        // The demo account is made confirmed: seeding is the operator's own act.
+        verify_email: false,
+        verification_ttl: chrono::Duration::days(1),
+        mailer: trellis_core::mail::Mailer::Log,
     };
     let meta = RequestMeta {
         request_id: "seed-demo".into(),
@@ -267,7 +271,10 @@ async fn seed_demo(config: &Config, db: &Database) -> Result<()> {
         .sign_up(&anonymous, EMAIL, "Demo User", SecretString::from(PASSWORD))
         .await
     {
-        Ok(session) => session,
+        Ok(identity::SignUp::Session(session)) => *session,
+        Ok(identity::SignUp::ConfirmationSent) => {
+            anyhow::bail!("the demo account was not created: confirmation is required")
+        }
         Err(trellis_core::Error::Conflict { .. }) => {
             finish(anonymous, false).await?;
             let again = RequestScope::new(state.db.clone(), Principal::Anonymous, meta.clone());

@@ -2,7 +2,7 @@ use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use sea_orm::EntityTrait;
 use secrecy::SecretString;
-use trellis_core::identity::{self, TenantChanges};
+use trellis_core::identity::{self, SignUp, TenantChanges};
 use trellis_entity::IdKind;
 
 use super::types::{
@@ -43,6 +43,19 @@ payload!(
     SessionPayload {
         /// The session; null when `userErrors` is not empty.
         session: Session,
+    }
+);
+payload!(
+    /// What sign-up did: a session (email confirmation off), or a message sent to the
+    /// address (confirmation on). With confirmation on the answer is the same whether
+    /// or not the address already has an account.
+    SignUpPayload {
+        /// The new account's session when confirmation is off; null when it is on
+        /// (confirm with `verifyEmail`) or when `userErrors` is not empty.
+        session: Session,
+        /// True when confirmation is on: a message went to the address. Tell the user
+        /// to look for it.
+        confirmation_sent: bool,
     }
 );
 payload!(
@@ -125,6 +138,14 @@ pub struct SignUpInput {
     /// 10 to 512 characters.
     #[graphql(secret)]
     pub password: String,
+}
+
+/// A confirmation token from the sign-up mail.
+#[derive(InputObject)]
+pub struct VerifyEmailInput {
+    /// The token (`trv_…`); it works once, within its lifetime (24 hours by default).
+    #[graphql(secret)]
+    pub token: String,
 }
 
 /// A user's credentials.
@@ -249,15 +270,19 @@ pub struct IdentityMutation;
 
 #[Object]
 impl IdentityMutation {
-    /// Creates a user with a password and signs them in; no credential needed. The
-    /// session acts in no tenant yet. A taken email is a CONFLICT userError.
+    /// Creates a user with a password; no credential needed. With email confirmation
+    /// off (development's default) the user is signed in at once and a taken email is a
+    /// CONFLICT userError. With it on (production's default, `TRELLIS_SIGNUP_VERIFICATION`)
+    /// the answer is `confirmationSent: true` whether or not the address has an
+    /// account, and the address gets a token for `verifyEmail` (or, when it already has
+    /// a confirmed account, a notice). The session acts in no tenant yet.
     async fn sign_up(
         &self,
         ctx: &Context<'_>,
         #[graphql(desc = "The new account.")] input: SignUpInput,
-    ) -> async_graphql::Result<SessionPayload> {
+    ) -> async_graphql::Result<SignUpPayload> {
         let (scope, services) = (ctx.scope()?, ctx.services()?);
-        let (session, user_errors) = mutate(
+        let (outcome, user_errors) = mutate(
             ctx,
             services.identity.sign_up(
                 scope,
@@ -267,6 +292,34 @@ impl IdentityMutation {
             ),
         )
         .await?;
+        Ok(match outcome {
+            Some(SignUp::Session(session)) => SignUpPayload {
+                session: Some((*session).into()),
+                confirmation_sent: Some(false),
+                user_errors,
+            },
+            Some(SignUp::ConfirmationSent) => SignUpPayload {
+                session: None,
+                confirmation_sent: Some(true),
+                user_errors,
+            },
+            None => SignUpPayload {
+                user_errors,
+                ..SignUpPayload::default()
+            },
+        })
+    }
+
+    /// Confirms an address with the token from the sign-up mail and signs the user in.
+    /// A token that is unknown, used or expired is UNAUTHENTICATED.
+    async fn verify_email(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The token.")] input: VerifyEmailInput,
+    ) -> async_graphql::Result<SessionPayload> {
+        let (scope, services) = (ctx.scope()?, ctx.services()?);
+        let (session, user_errors) =
+            mutate(ctx, services.identity.verify_email(scope, &input.token)).await?;
         Ok(SessionPayload {
             session: session.map(Into::into),
             user_errors,

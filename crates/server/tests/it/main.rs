@@ -25,6 +25,7 @@ mod runs;
 mod schema_docs;
 mod secrets;
 mod serving;
+mod signup;
 mod subscriptions;
 mod support;
 mod traces;
