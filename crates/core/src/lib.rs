@@ -6,6 +6,7 @@ pub mod crypto;
 pub mod doctor;
 pub mod egress;
 pub mod email;
+pub mod engine;
 pub mod error;
 pub mod identity;
 pub mod input;

@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use trellis_entity::{ActionKind, StepType};
 use uuid::Uuid;
 
+use crate::engine::condition::{compile_pattern, Operator, FIELD_PATH, MAX_PATTERN_CHARS};
 use crate::error::FieldProblem;
 use crate::integrations::manifest::CompiledSchema;
 use crate::{Error, Result};
@@ -115,10 +116,6 @@ static STEP_KEY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$").expect("step key pattern"));
 static TRANSITION_KEY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[A-Za-z0-9][A-Za-z0-9_>.-]{0,160}$").expect("transition key pattern")
-});
-static CONDITION_FIELD: LazyLock<Regex> = LazyLock::new(|| {
-    Regex::new(r"^[A-Za-z_$][A-Za-z0-9_$-]*(\.[A-Za-z0-9_$-]+|\[[0-9]+\])*$")
-        .expect("condition field pattern")
 });
 
 /// The JSON Schema a step's config must satisfy, by type. Action steps are checked
@@ -470,10 +467,6 @@ fn find_cycle(n: usize, transitions: &[CheckedTransition], remaining: &[usize]) 
     cycle
 }
 
-const OPERATORS: [&str; 10] = [
-    "eq", "ne", "gt", "gte", "lt", "lte", "in", "contains", "exists", "matches",
-];
-
 /// Checks a condition: `{field, operator, value}`, or `{all: [...]}`, `{any: [...]}`,
 /// `{not: {...}}`. On failure returns the JSON pointer inside it and what is wrong.
 pub fn check_condition(condition: &Value, depth: usize) -> Result<(), (String, String)> {
@@ -514,7 +507,7 @@ pub fn check_condition(condition: &Value, depth: usize) -> Result<(), (String, S
         }
     }
     match object.get("field").and_then(Value::as_str) {
-        Some(field) if field.len() <= 256 && CONDITION_FIELD.is_match(field) => {}
+        Some(field) if field.len() <= 256 && FIELD_PATH.is_match(field) => {}
         _ => {
             return fail(
                 "/field",
@@ -525,38 +518,42 @@ pub fn check_condition(condition: &Value, depth: usize) -> Result<(), (String, S
     let Some(operator) = object.get("operator").and_then(Value::as_str) else {
         return fail("/operator", "an operator is required");
     };
-    if !OPERATORS.contains(&operator) {
+    let Some(operator) = Operator::parse(operator) else {
         return fail(
             "/operator",
-            &format!("the operator is one of {}", OPERATORS.join(", ")),
+            &format!(
+                "the operator is one of {} (or a spelling such as equals or greater_than)",
+                Operator::NAMES.join(", ")
+            ),
         );
-    }
+    };
     let value = object.get("value");
     let ok = match (operator, value) {
-        ("exists", None | Some(Value::Bool(_))) => Ok(()),
-        ("exists", Some(_)) => Err("exists takes no value, or true or false"),
+        (Operator::Exists, None | Some(Value::Bool(_))) => Ok(()),
+        (Operator::Exists, Some(_)) => Err("exists takes no value, or true or false"),
         (_, None) => Err("this operator needs a value"),
-        ("in", Some(Value::Array(_))) => Ok(()),
-        ("in", Some(_)) => Err("in takes a list of values"),
-        ("gt" | "gte" | "lt" | "lte", Some(Value::Number(_) | Value::String(_))) => Ok(()),
-        ("gt" | "gte" | "lt" | "lte", Some(_)) => Err("a comparison takes a number or a string"),
-        ("contains", Some(Value::Object(_) | Value::Array(_))) => {
+        (Operator::In, Some(Value::Array(_))) => Ok(()),
+        (Operator::In, Some(_)) => Err("in takes a list of values"),
+        (
+            Operator::Gt | Operator::Gte | Operator::Lt | Operator::Lte,
+            Some(Value::Number(_) | Value::String(_)),
+        ) => Ok(()),
+        (Operator::Gt | Operator::Gte | Operator::Lt | Operator::Lte, Some(_)) => {
+            Err("a comparison takes a number or a string")
+        }
+        (Operator::Contains, Some(Value::Object(_) | Value::Array(_))) => {
             Err("contains takes a string, number or boolean")
         }
-        ("matches", Some(Value::String(pattern))) => {
-            if pattern.len() > 1_000 {
+        (Operator::Matches, Some(Value::String(pattern))) => {
+            if pattern.len() > MAX_PATTERN_CHARS {
                 Err("a pattern is at most 1000 characters")
-            } else if regex::RegexBuilder::new(pattern)
-                .size_limit(1 << 20)
-                .build()
-                .is_err()
-            {
+            } else if compile_pattern(pattern).is_none() {
                 Err("not a valid regular expression")
             } else {
                 Ok(())
             }
         }
-        ("matches", Some(_)) => Err("matches takes a regular expression string"),
+        (Operator::Matches, Some(_)) => Err("matches takes a regular expression string"),
         _ => Ok(()),
     };
     ok.or_else(|message| fail("/value", message))
@@ -717,6 +714,14 @@ mod tests {
             )),
             ["transitions.a->a.to"]
         );
+    }
+
+    #[test]
+    fn the_seeds_operator_spellings_save() {
+        for operator in ["equals", "not_equals", "greater_than", "less_than_or_equal", ">="] {
+            let condition = json!({ "field": "approved", "operator": operator, "value": 1 });
+            assert_eq!(check_condition(&condition, 0), Ok(()), "{operator}");
+        }
     }
 
     #[test]
