@@ -75,6 +75,12 @@ pub enum Principal {
         tenant_id: Uuid,
         scopes: Vec<Scope>,
     },
+    /// The built-in executor, working on one tenant's runs: an operator of that tenant
+    /// and a runner, under the tenant's RLS like any request. It acts only while the
+    /// tenant is live (not suspended or deleted).
+    Engine {
+        tenant_id: Uuid,
+    },
 }
 
 /// Facts about the HTTP request that the audit log records.
@@ -199,7 +205,9 @@ impl RequestScope {
             Principal::User {
                 user_id, tenant_id, ..
             } => (*tenant_id, Some(*user_id)),
-            Principal::ApiKey { tenant_id, .. } => (Some(*tenant_id), None),
+            Principal::ApiKey { tenant_id, .. } | Principal::Engine { tenant_id } => {
+                (Some(*tenant_id), None)
+            }
         };
         if tenant.is_none() && user.is_none() {
             return Ok(Begun {
@@ -260,6 +268,13 @@ impl RequestScope {
                 .one(&tx)
                 .await?
             }
+            Principal::Engine { .. } => AccessRow::find_by_statement(stmt(
+                "SELECT 'operator'::text AS role, t.status, t.deleted_at IS NOT NULL AS deleted, \
+                       true AS session_live FROM tenants t WHERE t.id = $1",
+                [tenant_id.into()],
+            ))
+            .one(&tx)
+            .await?,
             Principal::Anonymous => None,
         };
         let access = match access {
@@ -316,7 +331,8 @@ impl RequestScope {
 
     /// The active tenant, for a worker: an API key with the runner scope.
     pub async fn require_runner(&self) -> Result<TenantCtx> {
-        let runner = matches!(&self.principal, Principal::ApiKey { scopes, .. } if scopes.contains(&Scope::Runner));
+        let runner = matches!(&self.principal, Principal::ApiKey { scopes, .. } if scopes.contains(&Scope::Runner))
+            || matches!(self.principal, Principal::Engine { .. });
         if !runner {
             return Err(match self.principal {
                 Principal::Anonymous => Error::Unauthenticated,
@@ -346,7 +362,7 @@ impl RequestScope {
     pub fn user_id(&self) -> Result<Uuid> {
         match self.principal {
             Principal::User { user_id, .. } => Ok(user_id),
-            Principal::ApiKey { .. } => Err(Error::Forbidden(
+            Principal::ApiKey { .. } | Principal::Engine { .. } => Err(Error::Forbidden(
                 "this needs a signed-in user, not an API key",
             )),
             Principal::Anonymous => Err(Error::Unauthenticated),
@@ -358,6 +374,7 @@ impl RequestScope {
         match &self.principal {
             Principal::User { user_id, .. } => Actor::User(*user_id),
             Principal::ApiKey { key_id, .. } => Actor::ApiKey(*key_id),
+            Principal::Engine { .. } => Actor::System,
             Principal::Anonymous => {
                 match *self.acting_user.lock().unwrap_or_else(|e| e.into_inner()) {
                     Some(user) => Actor::User(user),

@@ -14,6 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use trellis_core::auth::{JwtConfig, JwtKeys};
 use trellis_core::crypto::{MasterKey, MasterKeyring};
 use trellis_core::egress::Egress;
+use trellis_core::engine::executor::{Executor, ExecutorConfig};
 use trellis_core::identity::IdentityConfig;
 use trellis_core::integrations::secrets::Vault;
 use trellis_core::logs::LogStore;
@@ -387,6 +388,19 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
         live: LiveEvents::listen(app_url).await,
         shutdown: crate::serve::Shutdown::default(),
     })
+}
+
+/// The executor the configuration describes, on the application pool.
+pub fn executor(config: &Config, state: &AppState) -> Executor {
+    let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
+    Executor::new(
+        state.db.clone(),
+        ExecutorConfig {
+            concurrency: config.executor_concurrency.unwrap_or(2 * cpus).max(1),
+            runs_per_tenant: config.executor_runs_per_tenant.clamp(1, 100),
+            ..ExecutorConfig::default()
+        },
+    )
 }
 
 /// Starts the background maintenance: the log store's outbox replay or purge on the

@@ -19,8 +19,11 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTP server (the default).
+    /// Run the HTTP server (the default), and the executor unless TRELLIS_EXECUTOR=false.
     Serve,
+    /// Run only the executor: workflows' runs, with no HTTP server. Run as many as the
+    /// load needs, beside any number of servers, on one database.
+    Worker,
     /// Create the roles and database if needed, and apply migrations.
     Migrate,
     /// Check that the database keeps the tenancy contract; exits 1 when it does not.
@@ -247,6 +250,19 @@ pub struct Config {
     /// once every client sends them).
     #[arg(long, env = "TRELLIS_TRUSTED_DOCUMENTS_ONLY", default_value_t = false, action = clap::ArgAction::Set)]
     pub trusted_documents_only: bool,
+    /// Run the built-in executor in `serve` (`trellis worker` always runs it).
+    #[arg(long, env = "TRELLIS_EXECUTOR", default_value_t = true, action = clap::ArgAction::Set)]
+    pub executor: bool,
+    /// Runs the executor drives at once. Default: twice the number of CPUs.
+    #[arg(long, env = "TRELLIS_EXECUTOR_CONCURRENCY")]
+    pub executor_concurrency: Option<usize>,
+    /// Runs the executor claims from one tenant per pass, so that one tenant's backlog
+    /// cannot hold another's runs back.
+    #[arg(long, env = "TRELLIS_EXECUTOR_RUNS_PER_TENANT", default_value_t = 10)]
+    pub executor_runs_per_tenant: u64,
+    /// How long the executor rests when it found nothing to do, in milliseconds.
+    #[arg(long, env = "TRELLIS_EXECUTOR_POLL_MS", default_value_t = 250)]
+    pub executor_poll_ms: u64,
     /// Most operations in one batched HTTP request.
     #[arg(long, env = "TRELLIS_MAX_BATCH", default_value_t = 10)]
     pub max_batch: usize,

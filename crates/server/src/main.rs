@@ -107,6 +107,20 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Serve => serve(&config).await,
+        Command::Worker => {
+            let db = app::prepare_database(&config, config.migrate_on_start).await?;
+            let state = app::build_state(&config, &db.app_url, app::jwt_keys(&config)?).await?;
+            tracing::info!("Trellis worker: running the executor");
+            app::executor(&config, &state)
+                .run(
+                    std::time::Duration::from_millis(config.executor_poll_ms.max(10)),
+                    shutdown_signal(),
+                )
+                .await;
+            tracing::info!("worker stopped");
+            db.shutdown()?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Migrate => {
             let db = app::prepare_database(&config, true).await?;
             println!("migrations applied");
@@ -207,6 +221,13 @@ async fn serve_on(config: &Config, db: &Database) -> Result<ExitCode> {
         metrics_route: config.metrics_listen.is_none() && !config.is_production(),
     };
     app::spawn_maintenance(config, &state, db.admin_url.as_deref()).await;
+    if config.executor {
+        // Stopped with the process: every move it makes is its own transaction, and a
+        // run cut off mid-move is taken over once its lease runs out.
+        let idle = std::time::Duration::from_millis(config.executor_poll_ms.max(10));
+        tokio::spawn(app::executor(config, &state).run(idle, std::future::pending()));
+        tracing::info!("executor started");
+    }
     let shutdown = state.shutdown.clone();
     if let Some(address) = config.metrics_listen {
         let listener = tokio::net::TcpListener::bind(address)
@@ -336,8 +357,9 @@ async fn seed_demo(config: &Config, db: &Database) -> Result<()> {
     Ok(())
 }
 
-/// The demo tenant's workflow: three steps, published and active, with a few runs
-/// waiting for a worker, so the dashboard has something to show. Returns how many runs.
+/// The demo tenant's workflow: three delay steps, published and active, with a few
+/// runs for the executor to carry through, so the dashboard has something to show.
+/// Returns how many runs.
 async fn seed_demo_workflow(
     scope: &RequestScope,
     runs: &trellis_core::runs::RunSettings,

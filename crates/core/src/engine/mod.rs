@@ -1,11 +1,13 @@
-//! The engine's pure core: how a run moves through its graph ([`routing`]), the
-//! condition language ([`condition`]), the run context and config templates
-//! ([`context`]), and retry policies ([`retry`]). The executor that claims runs and
-//! carries out these decisions in each tenant's transaction builds on them
-//! (docs/engine.md).
+//! The engine: how a run moves through its graph ([`routing`]), the condition
+//! language ([`condition`]), the run context and config templates ([`context`]), retry
+//! policies ([`retry`]), the step types it runs itself ([`steps`]), and the
+//! [`executor`] that claims runs and carries those decisions out in each tenant's
+//! transaction (docs/engine.md).
 
 pub mod condition;
 pub mod context;
+pub mod executor;
 pub mod path;
 pub mod retry;
 pub mod routing;
+pub mod steps;

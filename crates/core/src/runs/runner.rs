@@ -41,6 +41,17 @@ pub struct Lease {
 /// Leases up to `limit` open runs of the key's tenant, oldest first: pending runs and
 /// runs whose lease expired. Pending runs become running.
 pub async fn claim_runs(scope: &RequestScope, limit: u64, lease: Duration) -> Result<Vec<Lease>> {
+    claim(scope, limit, lease, None).await
+}
+
+/// [`claim_runs`], only of runs whose version's steps are all of `step_types` (the
+/// executor's: the types it runs itself) when given.
+pub(crate) async fn claim(
+    scope: &RequestScope,
+    limit: u64,
+    lease: Duration,
+    step_types: Option<&[&str]>,
+) -> Result<Vec<Lease>> {
     let ctx = scope.require_runner().await?;
     if !(1..=MAX_CLAIM).contains(&limit) {
         return Err(Error::bad_input(
@@ -55,13 +66,18 @@ pub async fn claim_runs(scope: &RequestScope, limit: u64, lease: Duration) -> Re
         ));
     }
     let tx = scope.tx().await?;
+    let types: Option<Vec<String>> =
+        step_types.map(|types| types.iter().map(|t| (*t).to_owned()).collect());
     let runs = workflow_run::Entity::find()
         .from_raw_sql(stmt(
             "WITH picked AS ( \
-               SELECT id FROM workflow_runs \
-               WHERE tenant_id = $1 AND status IN ('pending', 'running') \
-                 AND (lease_expires_at IS NULL OR lease_expires_at < now()) \
-               ORDER BY created_at, id LIMIT $2 FOR UPDATE SKIP LOCKED) \
+               SELECT w.id FROM workflow_runs w \
+               WHERE w.tenant_id = $1 AND w.status IN ('pending', 'running') \
+                 AND (w.lease_expires_at IS NULL OR w.lease_expires_at < now()) \
+                 AND ($5::text[] IS NULL OR NOT EXISTS ( \
+                   SELECT 1 FROM workflow_steps s WHERE s.tenant_id = w.tenant_id \
+                     AND s.version_id = w.version_id AND s.type <> ALL ($5::text[]))) \
+               ORDER BY w.created_at, w.id LIMIT $2 FOR UPDATE OF w SKIP LOCKED) \
              UPDATE workflow_runs r SET lease_token = gen_random_uuid(), lease_owner = $3, \
                lease_expires_at = now() + $4 * interval '1 millisecond', status = 'running', \
                started_at = coalesce(r.started_at, now()) \
@@ -71,6 +87,7 @@ pub async fn claim_runs(scope: &RequestScope, limit: u64, lease: Duration) -> Re
                 (limit as i64).into(),
                 scope.api_key_id().into(),
                 (lease.as_millis() as i64).into(),
+                types.into(),
             ],
         ))
         .all(tx)
@@ -102,7 +119,11 @@ pub async fn claim_runs(scope: &RequestScope, limit: u64, lease: Duration) -> Re
 }
 
 /// The run, locked, if the caller holds its lease.
-async fn leased(scope: &RequestScope, run_id: Uuid, token: Uuid) -> Result<workflow_run::Model> {
+pub(crate) async fn leased(
+    scope: &RequestScope,
+    run_id: Uuid,
+    token: Uuid,
+) -> Result<workflow_run::Model> {
     scope.require_runner().await?;
     let run = lock_run(scope, run_id).await?;
     if run.lease_token != Some(token) {

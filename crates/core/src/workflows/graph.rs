@@ -718,7 +718,13 @@ mod tests {
 
     #[test]
     fn the_seeds_operator_spellings_save() {
-        for operator in ["equals", "not_equals", "greater_than", "less_than_or_equal", ">="] {
+        for operator in [
+            "equals",
+            "not_equals",
+            "greater_than",
+            "less_than_or_equal",
+            ">=",
+        ] {
             let condition = json!({ "field": "approved", "operator": operator, "value": 1 });
             assert_eq!(check_condition(&condition, 0), Ok(()), "{operator}");
         }

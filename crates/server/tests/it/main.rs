@@ -9,6 +9,7 @@ mod catalog;
 mod connections;
 mod doctor;
 mod egress;
+mod engine;
 mod graphql_api;
 mod http;
 mod isolation_graphql;

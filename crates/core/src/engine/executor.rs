@@ -1,0 +1,438 @@
+//! The executor: claims runs the engine can run and carries them through their graph.
+//!
+//! Each tick asks one SECURITY DEFINER function which tenants have due runs (ids only),
+//! then, tenant by tenant (oldest due run first, at most `runs_per_tenant` each, so one
+//! tenant's backlog never holds another's run back more than a tick), claims runs in
+//! that tenant's transaction as [`Principal::Engine`] with the runner API's own claim
+//! (`FOR UPDATE SKIP LOCKED`, a lease), and drives each: one transaction per move,
+//! under the tenant's RLS, through the runner API's step and run moves, so the state
+//! machine, idempotency and live events are the same as for an outside worker. A
+//! worker that dies mid-run leaves a lease that expires; the next claim resumes the run
+//! at the step that was running, since every finished step is committed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
+};
+use serde_json::{json, Map, Value};
+use trellis_entity::{step_run, workflow_step, workflow_transition, StepRunStatus, StepType};
+use uuid::Uuid;
+
+use super::context::{render, RunContext};
+use super::routing::{Graph, Outcome, Step, StepState, Transition};
+use super::steps::{self, StepInput, StepResult};
+use crate::runs::runner::{self, RunEnd, StepMove};
+use crate::runs::state::run_is_finished;
+use crate::scope::{stmt, AppDb, Principal, RequestMeta, RequestScope};
+use crate::{Error, Result};
+
+/// How the executor claims and drives runs.
+#[derive(Clone, Debug)]
+pub struct ExecutorConfig {
+    /// How long a claim holds a run before another worker may take it over.
+    pub lease: Duration,
+    /// The most runs claimed from one tenant in one tick.
+    pub runs_per_tenant: u64,
+    /// The most tenants served in one tick.
+    pub tenants_per_tick: i32,
+    /// Runs driven at once.
+    pub concurrency: usize,
+}
+
+impl Default for ExecutorConfig {
+    fn default() -> Self {
+        Self {
+            lease: Duration::from_secs(60),
+            runs_per_tenant: 10,
+            tenants_per_tick: 100,
+            concurrency: 4,
+        }
+    }
+}
+
+/// What one tick did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tick {
+    /// Runs claimed.
+    pub claimed: usize,
+    /// Runs that ended (succeeded or failed).
+    pub finished: usize,
+    /// Runs left waiting on a timer.
+    pub waiting: usize,
+}
+
+/// The executor of one process.
+#[derive(Clone)]
+pub struct Executor {
+    db: AppDb,
+    config: ExecutorConfig,
+}
+
+/// How driving a run stopped.
+enum Stop {
+    Finished,
+    Waiting,
+    /// Another worker holds the run now (our lease expired), or it was cancelled.
+    Gone,
+}
+
+/// One move's result.
+enum Advance {
+    Progressed,
+    Stop(Stop),
+}
+
+/// A run's version, loaded once per drive: the graph and each step's type and config.
+struct Version {
+    graph: Graph,
+    types: Vec<StepType>,
+    configs: Vec<Value>,
+}
+
+impl Executor {
+    pub fn new(db: AppDb, config: ExecutorConfig) -> Self {
+        Self { db, config }
+    }
+
+    fn scope(&self, tenant_id: Uuid) -> Arc<RequestScope> {
+        RequestScope::new(
+            self.db.clone(),
+            Principal::Engine { tenant_id },
+            RequestMeta {
+                request_id: "executor".into(),
+                ..RequestMeta::default()
+            },
+        )
+    }
+
+    /// Claims what is due and drives it as far as it goes now.
+    pub async fn tick(&self) -> Result<Tick> {
+        #[derive(FromQueryResult)]
+        struct Due {
+            tenant_id: Uuid,
+        }
+        let names: Vec<String> = steps::engine_type_names()
+            .into_iter()
+            .map(str::to_owned)
+            .collect();
+        let tenants = Due::find_by_statement(stmt(
+            "SELECT t AS tenant_id FROM app.tenants_with_due_runs($1, $2) t",
+            [names.into(), self.config.tenants_per_tick.into()],
+        ))
+        .all(self.db.pool())
+        .await?;
+        let types = steps::engine_type_names();
+        let mut claimed = Vec::new();
+        for Due { tenant_id } in tenants {
+            let scope = self.scope(tenant_id);
+            let leases = runner::claim(
+                &scope,
+                self.config.runs_per_tenant,
+                self.config.lease,
+                Some(&types),
+            )
+            .await;
+            let ok = leases.is_ok();
+            RequestScope::finish_shared(scope, ok).await?;
+            match leases {
+                Ok(leases) => {
+                    claimed.extend(leases.into_iter().map(|l| (tenant_id, l.run.id, l.token)));
+                }
+                // A tenant suspended since the look-up, say: the others go on.
+                Err(err) => {
+                    tracing::warn!(tenant = %tenant_id, error = %err, "executor claim failed")
+                }
+            }
+        }
+        let mut tick = Tick {
+            claimed: claimed.len(),
+            ..Tick::default()
+        };
+        metrics::counter!("trellis_executor_runs_claimed_total").increment(claimed.len() as u64);
+        let stops: Vec<Result<Stop>> = futures::stream::iter(claimed)
+            .map(|(tenant, run, token)| self.drive(tenant, run, token))
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect()
+            .await;
+        for stop in stops {
+            match stop {
+                Ok(Stop::Finished) => tick.finished += 1,
+                Ok(Stop::Waiting) => tick.waiting += 1,
+                Ok(Stop::Gone) => {}
+                // The lease runs out and the run is claimed again.
+                Err(err) => tracing::error!(error = ?err, "executor: driving a run failed"),
+            }
+        }
+        Ok(tick)
+    }
+
+    /// Ticks until `shutdown` resolves, resting `idle` between ticks that found
+    /// nothing.
+    pub async fn run(self, idle: Duration, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            let rest = match self.tick().await {
+                Ok(tick) if tick.claimed > 0 => Duration::ZERO,
+                Ok(_) => idle,
+                Err(err) => {
+                    tracing::error!(error = ?err, "executor tick failed");
+                    idle
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(rest) => {}
+            }
+        }
+    }
+
+    /// Moves a claimed run until it ends, waits or is taken away: one transaction per
+    /// move.
+    async fn drive(&self, tenant: Uuid, run_id: Uuid, token: Uuid) -> Result<Stop> {
+        let mut version = None;
+        // A graph of n steps ends in at most about 2n moves; the bound only guards
+        // against a bug looping forever.
+        for _ in 0..20_000 {
+            let scope = self.scope(tenant);
+            let advanced = self.advance(&scope, run_id, token, &mut version).await;
+            RequestScope::finish_shared(scope, advanced.is_ok()).await?;
+            match advanced? {
+                Advance::Progressed => {}
+                Advance::Stop(stop) => return Ok(stop),
+            }
+        }
+        Err(Error::Internal(anyhow::anyhow!(
+            "run {run_id} did not settle"
+        )))
+    }
+
+    async fn advance(
+        &self,
+        scope: &RequestScope,
+        run_id: Uuid,
+        token: Uuid,
+        version: &mut Option<Version>,
+    ) -> Result<Advance> {
+        let run = match runner::leased(scope, run_id, token).await {
+            Ok(run) => run,
+            Err(Error::Conflict { .. } | Error::NotFound) => return Ok(Advance::Stop(Stop::Gone)),
+            Err(err) => return Err(err),
+        };
+        if run_is_finished(run.status) {
+            return Ok(Advance::Stop(Stop::Gone));
+        }
+        let tx = scope.tx().await?;
+        if version.is_none() {
+            *version = Some(load_version(tx, run.version_id).await?);
+        }
+        let Some(version) = version.as_ref() else {
+            return Err(Error::Internal(anyhow::anyhow!("version not loaded")));
+        };
+        let graph = &version.graph;
+        let rows = step_run::Entity::find()
+            .filter(step_run::Column::RunId.eq(run_id))
+            .all(tx)
+            .await?;
+        let n = graph.steps.len();
+        let mut states = vec![StepState::Pending; n];
+        let mut outputs: Vec<Option<Value>> = vec![None; n];
+        let mut step_rows: Vec<Option<step_run::Model>> = vec![None; n];
+        let mut context = RunContext::new(
+            run.input.clone().unwrap_or_else(|| json!({})),
+            run.trigger_payload.clone().unwrap_or_else(|| json!({})),
+        );
+        for row in rows {
+            let Some(i) = graph.steps.iter().position(|s| s.key == row.step_key) else {
+                continue;
+            };
+            states[i] = match row.status {
+                StepRunStatus::Pending => StepState::Pending,
+                StepRunStatus::Running => StepState::Running,
+                StepRunStatus::Succeeded => StepState::Succeeded,
+                StepRunStatus::Failed => StepState::Failed,
+                StepRunStatus::Skipped => StepState::Skipped,
+                StepRunStatus::Cancelled => StepState::Cancelled,
+            };
+            if row.status == StepRunStatus::Succeeded {
+                let output = row.output.clone().unwrap_or(Value::Null);
+                context.record(&row.step_key, output.clone());
+                outputs[i] = Some(output);
+            }
+            step_rows[i] = Some(row);
+        }
+        let context = context.to_value();
+        let plan = graph.plan(&states, &outputs, &context);
+        if let Some(outcome) = plan.outcome {
+            let end = match outcome {
+                Outcome::Succeeded => RunEnd::Succeeded {
+                    output: leaf_outputs(graph, &states, &outputs),
+                },
+                Outcome::Failed => {
+                    let failed = states.iter().position(|s| *s == StepState::Failed);
+                    let step = failed.map(|i| graph.steps[i].key.clone());
+                    let error = failed
+                        .and_then(|i| step_rows[i].as_ref())
+                        .and_then(|row| row.error.clone());
+                    RunEnd::Failed {
+                        error: json!({ "step": step, "error": error }),
+                    }
+                }
+            };
+            let status = match outcome {
+                Outcome::Succeeded => "succeeded",
+                Outcome::Failed => "failed",
+            };
+            runner::finish_run(scope, run_id, token, end).await?;
+            metrics::counter!("trellis_executor_runs_finished_total", "status" => status)
+                .increment(1);
+            return Ok(Advance::Stop(Stop::Finished));
+        }
+        let mut progressed = false;
+        for &i in &plan.skip {
+            let reason = Some("no transition into it was taken".to_owned());
+            runner::move_step(
+                scope,
+                run_id,
+                token,
+                &graph.steps[i].key,
+                StepMove::Skip { reason },
+            )
+            .await?;
+            progressed = true;
+        }
+        let now = Utc::now();
+        let mut wake = None;
+        // Steps already running (timers) are looked at again, then the ready ones start.
+        let running = (0..n).filter(|&i| states[i] == StepState::Running);
+        for i in running.chain(plan.ready.iter().copied()) {
+            let key = &graph.steps[i].key;
+            let (config, started_at) = match &step_rows[i] {
+                Some(row) if row.status == StepRunStatus::Running => (
+                    row.input.clone().unwrap_or(Value::Null),
+                    row.started_at.unwrap_or(now),
+                ),
+                _ => {
+                    let field = format!("steps.{key}.config");
+                    match render(&version.configs[i], &context, &field) {
+                        Ok(config) => {
+                            let input = config.clone();
+                            runner::move_step(scope, run_id, token, key, StepMove::Start { input })
+                                .await?;
+                            progressed = true;
+                            (config, now)
+                        }
+                        Err(err) => {
+                            let input = version.configs[i].clone();
+                            runner::move_step(scope, run_id, token, key, StepMove::Start { input })
+                                .await?;
+                            let error = match err {
+                                Error::BadInput { field, message } => {
+                                    json!({ "message": message, "field": field })
+                                }
+                                other => json!({ "message": other.to_string() }),
+                            };
+                            runner::move_step(scope, run_id, token, key, StepMove::Fail { error })
+                                .await?;
+                            count_step("failed");
+                            progressed = true;
+                            continue;
+                        }
+                    }
+                }
+            };
+            let input = StepInput {
+                config: &config,
+                started_at,
+                now,
+                context: &context,
+            };
+            match steps::execute(version.types[i], &input).await {
+                StepResult::Done(output) => {
+                    runner::move_step(scope, run_id, token, key, StepMove::Complete { output })
+                        .await?;
+                    count_step("succeeded");
+                    progressed = true;
+                }
+                StepResult::Failed(error) => {
+                    runner::move_step(scope, run_id, token, key, StepMove::Fail { error }).await?;
+                    count_step("failed");
+                    progressed = true;
+                }
+                StepResult::Waiting { until } => {
+                    wake = Some(wake.map_or(until, |w: chrono::DateTime<Utc>| w.min(until)));
+                }
+            }
+        }
+        if progressed {
+            return Ok(Advance::Progressed);
+        }
+        // Nothing moves until a timer is due: hand the run back until then, so it holds
+        // no worker; the due look-up finds it when its lease runs out.
+        let until =
+            wake.unwrap_or(now + chrono::Duration::from_std(self.config.lease).unwrap_or_default());
+        scope
+            .tx()
+            .await?
+            .execute(stmt(
+                "UPDATE workflow_runs SET lease_expires_at = $3 WHERE id = $1 AND lease_token = $2",
+                [run_id.into(), token.into(), until.into()],
+            ))
+            .await?;
+        Ok(Advance::Stop(Stop::Waiting))
+    }
+}
+
+fn count_step(outcome: &'static str) {
+    metrics::counter!("trellis_executor_steps_total", "outcome" => outcome).increment(1);
+}
+
+/// A run's output: the outputs of the steps that end its branches (no transition out)
+/// and succeeded, by step key.
+fn leaf_outputs(graph: &Graph, states: &[StepState], outputs: &[Option<Value>]) -> Value {
+    let mut leaves = Map::new();
+    for (i, step) in graph.steps.iter().enumerate() {
+        let is_leaf = !graph.transitions.iter().any(|t| t.from == i);
+        if is_leaf && states[i] == StepState::Succeeded {
+            leaves.insert(step.key.clone(), outputs[i].clone().unwrap_or(Value::Null));
+        }
+    }
+    Value::Object(leaves)
+}
+
+/// A version's steps and transitions, in the order they were saved.
+async fn load_version(db: &impl ConnectionTrait, version_id: Uuid) -> Result<Version> {
+    let steps = workflow_step::Entity::find()
+        .filter(workflow_step::Column::VersionId.eq(version_id))
+        .order_by_asc(workflow_step::Column::Id)
+        .all(db)
+        .await?;
+    let transitions = workflow_transition::Entity::find()
+        .filter(workflow_transition::Column::VersionId.eq(version_id))
+        .order_by_asc(workflow_transition::Column::Id)
+        .all(db)
+        .await?;
+    let at = |id: Uuid| steps.iter().position(|s| s.id == id);
+    let graph = Graph {
+        steps: steps.iter().map(|s| Step { key: s.key.clone() }).collect(),
+        transitions: transitions
+            .iter()
+            .filter_map(|t| {
+                Some(Transition {
+                    from: at(t.from_step_id)?,
+                    to: at(t.to_step_id)?,
+                    condition: t.condition.clone(),
+                    is_default: t.is_default,
+                })
+            })
+            .collect(),
+    };
+    Ok(Version {
+        types: steps.iter().map(|s| s.step_type).collect(),
+        configs: steps.iter().map(|s| s.config.clone()).collect(),
+        graph,
+    })
+}

@@ -1,0 +1,76 @@
+//! The step types the engine runs itself, one module each behind [`StepKind`]. A step
+//! of any other type is external: a version that has one is left to runner API workers
+//! (docs/runs.md), and the executor never claims its runs.
+
+pub mod condition;
+pub mod delay;
+pub mod transform;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use trellis_entity::StepType;
+
+/// What a step is given: its config with templates rendered (stored as the step run's
+/// input when it started), when it started, and the run context.
+pub struct StepInput<'a> {
+    pub config: &'a Value,
+    pub started_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+    pub context: &'a Value,
+}
+
+/// Where a step stands after the executor ran it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepResult {
+    /// It succeeded with this output.
+    Done(Value),
+    /// It failed with this error.
+    Failed(Value),
+    /// It waits (a timer) until then, holding no worker; the executor comes back.
+    Waiting { until: DateTime<Utc> },
+}
+
+/// One type of step the engine runs.
+pub trait StepKind {
+    /// Runs (or, for a waiting step, looks at again) one step.
+    fn execute(
+        &self,
+        input: &StepInput<'_>,
+    ) -> impl std::future::Future<Output = StepResult> + Send;
+}
+
+/// The types the engine runs, by their stored names.
+pub const ENGINE_TYPES: [StepType; 3] = [StepType::Condition, StepType::Delay, StepType::Transform];
+
+/// The stored names of [`ENGINE_TYPES`], as the claim and the due look-up take them.
+pub fn engine_type_names() -> Vec<&'static str> {
+    ENGINE_TYPES.iter().map(|t| type_name(*t)).collect()
+}
+
+/// A step type's stored name.
+pub fn type_name(step_type: StepType) -> &'static str {
+    match step_type {
+        StepType::Action => "action",
+        StepType::Condition => "condition",
+        StepType::Approval => "approval",
+        StepType::Notification => "notification",
+        StepType::Delay => "delay",
+        StepType::Http => "http",
+        StepType::Agent => "agent",
+        StepType::Code => "code",
+        StepType::Transform => "transform",
+    }
+}
+
+/// Runs a step of one of [`ENGINE_TYPES`]; any other type fails (the claim keeps
+/// them away).
+pub async fn execute(step_type: StepType, input: &StepInput<'_>) -> StepResult {
+    match step_type {
+        StepType::Condition => condition::Condition.execute(input).await,
+        StepType::Delay => delay::Delay.execute(input).await,
+        StepType::Transform => transform::Transform.execute(input).await,
+        other => StepResult::Failed(serde_json::json!({
+            "message": format!("the engine does not run {} steps", type_name(other)),
+        })),
+    }
+}

@@ -1,0 +1,402 @@
+//! The executor runs workflows by itself: it claims runs of versions made only of the
+//! step types it runs (CONDITION, DELAY, TRANSFORM), routes them through their graph,
+//! resumes them after a crash or a timer, serves tenants fairly, and works in each
+//! tenant's transaction under RLS. Runs with other steps stay with runner workers.
+
+use std::time::Duration;
+
+use sea_orm::ConnectionTrait;
+use serde_json::{json, Value};
+use trellis_core::engine::executor::{Executor, ExecutorConfig, Tick};
+use trellis_core::scope::stmt;
+use trellis_core::{Principal, RequestMeta, RequestScope};
+use uuid::Uuid;
+
+use crate::support::{Member, TestApp};
+
+/// An active workflow of `steps` and `transitions` (GraphQL inputs); its id.
+async fn workflow(
+    app: &TestApp,
+    owner: &Member,
+    key: &str,
+    steps: Value,
+    transitions: Value,
+) -> String {
+    let created = app
+        .ok(
+            Some(&owner.token),
+            "mutation($k: String!) { createWorkflow(input: {key: $k, name: $k}) { workflow { id versions { id } } } }",
+            json!({ "k": key }),
+        )
+        .await;
+    let workflow = created["createWorkflow"]["workflow"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let version = created["createWorkflow"]["workflow"]["versions"][0]["id"].clone();
+    let saved = app
+        .ok(
+            Some(&owner.token),
+            "mutation($v: ID!, $s: [WorkflowStepInput!]!, $t: [WorkflowTransitionInput!]!) { saveWorkflowGraph(input: {versionId: $v, steps: $s, transitions: $t}) { userErrors { field message } } }",
+            json!({ "v": version, "s": steps, "t": transitions }),
+        )
+        .await;
+    assert_eq!(
+        saved["saveWorkflowGraph"]["userErrors"],
+        json!([]),
+        "{saved}"
+    );
+    for mutation in ["publishVersion", "activateVersion"] {
+        let done = app
+            .ok(
+                Some(&owner.token),
+                &format!("mutation($id: ID!) {{ {mutation}(input: {{id: $id}}) {{ userErrors {{ message }} }} }}"),
+                json!({ "id": version }),
+            )
+            .await;
+        assert_eq!(done[mutation]["userErrors"], json!([]), "{done}");
+    }
+    workflow
+}
+
+async fn start(app: &TestApp, owner: &Member, workflow: &str, input: Value) -> String {
+    let data = app
+        .ok(
+            Some(&owner.token),
+            "mutation($w: ID!, $i: JSON) { startRun(input: {workflowId: $w, input: $i}) { run { id } userErrors { message } } }",
+            json!({ "w": workflow, "i": input }),
+        )
+        .await;
+    data["startRun"]["run"]["id"].as_str().unwrap().to_owned()
+}
+
+/// The run as the dashboard sees it.
+async fn run(app: &TestApp, owner: &Member, id: &str) -> Value {
+    app.ok(
+        Some(&owner.token),
+        "query($id: ID!) { node(id: $id) { ... on WorkflowRun { status output error stepRuns { stepKey status output error } } } }",
+        json!({ "id": id }),
+    )
+    .await["node"]
+        .clone()
+}
+
+fn step_status(run: &Value, key: &str) -> String {
+    run["stepRuns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stepKey"] == key)
+        .unwrap_or_else(|| panic!("no step {key}: {run}"))["status"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn executor(app: &TestApp, runs_per_tenant: u64) -> Executor {
+    Executor::new(
+        app.state.db.clone(),
+        ExecutorConfig {
+            runs_per_tenant,
+            ..ExecutorConfig::default()
+        },
+    )
+}
+
+fn transform(key: &str, mapping: Value) -> Value {
+    let mut config = serde_json::Map::new();
+    config.insert("mapping".into(), mapping);
+    json!({ "key": key, "name": key, "type": "TRANSFORM", "config": config })
+}
+
+/// prepare -> check; check -(total > 100)-> big; check -(default)-> small; both -> done.
+fn branching_steps() -> (Value, Value) {
+    let steps = json!([
+        transform("prepare", json!({ "total": "{{ input.qty * input.price }}", "who": "{{ input.name }}" })),
+        { "key": "check", "name": "check", "type": "CONDITION" },
+        transform("big", json!({ "route": "big order of {{ steps.prepare.output.total }}" })),
+        transform("small", json!({ "route": "small" })),
+        transform("done", json!({ "for": "{{ steps.prepare.output.who }}" })),
+    ]);
+    let transitions = json!([
+        { "from": "prepare", "to": "check" },
+        { "from": "check", "to": "big", "condition": { "field": "steps.prepare.output.total", "operator": "greater_than", "value": 100 } },
+        { "from": "check", "to": "small", "isDefault": true },
+        { "from": "big", "to": "done" },
+        { "from": "small", "to": "done" },
+    ]);
+    (steps, transitions)
+}
+
+#[tokio::test]
+async fn a_branching_workflow_runs_to_the_end_by_itself() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine").await;
+    let (steps, transitions) = branching_steps();
+    let wf = workflow(&app, &owner, "orders", steps, transitions).await;
+    let big = start(
+        &app,
+        &owner,
+        &wf,
+        json!({ "qty": 3, "price": 50, "name": "Ada" }),
+    )
+    .await;
+    let small = start(
+        &app,
+        &owner,
+        &wf,
+        json!({ "qty": 1, "price": 10, "name": "Bo" }),
+    )
+    .await;
+
+    let tick = executor(&app, 10).tick().await.unwrap();
+    assert_eq!(
+        tick,
+        Tick {
+            claimed: 2,
+            finished: 2,
+            waiting: 0
+        }
+    );
+    let big = run(&app, &owner, &big).await;
+    assert_eq!(big["status"], "SUCCEEDED", "{big}");
+    assert_eq!(step_status(&big, "big"), "SUCCEEDED");
+    assert_eq!(step_status(&big, "small"), "SKIPPED");
+    let prepared = big["stepRuns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stepKey"] == "prepare")
+        .unwrap();
+    // A single expression keeps its type: the total is a number.
+    assert_eq!(prepared["output"], json!({ "total": 150, "who": "Ada" }));
+    assert_eq!(big["output"], json!({ "done": { "for": "Ada" } }));
+    let small = run(&app, &owner, &small).await;
+    assert_eq!(small["status"], "SUCCEEDED", "{small}");
+    assert_eq!(step_status(&small, "big"), "SKIPPED");
+    assert_eq!(step_status(&small, "small"), "SUCCEEDED");
+    // Nothing is left to do.
+    assert_eq!(executor(&app, 10).tick().await.unwrap(), Tick::default());
+    // Operators see the executor's work in /metrics.
+    let (_, metrics) = app
+        .send(
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let metrics = metrics.as_str().unwrap();
+    for counter in [
+        "trellis_executor_runs_claimed_total ",
+        "trellis_executor_runs_finished_total{status=\"succeeded\"}",
+        "trellis_executor_steps_total{outcome=\"succeeded\"}",
+    ] {
+        assert!(metrics.contains(counter), "{counter} missing:\n{metrics}");
+    }
+}
+
+#[tokio::test]
+async fn a_step_that_fails_fails_the_run_with_its_error() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-fail").await;
+    let steps = json!([
+        transform("first", json!({ "x": "{{ input.missing.deeper }}" })),
+        transform("second", json!({ "y": 1 })),
+    ]);
+    let wf = workflow(
+        &app,
+        &owner,
+        "failing",
+        steps,
+        json!([{ "from": "first", "to": "second" }]),
+    )
+    .await;
+    let id = start(&app, &owner, &wf, json!({})).await;
+    executor(&app, 10).tick().await.unwrap();
+    let failed = run(&app, &owner, &id).await;
+    assert_eq!(failed["status"], "FAILED", "{failed}");
+    assert_eq!(step_status(&failed, "first"), "FAILED");
+    assert_eq!(step_status(&failed, "second"), "CANCELLED");
+    assert_eq!(failed["error"]["step"], "first");
+    let error = &failed["error"]["error"];
+    assert_eq!(error["field"], "steps.first.config/mapping/x", "{error}");
+    assert!(
+        error["message"].as_str().unwrap().starts_with("template:"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn runs_with_steps_the_engine_does_not_run_are_left_for_runners() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-external").await;
+    let steps = json!([
+        { "key": "call", "name": "call", "type": "HTTP", "config": { "url": "https://api.example.com/x" } },
+        transform("after", json!({})),
+    ]);
+    let wf = workflow(
+        &app,
+        &owner,
+        "external",
+        steps,
+        json!([{ "from": "call", "to": "after" }]),
+    )
+    .await;
+    let id = start(&app, &owner, &wf, json!({})).await;
+    assert_eq!(executor(&app, 10).tick().await.unwrap(), Tick::default());
+    assert_eq!(run(&app, &owner, &id).await["status"], "PENDING");
+    let (runner, _) = app.api_key(&owner, "RUNNER").await;
+    let claimed = app
+        .ok(
+            Some(&runner),
+            "mutation { claimRuns(input: {limit: 5, leaseSeconds: 30}) { leases { run { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(claimed["claimRuns"]["leases"][0]["run"]["id"], id.as_str());
+}
+
+#[tokio::test]
+async fn a_delay_holds_no_worker_and_a_dead_workers_run_is_taken_over() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-delay").await;
+    let steps = json!([
+        { "key": "wait", "name": "wait", "type": "DELAY", "config": { "seconds": 1 } },
+        transform("after", json!({ "waited": "{{ steps.wait.output.waitedSeconds }}" })),
+    ]);
+    let wf = workflow(
+        &app,
+        &owner,
+        "delayed",
+        steps,
+        json!([{ "from": "wait", "to": "after" }]),
+    )
+    .await;
+    let id = start(&app, &owner, &wf, json!({})).await;
+    let tick = executor(&app, 10).tick().await.unwrap();
+    assert_eq!((tick.claimed, tick.waiting), (1, 1));
+    let waiting = run(&app, &owner, &id).await;
+    assert_eq!(waiting["status"], "RUNNING");
+    assert_eq!(step_status(&waiting, "wait"), "RUNNING");
+    // Not due yet: a tick finds nothing.
+    assert_eq!(executor(&app, 10).tick().await.unwrap().claimed, 0);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let tick = executor(&app, 10).tick().await.unwrap();
+    assert_eq!(tick.finished, 1);
+    let done = run(&app, &owner, &id).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(done["output"], json!({ "after": { "waited": 1 } }));
+
+    // A worker claims a run and dies: once its lease has run out, the executor takes
+    // the run over and finishes it, once.
+    let orphan = start(&app, &owner, &wf, json!({})).await;
+    let (runner, _) = app.api_key(&owner, "RUNNER").await;
+    app.ok(
+        Some(&runner),
+        "mutation { claimRuns(input: {limit: 5, leaseSeconds: 30}) { leases { run { id } } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(executor(&app, 10).tick().await.unwrap().claimed, 0);
+    app.db
+        .admin()
+        .await
+        .execute_unprepared("UPDATE workflow_runs SET lease_expires_at = now() - interval '1 second' WHERE status = 'running'")
+        .await
+        .unwrap();
+    let tick = executor(&app, 10).tick().await.unwrap();
+    assert_eq!((tick.claimed, tick.waiting), (1, 1));
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    executor(&app, 10).tick().await.unwrap();
+    let done = run(&app, &owner, &orphan).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+}
+
+#[tokio::test]
+async fn a_tenants_backlog_does_not_hold_another_tenants_run_back() {
+    let app = TestApp::new().await;
+    let busy = app.owner("engine-busy").await;
+    let quiet = app.owner("engine-quiet").await;
+    let steps = json!([transform("only", json!({ "n": "{{ input.n }}" }))]);
+    let busy_wf = workflow(&app, &busy, "bulk", steps.clone(), json!([])).await;
+    for n in 0..30 {
+        start(&app, &busy, &busy_wf, json!({ "n": n })).await;
+    }
+    let quiet_wf = workflow(&app, &quiet, "single", steps, json!([])).await;
+    let single = start(&app, &quiet, &quiet_wf, json!({ "n": -1 })).await;
+    // One tick serves every tenant with due work, at most 5 runs each.
+    let tick = executor(&app, 5).tick().await.unwrap();
+    assert_eq!(tick.claimed, 6);
+    let single = run(&app, &quiet, &single).await;
+    assert_eq!(single["status"], "SUCCEEDED");
+    assert_eq!(single["output"], json!({ "only": { "n": -1 } }));
+}
+
+/// The executor's transaction for one tenant is that tenant's: RLS shows it that
+/// tenant's runs only, it cannot write another's, and a suspended tenant's runs wait.
+#[tokio::test]
+async fn the_executor_works_inside_one_tenant_at_a_time() {
+    let app = TestApp::new().await;
+    let a = app.owner("engine-a").await;
+    let b = app.owner("engine-b").await;
+    let steps = json!([transform("only", json!({ "tenant": "{{ input.t }}" }))]);
+    let wf_a = workflow(&app, &a, "mine", steps.clone(), json!([])).await;
+    let wf_b = workflow(&app, &b, "mine", steps, json!([])).await;
+    let run_a = start(&app, &a, &wf_a, json!({ "t": "a" })).await;
+    let run_b = start(&app, &b, &wf_b, json!({ "t": "b" })).await;
+
+    let scope = RequestScope::new(
+        app.state.db.clone(),
+        Principal::Engine {
+            tenant_id: a.tenant_uuid(),
+        },
+        RequestMeta::default(),
+    );
+    let tx = scope.tx().await.unwrap();
+    let seen: Vec<Uuid> = tx
+        .query_all(stmt("SELECT id FROM workflow_runs", []))
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get("", "id").unwrap())
+        .collect();
+    assert_eq!(seen, [Uuid::parse_str(&run_a[4..]).unwrap()]);
+    let changed = tx
+        .execute(stmt(
+            "UPDATE workflow_runs SET status = 'failed' WHERE id = $1",
+            [Uuid::parse_str(&run_b[4..]).unwrap().into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(changed.rows_affected(), 0);
+    RequestScope::finish_shared(scope, false).await.unwrap();
+
+    // B is suspended: its run waits, A's runs.
+    app.db
+        .admin()
+        .await
+        .execute(stmt(
+            "UPDATE tenants SET status = 'suspended' WHERE id = $1",
+            [b.tenant_uuid().into()],
+        ))
+        .await
+        .unwrap();
+    let tick = executor(&app, 10).tick().await.unwrap();
+    assert_eq!(tick.claimed, 1);
+    assert_eq!(
+        run(&app, &a, &run_a).await["output"],
+        json!({ "only": { "tenant": "a" } })
+    );
+    let admin = app.db.admin().await;
+    let status: String = admin
+        .query_one(stmt(
+            "SELECT status FROM workflow_runs WHERE id = $1",
+            [Uuid::parse_str(&run_b[4..]).unwrap().into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "status")
+        .unwrap();
+    assert_eq!(status, "pending");
+}
