@@ -85,6 +85,15 @@ if [[ "${BENCH_SECRETS:-1}" != 0 ]]; then
     SECRETS_ARGS=(--secrets-json "$DATA_DIR/secrets.json")
 fi
 
+# What ordering a response's fields costs (crates/graphql/benches/order.rs), also before
+# the server starts; BENCH_ORDER=0 skips it.
+if [[ "${BENCH_ORDER:-1}" != 0 ]]; then
+    echo "==> cargo bench -p trellis-graphql --bench order" >&2
+    mkdir -p "$(dirname "$OUT")"
+    cargo bench -q -p trellis-graphql --bench order | tail -n 1 >"$(dirname "$OUT")/order.json"
+    cat "$(dirname "$OUT")/order.json" >&2
+fi
+
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 URL="http://127.0.0.1:$PORT"
 

@@ -13,7 +13,7 @@ pub mod live;
 pub mod loaders;
 pub mod node;
 mod nulls;
-mod order;
+pub mod order;
 pub mod pagination;
 pub mod runs;
 pub mod telemetry;

@@ -41,7 +41,7 @@ pub(crate) fn reorder_response(
 
 /// Puts every object of `data`, the result of a selection `root` of `document`, in
 /// the selection's order.
-pub(crate) fn reorder(data: &mut Value, document: &ExecutableDocument, root: &SelectionSet) {
+pub fn reorder(data: &mut Value, document: &ExecutableDocument, root: &SelectionSet) {
     let plan = Plan::of(document, &[root]);
     plan.apply(document, data);
 }

@@ -6,11 +6,11 @@
 //! catalog, a tenant rewriting the shared catalog, a connection's schema changing
 //! under it.
 
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::ConnectionTrait;
 use serde_json::{json, Value};
 use trellis_core::scope::stmt;
 
-use crate::support::{as_app, Member, TestApp};
+use crate::support::{as_app, is_rls_violation, Member, TestApp};
 
 /// The apps the built-in catalog must have, and an action or trigger of each.
 const BUILTIN: [(&str, &str); 6] = [
@@ -405,13 +405,6 @@ async fn only_the_platform_admin_path_writes_the_public_catalog() {
         )
         .await;
     assert_eq!(data["app"], Value::Null);
-}
-
-fn is_rls_violation(err: &DbErr) -> bool {
-    trellis_core::error::database_error(err)
-        .and_then(|e| e.code())
-        .as_deref()
-        == Some("42501")
 }
 
 #[tokio::test]

@@ -3,12 +3,12 @@
 //! tenant's rows. The threat: any resolver bug (a missing `WHERE tenant_id`) that would
 //! otherwise leak one customer's data to another.
 
-use sea_orm::{ConnectionTrait, DbErr, TransactionTrait};
+use sea_orm::{ConnectionTrait, TransactionTrait};
 use serde_json::json;
 use trellis_core::scope::stmt;
 use uuid::Uuid;
 
-use crate::support::{as_app, TestApp};
+use crate::support::{as_app, is_rls_violation, TestApp};
 
 const TENANT_TABLES: [&str; 4] = ["memberships", "invitations", "api_keys", "audit_events"];
 
@@ -19,13 +19,6 @@ async fn count(conn: &impl ConnectionTrait, sql: &str) -> i64 {
         .unwrap()
         .try_get_by_index(0)
         .unwrap()
-}
-
-fn is_rls_violation(err: &DbErr) -> bool {
-    trellis_core::error::database_error(err)
-        .and_then(|e| e.code())
-        .as_deref()
-        == Some("42501")
 }
 
 /// Two tenants with members, an invitation and an API key each.

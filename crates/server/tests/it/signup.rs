@@ -6,13 +6,13 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use sea_orm::{ConnectionTrait, DbErr};
+use sea_orm::ConnectionTrait;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use trellis_core::scope::stmt;
 use uuid::Uuid;
 
-use crate::support::{as_app, test_config, TestApp, TestDb};
+use crate::support::{as_app, is_rls_violation, test_config, TestApp, TestDb};
 
 /// One message the sink received: its recipients and its raw text.
 #[derive(Clone, Debug)]
@@ -218,11 +218,14 @@ async fn production_refuses_to_start_when_confirmations_could_not_be_delivered()
     .unwrap();
 }
 
-fn is_rls_violation(err: &DbErr) -> bool {
-    trellis_core::error::database_error(err)
-        .and_then(|e| e.code())
-        .as_deref()
-        == Some("42501")
+/// How many confirmation rows `tx` sees.
+async fn verifications_seen(tx: &sea_orm::DatabaseTransaction) -> i64 {
+    tx.query_one(stmt("SELECT count(*) AS n FROM email_verifications", []))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .unwrap()
 }
 
 /// Confirmation tokens are the user's own: another user (or no user) can neither read,
@@ -248,14 +251,7 @@ async fn confirmation_rows_are_the_users_own_under_rls() {
     let other_id = Uuid::now_v7();
     for user in [Some(other_id), None] {
         let tx = as_app(app.state.db.pool(), None, user).await;
-        let seen: i64 = tx
-            .query_one(stmt("SELECT count(*) AS n FROM email_verifications", []))
-            .await
-            .unwrap()
-            .unwrap()
-            .try_get("", "n")
-            .unwrap();
-        assert_eq!(seen, 0, "{user:?}");
+        assert_eq!(verifications_seen(&tx).await, 0, "{user:?}");
         let err = tx
             .execute(stmt(
                 "INSERT INTO email_verifications (id, user_id, token_hash, expires_at) VALUES ($1, $2, $3, now() + interval '1 day')",
@@ -268,13 +264,6 @@ async fn confirmation_rows_are_the_users_own_under_rls() {
     }
     // The owner sees exactly its own row.
     let tx = as_app(app.state.db.pool(), None, Some(owner)).await;
-    let own: i64 = tx
-        .query_one(stmt("SELECT count(*) AS n FROM email_verifications", []))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get("", "n")
-        .unwrap();
-    assert_eq!(own, 1);
+    assert_eq!(verifications_seen(&tx).await, 1);
     tx.rollback().await.unwrap();
 }

@@ -171,6 +171,14 @@ impl Drop for TestDb {
     }
 }
 
+/// Whether a statement was refused by row-level security (SQLSTATE 42501).
+pub fn is_rls_violation(err: &sea_orm::DbErr) -> bool {
+    trellis_core::error::database_error(err)
+        .and_then(|e| e.code())
+        .as_deref()
+        == Some("42501")
+}
+
 /// Opens a transaction as the app role with the given tenant and user set, like a
 /// request would.
 pub async fn as_app(
