@@ -356,13 +356,14 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
             .context("MONGODB_URL")?,
         None => LogStore::postgres(),
     };
+    let egress = Egress::new(Egress::parse_allow(&config.egress_allow)?)?;
     let schema = build_schema(
         Some(Services {
             identity,
             vault: vault.clone(),
             runs: runs.clone(),
             logs: logs.clone(),
-            egress: Egress::new(Egress::parse_allow(&config.egress_allow)?)?,
+            egress: egress.clone(),
         }),
         &limits,
     );
@@ -384,6 +385,7 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
         vault,
         runs,
         logs,
+        egress,
         // One listener per process feeds every subscription it serves.
         live: LiveEvents::listen(app_url).await,
         shutdown: crate::serve::Shutdown::default(),
@@ -395,6 +397,7 @@ pub fn executor(config: &Config, state: &AppState) -> Executor {
     let cpus = std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get);
     Executor::new(
         state.db.clone(),
+        state.egress.clone(),
         ExecutorConfig {
             concurrency: config.executor_concurrency.unwrap_or(2 * cpus).max(1),
             runs_per_tenant: config.executor_runs_per_tenant.clamp(1, 100),

@@ -32,6 +32,9 @@ pub struct AppState {
     pub runs: RunSettings,
     /// The execution-log store (MongoDB or PostgreSQL).
     pub logs: LogStore,
+    /// The one egress guard (and HTTP client) of outbound calls: the schema's and the
+    /// executor's.
+    pub egress: trellis_core::egress::Egress,
     /// Run and log changes from this process's database listener, for subscriptions.
     pub live: LiveEvents,
     /// Tells live sockets to close when the server shuts down, and tracks them.

@@ -6,10 +6,14 @@
 //! that tenant's transaction as [`Principal::Engine`] with the runner API's own claim
 //! (`FOR UPDATE SKIP LOCKED`, a lease), and drives each: one transaction per move,
 //! under the tenant's RLS, through the runner API's step and run moves, so the state
-//! machine, idempotency and live events are the same as for an outside worker. A
-//! worker that dies mid-run leaves a lease that expires; the next claim resumes the run
-//! at the step that was running, since every finished step is committed.
+//! machine, idempotency and live events are the same as for an outside worker. A step
+//! that calls out (HTTP) is started, the move commits, the call is made outside any
+//! transaction, and its result is recorded by the next move; a simulation answers such
+//! steps from their `sampleOutput`. A worker that dies mid-run leaves a lease that
+//! expires; the next claim resumes the run at the step that was running, since every
+//! finished step is committed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,6 +29,7 @@ use uuid::Uuid;
 use super::context::{render, RunContext};
 use super::routing::{Graph, Outcome, Step, StepState, Transition};
 use super::steps::{self, StepInput, StepResult};
+use crate::egress::Egress;
 use crate::runs::runner::{self, RunEnd, StepMove};
 use crate::runs::state::run_is_finished;
 use crate::scope::{stmt, AppDb, Principal, RequestMeta, RequestScope};
@@ -69,6 +74,7 @@ pub struct Tick {
 #[derive(Clone)]
 pub struct Executor {
     db: AppDb,
+    egress: Egress,
     config: ExecutorConfig,
 }
 
@@ -84,6 +90,16 @@ enum Stop {
 enum Advance {
     Progressed,
     Stop(Stop),
+    /// Steps that call out were started: make these calls once the move commits.
+    Call(Vec<Call>),
+}
+
+/// A call a step makes outside any transaction.
+struct Call {
+    step: usize,
+    step_type: StepType,
+    config: Value,
+    started_at: chrono::DateTime<Utc>,
 }
 
 /// A run's version, loaded once per drive: the graph and each step's type and config.
@@ -94,8 +110,9 @@ struct Version {
 }
 
 impl Executor {
-    pub fn new(db: AppDb, config: ExecutorConfig) -> Self {
-        Self { db, config }
+    /// An executor on the application pool; steps that call out go through `egress`.
+    pub fn new(db: AppDb, egress: Egress, config: ExecutorConfig) -> Self {
+        Self { db, egress, config }
     }
 
     fn scope(&self, tenant_id: Uuid) -> Arc<RequestScope> {
@@ -194,15 +211,36 @@ impl Executor {
     /// move.
     async fn drive(&self, tenant: Uuid, run_id: Uuid, token: Uuid) -> Result<Stop> {
         let mut version = None;
-        // A graph of n steps ends in at most about 2n moves; the bound only guards
+        // The results of calls made since the last move, by step, for the next move.
+        let mut results: HashMap<usize, StepResult> = HashMap::new();
+        // A graph of n steps ends in at most about 3n moves; the bound only guards
         // against a bug looping forever.
         for _ in 0..20_000 {
             let scope = self.scope(tenant);
-            let advanced = self.advance(&scope, run_id, token, &mut version).await;
+            let advanced = self
+                .advance(&scope, run_id, token, &mut version, &mut results)
+                .await;
             RequestScope::finish_shared(scope, advanced.is_ok()).await?;
             match advanced? {
                 Advance::Progressed => {}
                 Advance::Stop(stop) => return Ok(stop),
+                Advance::Call(calls) => {
+                    let context = json!({});
+                    let made = futures::future::join_all(calls.iter().map(|call| {
+                        let input = StepInput {
+                            config: &call.config,
+                            started_at: call.started_at,
+                            now: Utc::now(),
+                            context: &context,
+                            egress: &self.egress,
+                        };
+                        async move { steps::execute(call.step_type, &input).await }
+                    }))
+                    .await;
+                    for (call, result) in calls.iter().zip(made) {
+                        results.insert(call.step, result);
+                    }
+                }
             }
         }
         Err(Error::Internal(anyhow::anyhow!(
@@ -216,6 +254,7 @@ impl Executor {
         run_id: Uuid,
         token: Uuid,
         version: &mut Option<Version>,
+        results: &mut HashMap<usize, StepResult>,
     ) -> Result<Advance> {
         let run = match runner::leased(scope, run_id, token).await {
             Ok(run) => run,
@@ -306,10 +345,14 @@ impl Executor {
         }
         let now = Utc::now();
         let mut wake = None;
-        // Steps already running (timers) are looked at again, then the ready ones start.
+        let mut calls = Vec::new();
+        // Steps already running (timers, calls) are looked at again, then the ready ones
+        // start. A step that calls out gets its call made after this move commits; a
+        // simulation answers it from its `sampleOutput` instead and reaches nothing.
         let running = (0..n).filter(|&i| states[i] == StepState::Running);
         for i in running.chain(plan.ready.iter().copied()) {
             let key = &graph.steps[i].key;
+            let step_type = version.types[i];
             let (config, started_at) = match &step_rows[i] {
                 Some(row) if row.status == StepRunStatus::Running => (
                     row.input.clone().unwrap_or(Value::Null),
@@ -344,13 +387,34 @@ impl Executor {
                     }
                 }
             };
-            let input = StepInput {
-                config: &config,
-                started_at,
-                now,
-                context: &context,
+            let result = if let Some(result) = results.remove(&i) {
+                result
+            } else if steps::calls_out(step_type) && run.is_simulation {
+                StepResult::Done(
+                    config
+                        .get("sampleOutput")
+                        .cloned()
+                        .unwrap_or_else(|| json!({ "simulated": true })),
+                )
+            } else if steps::calls_out(step_type) {
+                calls.push(Call {
+                    step: i,
+                    step_type,
+                    config,
+                    started_at,
+                });
+                continue;
+            } else {
+                let input = StepInput {
+                    config: &config,
+                    started_at,
+                    now,
+                    context: &context,
+                    egress: &self.egress,
+                };
+                steps::execute(step_type, &input).await
             };
-            match steps::execute(version.types[i], &input).await {
+            match result {
                 StepResult::Done(output) => {
                     runner::move_step(scope, run_id, token, key, StepMove::Complete { output })
                         .await?;
@@ -366,6 +430,9 @@ impl Executor {
                     wake = Some(wake.map_or(until, |w: chrono::DateTime<Utc>| w.min(until)));
                 }
             }
+        }
+        if !calls.is_empty() {
+            return Ok(Advance::Call(calls));
         }
         if progressed {
             return Ok(Advance::Progressed);

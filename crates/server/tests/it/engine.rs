@@ -1,5 +1,5 @@
 //! The executor runs workflows by itself: it claims runs of versions made only of the
-//! step types it runs (CONDITION, DELAY, TRANSFORM), routes them through their graph,
+//! step types it runs (CONDITION, DELAY, HTTP, TRANSFORM), routes them through their graph,
 //! resumes them after a crash or a timer, serves tenants fairly, and works in each
 //! tenant's transaction under RLS. Runs with other steps stay with runner workers.
 
@@ -96,6 +96,7 @@ fn step_status(run: &Value, key: &str) -> String {
 fn executor(app: &TestApp, runs_per_tenant: u64) -> Executor {
     Executor::new(
         app.state.db.clone(),
+        app.state.egress.clone(),
         ExecutorConfig {
             runs_per_tenant,
             ..ExecutorConfig::default()
@@ -231,7 +232,7 @@ async fn runs_with_steps_the_engine_does_not_run_are_left_for_runners() {
     let app = TestApp::new().await;
     let owner = app.owner("engine-external").await;
     let steps = json!([
-        { "key": "call", "name": "call", "type": "HTTP", "config": { "url": "https://api.example.com/x" } },
+        { "key": "call", "name": "call", "type": "CODE", "config": { "language": "python", "source": "print(1)" } },
         transform("after", json!({})),
     ]);
     let wf = workflow(
@@ -399,4 +400,128 @@ async fn the_executor_works_inside_one_tenant_at_a_time() {
         .try_get("", "status")
         .unwrap();
     assert_eq!(status, "pending");
+}
+
+/// A loopback HTTP server: `/orders/{id}` answers `{"id", "total"}`, anything else 404;
+/// every request's method and path is kept.
+async fn orders_api() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use axum::extract::{Path, State};
+    use axum::routing::get;
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
+    let seen: Seen = Default::default();
+    let app = axum::Router::new()
+        .route(
+            "/orders/{id}",
+            get(|State(seen): State<Seen>, Path(id): Path<u64>| async move {
+                seen.lock().unwrap().push(format!("GET /orders/{id}"));
+                axum::Json(json!({ "id": id, "total": id * 100 }))
+            }),
+        )
+        .fallback(
+            |State(seen): State<Seen>, uri: axum::http::Uri| async move {
+                seen.lock().unwrap().push(format!("? {uri}"));
+                (axum::http::StatusCode::NOT_FOUND, "no such thing")
+            },
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+/// fetch (HTTP, templated URL) -> check; big order -> big; else -> small.
+fn http_steps(api: &str, path: &str) -> (Value, Value) {
+    let steps = json!([
+        { "key": "fetch", "name": "fetch", "type": "HTTP", "config": {
+            "url": format!("{api}{path}"),
+            "sampleOutput": { "status": 200, "body": { "total": 1 } } } },
+        { "key": "check", "name": "check", "type": "CONDITION" },
+        transform("big", json!({ "total": "{{ steps.fetch.output.body.total }}" })),
+        transform("small", json!({ "total": "{{ steps.fetch.output.body.total }}" })),
+    ]);
+    let transitions = json!([
+        { "from": "fetch", "to": "check" },
+        { "from": "check", "to": "big", "condition": { "field": "steps.fetch.output.body.total", "operator": "gte", "value": 500 } },
+        { "from": "check", "to": "small", "isDefault": true },
+    ]);
+    (steps, transitions)
+}
+
+#[tokio::test]
+async fn http_steps_call_out_through_the_egress_guard_and_route_on_the_answer() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-http").await;
+    let (api, seen) = orders_api().await;
+    let (steps, transitions) = http_steps(&api, "/orders/{{ input.id }}");
+    let wf = workflow(&app, &owner, "fetching", steps, transitions).await;
+    let big = start(&app, &owner, &wf, json!({ "id": 7 })).await;
+    let small = start(&app, &owner, &wf, json!({ "id": 2 })).await;
+    let tick = executor(&app, 10).tick().await.unwrap();
+    assert_eq!(tick.finished, 2);
+    let mut calls = seen.lock().unwrap().clone();
+    calls.sort();
+    assert_eq!(calls, ["GET /orders/2", "GET /orders/7"]);
+    let big = run(&app, &owner, &big).await;
+    assert_eq!(big["status"], "SUCCEEDED", "{big}");
+    assert_eq!(big["output"], json!({ "big": { "total": 700 } }));
+    let fetched = big["stepRuns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["stepKey"] == "fetch")
+        .unwrap();
+    assert_eq!(fetched["output"]["status"], 200);
+    assert_eq!(fetched["output"]["body"], json!({ "id": 7, "total": 700 }));
+    let small = run(&app, &owner, &small).await;
+    assert_eq!(small["output"], json!({ "small": { "total": 200 } }));
+}
+
+#[tokio::test]
+async fn http_failures_fail_the_run_and_the_guard_refuses_private_addresses() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-http-fail").await;
+    let (api, seen) = orders_api().await;
+    let (steps, transitions) = http_steps(&api, "/nothing-here");
+    let wf = workflow(&app, &owner, "missing", steps, transitions).await;
+    let missing = start(&app, &owner, &wf, json!({})).await;
+    // Tests admit only 127.0.0.1: a private address is refused before any connection.
+    let (steps, transitions) = http_steps("http://10.255.255.1", "/orders/1");
+    let wf = workflow(&app, &owner, "private", steps, transitions).await;
+    let private = start(&app, &owner, &wf, json!({})).await;
+    executor(&app, 10).tick().await.unwrap();
+
+    let missing = run(&app, &owner, &missing).await;
+    assert_eq!(missing["status"], "FAILED", "{missing}");
+    assert_eq!(missing["error"]["step"], "fetch");
+    assert_eq!(missing["error"]["error"]["status"], 404);
+    assert_eq!(seen.lock().unwrap().as_slice(), ["? /nothing-here"]);
+    let private = run(&app, &owner, &private).await;
+    assert_eq!(private["status"], "FAILED", "{private}");
+    let message = private["error"]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("egress guard refused"), "{message}");
+}
+
+/// A simulation walks the same graph but reaches nothing: the HTTP step answers with
+/// its `sampleOutput`, and the server receives no request.
+#[tokio::test]
+async fn a_simulation_reaches_nothing_outside() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-sim").await;
+    let (api, seen) = orders_api().await;
+    let (steps, transitions) = http_steps(&api, "/orders/{{ input.id }}");
+    let wf = workflow(&app, &owner, "simulated", steps, transitions).await;
+    let data = app
+        .ok(
+            Some(&owner.token),
+            "mutation($w: ID!) { startRun(input: {workflowId: $w, input: {id: 9}, simulation: true}) { run { id } } }",
+            json!({ "w": wf }),
+        )
+        .await;
+    let id = data["startRun"]["run"]["id"].as_str().unwrap().to_owned();
+    executor(&app, 10).tick().await.unwrap();
+    let simulated = run(&app, &owner, &id).await;
+    assert_eq!(simulated["status"], "SUCCEEDED", "{simulated}");
+    assert_eq!(simulated["output"], json!({ "small": { "total": 1 } }));
+    assert!(seen.lock().unwrap().is_empty());
 }

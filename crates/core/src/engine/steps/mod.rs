@@ -4,19 +4,24 @@
 
 pub mod condition;
 pub mod delay;
+pub mod http;
 pub mod transform;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 use trellis_entity::StepType;
 
+use crate::egress::Egress;
+
 /// What a step is given: its config with templates rendered (stored as the step run's
-/// input when it started), when it started, and the run context.
+/// input when it started), when it started, the run context, and the one egress guard
+/// for steps that call out.
 pub struct StepInput<'a> {
     pub config: &'a Value,
     pub started_at: DateTime<Utc>,
     pub now: DateTime<Utc>,
     pub context: &'a Value,
+    pub egress: &'a Egress,
 }
 
 /// Where a step stands after the executor ran it.
@@ -39,8 +44,19 @@ pub trait StepKind {
     ) -> impl std::future::Future<Output = StepResult> + Send;
 }
 
-/// The types the engine runs, by their stored names.
-pub const ENGINE_TYPES: [StepType; 3] = [StepType::Condition, StepType::Delay, StepType::Transform];
+/// The types the engine runs.
+pub const ENGINE_TYPES: [StepType; 4] = [
+    StepType::Condition,
+    StepType::Delay,
+    StepType::Http,
+    StepType::Transform,
+];
+
+/// Whether a step of this type calls out: the executor then runs it outside any
+/// transaction (start, commit, call, record), and a simulation does not run it at all.
+pub fn calls_out(step_type: StepType) -> bool {
+    matches!(step_type, StepType::Http)
+}
 
 /// The stored names of [`ENGINE_TYPES`], as the claim and the due look-up take them.
 pub fn engine_type_names() -> Vec<&'static str> {
@@ -68,6 +84,7 @@ pub async fn execute(step_type: StepType, input: &StepInput<'_>) -> StepResult {
     match step_type {
         StepType::Condition => condition::Condition.execute(input).await,
         StepType::Delay => delay::Delay.execute(input).await,
+        StepType::Http => http::Http.execute(input).await,
         StepType::Transform => transform::Transform.execute(input).await,
         other => StepResult::Failed(serde_json::json!({
             "message": format!("the engine does not run {} steps", type_name(other)),
