@@ -578,6 +578,15 @@ fn parse_settings(settings: serde_json::Value) -> Result<serde_json::Value> {
                     ));
                 }
             }
+            "maxConcurrentRuns" => {
+                let max = crate::engine::executor::MAX_CONCURRENT_RUNS;
+                if !value.as_u64().is_some_and(|n| (1..=max).contains(&n)) {
+                    problems.push(FieldProblem::new(
+                        field,
+                        format!("a whole number of runs from 1 to {max}"),
+                    ));
+                }
+            }
             "redaction" => match crate::logs::redact::Redactor::validate_settings(&settings) {
                 Ok(()) => {}
                 Err(Error::BadInput { field, message }) => {
@@ -589,7 +598,7 @@ fn parse_settings(settings: serde_json::Value) -> Result<serde_json::Value> {
             _ => problems.push(FieldProblem::new(
                 field,
                 "unknown setting: Trellis reads logRetentionDays, payloadRetentionDays, \
-                 runRetentionDays and redaction",
+                 runRetentionDays, maxConcurrentRuns and redaction",
             )),
         }
     }

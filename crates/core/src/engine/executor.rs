@@ -23,7 +23,9 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
 };
 use serde_json::{json, Map, Value};
-use trellis_entity::{step_run, workflow_step, workflow_transition, StepRunStatus, StepType};
+use trellis_entity::{
+    step_run, workflow_step, workflow_transition, StepRunStatus, StepType, TenantPlan,
+};
 use uuid::Uuid;
 
 use super::context::{render, RunContext};
@@ -146,12 +148,20 @@ impl Executor {
         let mut claimed = Vec::new();
         for Due { tenant_id } in tenants {
             let scope = self.scope(tenant_id);
-            let leases = runner::claim(
-                &scope,
-                self.config.runs_per_tenant,
-                self.config.lease,
-                Some(&types),
-            )
+            let leases = async {
+                let new_runs = room_for_new_runs(&scope).await?;
+                let engine = runner::EngineClaim {
+                    step_types: &types,
+                    new_runs,
+                };
+                runner::claim(
+                    &scope,
+                    self.config.runs_per_tenant,
+                    self.config.lease,
+                    Some(engine),
+                )
+                .await
+            }
             .await;
             let ok = leases.is_ok();
             RequestScope::finish_shared(scope, ok).await?;
@@ -451,6 +461,47 @@ impl Executor {
             .await?;
         Ok(Advance::Stop(Stop::Waiting))
     }
+}
+
+/// The most runs a tenant may set for `maxConcurrentRuns`.
+pub const MAX_CONCURRENT_RUNS: u64 = 1_000;
+
+/// How many runs of a tenant may run at once: its `maxConcurrentRuns` setting, or its
+/// plan's default (free 5, pro 25, enterprise 100).
+pub fn concurrent_runs_cap(plan: TenantPlan, settings: &Value) -> u64 {
+    let default = match plan {
+        TenantPlan::Free => 5,
+        TenantPlan::Pro => 25,
+        TenantPlan::Enterprise => 100,
+    };
+    settings
+        .get("maxConcurrentRuns")
+        .and_then(Value::as_u64)
+        .filter(|n| (1..=MAX_CONCURRENT_RUNS).contains(n))
+        .unwrap_or(default)
+}
+
+/// How many more runs the scope's tenant may start now: its cap less the runs it has
+/// running (by the executor or by runner workers).
+async fn room_for_new_runs(scope: &RequestScope) -> Result<u64> {
+    #[derive(FromQueryResult)]
+    struct Room {
+        plan: TenantPlan,
+        settings: Value,
+        running: i64,
+    }
+    let ctx = scope.require_runner().await?;
+    let room = Room::find_by_statement(stmt(
+        "SELECT t.plan, t.settings, (SELECT count(*) FROM workflow_runs r \
+           WHERE r.tenant_id = t.id AND r.status = 'running') AS running \
+         FROM tenants t WHERE t.id = $1",
+        [ctx.tenant_id.into()],
+    ))
+    .one(scope.tx().await?)
+    .await?
+    .ok_or(Error::NotFound)?;
+    let running = u64::try_from(room.running).unwrap_or(0);
+    Ok(concurrent_runs_cap(room.plan, &room.settings).saturating_sub(running))
 }
 
 fn count_step(outcome: &'static str) {

@@ -44,13 +44,20 @@ pub async fn claim_runs(scope: &RequestScope, limit: u64, lease: Duration) -> Re
     claim(scope, limit, lease, None).await
 }
 
-/// [`claim_runs`], only of runs whose version's steps are all of `step_types` (the
-/// executor's: the types it runs itself) when given.
+/// Which runs an executor's claim takes: of versions made only of `step_types`, and of
+/// pending runs at most `new_runs` (the tenant's room under its cap on concurrent runs;
+/// runs already running, a timer or a dead worker's, are always resumed).
+pub(crate) struct EngineClaim<'a> {
+    pub step_types: &'a [&'a str],
+    pub new_runs: u64,
+}
+
+/// [`claim_runs`], for the executor when `engine` is given (see [`EngineClaim`]).
 pub(crate) async fn claim(
     scope: &RequestScope,
     limit: u64,
     lease: Duration,
-    step_types: Option<&[&str]>,
+    engine: Option<EngineClaim<'_>>,
 ) -> Result<Vec<Lease>> {
     let ctx = scope.require_runner().await?;
     if !(1..=MAX_CLAIM).contains(&limit) {
@@ -66,18 +73,33 @@ pub(crate) async fn claim(
         ));
     }
     let tx = scope.tx().await?;
-    let types: Option<Vec<String>> =
-        step_types.map(|types| types.iter().map(|t| (*t).to_owned()).collect());
+    let types: Option<Vec<String>> = engine
+        .as_ref()
+        .map(|e| e.step_types.iter().map(|t| (*t).to_owned()).collect());
+    let new_runs = engine.as_ref().map_or(limit, |e| e.new_runs.min(limit));
+    // Runs already running (a timer that came due, a dead worker's) and pending ones are
+    // picked apart, so that a cap on new runs never keeps a running one from resuming.
     let runs = workflow_run::Entity::find()
         .from_raw_sql(stmt(
-            "WITH picked AS ( \
-               SELECT w.id FROM workflow_runs w \
-               WHERE w.tenant_id = $1 AND w.status IN ('pending', 'running') \
+            "WITH resumed AS ( \
+               SELECT w.id, w.created_at FROM workflow_runs w \
+               WHERE w.tenant_id = $1 AND w.status = 'running' \
                  AND (w.lease_expires_at IS NULL OR w.lease_expires_at < now()) \
                  AND ($5::text[] IS NULL OR NOT EXISTS ( \
                    SELECT 1 FROM workflow_steps s WHERE s.tenant_id = w.tenant_id \
                      AND s.version_id = w.version_id AND s.type <> ALL ($5::text[]))) \
-               ORDER BY w.created_at, w.id LIMIT $2 FOR UPDATE OF w SKIP LOCKED) \
+               ORDER BY w.created_at, w.id LIMIT $2 FOR UPDATE OF w SKIP LOCKED), \
+             fresh AS ( \
+               SELECT w.id, w.created_at FROM workflow_runs w \
+               WHERE w.tenant_id = $1 AND w.status = 'pending' \
+                 AND (w.lease_expires_at IS NULL OR w.lease_expires_at < now()) \
+                 AND ($5::text[] IS NULL OR NOT EXISTS ( \
+                   SELECT 1 FROM workflow_steps s WHERE s.tenant_id = w.tenant_id \
+                     AND s.version_id = w.version_id AND s.type <> ALL ($5::text[]))) \
+               ORDER BY w.created_at, w.id LIMIT $6 FOR UPDATE OF w SKIP LOCKED), \
+             picked AS ( \
+               SELECT id FROM (SELECT * FROM resumed UNION ALL SELECT * FROM fresh) open \
+               ORDER BY created_at, id LIMIT $2) \
              UPDATE workflow_runs r SET lease_token = gen_random_uuid(), lease_owner = $3, \
                lease_expires_at = now() + $4 * interval '1 millisecond', status = 'running', \
                started_at = coalesce(r.started_at, now()) \
@@ -88,6 +110,7 @@ pub(crate) async fn claim(
                 scope.api_key_id().into(),
                 (lease.as_millis() as i64).into(),
                 types.into(),
+                (new_runs as i64).into(),
             ],
         ))
         .all(tx)

@@ -228,8 +228,9 @@ impl Tenant {
     async fn status(&self) -> TenantStatus {
         self.0.status.into()
     }
-    /// A JSON object: `logRetentionDays`, `payloadRetentionDays`, `runRetentionDays`
-    /// and the log `redaction` rules (`patterns`, `jsonPaths`, `maskEmails`).
+    /// A JSON object: `logRetentionDays`, `payloadRetentionDays`, `runRetentionDays`,
+    /// `maxConcurrentRuns` (the executor's cap; the plan's default when absent) and the
+    /// log `redaction` rules (`patterns`, `jsonPaths`, `maskEmails`).
     async fn settings(&self) -> Json<&serde_json::Value> {
         Json(&self.0.settings)
     }

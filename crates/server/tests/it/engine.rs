@@ -525,3 +525,47 @@ async fn a_simulation_reaches_nothing_outside() {
     assert_eq!(simulated["output"], json!({ "small": { "total": 1 } }));
     assert!(seen.lock().unwrap().is_empty());
 }
+
+/// A tenant's cap on concurrent runs (`maxConcurrentRuns`, or its plan's default) holds
+/// back new runs, never the resumption of running ones, and a bad cap is refused.
+#[tokio::test]
+async fn a_tenants_cap_on_concurrent_runs_holds_new_runs_back() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-cap").await;
+    let refused = app
+        .ok(
+            Some(&owner.token),
+            "mutation { updateTenant(input: {settings: {maxConcurrentRuns: 0}}) { userErrors { field code } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        refused["updateTenant"]["userErrors"][0]["field"],
+        "settings.maxConcurrentRuns"
+    );
+    let set = app
+        .ok(
+            Some(&owner.token),
+            "mutation { updateTenant(input: {settings: {maxConcurrentRuns: 2}}) { userErrors { field code } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(set["updateTenant"]["userErrors"], json!([]));
+    let steps = json!([
+        { "key": "wait", "name": "wait", "type": "DELAY", "config": { "seconds": 1 } },
+    ]);
+    let wf = workflow(&app, &owner, "capped", steps, json!([])).await;
+    for _ in 0..5 {
+        start(&app, &owner, &wf, json!({})).await;
+    }
+    let tick = executor(&app, 10).tick().await.unwrap();
+    assert_eq!((tick.claimed, tick.waiting), (2, 2));
+    // Two are running (waiting on their timers): no room for a third.
+    assert_eq!(executor(&app, 10).tick().await.unwrap().claimed, 0);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    // The two resume and finish; only then is there room again.
+    let tick = executor(&app, 10).tick().await.unwrap();
+    assert_eq!((tick.claimed, tick.finished), (2, 2));
+    let tick = executor(&app, 10).tick().await.unwrap();
+    assert_eq!((tick.claimed, tick.waiting), (2, 2));
+}
