@@ -442,6 +442,24 @@ impl Executor {
             }
         }
         if !calls.is_empty() {
+            // The lease must outlast the calls (an HTTP step may take 300 s), or another
+            // worker would take the run over and call again mid-call.
+            let budget = calls
+                .iter()
+                .map(|c| steps::call_budget(c.step_type, &c.config))
+                .max()
+                .unwrap_or_default()
+                + CALL_LEASE_MARGIN;
+            let until = now + chrono::Duration::from_std(budget).unwrap_or_default();
+            scope
+                .tx()
+                .await?
+                .execute(stmt(
+                    "UPDATE workflow_runs SET lease_expires_at = greatest(lease_expires_at, $3) \
+                     WHERE id = $1 AND lease_token = $2",
+                    [run_id.into(), token.into(), until.into()],
+                ))
+                .await?;
             return Ok(Advance::Call(calls));
         }
         if progressed {
@@ -462,6 +480,9 @@ impl Executor {
         Ok(Advance::Stop(Stop::Waiting))
     }
 }
+
+/// How much longer than its calls' timeouts a run's lease lasts while they are made.
+const CALL_LEASE_MARGIN: Duration = Duration::from_secs(30);
 
 /// The most runs a tenant may set for `maxConcurrentRuns`.
 pub const MAX_CONCURRENT_RUNS: u64 = 1_000;

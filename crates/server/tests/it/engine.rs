@@ -569,3 +569,48 @@ async fn a_tenants_cap_on_concurrent_runs_holds_new_runs_back() {
     let tick = executor(&app, 10).tick().await.unwrap();
     assert_eq!((tick.claimed, tick.waiting), (2, 2));
 }
+
+/// While an HTTP step's call is in flight, the run's lease outlasts the call's timeout
+/// (up to 300 s), so no other worker takes the run over and calls again. The loopback
+/// endpoint reads the lease from the database while it answers.
+#[tokio::test]
+async fn a_calls_lease_outlasts_its_timeout() {
+    use axum::routing::get;
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-lease").await;
+    let admin = std::sync::Arc::new(app.db.admin().await);
+    let api = axum::Router::new().route(
+        "/lease",
+        get(move || {
+            let admin = admin.clone();
+            async move {
+                let row = admin
+                    .query_one(stmt(
+                        "SELECT extract(epoch FROM lease_expires_at - now())::float8 AS left \
+                         FROM workflow_runs WHERE status = 'running'",
+                        [],
+                    ))
+                    .await
+                    .unwrap()
+                    .unwrap();
+                let left: f64 = row.try_get("", "left").unwrap();
+                axum::Json(json!({ "leaseSecondsLeft": left }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/lease", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await });
+    let steps = json!([{ "key": "call", "name": "call", "type": "HTTP",
+                         "config": { "url": url, "timeoutMs": 240_000 } }]);
+    let wf = workflow(&app, &owner, "slow", steps, json!([])).await;
+    let id = start(&app, &owner, &wf, json!({})).await;
+    executor(&app, 10).tick().await.unwrap();
+    let done = run(&app, &owner, &id).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    let left = done["output"]["call"]["body"]["leaseSecondsLeft"]
+        .as_f64()
+        .unwrap();
+    // The claim's lease is 60 s; during the call it covers the 240 s timeout.
+    assert!(left > 240.0, "{left}");
+}

@@ -20,6 +20,16 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most of a response body kept in the output.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 
+/// How long a call of this config may take, from connecting to the end of the body:
+/// `timeoutMs`, 30 s by default, at most 300 s.
+pub fn timeout_of(config: &Value) -> Duration {
+    config
+        .get("timeoutMs")
+        .and_then(Value::as_u64)
+        .map_or(DEFAULT_TIMEOUT, Duration::from_millis)
+        .min(MAX_TIMEOUT)
+}
+
 pub struct Http;
 
 impl StepKind for Http {
@@ -39,11 +49,7 @@ impl StepKind for Http {
         if let Err(refused) = input.egress.check_url(url) {
             return fail(refused.to_string());
         }
-        let timeout = config
-            .get("timeoutMs")
-            .and_then(Value::as_u64)
-            .map_or(DEFAULT_TIMEOUT, Duration::from_millis)
-            .min(MAX_TIMEOUT);
+        let timeout = timeout_of(config);
         let mut request = input.egress.client().request(method, url).timeout(timeout);
         if let Some(headers) = config.get("headers").and_then(Value::as_object) {
             for (name, value) in headers {

@@ -52,6 +52,14 @@ pub const ENGINE_TYPES: [StepType; 4] = [
     StepType::Transform,
 ];
 
+/// The longest a call of a step that calls out may take (its lease must outlast it).
+pub fn call_budget(step_type: StepType, config: &Value) -> std::time::Duration {
+    match step_type {
+        StepType::Http => http::timeout_of(config),
+        _ => std::time::Duration::ZERO,
+    }
+}
+
 /// Whether a step of this type calls out: the executor then runs it outside any
 /// transaction (start, commit, call, record), and a simulation does not run it at all.
 pub fn calls_out(step_type: StepType) -> bool {
