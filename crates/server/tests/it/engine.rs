@@ -614,3 +614,40 @@ async fn a_calls_lease_outlasts_its_timeout() {
     // The claim's lease is 60 s; during the call it covers the 240 s timeout.
     assert!(left > 240.0, "{left}");
 }
+
+/// `trellis worker`, the real binary on the test database, runs only the executor: a
+/// run started through the API finishes with no server of its own running one.
+#[tokio::test]
+async fn the_worker_command_runs_workflows() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-worker").await;
+    let steps = json!([transform("only", json!({ "by": "worker {{ input.n }}" }))]);
+    let wf = workflow(&app, &owner, "worked", steps, json!([])).await;
+    let id = start(&app, &owner, &wf, json!({ "n": 1 })).await;
+    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .arg("worker")
+        .env_remove("DATABASE_URL")
+        .env("TRELLIS_APP_DATABASE_URL", &app.db.app_url)
+        .env("TRELLIS_JWT_SECRET", crate::support::JWT_SECRET)
+        .env("TRELLIS_MASTER_KEYS", crate::support::TEST_MASTER_KEYS)
+        .env("TRELLIS_MIGRATE_ON_START", "false")
+        .env("TRELLIS_EXECUTOR_POLL_MS", "50")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let finished = loop {
+        let now = run(&app, &owner, &id).await;
+        if now["status"] == "SUCCEEDED" {
+            break now;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the worker did not finish the run: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(finished["output"], json!({ "only": { "by": "worker 1" } }));
+    worker.kill().await.unwrap();
+}
