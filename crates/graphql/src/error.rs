@@ -27,6 +27,16 @@ pub enum UserErrorCode {
     Conflict,
 }
 
+/// An error of a whole request (no path), refused before it runs, with `code` as its
+/// `extensions.code`.
+pub(crate) fn request_error(message: &str, code: &str) -> async_graphql::ServerError {
+    let mut error = async_graphql::ServerError::new(message, None);
+    let mut extensions = async_graphql::ErrorExtensionValues::default();
+    extensions.set("code", code);
+    error.extensions = Some(extensions);
+    error
+}
+
 /// Converts a domain error into a GraphQL error, logging internal ones.
 pub fn to_graphql(err: &Error, request_id: &str) -> async_graphql::Error {
     let code = err.code();

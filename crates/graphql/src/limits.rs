@@ -19,13 +19,12 @@ use async_graphql::parser::types::{
     ExecutableDocument, OperationDefinition, OperationType, Selection, SelectionSet,
 };
 use async_graphql::{
-    ErrorExtensionValues, Name, Positioned, Request, Response, ServerError, ServerResult,
-    Value as ConstValue, Variables,
+    Name, Positioned, Request, Response, ServerError, ServerResult, Value as ConstValue, Variables,
 };
 use trellis_core::{throttle, Principal, RequestScope};
 
 use crate::context::request_data;
-use crate::error::to_graphql;
+use crate::error::{request_error, to_graphql};
 use crate::telemetry;
 use crate::trusted::TrustedDocuments;
 use crate::ApiSchema;
@@ -379,11 +378,7 @@ fn value_has_nul(value: &ConstValue, path: &mut String) -> bool {
 }
 
 fn bad_input(message: &str) -> ServerError {
-    let mut error = ServerError::new(message, None);
-    let mut extensions = ErrorExtensionValues::default();
-    extensions.set("code", "BAD_USER_INPUT");
-    error.extensions = Some(extensions);
-    error
+    request_error(message, "BAD_USER_INPUT")
 }
 
 /// The deepest nesting of `{`, `[` and `(` in a GraphQL document, in one pass.

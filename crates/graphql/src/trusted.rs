@@ -17,7 +17,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use async_graphql::{ErrorExtensionValues, Request, ServerError, ServerResult, Value};
+use async_graphql::{Request, ServerResult, Value};
+
+use crate::error::request_error as error;
 
 /// The manifest of trusted documents, and whether only they may run.
 #[derive(Clone, Debug, Default)]
@@ -137,14 +139,6 @@ fn requested_hash(request: &Request) -> ServerResult<Option<String>> {
 pub fn sha256_hex(text: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn error(message: &str, code: &str) -> ServerError {
-    let mut error = ServerError::new(message, None);
-    let mut extensions = ErrorExtensionValues::default();
-    extensions.set("code", code);
-    error.extensions = Some(extensions);
-    error
 }
 
 #[cfg(test)]
