@@ -29,7 +29,7 @@ use trellis_entity::{
 use uuid::Uuid;
 
 use super::context::{render, RunContext};
-use super::routing::{Graph, Outcome, Step, StepState, Transition};
+use super::routing::{Graph, Outcome, Step, Transition};
 use super::steps::{self, StepInput, StepResult};
 use crate::egress::Egress;
 use crate::runs::runner::{self, RunEnd, StepMove};
@@ -287,7 +287,7 @@ impl Executor {
             .all(tx)
             .await?;
         let n = graph.steps.len();
-        let mut states = vec![StepState::Pending; n];
+        let mut states = vec![StepRunStatus::Pending; n];
         let mut outputs: Vec<Option<Value>> = vec![None; n];
         let mut step_rows: Vec<Option<step_run::Model>> = vec![None; n];
         let mut context = RunContext::new(
@@ -298,14 +298,7 @@ impl Executor {
             let Some(i) = graph.steps.iter().position(|s| s.key == row.step_key) else {
                 continue;
             };
-            states[i] = match row.status {
-                StepRunStatus::Pending => StepState::Pending,
-                StepRunStatus::Running => StepState::Running,
-                StepRunStatus::Succeeded => StepState::Succeeded,
-                StepRunStatus::Failed => StepState::Failed,
-                StepRunStatus::Skipped => StepState::Skipped,
-                StepRunStatus::Cancelled => StepState::Cancelled,
-            };
+            states[i] = row.status;
             if row.status == StepRunStatus::Succeeded {
                 let output = row.output.clone().unwrap_or(Value::Null);
                 context.record(&row.step_key, output.clone());
@@ -321,7 +314,7 @@ impl Executor {
                     output: leaf_outputs(graph, &states, &outputs),
                 },
                 Outcome::Failed => {
-                    let failed = states.iter().position(|s| *s == StepState::Failed);
+                    let failed = states.iter().position(|s| *s == StepRunStatus::Failed);
                     let step = failed.map(|i| graph.steps[i].key.clone());
                     let error = failed
                         .and_then(|i| step_rows[i].as_ref())
@@ -359,7 +352,7 @@ impl Executor {
         // Steps already running (timers, calls) are looked at again, then the ready ones
         // start. A step that calls out gets its call made after this move commits; a
         // simulation answers it from its `sampleOutput` instead and reaches nothing.
-        let running = (0..n).filter(|&i| states[i] == StepState::Running);
+        let running = (0..n).filter(|&i| states[i] == StepRunStatus::Running);
         for i in running.chain(plan.ready.iter().copied()) {
             let key = &graph.steps[i].key;
             let step_type = version.types[i];
@@ -531,11 +524,11 @@ fn count_step(outcome: &'static str) {
 
 /// A run's output: the outputs of the steps that end its branches (no transition out)
 /// and succeeded, by step key.
-fn leaf_outputs(graph: &Graph, states: &[StepState], outputs: &[Option<Value>]) -> Value {
+fn leaf_outputs(graph: &Graph, states: &[StepRunStatus], outputs: &[Option<Value>]) -> Value {
     let mut leaves = Map::new();
     for (i, step) in graph.steps.iter().enumerate() {
         let is_leaf = !graph.transitions.iter().any(|t| t.from == i);
-        if is_leaf && states[i] == StepState::Succeeded {
+        if is_leaf && states[i] == StepRunStatus::Succeeded {
             leaves.insert(step.key.clone(), outputs[i].clone().unwrap_or(Value::Null));
         }
     }

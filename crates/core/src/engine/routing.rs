@@ -15,6 +15,7 @@
 //!   succeeded or been skipped.
 
 use serde_json::Value;
+use trellis_entity::StepRunStatus;
 
 use super::condition::{self, Scope};
 
@@ -40,22 +41,10 @@ pub struct Graph {
     pub transitions: Vec<Transition>,
 }
 
-/// Where one step of a run stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StepState {
-    Pending,
-    /// Running, or waiting (a timer, an approval): not settled.
-    Running,
-    Succeeded,
-    Failed,
-    Skipped,
-    Cancelled,
-}
-
-impl StepState {
-    fn settled(self) -> bool {
-        matches!(self, Self::Succeeded | Self::Skipped)
-    }
+/// Whether a step's status is final for routing: it succeeded or was skipped (a
+/// running or waiting step is not; a failed one ends the run).
+fn settled(status: StepRunStatus) -> bool {
+    matches!(status, StepRunStatus::Succeeded | StepRunStatus::Skipped)
 }
 
 /// How a run ended.
@@ -111,17 +100,22 @@ impl Graph {
 
     /// The next moves of a run whose steps stand at `states`. `outputs[i]` is step
     /// `i`'s output once it succeeded; `context` is the run context.
-    pub fn plan(&self, states: &[StepState], outputs: &[Option<Value>], context: &Value) -> Plan {
+    pub fn plan(
+        &self,
+        states: &[StepRunStatus],
+        outputs: &[Option<Value>],
+        context: &Value,
+    ) -> Plan {
         let n = self.steps.len();
         let mut plan = Plan::default();
-        if states.contains(&StepState::Failed) {
+        if states.contains(&StepRunStatus::Failed) {
             plan.outcome = Some(Outcome::Failed);
             return plan;
         }
         // Which transitions were taken, from the steps that succeeded.
         let mut taken = vec![false; self.transitions.len()];
         for (step, state) in states.iter().enumerate() {
-            if *state == StepState::Succeeded {
+            if *state == StepRunStatus::Succeeded {
                 let output = outputs.get(step).and_then(Option::as_ref);
                 for t in self.taken_from(step, context, output) {
                     taken[t] = true;
@@ -134,7 +128,7 @@ impl Graph {
         loop {
             let mut changed = false;
             for step in 0..n {
-                if states[step] != StepState::Pending || plan.ready.contains(&step) {
+                if states[step] != StepRunStatus::Pending || plan.ready.contains(&step) {
                     continue;
                 }
                 let incoming: Vec<usize> = (0..self.transitions.len())
@@ -146,14 +140,14 @@ impl Graph {
                 }
                 if !incoming
                     .iter()
-                    .all(|&t| states[self.transitions[t].from].settled())
+                    .all(|&t| settled(states[self.transitions[t].from]))
                 {
                     continue;
                 }
                 if incoming.iter().any(|&t| taken[t]) {
                     plan.ready.push(step);
                 } else {
-                    states[step] = StepState::Skipped;
+                    states[step] = StepRunStatus::Skipped;
                     plan.skip.push(step);
                     changed = true;
                 }
@@ -162,7 +156,7 @@ impl Graph {
                 break;
             }
         }
-        if plan.ready.is_empty() && states.iter().all(|s| s.settled()) {
+        if plan.ready.is_empty() && states.iter().all(|s| settled(*s)) {
             plan.outcome = Some(Outcome::Succeeded);
         }
         plan.ready.sort_unstable();
@@ -176,7 +170,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use StepState::*;
+    use StepRunStatus::*;
 
     /// `keys` in order; `edges` as (from, to, condition, default).
     fn graph(keys: &[&str], edges: &[(&str, &str, Option<Value>, bool)]) -> Graph {
