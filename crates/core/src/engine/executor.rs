@@ -134,17 +134,13 @@ impl Executor {
         struct Due {
             tenant_id: Uuid,
         }
-        let names: Vec<String> = steps::engine_type_names()
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
+        let types = steps::engine_type_names();
         let tenants = Due::find_by_statement(stmt(
             "SELECT t AS tenant_id FROM app.tenants_with_due_runs($1, $2) t",
-            [names.into(), self.config.tenants_per_tick.into()],
+            [types.clone().into(), self.config.tenants_per_tick.into()],
         ))
         .all(self.db.pool())
         .await?;
-        let types = steps::engine_type_names();
         let mut claimed = Vec::new();
         for Due { tenant_id } in tenants {
             let scope = self.scope(tenant_id);

@@ -48,7 +48,7 @@ pub async fn claim_runs(scope: &RequestScope, limit: u64, lease: Duration) -> Re
 /// pending runs at most `new_runs` (the tenant's room under its cap on concurrent runs;
 /// runs already running, a timer or a dead worker's, are always resumed).
 pub(crate) struct EngineClaim<'a> {
-    pub step_types: &'a [&'a str],
+    pub step_types: &'a [String],
     pub new_runs: u64,
 }
 
@@ -73,9 +73,7 @@ pub(crate) async fn claim(
         ));
     }
     let tx = scope.tx().await?;
-    let types: Option<Vec<String>> = engine
-        .as_ref()
-        .map(|e| e.step_types.iter().map(|t| (*t).to_owned()).collect());
+    let types: Option<Vec<String>> = engine.as_ref().map(|e| e.step_types.to_vec());
     let new_runs = engine.as_ref().map_or(limit, |e| e.new_runs.min(limit));
     // Runs already running (a timer that came due, a dead worker's) and pending ones are
     // picked apart, so that a cap on new runs never keeps a running one from resuming.

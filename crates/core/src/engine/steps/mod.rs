@@ -8,6 +8,7 @@ pub mod http;
 pub mod transform;
 
 use chrono::{DateTime, Utc};
+use sea_orm::ActiveEnum;
 use serde_json::Value;
 use trellis_entity::StepType;
 
@@ -67,23 +68,8 @@ pub fn calls_out(step_type: StepType) -> bool {
 }
 
 /// The stored names of [`ENGINE_TYPES`], as the claim and the due look-up take them.
-pub fn engine_type_names() -> Vec<&'static str> {
-    ENGINE_TYPES.iter().map(|t| type_name(*t)).collect()
-}
-
-/// A step type's stored name.
-pub fn type_name(step_type: StepType) -> &'static str {
-    match step_type {
-        StepType::Action => "action",
-        StepType::Condition => "condition",
-        StepType::Approval => "approval",
-        StepType::Notification => "notification",
-        StepType::Delay => "delay",
-        StepType::Http => "http",
-        StepType::Agent => "agent",
-        StepType::Code => "code",
-        StepType::Transform => "transform",
-    }
+pub fn engine_type_names() -> Vec<String> {
+    ENGINE_TYPES.iter().map(ActiveEnum::to_value).collect()
 }
 
 /// Runs a step of one of [`ENGINE_TYPES`]; any other type fails (the claim keeps
@@ -95,7 +81,7 @@ pub async fn execute(step_type: StepType, input: &StepInput<'_>) -> StepResult {
         StepType::Http => http::Http.execute(input).await,
         StepType::Transform => transform::Transform.execute(input).await,
         other => StepResult::Failed(serde_json::json!({
-            "message": format!("the engine does not run {} steps", type_name(other)),
+            "message": format!("the engine does not run {} steps", other.to_value()),
         })),
     }
 }
