@@ -10,6 +10,7 @@
 //! audit log records run-level events (start, claim, finish, cancel), not each step,
 //! so that workers of one tenant do not queue on its audit chain.
 
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -44,6 +45,39 @@ pub async fn claim_runs(scope: &RequestScope, limit: u64, lease: Duration) -> Re
     claim(scope, limit, lease, None).await
 }
 
+/// The open runs of tenant `$1` in `status` whose lease is free, oldest first, at most
+/// `limit` (a parameter), locked: with `$5` (step types) set, only runs of versions made
+/// of those types.
+fn open_runs(status: &str, limit: &str) -> String {
+    format!(
+        "SELECT w.id, w.created_at FROM workflow_runs w \
+         WHERE w.tenant_id = $1 AND w.status = '{status}' \
+           AND (w.lease_expires_at IS NULL OR w.lease_expires_at < now()) \
+           AND ($5::text[] IS NULL OR NOT EXISTS ( \
+             SELECT 1 FROM workflow_steps s WHERE s.tenant_id = w.tenant_id \
+               AND s.version_id = w.version_id AND s.type <> ALL ($5::text[]))) \
+         ORDER BY w.created_at, w.id LIMIT {limit} FOR UPDATE OF w SKIP LOCKED"
+    )
+}
+
+/// The claim: running runs to resume (at most `$2`) and pending ones to start (at most
+/// `$6`), picked apart so that a cap on new runs never keeps a running one from
+/// resuming, then the oldest `$2` of both leased to `$3` for `$4` ms.
+static CLAIM_SQL: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH resumed AS ({}), fresh AS ({}), \
+         picked AS ( \
+           SELECT id FROM (SELECT * FROM resumed UNION ALL SELECT * FROM fresh) open \
+           ORDER BY created_at, id LIMIT $2) \
+         UPDATE workflow_runs r SET lease_token = gen_random_uuid(), lease_owner = $3, \
+           lease_expires_at = now() + $4 * interval '1 millisecond', status = 'running', \
+           started_at = coalesce(r.started_at, now()) \
+         FROM picked WHERE r.id = picked.id RETURNING r.*",
+        open_runs("running", "$2"),
+        open_runs("pending", "$6"),
+    )
+});
+
 /// Which runs an executor's claim takes: of versions made only of `step_types`, and of
 /// pending runs at most `new_runs` (the tenant's room under its cap on concurrent runs;
 /// runs already running, a timer or a dead worker's, are always resumed).
@@ -75,33 +109,9 @@ pub(crate) async fn claim(
     let tx = scope.tx().await?;
     let types: Option<Vec<String>> = engine.as_ref().map(|e| e.step_types.to_vec());
     let new_runs = engine.as_ref().map_or(limit, |e| e.new_runs.min(limit));
-    // Runs already running (a timer that came due, a dead worker's) and pending ones are
-    // picked apart, so that a cap on new runs never keeps a running one from resuming.
     let runs = workflow_run::Entity::find()
         .from_raw_sql(stmt(
-            "WITH resumed AS ( \
-               SELECT w.id, w.created_at FROM workflow_runs w \
-               WHERE w.tenant_id = $1 AND w.status = 'running' \
-                 AND (w.lease_expires_at IS NULL OR w.lease_expires_at < now()) \
-                 AND ($5::text[] IS NULL OR NOT EXISTS ( \
-                   SELECT 1 FROM workflow_steps s WHERE s.tenant_id = w.tenant_id \
-                     AND s.version_id = w.version_id AND s.type <> ALL ($5::text[]))) \
-               ORDER BY w.created_at, w.id LIMIT $2 FOR UPDATE OF w SKIP LOCKED), \
-             fresh AS ( \
-               SELECT w.id, w.created_at FROM workflow_runs w \
-               WHERE w.tenant_id = $1 AND w.status = 'pending' \
-                 AND (w.lease_expires_at IS NULL OR w.lease_expires_at < now()) \
-                 AND ($5::text[] IS NULL OR NOT EXISTS ( \
-                   SELECT 1 FROM workflow_steps s WHERE s.tenant_id = w.tenant_id \
-                     AND s.version_id = w.version_id AND s.type <> ALL ($5::text[]))) \
-               ORDER BY w.created_at, w.id LIMIT $6 FOR UPDATE OF w SKIP LOCKED), \
-             picked AS ( \
-               SELECT id FROM (SELECT * FROM resumed UNION ALL SELECT * FROM fresh) open \
-               ORDER BY created_at, id LIMIT $2) \
-             UPDATE workflow_runs r SET lease_token = gen_random_uuid(), lease_owner = $3, \
-               lease_expires_at = now() + $4 * interval '1 millisecond', status = 'running', \
-               started_at = coalesce(r.started_at, now()) \
-             FROM picked WHERE r.id = picked.id RETURNING r.*",
+            &CLAIM_SQL,
             [
                 ctx.tenant_id.into(),
                 (limit as i64).into(),
