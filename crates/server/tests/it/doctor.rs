@@ -20,6 +20,7 @@ async fn a_migrated_database_is_healthy() {
         "api_keys",
         "refresh_tokens",
         "audit_events",
+        "email_verifications",
     ] {
         assert!(
             report
