@@ -118,6 +118,26 @@ async function drive() {
         .join("\n"),
     );
 
+  // A paste lands asynchronously (clipboard, then Monaco's render), and on a loaded
+  // machine a click can land before the editor takes focus: poll the editor until its
+  // text is accepted, and paste again (three tries) if it never is.
+  const pasteInto = async (editor, text, what, accept) => {
+    let seen = "";
+    for (let attempt = 1; attempt <= 3; attempt++) {
+      await replaceEditorText(editor, text);
+      const deadline = Date.now() + 3000;
+      while (Date.now() < deadline) {
+        seen = await editorText(editor);
+        try {
+          if (accept(seen)) return seen;
+        } catch {}
+        await page.waitForTimeout(100);
+      }
+      log(`${what} editor shows ${JSON.stringify(seen)} after paste ${attempt}`);
+    }
+    throw new Error(`${what} editor does not hold the paste: ${seen}`);
+  };
+
   // Headers: open the "Headers" tab of the editor tools and paste the Authorization header.
   const toolsToggle = page.locator("button.graphiql-toggle-editor-tools");
   const headersTab = page.locator('.graphiql-editor-tools button[data-name="headers"]');
@@ -127,21 +147,18 @@ async function drive() {
     .locator('section.graphiql-editor-tool .graphiql-editor:not(.hidden) .monaco-editor[data-uri$="headers.json"]')
     .first();
   await headersEditor.waitFor({ state: "visible" });
-  await replaceEditorText(headersEditor, headersText);
-  const typedHeaders = await editorText(headersEditor);
-  let parsedHeaders;
-  try {
-    parsedHeaders = JSON.parse(typedHeaders);
-  } catch {
-    throw new Error(`headers editor holds invalid JSON after paste: ${typedHeaders}`);
-  }
+  const typedHeaders = await pasteInto(headersEditor, headersText, "headers", (t) => {
+    JSON.parse(t);
+    return true;
+  });
+  const parsedHeaders = JSON.parse(typedHeaders);
   if (parsedHeaders.Authorization !== `Bearer ${token}`) {
     throw new Error(`headers editor does not hold the token: ${typedHeaders}`);
   }
   log("headers set in the Headers editor");
 
   // Query: replace the query editor's content.
-  await replaceEditorText(queryEditor, query);
+  await pasteInto(queryEditor, query, "query", (t) => t.trim() === query.trim());
   // GraphiQL re-parses the query 100 ms after an edit (debounced); only then does it know the
   // operation type, and a subscription is routed to the websocket instead of a POST.
   await page.waitForTimeout(400);
