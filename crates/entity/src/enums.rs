@@ -198,7 +198,8 @@ pub enum RunStatus {
 }
 
 /// A step run's life cycle: pending → running → succeeded | failed | skipped |
-/// cancelled (a pending step may also be skipped or cancelled).
+/// cancelled (a pending step may also be skipped or cancelled); a running step may
+/// wait on people (an approval) before it succeeds or fails.
 #[derive(
     Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
 )]
@@ -207,6 +208,7 @@ pub enum RunStatus {
 pub enum StepRunStatus {
     Pending,
     Running,
+    Waiting,
     Succeeded,
     Failed,
     Skipped,

@@ -15,6 +15,7 @@ pub mod invitation;
 pub mod membership;
 pub mod refresh_token;
 pub mod secret;
+pub mod step_attempt;
 pub mod step_run;
 pub mod tenant;
 pub mod tenant_data_key;

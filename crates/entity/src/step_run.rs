@@ -22,6 +22,8 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
     pub started_at: Option<DateTimeUtc>,
     pub finished_at: Option<DateTimeUtc>,
+    /// When a failed attempt is tried again; null unless a retry is due.
+    pub next_attempt_at: Option<DateTimeUtc>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -49,6 +51,7 @@ impl Model {
             updated_at: c.read()?,
             started_at: c.read()?,
             finished_at: c.read()?,
+            next_attempt_at: c.read()?,
         })
     }
 }

@@ -18,8 +18,8 @@ use trellis_core::RequestScope;
 use trellis_entity::columns::ColumnSet;
 use trellis_entity::{
     action, api_key, app, app_version, audit_event, client, connection, connection_secret,
-    invitation, membership, secret, step_run, tenant, trigger, user, workflow, workflow_run,
-    workflow_step, workflow_transition, workflow_version,
+    invitation, membership, secret, step_attempt, step_run, tenant, trigger, user, workflow,
+    workflow_run, workflow_step, workflow_transition, workflow_version,
 };
 use uuid::Uuid;
 
@@ -258,6 +258,11 @@ by_parent!(
 by_parent!(
     /// The triggers of a workflow, oldest first.
     TriggersOfWorkflow => trigger.WorkflowId(workflow_id), ordered by CreatedAt
+);
+
+by_parent!(
+    /// The earlier (failed and retried) attempts of a step run, by number.
+    AttemptsOfStepRun => step_attempt.StepRunId(step_run_id), ordered by Attempt
 );
 
 /// The columns a list must read for `selection` (the listed objects' fields): `always`

@@ -29,6 +29,7 @@ use trellis_entity::{
 use uuid::Uuid;
 
 use super::context::{render, RunContext};
+use super::retry::RetryPolicy;
 use super::routing::{Graph, Outcome, Step, Transition};
 use super::steps::{self, StepInput, StepResult};
 use crate::egress::Egress;
@@ -240,7 +241,7 @@ impl Executor {
                             context: &context,
                             egress: &self.egress,
                         };
-                        async move { steps::execute(call.step_type, &input).await }
+                        async move { execute_in_time(call.step_type, &input).await }
                     }))
                     .await;
                     for (call, result) in calls.iter().zip(made) {
@@ -352,12 +353,21 @@ impl Executor {
         for i in running.chain(plan.ready.iter().copied()) {
             let key = &graph.steps[i].key;
             let step_type = version.types[i];
-            let (config, started_at) = match &step_rows[i] {
-                Some(row) if row.status == StepRunStatus::Running => (
-                    row.input.clone().unwrap_or(Value::Null),
-                    row.started_at.unwrap_or(now),
-                ),
+            let (config, started_at, attempt) = match &step_rows[i] {
+                Some(row) if row.status == StepRunStatus::Running => {
+                    // A retry that is not due yet waits like a timer.
+                    if let Some(due) = row.next_attempt_at.filter(|due| *due > now) {
+                        wake = Some(wake.map_or(due, |w: chrono::DateTime<Utc>| w.min(due)));
+                        continue;
+                    }
+                    (
+                        row.input.clone().unwrap_or(Value::Null),
+                        row.started_at.unwrap_or(now),
+                        row.attempt,
+                    )
+                }
                 _ => {
+                    let attempt = step_rows[i].as_ref().map_or(0, |row| row.attempt) + 1;
                     let field = format!("steps.{key}.config");
                     match render(&version.configs[i], &context, &field) {
                         Ok(config) => {
@@ -365,7 +375,7 @@ impl Executor {
                             runner::move_step(scope, run_id, token, key, StepMove::Start { input })
                                 .await?;
                             progressed = true;
-                            (config, now)
+                            (config, now, attempt)
                         }
                         Err(err) => {
                             let input = version.configs[i].clone();
@@ -411,7 +421,7 @@ impl Executor {
                     context: &context,
                     egress: &self.egress,
                 };
-                steps::execute(step_type, &input).await
+                execute_in_time(step_type, &input).await
             };
             match result {
                 StepResult::Done(output) => {
@@ -421,8 +431,26 @@ impl Executor {
                     progressed = true;
                 }
                 StepResult::Failed(error) => {
-                    runner::move_step(scope, run_id, token, key, StepMove::Fail { error }).await?;
-                    count_step("failed");
+                    let policy = RetryPolicy::of(&config, steps::default_attempts(step_type));
+                    let next = u32::try_from(attempt).unwrap_or(u32::MAX).saturating_add(1);
+                    let wait = policy
+                        .delay_before(next, rand::random::<f64>())
+                        .filter(|_| steps::is_retryable(&error));
+                    let change = match wait {
+                        Some(after) => {
+                            count_step("retried");
+                            StepMove::Retry {
+                                attempt,
+                                error,
+                                after,
+                            }
+                        }
+                        None => {
+                            count_step("failed");
+                            StepMove::Fail { error }
+                        }
+                    };
+                    runner::move_step(scope, run_id, token, key, change).await?;
                     progressed = true;
                 }
                 StepResult::Waiting { until } => {
@@ -435,7 +463,7 @@ impl Executor {
             // worker would take the run over and call again mid-call.
             let budget = calls
                 .iter()
-                .map(|c| steps::call_budget(c.step_type, &c.config))
+                .map(|c| steps::timeout_of(c.step_type, &c.config))
                 .max()
                 .unwrap_or_default()
                 + CALL_LEASE_MARGIN;
@@ -512,6 +540,14 @@ async fn room_for_new_runs(scope: &RequestScope) -> Result<u64> {
     .ok_or(Error::NotFound)?;
     let running = u64::try_from(room.running).unwrap_or(0);
     Ok(concurrent_runs_cap(room.plan, &room.settings).saturating_sub(running))
+}
+
+/// Runs one attempt of a step, failing it with `TIMEOUT` past its time limit.
+async fn execute_in_time(step_type: StepType, input: &StepInput<'_>) -> StepResult {
+    let limit = steps::timeout_of(step_type, input.config);
+    tokio::time::timeout(limit, steps::execute(step_type, input))
+        .await
+        .unwrap_or_else(|_| StepResult::Failed(steps::timed_out(limit)))
 }
 
 fn count_step(outcome: &'static str) {

@@ -16,7 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use serde_json::{json, Value as Json};
-use trellis_entity::{step_run, workflow_run, IdKind, RunStatus, StepRunStatus};
+use trellis_entity::{step_attempt, step_run, workflow_run, IdKind, RunStatus, StepRunStatus};
 use uuid::Uuid;
 
 use super::events;
@@ -197,19 +197,38 @@ pub async fn renew_lease(
 /// What a step-run call wants to happen.
 #[derive(Clone, Debug)]
 pub enum StepMove {
-    Start { input: Json },
-    Complete { output: Json },
-    Fail { error: Json },
-    Skip { reason: Option<String> },
+    Start {
+        input: Json,
+    },
+    Complete {
+        output: Json,
+    },
+    Fail {
+        error: Json,
+    },
+    Skip {
+        reason: Option<String>,
+    },
+    /// Attempt `attempt` failed with `error` and is tried again `after` the failure:
+    /// the attempt is kept in `step_attempts` and the step stays running, its attempt
+    /// number one up.
+    Retry {
+        attempt: i32,
+        error: Json,
+        after: Duration,
+    },
+    /// The step waits on people (an approval) until a decision completes or fails it.
+    Wait,
 }
 
 impl StepMove {
     fn target(&self) -> StepRunStatus {
         match self {
-            StepMove::Start { .. } => StepRunStatus::Running,
+            StepMove::Start { .. } | StepMove::Retry { .. } => StepRunStatus::Running,
             StepMove::Complete { .. } => StepRunStatus::Succeeded,
             StepMove::Fail { .. } => StepRunStatus::Failed,
             StepMove::Skip { .. } => StepRunStatus::Skipped,
+            StepMove::Wait => StepRunStatus::Waiting,
         }
     }
 }
@@ -242,12 +261,20 @@ pub async fn move_step(
         .await?
         .ok_or_else(|| Error::bad_input("stepKey", format!("this run has no step {step_key:?}")))?;
     let target = change.target();
+    if let StepMove::Retry {
+        attempt,
+        error,
+        after,
+    } = change
+    {
+        return retry_step(scope, &run, step, attempt, error, after).await;
+    }
     if step.status == target {
         let same = match &change {
             StepMove::Start { input } => step.input.as_ref() == Some(input),
             StepMove::Complete { output } => step.output.as_ref() == Some(output),
             StepMove::Fail { error } => step.error.as_ref() == Some(error),
-            StepMove::Skip { .. } => true,
+            StepMove::Skip { .. } | StepMove::Wait | StepMove::Retry { .. } => true,
         };
         return if same {
             Ok(step)
@@ -289,9 +316,64 @@ pub async fn move_step(
             row.error = Set(reason.map(|r| json!({ "skipped": r })));
             row.finished_at = Set(Some(now));
         }
+        StepMove::Wait | StepMove::Retry { .. } => {}
+    }
+    if step.next_attempt_at.is_some() {
+        row.next_attempt_at = Set(None);
     }
     let step = row.update(tx).await?;
     events::run_changed(tx, &run).await?;
+    Ok(step)
+}
+
+/// Keeps failed attempt `attempt` of a running step and schedules the next `after`
+/// now. Repeating it once the step moved past that attempt changes nothing.
+async fn retry_step(
+    scope: &RequestScope,
+    run: &workflow_run::Model,
+    step: step_run::Model,
+    attempt: i32,
+    error: Json,
+    after: Duration,
+) -> Result<step_run::Model> {
+    if step.attempt > attempt {
+        return Ok(step);
+    }
+    if run.status != RunStatus::Running {
+        return Err(Error::conflict(Some("runId"), "the run is not running"));
+    }
+    if step.status != StepRunStatus::Running || step.attempt != attempt {
+        return Err(Error::conflict(
+            Some("stepKey"),
+            format!("step {:?} is not running attempt {attempt}", step.step_key),
+        ));
+    }
+    check_size("error", &error)?;
+    let tx = scope.tx().await?;
+    let now = Utc::now();
+    let at = now + chrono::Duration::from_std(after).map_err(anyhow::Error::new)?;
+    step_attempt::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        tenant_id: Set(step.tenant_id),
+        step_run_id: Set(step.id),
+        attempt: Set(attempt),
+        error: Set(Some(error.clone())),
+        started_at: Set(step.started_at),
+        finished_at: Set(now),
+    }
+    .insert(tx)
+    .await?;
+    let step = step_run::ActiveModel {
+        id: Set(step.id),
+        attempt: Set(attempt + 1),
+        error: Set(Some(error)),
+        started_at: Set(Some(at)),
+        next_attempt_at: Set(Some(at)),
+        ..Default::default()
+    }
+    .update(tx)
+    .await?;
+    events::run_changed(tx, run).await?;
     Ok(step)
 }
 
@@ -343,7 +425,9 @@ pub async fn finish_run(
     let open_steps = if target == RunStatus::Succeeded {
         let running = step_run::Entity::find()
             .filter(step_run::Column::RunId.eq(run_id))
-            .filter(step_run::Column::Status.eq(StepRunStatus::Running))
+            .filter(
+                step_run::Column::Status.is_in([StepRunStatus::Running, StepRunStatus::Waiting]),
+            )
             .one(tx)
             .await?;
         if let Some(step) = running {
@@ -354,7 +438,8 @@ pub async fn finish_run(
         }
         "UPDATE step_runs SET status = 'skipped', finished_at = now() WHERE run_id = $1 AND status = 'pending'"
     } else {
-        "UPDATE step_runs SET status = 'cancelled', finished_at = now() WHERE run_id = $1 AND status IN ('pending', 'running')"
+        "UPDATE step_runs SET status = 'cancelled', finished_at = now(), next_attempt_at = NULL \
+         WHERE run_id = $1 AND status IN ('pending', 'running', 'waiting')"
     };
     tx.execute(stmt(open_steps, [run_id.into()])).await?;
     let mut row = workflow_run::ActiveModel {

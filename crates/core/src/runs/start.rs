@@ -323,8 +323,8 @@ pub async fn cancel_run(scope: &RequestScope, id: Uuid) -> Result<workflow_run::
     .await?;
     let steps = tx
         .execute(stmt(
-            "UPDATE step_runs SET status = 'cancelled', finished_at = now() \
-             WHERE run_id = $1 AND status IN ('pending', 'running')",
+            "UPDATE step_runs SET status = 'cancelled', finished_at = now(), next_attempt_at = NULL \
+             WHERE run_id = $1 AND status IN ('pending', 'running', 'waiting')",
             [id.into()],
         ))
         .await?;

@@ -19,7 +19,7 @@ pub fn run_can_move(from: RunStatus, to: RunStatus) -> bool {
 
 /// Whether a step run may move from `from` to `to`.
 pub fn step_can_move(from: StepRunStatus, to: StepRunStatus) -> bool {
-    use StepRunStatus::{Cancelled, Failed, Pending, Running, Skipped, Succeeded};
+    use StepRunStatus::{Cancelled, Failed, Pending, Running, Skipped, Succeeded, Waiting};
     matches!(
         (from, to),
         (Pending, Running)
@@ -28,6 +28,10 @@ pub fn step_can_move(from: StepRunStatus, to: StepRunStatus) -> bool {
             | (Running, Succeeded)
             | (Running, Failed)
             | (Running, Cancelled)
+            | (Running, Waiting)
+            | (Waiting, Succeeded)
+            | (Waiting, Failed)
+            | (Waiting, Cancelled)
     )
 }
 
@@ -53,6 +57,7 @@ pub(crate) fn step_status_name(status: StepRunStatus) -> &'static str {
     match status {
         StepRunStatus::Pending => "pending",
         StepRunStatus::Running => "running",
+        StepRunStatus::Waiting => "waiting",
         StepRunStatus::Succeeded => "succeeded",
         StepRunStatus::Failed => "failed",
         StepRunStatus::Skipped => "skipped",
@@ -130,6 +135,10 @@ mod tests {
         assert!(step_can_move(Pending, Skipped));
         assert!(step_can_move(Running, Failed));
         assert!(!step_can_move(Running, Skipped));
+        assert!(step_can_move(Running, Waiting));
+        assert!(step_can_move(Waiting, Succeeded));
+        assert!(!step_can_move(Waiting, Running));
+        assert!(!step_can_move(Pending, Waiting));
         assert!(!step_can_move(Succeeded, Running));
         assert!(!step_can_move(Failed, Succeeded));
         assert!(!step_can_move(Skipped, Running));

@@ -11,8 +11,8 @@ use crate::context::{load, present};
 use crate::ids::gid;
 use crate::in_place::in_place_object;
 use crate::loaders::{
-    columns_for, RunById, StepRunsOfRun, TriggerById, WorkflowById, WorkflowStepById,
-    WorkflowVersionById,
+    columns_for, AttemptsOfStepRun, RunById, StepRunsOfRun, TriggerById, WorkflowById,
+    WorkflowStepById, WorkflowVersionById,
 };
 use crate::payload::Json;
 use crate::runs::logs::{log_page, LogConnection, LogLineFilter};
@@ -35,14 +35,18 @@ pub enum RunStatus {
 }
 
 /// A step run's life cycle: PENDING → RUNNING → SUCCEEDED | FAILED | CANCELLED, or
-/// PENDING → SKIPPED | CANCELLED.
+/// PENDING → SKIPPED | CANCELLED; an approval step waits on people (RUNNING → WAITING →
+/// SUCCEEDED | FAILED | CANCELLED).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
 #[graphql(remote = "trellis_entity::StepRunStatus")]
 pub enum StepRunStatus {
     /// Not started.
     Pending,
-    /// Started by the worker (`startStep`).
+    /// Started by the worker (`startStep`), or between attempts while a retry is due
+    /// (`nextAttemptAt`).
     Running,
+    /// Waiting on people: an approval step until enough approvers decide.
+    Waiting,
     /// Finished well (`completeStep`).
     Succeeded,
     /// Finished with an error (`failStep`).
@@ -105,6 +109,9 @@ const RUN_FIELD_COLUMNS: &[(&str, &[workflow_run::Column])] = {
         ("createdAt", &[]),
         ("workflow", &[]),
         ("stepRuns", &[]),
+        ("currentSteps", &[]),
+        ("nextRetryAt", &[]),
+        ("context", &[C::Input, C::TriggerPayload]),
         ("logs", &[]),
         ("isSimulation", &[C::IsSimulation]),
         ("idempotencyKey", &[C::IdempotencyKey]),
@@ -155,6 +162,17 @@ const STEP_RUN_FIELD_COLUMNS: &[(&str, &[step_run::Column])] = {
         ("createdAt", &[C::CreatedAt]),
         ("startedAt", &[C::StartedAt]),
         ("finishedAt", &[C::FinishedAt]),
+        ("nextAttemptAt", &[C::NextAttemptAt]),
+        (
+            "attempts",
+            &[
+                C::Attempt,
+                C::Error,
+                C::StartedAt,
+                C::FinishedAt,
+                C::NextAttemptAt,
+            ],
+        ),
         ("logs", &[]),
         ("step", &[C::StepId]),
     ]
@@ -314,6 +332,69 @@ impl WorkflowRunFields<'_> {
         let rows = load(ctx, key).await?;
         Ok(rows.unwrap_or_default().into_iter().map(StepRun).collect())
     }
+    /// The steps it is on now: running (or between attempts) and waiting on people.
+    async fn current_steps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<StepRun>> {
+        Ok(whole_step_runs(ctx, self.0.id)
+            .await?
+            .into_iter()
+            .filter(|s| {
+                matches!(
+                    s.status,
+                    trellis_entity::StepRunStatus::Running | trellis_entity::StepRunStatus::Waiting
+                )
+            })
+            .map(StepRun)
+            .collect())
+    }
+    /// When its next retry is due: the earliest `nextAttemptAt` of its steps; null when
+    /// no retry waits.
+    async fn next_retry_at(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<DateTime<Utc>>> {
+        Ok(whole_step_runs(ctx, self.0.id)
+            .await?
+            .iter()
+            .filter_map(|s| s.next_attempt_at)
+            .min())
+    }
+    /// What its steps read: `{input, trigger, steps: {<key>: {output}}}`, the outputs
+    /// of the steps that succeeded so far. Conditions' `field` paths and config
+    /// templates (`{{ steps.fetch.output.body.id }}`) are read against it.
+    async fn context(&self, ctx: &Context<'_>) -> async_graphql::Result<Json<serde_json::Value>> {
+        let mut context = trellis_core::engine::context::RunContext::new(
+            self.0
+                .input
+                .clone()
+                .unwrap_or_else(|| serde_json::json!({})),
+            self.0
+                .trigger_payload
+                .clone()
+                .unwrap_or_else(|| serde_json::json!({})),
+        );
+        for step in whole_step_runs(ctx, self.0.id).await? {
+            if step.status == trellis_entity::StepRunStatus::Succeeded {
+                context.record(
+                    &step.step_key,
+                    step.output.clone().unwrap_or(serde_json::Value::Null),
+                );
+            }
+        }
+        Ok(Json(context.to_value()))
+    }
+}
+
+/// A run's step runs with every column (one statement for a page's runs, shared by the
+/// fields that need whole rows).
+async fn whole_step_runs(
+    ctx: &Context<'_>,
+    run_id: uuid::Uuid,
+) -> async_graphql::Result<Vec<Arc<step_run::Model>>> {
+    let key = StepRunsOfRun {
+        run_id,
+        columns: ColumnSet::ALL,
+    };
+    Ok(load(ctx, key).await?.unwrap_or_default())
 }
 
 /// One step of a run: the GraphQL object `StepRun`, whose fields [`StepRunFields`]
@@ -354,9 +435,47 @@ impl StepRunFields<'_> {
     async fn status(&self) -> StepRunStatus {
         self.0.status.into()
     }
-    /// How many times a runner started it.
+    /// Which attempt it is on: how many times it was started, retries included (0
+    /// before it starts).
     async fn attempt(&self) -> i32 {
         self.0.attempt
+    }
+    /// When its next attempt is due, while a failed attempt waits to be tried again
+    /// (the retry policy's backoff); null otherwise.
+    async fn next_attempt_at(&self) -> Option<DateTime<Utc>> {
+        self.0.next_attempt_at
+    }
+    /// Its attempts, oldest first: each failed attempt that was tried again, then the
+    /// current (or last) one once it started. Empty before it starts.
+    async fn attempts(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<StepAttempt>> {
+        let earlier = load(ctx, AttemptsOfStepRun(self.0.id))
+            .await?
+            .unwrap_or_default();
+        let mut attempts: Vec<StepAttempt> = earlier
+            .into_iter()
+            .map(|a| StepAttempt {
+                attempt: a.attempt,
+                status: StepRunStatus::Failed,
+                error: a.error.map(Json),
+                started_at: a.started_at,
+                finished_at: Some(a.finished_at),
+            })
+            .collect();
+        let step = &self.0;
+        let retry_pending = step.next_attempt_at.is_some_and(|at| at > Utc::now());
+        if step.attempt > 0 && !retry_pending {
+            let status = StepRunStatus::from(step.status);
+            attempts.push(StepAttempt {
+                attempt: step.attempt,
+                status,
+                error: (status == StepRunStatus::Failed)
+                    .then(|| step.error.clone().map(Json))
+                    .flatten(),
+                started_at: step.started_at,
+                finished_at: step.finished_at,
+            });
+        }
+        Ok(attempts)
     }
     /// What `startStep` passed (`{}` when nothing); null until the step starts, and
     /// once the payload retention has cleared it.
@@ -415,4 +534,20 @@ impl StepRunFields<'_> {
         };
         Ok(load(ctx, WorkflowStepById(id)).await?.map(WorkflowStep))
     }
+}
+
+/// One attempt of a step run.
+#[derive(async_graphql::SimpleObject)]
+pub struct StepAttempt {
+    /// Its number, from 1.
+    pub attempt: i32,
+    /// FAILED for an attempt that was tried again; the step run's own status for the
+    /// current one.
+    pub status: StepRunStatus,
+    /// Why it failed; null unless it did.
+    pub error: Option<Json<serde_json::Value>>,
+    /// When it started.
+    pub started_at: Option<DateTime<Utc>>,
+    /// When it ended; null while it runs.
+    pub finished_at: Option<DateTime<Utc>>,
 }

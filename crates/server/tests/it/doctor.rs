@@ -21,6 +21,7 @@ async fn a_migrated_database_is_healthy() {
         "refresh_tokens",
         "audit_events",
         "email_verifications",
+        "step_attempts",
     ] {
         assert!(
             report

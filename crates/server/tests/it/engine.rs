@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::support::{Member, TestApp};
 
 /// An active workflow of `steps` and `transitions` (GraphQL inputs); its id.
-async fn workflow(
+pub(crate) async fn workflow(
     app: &TestApp,
     owner: &Member,
     key: &str,
@@ -59,7 +59,7 @@ async fn workflow(
     workflow
 }
 
-async fn start(app: &TestApp, owner: &Member, workflow: &str, input: Value) -> String {
+pub(crate) async fn start(app: &TestApp, owner: &Member, workflow: &str, input: Value) -> String {
     let data = app
         .ok(
             Some(&owner.token),
@@ -93,7 +93,7 @@ fn step_status(run: &Value, key: &str) -> String {
         .to_owned()
 }
 
-fn executor(app: &TestApp, runs_per_tenant: u64) -> Executor {
+pub(crate) fn executor(app: &TestApp, runs_per_tenant: u64) -> Executor {
     Executor::new(
         app.state.db.clone(),
         app.state.egress.clone(),
@@ -650,4 +650,186 @@ async fn the_worker_command_runs_workflows() {
     };
     assert_eq!(finished["output"], json!({ "only": { "by": "worker 1" } }));
     worker.kill().await.unwrap();
+}
+
+/// A loopback server whose `/flaky` answers 503 to its first `failures` requests and
+/// 200 after, and whose `/slow` answers after two seconds; it counts requests.
+pub(crate) async fn flaky_api(
+    failures: usize,
+) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use axum::routing::get;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let count = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = count.clone();
+    let app = axum::Router::new()
+        .route(
+            "/flaky",
+            get(move || {
+                let n = seen.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    if n < failures {
+                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "try later")
+                    } else {
+                        (axum::http::StatusCode::OK, "fine")
+                    }
+                }
+            }),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                "late"
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, count)
+}
+
+/// Ticks until the run ends (or 10 s pass); the run as the dashboard sees it, with
+/// each step's attempts.
+pub(crate) async fn run_to_end(
+    app: &TestApp,
+    owner: &Member,
+    executor: &Executor,
+    id: &str,
+) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        executor.tick().await.unwrap();
+        let seen = attempts_of(app, owner, id).await;
+        let open = ["PENDING", "RUNNING"].contains(&seen["status"].as_str().unwrap());
+        if !open || std::time::Instant::now() > deadline {
+            return seen;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn attempts_of(app: &TestApp, owner: &Member, id: &str) -> Value {
+    app.ok(
+        Some(&owner.token),
+        "query($id: ID!) { node(id: $id) { ... on WorkflowRun { status error nextRetryAt \
+           currentSteps { stepKey } \
+           stepRuns { stepKey status attempt nextAttemptAt \
+             attempts { attempt status error startedAt finishedAt } } } } }",
+        json!({ "id": id }),
+    )
+    .await["node"]
+        .clone()
+}
+
+fn millis(at: &Value) -> i64 {
+    chrono::DateTime::parse_from_rfc3339(at.as_str().unwrap())
+        .unwrap()
+        .timestamp_millis()
+}
+
+/// A failing step is tried again after its backoff; each attempt is kept with its
+/// error and times, and the dashboard sees the retry coming.
+#[tokio::test]
+async fn a_failing_step_is_retried_with_backoff_and_each_attempt_is_kept() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-retry").await;
+    let (api, count) = flaky_api(2).await;
+    let steps = json!([{ "key": "call", "name": "call", "type": "HTTP", "config": {
+        "url": format!("{api}/flaky"),
+        "retry": { "maxAttempts": 3, "backoff": { "initialSeconds": 0.3, "factor": 2 }, "jitter": false } } }]);
+    let wf = workflow(&app, &owner, "flaky", steps, json!([])).await;
+    let id = start(&app, &owner, &wf, json!({})).await;
+    let executor = executor(&app, 10);
+
+    // The first attempt fails: the run stays open, a retry is due in 0.3 s.
+    let tick = executor.tick().await.unwrap();
+    assert_eq!((tick.claimed, tick.finished), (1, 0));
+    let waiting = attempts_of(&app, &owner, &id).await;
+    assert_eq!(waiting["status"], "RUNNING", "{waiting}");
+    assert_eq!(waiting["currentSteps"], json!([{ "stepKey": "call" }]));
+    let step = &waiting["stepRuns"][0];
+    assert_eq!(
+        (step["status"].as_str(), step["attempt"].as_i64()),
+        (Some("RUNNING"), Some(2))
+    );
+    assert_eq!(step["nextAttemptAt"], waiting["nextRetryAt"]);
+    assert_eq!(step["attempts"].as_array().unwrap().len(), 1, "{step}");
+    assert_eq!(step["attempts"][0]["error"]["status"], 503);
+    // Not due yet: a tick now does not try again.
+    executor.tick().await.unwrap();
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 1);
+
+    let done = run_to_end(&app, &owner, &executor, &id).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 3);
+    let step = &done["stepRuns"][0];
+    let attempts = step["attempts"].as_array().unwrap();
+    let summary: Vec<_> = attempts
+        .iter()
+        .map(|a| {
+            (
+                a["attempt"].as_i64().unwrap(),
+                a["status"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(summary, [(1, "FAILED"), (2, "FAILED"), (3, "SUCCEEDED")]);
+    assert_eq!(step["nextAttemptAt"], Value::Null);
+    assert_eq!(done["nextRetryAt"], Value::Null);
+    // Backoff: 0.3 s before the second attempt, 0.6 s before the third.
+    let gap = |i: usize| millis(&attempts[i + 1]["startedAt"]) - millis(&attempts[i]["finishedAt"]);
+    assert!((300..1_000).contains(&gap(0)), "{}", gap(0));
+    assert!((600..1_300).contains(&gap(1)), "{}", gap(1));
+}
+
+/// A step that keeps failing fails the run once its attempts are used up; a client
+/// error (4xx) is not retried at all.
+#[tokio::test]
+async fn retries_end_when_attempts_are_used_up_and_client_errors_are_not_retried() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-retry-out").await;
+    let (api, count) = flaky_api(usize::MAX).await;
+    let retry = json!({ "maxAttempts": 2, "backoff": { "initialSeconds": 0.05 }, "jitter": false });
+    let steps = json!([{ "key": "call", "name": "call", "type": "HTTP",
+                         "config": { "url": format!("{api}/flaky"), "retry": retry } }]);
+    let wf = workflow(&app, &owner, "always-down", steps, json!([])).await;
+    let id = start(&app, &owner, &wf, json!({})).await;
+    let executor = executor(&app, 10);
+    let done = run_to_end(&app, &owner, &executor, &id).await;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(done["error"]["error"]["status"], 503);
+    assert_eq!(count.load(std::sync::atomic::Ordering::SeqCst), 2);
+    assert_eq!(done["stepRuns"][0]["attempts"].as_array().unwrap().len(), 2);
+
+    let (orders, seen) = orders_api().await;
+    let steps = json!([{ "key": "call", "name": "call", "type": "HTTP",
+                         "config": { "url": format!("{orders}/missing"), "retry": retry } }]);
+    let wf = workflow(&app, &owner, "not-found", steps, json!([])).await;
+    let id = start(&app, &owner, &wf, json!({})).await;
+    let done = run_to_end(&app, &owner, &executor, &id).await;
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(seen.lock().unwrap().len(), 1);
+}
+
+/// An attempt that runs past `timeoutSeconds` fails with TIMEOUT, at the timeout and
+/// not when the far end answers.
+#[tokio::test]
+async fn a_step_past_its_timeout_fails_with_timeout() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-timeout").await;
+    let (api, _) = flaky_api(0).await;
+    let steps = json!([{ "key": "call", "name": "call", "type": "HTTP",
+                         "config": { "url": format!("{api}/slow"), "timeoutSeconds": 0.3,
+                                     "retry": { "maxAttempts": 1 } } }]);
+    let wf = workflow(&app, &owner, "slow", steps, json!([])).await;
+    let id = start(&app, &owner, &wf, json!({})).await;
+    let began = std::time::Instant::now();
+    let done = run_to_end(&app, &owner, &executor(&app, 10), &id).await;
+    assert!(
+        began.elapsed() < Duration::from_millis(1_500),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!(done["status"], "FAILED", "{done}");
+    assert_eq!(done["error"]["error"]["code"], "TIMEOUT", "{done}");
 }

@@ -12,6 +12,7 @@ mod egress;
 mod engine;
 mod graphql_api;
 mod http;
+mod isolation_engine;
 mod isolation_graphql;
 mod isolation_integrations;
 mod isolation_runs;

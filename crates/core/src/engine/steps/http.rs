@@ -3,7 +3,8 @@
 //! unless `TRELLIS_EGRESS_ALLOW` lists them, after DNS and on redirects). The output is
 //! `{status, headers, body}`: the body as JSON when the response says it is JSON, text
 //! otherwise, at most 1 MiB (`bodyTruncated` when cut). A status outside 2xx fails the
-//! step unless `failOnStatus` is false. The call runs outside any transaction: the
+//! step unless `failOnStatus` is false; a 4xx other than 408, 425 and 429 is not
+//! retried, nor is a bad config or a refused address. The call runs outside any transaction: the
 //! executor starts the step, commits, calls, and records the result in a new one, so a
 //! crash mid-call repeats the call (at least once).
 
@@ -35,7 +36,9 @@ pub struct Http;
 impl StepKind for Http {
     async fn execute(&self, input: &StepInput<'_>) -> StepResult {
         let config = input.config;
-        let fail = |message: String| StepResult::Failed(json!({ "message": message }));
+        // A bad config or a refused address fails the same way every time: no retry.
+        let fail =
+            |message: String| StepResult::Failed(json!({ "message": message, "retryable": false }));
         let Some(url) = config.get("url").and_then(Value::as_str) else {
             return fail("the step has no url".into());
         };
@@ -70,7 +73,10 @@ impl StepKind for Http {
             Err(err) => {
                 return match refusal_in(&err) {
                     Some(refused) => fail(refused.to_string()),
-                    None => fail(format!("the request failed: {err}")),
+                    None => StepResult::Failed(json!({
+                        "message": format!("the request failed: {err}"),
+                        "code": if err.is_timeout() { "TIMEOUT" } else { "REQUEST_FAILED" },
+                    })),
                 }
             }
         };
@@ -100,7 +106,12 @@ impl StepKind for Http {
                     bytes.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(err) => return fail(format!("reading the response failed: {err}")),
+                Err(err) => {
+                    return StepResult::Failed(json!({
+                        "message": format!("reading the response failed: {err}"),
+                        "code": if err.is_timeout() { "TIMEOUT" } else { "REQUEST_FAILED" },
+                    }))
+                }
             }
         }
         let body = match (is_json && !truncated)
@@ -120,6 +131,12 @@ impl StepKind for Http {
             .unwrap_or(true);
         if fail_on_status && !status.is_success() {
             output["message"] = Value::String(format!("HTTP {status}"));
+            // A client error other than a timeout or a rate limit answers the same way
+            // again.
+            let transient = matches!(status.as_u16(), 408 | 425 | 429);
+            if status.is_client_error() && !transient {
+                output["retryable"] = Value::Bool(false);
+            }
             return StepResult::Failed(output);
         }
         StepResult::Done(output)

@@ -7,6 +7,8 @@ pub mod delay;
 pub mod http;
 pub mod transform;
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use sea_orm::ActiveEnum;
 use serde_json::Value;
@@ -53,12 +55,47 @@ pub const ENGINE_TYPES: [StepType; 4] = [
     StepType::Transform,
 ];
 
-/// The longest a call of a step that calls out may take (its lease must outlast it).
-pub fn call_budget(step_type: StepType, config: &Value) -> std::time::Duration {
-    match step_type {
+/// The longest any step may run before it fails with `TIMEOUT`.
+pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
+
+/// How long one attempt of a step may run: `timeoutSeconds` in its config (at most
+/// [`MAX_TIMEOUT`]), else its type's own limit (HTTP: `timeoutMs`, 30 s by default),
+/// else [`MAX_TIMEOUT`]. A timer's or an approval's wait does not count: only the
+/// time the executor spends running the step.
+pub fn timeout_of(step_type: StepType, config: &Value) -> Duration {
+    let own = match step_type {
         StepType::Http => http::timeout_of(config),
-        _ => std::time::Duration::ZERO,
+        _ => MAX_TIMEOUT,
+    };
+    config
+        .get("timeoutSeconds")
+        .and_then(Value::as_f64)
+        .filter(|s| s.is_finite() && *s > 0.0)
+        .map_or(own, |s| Duration::from_secs_f64(s).min(own))
+}
+
+/// The error of an attempt that ran out of time.
+pub fn timed_out(limit: Duration) -> Value {
+    serde_json::json!({
+        "code": "TIMEOUT",
+        "message": format!("the step ran longer than its timeout of {} ms", limit.as_millis()),
+    })
+}
+
+/// How many attempts a step gets when its config names none: steps that call out
+/// are tried 3 times (networks fail), the others once.
+pub fn default_attempts(step_type: StepType) -> u32 {
+    if calls_out(step_type) {
+        3
+    } else {
+        1
     }
+}
+
+/// Whether a failed attempt may be tried again: every error may, unless the step
+/// said `"retryable": false` (a bad config, a 4xx answer: the same call fails again).
+pub fn is_retryable(error: &Value) -> bool {
+    error.get("retryable").and_then(Value::as_bool) != Some(false)
 }
 
 /// Whether a step of this type calls out: the executor then runs it outside any
