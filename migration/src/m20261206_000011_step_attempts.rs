@@ -50,7 +50,7 @@ impl MigrationTrait for Migration {
             sql.push_str(&policies.sql());
             sql.push_str(&policies.guard_sql());
         }
-        sql.push_str(&grant_to_app("SELECT, INSERT, DELETE", "step_attempts"));
+        sql.push_str(&grant_to_app("SELECT, INSERT", "step_attempts"));
         run_script(manager, &sql).await
     }
 

@@ -4,6 +4,7 @@ pub mod action;
 pub mod api_key;
 pub mod app;
 pub mod app_version;
+pub mod approval_decision;
 pub mod audit_event;
 pub mod client;
 pub mod columns;

@@ -34,6 +34,7 @@ pub struct Query(
     integrations::IntegrationsQuery,
     workflows::WorkflowsQuery,
     runs::RunsQuery,
+    runs::ApprovalsQuery,
 );
 
 /// Every mutation field.
@@ -43,6 +44,7 @@ pub struct Mutation(
     integrations::IntegrationsMutation,
     workflows::WorkflowsMutation,
     runs::RunsMutation,
+    runs::ApprovalsMutation,
 );
 
 /// Every subscription field (over graphql-ws only).

@@ -17,9 +17,9 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, IdenStatic, Iterable, Q
 use trellis_core::RequestScope;
 use trellis_entity::columns::ColumnSet;
 use trellis_entity::{
-    action, api_key, app, app_version, audit_event, client, connection, connection_secret,
-    invitation, membership, secret, step_attempt, step_run, tenant, trigger, user, workflow,
-    workflow_run, workflow_step, workflow_transition, workflow_version,
+    action, api_key, app, app_version, approval_decision, audit_event, client, connection,
+    connection_secret, invitation, membership, secret, step_attempt, step_run, tenant, trigger,
+    user, workflow, workflow_run, workflow_step, workflow_transition, workflow_version,
 };
 use uuid::Uuid;
 
@@ -263,6 +263,11 @@ by_parent!(
 by_parent!(
     /// The earlier (failed and retried) attempts of a step run, by number.
     AttemptsOfStepRun => step_attempt.StepRunId(step_run_id), ordered by Attempt
+);
+
+by_parent!(
+    /// The decisions people made on an approval step run, oldest first.
+    DecisionsOfStepRun => approval_decision.StepRunId(step_run_id), ordered by CreatedAt
 );
 
 /// The columns a list must read for `selection` (the listed objects' fields): `always`

@@ -24,13 +24,15 @@ use sea_orm::{
 };
 use serde_json::{json, Map, Value};
 use trellis_entity::{
-    step_run, workflow_step, workflow_transition, StepRunStatus, StepType, TenantPlan,
+    approval_decision, step_run, workflow_step, workflow_transition, StepRunStatus, StepType,
+    TenantPlan,
 };
 use uuid::Uuid;
 
 use super::context::{render, RunContext};
 use super::retry::RetryPolicy;
 use super::routing::{Graph, Outcome, Step, Transition};
+use super::steps::approval::DecisionSeen;
 use super::steps::{self, StepInput, StepResult};
 use crate::egress::Egress;
 use crate::runs::runner::{self, RunEnd, StepMove};
@@ -240,6 +242,8 @@ impl Executor {
                             now: Utc::now(),
                             context: &context,
                             egress: &self.egress,
+                            decisions: &[],
+                            is_simulation: false,
                         };
                         async move { execute_in_time(call.step_type, &input).await }
                     }))
@@ -349,12 +353,14 @@ impl Executor {
         // Steps already running (timers, calls) are looked at again, then the ready ones
         // start. A step that calls out gets its call made after this move commits; a
         // simulation answers it from its `sampleOutput` instead and reaches nothing.
-        let running = (0..n).filter(|&i| states[i] == StepRunStatus::Running);
+        let open = |status| matches!(status, StepRunStatus::Running | StepRunStatus::Waiting);
+        let decisions = decisions_on(tx, &step_rows).await?;
+        let running = (0..n).filter(|&i| open(states[i]));
         for i in running.chain(plan.ready.iter().copied()) {
             let key = &graph.steps[i].key;
             let step_type = version.types[i];
             let (config, started_at, attempt) = match &step_rows[i] {
-                Some(row) if row.status == StepRunStatus::Running => {
+                Some(row) if open(row.status) => {
                     // A retry that is not due yet waits like a timer.
                     if let Some(due) = row.next_attempt_at.filter(|due| *due > now) {
                         wake = Some(wake.map_or(due, |w: chrono::DateTime<Utc>| w.min(due)));
@@ -414,12 +420,15 @@ impl Executor {
                 });
                 continue;
             } else {
+                let no_decisions = Vec::new();
                 let input = StepInput {
                     config: &config,
                     started_at,
                     now,
                     context: &context,
                     egress: &self.egress,
+                    decisions: decisions.get(&i).unwrap_or(&no_decisions),
+                    is_simulation: run.is_simulation,
                 };
                 execute_in_time(step_type, &input).await
             };
@@ -456,6 +465,16 @@ impl Executor {
                 StepResult::Waiting { until } => {
                     wake = Some(wake.map_or(until, |w: chrono::DateTime<Utc>| w.min(until)));
                 }
+                StepResult::AwaitingDecision { until } => {
+                    if states[i] != StepRunStatus::Waiting {
+                        runner::move_step(scope, run_id, token, key, StepMove::Wait).await?;
+                        progressed = true;
+                    }
+                    // A decision wakes the run; without a deadline it sleeps a day and
+                    // looks again.
+                    let until = until.unwrap_or(now + chrono::Duration::days(1));
+                    wake = Some(wake.map_or(until, |w: chrono::DateTime<Utc>| w.min(until)));
+                }
             }
         }
         if !calls.is_empty() {
@@ -482,15 +501,19 @@ impl Executor {
         if progressed {
             return Ok(Advance::Progressed);
         }
-        // Nothing moves until a timer is due: hand the run back until then, so it holds
-        // no worker; the due look-up finds it when its lease runs out.
+        // Nothing moves until a timer is due or people decide: hand the run back until
+        // then (no token: nobody holds it), so it holds no worker; the due look-up finds
+        // it when its lease runs out, which a decision brings forward to now. The run
+        // stays locked until this commits, and a decision locks it first, so a decision
+        // is either seen above or finds the run handed back.
         let until =
             wake.unwrap_or(now + chrono::Duration::from_std(self.config.lease).unwrap_or_default());
         scope
             .tx()
             .await?
             .execute(stmt(
-                "UPDATE workflow_runs SET lease_expires_at = $3 WHERE id = $1 AND lease_token = $2",
+                "UPDATE workflow_runs SET lease_expires_at = $3, lease_token = NULL \
+                 WHERE id = $1 AND lease_token = $2",
                 [run_id.into(), token.into(), until.into()],
             ))
             .await?;
@@ -540,6 +563,41 @@ async fn room_for_new_runs(scope: &RequestScope) -> Result<u64> {
     .ok_or(Error::NotFound)?;
     let running = u64::try_from(room.running).unwrap_or(0);
     Ok(concurrent_runs_cap(room.plan, &room.settings).saturating_sub(running))
+}
+
+/// The decisions people made on the run's waiting steps, by step.
+async fn decisions_on(
+    tx: &impl ConnectionTrait,
+    step_rows: &[Option<step_run::Model>],
+) -> Result<HashMap<usize, Vec<DecisionSeen>>> {
+    let waiting: Vec<(usize, Uuid)> = step_rows
+        .iter()
+        .enumerate()
+        .filter_map(|(i, row)| {
+            let row = row.as_ref()?;
+            (row.status == StepRunStatus::Waiting).then_some((i, row.id))
+        })
+        .collect();
+    let mut by_step: HashMap<usize, Vec<DecisionSeen>> = HashMap::new();
+    if waiting.is_empty() {
+        return Ok(by_step);
+    }
+    let rows = approval_decision::Entity::find()
+        .filter(approval_decision::Column::StepRunId.is_in(waiting.iter().map(|(_, id)| *id)))
+        .order_by_asc(approval_decision::Column::CreatedAt)
+        .all(tx)
+        .await?;
+    for row in rows {
+        if let Some((i, _)) = waiting.iter().find(|(_, id)| *id == row.step_run_id) {
+            by_step.entry(*i).or_default().push(DecisionSeen {
+                user_id: row.user_id,
+                decision: row.decision,
+                comment: row.comment,
+                at: row.created_at,
+            });
+        }
+    }
+    Ok(by_step)
 }
 
 /// Runs one attempt of a step, failing it with `TIMEOUT` past its time limit.

@@ -5,6 +5,7 @@
 //! change is announced for live updates ([`events`]) and fanned out to this process's
 //! subscriptions ([`live`]).
 
+pub mod approvals;
 pub mod events;
 pub mod live;
 pub mod reports;

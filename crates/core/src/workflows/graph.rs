@@ -15,6 +15,7 @@ use trellis_entity::{ActionKind, StepType};
 use uuid::Uuid;
 
 use crate::engine::condition::{compile_pattern, Operator, FIELD_PATH, MAX_PATTERN_CHARS};
+use crate::engine::steps::approval::parse_approver;
 use crate::error::FieldProblem;
 use crate::integrations::manifest::CompiledSchema;
 use crate::{Error, Result};
@@ -123,12 +124,18 @@ static TRANSITION_KEY: LazyLock<Regex> = LazyLock::new(|| {
 fn step_config_schema(step_type: StepType) -> Value {
     match step_type {
         StepType::Action | StepType::Condition => json!({ "type": "object" }),
+        // Each approver is checked by `check_approvers`.
         StepType::Approval => json!({
             "type": "object",
             "properties": {
-                "approvers": { "type": "array", "items": { "type": "string", "minLength": 1 }, "maxItems": 50 },
+                "approvers": { "type": "array", "maxItems": 50, "items": { "type": "string" } },
+                "required": { "type": "integer", "minimum": 1, "maximum": 50 },
                 "message": { "type": "string", "maxLength": 10000 },
-                "timeoutHours": { "type": "number", "exclusiveMinimum": 0, "maximum": 8760 }
+                "timeoutHours": { "type": "number", "exclusiveMinimum": 0, "maximum": 8760 },
+                "onTimeout": { "enum": ["FAIL", "APPROVE", "REJECT"] },
+                "onReject": { "enum": ["FAIL", "CONTINUE"] },
+                "allowSelfApproval": { "type": "boolean" },
+                "simulatedDecision": { "enum": ["APPROVE", "REJECT"] }
             }
         }),
         StepType::Notification => json!({
@@ -343,6 +350,9 @@ fn check_step_binding(
         {
             problems.add_error(err)?;
         }
+        if step.step_type == StepType::Approval {
+            check_approvers(&step.config, at, problems);
+        }
         return Ok(());
     }
     let Some(action_id) = step.action_id else {
@@ -380,6 +390,25 @@ fn check_step_binding(
         problems.add_error(err)?;
     }
     Ok(())
+}
+
+/// Every approver of an approval step names someone: a role, a user id, an email
+/// address, or a template that renders one when the step runs.
+fn check_approvers(config: &Value, at: &str, problems: &mut Problems) {
+    let Some(approvers) = config.get("approvers").and_then(Value::as_array) else {
+        return;
+    };
+    for (i, entry) in approvers.iter().enumerate() {
+        let Some(entry) = entry.as_str() else {
+            continue;
+        };
+        if !entry.contains("{{") && parse_approver(entry).is_none() {
+            problems.add(
+                format!("{at}.config/approvers/{i}"),
+                "an approver is a role (ADMIN), a user id (usr_…) or an email address",
+            );
+        }
+    }
 }
 
 /// Exactly one entry step (no incoming transition) and no cycles, by one topological

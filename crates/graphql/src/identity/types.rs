@@ -647,7 +647,7 @@ impl From<invitation::Model> for Invitation {
     }
 }
 
-async fn load_user(
+pub(crate) async fn load_user(
     ctx: &Context<'_>,
     id: Option<uuid::Uuid>,
 ) -> async_graphql::Result<Option<User>> {

@@ -11,8 +11,8 @@ use crate::context::{load, present};
 use crate::ids::gid;
 use crate::in_place::in_place_object;
 use crate::loaders::{
-    columns_for, AttemptsOfStepRun, RunById, StepRunsOfRun, TriggerById, WorkflowById,
-    WorkflowStepById, WorkflowVersionById,
+    columns_for, AttemptsOfStepRun, DecisionsOfStepRun, RunById, StepRunsOfRun, TriggerById,
+    WorkflowById, WorkflowStepById, WorkflowVersionById,
 };
 use crate::payload::Json;
 use crate::runs::logs::{log_page, LogConnection, LogLineFilter};
@@ -173,6 +173,7 @@ const STEP_RUN_FIELD_COLUMNS: &[(&str, &[step_run::Column])] = {
                 C::NextAttemptAt,
             ],
         ),
+        ("decisions", &[]),
         ("logs", &[]),
         ("step", &[C::StepId]),
     ]
@@ -503,6 +504,19 @@ impl StepRunFields<'_> {
     /// When it succeeded, failed, was skipped or cancelled; null until then.
     async fn finished_at(&self) -> Option<DateTime<Utc>> {
         self.0.finished_at
+    }
+    /// The decisions people made on it, oldest first: empty unless it is an approval
+    /// step.
+    async fn decisions(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::approvals::ApprovalDecision>> {
+        let rows = load(ctx, DecisionsOfStepRun(self.0.id)).await?;
+        Ok(rows
+            .unwrap_or_default()
+            .into_iter()
+            .map(super::approvals::ApprovalDecision)
+            .collect())
     }
     /// The run it belongs to.
     async fn run(&self, ctx: &Context<'_>) -> async_graphql::Result<WorkflowRun> {

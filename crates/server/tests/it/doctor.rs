@@ -22,6 +22,7 @@ async fn a_migrated_database_is_healthy() {
         "audit_events",
         "email_verifications",
         "step_attempts",
+        "approval_decisions",
     ] {
         assert!(
             report

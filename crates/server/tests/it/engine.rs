@@ -104,7 +104,7 @@ pub(crate) fn executor(app: &TestApp, runs_per_tenant: u64) -> Executor {
     )
 }
 
-fn transform(key: &str, mapping: Value) -> Value {
+pub(crate) fn transform(key: &str, mapping: Value) -> Value {
     let mut config = serde_json::Map::new();
     config.insert("mapping".into(), mapping);
     json!({ "key": key, "name": key, "type": "TRANSFORM", "config": config })

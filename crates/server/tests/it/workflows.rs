@@ -46,7 +46,7 @@ fn onboarding_graph() -> (Value, Value) {
         { "key": "fetch", "name": "Fetch the order", "type": "HTTP", "position": { "x": 0, "y": 0 },
           "config": { "url": "https://api.example.com/orders", "method": "GET" } },
         { "key": "check", "name": "Big order?", "type": "CONDITION" },
-        { "key": "approve", "name": "Manager approval", "type": "APPROVAL", "config": { "approvers": ["manager"] } },
+        { "key": "approve", "name": "Manager approval", "type": "APPROVAL", "config": { "approvers": ["ADMIN"] } },
         { "key": "notify", "name": "Tell the team", "type": "NOTIFICATION",
           "config": { "channel": "slack", "message": "New order" }, "isRequired": false }
     ]);

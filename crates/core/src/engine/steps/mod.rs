@@ -2,6 +2,7 @@
 //! of any other type is external: a version that has one is left to runner API workers
 //! (docs/runs.md), and the executor never claims its runs.
 
+pub mod approval;
 pub mod condition;
 pub mod delay;
 pub mod http;
@@ -17,14 +18,17 @@ use trellis_entity::StepType;
 use crate::egress::Egress;
 
 /// What a step is given: its config with templates rendered (stored as the step run's
-/// input when it started), when it started, the run context, and the one egress guard
-/// for steps that call out.
+/// input when it started), when it started, the run context, the one egress guard for
+/// steps that call out, the decisions people made on it (approvals) and whether the
+/// run is a simulation.
 pub struct StepInput<'a> {
     pub config: &'a Value,
     pub started_at: DateTime<Utc>,
     pub now: DateTime<Utc>,
     pub context: &'a Value,
     pub egress: &'a Egress,
+    pub decisions: &'a [approval::DecisionSeen],
+    pub is_simulation: bool,
 }
 
 /// Where a step stands after the executor ran it.
@@ -36,6 +40,9 @@ pub enum StepResult {
     Failed(Value),
     /// It waits (a timer) until then, holding no worker; the executor comes back.
     Waiting { until: DateTime<Utc> },
+    /// It waits on people (step status WAITING) until a decision wakes the run, or
+    /// until `until` when the wait has a deadline.
+    AwaitingDecision { until: Option<DateTime<Utc>> },
 }
 
 /// One type of step the engine runs.
@@ -48,7 +55,8 @@ pub trait StepKind {
 }
 
 /// The types the engine runs.
-pub const ENGINE_TYPES: [StepType; 4] = [
+pub const ENGINE_TYPES: [StepType; 5] = [
+    StepType::Approval,
     StepType::Condition,
     StepType::Delay,
     StepType::Http,
@@ -113,6 +121,7 @@ pub fn engine_type_names() -> Vec<String> {
 /// them away).
 pub async fn execute(step_type: StepType, input: &StepInput<'_>) -> StepResult {
     match step_type {
+        StepType::Approval => approval::Approval.execute(input).await,
         StepType::Condition => condition::Condition.execute(input).await,
         StepType::Delay => delay::Delay.execute(input).await,
         StepType::Http => http::Http.execute(input).await,
