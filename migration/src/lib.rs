@@ -12,6 +12,7 @@ mod m20261206_000007_tenant_guards;
 mod m20261206_000008_master_key_ids;
 mod m20261206_000009_email_verification;
 mod m20261206_000010_executor;
+mod m20261206_000012_scheduler;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000008_master_key_ids::Migration),
             Box::new(m20261206_000009_email_verification::Migration),
             Box::new(m20261206_000010_executor::Migration),
+            Box::new(m20261206_000012_scheduler::Migration),
         ]
     }
 }
