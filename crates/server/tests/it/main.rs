@@ -23,6 +23,7 @@ mod migrations;
 mod mongo;
 mod reports;
 mod runs;
+mod scheduler;
 mod schema_docs;
 mod secrets;
 mod serving;
