@@ -6,6 +6,7 @@
 
 pub mod condition;
 pub mod context;
+pub mod events;
 pub mod executor;
 pub mod path;
 pub mod retry;

@@ -10,6 +10,7 @@ mod connections;
 mod doctor;
 mod egress;
 mod engine;
+mod events;
 mod graphql_api;
 mod http;
 mod isolation_graphql;
