@@ -28,6 +28,7 @@ use trellis_entity::{
 use uuid::Uuid;
 
 use super::condition::{holds, Scope};
+use crate::audit;
 use crate::runs::start::{create_run, NewRun, MAX_PAYLOAD_BYTES};
 use crate::runs::RunSettings;
 use crate::scope::{stmt, RequestScope};
@@ -59,7 +60,7 @@ pub async fn emit_event(
     payload: Json,
     event_id: Option<String>,
 ) -> Result<Vec<workflow_run::Model>> {
-    scope.require(Role::Operator).await?;
+    let ctx = scope.require(Role::Operator).await?;
     if !EVENT_NAME.is_match(name) {
         return Err(Error::bad_input(
             "name",
@@ -98,7 +99,7 @@ pub async fn emit_event(
         workflow_id: None,
         depth: 1,
     };
-    match deliver(scope, settings, &event).await {
+    let runs = match deliver(scope, settings, &event).await {
         Err(Error::Conflict {
             field: Some(field),
             message,
@@ -107,7 +108,17 @@ pub async fn emit_event(
             message,
         }),
         other => other,
-    }
+    }?;
+    audit::record(
+        scope,
+        audit::Event::new(Some(ctx.tenant_id), "event.emit").details(json!({
+            "name": name,
+            "eventId": event.id,
+            "runs": runs.iter().map(|r| PrefixedId::new(IdKind::WorkflowRun, r.id).to_string()).collect::<Vec<_>>(),
+        })),
+    )
+    .await?;
+    Ok(runs)
 }
 
 /// Emits `run.succeeded`, `run.failed` or `run.cancelled` for a run that has just

@@ -294,6 +294,18 @@ async fn emitted_events_start_the_runs_whose_filter_holds() {
         "{data}"
     );
 
+    // Every emission is audited, with the runs it started.
+    let data = app
+        .ok(
+            Some(&owner.token),
+            "{ tenant { auditEvents(first: 1) { edges { node { action details } } } } }",
+            json!({}),
+        )
+        .await;
+    let last = &data["tenant"]["auditEvents"]["edges"][0]["node"];
+    assert_eq!(last["action"], "event.emit", "{data}");
+    assert_eq!(last["details"]["name"], "order.paid");
+
     // Operators emit; viewers may not.
     let operator = app.member(&owner, "op@emit.test", "OPERATOR").await;
     let data = app
