@@ -7,7 +7,7 @@
 //! transaction under its RLS, never touching another tenant's triggers or workflows.
 //! Time is simulated: the tests call `Scheduler::tick_at` with the instant they want.
 
-use chrono::{DateTime, Duration, TimeZone, Utc};
+use chrono::{DateTime, Duration, TimeZone, Timelike, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde_json::{json, Value};
 use trellis_core::engine::scheduler::{Pass, Scheduler, SchedulerConfig};
@@ -448,15 +448,28 @@ async fn next_fire_at_follows_the_trigger_and_bad_policies_are_refused() {
         json!({ "cron": "0 9 * * *" }),
     )
     .await;
+    // The next 09:00 (or 10:00) UTC after now, whatever the time of day.
+    let next_at = |hour: u32, next: DateTime<Utc>| {
+        let now = Utc::now();
+        assert_eq!(
+            (next.hour(), next.minute(), next.second()),
+            (hour, 0, 0),
+            "{next}"
+        );
+        assert!(
+            next > now - Duration::seconds(5) && next - now <= Duration::days(1),
+            "{next}"
+        );
+    };
     let first = next_fire_at(&admin, &id).await.unwrap();
-    assert!(first > Utc::now() && first - Utc::now() <= Duration::days(1));
+    next_at(9, first);
     let update = "mutation($id: ID!, $c: JSON, $a: Boolean) { updateTrigger(input: {id: $id, config: $c, isActive: $a}) { trigger { nextFireAt } userErrors { code field } } }";
     app.ok(Some(&owner.token), update, json!({ "id": id, "a": false }))
         .await;
     assert_eq!(next_fire_at(&admin, &id).await, None);
     app.ok(Some(&owner.token), update, json!({ "id": id, "a": true }))
         .await;
-    assert_eq!(next_fire_at(&admin, &id).await, Some(first));
+    next_at(9, next_fire_at(&admin, &id).await.unwrap());
     let data = app
         .ok(
             Some(&owner.token),
@@ -465,7 +478,7 @@ async fn next_fire_at_follows_the_trigger_and_bad_policies_are_refused() {
         )
         .await;
     let moved = next_fire_at(&admin, &id).await.unwrap();
-    assert_eq!(moved - first, Duration::hours(1));
+    next_at(10, moved);
     assert_eq!(
         data["updateTrigger"]["trigger"]["nextFireAt"],
         json!(rfc(moved).replace('Z', "+00:00"))
