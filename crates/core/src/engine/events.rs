@@ -99,7 +99,7 @@ pub async fn emit_event(
         workflow_id: None,
         depth: 1,
     };
-    let runs = match deliver(scope, settings, &event).await {
+    let runs = match deliver(scope, settings, &event, Refusals::Fail).await {
         Err(Error::Conflict {
             field: Some(field),
             message,
@@ -159,8 +159,19 @@ pub async fn run_ended(scope: &RequestScope, run: &workflow_run::Model) -> Resul
         workflow_id: Some(run.workflow_id),
         depth: started_by_event.saturating_add(1),
     };
-    deliver(scope, &RunSettings::default(), &event).await?;
+    // A run's end must not fail because a run it triggers cannot start.
+    deliver(scope, &RunSettings::default(), &event, Refusals::Skip).await?;
     Ok(())
+}
+
+/// What a delivery does when a run is refused (CONFLICT, BAD_USER_INPUT, NOT_FOUND:
+/// checked before anything is written, so the transaction goes on).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Refusals {
+    /// Fail the emission: the caller is told.
+    Fail,
+    /// Log it and go on with the other triggers.
+    Skip,
 }
 
 /// Starts the runs of the tenant's triggers that `event` matches.
@@ -168,6 +179,7 @@ async fn deliver(
     scope: &RequestScope,
     settings: &RunSettings,
     event: &Event<'_>,
+    refusals: Refusals,
 ) -> Result<Vec<workflow_run::Model>> {
     let Some(ctx) = scope.active_tenant().await? else {
         return Ok(vec![]);
@@ -250,7 +262,19 @@ async fn deliver(
                 client_id: None,
             },
         )
-        .await?;
+        .await;
+        let started = match started {
+            Ok(started) => started,
+            Err(err @ (Error::Conflict { .. } | Error::BadInput { .. } | Error::NotFound))
+                if refusals == Refusals::Skip =>
+            {
+                tracing::warn!(trigger = %trigger_id, event = event.name, error = %err, "event trigger started no run");
+                metrics::counter!("trellis_event_runs_skipped_total", "reason" => "refused")
+                    .increment(1);
+                continue;
+            }
+            Err(err) => return Err(err),
+        };
         if !started.deduplicated {
             metrics::counter!("trellis_event_runs_started_total").increment(1);
         }

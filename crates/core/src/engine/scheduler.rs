@@ -34,7 +34,7 @@ use crate::runs::start::{cancel_run, create_run, NewRun};
 use crate::runs::RunSettings;
 use crate::scope::{stmt, AppDb, Principal, RequestMeta, RequestScope};
 use crate::workflows::triggers::{plan_firings, FiringPlan, Overlap, Schedule, SchedulePolicy};
-use crate::Result;
+use crate::{Error, Result};
 
 /// How much one scheduler pass takes on.
 #[derive(Clone, Debug)]
@@ -320,7 +320,19 @@ async fn fire(
                 client_id: None,
             },
         )
-        .await?;
+        .await;
+        let started = match started {
+            Ok(started) => started,
+            // Refused before anything was written: rolling back would only make the
+            // next pass try again, and again.
+            Err(err @ (Error::Conflict { .. } | Error::BadInput { .. } | Error::NotFound)) => {
+                tracing::warn!(trigger = %trigger_id, scheduled_at, error = %err, "schedule started no run");
+                skipped("refused", 1);
+                outcome.skipped += 1;
+                continue;
+            }
+            Err(err) => return Err(err),
+        };
         if !started.deduplicated {
             metrics::counter!("trellis_scheduler_fired_total").increment(1);
             outcome.fired += 1;
