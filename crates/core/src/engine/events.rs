@@ -16,9 +16,6 @@
 //!   [`MAX_EVENT_DEPTH`] starts nothing. A workflow that triggers itself on its own
 //!   `run.succeeded` runs at most that many times in a row.
 
-use std::sync::LazyLock;
-
-use regex::Regex;
 use sea_orm::EntityTrait;
 use serde_json::{json, Value as Json};
 use trellis_entity::{
@@ -32,13 +29,11 @@ use crate::audit;
 use crate::runs::start::{create_run, NewRun, MAX_PAYLOAD_BYTES};
 use crate::runs::RunSettings;
 use crate::scope::{stmt, RequestScope};
+use crate::workflows::triggers::EVENT_NAME;
 use crate::{Error, Result};
 
 /// The deepest chain of event-started runs: an event deeper than this starts nothing.
 pub const MAX_EVENT_DEPTH: i64 = 10;
-
-static EVENT_NAME: LazyLock<Regex> =
-    LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9_.-]{0,127}$").expect("event name pattern"));
 
 /// One event as it is delivered to the tenant's triggers.
 struct Event<'a> {

@@ -280,9 +280,12 @@ pub const MAX_FIRINGS_PER_PASS: usize = 100;
 /// A schedule trigger's catch-up and overlap policies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct SchedulePolicy {
+    /// `config.catchUp`: what happens to missed firings.
     pub catch_up: CatchUp,
-    /// How far back missed firings are made, in seconds (at least the on-time grace).
+    /// `config.catchUpWindowSeconds`: how far back missed firings are made (the
+    /// on-time grace counts as at least this long).
     pub catch_up_window: Duration,
+    /// `config.overlap`: what a firing does while the previous run is open.
     pub overlap: Overlap,
 }
 
@@ -401,7 +404,8 @@ pub fn plan_firings(
     }
 }
 
-static EVENT_NAME: LazyLock<Regex> =
+/// What an event name looks like (`order.created`, `run.failed`).
+pub(crate) static EVENT_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9_.-]{0,127}$").expect("event name pattern"));
 
 /// Checks a trigger's config for its type and returns it normalised. An EVENT
