@@ -13,6 +13,7 @@ mod m20261206_000008_master_key_ids;
 mod m20261206_000009_email_verification;
 mod m20261206_000010_executor;
 mod m20261206_000011_step_attempts;
+mod m20261206_000012_scheduler;
 mod m20261206_000013_approvals;
 pub mod rls;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000009_email_verification::Migration),
             Box::new(m20261206_000010_executor::Migration),
             Box::new(m20261206_000011_step_attempts::Migration),
+            Box::new(m20261206_000012_scheduler::Migration),
             Box::new(m20261206_000013_approvals::Migration),
         ]
     }

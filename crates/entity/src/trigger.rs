@@ -20,6 +20,8 @@ pub struct Model {
     pub signing_secret_id: Option<Uuid>,
     pub previous_signing_secret_id: Option<Uuid>,
     pub previous_secret_expires_at: Option<DateTimeUtc>,
+    /// SCHEDULE, when active: the next firing the scheduler has not yet made.
+    pub next_fire_at: Option<DateTimeUtc>,
     pub created_by: Option<Uuid>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,

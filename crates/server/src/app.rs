@@ -15,6 +15,7 @@ use trellis_core::auth::{JwtConfig, JwtKeys};
 use trellis_core::crypto::{MasterKey, MasterKeyring};
 use trellis_core::egress::Egress;
 use trellis_core::engine::executor::{Executor, ExecutorConfig};
+use trellis_core::engine::scheduler::{Scheduler, SchedulerConfig};
 use trellis_core::identity::IdentityConfig;
 use trellis_core::integrations::secrets::Vault;
 use trellis_core::logs::LogStore;
@@ -404,6 +405,26 @@ pub fn executor(config: &Config, state: &AppState) -> Executor {
             ..ExecutorConfig::default()
         },
     )
+}
+
+/// The scheduler of SCHEDULE triggers, on the application pool.
+pub fn scheduler(state: &AppState) -> Scheduler {
+    Scheduler::new(
+        state.db.clone(),
+        state.runs.clone(),
+        SchedulerConfig::default(),
+    )
+}
+
+/// Starts the scheduler's loop when the configuration asks for it.
+pub fn spawn_scheduler(config: &Config, state: &AppState) -> Option<tokio::task::JoinHandle<()>> {
+    if !config.scheduler {
+        return None;
+    }
+    let idle = std::time::Duration::from_millis(config.scheduler_poll_ms.max(10));
+    let handle = tokio::spawn(scheduler(state).run(idle, std::future::pending()));
+    tracing::info!("scheduler started");
+    Some(handle)
 }
 
 /// Starts the background maintenance: the log store's outbox replay or purge on the

@@ -19,10 +19,12 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the HTTP server (the default), and the executor unless TRELLIS_EXECUTOR=false.
+    /// Run the HTTP server (the default), and the executor and scheduler unless
+    /// TRELLIS_EXECUTOR=false or TRELLIS_SCHEDULER=false.
     Serve,
-    /// Run only the executor: workflows' runs, with no HTTP server. Run as many as the
-    /// load needs, beside any number of servers, on one database.
+    /// Run only the executor (workflows' runs) and the scheduler (unless
+    /// TRELLIS_SCHEDULER=false), with no HTTP server. Run as many as the load needs,
+    /// beside any number of servers, on one database.
     Worker,
     /// Create the roles and database if needed, and apply migrations.
     Migrate,
@@ -263,6 +265,13 @@ pub struct Config {
     /// How long the executor rests when it found nothing to do, in milliseconds.
     #[arg(long, env = "TRELLIS_EXECUTOR_POLL_MS", default_value_t = 250)]
     pub executor_poll_ms: u64,
+    /// Run the scheduler (which fires SCHEDULE triggers) in `serve` and `worker`. Any
+    /// number may run: each firing is made once.
+    #[arg(long, env = "TRELLIS_SCHEDULER", default_value_t = true, action = clap::ArgAction::Set)]
+    pub scheduler: bool,
+    /// How long the scheduler rests between passes, in milliseconds.
+    #[arg(long, env = "TRELLIS_SCHEDULER_POLL_MS", default_value_t = 1000)]
+    pub scheduler_poll_ms: u64,
     /// Most operations in one batched HTTP request.
     #[arg(long, env = "TRELLIS_MAX_BATCH", default_value_t = 10)]
     pub max_batch: usize,

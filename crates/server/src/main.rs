@@ -111,12 +111,18 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let db = app::prepare_database(&config, config.migrate_on_start).await?;
             let state = app::build_state(&config, &db.app_url, app::jwt_keys(&config)?).await?;
             tracing::info!("Trellis worker: running the executor");
+            // Stopped with the executor: a pass cut off mid-firing rolls back, and the
+            // firing stays due for the next scheduler.
+            let scheduler = app::spawn_scheduler(&config, &state);
             app::executor(&config, &state)
                 .run(
                     std::time::Duration::from_millis(config.executor_poll_ms.max(10)),
                     shutdown_signal(),
                 )
                 .await;
+            if let Some(scheduler) = scheduler {
+                scheduler.abort();
+            }
             tracing::info!("worker stopped");
             db.shutdown()?;
             Ok(ExitCode::SUCCESS)
@@ -228,6 +234,7 @@ async fn serve_on(config: &Config, db: &Database) -> Result<ExitCode> {
         tokio::spawn(app::executor(config, &state).run(idle, std::future::pending()));
         tracing::info!("executor started");
     }
+    app::spawn_scheduler(config, &state);
     let shutdown = state.shutdown.clone();
     if let Some(address) = config.metrics_listen {
         let listener = tokio::net::TcpListener::bind(address)

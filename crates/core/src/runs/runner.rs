@@ -453,6 +453,7 @@ pub async fn finish_run(
         RunEnd::Failed { error } => row.error = Set(Some(error)),
     }
     let run = row.update(tx).await?;
+    crate::engine::events::run_ended(scope, &run).await?;
     let action = if target == RunStatus::Succeeded {
         "run.succeed"
     } else {

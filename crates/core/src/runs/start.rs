@@ -321,6 +321,7 @@ pub async fn cancel_run(scope: &RequestScope, id: Uuid) -> Result<workflow_run::
     }
     .update(tx)
     .await?;
+    crate::engine::events::run_ended(scope, &run).await?;
     let steps = tx
         .execute(stmt(
             "UPDATE step_runs SET status = 'cancelled', finished_at = now(), next_attempt_at = NULL \

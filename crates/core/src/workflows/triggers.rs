@@ -12,9 +12,9 @@ use std::sync::LazyLock;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
-use chrono::{DateTime, Duration, SubsecRound, Utc};
+use chrono::{DateTime, Duration, Offset, SubsecRound, TimeZone, Utc};
 use chrono_tz::Tz;
-use croner::Cron;
+use croner::{Cron, JobType};
 use rand::RngCore;
 use regex::Regex;
 use ring::hmac;
@@ -23,7 +23,7 @@ use sea_orm::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value as Json};
-use trellis_entity::{secret, trigger, workflow, IdKind, Role, Severity, TriggerType};
+use trellis_entity::{secret, trigger, workflow, IdKind, PrefixedId, Role, Severity, TriggerType};
 use uuid::Uuid;
 
 use super::check_key;
@@ -68,6 +68,9 @@ pub struct TriggerWithSecret {
 pub struct Schedule {
     cron: Cron,
     zone: Tz,
+    /// One time of day (single second, minute and hour): fires once on a day whose
+    /// wall time repeats, and at the first instant after a gap that swallows it.
+    fixed_time: bool,
 }
 
 impl Schedule {
@@ -96,7 +99,12 @@ impl Schedule {
                 "not an IANA time zone (such as Europe/Berlin or America/New_York)",
             )
         })?;
-        let schedule = Self { cron, zone };
+        let fixed_time = cron.determine_job_type() == JobType::FixedTime;
+        let schedule = Self {
+            cron,
+            zone,
+            fixed_time,
+        };
         // `0 0 30 2 *` (30 February) parses but never fires; such a trigger would be
         // stored with no next firing and silently do nothing.
         if schedule.next_after(Utc::now()).is_none() {
@@ -110,22 +118,298 @@ impl Schedule {
 
     /// The first time strictly after `after` that the schedule fires, in UTC. Wall
     /// times are read in the schedule's zone, so 09:00 stays 09:00 across a
-    /// daylight-saving change.
+    /// daylight-saving change. A wall time that a spring-forward gap skips fires at
+    /// the first instant after the gap (02:30 → 03:00); a wall time that a fall-back
+    /// repeats fires once, at its first occurrence, for a schedule with one time of
+    /// day, and at both (they are different instants) for interval schedules
+    /// (`*/5 * * * *`, `0 * * * *`).
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
         // Whole seconds: the search keeps the sub-second part of its start, which
         // would otherwise leak into the firing time (09:00:00.726).
-        let local = after.trunc_subsecs(0).with_timezone(&self.zone);
-        self.cron
-            .find_next_occurrence(&local, false)
-            .ok()
-            .map(|t| t.with_timezone(&Utc))
+        let after = after.trunc_subsecs(0);
+        let next = self.search(after.with_timezone(&self.zone), false, after);
+        if self.fixed_time {
+            return next;
+        }
+        // An interval schedule also fires in the second pass of a repeated hour, which
+        // a wall-clock search from its first pass jumps over.
+        let repeat = self
+            .repeat_after(after)
+            .and_then(|start| self.search(start, true, after));
+        match (next, repeat) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The first firing after `after`, searching wall times from `from`.
+    fn search(
+        &self,
+        from: DateTime<Tz>,
+        inclusive: bool,
+        after: DateTime<Utc>,
+    ) -> Option<DateTime<Utc>> {
+        let mut from = from;
+        let mut inclusive = inclusive;
+        // croner maps a repeated wall time to its first occurrence, which lies before
+        // `after` while `after` is in the second pass: step over such answers.
+        for _ in 0..64 {
+            let found = self.cron.find_next_occurrence(&from, inclusive).ok()?;
+            let found_utc = found.with_timezone(&Utc);
+            if found_utc > after {
+                return Some(found_utc);
+            }
+            let second = self
+                .zone
+                .from_local_datetime(&found.naive_local())
+                .latest()?;
+            if !self.fixed_time && second.with_timezone(&Utc) > after {
+                return Some(second.with_timezone(&Utc));
+            }
+            if second.with_timezone(&Utc) <= from.with_timezone(&Utc) {
+                return None;
+            }
+            from = second;
+            inclusive = false;
+        }
+        None
+    }
+
+    /// When `after` is in the first pass of a wall-clock hour that will repeat (a
+    /// fall-back), the instant the second pass starts, in the zone.
+    fn repeat_after(&self, after: DateTime<Utc>) -> Option<DateTime<Tz>> {
+        let local = after.with_timezone(&self.zone);
+        let chrono::LocalResult::Ambiguous(first, _) =
+            self.zone.from_local_datetime(&local.naive_local())
+        else {
+            return None;
+        };
+        if first != local {
+            return None;
+        }
+        // The offset changes within a few hours: find the first instant it has.
+        let offset = local.offset().fix();
+        let (mut low, mut high) = (after, after + Duration::hours(4));
+        if high.with_timezone(&self.zone).offset().fix() == offset {
+            return None;
+        }
+        while high - low > Duration::seconds(1) {
+            let mid = low + (high - low) / 2;
+            if mid.with_timezone(&self.zone).offset().fix() == offset {
+                low = mid;
+            } else {
+                high = mid;
+            }
+        }
+        Some(high.with_timezone(&self.zone))
+    }
+
+    /// Every firing in `[from, to]`, oldest first, at most `limit`.
+    pub fn firings_between(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        limit: usize,
+    ) -> Vec<DateTime<Utc>> {
+        let mut firings = Vec::new();
+        let mut at = self.next_after(from - Duration::seconds(1));
+        while let Some(t) = at {
+            if t > to || firings.len() >= limit {
+                break;
+            }
+            firings.push(t);
+            at = self.next_after(t);
+        }
+        firings
+    }
+
+    /// The latest firing in `[from, to]`, if any: looked for in spans that double
+    /// back from `to`, so a dense schedule is not walked from `from`.
+    pub fn latest_between(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut span = Duration::minutes(1);
+        loop {
+            let start = (to - span).max(from);
+            let mut latest = None;
+            let mut at = self.next_after(start - Duration::seconds(1));
+            while let Some(t) = at.filter(|t| *t <= to) {
+                latest = Some(t);
+                at = self.next_after(t);
+            }
+            if latest.is_some() || start == from {
+                return latest;
+            }
+            span = span * 2;
+        }
     }
 }
 
-static EVENT_NAME: LazyLock<Regex> =
+/// What a schedule does about firings it missed (the server was down, or the
+/// scheduler switched off): `config.catchUp`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CatchUp {
+    /// Skip them; fire again at the next firing.
+    None,
+    /// Fire once, for the latest missed firing inside the window (the default).
+    Latest,
+    /// Fire every missed firing inside the window, each as its own run.
+    All,
+}
+
+/// What a schedule does when the previous run it started is still open (pending or
+/// running): `config.overlap`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overlap {
+    /// Start no run for this firing (the default, as Temporal's).
+    Skip,
+    /// Start it anyway.
+    Allow,
+    /// Cancel the open runs of this trigger, then start it.
+    CancelPrevious,
+}
+
+/// How late a firing may be made and still count as on time (not missed).
+pub const ON_TIME_GRACE: Duration = Duration::seconds(60);
+/// The default `config.catchUpWindowSeconds`.
+pub const DEFAULT_CATCH_UP_WINDOW: i64 = 3600;
+/// The largest `config.catchUpWindowSeconds`: 7 days.
+pub const MAX_CATCH_UP_WINDOW: i64 = 7 * 24 * 3600;
+/// The most firings one scheduler pass makes for one trigger (catch-up `ALL`); the
+/// rest follow in the next passes.
+pub const MAX_FIRINGS_PER_PASS: usize = 100;
+
+/// A schedule trigger's catch-up and overlap policies.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SchedulePolicy {
+    /// `config.catchUp`: what happens to missed firings.
+    pub catch_up: CatchUp,
+    /// `config.catchUpWindowSeconds`: how far back missed firings are made (the
+    /// on-time grace counts as at least this long).
+    pub catch_up_window: Duration,
+    /// `config.overlap`: what a firing does while the previous run is open.
+    pub overlap: Overlap,
+}
+
+impl Default for SchedulePolicy {
+    fn default() -> Self {
+        Self {
+            catch_up: CatchUp::Latest,
+            catch_up_window: Duration::seconds(DEFAULT_CATCH_UP_WINDOW),
+            overlap: Overlap::Skip,
+        }
+    }
+}
+
+impl SchedulePolicy {
+    /// Reads `{catchUp, catchUpWindowSeconds, overlap}`; errors name their field.
+    /// Absent keys take the defaults (`LATEST`, 3600 s, `SKIP`).
+    pub fn parse(config: &Json) -> Result<Self> {
+        let mut policy = Self::default();
+        match config.get("catchUp") {
+            None | Some(Json::Null) => {}
+            Some(value) => {
+                policy.catch_up = match value.as_str() {
+                    Some("NONE") => CatchUp::None,
+                    Some("LATEST") => CatchUp::Latest,
+                    Some("ALL") => CatchUp::All,
+                    _ => {
+                        return Err(Error::bad_input(
+                            "config.catchUp",
+                            "one of NONE, LATEST or ALL",
+                        ))
+                    }
+                }
+            }
+        }
+        match config.get("catchUpWindowSeconds") {
+            None | Some(Json::Null) => {}
+            Some(value) => match value.as_i64() {
+                Some(seconds) if (0..=MAX_CATCH_UP_WINDOW).contains(&seconds) => {
+                    policy.catch_up_window = Duration::seconds(seconds);
+                }
+                _ => {
+                    return Err(Error::bad_input(
+                        "config.catchUpWindowSeconds",
+                        format!("a whole number of seconds from 0 to {MAX_CATCH_UP_WINDOW}"),
+                    ))
+                }
+            },
+        }
+        match config.get("overlap") {
+            None | Some(Json::Null) => {}
+            Some(value) => {
+                policy.overlap = match value.as_str() {
+                    Some("SKIP") => Overlap::Skip,
+                    Some("ALLOW") => Overlap::Allow,
+                    Some("CANCEL_PREVIOUS") => Overlap::CancelPrevious,
+                    _ => {
+                        return Err(Error::bad_input(
+                            "config.overlap",
+                            "one of SKIP, ALLOW or CANCEL_PREVIOUS",
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(policy)
+    }
+}
+
+/// What one scheduler pass does for a due trigger.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FiringPlan {
+    /// The firings to make now, oldest first.
+    pub fire: Vec<DateTime<Utc>>,
+    /// Firings passed over (missed and outside the policy).
+    pub missed: usize,
+    /// The trigger's next `next_fire_at`: the next firing after `now`, or, when a
+    /// catch-up was cut short, the next firing still to catch up.
+    pub next: Option<DateTime<Utc>>,
+}
+
+/// Plans a pass at `now` for a trigger whose `next_fire_at` is `due` (at or before
+/// `now`). A firing no more than [`ON_TIME_GRACE`] late is on time and is made
+/// whatever the catch-up policy; older ones are missed: `NONE` skips them, `LATEST`
+/// makes the latest inside the window (one run in all), `ALL` makes each inside the
+/// window (at most [`MAX_FIRINGS_PER_PASS`] per pass).
+pub fn plan_firings(
+    schedule: &Schedule,
+    policy: &SchedulePolicy,
+    due: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> FiringPlan {
+    let window = policy.catch_up_window.max(ON_TIME_GRACE);
+    // Firings before the window are never made; they are not looked at either.
+    let from = due.max(now - window);
+    let mut firings = schedule.firings_between(from, now, MAX_FIRINGS_PER_PASS + 1);
+    let mut next = None;
+    let fire = match policy.catch_up {
+        CatchUp::All => {
+            if firings.len() > MAX_FIRINGS_PER_PASS {
+                // The rest of the catch-up is the next passes' work.
+                next = firings.pop();
+            }
+            firings.clone()
+        }
+        CatchUp::Latest | CatchUp::None => match schedule.latest_between(from, now) {
+            Some(t) if policy.catch_up == CatchUp::Latest || now - t <= ON_TIME_GRACE => {
+                vec![t]
+            }
+            _ => vec![],
+        },
+    };
+    FiringPlan {
+        missed: firings.len().saturating_sub(fire.len()),
+        fire,
+        next: next.or_else(|| schedule.next_after(now)),
+    }
+}
+
+/// What an event name looks like (`order.created`, `run.failed`).
+pub(crate) static EVENT_NAME: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[a-z][a-z0-9_.-]{0,127}$").expect("event name pattern"));
 
-/// Checks a trigger's config for its type and returns it normalised.
+/// Checks a trigger's config for its type and returns it normalised. An EVENT
+/// trigger's `workflowId` is checked against the tenant's workflows by the caller.
 pub fn check_config(trigger_type: TriggerType, config: Json) -> Result<Json> {
     let Json::Object(object) = &config else {
         return Err(Error::bad_input("config", "config must be an object"));
@@ -134,6 +418,7 @@ pub fn check_config(trigger_type: TriggerType, config: Json) -> Result<Json> {
         TriggerType::Manual => Ok(config),
         TriggerType::Schedule => {
             Schedule::parse(&config)?;
+            SchedulePolicy::parse(&config)?;
             let mut normal = object.clone();
             normal
                 .entry("timezone")
@@ -146,14 +431,36 @@ pub fn check_config(trigger_type: TriggerType, config: Json) -> Result<Json> {
                 .get("event")
                 .and_then(Json::as_str)
                 .unwrap_or_default();
-            if EVENT_NAME.is_match(event) {
-                Ok(config)
-            } else {
-                Err(Error::bad_input(
+            if !EVENT_NAME.is_match(event) {
+                return Err(Error::bad_input(
                     "config.event",
                     "an event name: lowercase letters, digits, '_', '.' or '-' (order.created)",
-                ))
+                ));
             }
+            match object.get("workflowId") {
+                None | Some(Json::Null) => {}
+                Some(id) => {
+                    if id
+                        .as_str()
+                        .and_then(|id| PrefixedId::parse_as(id, IdKind::Workflow))
+                        .is_none()
+                    {
+                        return Err(Error::bad_input(
+                            "config.workflowId",
+                            "a workflow ID (wf_…) of this tenant",
+                        ));
+                    }
+                }
+            }
+            match object.get("filter") {
+                None | Some(Json::Null) => {}
+                Some(filter) => {
+                    if let Err((path, message)) = super::graph::check_condition(filter, 0) {
+                        return Err(Error::bad_input(format!("config.filter{path}"), message));
+                    }
+                }
+            }
+            Ok(config)
         }
     }
 }
@@ -161,10 +468,47 @@ pub fn check_config(trigger_type: TriggerType, config: Json) -> Result<Json> {
 /// When a schedule trigger fires next after `now`; `None` for other types and for
 /// inactive triggers.
 pub fn next_fire_at(trigger: &trigger::Model, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    if trigger.trigger_type != TriggerType::Schedule || !trigger.is_active {
+    schedule_next(
+        trigger.trigger_type,
+        trigger.is_active,
+        &trigger.config,
+        now,
+    )
+}
+
+fn schedule_next(
+    trigger_type: TriggerType,
+    is_active: bool,
+    config: &Json,
+    now: DateTime<Utc>,
+) -> Option<DateTime<Utc>> {
+    if trigger_type != TriggerType::Schedule || !is_active {
         return None;
     }
-    Schedule::parse(&trigger.config).ok()?.next_after(now)
+    Schedule::parse(config).ok()?.next_after(now)
+}
+
+/// An EVENT trigger's `config.workflowId` must name a workflow the tenant can see
+/// (RLS decides): another tenant's is as unknown as a made-up one.
+async fn check_event_workflow(scope: &RequestScope, config: &Json) -> Result<()> {
+    let Some(id) = config
+        .get("workflowId")
+        .and_then(Json::as_str)
+        .and_then(|id| PrefixedId::parse_as(id, IdKind::Workflow))
+    else {
+        return Ok(());
+    };
+    let found = workflow::Entity::find_by_id(id)
+        .filter(workflow::Column::DeletedAt.is_null())
+        .one(scope.tx().await?)
+        .await?;
+    if found.is_none() {
+        return Err(Error::bad_input(
+            "config.workflowId",
+            "no such workflow in this tenant",
+        ));
+    }
+    Ok(())
 }
 
 fn random_token(bytes: usize) -> String {
@@ -200,6 +544,8 @@ pub async fn create_trigger(
     let key = check_key(&new.key)?;
     let config = check_config(new.trigger_type, new.config)?;
     let tx = scope.tx().await?;
+    check_event_workflow(scope, &config).await?;
+    let next_fire_at = schedule_next(new.trigger_type, new.is_active, &config, Utc::now());
     workflow::Entity::find_by_id(new.workflow_id)
         .filter(workflow::Column::DeletedAt.is_null())
         .one(tx)
@@ -214,6 +560,7 @@ pub async fn create_trigger(
         trigger_type: Set(new.trigger_type),
         config: Set(config),
         is_active: Set(new.is_active),
+        next_fire_at: Set(next_fire_at),
         created_by: Set(scope.user_id().ok()),
         ..Default::default()
     };
@@ -261,11 +608,30 @@ pub async fn update_trigger(
     if let Some(key) = changes.key {
         row.key = Set(check_key(&key)?);
     }
+    let mut config_changed = false;
     if let Some(config) = changes.config {
-        row.config = Set(check_config(current.trigger_type, config)?);
+        let config = check_config(current.trigger_type, config)?;
+        check_event_workflow(scope, &config).await?;
+        config_changed = config != current.config;
+        row.config = Set(config);
     }
     if let Some(is_active) = changes.is_active {
         row.is_active = Set(is_active);
+    }
+    // A schedule's next firing moves when its schedule changes or it is switched on
+    // (from now: what it missed while off is not made) or off (none).
+    let is_active = changes.is_active.unwrap_or(current.is_active);
+    if config_changed || is_active != current.is_active {
+        let config = match &row.config {
+            sea_orm::ActiveValue::Set(config) => config,
+            _ => &current.config,
+        };
+        row.next_fire_at = Set(schedule_next(
+            current.trigger_type,
+            is_active,
+            config,
+            Utc::now(),
+        ));
     }
     if !row.is_changed() {
         return Ok(current);
@@ -538,6 +904,211 @@ mod tests {
         assert!(next > utc(2026, 3, 28, 12, 0));
         let after = s.next_after(next).unwrap();
         assert!(after - next >= Duration::hours(23), "{next} then {after}");
+    }
+
+    fn utc_s(y: i32, m: u32, d: u32, h: u32, min: u32, sec: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(y, m, d, h, min, sec).unwrap()
+    }
+
+    #[test]
+    fn a_time_in_the_spring_forward_gap_fires_once_at_the_end_of_the_gap() {
+        // Berlin, 2026-03-29: 02:00 CET becomes 03:00 CEST (01:00 UTC); 02:30 never
+        // happens. The firing is the first instant after the gap, once.
+        let s = schedule("30 2 * * *", "Europe/Berlin");
+        let firings = s.firings_between(utc(2026, 3, 28, 0, 0), utc(2026, 3, 30, 12, 0), 10);
+        assert_eq!(
+            firings,
+            vec![
+                utc(2026, 3, 28, 1, 30), // 02:30 CET
+                utc(2026, 3, 29, 1, 0),  // 03:00 CEST, right after the gap
+                utc(2026, 3, 30, 0, 30), // 02:30 CEST
+            ]
+        );
+        // New York, 2026-03-08: 02:00 EST becomes 03:00 EDT (07:00 UTC).
+        let s = schedule("30 2 * * *", "America/New_York");
+        let firings = s.firings_between(utc(2026, 3, 7, 12, 0), utc(2026, 3, 9, 12, 0), 10);
+        assert_eq!(firings, vec![utc(2026, 3, 8, 7, 0), utc(2026, 3, 9, 6, 30)]);
+    }
+
+    #[test]
+    fn a_time_repeated_by_fall_back_fires_once() {
+        // New York, 2026-11-01: 02:00 EDT falls back to 01:00 EST; 01:30 happens at
+        // 05:30 UTC and again at 06:30 UTC. It fires at the first only.
+        let s = schedule("30 1 * * *", "America/New_York");
+        let firings = s.firings_between(utc(2026, 10, 31, 12, 0), utc(2026, 11, 2, 12, 0), 10);
+        assert_eq!(
+            firings,
+            vec![utc(2026, 11, 1, 5, 30), utc(2026, 11, 2, 6, 30)]
+        );
+        // Asked from inside the repeated hour (after both or between them), the next
+        // firing is tomorrow's, never an instant in the past.
+        for after in [
+            utc(2026, 11, 1, 6, 10),
+            utc(2026, 11, 1, 6, 40),
+            utc(2026, 11, 1, 5, 45),
+        ] {
+            assert_eq!(
+                s.next_after(after),
+                Some(utc(2026, 11, 2, 6, 30)),
+                "after {after}"
+            );
+        }
+        // Berlin, 2026-10-25: 03:00 CEST falls back to 02:00 CET; 02:30 repeats.
+        let s = schedule("30 2 * * *", "Europe/Berlin");
+        let firings = s.firings_between(utc(2026, 10, 24, 12, 0), utc(2026, 10, 26, 12, 0), 10);
+        assert_eq!(
+            firings,
+            vec![utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)]
+        );
+    }
+
+    #[test]
+    fn interval_schedules_keep_real_time_through_both_changes() {
+        // Every 15 minutes through New York's fall-back: the repeated hour is two real
+        // hours, so there are 4 firings an hour throughout, none twice.
+        let s = schedule("*/15 * * * *", "America/New_York");
+        let from = utc(2026, 11, 1, 4, 0);
+        let firings = s.firings_between(from, utc(2026, 11, 1, 8, 0), 100);
+        let expected: Vec<_> = (0..=16).map(|i| from + Duration::minutes(15 * i)).collect();
+        assert_eq!(firings, expected);
+        // Through spring-forward the wall-clock hour 02:00-03:00 does not exist: real
+        // time still advances 15 minutes per firing.
+        let from = utc(2026, 3, 8, 5, 0);
+        let firings = s.firings_between(from, utc(2026, 3, 8, 9, 0), 100);
+        let expected: Vec<_> = (0..=16).map(|i| from + Duration::minutes(15 * i)).collect();
+        assert_eq!(firings, expected);
+    }
+
+    fn policy(catch_up: CatchUp, window: i64) -> SchedulePolicy {
+        SchedulePolicy {
+            catch_up,
+            catch_up_window: Duration::seconds(window),
+            overlap: Overlap::Skip,
+        }
+    }
+
+    #[test]
+    fn on_time_firings_are_made_whatever_the_catch_up() {
+        let s = schedule("*/5 * * * *", "UTC");
+        let due = utc(2026, 12, 1, 10, 5);
+        for catch_up in [CatchUp::None, CatchUp::Latest, CatchUp::All] {
+            let plan = plan_firings(&s, &policy(catch_up, 3600), due, due + Duration::seconds(2));
+            assert_eq!(plan.fire, vec![due], "{catch_up:?}");
+            assert_eq!(plan.missed, 0);
+            assert_eq!(plan.next, Some(utc(2026, 12, 1, 10, 10)));
+        }
+    }
+
+    #[test]
+    fn missed_firings_follow_the_catch_up_policy() {
+        // Down from 10:05 to 12:02:30: firings every 5 minutes were missed.
+        let s = schedule("*/5 * * * *", "UTC");
+        let due = utc(2026, 12, 1, 10, 5);
+        let now = utc_s(2026, 12, 1, 12, 2, 30);
+        let none = plan_firings(&s, &policy(CatchUp::None, 3600), due, now);
+        assert!(none.fire.is_empty());
+        assert_eq!(none.next, Some(utc(2026, 12, 1, 12, 5)));
+        let latest = plan_firings(&s, &policy(CatchUp::Latest, 3600), due, now);
+        assert_eq!(latest.fire, vec![utc(2026, 12, 1, 12, 0)]);
+        assert_eq!(latest.next, Some(utc(2026, 12, 1, 12, 5)));
+        // ALL: the firings of the last hour (11:05 to 12:00), each once.
+        let all = plan_firings(&s, &policy(CatchUp::All, 3600), due, now);
+        let expected: Vec<_> = (0..12)
+            .map(|i| utc(2026, 12, 1, 11, 5) + Duration::minutes(5 * i))
+            .collect();
+        assert_eq!(all.fire, expected);
+        assert_eq!(all.next, Some(utc(2026, 12, 1, 12, 5)));
+        // LATEST outside its window makes nothing.
+        let late = plan_firings(&s, &policy(CatchUp::Latest, 60), due, now);
+        assert!(late.fire.is_empty());
+    }
+
+    #[test]
+    fn a_long_catch_up_continues_in_the_next_pass() {
+        let s = schedule("* * * * *", "UTC");
+        let due = utc(2026, 12, 1, 0, 0);
+        let now = utc(2026, 12, 1, 5, 0);
+        let first = plan_firings(&s, &policy(CatchUp::All, 6 * 3600), due, now);
+        assert_eq!(first.fire.len(), MAX_FIRINGS_PER_PASS);
+        assert_eq!(first.fire[0], due);
+        assert_eq!(first.next, Some(due + Duration::minutes(100)));
+        let second = plan_firings(
+            &s,
+            &policy(CatchUp::All, 6 * 3600),
+            first.next.unwrap(),
+            now,
+        );
+        assert_eq!(second.fire[0], due + Duration::minutes(100));
+    }
+
+    #[test]
+    fn schedule_policies_are_checked_on_their_field() {
+        for (config, field) in [
+            (
+                json!({ "cron": "* * * * *", "catchUp": "SOME" }),
+                "config.catchUp",
+            ),
+            (
+                json!({ "cron": "* * * * *", "catchUp": 1 }),
+                "config.catchUp",
+            ),
+            (
+                json!({ "cron": "* * * * *", "overlap": "queue" }),
+                "config.overlap",
+            ),
+            (
+                json!({ "cron": "* * * * *", "catchUpWindowSeconds": -1 }),
+                "config.catchUpWindowSeconds",
+            ),
+            (
+                json!({ "cron": "* * * * *", "catchUpWindowSeconds": "1h" }),
+                "config.catchUpWindowSeconds",
+            ),
+            (
+                json!({ "cron": "* * * * *", "catchUpWindowSeconds": 1e9 }),
+                "config.catchUpWindowSeconds",
+            ),
+        ] {
+            match check_config(TriggerType::Schedule, config) {
+                Err(Error::BadInput { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("expected a bad input, got {other:?}"),
+            }
+        }
+        let ok = json!({ "cron": "* * * * *", "catchUp": "ALL", "catchUpWindowSeconds": 600, "overlap": "CANCEL_PREVIOUS" });
+        let policy =
+            SchedulePolicy::parse(&check_config(TriggerType::Schedule, ok).unwrap()).unwrap();
+        assert_eq!(policy.catch_up, CatchUp::All);
+        assert_eq!(policy.overlap, Overlap::CancelPrevious);
+        assert_eq!(policy.catch_up_window, Duration::seconds(600));
+        assert_eq!(
+            SchedulePolicy::parse(&json!({})).unwrap(),
+            SchedulePolicy::default()
+        );
+    }
+
+    #[test]
+    fn event_filters_and_workflows_are_checked() {
+        let ok = json!({ "event": "order.created", "filter": { "field": "payload.total", "operator": "gt", "value": 10 } });
+        assert!(check_config(TriggerType::Event, ok).is_ok());
+        for (config, field) in [
+            (
+                json!({ "event": "run.failed", "workflowId": "nope" }),
+                "config.workflowId",
+            ),
+            (
+                json!({ "event": "run.failed", "workflowId": 7 }),
+                "config.workflowId",
+            ),
+            (
+                json!({ "event": "x", "filter": { "field": "payload.a", "operator": "between" } }),
+                "config.filter/operator",
+            ),
+        ] {
+            match check_config(TriggerType::Event, config) {
+                Err(Error::BadInput { field: f, .. }) => assert_eq!(f, field),
+                other => panic!("expected a bad input, got {other:?}"),
+            }
+        }
     }
 
     #[test]

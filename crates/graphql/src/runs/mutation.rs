@@ -2,6 +2,7 @@ use std::time::Duration;
 
 use async_graphql::{Context, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
+use trellis_core::engine::events;
 use trellis_core::runs::{runner, start};
 use trellis_entity::IdKind;
 use uuid::Uuid;
@@ -21,6 +22,14 @@ payload!(
         /// True when an earlier start with the same idempotency key and input made the
         /// run, and nothing new was started.
         deduplicated: bool,
+    }
+);
+payload!(
+    /// The runs an event started.
+    EmitEventPayload {
+        /// One run per active EVENT trigger that names the event and whose filter
+        /// holds (empty when none does); null when `userErrors` is not empty.
+        runs: Vec<WorkflowRun>,
     }
 );
 payload!(
@@ -79,6 +88,20 @@ pub struct StartRunInput {
     pub simulation: Option<bool>,
     /// A version of the workflow; its active version when omitted.
     pub version_id: Option<ID>,
+}
+
+/// An event to emit.
+#[derive(InputObject)]
+pub struct EmitEventInput {
+    /// The event's name: lowercase letters, digits, `_`, `.` or `-`, such as
+    /// `order.created`. `run.*` names are the engine's own.
+    pub name: String,
+    /// The event's data: the started runs' input, and what trigger filters read as
+    /// `payload.…`; at most 1 MiB as JSON text; `{}` when omitted.
+    pub payload: Option<Json<serde_json::Value>>,
+    /// The sender's id for this event: emitting the same id again starts no second
+    /// run per trigger (for 24 h), and with another payload it is CONFLICT.
+    pub event_id: Option<String>,
 }
 
 /// How many runs to lease, and for how long.
@@ -252,6 +275,31 @@ impl RunsMutation {
         Ok(StartRunPayload {
             run,
             deduplicated,
+            user_errors,
+        })
+    }
+
+    /// Emits an event (operators): starts a run of every workflow whose active EVENT
+    /// trigger names it and whose filter holds (docs/engine.md, "Triggers").
+    async fn emit_event(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The event's name and payload.")] input: EmitEventInput,
+    ) -> async_graphql::Result<EmitEventPayload> {
+        let settings = &ctx.services()?.runs;
+        let (runs, user_errors) = mutate(
+            ctx,
+            events::emit_event(
+                ctx.scope()?,
+                settings,
+                &input.name,
+                json_or_empty(input.payload),
+                input.event_id,
+            ),
+        )
+        .await?;
+        Ok(EmitEventPayload {
+            runs: runs.map(|runs| runs.into_iter().map(WorkflowRun).collect()),
             user_errors,
         })
     }

@@ -170,7 +170,9 @@ pub(crate) async fn latest_runs_page(
         .load_one(LatestRunsOfWorkflow {
             workflow_id: workflow,
             limit: first + 1,
-            columns: run_columns(&node_selection(ctx)),
+            // `edges { node }` and the `nodes` shortcut may both select fields.
+            columns: run_columns(&node_selection(ctx))
+                .union(run_columns(&ctx.look_ahead().field("nodes"))),
         })
         .await
         .map_err(|e| load_error(ctx, &e))?

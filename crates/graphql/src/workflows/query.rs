@@ -358,7 +358,10 @@ async fn prefetch_latest_runs(
         .field("runs")
         .field("edges")
         .field("node");
-    let columns = run_columns(&run);
+    // `edges { node }` and the `nodes` shortcut may both select fields.
+    let columns = run_columns(&run).union(run_columns(
+        &node_selection(ctx).field("runs").field("nodes"),
+    ));
     let keys: Vec<LatestRunsOfWorkflow> = rows
         .iter()
         .map(|w| LatestRunsOfWorkflow {

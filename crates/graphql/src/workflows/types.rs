@@ -3,7 +3,6 @@
 
 use async_graphql::{Context, Enum, InputObject, Object, ID};
 use chrono::{DateTime, Utc};
-use trellis_core::workflows::triggers;
 use trellis_entity::{
     client, trigger, workflow, workflow_step, workflow_transition, workflow_version, IdKind,
 };
@@ -564,8 +563,9 @@ impl Trigger {
     async fn trigger_type(&self) -> TriggerType {
         self.0.trigger_type.into()
     }
-    /// Its settings, a JSON object: SCHEDULE `{cron, timezone}` (timezone UTC unless
-    /// given), EVENT `{event}`.
+    /// Its settings, a JSON object: SCHEDULE `{cron, timezone, catchUp, catchUpWindowSeconds,
+    /// overlap}` (timezone UTC, catchUp LATEST, window 3600, overlap SKIP unless given),
+    /// EVENT `{event, workflowId, filter}` (docs/engine.md, "Triggers").
     async fn config(&self) -> Json<&serde_json::Value> {
         Json(&self.0.config)
     }
@@ -595,7 +595,8 @@ impl Trigger {
         self.0.previous_secret_expires_at
     }
     /// SCHEDULE: when it fires next (computed in its time zone); null when inactive.
+    /// A time in the past is a firing the scheduler has not made yet.
     async fn next_fire_at(&self) -> Option<DateTime<Utc>> {
-        triggers::next_fire_at(&self.0, Utc::now())
+        self.0.next_fire_at
     }
 }
