@@ -15,6 +15,7 @@ mod m20261206_000010_executor;
 mod m20261206_000011_step_attempts;
 mod m20261206_000012_scheduler;
 mod m20261206_000013_approvals;
+mod m20261206_000014_notifications;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000011_step_attempts::Migration),
             Box::new(m20261206_000012_scheduler::Migration),
             Box::new(m20261206_000013_approvals::Migration),
+            Box::new(m20261206_000014_notifications::Migration),
         ]
     }
 }

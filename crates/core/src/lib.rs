@@ -13,6 +13,7 @@ pub mod input;
 pub mod integrations;
 pub mod logs;
 pub mod mail;
+pub mod notifications;
 pub mod runs;
 pub mod scope;
 pub mod throttle;

@@ -28,10 +28,11 @@ pub enum IdKind {
     WorkflowRun,
     StepRun,
     LogLine,
+    Notification,
 }
 
 impl IdKind {
-    pub const ALL: [IdKind; 20] = [
+    pub const ALL: [IdKind; 21] = [
         IdKind::Tenant,
         IdKind::User,
         IdKind::Membership,
@@ -52,6 +53,7 @@ impl IdKind {
         IdKind::WorkflowRun,
         IdKind::StepRun,
         IdKind::LogLine,
+        IdKind::Notification,
     ];
 
     /// The prefix, without its underscore.
@@ -77,6 +79,7 @@ impl IdKind {
             IdKind::WorkflowRun => "run",
             IdKind::StepRun => "srn",
             IdKind::LogLine => "log",
+            IdKind::Notification => "ntf",
         }
     }
 }

@@ -14,6 +14,7 @@ pub mod enums;
 pub mod id;
 pub mod invitation;
 pub mod membership;
+pub mod notification;
 pub mod refresh_token;
 pub mod secret;
 pub mod step_attempt;

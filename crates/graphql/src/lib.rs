@@ -12,6 +12,7 @@ pub mod limits;
 pub mod live;
 pub mod loaders;
 pub mod node;
+pub mod notifications;
 mod nulls;
 pub mod order;
 pub mod pagination;
@@ -35,6 +36,7 @@ pub struct Query(
     workflows::WorkflowsQuery,
     runs::RunsQuery,
     runs::ApprovalsQuery,
+    notifications::NotificationsQuery,
 );
 
 /// Every mutation field.
@@ -45,6 +47,7 @@ pub struct Mutation(
     workflows::WorkflowsMutation,
     runs::RunsMutation,
     runs::ApprovalsMutation,
+    notifications::NotificationsMutation,
 );
 
 /// Every subscription field (over graphql-ws only).

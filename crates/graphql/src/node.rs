@@ -11,6 +11,7 @@ use crate::loaders::{
     InvitationById, MembershipById, RunById, SecretById, StepRunById, TenantById, TriggerById,
     UserById, WorkflowById, WorkflowStepById, WorkflowTransitionById, WorkflowVersionById,
 };
+use crate::notifications::Notification;
 use crate::runs::logs::{log_line, LogLine};
 use crate::runs::types::{StepRun, WorkflowRun};
 use crate::workflows::types::{
@@ -49,6 +50,7 @@ pub enum Node {
     WorkflowRun(WorkflowRun),
     StepRun(StepRun),
     LogLine(LogLine),
+    Notification(Notification),
 }
 
 /// The most IDs `nodes(ids:)` takes at once.
@@ -148,6 +150,15 @@ async fn fetch(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>
             .map(|m| m.map(|m| Node::StepRun(m.into()))),
         // Log lines live in the log store (MongoDB or PostgreSQL), not behind a loader.
         IdKind::LogLine => return Ok(log_line(ctx, uuid).await?.map(Node::LogLine)),
+        // A notification is its recipient's alone.
+        IdKind::Notification => {
+            let mine = crate::context::run(
+                ctx,
+                trellis_core::notifications::own_notification(ctx.scope()?, uuid),
+            )
+            .await?;
+            return Ok(mine.map(|n| Node::Notification(Notification(n))));
+        }
     };
     node.map_err(|e| load_error(ctx, &e))
 }

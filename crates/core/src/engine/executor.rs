@@ -33,7 +33,7 @@ use super::context::{render, RunContext};
 use super::retry::RetryPolicy;
 use super::routing::{Graph, Outcome, Step, Transition};
 use super::steps::approval::DecisionSeen;
-use super::steps::{self, StepInput, StepResult};
+use super::steps::{self, StepIds, StepInput, StepResult};
 use crate::egress::Egress;
 use crate::runs::runner::{self, RunEnd, StepMove};
 use crate::runs::state::run_is_finished;
@@ -102,6 +102,7 @@ enum Advance {
 /// A call a step makes outside any transaction.
 struct Call {
     step: usize,
+    step_run_id: Uuid,
     step_type: StepType,
     config: Value,
     started_at: chrono::DateTime<Utc>,
@@ -237,6 +238,12 @@ impl Executor {
                     let context = json!({});
                     let made = futures::future::join_all(calls.iter().map(|call| {
                         let input = StepInput {
+                            ids: StepIds {
+                                tenant_id: tenant,
+                                run_id,
+                                step_run_id: call.step_run_id,
+                            },
+                            db: None,
                             config: &call.config,
                             started_at: call.started_at,
                             now: Utc::now(),
@@ -359,6 +366,12 @@ impl Executor {
         for i in running.chain(plan.ready.iter().copied()) {
             let key = &graph.steps[i].key;
             let step_type = version.types[i];
+            // Step runs are made with their run, one per step.
+            let Some(step_run_id) = step_rows[i].as_ref().map(|row| row.id) else {
+                return Err(Error::Internal(anyhow::anyhow!(
+                    "run {run_id} has no step run for {key:?}"
+                )));
+            };
             let (config, started_at, attempt) = match &step_rows[i] {
                 Some(row) if open(row.status) => {
                     // A retry that is not due yet waits like a timer.
@@ -404,7 +417,7 @@ impl Executor {
             };
             let result = if let Some(result) = results.remove(&i) {
                 result
-            } else if steps::calls_out(step_type) && run.is_simulation {
+            } else if steps::reaches_outside(step_type) && run.is_simulation {
                 StepResult::Done(
                     config
                         .get("sampleOutput")
@@ -414,6 +427,7 @@ impl Executor {
             } else if steps::calls_out(step_type) {
                 calls.push(Call {
                     step: i,
+                    step_run_id,
                     step_type,
                     config,
                     started_at,
@@ -422,6 +436,12 @@ impl Executor {
             } else {
                 let no_decisions = Vec::new();
                 let input = StepInput {
+                    ids: StepIds {
+                        tenant_id: run.tenant_id,
+                        run_id,
+                        step_run_id,
+                    },
+                    db: Some(tx),
                     config: &config,
                     started_at,
                     now,

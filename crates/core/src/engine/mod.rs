@@ -9,6 +9,7 @@ pub mod context;
 pub mod events;
 pub mod executor;
 pub mod path;
+pub mod people;
 pub mod retry;
 pub mod routing;
 pub mod scheduler;

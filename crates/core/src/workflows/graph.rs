@@ -15,7 +15,8 @@ use trellis_entity::{ActionKind, StepType};
 use uuid::Uuid;
 
 use crate::engine::condition::{compile_pattern, Operator, FIELD_PATH, MAX_PATTERN_CHARS};
-use crate::engine::steps::approval::parse_approver;
+use crate::engine::people::parse_person;
+use crate::engine::steps::notification::channel_of;
 use crate::error::FieldProblem;
 use crate::integrations::manifest::CompiledSchema;
 use crate::{Error, Result};
@@ -138,13 +139,22 @@ fn step_config_schema(step_type: StepType) -> Value {
                 "simulatedDecision": { "enum": ["APPROVE", "REJECT"] }
             }
         }),
+        // Today's shape, or the seeds' (`notificationType`, `recipients`, `template`).
         StepType::Notification => json!({
             "type": "object",
-            "required": ["channel", "message"],
+            "anyOf": [
+                { "required": ["channel", "message"] },
+                { "required": ["notificationType", "template"] }
+            ],
             "properties": {
                 "channel": { "enum": ["email", "slack", "webhook", "in_app"] },
-                "to": { "oneOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }] },
-                "message": { "type": "string", "minLength": 1, "maxLength": 10000 }
+                "notificationType": { "enum": ["email", "slack", "webhook", "in_app"] },
+                "to": { "oneOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" }, "maxItems": 100 }] },
+                "recipients": { "type": "array", "items": { "type": "string" }, "maxItems": 100 },
+                "title": { "type": "string", "maxLength": 500 },
+                "subject": { "type": "string", "maxLength": 500 },
+                "message": { "type": "string", "minLength": 1, "maxLength": 10000 },
+                "template": { "type": "string", "minLength": 1, "maxLength": 10000 }
             }
         }),
         StepType::Delay => json!({
@@ -350,8 +360,13 @@ fn check_step_binding(
         {
             problems.add_error(err)?;
         }
-        if step.step_type == StepType::Approval {
-            check_approvers(&step.config, at, problems);
+        match step.step_type {
+            StepType::Approval => check_people(&step.config, "approvers", at, problems),
+            StepType::Notification if channel_of(&step.config) == Some("in_app") => {
+                check_people(&step.config, "to", at, problems);
+                check_people(&step.config, "recipients", at, problems);
+            }
+            _ => {}
         }
         return Ok(());
     }
@@ -392,20 +407,27 @@ fn check_step_binding(
     Ok(())
 }
 
-/// Every approver of an approval step names someone: a role, a user id, an email
-/// address, or a template that renders one when the step runs.
-fn check_approvers(config: &Value, at: &str, problems: &mut Problems) {
-    let Some(approvers) = config.get("approvers").and_then(Value::as_array) else {
-        return;
+/// Every entry of a list of people (`approvers` of an approval step, recipients of an
+/// in-app notification) names someone: a role, a user id, an email address, or a
+/// template that renders one when the step runs.
+fn check_people(config: &Value, key: &str, at: &str, problems: &mut Problems) {
+    let entries: Vec<&Value> = match config.get(key) {
+        Some(Value::Array(list)) => list.iter().collect(),
+        Some(one @ Value::String(_)) => vec![one],
+        _ => return,
     };
-    for (i, entry) in approvers.iter().enumerate() {
+    for (i, entry) in entries.into_iter().enumerate() {
         let Some(entry) = entry.as_str() else {
             continue;
         };
-        if !entry.contains("{{") && parse_approver(entry).is_none() {
+        if !entry.contains("{{") && parse_person(entry).is_none() {
+            let field = match config.get(key) {
+                Some(Value::Array(_)) => format!("{at}.config/{key}/{i}"),
+                _ => format!("{at}.config/{key}"),
+            };
             problems.add(
-                format!("{at}.config/approvers/{i}"),
-                "an approver is a role (ADMIN), a user id (usr_…) or an email address",
+                field,
+                "a person is a role (ADMIN), a user id (usr_…) or an email address",
             );
         }
     }

@@ -23,6 +23,7 @@ async fn a_migrated_database_is_healthy() {
         "email_verifications",
         "step_attempts",
         "approval_decisions",
+        "notifications",
     ] {
         assert!(
             report

@@ -404,7 +404,7 @@ async fn the_executor_works_inside_one_tenant_at_a_time() {
 
 /// A loopback HTTP server: `/orders/{id}` answers `{"id", "total"}`, anything else 404;
 /// every request's method and path is kept.
-async fn orders_api() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+pub(crate) async fn orders_api() -> (String, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
     use axum::extract::{Path, State};
     use axum::routing::get;
     type Seen = std::sync::Arc<std::sync::Mutex<Vec<String>>>;

@@ -24,6 +24,7 @@ mod limits;
 mod logs;
 mod migrations;
 mod mongo;
+mod notifications;
 mod reports;
 mod runs;
 mod scheduler;

@@ -22,18 +22,9 @@ use trellis_entity::{IdKind, PrefixedId, Role};
 use uuid::Uuid;
 
 use super::{StepInput, StepKind, StepResult};
+use crate::engine::people::{parse_person, Person};
 
 pub struct Approval;
-
-/// Who may decide on an approval step.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Approver {
-    /// Members with this role or a higher one.
-    Role(Role),
-    User(Uuid),
-    /// Compared without regard to case.
-    Email(String),
-}
 
 /// What happens when no decision came in time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,7 +37,7 @@ pub enum OnTimeout {
 /// An approval step's rules, read from its (rendered) config.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ApprovalPolicy {
-    pub approvers: Vec<Approver>,
+    pub approvers: Vec<Person>,
     pub required: usize,
     pub timeout: Option<chrono::Duration>,
     pub on_timeout: OnTimeout,
@@ -56,29 +47,6 @@ pub struct ApprovalPolicy {
 
 /// The most approvals a step may require.
 pub const MAX_REQUIRED: u64 = 50;
-
-fn role_named(name: &str) -> Option<Role> {
-    match name.to_ascii_uppercase().as_str() {
-        "OWNER" => Some(Role::Owner),
-        "ADMIN" => Some(Role::Admin),
-        "BUILDER" => Some(Role::Builder),
-        "OPERATOR" => Some(Role::Operator),
-        "VIEWER" => Some(Role::Viewer),
-        _ => None,
-    }
-}
-
-/// Reads one entry of `approvers`; `None` for one that names nobody.
-pub fn parse_approver(entry: &str) -> Option<Approver> {
-    let entry = entry.trim();
-    if let Some(role) = role_named(entry) {
-        return Some(Approver::Role(role));
-    }
-    if let Some(id) = PrefixedId::parse(entry).filter(|id| id.kind == IdKind::User) {
-        return Some(Approver::User(id.uuid));
-    }
-    (entry.contains('@') && entry.len() <= 320).then(|| Approver::Email(entry.to_lowercase()))
-}
 
 impl ApprovalPolicy {
     /// The policy of a step's config; entries that name nobody are dropped (the graph
@@ -91,13 +59,13 @@ impl ApprovalPolicy {
             .get("approvers")
             .and_then(Value::as_array)
             .filter(|list| !list.is_empty());
-        let approvers: Vec<Approver> = match named {
+        let approvers: Vec<Person> = match named {
             Some(list) => list
                 .iter()
                 .filter_map(Value::as_str)
-                .filter_map(parse_approver)
+                .filter_map(parse_person)
                 .collect(),
-            None => vec![Approver::Role(Role::Operator)],
+            None => vec![Person::Role(Role::Operator)],
         };
         let word = |key: &str| {
             config
@@ -131,11 +99,9 @@ impl ApprovalPolicy {
 
     /// Whether a member with this id, email and role is one of the approvers.
     pub fn admits(&self, user_id: Uuid, email: &str, role: Role) -> bool {
-        self.approvers.iter().any(|approver| match approver {
-            Approver::Role(needed) => role.at_least(*needed),
-            Approver::User(id) => *id == user_id,
-            Approver::Email(address) => address.eq_ignore_ascii_case(email),
-        })
+        self.approvers
+            .iter()
+            .any(|person| person.names(user_id, email, role))
     }
 }
 

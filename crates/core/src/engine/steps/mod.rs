@@ -6,6 +6,7 @@ pub mod approval;
 pub mod condition;
 pub mod delay;
 pub mod http;
+pub mod notification;
 pub mod transform;
 
 use std::time::Duration;
@@ -22,6 +23,12 @@ use crate::egress::Egress;
 /// steps that call out, the decisions people made on it (approvals) and whether the
 /// run is a simulation.
 pub struct StepInput<'a> {
+    /// Which step run this is, in which run and tenant.
+    pub ids: StepIds,
+    /// The move's transaction, in the run's tenant under its RLS, for steps that
+    /// write with their move (in-app notifications); `None` for calls made outside
+    /// any transaction.
+    pub db: Option<&'a sea_orm::DatabaseTransaction>,
     pub config: &'a Value,
     pub started_at: DateTime<Utc>,
     pub now: DateTime<Utc>,
@@ -29,6 +36,14 @@ pub struct StepInput<'a> {
     pub egress: &'a Egress,
     pub decisions: &'a [approval::DecisionSeen],
     pub is_simulation: bool,
+}
+
+/// A step run's id, its run's and its tenant's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StepIds {
+    pub tenant_id: uuid::Uuid,
+    pub run_id: uuid::Uuid,
+    pub step_run_id: uuid::Uuid,
 }
 
 /// Where a step stands after the executor ran it.
@@ -55,11 +70,12 @@ pub trait StepKind {
 }
 
 /// The types the engine runs.
-pub const ENGINE_TYPES: [StepType; 5] = [
+pub const ENGINE_TYPES: [StepType; 6] = [
     StepType::Approval,
     StepType::Condition,
     StepType::Delay,
     StepType::Http,
+    StepType::Notification,
     StepType::Transform,
 ];
 
@@ -107,9 +123,15 @@ pub fn is_retryable(error: &Value) -> bool {
 }
 
 /// Whether a step of this type calls out: the executor then runs it outside any
-/// transaction (start, commit, call, record), and a simulation does not run it at all.
+/// transaction (start, commit, call, record).
 pub fn calls_out(step_type: StepType) -> bool {
     matches!(step_type, StepType::Http)
+}
+
+/// Whether a step of this type reaches anything outside its run (a server, a person's
+/// inbox): a simulation does not run it, and answers from its `sampleOutput`.
+pub fn reaches_outside(step_type: StepType) -> bool {
+    matches!(step_type, StepType::Http | StepType::Notification)
 }
 
 /// The stored names of [`ENGINE_TYPES`], as the claim and the due look-up take them.
@@ -125,6 +147,7 @@ pub async fn execute(step_type: StepType, input: &StepInput<'_>) -> StepResult {
         StepType::Condition => condition::Condition.execute(input).await,
         StepType::Delay => delay::Delay.execute(input).await,
         StepType::Http => http::Http.execute(input).await,
+        StepType::Notification => notification::Notification.execute(input).await,
         StepType::Transform => transform::Transform.execute(input).await,
         other => StepResult::Failed(serde_json::json!({
             "message": format!("the engine does not run {} steps", other.to_value()),
