@@ -253,8 +253,14 @@ impl Executor {
                             is_simulation: false,
                         };
                         async move { execute_in_time(call.step_type, &input).await }
-                    }))
-                    .await;
+                    }));
+                    // Cancelling the run stops its calls: the requests are dropped
+                    // (aborted) as soon as the watcher sees the run is no longer
+                    // running.
+                    let made = tokio::select! {
+                        made = made => made,
+                        () = self.stopped(tenant, run_id) => return Ok(Stop::Gone),
+                    };
                     for (call, result) in calls.iter().zip(made) {
                         results.insert(call.step, result);
                     }
@@ -264,6 +270,33 @@ impl Executor {
         Err(Error::Internal(anyhow::anyhow!(
             "run {run_id} did not settle"
         )))
+    }
+
+    /// Resolves once the run is no longer running (cancelled, say), looking every
+    /// [`CANCEL_POLL`]; a failed look is taken as "still running".
+    async fn stopped(&self, tenant: Uuid, run_id: Uuid) {
+        loop {
+            tokio::time::sleep(CANCEL_POLL).await;
+            let scope = self.scope(tenant);
+            let status = async {
+                let tx = scope.tx().await?;
+                let row = tx
+                    .query_one(stmt(
+                        "SELECT status = 'running' AS running FROM workflow_runs WHERE id = $1",
+                        [run_id.into()],
+                    ))
+                    .await?;
+                Ok::<_, Error>(match row {
+                    Some(row) => row.try_get::<bool>("", "running")?,
+                    None => false,
+                })
+            }
+            .await;
+            let ok = status.is_ok();
+            if RequestScope::finish_shared(scope, ok).await.is_ok() && matches!(status, Ok(false)) {
+                return;
+            }
+        }
     }
 
     async fn advance(
@@ -540,6 +573,9 @@ impl Executor {
         Ok(Advance::Stop(Stop::Waiting))
     }
 }
+
+/// How often a run with calls in flight is looked at for a cancellation.
+const CANCEL_POLL: Duration = Duration::from_millis(500);
 
 /// How much longer than its calls' timeouts a run's lease lasts while they are made.
 const CALL_LEASE_MARGIN: Duration = Duration::from_secs(30);

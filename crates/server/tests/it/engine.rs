@@ -653,7 +653,8 @@ async fn the_worker_command_runs_workflows() {
 }
 
 /// A loopback server whose `/flaky` answers 503 to its first `failures` requests and
-/// 200 after, and whose `/slow` answers after two seconds; it counts requests.
+/// 200 after, whose `/slow` answers after two seconds and `/hang` after a minute; it
+/// counts requests to `/flaky`.
 pub(crate) async fn flaky_api(
     failures: usize,
 ) -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
@@ -680,6 +681,13 @@ pub(crate) async fn flaky_api(
             get(|| async {
                 tokio::time::sleep(Duration::from_secs(2)).await;
                 "late"
+            }),
+        )
+        .route(
+            "/hang",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                "much too late"
             }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -832,4 +840,43 @@ async fn a_step_past_its_timeout_fails_with_timeout() {
     );
     assert_eq!(done["status"], "FAILED", "{done}");
     assert_eq!(done["error"]["error"]["code"], "TIMEOUT", "{done}");
+}
+
+/// Cancelling a run stops the HTTP call it has in flight: the executor lets go of it
+/// within a second, not when the far end answers.
+#[tokio::test]
+async fn cancelling_a_run_aborts_its_call_in_flight() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-cancel").await;
+    let (api, _) = flaky_api(0).await;
+    let steps = json!([{ "key": "call", "name": "call", "type": "HTTP",
+                         "config": { "url": format!("{api}/hang"), "timeoutSeconds": 120 } }]);
+    let wf = workflow(&app, &owner, "hanging", steps, json!([])).await;
+    let id = start(&app, &owner, &wf, json!({})).await;
+    let executor = executor(&app, 10);
+    let ticking = tokio::spawn(async move { executor.tick().await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let cancelled = app
+        .ok(
+            Some(&owner.token),
+            "mutation($id: ID!) { cancelRun(input: {id: $id}) { run { status } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert_eq!(cancelled["cancelRun"]["run"]["status"], "CANCELLED");
+    let began = std::time::Instant::now();
+    let tick = tokio::time::timeout(Duration::from_secs(5), ticking)
+        .await
+        .expect("the executor let go of the call")
+        .unwrap()
+        .unwrap();
+    assert!(
+        began.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        began.elapsed()
+    );
+    assert_eq!((tick.claimed, tick.finished), (1, 0));
+    let seen = run(&app, &owner, &id).await;
+    assert_eq!(seen["status"], "CANCELLED", "{seen}");
+    assert_eq!(step_status(&seen, "call"), "CANCELLED");
 }
