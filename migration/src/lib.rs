@@ -16,6 +16,7 @@ mod m20261206_000011_step_attempts;
 mod m20261206_000012_scheduler;
 mod m20261206_000013_approvals;
 mod m20261206_000014_notifications;
+mod m20261206_000015_replays;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000012_scheduler::Migration),
             Box::new(m20261206_000013_approvals::Migration),
             Box::new(m20261206_000014_notifications::Migration),
+            Box::new(m20261206_000015_replays::Migration),
         ]
     }
 }

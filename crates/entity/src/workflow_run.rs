@@ -33,6 +33,8 @@ pub struct Model {
     pub finished_at: Option<DateTimeUtc>,
     pub cancelled_at: Option<DateTimeUtc>,
     pub payloads_purged_at: Option<DateTimeUtc>,
+    /// The real run whose step outputs this simulation replays.
+    pub replay_of_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -71,6 +73,7 @@ impl Model {
             finished_at: c.read()?,
             cancelled_at: c.read()?,
             payloads_purged_at: c.read()?,
+            replay_of_id: c.read()?,
         })
     }
 }

@@ -424,6 +424,7 @@ async fn seed_demo_workflow(
                 idempotency_key: None,
                 simulation: false,
                 version_id: None,
+                replay_of: None,
             },
         )
         .await?;

@@ -254,6 +254,7 @@ async fn deliver(
                 idempotency_key: Some(format!("event:{}:{trigger_id}", event.id)),
                 simulation: false,
                 retry_of: None,
+                replay_of: None,
                 client_id: None,
             },
         )

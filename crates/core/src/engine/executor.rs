@@ -113,6 +113,8 @@ struct Version {
     graph: Graph,
     types: Vec<StepType>,
     configs: Vec<Value>,
+    /// For a simulation that replays a real run: that run's step outputs, by key.
+    replayed: HashMap<String, Value>,
 }
 
 impl Executor {
@@ -317,7 +319,11 @@ impl Executor {
         }
         let tx = scope.tx().await?;
         if version.is_none() {
-            *version = Some(load_version(tx, run.version_id).await?);
+            let mut loaded = load_version(tx, run.version_id).await?;
+            if let Some(replayed) = run.replay_of_id.filter(|_| run.is_simulation) {
+                loaded.replayed = replayed_outputs(tx, replayed).await?;
+            }
+            *version = Some(loaded);
         }
         let Some(version) = version.as_ref() else {
             return Err(Error::Internal(anyhow::anyhow!("version not loaded")));
@@ -451,9 +457,11 @@ impl Executor {
             let result = if let Some(result) = results.remove(&i) {
                 result
             } else if steps::reaches_outside(step_type) && run.is_simulation {
+                // What the same step answered in the replayed run, else the config's
+                // sample.
+                let recorded = version.replayed.get(key).or(config.get("sampleOutput"));
                 StepResult::Done(
-                    config
-                        .get("sampleOutput")
+                    recorded
                         .cloned()
                         .unwrap_or_else(|| json!({ "simulated": true })),
                 )
@@ -681,6 +689,22 @@ fn leaf_outputs(graph: &Graph, states: &[StepRunStatus], outputs: &[Option<Value
     Value::Object(leaves)
 }
 
+/// The outputs of the steps that succeeded in run `run_id`, by key.
+async fn replayed_outputs(
+    db: &impl ConnectionTrait,
+    run_id: Uuid,
+) -> Result<HashMap<String, Value>> {
+    let rows = step_run::Entity::find()
+        .filter(step_run::Column::RunId.eq(run_id))
+        .filter(step_run::Column::Status.eq(StepRunStatus::Succeeded))
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| Some((row.step_key, row.output?)))
+        .collect())
+}
+
 /// A version's steps and transitions, in the order they were saved.
 async fn load_version(db: &impl ConnectionTrait, version_id: Uuid) -> Result<Version> {
     let steps = workflow_step::Entity::find()
@@ -711,6 +735,7 @@ async fn load_version(db: &impl ConnectionTrait, version_id: Uuid) -> Result<Ver
     Ok(Version {
         types: steps.iter().map(|s| s.step_type).collect(),
         configs: steps.iter().map(|s| s.config.clone()).collect(),
+        replayed: HashMap::new(),
         graph,
     })
 }

@@ -317,6 +317,7 @@ async fn fire(
                 idempotency_key: Some(format!("schedule:{trigger_id}:{scheduled_at}")),
                 simulation: false,
                 retry_of: None,
+                replay_of: None,
                 client_id: None,
             },
         )

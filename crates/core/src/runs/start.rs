@@ -37,6 +37,9 @@ pub struct StartRun {
     pub simulation: bool,
     /// A version of the workflow; the active one when `None`. Simulations may run drafts.
     pub version_id: Option<Uuid>,
+    /// A simulation only: a finished real run of the same workflow whose step outputs
+    /// the simulation's outside-reaching steps answer with.
+    pub replay_of: Option<Uuid>,
 }
 
 /// What started: the run, and whether an earlier start with the same key made it.
@@ -57,6 +60,7 @@ pub(crate) struct NewRun<'a> {
     pub idempotency_key: Option<String>,
     pub simulation: bool,
     pub retry_of: Option<Uuid>,
+    pub replay_of: Option<Uuid>,
     pub client_id: Option<Uuid>,
 }
 
@@ -112,6 +116,9 @@ pub async fn start_run(
 ) -> Result<Started> {
     scope.require(Role::Operator).await?;
     check_payload("input", &request.input)?;
+    if let Some(replayed) = request.replay_of {
+        check_replay(scope, request.workflow_id, request.simulation, replayed).await?;
+    }
     create_run(
         scope,
         settings,
@@ -125,10 +132,38 @@ pub async fn start_run(
             idempotency_key: check_key(request.idempotency_key)?,
             simulation: request.simulation,
             retry_of: None,
+            replay_of: request.replay_of,
             client_id: None,
         },
     )
     .await
+}
+
+/// A replay is a simulation of a finished real run of the same workflow.
+async fn check_replay(
+    scope: &RequestScope,
+    workflow_id: Uuid,
+    simulation: bool,
+    replayed: Uuid,
+) -> Result<()> {
+    if !simulation {
+        return Err(Error::bad_input(
+            "replayFromRunId",
+            "only a simulation replays a run: set simulation to true",
+        ));
+    }
+    let run = workflow_run::Entity::find_by_id(replayed)
+        .one(scope.tx().await?)
+        .await?
+        .filter(|run| run.workflow_id == workflow_id)
+        .ok_or_else(|| Error::bad_input("replayFromRunId", "no such run of this workflow"))?;
+    if run.is_simulation || !super::state::run_is_finished(run.status) {
+        return Err(Error::bad_input(
+            "replayFromRunId",
+            "a replay needs a finished run that was not itself a simulation",
+        ));
+    }
+    Ok(())
 }
 
 /// Makes a run and its pending step runs in the request's transaction. The caller has
@@ -238,6 +273,7 @@ pub(crate) async fn create_run(
         trigger_type: Set(new.trigger_type),
         client_id: Set(new.client_id.or(workflow.client_id)),
         retry_of_id: Set(new.retry_of),
+        replay_of_id: Set(new.replay_of),
         status: Set(RunStatus::Pending),
         trigger_payload: Set(new.trigger_payload),
         input: Set(Some(new.input)),
@@ -378,6 +414,7 @@ pub async fn retry_run(
             idempotency_key: None,
             simulation: previous.is_simulation,
             retry_of: Some(previous.id),
+            replay_of: None,
             client_id: previous.client_id,
         },
     )

@@ -128,6 +128,7 @@ pub async fn receive(
             idempotency_key: Some(key),
             simulation: false,
             retry_of: None,
+            replay_of: None,
             client_id: None,
         },
     )

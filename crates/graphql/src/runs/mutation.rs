@@ -88,6 +88,10 @@ pub struct StartRunInput {
     pub simulation: Option<bool>,
     /// A version of the workflow; its active version when omitted.
     pub version_id: Option<ID>,
+    /// With `simulation: true`: a finished real run of this workflow (`run_…`) to
+    /// replay. Steps that reach outside (HTTP, notifications) answer with the output
+    /// the same step had in that run, else their `sampleOutput`.
+    pub replay_from_run_id: Option<ID>,
 }
 
 /// An event to emit.
@@ -258,12 +262,18 @@ impl RunsMutation {
             .as_ref()
             .map(|id| input_id(ctx, id, IdKind::WorkflowVersion))
             .transpose()?;
+        let replay_of = input
+            .replay_from_run_id
+            .as_ref()
+            .map(|id| input_id(ctx, id, IdKind::WorkflowRun))
+            .transpose()?;
         let request = start::StartRun {
             workflow_id,
             input: json_or_empty(input.input),
             idempotency_key: input.idempotency_key,
             simulation: input.simulation.unwrap_or(false),
             version_id,
+            replay_of,
         };
         let settings = &ctx.services()?.runs;
         let (started, user_errors) =

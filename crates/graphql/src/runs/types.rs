@@ -129,6 +129,7 @@ const RUN_FIELD_COLUMNS: &[(&str, &[workflow_run::Column])] = {
         ("version", &[C::VersionId]),
         ("trigger", &[C::TriggerId]),
         ("retryOf", &[C::RetryOfId]),
+        ("replayOf", &[C::ReplayOfId]),
     ]
 };
 
@@ -302,6 +303,13 @@ impl WorkflowRunFields<'_> {
     /// The run this one retries.
     async fn retry_of(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowRun>> {
         let Some(id) = self.0.retry_of_id else {
+            return Ok(None);
+        };
+        Ok(load(ctx, RunById(id)).await?.map(WorkflowRun))
+    }
+    /// The real run this simulation replays (`replayFromRunId`); null otherwise.
+    async fn replay_of(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<WorkflowRun>> {
+        let Some(id) = self.0.replay_of_id else {
             return Ok(None);
         };
         Ok(load(ctx, RunById(id)).await?.map(WorkflowRun))

@@ -880,3 +880,82 @@ async fn cancelling_a_run_aborts_its_call_in_flight() {
     assert_eq!(seen["status"], "CANCELLED", "{seen}");
     assert_eq!(step_status(&seen, "call"), "CANCELLED");
 }
+
+/// A simulation may replay a real run: its HTTP step answers with what the server
+/// answered in that run (so it routes the same way), and the server hears nothing new.
+/// Only simulations replay, and only finished real runs of the same workflow.
+#[tokio::test]
+async fn a_simulation_replays_a_real_runs_outputs() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-replay").await;
+    let (api, seen) = orders_api().await;
+    let (steps, transitions) = http_steps(&api, "/orders/{{ input.id }}");
+    let wf = workflow(&app, &owner, "replayed", steps, transitions).await;
+    let real = start(&app, &owner, &wf, json!({ "id": 7 })).await;
+    executor(&app, 10).tick().await.unwrap();
+    assert_eq!(
+        run(&app, &owner, &real).await["output"],
+        json!({ "big": { "total": 700 } })
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
+
+    let replay = "mutation($w: ID!, $r: ID, $s: Boolean) { startRun(input: {workflowId: $w, input: {id: 7}, simulation: $s, replayFromRunId: $r}) { run { id replayOf { id } } userErrors { field message } } }";
+    let data = app
+        .ok(
+            Some(&owner.token),
+            replay,
+            json!({ "w": wf, "r": real, "s": true }),
+        )
+        .await;
+    let started = &data["startRun"]["run"];
+    assert_eq!(started["replayOf"]["id"], real.as_str());
+    let id = started["id"].as_str().unwrap().to_owned();
+    executor(&app, 10).tick().await.unwrap();
+    let replayed = run(&app, &owner, &id).await;
+    assert_eq!(replayed["status"], "SUCCEEDED", "{replayed}");
+    // Without the replay the sample (total 1) would have routed to `small`.
+    assert_eq!(replayed["output"], json!({ "big": { "total": 700 } }));
+    assert_eq!(seen.lock().unwrap().len(), 1, "the replay called nobody");
+
+    // A real run cannot replay, nor can a simulation replay a simulation.
+    let data = app
+        .ok(
+            Some(&owner.token),
+            replay,
+            json!({ "w": wf, "r": real, "s": false }),
+        )
+        .await;
+    assert_eq!(
+        data["startRun"]["userErrors"][0]["field"], "replayFromRunId",
+        "{data}"
+    );
+    let data = app
+        .ok(
+            Some(&owner.token),
+            replay,
+            json!({ "w": wf, "r": id, "s": true }),
+        )
+        .await;
+    assert_eq!(
+        data["startRun"]["userErrors"][0]["field"], "replayFromRunId",
+        "{data}"
+    );
+
+    // Another tenant naming this run gets the answer a made-up id gets.
+    let other = app.owner("engine-replay-b").await;
+    let (steps, transitions) = http_steps(&api, "/orders/1");
+    let theirs = workflow(&app, &other, "replayed", steps, transitions).await;
+    let mut answers = Vec::new();
+    for target in [real.clone(), format!("run_{}", Uuid::now_v7().simple())] {
+        let data = app
+            .ok(
+                Some(&other.token),
+                replay,
+                json!({ "w": theirs, "r": target, "s": true }),
+            )
+            .await;
+        answers.push(data["startRun"]["userErrors"].clone());
+    }
+    assert_eq!(answers[0], answers[1]);
+    assert_eq!(answers[0][0]["field"], "replayFromRunId");
+}
