@@ -383,14 +383,7 @@ impl Executor {
         let mut progressed = false;
         for &i in &plan.skip {
             let reason = Some("no transition into it was taken".to_owned());
-            runner::move_step(
-                scope,
-                run_id,
-                token,
-                &graph.steps[i].key,
-                StepMove::Skip { reason },
-            )
-            .await?;
+            move_step(scope, &run, &mut step_rows, i, StepMove::Skip { reason }).await?;
             progressed = true;
         }
         let now = Utc::now();
@@ -411,33 +404,54 @@ impl Executor {
                     "run {run_id} has no step run for {key:?}"
                 )));
             };
-            let (config, started_at, attempt) = match &step_rows[i] {
-                Some(row) if open(row.status) => {
-                    // A retry that is not due yet waits like a timer.
-                    if let Some(due) = row.next_attempt_at.filter(|due| *due > now) {
-                        wake = Some(wake.map_or(due, |w: chrono::DateTime<Utc>| w.min(due)));
-                        continue;
-                    }
+            // Whether the step run is RUNNING (or WAITING) already. A ready step that
+            // does not call out is not started up front: when it finishes at once it
+            // starts and finishes in one move, and only a step that waits or retries
+            // needs its RUNNING row first.
+            let mut started = true;
+            let open_row = step_rows[i]
+                .as_ref()
+                .filter(|row| open(row.status))
+                .map(|row| {
                     (
                         row.input.clone().unwrap_or(Value::Null),
                         row.started_at.unwrap_or(now),
                         row.attempt,
+                        row.next_attempt_at,
                     )
+                });
+            let (config, started_at, attempt) = match open_row {
+                Some((input, started_at, attempt, next_attempt_at)) => {
+                    // A retry that is not due yet waits like a timer.
+                    if let Some(due) = next_attempt_at.filter(|due| *due > now) {
+                        wake = Some(wake.map_or(due, |w: chrono::DateTime<Utc>| w.min(due)));
+                        continue;
+                    }
+                    (input, started_at, attempt)
                 }
-                _ => {
+                None => {
                     let attempt = step_rows[i].as_ref().map_or(0, |row| row.attempt) + 1;
                     let field = format!("steps.{key}.config");
                     match render(&version.configs[i], &context, &field) {
                         Ok(config) => {
-                            let input = config.clone();
-                            runner::move_step(scope, run_id, token, key, StepMove::Start { input })
+                            started = steps::calls_out(step_type) && !run.is_simulation;
+                            if started {
+                                let input = config.clone();
+                                move_step(
+                                    scope,
+                                    &run,
+                                    &mut step_rows,
+                                    i,
+                                    StepMove::Start { input },
+                                )
                                 .await?;
-                            progressed = true;
+                                progressed = true;
+                            }
                             (config, now, attempt)
                         }
                         Err(err) => {
                             let input = version.configs[i].clone();
-                            runner::move_step(scope, run_id, token, key, StepMove::Start { input })
+                            move_step(scope, &run, &mut step_rows, i, StepMove::Start { input })
                                 .await?;
                             let error = match err {
                                 Error::BadInput { field, message } => {
@@ -445,7 +459,7 @@ impl Executor {
                                 }
                                 other => json!({ "message": other.to_string() }),
                             };
-                            runner::move_step(scope, run_id, token, key, StepMove::Fail { error })
+                            move_step(scope, &run, &mut step_rows, i, StepMove::Fail { error })
                                 .await?;
                             count_step("failed");
                             progressed = true;
@@ -493,10 +507,21 @@ impl Executor {
                 };
                 execute_in_time(step_type, &input).await
             };
+            // The step run must be running before it waits or retries.
+            let start = StepMove::Start {
+                input: config.clone(),
+            };
             match result {
                 StepResult::Done(output) => {
-                    runner::move_step(scope, run_id, token, key, StepMove::Complete { output })
-                        .await?;
+                    let change = if started {
+                        StepMove::Complete { output }
+                    } else {
+                        StepMove::Settle {
+                            input: config.clone(),
+                            result: Ok(output),
+                        }
+                    };
+                    move_step(scope, &run, &mut step_rows, i, change).await?;
                     count_step("succeeded");
                     progressed = true;
                 }
@@ -508,6 +533,9 @@ impl Executor {
                         .filter(|_| steps::is_retryable(&error));
                     let change = match wait {
                         Some(after) => {
+                            if !started {
+                                move_step(scope, &run, &mut step_rows, i, start).await?;
+                            }
                             count_step("retried");
                             StepMove::Retry {
                                 attempt,
@@ -515,20 +543,34 @@ impl Executor {
                                 after,
                             }
                         }
-                        None => {
+                        None if started => {
                             count_step("failed");
                             StepMove::Fail { error }
                         }
+                        None => {
+                            count_step("failed");
+                            StepMove::Settle {
+                                input: config.clone(),
+                                result: Err(error),
+                            }
+                        }
                     };
-                    runner::move_step(scope, run_id, token, key, change).await?;
+                    move_step(scope, &run, &mut step_rows, i, change).await?;
                     progressed = true;
                 }
                 StepResult::Waiting { until } => {
+                    if !started {
+                        move_step(scope, &run, &mut step_rows, i, start).await?;
+                        progressed = true;
+                    }
                     wake = Some(wake.map_or(until, |w: chrono::DateTime<Utc>| w.min(until)));
                 }
                 StepResult::AwaitingDecision { until } => {
+                    if !started {
+                        move_step(scope, &run, &mut step_rows, i, start).await?;
+                    }
                     if states[i] != StepRunStatus::Waiting {
-                        runner::move_step(scope, run_id, token, key, StepMove::Wait).await?;
+                        move_step(scope, &run, &mut step_rows, i, StepMove::Wait).await?;
                         progressed = true;
                     }
                     // A decision wakes the run; without a deadline it sleeps a day and
@@ -627,6 +669,22 @@ async fn room_for_new_runs(scope: &RequestScope) -> Result<u64> {
     .ok_or(Error::NotFound)?;
     let running = u64::try_from(room.running).unwrap_or(0);
     Ok(concurrent_runs_cap(room.plan, &room.settings).saturating_sub(running))
+}
+
+/// Moves step `i` of the locked, leased `run` by the runner API's rules, keeping
+/// `rows[i]` current for the next move of this transaction.
+async fn move_step(
+    scope: &RequestScope,
+    run: &trellis_entity::workflow_run::Model,
+    rows: &mut [Option<step_run::Model>],
+    i: usize,
+    change: StepMove,
+) -> Result<()> {
+    let row = rows[i]
+        .take()
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("step run {i} was not read")))?;
+    rows[i] = Some(runner::apply_move(scope, run, row, change).await?);
+    Ok(())
 }
 
 /// The decisions people made on the run's waiting steps, by step.

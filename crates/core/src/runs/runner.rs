@@ -219,6 +219,12 @@ pub enum StepMove {
     },
     /// The step waits on people (an approval) until a decision completes or fails it.
     Wait,
+    /// A pending step that ran at once (the engine's inline steps): it starts and
+    /// succeeds (`Ok(output)`) or fails (`Err(error)`) in one move.
+    Settle {
+        input: Json,
+        result: std::result::Result<Json, Json>,
+    },
 }
 
 impl StepMove {
@@ -229,6 +235,8 @@ impl StepMove {
             StepMove::Fail { .. } => StepRunStatus::Failed,
             StepMove::Skip { .. } => StepRunStatus::Skipped,
             StepMove::Wait => StepRunStatus::Waiting,
+            StepMove::Settle { result: Ok(_), .. } => StepRunStatus::Succeeded,
+            StepMove::Settle { result: Err(_), .. } => StepRunStatus::Failed,
         }
     }
 }
@@ -253,13 +261,27 @@ pub async fn move_step(
     change: StepMove,
 ) -> Result<step_run::Model> {
     let run = leased(scope, run_id, token).await?;
-    let tx = scope.tx().await?;
     let step = step_run::Entity::find()
         .filter(step_run::Column::RunId.eq(run_id))
         .filter(step_run::Column::StepKey.eq(step_key))
-        .one(tx)
+        .one(scope.tx().await?)
         .await?
         .ok_or_else(|| Error::bad_input("stepKey", format!("this run has no step {step_key:?}")))?;
+    apply_move(scope, &run, step, change).await
+}
+
+/// Moves `step` of `run`, which the caller has locked and leased in this transaction
+/// (the engine, which read both already): the rules of [`move_step`] without reading
+/// them again.
+pub(crate) async fn apply_move(
+    scope: &RequestScope,
+    run: &workflow_run::Model,
+    step: step_run::Model,
+    change: StepMove,
+) -> Result<step_run::Model> {
+    let step_key = step.step_key.clone();
+    let step_key = step_key.as_str();
+    let tx = scope.tx().await?;
     let target = change.target();
     if let StepMove::Retry {
         attempt,
@@ -267,13 +289,19 @@ pub async fn move_step(
         after,
     } = change
     {
-        return retry_step(scope, &run, step, attempt, error, after).await;
+        return retry_step(scope, run, step, attempt, error, after).await;
     }
     if step.status == target {
         let same = match &change {
             StepMove::Start { input } => step.input.as_ref() == Some(input),
-            StepMove::Complete { output } => step.output.as_ref() == Some(output),
-            StepMove::Fail { error } => step.error.as_ref() == Some(error),
+            StepMove::Complete { output }
+            | StepMove::Settle {
+                result: Ok(output), ..
+            } => step.output.as_ref() == Some(output),
+            StepMove::Fail { error }
+            | StepMove::Settle {
+                result: Err(error), ..
+            } => step.error.as_ref() == Some(error),
             StepMove::Skip { .. } | StepMove::Wait | StepMove::Retry { .. } => true,
         };
         return if same {
@@ -288,7 +316,12 @@ pub async fn move_step(
     if run.status != RunStatus::Running {
         return Err(Error::conflict(Some("runId"), "the run is not running"));
     }
-    check_step_move(step_key, step.status, target)?;
+    // Settling is a start and an end at once: checked as both.
+    if matches!(change, StepMove::Settle { .. }) {
+        check_step_move(step_key, step.status, StepRunStatus::Running)?;
+    } else {
+        check_step_move(step_key, step.status, target)?;
+    }
     let now = Utc::now();
     let mut row = step_run::ActiveModel {
         id: Set(step.id),
@@ -316,13 +349,30 @@ pub async fn move_step(
             row.error = Set(reason.map(|r| json!({ "skipped": r })));
             row.finished_at = Set(Some(now));
         }
+        StepMove::Settle { input, result } => {
+            check_size("input", &input)?;
+            row.input = Set(Some(input));
+            row.started_at = Set(Some(now));
+            row.attempt = Set(step.attempt + 1);
+            row.finished_at = Set(Some(now));
+            match result {
+                Ok(output) => {
+                    check_size("output", &output)?;
+                    row.output = Set(Some(output));
+                }
+                Err(error) => {
+                    check_size("error", &error)?;
+                    row.error = Set(Some(error));
+                }
+            }
+        }
         StepMove::Wait | StepMove::Retry { .. } => {}
     }
     if step.next_attempt_at.is_some() {
         row.next_attempt_at = Set(None);
     }
     let step = row.update(tx).await?;
-    events::run_changed(tx, &run).await?;
+    events::run_changed(tx, run).await?;
     Ok(step)
 }
 

@@ -959,3 +959,40 @@ async fn a_simulation_replays_a_real_runs_outputs() {
     assert_eq!(answers[0], answers[1]);
     assert_eq!(answers[0][0]["field"], "replayFromRunId");
 }
+
+/// DESIGN §6's budget for the engine: at most 10 SQL statements per step, claims,
+/// transactions and live events included, on a 5-step workflow.
+#[tokio::test]
+async fn a_step_costs_at_most_ten_statements() {
+    use std::sync::atomic::Ordering;
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-cost").await;
+    let steps = json!([
+        transform("a", json!({ "n": "{{ input.n }}" })),
+        { "key": "b", "name": "b", "type": "CONDITION" },
+        transform("c", json!({ "n": "{{ steps.a.output.n }}" })),
+        transform("d", json!({ "n": "{{ steps.c.output.n }}" })),
+        transform("e", json!({ "n": "{{ steps.d.output.n }}" })),
+    ]);
+    let transitions = json!([
+        { "from": "a", "to": "b" }, { "from": "b", "to": "c" },
+        { "from": "c", "to": "d" }, { "from": "d", "to": "e" },
+    ]);
+    let wf = workflow(&app, &owner, "chain", steps, transitions).await;
+    let runs = 20;
+    for n in 0..runs {
+        start(&app, &owner, &wf, json!({ "n": n })).await;
+    }
+    let executor = executor(&app, 100);
+    let before = app.state.statements.load(Ordering::Relaxed);
+    let mut finished = 0;
+    while finished < runs {
+        let tick = executor.tick().await.unwrap();
+        assert!(tick.claimed > 0, "runs left unfinished");
+        finished += tick.finished;
+    }
+    let spent = app.state.statements.load(Ordering::Relaxed) - before;
+    let per_step = spent as f64 / (runs * 5) as f64;
+    eprintln!("engine: {per_step:.2} SQL statements per step");
+    assert!(per_step <= 10.0, "{per_step:.1} statements per step");
+}
