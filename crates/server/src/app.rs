@@ -399,6 +399,7 @@ pub fn executor(config: &Config, state: &AppState) -> Executor {
     Executor::new(
         state.db.clone(),
         state.egress.clone(),
+        state.vault.clone(),
         ExecutorConfig {
             concurrency: config.executor_concurrency.unwrap_or(2 * cpus).max(1),
             runs_per_tenant: config.executor_runs_per_tenant.clamp(1, 100),

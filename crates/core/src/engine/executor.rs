@@ -35,6 +35,8 @@ use super::routing::{Graph, Outcome, Step, Transition};
 use super::steps::approval::DecisionSeen;
 use super::steps::{self, StepIds, StepInput, StepResult};
 use crate::egress::Egress;
+use crate::integrations::connections::{open_connection, OpenConnection};
+use crate::integrations::secrets::Vault;
 use crate::runs::runner::{self, RunEnd, StepMove};
 use crate::runs::state::run_is_finished;
 use crate::scope::{stmt, AppDb, Principal, RequestMeta, RequestScope};
@@ -80,6 +82,7 @@ pub struct Tick {
 pub struct Executor {
     db: AppDb,
     egress: Egress,
+    vault: Vault,
     config: ExecutorConfig,
 }
 
@@ -105,6 +108,7 @@ struct Call {
     step_run_id: Uuid,
     step_type: StepType,
     config: Value,
+    connection: Option<OpenConnection>,
     started_at: chrono::DateTime<Utc>,
 }
 
@@ -113,14 +117,21 @@ struct Version {
     graph: Graph,
     types: Vec<StepType>,
     configs: Vec<Value>,
+    connections: Vec<Option<Uuid>>,
     /// For a simulation that replays a real run: that run's step outputs, by key.
     replayed: HashMap<String, Value>,
 }
 
 impl Executor {
-    /// An executor on the application pool; steps that call out go through `egress`.
-    pub fn new(db: AppDb, egress: Egress, config: ExecutorConfig) -> Self {
-        Self { db, egress, config }
+    /// An executor on the application pool; steps that call out go through `egress`,
+    /// and open their connection's secrets with `vault`.
+    pub fn new(db: AppDb, egress: Egress, vault: Vault, config: ExecutorConfig) -> Self {
+        Self {
+            db,
+            egress,
+            vault,
+            config,
+        }
     }
 
     fn scope(&self, tenant_id: Uuid) -> Arc<RequestScope> {
@@ -247,6 +258,7 @@ impl Executor {
                             },
                             db: None,
                             config: &call.config,
+                            connection: call.connection.as_ref(),
                             started_at: call.started_at,
                             now: Utc::now(),
                             context: &context,
@@ -434,7 +446,7 @@ impl Executor {
                     let field = format!("steps.{key}.config");
                     match render(&version.configs[i], &context, &field) {
                         Ok(config) => {
-                            started = steps::calls_out(step_type) && !run.is_simulation;
+                            started = steps::calls_out(step_type, &config) && !run.is_simulation;
                             if started {
                                 let input = config.clone();
                                 move_step(
@@ -479,12 +491,33 @@ impl Executor {
                         .cloned()
                         .unwrap_or_else(|| json!({ "simulated": true })),
                 )
-            } else if steps::calls_out(step_type) {
+            } else if steps::calls_out(step_type, &config) {
+                // The connection is opened in the tenant's transaction; the call then
+                // carries its secrets in memory only.
+                let connection = match version.connections[i] {
+                    None => None,
+                    Some(id) => match open_connection(&self.vault, scope, id).await {
+                        Ok(open) => Some(open),
+                        Err(Error::NotFound) => {
+                            let error = json!({
+                                "message": "the step's connection no longer exists",
+                                "retryable": false,
+                            });
+                            move_step(scope, &run, &mut step_rows, i, StepMove::Fail { error })
+                                .await?;
+                            count_step("failed");
+                            progressed = true;
+                            continue;
+                        }
+                        Err(err) => return Err(err),
+                    },
+                };
                 calls.push(Call {
                     step: i,
                     step_run_id,
                     step_type,
                     config,
+                    connection,
                     started_at,
                 });
                 continue;
@@ -498,6 +531,7 @@ impl Executor {
                     },
                     db: Some(tx),
                     config: &config,
+                    connection: None,
                     started_at,
                     now,
                     context: &context,
@@ -526,7 +560,8 @@ impl Executor {
                     progressed = true;
                 }
                 StepResult::Failed(error) => {
-                    let policy = RetryPolicy::of(&config, steps::default_attempts(step_type));
+                    let policy =
+                        RetryPolicy::of(&config, steps::default_attempts(step_type, &config));
                     let next = u32::try_from(attempt).unwrap_or(u32::MAX).saturating_add(1);
                     let wait = policy
                         .delay_before(next, rand::random::<f64>())
@@ -793,6 +828,7 @@ async fn load_version(db: &impl ConnectionTrait, version_id: Uuid) -> Result<Ver
     Ok(Version {
         types: steps.iter().map(|s| s.step_type).collect(),
         configs: steps.iter().map(|s| s.config.clone()).collect(),
+        connections: steps.iter().map(|s| s.connection_id).collect(),
         replayed: HashMap::new(),
         graph,
     })

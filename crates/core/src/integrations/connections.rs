@@ -427,3 +427,39 @@ fn describe_failure(err: &reqwest::Error) -> String {
         "the request failed".into()
     }
 }
+
+/// A connection opened for a run's step: its app, its config and its secrets, in memory
+/// only. Never log, store or return the secrets (their `Debug` is redacted).
+#[derive(Clone, Debug)]
+pub struct OpenConnection {
+    pub app_key: String,
+    pub config: Json,
+    pub secrets: std::collections::HashMap<String, secrecy::SecretString>,
+}
+
+/// Opens a connection of the scope's tenant for a run: reads it and reveals its
+/// secrets (recording their use).
+pub async fn open_connection(
+    vault: &Vault,
+    scope: &RequestScope,
+    id: Uuid,
+) -> Result<OpenConnection> {
+    let row = find_connection(scope, id).await?;
+    let app = app::Entity::find_by_id(row.app_id)
+        .one(scope.tx().await?)
+        .await?
+        .ok_or(Error::NotFound)?;
+    let mut secrets = std::collections::HashMap::new();
+    for reference in references(scope, id).await? {
+        let secret = secret::Entity::find_by_id(reference.secret_id)
+            .one(scope.tx().await?)
+            .await?
+            .ok_or(Error::NotFound)?;
+        secrets.insert(reference.field, vault.reveal(scope, &secret).await?);
+    }
+    Ok(OpenConnection {
+        app_key: app.key,
+        config: row.config,
+        secrets,
+    })
+}

@@ -77,6 +77,8 @@ pub struct Bindings {
     pub actions: HashMap<Uuid, BoundAction>,
     /// Connection id to the id of its app.
     pub connections: HashMap<Uuid, Uuid>,
+    /// Connection id to its app's key (`email`, `http`, …).
+    pub connection_apps: HashMap<Uuid, String>,
 }
 
 /// A transition whose endpoints are resolved to step positions.
@@ -350,12 +352,7 @@ fn check_step_binding(
         if step.action_id.is_some() {
             problems.add(format!("{at}.actionId"), "only action steps bind an action");
         }
-        if step.connection_id.is_some() {
-            problems.add(
-                format!("{at}.connectionId"),
-                "only action steps use a connection",
-            );
-        }
+        check_step_connection(step, at, bindings, problems);
         if let Err(err) = STEP_SCHEMAS[&step.step_type].check(&format!("{at}.config"), &step.config)
         {
             problems.add_error(err)?;
@@ -405,6 +402,44 @@ fn check_step_binding(
         problems.add_error(err)?;
     }
     Ok(())
+}
+
+/// Which app's connection a step of another type than ACTION uses: a notification
+/// by email goes through an `email` (SMTP) connection, one to Slack or a webhook
+/// through an `http` connection; nothing else uses one.
+fn connection_app_of(step: &StepSpec) -> Option<&'static str> {
+    if step.step_type != StepType::Notification {
+        return None;
+    }
+    match channel_of(&step.config)? {
+        "email" => Some("email"),
+        "slack" | "webhook" => Some("http"),
+        _ => None,
+    }
+}
+
+/// The connection rules of a step of another type than ACTION.
+fn check_step_connection(step: &StepSpec, at: &str, bindings: &Bindings, problems: &mut Problems) {
+    let field = format!("{at}.connectionId");
+    match (connection_app_of(step), step.connection_id) {
+        (None, None) => {}
+        (None, Some(_)) => problems.add(
+            field,
+            "only action steps and email, Slack or webhook notifications use a connection",
+        ),
+        (Some(app), None) => problems.add(
+            field,
+            format!("this notification is sent through a connection of the {app} app"),
+        ),
+        (Some(app), Some(id)) => match bindings.connection_apps.get(&id) {
+            None => problems.add(field, "no such connection"),
+            Some(key) if key != app => problems.add(
+                field,
+                format!("this notification is sent through a connection of the {app} app"),
+            ),
+            Some(_) => {}
+        },
+    }
 }
 
 /// Every entry of a list of people (`approvers` of an approval step, recipients of an
@@ -884,6 +919,7 @@ mod tests {
                 ),
             ]),
             connections: HashMap::from([(slack_connection, slack), (gmail_connection, gmail)]),
+            connection_apps: HashMap::new(),
         };
         let bound = |key: &str, action_id, connection_id, config| StepSpec {
             action_id: Some(action_id),

@@ -385,6 +385,7 @@ struct ActionRow {
 struct ConnectionRow {
     id: Uuid,
     app_id: Uuid,
+    app_key: String,
 }
 
 /// The actions and connections `steps` bind, as the tenant sees them.
@@ -420,11 +421,13 @@ async fn load_bindings(tx: &DatabaseTransaction, steps: &[StepSpec]) -> Result<B
     }
     if !connection_ids.is_empty() {
         let rows = ConnectionRow::find_by_statement(stmt(
-            "SELECT id, app_id FROM connections WHERE id = ANY($1) AND deleted_at IS NULL",
+            "SELECT c.id, c.app_id, a.key AS app_key FROM connections c \
+             JOIN apps a ON a.id = c.app_id WHERE c.id = ANY($1) AND c.deleted_at IS NULL",
             [connection_ids.into()],
         ))
         .all(tx)
         .await?;
+        bindings.connection_apps = rows.iter().map(|r| (r.id, r.app_key.clone())).collect();
         bindings.connections = rows.into_iter().map(|r| (r.id, r.app_id)).collect();
     }
     Ok(bindings)

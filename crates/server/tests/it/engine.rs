@@ -97,6 +97,7 @@ pub(crate) fn executor(app: &TestApp, runs_per_tenant: u64) -> Executor {
     Executor::new(
         app.state.db.clone(),
         app.state.egress.clone(),
+        app.state.vault.clone(),
         ExecutorConfig {
             runs_per_tenant,
             ..ExecutorConfig::default()

@@ -20,6 +20,7 @@ fn executor(app: &TestApp) -> Executor {
     Executor::new(
         app.state.db.clone(),
         app.state.egress.clone(),
+        app.state.vault.clone(),
         ExecutorConfig::default(),
     )
 }

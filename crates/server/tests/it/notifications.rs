@@ -7,8 +7,9 @@ use serde_json::{json, Value};
 use trellis_core::scope::stmt;
 use uuid::Uuid;
 
+use crate::connections::{connect, create_secret, http_connection, latest_version, Loopback};
 use crate::engine::{executor, orders_api, start, workflow};
-use crate::support::{as_app, is_rls_violation, Member, TestApp};
+use crate::support::{as_app, is_rls_violation, smtp_sink, Member, TestApp};
 
 fn notify(config: Value) -> Value {
     let mut step = json!({ "key": "notify", "name": "notify", "type": "NOTIFICATION" });
@@ -103,7 +104,7 @@ async fn in_app_notifications_reach_the_named_members_once_and_are_marked_read()
 }
 
 #[tokio::test]
-async fn the_seeds_notification_shape_is_understood_and_other_channels_say_they_are_not_built() {
+async fn the_seeds_notification_shape_is_understood() {
     let app = TestApp::new().await;
     let owner = app.owner("seed-notify").await;
     let seed = json!([notify(json!({
@@ -113,21 +114,12 @@ async fn the_seeds_notification_shape_is_understood_and_other_channels_say_they_
     }))]);
     let wf = workflow(&app, &owner, "seeded", seed, json!([])).await;
     let id = start(&app, &owner, &wf, json!({})).await;
-    let mail = json!([notify(
-        json!({ "channel": "email", "message": "hi", "to": "x@y.test" })
-    )]);
-    let wf = workflow(&app, &owner, "mailed", mail, json!([])).await;
-    let mailed = start(&app, &owner, &wf, json!({})).await;
     executor(&app, 10).tick().await.unwrap();
     assert_eq!(run_status(&app, &owner, &id).await["status"], "SUCCEEDED");
     assert_eq!(
         inbox(&app, &owner).await["notifications"][0]["body"],
         "welcome aboard"
     );
-    let failed = run_status(&app, &owner, &mailed).await;
-    assert_eq!(failed["status"], "FAILED", "{failed}");
-    let message = failed["error"]["error"]["message"].as_str().unwrap();
-    assert!(message.contains("not available yet"), "{message}");
 }
 
 /// A simulation of a workflow that calls a server and notifies people reaches
@@ -275,4 +267,167 @@ async fn another_tenants_notifications_cannot_be_read_written_or_referenced() {
         .await;
     assert_eq!(marked["markNotificationsRead"]["marked"], 0);
     assert_eq!(inbox(&app, &a).await["unreadNotificationCount"], 1);
+}
+
+/// An email connection to the SMTP sink at `url` (`smtp://127.0.0.1:port`); its id.
+async fn email_connection(app: &TestApp, admin: &Member, url: &str) -> String {
+    let addr: std::net::SocketAddr = url.trim_start_matches("smtp://").parse().unwrap();
+    let version = latest_version(app, admin, "email").await;
+    // The sink takes mail without a login; the manifest still asks for the secret.
+    let password = create_secret(app, admin, "smtp-password", "unused").await;
+    let payload = connect(
+        app,
+        admin,
+        &version,
+        "mail",
+        json!({ "host": addr.ip().to_string(), "port": addr.port(), "security": "none",
+                "fromAddress": "flows@acme.test", "fromName": "Acme flows" }),
+        json!([{ "field": "password", "secretId": password }]),
+    )
+    .await;
+    assert_eq!(payload["userErrors"], json!([]), "{payload}");
+    payload["connection"]["id"].as_str().unwrap().to_owned()
+}
+
+fn notify_through(connection: &str, config: Value) -> Value {
+    let mut step = notify(config);
+    step["connectionId"] = json!(connection);
+    step
+}
+
+/// Email goes through the step's SMTP connection to a real SMTP server, and a webhook
+/// notification posts to its http connection with the connection's authorization
+/// secret; a simulation of the same workflow sends nothing to either.
+#[tokio::test]
+async fn email_and_webhook_notifications_go_through_their_connections() {
+    let app = TestApp::new().await;
+    let owner = app.owner("mailing").await;
+    let (smtp, sent) = smtp_sink().await;
+    let mail = email_connection(&app, &owner, &smtp).await;
+    let hook_server = Loopback::start().await;
+    let token = create_secret(&app, &owner, "hook-token", "Bearer hook-secret").await;
+    let hook = http_connection(
+        &app,
+        &owner,
+        "hook",
+        &format!("{}/hook", hook_server.base),
+        Some(&token),
+    )
+    .await;
+    let steps = json!([
+        notify_through(&mail, json!({ "channel": "email", "to": ["ops@acme.test", "{{ input.owner }}"],
+                                      "subject": "Order {{ input.id }}", "message": "Order {{ input.id }} is in" })),
+        { "key": "post", "name": "post", "type": "NOTIFICATION", "connectionId": hook,
+          "config": { "channel": "webhook", "message": "order {{ input.id }}" } },
+    ]);
+    let wf = workflow(
+        &app,
+        &owner,
+        "mailing",
+        steps,
+        json!([{ "from": "notify", "to": "post" }]),
+    )
+    .await;
+
+    // A simulation first: nothing reaches the SMTP server or the webhook.
+    let data = app
+        .ok(
+            Some(&owner.token),
+            "mutation($w: ID!) { startRun(input: {workflowId: $w, simulation: true, input: {id: 1, owner: \"o@acme.test\"}}) { run { id } } }",
+            json!({ "w": wf }),
+        )
+        .await;
+    let simulated = data["startRun"]["run"]["id"].as_str().unwrap().to_owned();
+    executor(&app, 10).tick().await.unwrap();
+    assert_eq!(
+        run_status(&app, &owner, &simulated).await["status"],
+        "SUCCEEDED"
+    );
+    assert!(sent.lock().unwrap().is_empty(), "a simulation sent mail");
+    assert!(hook_server.requests().is_empty(), "a simulation posted");
+
+    let id = start(
+        &app,
+        &owner,
+        &wf,
+        json!({ "id": 42, "owner": "boss@acme.test" }),
+    )
+    .await;
+    executor(&app, 10).tick().await.unwrap();
+    let run = run_status(&app, &owner, &id).await;
+    assert_eq!(run["status"], "SUCCEEDED", "{run}");
+    let mails = sent.lock().unwrap().clone();
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].to, ["ops@acme.test", "boss@acme.test"]);
+    assert!(
+        mails[0].data.contains("Subject: Order 42"),
+        "{}",
+        mails[0].data
+    );
+    assert!(
+        mails[0].data.contains("Order 42 is in"),
+        "{}",
+        mails[0].data
+    );
+    assert!(
+        mails[0].data.contains("flows@acme.test"),
+        "{}",
+        mails[0].data
+    );
+    let posts = hook_server.requests();
+    assert_eq!(posts.len(), 1);
+    assert_eq!(posts[0].path, "/hook");
+    assert_eq!(
+        posts[0].authorization.as_deref(),
+        Some("Bearer hook-secret")
+    );
+    // The secret is never in the run's record.
+    let everything = app
+        .ok(
+            Some(&owner.token),
+            "query($id: ID!) { node(id: $id) { ... on WorkflowRun { output stepRuns { input output error } } } }",
+            json!({ "id": id }),
+        )
+        .await;
+    assert!(!everything.to_string().contains("hook-secret"));
+}
+
+#[tokio::test]
+async fn notifications_through_a_connection_need_one_of_the_right_app() {
+    let app = TestApp::new().await;
+    let owner = app.owner("mail-check").await;
+    let hook = http_connection(&app, &owner, "hook", "https://hooks.example.com/x", None).await;
+    let created = app
+        .ok(
+            Some(&owner.token),
+            "mutation { createWorkflow(input: {key: \"bad\", name: \"bad\"}) { workflow { versions { id } } } }",
+            json!({}),
+        )
+        .await;
+    let version = created["createWorkflow"]["workflow"]["versions"][0]["id"].clone();
+    let save = "mutation($v: ID!, $s: [WorkflowStepInput!]!) { saveWorkflowGraph(input: {versionId: $v, steps: $s, transitions: []}) { userErrors { field message } } }";
+    for step in [
+        // Email through an http connection.
+        notify_through(
+            &hook,
+            json!({ "channel": "email", "to": "x@y.test", "message": "m" }),
+        ),
+        // Email with no connection at all.
+        notify(json!({ "channel": "email", "to": "x@y.test", "message": "m" })),
+        // A connection on a step that takes none.
+        notify_through(
+            &hook,
+            json!({ "channel": "in_app", "to": "OWNER", "message": "m" }),
+        ),
+    ] {
+        let saved = app
+            .ok(
+                Some(&owner.token),
+                save,
+                json!({ "v": version, "s": [step] }),
+            )
+            .await;
+        let errors = &saved["saveWorkflowGraph"]["userErrors"];
+        assert_eq!(errors[0]["field"], "steps.notify.connectionId", "{saved}");
+    }
 }

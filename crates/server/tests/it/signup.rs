@@ -3,77 +3,15 @@
 //! account signs in only once confirmed. Mail goes through lettre to a real SMTP
 //! server on loopback (a minimal sink that speaks the protocol and keeps messages).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use sea_orm::ConnectionTrait;
 use serde_json::json;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use trellis_core::scope::stmt;
 use uuid::Uuid;
 
-use crate::support::{as_app, is_rls_violation, test_config, TestApp, TestDb};
-
-/// One message the sink received: its recipients and its raw text.
-#[derive(Clone, Debug)]
-struct Received {
-    to: Vec<String>,
-    data: String,
-}
-
-/// An SMTP server on loopback that accepts every message and keeps it.
-async fn smtp_sink() -> (String, Arc<Mutex<Vec<Received>>>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("smtp://{}", listener.local_addr().unwrap());
-    let inbox = Arc::new(Mutex::new(Vec::new()));
-    let kept = inbox.clone();
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            let kept = kept.clone();
-            tokio::spawn(async move {
-                let (read, mut write) = socket.into_split();
-                let mut lines = BufReader::new(read).lines();
-                write.write_all(b"220 sink ESMTP\r\n").await.ok()?;
-                let mut to = Vec::new();
-                while let Some(line) = lines.next_line().await.ok()? {
-                    let verb = line.split_whitespace().next().unwrap_or("").to_uppercase();
-                    let reply: &[u8] = match verb.as_str() {
-                        "EHLO" | "HELO" => b"250-sink\r\n250 8BITMIME\r\n",
-                        "RCPT" => {
-                            let address = line.split(':').nth(1).unwrap_or("");
-                            to.push(address.trim().trim_matches(['<', '>']).to_owned());
-                            b"250 OK\r\n"
-                        }
-                        "DATA" => {
-                            write.write_all(b"354 go on\r\n").await.ok()?;
-                            let mut data = String::new();
-                            while let Some(line) = lines.next_line().await.ok()? {
-                                if line == "." {
-                                    break;
-                                }
-                                data.push_str(&line);
-                                data.push('\n');
-                            }
-                            kept.lock().unwrap().push(Received {
-                                to: std::mem::take(&mut to),
-                                data,
-                            });
-                            b"250 queued\r\n"
-                        }
-                        "QUIT" => {
-                            write.write_all(b"221 bye\r\n").await.ok()?;
-                            return Some(());
-                        }
-                        _ => b"250 OK\r\n",
-                    };
-                    write.write_all(reply).await.ok()?;
-                }
-                Some(())
-            });
-        }
-    });
-    (url, inbox)
-}
+use crate::support::{as_app, is_rls_violation, smtp_sink, test_config, Received, TestApp, TestDb};
 
 /// Waits until `count` messages have reached `address`; returns them.
 async fn mail_to(inbox: &Mutex<Vec<Received>>, address: &str, count: usize) -> Vec<Received> {

@@ -3,7 +3,7 @@
 //! migrated template database, and a fresh database per test made from it and dropped
 //! afterwards. Tests talk to it as the application role, so RLS is in force.
 
-use std::sync::OnceLock;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
@@ -12,6 +12,7 @@ use sea_orm::{
     ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, TransactionTrait,
 };
 use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tower::ServiceExt;
 use trellis_core::scope::stmt;
 use trellis_server::app;
@@ -402,4 +403,65 @@ impl TestApp {
                 .to_owned(),
         )
     }
+}
+
+/// One message the sink received: its recipients and its raw text.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub to: Vec<String>,
+    pub data: String,
+}
+
+/// An SMTP server on loopback that accepts every message and keeps it.
+pub async fn smtp_sink() -> (String, Arc<Mutex<Vec<Received>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("smtp://{}", listener.local_addr().unwrap());
+    let inbox = Arc::new(Mutex::new(Vec::new()));
+    let kept = inbox.clone();
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let (read, mut write) = socket.into_split();
+                let mut lines = BufReader::new(read).lines();
+                write.write_all(b"220 sink ESMTP\r\n").await.ok()?;
+                let mut to = Vec::new();
+                while let Some(line) = lines.next_line().await.ok()? {
+                    let verb = line.split_whitespace().next().unwrap_or("").to_uppercase();
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" | "HELO" => b"250-sink\r\n250 8BITMIME\r\n",
+                        "RCPT" => {
+                            let address = line.split(':').nth(1).unwrap_or("");
+                            to.push(address.trim().trim_matches(['<', '>']).to_owned());
+                            b"250 OK\r\n"
+                        }
+                        "DATA" => {
+                            write.write_all(b"354 go on\r\n").await.ok()?;
+                            let mut data = String::new();
+                            while let Some(line) = lines.next_line().await.ok()? {
+                                if line == "." {
+                                    break;
+                                }
+                                data.push_str(&line);
+                                data.push('\n');
+                            }
+                            kept.lock().unwrap().push(Received {
+                                to: std::mem::take(&mut to),
+                                data,
+                            });
+                            b"250 queued\r\n"
+                        }
+                        "QUIT" => {
+                            write.write_all(b"221 bye\r\n").await.ok()?;
+                            return Some(());
+                        }
+                        _ => b"250 OK\r\n",
+                    };
+                    write.write_all(reply).await.ok()?;
+                }
+                Some(())
+            });
+        }
+    });
+    (url, inbox)
 }

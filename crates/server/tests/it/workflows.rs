@@ -48,7 +48,7 @@ fn onboarding_graph() -> (Value, Value) {
         { "key": "check", "name": "Big order?", "type": "CONDITION" },
         { "key": "approve", "name": "Manager approval", "type": "APPROVAL", "config": { "approvers": ["ADMIN"] } },
         { "key": "notify", "name": "Tell the team", "type": "NOTIFICATION",
-          "config": { "channel": "slack", "message": "New order" }, "isRequired": false }
+          "config": { "channel": "in_app", "to": "ADMIN", "message": "New order" }, "isRequired": false }
     ]);
     let transitions = json!([
         edge("fetch", "check"),

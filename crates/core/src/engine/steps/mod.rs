@@ -17,6 +17,7 @@ use serde_json::Value;
 use trellis_entity::StepType;
 
 use crate::egress::Egress;
+use crate::integrations::connections::OpenConnection;
 
 /// What a step is given: its config with templates rendered (stored as the step run's
 /// input when it started), when it started, the run context, the one egress guard for
@@ -30,6 +31,9 @@ pub struct StepInput<'a> {
     /// any transaction.
     pub db: Option<&'a sea_orm::DatabaseTransaction>,
     pub config: &'a Value,
+    /// The step's connection, opened (its secrets in memory), for steps that call out
+    /// through one.
+    pub connection: Option<&'a OpenConnection>,
     pub started_at: DateTime<Utc>,
     pub now: DateTime<Utc>,
     pub context: &'a Value,
@@ -79,16 +83,20 @@ pub const ENGINE_TYPES: [StepType; 6] = [
     StepType::Transform,
 ];
 
+/// How long a notification may take to send, unless its `timeoutSeconds` is shorter.
+const NOTIFICATION_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// The longest any step may run before it fails with `TIMEOUT`.
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// How long one attempt of a step may run: `timeoutSeconds` in its config (at most
-/// [`MAX_TIMEOUT`]), else its type's own limit (HTTP: `timeoutMs`, 30 s by default),
-/// else [`MAX_TIMEOUT`]. A timer's or an approval's wait does not count: only the
+/// [`MAX_TIMEOUT`]), else its type's own limit (HTTP: `timeoutMs`, 30 s by default;
+/// notifications 30 s), else [`MAX_TIMEOUT`]. A timer's or an approval's wait does not count: only the
 /// time the executor spends running the step.
 pub fn timeout_of(step_type: StepType, config: &Value) -> Duration {
     let own = match step_type {
         StepType::Http => http::timeout_of(config),
+        StepType::Notification => NOTIFICATION_TIMEOUT,
         _ => MAX_TIMEOUT,
     };
     config
@@ -108,8 +116,8 @@ pub fn timed_out(limit: Duration) -> Value {
 
 /// How many attempts a step gets when its config names none: steps that call out
 /// are tried 3 times (networks fail), the others once.
-pub fn default_attempts(step_type: StepType) -> u32 {
-    if calls_out(step_type) {
+pub fn default_attempts(step_type: StepType, config: &Value) -> u32 {
+    if calls_out(step_type, config) {
         3
     } else {
         1
@@ -122,10 +130,15 @@ pub fn is_retryable(error: &Value) -> bool {
     error.get("retryable").and_then(Value::as_bool) != Some(false)
 }
 
-/// Whether a step of this type calls out: the executor then runs it outside any
-/// transaction (start, commit, call, record).
-pub fn calls_out(step_type: StepType) -> bool {
-    matches!(step_type, StepType::Http)
+/// Whether a step calls out: HTTP, and notifications sent through a connection
+/// (email, Slack, webhook). The executor then runs it outside any transaction (start,
+/// commit, call, record).
+pub fn calls_out(step_type: StepType, config: &Value) -> bool {
+    match step_type {
+        StepType::Http => true,
+        StepType::Notification => notification::channel_of(config).is_some_and(|c| c != "in_app"),
+        _ => false,
+    }
 }
 
 /// Whether a step of this type reaches anything outside its run (a server, a person's
