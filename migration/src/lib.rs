@@ -17,6 +17,7 @@ mod m20261206_000012_scheduler;
 mod m20261206_000013_approvals;
 mod m20261206_000014_notifications;
 mod m20261206_000015_replays;
+mod m20261206_000016_external_steps;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000013_approvals::Migration),
             Box::new(m20261206_000014_notifications::Migration),
             Box::new(m20261206_000015_replays::Migration),
+            Box::new(m20261206_000016_external_steps::Migration),
         ]
     }
 }

@@ -47,7 +47,7 @@ pub async fn claim_runs(scope: &RequestScope, limit: u64, lease: Duration) -> Re
 
 /// The open runs of tenant `$1` in `status` whose lease is free, oldest first, at most
 /// `limit` (a parameter), locked: with `$5` (step types) set, only runs of versions made
-/// of those types.
+/// of those types with no step marked `"external": true`.
 fn open_runs(status: &str, limit: &str) -> String {
     format!(
         "SELECT w.id, w.created_at FROM workflow_runs w \
@@ -55,7 +55,8 @@ fn open_runs(status: &str, limit: &str) -> String {
            AND (w.lease_expires_at IS NULL OR w.lease_expires_at < now()) \
            AND ($5::text[] IS NULL OR NOT EXISTS ( \
              SELECT 1 FROM workflow_steps s WHERE s.tenant_id = w.tenant_id \
-               AND s.version_id = w.version_id AND s.type <> ALL ($5::text[]))) \
+               AND s.version_id = w.version_id \
+               AND (s.type <> ALL ($5::text[]) OR s.config @> '{{\"external\": true}}'))) \
          ORDER BY w.created_at, w.id LIMIT {limit} FOR UPDATE OF w SKIP LOCKED"
     )
 }

@@ -229,7 +229,7 @@ async fn a_step_that_fails_fails_the_run_with_its_error() {
 }
 
 #[tokio::test]
-async fn runs_with_steps_the_engine_does_not_run_are_left_for_runners() {
+async fn runs_with_steps_the_engine_does_not_run_or_marked_external_are_left_for_runners() {
     let app = TestApp::new().await;
     let owner = app.owner("engine-external").await;
     let steps = json!([
@@ -256,6 +256,23 @@ async fn runs_with_steps_the_engine_does_not_run_are_left_for_runners() {
         )
         .await;
     assert_eq!(claimed["claimRuns"]["leases"][0]["run"]["id"], id.as_str());
+
+    // A step of a type the engine runs, marked external, is left to runners too.
+    let steps = json!([
+        { "key": "mine", "name": "mine", "type": "TRANSFORM", "config": { "mapping": {}, "external": true } },
+        transform("after", json!({})),
+    ]);
+    let wf = workflow(
+        &app,
+        &owner,
+        "marked",
+        steps,
+        json!([{ "from": "mine", "to": "after" }]),
+    )
+    .await;
+    let marked = start(&app, &owner, &wf, json!({})).await;
+    assert_eq!(executor(&app, 10).tick().await.unwrap(), Tick::default());
+    assert_eq!(run(&app, &owner, &marked).await["status"], "PENDING");
 }
 
 #[tokio::test]
