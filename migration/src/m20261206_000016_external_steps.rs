@@ -14,9 +14,11 @@ impl MigrationName for Migration {
     }
 }
 
-/// As `m20261206_000010_executor`'s, with the external mark.
-const UP: &str = "\
-CREATE OR REPLACE FUNCTION app.tenants_with_due_runs(engine_types text[], max_tenants integer)
+/// `app.tenants_with_due_runs` as `m20261206_000010_executor` made it, with `foreign`
+/// the test of a step that keeps a run from the engine.
+fn due_runs_function(foreign: &str) -> String {
+    format!(
+        "CREATE OR REPLACE FUNCTION app.tenants_with_due_runs(engine_types text[], max_tenants integer)
 RETURNS SETOF uuid
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
     SELECT due.tenant_id FROM (
@@ -29,45 +31,26 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
           AND NOT EXISTS (
               SELECT 1 FROM public.workflow_steps s
               WHERE s.tenant_id = r.tenant_id AND s.version_id = r.version_id
-                AND (s.type <> ALL (engine_types) OR s.config @> '{\"external\": true}'))
+                AND ({foreign}))
         GROUP BY r.tenant_id
     ) due
     ORDER BY due.oldest, due.tenant_id
     LIMIT max_tenants
 $$;
-";
-
-const DOWN: &str = "\
-CREATE OR REPLACE FUNCTION app.tenants_with_due_runs(engine_types text[], max_tenants integer)
-RETURNS SETOF uuid
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
-    SELECT due.tenant_id FROM (
-        SELECT r.tenant_id, min(r.created_at) AS oldest
-        FROM public.workflow_runs r
-        JOIN public.tenants t ON t.id = r.tenant_id
-        WHERE r.status IN ('pending', 'running')
-          AND (r.lease_expires_at IS NULL OR r.lease_expires_at < now())
-          AND t.status = 'active' AND t.deleted_at IS NULL
-          AND NOT EXISTS (
-              SELECT 1 FROM public.workflow_steps s
-              WHERE s.tenant_id = r.tenant_id AND s.version_id = r.version_id
-                AND s.type <> ALL (engine_types))
-        GROUP BY r.tenant_id
-    ) due
-    ORDER BY due.oldest, due.tenant_id
-    LIMIT max_tenants
-$$;
-";
+"
+    )
+}
 
 // async-trait's expansion needs the elided lifetime the trait itself declares.
 #[expect(elided_lifetimes_in_paths)]
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run_script(manager, UP).await
+        let external = r#"s.type <> ALL (engine_types) OR s.config @> '{"external": true}'"#;
+        run_script(manager, &due_runs_function(external)).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        run_script(manager, DOWN).await
+        run_script(manager, &due_runs_function("s.type <> ALL (engine_types)")).await
     }
 }

@@ -157,6 +157,19 @@ const SESSION_LIVE: &str = "SELECT EXISTS (SELECT 1 FROM refresh_tokens r \
      WHERE r.family_id = $1 AND r.revoked_at IS NULL) AS session_live";
 
 impl RequestScope {
+    /// A scope of background work (`worker`: "executor", "scheduler") acting in one
+    /// tenant as [`Principal::Engine`], under that tenant's RLS.
+    pub fn for_engine(db: AppDb, tenant_id: Uuid, worker: &str) -> Arc<Self> {
+        Self::new(
+            db,
+            Principal::Engine { tenant_id },
+            RequestMeta {
+                request_id: worker.into(),
+                ..RequestMeta::default()
+            },
+        )
+    }
+
     pub fn new(db: AppDb, principal: Principal, meta: RequestMeta) -> Arc<Self> {
         Arc::new(Self {
             db,

@@ -39,7 +39,7 @@ use crate::integrations::connections::{open_connection, OpenConnection};
 use crate::integrations::secrets::Vault;
 use crate::runs::runner::{self, RunEnd, StepMove};
 use crate::runs::state::run_is_finished;
-use crate::scope::{stmt, AppDb, Principal, RequestMeta, RequestScope};
+use crate::scope::{stmt, AppDb, RequestScope};
 use crate::{Error, Result};
 
 /// How the executor claims and drives runs.
@@ -135,14 +135,7 @@ impl Executor {
     }
 
     fn scope(&self, tenant_id: Uuid) -> Arc<RequestScope> {
-        RequestScope::new(
-            self.db.clone(),
-            Principal::Engine { tenant_id },
-            RequestMeta {
-                request_id: "executor".into(),
-                ..RequestMeta::default()
-            },
-        )
+        RequestScope::for_engine(self.db.clone(), tenant_id, "executor")
     }
 
     /// Claims what is due and drives it as far as it goes now.

@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use crate::runs::start::{cancel_run, create_run, NewRun};
 use crate::runs::RunSettings;
-use crate::scope::{stmt, AppDb, Principal, RequestMeta, RequestScope};
+use crate::scope::{stmt, AppDb, RequestScope};
 use crate::workflows::triggers::{plan_firings, FiringPlan, Overlap, Schedule, SchedulePolicy};
 use crate::{Error, Result};
 
@@ -89,14 +89,7 @@ impl Scheduler {
     }
 
     fn scope(&self, tenant_id: Uuid) -> Arc<RequestScope> {
-        RequestScope::new(
-            self.db.clone(),
-            Principal::Engine { tenant_id },
-            RequestMeta {
-                request_id: "scheduler".into(),
-                ..RequestMeta::default()
-            },
-        )
+        RequestScope::for_engine(self.db.clone(), tenant_id, "scheduler")
     }
 
     /// A pass at the clock's time.
