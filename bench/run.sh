@@ -7,7 +7,8 @@
 # bench/out/results.json. See bench/README.md. Exits non-zero when a request or a
 # pgbench run fails, SQL statements per request depend on the page size, or (unless
 # BENCH_REPORT_ONLY=1) a budget is missed: GraphQL req/s below half the pgbench tps,
-# p99 above 5x p50 at 32 clients.
+# p99 above 5x p50 at 32 clients. The engine phase (bench/engine.py, BENCH_ENGINE=0 skips
+# it, BENCH_ONLY=engine runs only it) measures `trellis worker` throughput first.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -75,10 +76,17 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
+# BENCH_ONLY=engine runs only the engine phase (below), with no other server started.
+ONLY="${BENCH_ONLY:-}"
+if [[ -n "$ONLY" && "$ONLY" != engine ]]; then
+    echo "==> BENCH_ONLY=$ONLY: only 'engine' is known" >&2
+    exit 2
+fi
+
 # Seal and open of 1 KiB secrets (crates/core/benches/secrets.rs), before the server
 # starts so that nothing else runs on the CPUs; its JSON line goes to bench.py.
 SECRETS_ARGS=()
-if [[ "${BENCH_SECRETS:-1}" != 0 ]]; then
+if [[ "${BENCH_SECRETS:-1}" != 0 && -z "$ONLY" ]]; then
     echo "==> cargo bench -p trellis-core --bench secrets" >&2
     cargo bench -q -p trellis-core --bench secrets | tail -n 1 >"$DATA_DIR/secrets.json"
     cat "$DATA_DIR/secrets.json" >&2
@@ -87,12 +95,24 @@ fi
 
 # What ordering a response's fields costs (crates/graphql/benches/order.rs), also before
 # the server starts; BENCH_ORDER=0 skips it.
-if [[ "${BENCH_ORDER:-1}" != 0 ]]; then
+if [[ "${BENCH_ORDER:-1}" != 0 && -z "$ONLY" ]]; then
     echo "==> cargo bench -p trellis-graphql --bench order" >&2
     mkdir -p "$(dirname "$OUT")"
     cargo bench -q -p trellis-graphql --bench order | tail -n 1 >"$(dirname "$OUT")/order.json"
     cat "$(dirname "$OUT")/order.json" >&2
 fi
+
+# The engine (bench/engine.py): runs executed by 1, 2 and 4 `trellis worker` processes
+# on one database. It starts its own server (executor off), PostgreSQL and workers in a
+# folder of its own, before the main server starts, so that nothing else competes for
+# the CPUs and no other phase's runs reach its workers. BENCH_ENGINE=0 skips it.
+if [[ "${BENCH_ENGINE:-1}" != 0 ]]; then
+    mkdir -p "$(dirname "$OUT")"
+    python3 "$ROOT/bench/engine.py" --bin "$BIN" --out "$(dirname "$OUT")/engine.json" &
+    BENCH_PID=$!
+    wait "$BENCH_PID"
+fi
+[[ "$ONLY" != engine ]] || exit 0
 
 PORT="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 URL="http://127.0.0.1:$PORT"

@@ -275,8 +275,9 @@ pub struct Config {
     /// Most operations in one batched HTTP request.
     #[arg(long, env = "TRELLIS_MAX_BATCH", default_value_t = 10)]
     pub max_batch: usize,
-    /// Where `/metrics` is served (e.g. `127.0.0.1:9090`). Unset: on the main port in
-    /// development, nowhere in production.
+    /// Where `/metrics` is served (e.g. `127.0.0.1:9090`), by `serve` and `worker`.
+    /// Unset: on the main port in development, nowhere in production (and nowhere by a
+    /// worker).
     #[arg(long, env = "TRELLIS_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
     /// `text` (colored on a terminal unless `NO_COLOR` is set) or `json` (one object a

@@ -111,6 +111,9 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let db = app::prepare_database(&config, config.migrate_on_start).await?;
             let state = app::build_state(&config, &db.app_url, app::jwt_keys(&config)?).await?;
             tracing::info!("Trellis worker: running the executor");
+            // Its SQL statements and executor counters, for whoever watches (or
+            // benchmarks) the workers apart from the servers.
+            spawn_metrics_listener(&config, &state).await?;
             // Stopped with the executor: a pass cut off mid-firing rolls back, and the
             // firing stays due for the next scheduler.
             let scheduler = app::spawn_scheduler(&config, &state);
@@ -236,14 +239,7 @@ async fn serve_on(config: &Config, db: &Database) -> Result<ExitCode> {
     }
     app::spawn_scheduler(config, &state);
     let shutdown = state.shutdown.clone();
-    if let Some(address) = config.metrics_listen {
-        let listener = tokio::net::TcpListener::bind(address)
-            .await
-            .with_context(|| format!("binding {address} (TRELLIS_METRICS_LISTEN)"))?;
-        tracing::info!(%address, "metrics at /metrics");
-        let metrics = http::metrics_router(state.clone());
-        tokio::spawn(async move { axum::serve(listener, metrics).await });
-    }
+    spawn_metrics_listener(config, &state).await?;
     let router = http::router(state, &http_config);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -256,6 +252,23 @@ async fn serve_on(config: &Config, db: &Database) -> Result<ExitCode> {
     serve::serve(listener, router, shutdown, shutdown_signal(), &limits).await;
     tracing::info!("shut down");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Serves `/metrics` alone on `TRELLIS_METRICS_LISTEN` when it is set (`serve` and
+/// `worker` alike).
+async fn spawn_metrics_listener(
+    config: &Config,
+    state: &trellis_server::state::AppState,
+) -> Result<()> {
+    if let Some(address) = config.metrics_listen {
+        let listener = tokio::net::TcpListener::bind(address)
+            .await
+            .with_context(|| format!("binding {address} (TRELLIS_METRICS_LISTEN)"))?;
+        tracing::info!(%address, "metrics at /metrics");
+        let metrics = http::metrics_router(state.clone());
+        tokio::spawn(async move { axum::serve(listener, metrics).await });
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {

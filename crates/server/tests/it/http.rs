@@ -621,3 +621,53 @@ async fn metrics_are_prometheus_text_and_stay_off_the_main_port_when_asked() {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+/// `trellis worker` serves `/metrics` on `TRELLIS_METRICS_LISTEN` too, so the SQL
+/// statements its executor sends can be read apart from the servers' (the engine
+/// benchmark sums them over its workers).
+#[tokio::test]
+async fn the_worker_serves_metrics_on_the_metrics_address() {
+    let app = TestApp::new().await;
+    let address = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .arg("worker")
+        .env_remove("DATABASE_URL")
+        .env("TRELLIS_APP_DATABASE_URL", &app.db.app_url)
+        .env("TRELLIS_JWT_SECRET", crate::support::JWT_SECRET)
+        .env("TRELLIS_MASTER_KEYS", crate::support::TEST_MASTER_KEYS)
+        .env("TRELLIS_MIGRATE_ON_START", "false")
+        .env("TRELLIS_SCHEDULER", "false")
+        .env("TRELLIS_EXECUTOR_POLL_MS", "50")
+        .env("TRELLIS_METRICS_LISTEN", address.to_string())
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let url = format!("http://{address}/metrics");
+    let started = std::time::Instant::now();
+    // The executor's idle passes are statements of the worker's pool.
+    let statements = loop {
+        let seen = match reqwest::get(&url).await {
+            Ok(response) if response.status().is_success() => {
+                let text = response.text().await.unwrap();
+                text.lines()
+                    .find_map(|l| l.strip_prefix("trellis_sql_statements_total "))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            }
+            _ => None,
+        };
+        if let Some(n) = seen.filter(|n| *n > 0.0) {
+            break n;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "no statements on the worker's /metrics: {seen:?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert!(statements > 0.0);
+    worker.kill().await.unwrap();
+}
