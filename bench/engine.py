@@ -8,8 +8,7 @@ BENCH_ENGINE_TENANTS tenants (maxConcurrentRuns 1000, so the per-tenant cap does
 throttle), then, for 1, 2 and 4 workers (BENCH_ENGINE_WORKERS), in interleaved rounds:
 
 1. End to end: BENCH_ENGINE_RUNS runs of a 5-step workflow (HTTP GET of the loopback
-   server -> CONDITION on its status -> TRANSFORM -> TRANSFORM -> TRANSFORM, the last a
-   stand-in for the in-app notification step) are queued with startRun, then the
+   server -> CONDITION on its status -> TRANSFORM -> TRANSFORM -> in-app NOTIFICATION) are queued with startRun, then the
    workers start: runs/s from the first claim (min startedAt) to the last finish (max
    finishedAt), SQL statements per step (trellis_sql_statements_total of the workers'
    /metrics, on TRELLIS_METRICS_LISTEN, over runs x 5), CPU per step.
@@ -121,16 +120,17 @@ def transform(key: str, mapping: dict) -> dict:
 
 
 def e2e_graph(api: str) -> tuple[list, list]:
-    """fetch (HTTP) -> route (CONDITION on the status) -> shape -> enrich -> notify. `notify`
-    is a TRANSFORM standing in for the NOTIFICATION step (in-app sink) until it lands."""
+    """fetch (HTTP) -> route (CONDITION on the status) -> shape -> enrich -> notify (an
+    in-app NOTIFICATION to the tenant's owner: one inbox row per run)."""
     steps = [
         {"key": "fetch", "name": "fetch", "type": "HTTP",
          "config": {"url": api + "/items/{{ input.n }}", "timeoutMs": 10000}},
         {"key": "route", "name": "route", "type": "CONDITION"},
         transform("shape", {"path": "{{ steps.fetch.output.body.path }}", "status": "{{ steps.fetch.output.status }}"}),
         transform("enrich", {"label": "item {{ input.n }} at {{ steps.shape.output.path }}"}),
-        transform("notify", {"channel": "in_app", "title": "Item {{ input.n }} ready",
-                             "body": "{{ steps.enrich.output.label }}"}),
+        {"key": "notify", "name": "notify", "type": "NOTIFICATION",
+         "config": {"channel": "in_app", "to": "OWNER", "title": "Item {{ input.n }} ready",
+                    "message": "{{ steps.enrich.output.label }}"}},
     ]
     transitions = [
         {"from": "fetch", "to": "route"},
@@ -551,8 +551,8 @@ def main() -> int:
 
         print()
         print(f"Engine: `trellis worker` processes on one database ({cfg.tenants} tenants, maxConcurrentRuns 1000); "
-              f"end to end: {cfg.e2e_runs} queued runs of HTTP (loopback) -> CONDITION -> TRANSFORM x 3 "
-              f"(the last standing in for NOTIFICATION); no-op: {cfg.noop_runs} queued runs of one TRANSFORM; "
+              f"end to end: {cfg.e2e_runs} queued runs of HTTP (loopback) -> CONDITION -> TRANSFORM x 2 "
+              f"-> NOTIFICATION (in app); no-op: {cfg.noop_runs} queued runs of one TRANSFORM; "
               f"paced: {cfg.pace_rate:g} runs/s for {cfg.pace_seconds:g}s with the workers running, "
               f"latency createdAt -> finishedAt; medians of {cfg.rounds} interleaved round(s)")
         print(engine_table)
