@@ -339,109 +339,131 @@ impl Executor {
             .all(tx)
             .await?;
         let n = graph.steps.len();
-        let mut states = vec![StepRunStatus::Pending; n];
-        let mut outputs: Vec<Option<Value>> = vec![None; n];
         let mut step_rows: Vec<Option<step_run::Model>> = vec![None; n];
-        let mut context = RunContext::new(
-            run.input.clone().unwrap_or_else(|| json!({})),
-            run.trigger_payload.clone().unwrap_or_else(|| json!({})),
-        );
         for row in rows {
-            let Some(i) = graph.steps.iter().position(|s| s.key == row.step_key) else {
-                continue;
-            };
-            states[i] = row.status;
-            if row.status == StepRunStatus::Succeeded {
-                let output = row.output.clone().unwrap_or(Value::Null);
-                context.record(&row.step_key, output.clone());
-                outputs[i] = Some(output);
+            if let Some(i) = graph.steps.iter().position(|s| s.key == row.step_key) {
+                step_rows[i] = Some(row);
             }
-            step_rows[i] = Some(row);
         }
-        let context = context.to_value();
-        let plan = graph.plan(&states, &outputs, &context);
-        if let Some(outcome) = plan.outcome {
-            let end = match outcome {
-                Outcome::Succeeded => RunEnd::Succeeded {
-                    output: leaf_outputs(graph, &states, &outputs),
-                },
-                Outcome::Failed => {
-                    let failed = states.iter().position(|s| *s == StepRunStatus::Failed);
-                    let step = failed.map(|i| graph.steps[i].key.clone());
-                    let error = failed
-                        .and_then(|i| step_rows[i].as_ref())
-                        .and_then(|row| row.error.clone());
-                    RunEnd::Failed {
-                        error: json!({ "step": step, "error": error }),
-                    }
+        // Steps that finish at once lead on to the next ones in the same transaction
+        // (the moves keep `step_rows` current), up to PASSES_PER_TRANSACTION passes.
+        let mut pass = 0;
+        loop {
+            pass += 1;
+            let mut states = vec![StepRunStatus::Pending; n];
+            let mut outputs: Vec<Option<Value>> = vec![None; n];
+            let mut context = RunContext::new(
+                run.input.clone().unwrap_or_else(|| json!({})),
+                run.trigger_payload.clone().unwrap_or_else(|| json!({})),
+            );
+            for (i, row) in step_rows.iter().enumerate() {
+                let Some(row) = row else { continue };
+                states[i] = row.status;
+                if row.status == StepRunStatus::Succeeded {
+                    let output = row.output.clone().unwrap_or(Value::Null);
+                    context.record(&row.step_key, output.clone());
+                    outputs[i] = Some(output);
                 }
-            };
-            let status = match outcome {
-                Outcome::Succeeded => "succeeded",
-                Outcome::Failed => "failed",
-            };
-            runner::finish_run(scope, run_id, token, end).await?;
-            metrics::counter!("trellis_executor_runs_finished_total", "status" => status)
-                .increment(1);
-            return Ok(Advance::Stop(Stop::Finished));
-        }
-        let mut progressed = false;
-        for &i in &plan.skip {
-            let reason = Some("no transition into it was taken".to_owned());
-            move_step(scope, &run, &mut step_rows, i, StepMove::Skip { reason }).await?;
-            progressed = true;
-        }
-        let now = Utc::now();
-        let mut wake = None;
-        let mut calls = Vec::new();
-        // Steps already running (timers, calls) are looked at again, then the ready ones
-        // start. A step that calls out gets its call made after this move commits; a
-        // simulation answers it from its `sampleOutput` instead and reaches nothing.
-        let open = |status| matches!(status, StepRunStatus::Running | StepRunStatus::Waiting);
-        let decisions = decisions_on(tx, &step_rows).await?;
-        let running = (0..n).filter(|&i| open(states[i]));
-        for i in running.chain(plan.ready.iter().copied()) {
-            let key = &graph.steps[i].key;
-            let step_type = version.types[i];
-            // Step runs are made with their run, one per step.
-            let Some(step_run_id) = step_rows[i].as_ref().map(|row| row.id) else {
-                return Err(Error::Internal(anyhow::anyhow!(
-                    "run {run_id} has no step run for {key:?}"
-                )));
-            };
-            // Whether the step run is RUNNING (or WAITING) already. A ready step that
-            // does not call out is not started up front: when it finishes at once it
-            // starts and finishes in one move, and only a step that waits or retries
-            // needs its RUNNING row first.
-            let mut started = true;
-            let open_row = step_rows[i]
-                .as_ref()
-                .filter(|row| open(row.status))
-                .map(|row| {
-                    (
-                        row.input.clone().unwrap_or(Value::Null),
-                        row.started_at.unwrap_or(now),
-                        row.attempt,
-                        row.next_attempt_at,
-                    )
-                });
-            let (config, started_at, attempt) = match open_row {
-                Some((input, started_at, attempt, next_attempt_at)) => {
-                    // A retry that is not due yet waits like a timer.
-                    if let Some(due) = next_attempt_at.filter(|due| *due > now) {
-                        wake = Some(wake.map_or(due, |w: chrono::DateTime<Utc>| w.min(due)));
-                        continue;
+            }
+            let context = context.to_value();
+            let plan = graph.plan(&states, &outputs, &context);
+            if let Some(outcome) = plan.outcome {
+                let end = match outcome {
+                    Outcome::Succeeded => RunEnd::Succeeded {
+                        output: leaf_outputs(graph, &states, &outputs),
+                    },
+                    Outcome::Failed => {
+                        let failed = states.iter().position(|s| *s == StepRunStatus::Failed);
+                        let step = failed.map(|i| graph.steps[i].key.clone());
+                        let error = failed
+                            .and_then(|i| step_rows[i].as_ref())
+                            .and_then(|row| row.error.clone());
+                        RunEnd::Failed {
+                            error: json!({ "step": step, "error": error }),
+                        }
                     }
-                    (input, started_at, attempt)
-                }
-                None => {
-                    let attempt = step_rows[i].as_ref().map_or(0, |row| row.attempt) + 1;
-                    let field = format!("steps.{key}.config");
-                    match render(&version.configs[i], &context, &field) {
-                        Ok(config) => {
-                            started = steps::calls_out(step_type, &config) && !run.is_simulation;
-                            if started {
-                                let input = config.clone();
+                };
+                let status = match outcome {
+                    Outcome::Succeeded => "succeeded",
+                    Outcome::Failed => "failed",
+                };
+                runner::finish_run(scope, run_id, token, end).await?;
+                metrics::counter!("trellis_executor_runs_finished_total", "status" => status)
+                    .increment(1);
+                return Ok(Advance::Stop(Stop::Finished));
+            }
+            let mut progressed = false;
+            for &i in &plan.skip {
+                let reason = Some("no transition into it was taken".to_owned());
+                move_step(scope, &run, &mut step_rows, i, StepMove::Skip { reason }).await?;
+                progressed = true;
+            }
+            let now = Utc::now();
+            let mut wake = None;
+            let mut calls = Vec::new();
+            // Steps already running (timers, calls) are looked at again, then the ready ones
+            // start. A step that calls out gets its call made after this move commits; a
+            // simulation answers it from its `sampleOutput` instead and reaches nothing.
+            let open = |status| matches!(status, StepRunStatus::Running | StepRunStatus::Waiting);
+            let decisions = decisions_on(tx, &step_rows).await?;
+            let running = (0..n).filter(|&i| open(states[i]));
+            for i in running.chain(plan.ready.iter().copied()) {
+                let key = &graph.steps[i].key;
+                let step_type = version.types[i];
+                // Step runs are made with their run, one per step.
+                let Some(step_run_id) = step_rows[i].as_ref().map(|row| row.id) else {
+                    return Err(Error::Internal(anyhow::anyhow!(
+                        "run {run_id} has no step run for {key:?}"
+                    )));
+                };
+                // Whether the step run is RUNNING (or WAITING) already. A ready step that
+                // does not call out is not started up front: when it finishes at once it
+                // starts and finishes in one move, and only a step that waits or retries
+                // needs its RUNNING row first.
+                let mut started = true;
+                let open_row = step_rows[i]
+                    .as_ref()
+                    .filter(|row| open(row.status))
+                    .map(|row| {
+                        (
+                            row.input.clone().unwrap_or(Value::Null),
+                            row.started_at.unwrap_or(now),
+                            row.attempt,
+                            row.next_attempt_at,
+                        )
+                    });
+                let (config, started_at, attempt) = match open_row {
+                    Some((input, started_at, attempt, next_attempt_at)) => {
+                        // A retry that is not due yet waits like a timer.
+                        if let Some(due) = next_attempt_at.filter(|due| *due > now) {
+                            wake = Some(wake.map_or(due, |w: chrono::DateTime<Utc>| w.min(due)));
+                            continue;
+                        }
+                        (input, started_at, attempt)
+                    }
+                    None => {
+                        let attempt = step_rows[i].as_ref().map_or(0, |row| row.attempt) + 1;
+                        let field = format!("steps.{key}.config");
+                        match render(&version.configs[i], &context, &field) {
+                            Ok(config) => {
+                                started =
+                                    steps::calls_out(step_type, &config) && !run.is_simulation;
+                                if started {
+                                    let input = config.clone();
+                                    move_step(
+                                        scope,
+                                        &run,
+                                        &mut step_rows,
+                                        i,
+                                        StepMove::Start { input },
+                                    )
+                                    .await?;
+                                    progressed = true;
+                                }
+                                (config, now, attempt)
+                            }
+                            Err(err) => {
+                                let input = version.configs[i].clone();
                                 move_step(
                                     scope,
                                     &run,
@@ -450,175 +472,167 @@ impl Executor {
                                     StepMove::Start { input },
                                 )
                                 .await?;
+                                let error = match err {
+                                    Error::BadInput { field, message } => {
+                                        json!({ "message": message, "field": field })
+                                    }
+                                    other => json!({ "message": other.to_string() }),
+                                };
+                                move_step(scope, &run, &mut step_rows, i, StepMove::Fail { error })
+                                    .await?;
+                                count_step("failed");
                                 progressed = true;
+                                continue;
                             }
-                            (config, now, attempt)
-                        }
-                        Err(err) => {
-                            let input = version.configs[i].clone();
-                            move_step(scope, &run, &mut step_rows, i, StepMove::Start { input })
-                                .await?;
-                            let error = match err {
-                                Error::BadInput { field, message } => {
-                                    json!({ "message": message, "field": field })
-                                }
-                                other => json!({ "message": other.to_string() }),
-                            };
-                            move_step(scope, &run, &mut step_rows, i, StepMove::Fail { error })
-                                .await?;
-                            count_step("failed");
-                            progressed = true;
-                            continue;
                         }
                     }
-                }
-            };
-            let result = if let Some(result) = results.remove(&i) {
-                result
-            } else if steps::reaches_outside(step_type) && run.is_simulation {
-                // What the same step answered in the replayed run, else the config's
-                // sample.
-                let recorded = version.replayed.get(key).or(config.get("sampleOutput"));
-                StepResult::Done(
-                    recorded
-                        .cloned()
-                        .unwrap_or_else(|| json!({ "simulated": true })),
-                )
-            } else if steps::calls_out(step_type, &config) {
-                // The connection is opened in the tenant's transaction; the call then
-                // carries its secrets in memory only.
-                let connection = match version.connections[i] {
-                    None => None,
-                    Some(id) => match open_connection(&self.vault, scope, id).await {
-                        Ok(open) => Some(open),
-                        Err(Error::NotFound) => {
-                            let error = json!({
-                                "message": "the step's connection no longer exists",
-                                "retryable": false,
-                            });
-                            move_step(scope, &run, &mut step_rows, i, StepMove::Fail { error })
-                                .await?;
-                            count_step("failed");
-                            progressed = true;
-                            continue;
-                        }
-                        Err(err) => return Err(err),
-                    },
                 };
-                calls.push(Call {
-                    step: i,
-                    step_run_id,
-                    step_type,
-                    config,
-                    connection,
-                    started_at,
-                });
-                continue;
-            } else {
-                let no_decisions = Vec::new();
-                let input = StepInput {
-                    ids: StepIds {
-                        tenant_id: run.tenant_id,
-                        run_id,
-                        step_run_id,
-                    },
-                    db: Some(tx),
-                    config: &config,
-                    connection: None,
-                    started_at,
-                    now,
-                    context: &context,
-                    egress: &self.egress,
-                    decisions: decisions.get(&i).unwrap_or(&no_decisions),
-                    is_simulation: run.is_simulation,
-                };
-                execute_in_time(step_type, &input).await
-            };
-            // The step run must be running before it waits or retries.
-            let start = StepMove::Start {
-                input: config.clone(),
-            };
-            match result {
-                StepResult::Done(output) => {
-                    let change = if started {
-                        StepMove::Complete { output }
-                    } else {
-                        StepMove::Settle {
-                            input: config.clone(),
-                            result: Ok(output),
-                        }
+                let result = if let Some(result) = results.remove(&i) {
+                    result
+                } else if steps::reaches_outside(step_type) && run.is_simulation {
+                    // What the same step answered in the replayed run, else the config's
+                    // sample.
+                    let recorded = version.replayed.get(key).or(config.get("sampleOutput"));
+                    StepResult::Done(
+                        recorded
+                            .cloned()
+                            .unwrap_or_else(|| json!({ "simulated": true })),
+                    )
+                } else if steps::calls_out(step_type, &config) {
+                    // The connection is opened in the tenant's transaction; the call then
+                    // carries its secrets in memory only.
+                    let connection = match version.connections[i] {
+                        None => None,
+                        Some(id) => match open_connection(&self.vault, scope, id).await {
+                            Ok(open) => Some(open),
+                            Err(Error::NotFound) => {
+                                let error = json!({
+                                    "message": "the step's connection no longer exists",
+                                    "retryable": false,
+                                });
+                                move_step(scope, &run, &mut step_rows, i, StepMove::Fail { error })
+                                    .await?;
+                                count_step("failed");
+                                progressed = true;
+                                continue;
+                            }
+                            Err(err) => return Err(err),
+                        },
                     };
-                    move_step(scope, &run, &mut step_rows, i, change).await?;
-                    count_step("succeeded");
-                    progressed = true;
-                }
-                StepResult::Failed(error) => {
-                    let policy =
-                        RetryPolicy::of(&config, steps::default_attempts(step_type, &config));
-                    let next = u32::try_from(attempt).unwrap_or(u32::MAX).saturating_add(1);
-                    let wait = policy
-                        .delay_before(next, rand::random::<f64>())
-                        .filter(|_| steps::is_retryable(&error));
-                    let change = match wait {
-                        Some(after) => {
-                            if !started {
-                                move_step(scope, &run, &mut step_rows, i, start).await?;
-                            }
-                            count_step("retried");
-                            StepMove::Retry {
-                                attempt,
-                                error,
-                                after,
-                            }
-                        }
-                        None if started => {
-                            count_step("failed");
-                            StepMove::Fail { error }
-                        }
-                        None => {
-                            count_step("failed");
+                    calls.push(Call {
+                        step: i,
+                        step_run_id,
+                        step_type,
+                        config,
+                        connection,
+                        started_at,
+                    });
+                    continue;
+                } else {
+                    let no_decisions = Vec::new();
+                    let input = StepInput {
+                        ids: StepIds {
+                            tenant_id: run.tenant_id,
+                            run_id,
+                            step_run_id,
+                        },
+                        db: Some(tx),
+                        config: &config,
+                        connection: None,
+                        started_at,
+                        now,
+                        context: &context,
+                        egress: &self.egress,
+                        decisions: decisions.get(&i).unwrap_or(&no_decisions),
+                        is_simulation: run.is_simulation,
+                    };
+                    execute_in_time(step_type, &input).await
+                };
+                // The step run must be running before it waits or retries.
+                let start = StepMove::Start {
+                    input: config.clone(),
+                };
+                match result {
+                    StepResult::Done(output) => {
+                        let change = if started {
+                            StepMove::Complete { output }
+                        } else {
                             StepMove::Settle {
                                 input: config.clone(),
-                                result: Err(error),
+                                result: Ok(output),
                             }
+                        };
+                        move_step(scope, &run, &mut step_rows, i, change).await?;
+                        count_step("succeeded");
+                        progressed = true;
+                    }
+                    StepResult::Failed(error) => {
+                        let policy =
+                            RetryPolicy::of(&config, steps::default_attempts(step_type, &config));
+                        let next = u32::try_from(attempt).unwrap_or(u32::MAX).saturating_add(1);
+                        let wait = policy
+                            .delay_before(next, rand::random::<f64>())
+                            .filter(|_| steps::is_retryable(&error));
+                        let change = match wait {
+                            Some(after) => {
+                                if !started {
+                                    move_step(scope, &run, &mut step_rows, i, start).await?;
+                                }
+                                count_step("retried");
+                                StepMove::Retry {
+                                    attempt,
+                                    error,
+                                    after,
+                                }
+                            }
+                            None if started => {
+                                count_step("failed");
+                                StepMove::Fail { error }
+                            }
+                            None => {
+                                count_step("failed");
+                                StepMove::Settle {
+                                    input: config.clone(),
+                                    result: Err(error),
+                                }
+                            }
+                        };
+                        move_step(scope, &run, &mut step_rows, i, change).await?;
+                        progressed = true;
+                    }
+                    StepResult::Waiting { until } => {
+                        if !started {
+                            move_step(scope, &run, &mut step_rows, i, start).await?;
+                            progressed = true;
                         }
-                    };
-                    move_step(scope, &run, &mut step_rows, i, change).await?;
-                    progressed = true;
-                }
-                StepResult::Waiting { until } => {
-                    if !started {
-                        move_step(scope, &run, &mut step_rows, i, start).await?;
-                        progressed = true;
+                        wake = Some(wake.map_or(until, |w: chrono::DateTime<Utc>| w.min(until)));
                     }
-                    wake = Some(wake.map_or(until, |w: chrono::DateTime<Utc>| w.min(until)));
-                }
-                StepResult::AwaitingDecision { until } => {
-                    if !started {
-                        move_step(scope, &run, &mut step_rows, i, start).await?;
+                    StepResult::AwaitingDecision { until } => {
+                        if !started {
+                            move_step(scope, &run, &mut step_rows, i, start).await?;
+                        }
+                        if states[i] != StepRunStatus::Waiting {
+                            move_step(scope, &run, &mut step_rows, i, StepMove::Wait).await?;
+                            progressed = true;
+                        }
+                        // A decision wakes the run; without a deadline it sleeps a day and
+                        // looks again.
+                        let until = until.unwrap_or(now + chrono::Duration::days(1));
+                        wake = Some(wake.map_or(until, |w: chrono::DateTime<Utc>| w.min(until)));
                     }
-                    if states[i] != StepRunStatus::Waiting {
-                        move_step(scope, &run, &mut step_rows, i, StepMove::Wait).await?;
-                        progressed = true;
-                    }
-                    // A decision wakes the run; without a deadline it sleeps a day and
-                    // looks again.
-                    let until = until.unwrap_or(now + chrono::Duration::days(1));
-                    wake = Some(wake.map_or(until, |w: chrono::DateTime<Utc>| w.min(until)));
                 }
             }
-        }
-        if !calls.is_empty() {
-            // The lease must outlast the calls (an HTTP step may take 300 s), or another
-            // worker would take the run over and call again mid-call.
-            let budget = calls
-                .iter()
-                .map(|c| steps::timeout_of(c.step_type, &c.config))
-                .max()
-                .unwrap_or_default()
-                + CALL_LEASE_MARGIN;
-            let until = now + chrono::Duration::from_std(budget).unwrap_or_default();
-            scope
+            if !calls.is_empty() {
+                // The lease must outlast the calls (an HTTP step may take 300 s), or another
+                // worker would take the run over and call again mid-call.
+                let budget = calls
+                    .iter()
+                    .map(|c| steps::timeout_of(c.step_type, &c.config))
+                    .max()
+                    .unwrap_or_default()
+                    + CALL_LEASE_MARGIN;
+                let until = now + chrono::Duration::from_std(budget).unwrap_or_default();
+                scope
                 .tx()
                 .await?
                 .execute(stmt(
@@ -627,30 +641,39 @@ impl Executor {
                     [run_id.into(), token.into(), until.into()],
                 ))
                 .await?;
-            return Ok(Advance::Call(calls));
-        }
-        if progressed {
-            return Ok(Advance::Progressed);
-        }
-        // Nothing moves until a timer is due or people decide: hand the run back until
-        // then (no token: nobody holds it), so it holds no worker; the due look-up finds
-        // it when its lease runs out, which a decision brings forward to now. The run
-        // stays locked until this commits, and a decision locks it first, so a decision
-        // is either seen above or finds the run handed back.
-        let until =
-            wake.unwrap_or(now + chrono::Duration::from_std(self.config.lease).unwrap_or_default());
-        scope
-            .tx()
-            .await?
-            .execute(stmt(
-                "UPDATE workflow_runs SET lease_expires_at = $3, lease_token = NULL \
+                return Ok(Advance::Call(calls));
+            }
+            if progressed && pass < PASSES_PER_TRANSACTION {
+                continue;
+            }
+            if progressed {
+                return Ok(Advance::Progressed);
+            }
+            // Nothing moves until a timer is due or people decide: hand the run back until
+            // then (no token: nobody holds it), so it holds no worker; the due look-up finds
+            // it when its lease runs out, which a decision brings forward to now. The run
+            // stays locked until this commits, and a decision locks it first, so a decision
+            // is either seen above or finds the run handed back.
+            let until = wake
+                .unwrap_or(now + chrono::Duration::from_std(self.config.lease).unwrap_or_default());
+            scope
+                .tx()
+                .await?
+                .execute(stmt(
+                    "UPDATE workflow_runs SET lease_expires_at = $3, lease_token = NULL \
                  WHERE id = $1 AND lease_token = $2",
-                [run_id.into(), token.into(), until.into()],
-            ))
-            .await?;
-        Ok(Advance::Stop(Stop::Waiting))
+                    [run_id.into(), token.into(), until.into()],
+                ))
+                .await?;
+            return Ok(Advance::Stop(Stop::Waiting));
+        }
     }
 }
+
+/// How many passes over a run's graph one transaction makes at most: steps that finish
+/// at once lead on to the next ones without a new transaction, but a long chain still
+/// commits now and then.
+const PASSES_PER_TRANSACTION: usize = 16;
 
 /// How often a run with calls in flight is looked at for a cancellation.
 const CANCEL_POLL: Duration = Duration::from_millis(500);
