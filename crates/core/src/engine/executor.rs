@@ -436,7 +436,7 @@ impl Executor {
                     Some((input, started_at, attempt, next_attempt_at)) => {
                         // A retry that is not due yet waits like a timer.
                         if let Some(due) = next_attempt_at.filter(|due| *due > now) {
-                            wake = Some(wake.map_or(due, |w: chrono::DateTime<Utc>| w.min(due)));
+                            wake = earliest(wake, due);
                             continue;
                         }
                         (input, started_at, attempt)
@@ -605,7 +605,7 @@ impl Executor {
                             move_step(scope, &run, &mut step_rows, i, start).await?;
                             progressed = true;
                         }
-                        wake = Some(wake.map_or(until, |w: chrono::DateTime<Utc>| w.min(until)));
+                        wake = earliest(wake, until);
                     }
                     StepResult::AwaitingDecision { until } => {
                         if !started {
@@ -618,7 +618,7 @@ impl Executor {
                         // A decision wakes the run; without a deadline it sleeps a day and
                         // looks again.
                         let until = until.unwrap_or(now + chrono::Duration::days(1));
-                        wake = Some(wake.map_or(until, |w: chrono::DateTime<Utc>| w.min(until)));
+                        wake = earliest(wake, until);
                     }
                 }
             }
@@ -674,6 +674,14 @@ impl Executor {
 /// at once lead on to the next ones without a new transaction, but a long chain still
 /// commits now and then.
 const PASSES_PER_TRANSACTION: usize = 16;
+
+/// The earlier of a wake-up time so far and `at`.
+fn earliest(
+    wake: Option<chrono::DateTime<Utc>>,
+    at: chrono::DateTime<Utc>,
+) -> Option<chrono::DateTime<Utc>> {
+    Some(wake.map_or(at, |w| w.min(at)))
+}
 
 /// How often a run with calls in flight is looked at for a cancellation.
 const CANCEL_POLL: Duration = Duration::from_millis(500);

@@ -42,15 +42,18 @@ fn text<'a>(config: &'a Value, keys: &[&str]) -> Option<&'a str> {
         .find_map(|k| config.get(*k).and_then(Value::as_str))
 }
 
-/// The people a config names in `to` or `recipients` (one string or a list).
-fn recipients(config: &Value) -> Vec<Person> {
-    let named = config.get("to").or_else(|| config.get("recipients"));
-    let entries: Vec<&str> = match named {
+/// The entries of `to` (or the seeds' `recipients`): one string or a list of them.
+fn named(config: &Value) -> Vec<&str> {
+    match config.get("to").or_else(|| config.get("recipients")) {
         Some(Value::String(one)) => vec![one.as_str()],
         Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
         _ => Vec::new(),
-    };
-    entries.into_iter().filter_map(parse_person).collect()
+    }
+}
+
+/// The people a config names, as members (in-app).
+fn recipients(config: &Value) -> Vec<Person> {
+    named(config).into_iter().filter_map(parse_person).collect()
 }
 
 impl StepKind for Notification {
@@ -187,13 +190,7 @@ async fn email(input: &StepInput<'_>, subject: &str, body: &str) -> StepResult {
 
 /// The email addresses in `to` (or `recipients`); the first entry that is not one.
 fn addresses(config: &Value) -> Result<Vec<lettre::message::Mailbox>, String> {
-    let named = config.get("to").or_else(|| config.get("recipients"));
-    let entries: Vec<&str> = match named {
-        Some(Value::String(one)) => vec![one.as_str()],
-        Some(Value::Array(list)) => list.iter().filter_map(Value::as_str).collect(),
-        _ => Vec::new(),
-    };
-    entries
+    named(config)
         .into_iter()
         .map(|entry| entry.parse().map_err(|_| entry.to_owned()))
         .collect()
