@@ -133,6 +133,8 @@ pub struct RequestScope {
     platform_admin: AtomicBool,
     acting_user: std::sync::Mutex<Option<Uuid>>,
     mutation_cost: AtomicU32,
+    /// NOTIFYs to send when the transaction commits, as (channel, payload).
+    announcements: std::sync::Mutex<Vec<(&'static str, String)>>,
 }
 
 #[derive(FromQueryResult)]
@@ -180,6 +182,7 @@ impl RequestScope {
             platform_admin: AtomicBool::new(false),
             acting_user: std::sync::Mutex::new(None),
             mutation_cost: AtomicU32::new(0),
+            announcements: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -484,6 +487,19 @@ impl RequestScope {
             .is_ok()
     }
 
+    /// Queues a NOTIFY on `channel` for the commit: all of a transaction's go out in
+    /// one statement just before it commits (none if it rolls back), and the same
+    /// announcement made twice is sent once.
+    pub fn announce(&self, channel: &'static str, payload: String) {
+        let mut queued = self
+            .announcements
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if !queued.iter().any(|(c, p)| *c == channel && *p == payload) {
+            queued.push((channel, payload));
+        }
+    }
+
     /// Marks the request as failed: its transaction will roll back.
     pub fn mark_failed(&self) {
         self.failed.store(true, Ordering::Relaxed);
@@ -535,8 +551,24 @@ impl RequestScope {
     /// otherwise. Call once, after the response is computed.
     pub async fn finish(self, succeeded: bool) -> Result<()> {
         let commit = succeeded && !self.has_failed();
+        let announcements = self
+            .announcements
+            .into_inner()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(begun) = self.begun.into_inner() {
             if commit {
+                if !announcements.is_empty() {
+                    let (channels, payloads): (Vec<&str>, Vec<String>) =
+                        announcements.into_iter().unzip();
+                    let channels: Vec<String> = channels.into_iter().map(str::to_owned).collect();
+                    begun
+                        .tx
+                        .execute(stmt(
+                            "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS a(c, p)",
+                            [channels.into(), payloads.into()],
+                        ))
+                        .await?;
+                }
                 begun.tx.commit().await?;
             } else {
                 begun.tx.rollback().await?;

@@ -60,10 +60,19 @@ fn environment() -> Environment<'static> {
 /// any depth. A string that is one expression and nothing else
 /// (`"{{ steps.fetch.output.body }}"`) becomes that expression's JSON value, so an
 /// object or a number passes through whole; any other template renders to a string.
-/// `field` names the config in errors (`steps.notify.config`).
+/// `field` names the config in errors (`steps.notify.config`). A config that renders
+/// larger than a run's payloads may be (it is kept as the step run's input) is refused.
 pub fn render(config: &Value, context: &Value, field: &str) -> Result<Value> {
     let env = environment();
-    render_value(&env, config, context, field)
+    let rendered = render_value(&env, config, context, field)?;
+    let limit = crate::runs::start::MAX_PAYLOAD_BYTES;
+    if rendered.to_string().len() > limit {
+        return Err(Error::bad_input(
+            field,
+            format!("the config renders to more than {limit} bytes of JSON"),
+        ));
+    }
+    Ok(rendered)
 }
 
 fn render_value(

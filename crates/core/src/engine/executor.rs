@@ -24,8 +24,8 @@ use sea_orm::{
 };
 use serde_json::{json, Map, Value};
 use trellis_entity::{
-    approval_decision, step_run, workflow_step, workflow_transition, StepRunStatus, StepType,
-    TenantPlan,
+    approval_decision, step_run, workflow_run, workflow_step, workflow_transition, StepRunStatus,
+    StepType, TenantPlan,
 };
 use uuid::Uuid;
 
@@ -38,6 +38,7 @@ use crate::egress::Egress;
 use crate::integrations::connections::{open_connection, OpenConnection};
 use crate::integrations::secrets::Vault;
 use crate::runs::runner::{self, RunEnd, StepMove};
+use crate::runs::start::MAX_PAYLOAD_BYTES;
 use crate::runs::state::run_is_finished;
 use crate::scope::{stmt, AppDb, RequestScope};
 use crate::{Error, Result};
@@ -84,6 +85,40 @@ pub struct Executor {
     egress: Egress,
     vault: Vault,
     config: ExecutorConfig,
+    versions: VersionCache,
+}
+
+/// The published versions the executor has loaded, by tenant and version id. A
+/// published version never changes (only drafts are edited, and only simulations run
+/// drafts, which are never cached), so an entry is good for as long as it is kept.
+#[derive(Clone, Default)]
+struct VersionCache(Arc<std::sync::Mutex<HashMap<VersionKey, Arc<Version>>>>);
+
+/// A version's tenant and id.
+type VersionKey = (Uuid, Uuid);
+
+/// The most versions the cache keeps; past it, it starts over.
+const CACHED_VERSIONS: usize = 1024;
+
+impl VersionCache {
+    fn get(&self, tenant: Uuid, version: Uuid) -> Option<Arc<Version>> {
+        let cache = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        cache.get(&(tenant, version)).cloned()
+    }
+
+    fn put(&self, tenant: Uuid, version: Uuid, loaded: Arc<Version>) {
+        let mut cache = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if cache.len() >= CACHED_VERSIONS {
+            cache.clear();
+        }
+        cache.insert((tenant, version), loaded);
+    }
 }
 
 /// How driving a run stopped.
@@ -112,6 +147,16 @@ struct Call {
     started_at: chrono::DateTime<Utc>,
 }
 
+/// A run this executor holds the lease of, with its version once loaded.
+struct Claimed {
+    tenant: Uuid,
+    run_id: Uuid,
+    token: Uuid,
+    version: Option<Arc<Version>>,
+    /// What its first move, made in the claim's transaction, did.
+    first: Option<Advance>,
+}
+
 /// A run's version, loaded once per drive: the graph and each step's type and config.
 struct Version {
     graph: Graph,
@@ -131,6 +176,7 @@ impl Executor {
             egress,
             vault,
             config,
+            versions: VersionCache::default(),
         }
     }
 
@@ -138,7 +184,9 @@ impl Executor {
         RequestScope::for_engine(self.db.clone(), tenant_id, "executor")
     }
 
-    /// Claims what is due and drives it as far as it goes now.
+    /// Claims what is due and drives it as far as it goes now. A tenant's claim and the
+    /// first move of each run it claimed share one transaction, so a run of steps that
+    /// finish at once (or wait) is done in it; the rest are driven on concurrently.
     pub async fn tick(&self) -> Result<Tick> {
         #[derive(FromQueryResult)]
         struct Due {
@@ -151,43 +199,39 @@ impl Executor {
         ))
         .all(self.db.pool())
         .await?;
-        let mut claimed = Vec::new();
+        let mut tick = Tick::default();
+        let mut unfinished = Vec::new();
         for Due { tenant_id } in tenants {
-            let scope = self.scope(tenant_id);
-            let leases = async {
-                let new_runs = room_for_new_runs(&scope).await?;
-                let engine = runner::EngineClaim {
-                    step_types: &types,
-                    new_runs,
-                };
-                runner::claim(
-                    &scope,
-                    self.config.runs_per_tenant,
-                    self.config.lease,
-                    Some(engine),
-                )
-                .await
-            }
-            .await;
-            let ok = leases.is_ok();
-            RequestScope::finish_shared(scope, ok).await?;
-            match leases {
-                Ok(leases) => {
-                    claimed.extend(leases.into_iter().map(|l| (tenant_id, l.run.id, l.token)));
-                }
-                // A tenant suspended since the look-up, say: the others go on.
+            let started = match self.claim_and_start(tenant_id, &types).await {
+                Ok(started) => started,
+                // One run whose first move fails must not hold back the others: they
+                // are claimed again on their own, and each is driven apart.
                 Err(err) => {
-                    tracing::warn!(tenant = %tenant_id, error = %err, "executor claim failed")
+                    tracing::warn!(tenant = %tenant_id, error = ?err, "executor: claiming and starting runs together failed");
+                    match self.claim_only(tenant_id, &types).await {
+                        Ok(leases) => leases,
+                        // A tenant suspended since the look-up, say: the others go on.
+                        Err(err) => {
+                            tracing::warn!(tenant = %tenant_id, error = %err, "executor claim failed");
+                            continue;
+                        }
+                    }
+                }
+            };
+            tick.claimed += started.len();
+            for mut run in started {
+                match run.first.take() {
+                    Some(Advance::Stop(Stop::Finished)) => tick.finished += 1,
+                    Some(Advance::Stop(Stop::Waiting)) => tick.waiting += 1,
+                    Some(Advance::Stop(Stop::Gone)) => {}
+                    Some(Advance::Progressed) | None => unfinished.push((run, Vec::new())),
+                    Some(Advance::Call(calls)) => unfinished.push((run, calls)),
                 }
             }
         }
-        let mut tick = Tick {
-            claimed: claimed.len(),
-            ..Tick::default()
-        };
-        metrics::counter!("trellis_executor_runs_claimed_total").increment(claimed.len() as u64);
-        let stops: Vec<Result<Stop>> = futures::stream::iter(claimed)
-            .map(|(tenant, run, token)| self.drive(tenant, run, token))
+        metrics::counter!("trellis_executor_runs_claimed_total").increment(tick.claimed as u64);
+        let stops: Vec<Result<Stop>> = futures::stream::iter(unfinished)
+            .map(|(run, calls)| self.drive(run, calls))
             .buffer_unordered(self.config.concurrency.max(1))
             .collect()
             .await;
@@ -201,6 +245,73 @@ impl Executor {
             }
         }
         Ok(tick)
+    }
+
+    /// Claims a tenant's due runs and makes each one's first move, in one transaction.
+    async fn claim_and_start(&self, tenant_id: Uuid, types: &[String]) -> Result<Vec<Claimed>> {
+        let scope = self.scope(tenant_id);
+        let started = async {
+            let leases = self.claim(&scope, types).await?;
+            let mut started = Vec::with_capacity(leases.len());
+            for lease in leases {
+                let mut claimed = Claimed {
+                    tenant: tenant_id,
+                    run_id: lease.run.id,
+                    token: lease.token,
+                    version: None,
+                    first: None,
+                };
+                let first = self
+                    .advance(
+                        &scope,
+                        (claimed.run_id, claimed.token),
+                        Some(lease.run),
+                        &mut claimed.version,
+                        &mut HashMap::new(),
+                    )
+                    .await?;
+                claimed.first = Some(first);
+                started.push(claimed);
+            }
+            Ok(started)
+        }
+        .await;
+        RequestScope::finish_shared(scope, started.is_ok()).await?;
+        started
+    }
+
+    /// Claims a tenant's due runs, nothing more.
+    async fn claim_only(&self, tenant_id: Uuid, types: &[String]) -> Result<Vec<Claimed>> {
+        let scope = self.scope(tenant_id);
+        let leases = self.claim(&scope, types).await;
+        RequestScope::finish_shared(scope, leases.is_ok()).await?;
+        Ok(leases?
+            .into_iter()
+            .map(|lease| Claimed {
+                tenant: tenant_id,
+                run_id: lease.run.id,
+                token: lease.token,
+                version: None,
+                first: None,
+            })
+            .collect())
+    }
+
+    /// The runner API's claim, as the engine makes it: runs of versions it can run,
+    /// new ones only up to the tenant's cap.
+    async fn claim(&self, scope: &RequestScope, types: &[String]) -> Result<Vec<runner::Lease>> {
+        let new_runs = room_for_new_runs(scope).await?;
+        let engine = runner::EngineClaim {
+            step_types: types,
+            new_runs,
+        };
+        runner::claim(
+            scope,
+            self.config.runs_per_tenant,
+            self.config.lease,
+            Some(engine),
+        )
+        .await
     }
 
     /// Ticks until `shutdown` resolves, resting `idle` between ticks that found
@@ -224,59 +335,77 @@ impl Executor {
     }
 
     /// Moves a claimed run until it ends, waits or is taken away: one transaction per
-    /// move.
-    async fn drive(&self, tenant: Uuid, run_id: Uuid, token: Uuid) -> Result<Stop> {
-        let mut version = None;
+    /// move, after making the calls its last move started.
+    async fn drive(&self, mut run: Claimed, mut calls: Vec<Call>) -> Result<Stop> {
         // The results of calls made since the last move, by step, for the next move.
         let mut results: HashMap<usize, StepResult> = HashMap::new();
         // A graph of n steps ends in at most about 3n moves; the bound only guards
         // against a bug looping forever.
         for _ in 0..20_000 {
-            let scope = self.scope(tenant);
-            let advanced = self
-                .advance(&scope, run_id, token, &mut version, &mut results)
-                .await;
-            RequestScope::finish_shared(scope, advanced.is_ok()).await?;
-            match advanced? {
-                Advance::Progressed => {}
-                Advance::Stop(stop) => return Ok(stop),
-                Advance::Call(calls) => {
-                    let context = json!({});
-                    let made = futures::future::join_all(calls.iter().map(|call| {
-                        let input = StepInput {
-                            ids: StepIds {
-                                tenant_id: tenant,
-                                run_id,
-                                step_run_id: call.step_run_id,
-                            },
-                            db: None,
-                            config: &call.config,
-                            connection: call.connection.as_ref(),
-                            started_at: call.started_at,
-                            now: Utc::now(),
-                            context: &context,
-                            egress: &self.egress,
-                            decisions: &[],
-                            is_simulation: false,
-                        };
-                        async move { execute_in_time(call.step_type, &input).await }
-                    }));
-                    // Cancelling the run stops its calls: the requests are dropped
-                    // (aborted) as soon as the watcher sees the run is no longer
-                    // running.
-                    let made = tokio::select! {
-                        made = made => made,
-                        () = self.stopped(tenant, run_id) => return Ok(Stop::Gone),
-                    };
-                    for (call, result) in calls.iter().zip(made) {
-                        results.insert(call.step, result);
-                    }
+            if !calls.is_empty() {
+                match self.make_calls(&run, &calls).await {
+                    Some(made) => results.extend(made),
+                    None => return Ok(Stop::Gone),
                 }
             }
+            let scope = self.scope(run.tenant);
+            let mut version = run.version.take();
+            let advanced = self
+                .advance(
+                    &scope,
+                    (run.run_id, run.token),
+                    None,
+                    &mut version,
+                    &mut results,
+                )
+                .await;
+            run.version = version;
+            RequestScope::finish_shared(scope, advanced.is_ok()).await?;
+            calls = match advanced? {
+                Advance::Progressed => Vec::new(),
+                Advance::Stop(stop) => return Ok(stop),
+                Advance::Call(calls) => calls,
+            };
         }
         Err(Error::Internal(anyhow::anyhow!(
-            "run {run_id} did not settle"
+            "run {} did not settle",
+            run.run_id
         )))
+    }
+
+    /// Makes the calls of a run's steps that call out, outside any transaction; their
+    /// results by step, or `None` when the run was cancelled meanwhile (the requests
+    /// are dropped, which aborts them).
+    async fn make_calls(
+        &self,
+        run: &Claimed,
+        calls: &[Call],
+    ) -> Option<HashMap<usize, StepResult>> {
+        let context = json!({});
+        let made = futures::future::join_all(calls.iter().map(|call| {
+            let input = StepInput {
+                ids: StepIds {
+                    tenant_id: run.tenant,
+                    run_id: run.run_id,
+                    step_run_id: call.step_run_id,
+                },
+                db: None,
+                config: &call.config,
+                connection: call.connection.as_ref(),
+                started_at: call.started_at,
+                now: Utc::now(),
+                context: &context,
+                egress: &self.egress,
+                decisions: &[],
+                is_simulation: false,
+            };
+            async move { execute_in_time(call.step_type, &input).await }
+        }));
+        let made = tokio::select! {
+            made = made => made,
+            () = self.stopped(run.tenant, run.run_id) => return None,
+        };
+        Some(calls.iter().map(|call| call.step).zip(made).collect())
     }
 
     /// Resolves once the run is no longer running (cancelled, say), looking every
@@ -306,31 +435,35 @@ impl Executor {
         }
     }
 
+    /// One move of a run: as many passes over its graph as finish at once. `claimed`
+    /// is the run as this transaction's claim locked and leased it; without it the
+    /// run is locked here, and the move is nothing when the lease is no longer ours.
     async fn advance(
         &self,
         scope: &RequestScope,
-        run_id: Uuid,
-        token: Uuid,
-        version: &mut Option<Version>,
+        (run_id, token): (Uuid, Uuid),
+        claimed: Option<workflow_run::Model>,
+        version: &mut Option<Arc<Version>>,
         results: &mut HashMap<usize, StepResult>,
     ) -> Result<Advance> {
-        let run = match runner::leased(scope, run_id, token).await {
-            Ok(run) => run,
-            Err(Error::Conflict { .. } | Error::NotFound) => return Ok(Advance::Stop(Stop::Gone)),
-            Err(err) => return Err(err),
+        let run = match claimed {
+            Some(run) => run,
+            None => match runner::leased(scope, run_id, token).await {
+                Ok(run) => run,
+                Err(Error::Conflict { .. } | Error::NotFound) => {
+                    return Ok(Advance::Stop(Stop::Gone))
+                }
+                Err(err) => return Err(err),
+            },
         };
         if run_is_finished(run.status) {
             return Ok(Advance::Stop(Stop::Gone));
         }
         let tx = scope.tx().await?;
         if version.is_none() {
-            let mut loaded = load_version(tx, run.version_id).await?;
-            if let Some(replayed) = run.replay_of_id.filter(|_| run.is_simulation) {
-                loaded.replayed = replayed_outputs(tx, replayed).await?;
-            }
-            *version = Some(loaded);
+            *version = Some(self.version_of(tx, &run).await?);
         }
-        let Some(version) = version.as_ref() else {
+        let Some(version) = version.as_deref() else {
             return Err(Error::Internal(anyhow::anyhow!("version not loaded")));
         };
         let graph = &version.graph;
@@ -383,11 +516,14 @@ impl Executor {
                         }
                     }
                 };
-                let status = match outcome {
-                    Outcome::Succeeded => "succeeded",
-                    Outcome::Failed => "failed",
+                let (end, status) = match (kept_whole(end), outcome) {
+                    (Ok(end), Outcome::Succeeded) => (end, "succeeded"),
+                    (Ok(end), Outcome::Failed) | (Err(end), _) => (end, "failed"),
                 };
-                runner::finish_run(scope, run_id, token, end).await?;
+                // Nothing is left open when the run succeeds; when it fails, steps on
+                // other branches may be.
+                let open_steps = states.iter().any(|s| !settled_or_failed(*s));
+                runner::end_run(scope, &run, end, open_steps).await?;
                 metrics::counter!("trellis_executor_runs_finished_total", "status" => status)
                     .increment(1);
                 return Ok(Advance::Stop(Stop::Finished));
@@ -548,6 +684,7 @@ impl Executor {
                     };
                     execute_in_time(step_type, &input).await
                 };
+                let result = kept_or_failed(result);
                 // The step run must be running before it waits or retries.
                 let start = StepMove::Start {
                     input: config.clone(),
@@ -668,6 +805,78 @@ impl Executor {
             return Ok(Advance::Stop(Stop::Waiting));
         }
     }
+}
+
+impl Executor {
+    /// The version `run` runs: from the cache when it is published, else read in `tx`
+    /// (with, for a simulation that replays a run, that run's outputs).
+    async fn version_of(
+        &self,
+        tx: &impl ConnectionTrait,
+        run: &workflow_run::Model,
+    ) -> Result<Arc<Version>> {
+        if run.is_simulation {
+            let mut loaded = load_version(tx, run.version_id).await?;
+            if let Some(replayed) = run.replay_of_id {
+                loaded.replayed = replayed_outputs(tx, replayed).await?;
+            }
+            return Ok(Arc::new(loaded));
+        }
+        if let Some(cached) = self.versions.get(run.tenant_id, run.version_id) {
+            return Ok(cached);
+        }
+        let loaded = Arc::new(load_version(tx, run.version_id).await?);
+        self.versions
+            .put(run.tenant_id, run.version_id, loaded.clone());
+        Ok(loaded)
+    }
+}
+
+/// The error of a step or run whose output (or error) is too large to keep.
+fn too_large(what: &str) -> Value {
+    json!({
+        "code": "TOO_LARGE",
+        "message": format!("the {what} is larger than {MAX_PAYLOAD_BYTES} bytes of JSON"),
+        "retryable": false,
+    })
+}
+
+fn fits(value: &Value) -> bool {
+    value.to_string().len() <= MAX_PAYLOAD_BYTES
+}
+
+/// A step's result as it can be kept: an output or error larger than a run's payloads
+/// may be fails the step instead (for good: it would answer the same again).
+fn kept_or_failed(result: StepResult) -> StepResult {
+    match result {
+        StepResult::Done(output) if !fits(&output) => {
+            StepResult::Failed(too_large("step's output"))
+        }
+        StepResult::Failed(error) if !fits(&error) => StepResult::Failed(too_large("step's error")),
+        other => other,
+    }
+}
+
+/// A run's end as it can be kept, or (`Err`) the failure that replaces an output or
+/// error too large to keep.
+fn kept_whole(end: RunEnd) -> std::result::Result<RunEnd, RunEnd> {
+    match &end {
+        RunEnd::Succeeded { output } if !fits(output) => Err(RunEnd::Failed {
+            error: too_large("run's output"),
+        }),
+        RunEnd::Failed { error } if !fits(error) => Err(RunEnd::Failed {
+            error: too_large("run's error"),
+        }),
+        _ => Ok(end),
+    }
+}
+
+/// Whether a step is done with: succeeded, skipped, failed or cancelled.
+fn settled_or_failed(status: StepRunStatus) -> bool {
+    !matches!(
+        status,
+        StepRunStatus::Pending | StepRunStatus::Running | StepRunStatus::Waiting
+    )
 }
 
 /// How many passes over a run's graph one transaction makes at most: steps that finish

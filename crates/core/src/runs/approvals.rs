@@ -171,7 +171,7 @@ pub async fn decide_approval(
         ))
         .await?;
     tracing::debug!(run = %run.id, woken = woken.rows_affected(), "approval decided");
-    events::run_changed(tx, &run).await?;
+    events::run_changed(scope, &run);
     Ok((step, decision))
 }
 

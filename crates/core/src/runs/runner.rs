@@ -126,7 +126,7 @@ pub(crate) async fn claim(
         .await?;
     let mut leases = Vec::with_capacity(runs.len());
     for run in runs {
-        events::run_changed(tx, &run).await?;
+        events::run_changed(scope, &run);
         leases.push(Lease {
             token: run
                 .lease_token
@@ -373,7 +373,7 @@ pub(crate) async fn apply_move(
         row.next_attempt_at = Set(None);
     }
     let step = row.update(tx).await?;
-    events::run_changed(tx, run).await?;
+    events::run_changed(scope, run);
     Ok(step)
 }
 
@@ -424,7 +424,7 @@ async fn retry_step(
     }
     .update(tx)
     .await?;
-    events::run_changed(tx, run).await?;
+    events::run_changed(scope, run);
     Ok(step)
 }
 
@@ -449,14 +449,6 @@ pub async fn finish_run(
         RunEnd::Succeeded { output } => (RunStatus::Succeeded, output),
         RunEnd::Failed { error } => (RunStatus::Failed, error),
     };
-    check_size(
-        if target == RunStatus::Succeeded {
-            "output"
-        } else {
-            "error"
-        },
-        payload,
-    )?;
     if run.status == target {
         let stored = match target {
             RunStatus::Succeeded => run.output.as_ref(),
@@ -472,14 +464,13 @@ pub async fn finish_run(
         };
     }
     check_run_move(run.status, target)?;
-    let tx = scope.tx().await?;
-    let open_steps = if target == RunStatus::Succeeded {
+    if target == RunStatus::Succeeded {
         let running = step_run::Entity::find()
             .filter(step_run::Column::RunId.eq(run_id))
             .filter(
                 step_run::Column::Status.is_in([StepRunStatus::Running, StepRunStatus::Waiting]),
             )
-            .one(tx)
+            .one(scope.tx().await?)
             .await?;
         if let Some(step) = running {
             return Err(Error::conflict(
@@ -487,14 +478,44 @@ pub async fn finish_run(
                 format!("step {:?} is still running", step.step_key),
             ));
         }
-        "UPDATE step_runs SET status = 'skipped', finished_at = now() WHERE run_id = $1 AND status = 'pending'"
-    } else {
-        "UPDATE step_runs SET status = 'cancelled', finished_at = now(), next_attempt_at = NULL \
-         WHERE run_id = $1 AND status IN ('pending', 'running', 'waiting')"
+    }
+    end_run(scope, &run, end, true).await
+}
+
+/// Ends `run`, which the caller has locked and leased in this transaction and may
+/// end so (no step still running when it succeeds): the last half of [`finish_run`],
+/// for the engine, which has checked all that already. With `settle_open_steps`,
+/// steps still pending are skipped (on success) or open ones cancelled (on failure);
+/// the engine passes false when it knows there are none.
+pub(crate) async fn end_run(
+    scope: &RequestScope,
+    run: &workflow_run::Model,
+    end: RunEnd,
+    settle_open_steps: bool,
+) -> Result<workflow_run::Model> {
+    let (target, payload) = match &end {
+        RunEnd::Succeeded { output } => (RunStatus::Succeeded, output),
+        RunEnd::Failed { error } => (RunStatus::Failed, error),
     };
-    tx.execute(stmt(open_steps, [run_id.into()])).await?;
+    let field = if target == RunStatus::Succeeded {
+        "output"
+    } else {
+        "error"
+    };
+    check_size(field, payload)?;
+    let tx = scope.tx().await?;
+    if settle_open_steps {
+        let open_steps = if target == RunStatus::Succeeded {
+            "UPDATE step_runs SET status = 'skipped', finished_at = now() \
+             WHERE run_id = $1 AND status = 'pending'"
+        } else {
+            "UPDATE step_runs SET status = 'cancelled', finished_at = now(), next_attempt_at = NULL \
+             WHERE run_id = $1 AND status IN ('pending', 'running', 'waiting')"
+        };
+        tx.execute(stmt(open_steps, [run.id.into()])).await?;
+    }
     let mut row = workflow_run::ActiveModel {
-        id: Set(run_id),
+        id: Set(run.id),
         status: Set(target),
         finished_at: Set(Some(Utc::now())),
         ..Default::default()
@@ -512,10 +533,10 @@ pub async fn finish_run(
     };
     audit::record(
         scope,
-        Event::new(Some(run.tenant_id), action).target(IdKind::WorkflowRun, run_id),
+        Event::new(Some(run.tenant_id), action).target(IdKind::WorkflowRun, run.id),
     )
     .await?;
-    events::run_changed(tx, &run).await?;
+    events::run_changed(scope, &run);
     Ok(run)
 }
 

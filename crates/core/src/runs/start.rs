@@ -320,7 +320,7 @@ pub(crate) async fn create_run(
             })),
     )
     .await?;
-    events::run_changed(tx, &run).await?;
+    events::run_changed(scope, &run);
     Ok(Started {
         run,
         deduplicated: false,
@@ -373,7 +373,7 @@ pub async fn cancel_run(scope: &RequestScope, id: Uuid) -> Result<workflow_run::
             .details(json!({ "stepsCancelled": steps.rows_affected() })),
     )
     .await?;
-    events::run_changed(tx, &run).await?;
+    events::run_changed(scope, &run);
     Ok(run)
 }
 

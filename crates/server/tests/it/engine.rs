@@ -979,29 +979,45 @@ async fn a_simulation_replays_a_real_runs_outputs() {
 }
 
 /// DESIGN §6's budget for the engine: at most 10 SQL statements per step, claims,
-/// transactions and live events included, on a 5-step workflow.
+/// transactions and live events included, on a 5-step workflow and on one-step runs
+/// (the pure queue, where all of a run's own costs fall on its one step).
 #[tokio::test]
 async fn a_step_costs_at_most_ten_statements() {
-    use std::sync::atomic::Ordering;
     let app = TestApp::new().await;
     let owner = app.owner("engine-cost").await;
-    let steps = json!([
+    let chain = json!([
         transform("a", json!({ "n": "{{ input.n }}" })),
         { "key": "b", "name": "b", "type": "CONDITION" },
         transform("c", json!({ "n": "{{ steps.a.output.n }}" })),
         transform("d", json!({ "n": "{{ steps.c.output.n }}" })),
         transform("e", json!({ "n": "{{ steps.d.output.n }}" })),
     ]);
-    let transitions = json!([
+    let links = json!([
         { "from": "a", "to": "b" }, { "from": "b", "to": "c" },
         { "from": "c", "to": "d" }, { "from": "d", "to": "e" },
     ]);
-    let wf = workflow(&app, &owner, "chain", steps, transitions).await;
+    let chain = workflow(&app, &owner, "chain", chain, links).await;
+    let noop = json!([transform("noop", json!({ "ok": true }))]);
+    let noop = workflow(&app, &owner, "noop", noop, json!([])).await;
+    for (shape, workflow, steps) in [("5-step", chain, 5), ("one-step", noop, 1)] {
+        let per_step = statements_per_step(&app, &owner, &workflow, steps).await;
+        eprintln!("engine, {shape} runs: {per_step:.2} SQL statements per step");
+        assert!(
+            per_step <= 10.0,
+            "{shape}: {per_step:.1} statements per step"
+        );
+    }
+}
+
+/// The statements the executor spends per step running 20 runs of `workflow` (of
+/// `steps` steps) to the end.
+async fn statements_per_step(app: &TestApp, owner: &Member, workflow: &str, steps: usize) -> f64 {
+    use std::sync::atomic::Ordering;
     let runs = 20;
     for n in 0..runs {
-        start(&app, &owner, &wf, json!({ "n": n })).await;
+        start(app, owner, workflow, json!({ "n": n })).await;
     }
-    let executor = executor(&app, 100);
+    let executor = executor(app, 10);
     let before = app.state.statements.load(Ordering::Relaxed);
     let mut finished = 0;
     while finished < runs {
@@ -1010,7 +1026,80 @@ async fn a_step_costs_at_most_ten_statements() {
         finished += tick.finished;
     }
     let spent = app.state.statements.load(Ordering::Relaxed) - before;
-    let per_step = spent as f64 / (runs * 5) as f64;
-    eprintln!("engine: {per_step:.2} SQL statements per step");
-    assert!(per_step <= 10.0, "{per_step:.1} statements per step");
+    spent as f64 / (runs * steps) as f64
+}
+
+/// A run's first move is made in its claim's transaction, with the tenant's other
+/// claimed runs. When one of them cannot move (here its step run is gone), the others
+/// are claimed again on their own and finish in the same tick.
+#[tokio::test]
+async fn a_run_that_cannot_move_holds_back_none_of_its_tenants_others() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-broken").await;
+    let steps = json!([transform("only", json!({ "n": "{{ input.n }}" }))]);
+    let wf = workflow(&app, &owner, "one", steps, json!([])).await;
+    let mut runs = Vec::new();
+    for n in 0..3 {
+        runs.push(start(&app, &owner, &wf, json!({ "n": n })).await);
+    }
+    let broken = Uuid::parse_str(&runs[1][4..]).unwrap();
+    app.db
+        .admin()
+        .await
+        .execute(stmt(
+            "DELETE FROM step_runs WHERE run_id = $1",
+            [broken.into()],
+        ))
+        .await
+        .unwrap();
+    let tick = executor(&app, 10).tick().await.unwrap();
+    assert_eq!((tick.claimed, tick.finished), (3, 2), "{tick:?}");
+    for (i, id) in runs.iter().enumerate() {
+        let status = &run(&app, &owner, id).await["status"];
+        let expected = if i == 1 { "RUNNING" } else { "SUCCEEDED" };
+        assert_eq!(status, expected, "run {i}");
+    }
+}
+
+/// What cannot be kept fails its step with a clear error instead of wedging the run:
+/// a response whose output passes the 1 MiB a run's payloads may have, and a config
+/// whose templates render larger than that.
+#[tokio::test]
+async fn outputs_and_configs_too_large_to_keep_fail_their_step() {
+    use axum::routing::get;
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-large").await;
+    // 1 MiB of quotes, which JSON escapes to 2 MiB.
+    let api = axum::Router::new().route("/big", get(|| async { "\"".repeat(1 << 20) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/big", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await });
+    let steps =
+        json!([{ "key": "fetch", "name": "fetch", "type": "HTTP", "config": { "url": url } }]);
+    let fetching = workflow(&app, &owner, "fetch-big", steps, json!([])).await;
+    let fetched = start(&app, &owner, &fetching, json!({})).await;
+    let copy = "{{ input.text }}";
+    let steps = json!([transform(
+        "copy",
+        json!({ "a": copy, "b": copy, "c": copy })
+    )]);
+    let copying = workflow(&app, &owner, "copy-big", steps, json!([])).await;
+    let copied = start(
+        &app,
+        &owner,
+        &copying,
+        json!({ "text": "x".repeat(400_000) }),
+    )
+    .await;
+
+    let tick = executor(&app, 10).tick().await.unwrap();
+    assert_eq!(tick.finished, 2, "{tick:?}");
+    let fetched = run(&app, &owner, &fetched).await;
+    assert_eq!(fetched["status"], "FAILED", "{fetched}");
+    assert_eq!(fetched["error"]["error"]["code"], "TOO_LARGE");
+    let copied = run(&app, &owner, &copied).await;
+    assert_eq!(copied["status"], "FAILED");
+    assert_eq!(copied["error"]["error"]["field"], "steps.copy.config");
+    let message = copied["error"]["error"]["message"].as_str().unwrap();
+    assert!(message.contains("more than 1048576 bytes"), "{message}");
 }
