@@ -120,6 +120,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             app::executor(&config, &state)
                 .run(
                     std::time::Duration::from_millis(config.executor_poll_ms.max(10)),
+                    state.live.subscribe(),
                     shutdown_signal(),
                 )
                 .await;
@@ -234,7 +235,8 @@ async fn serve_on(config: &Config, db: &Database) -> Result<ExitCode> {
         // Stopped with the process: every move it makes is its own transaction, and a
         // run cut off mid-move is taken over once its lease runs out.
         let idle = std::time::Duration::from_millis(config.executor_poll_ms.max(10));
-        tokio::spawn(app::executor(config, &state).run(idle, std::future::pending()));
+        let wake = state.live.subscribe();
+        tokio::spawn(app::executor(config, &state).run(idle, wake, std::future::pending()));
         tracing::info!("executor started");
     }
     app::spawn_scheduler(config, &state);

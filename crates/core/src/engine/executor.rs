@@ -23,6 +23,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
 };
 use serde_json::{json, Map, Value};
+use tokio::sync::broadcast::{self, error::TryRecvError};
 use trellis_entity::{
     approval_decision, step_run, workflow_run, workflow_step, workflow_transition, StepRunStatus,
     StepType, TenantPlan,
@@ -37,6 +38,7 @@ use super::steps::{self, StepIds, StepInput, StepResult};
 use crate::egress::Egress;
 use crate::integrations::connections::{open_connection, OpenConnection};
 use crate::integrations::secrets::Vault;
+use crate::runs::live::LiveEvent;
 use crate::runs::runner::{self, RunEnd, StepMove};
 use crate::runs::start::MAX_PAYLOAD_BYTES;
 use crate::runs::state::run_is_finished;
@@ -314,22 +316,40 @@ impl Executor {
         .await
     }
 
-    /// Ticks until `shutdown` resolves, resting `idle` between ticks that found
-    /// nothing.
-    pub async fn run(self, idle: Duration, shutdown: impl std::future::Future<Output = ()>) {
+    /// Ticks until `shutdown` resolves. After a tick that found nothing it rests until a
+    /// run changes somewhere (`wake`: the live-update events, which a new run, a decision
+    /// or a cancellation sends as it commits) or `idle` has passed (timers and expired
+    /// leases come due without an event).
+    pub async fn run(
+        self,
+        idle: Duration,
+        mut wake: broadcast::Receiver<LiveEvent>,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
         tokio::pin!(shutdown);
+        let mut listening = true;
         loop {
-            let rest = match self.tick().await {
-                Ok(tick) if tick.claimed > 0 => Duration::ZERO,
-                Ok(_) => idle,
+            // What happened before this tick, it sees.
+            while !matches!(
+                wake.try_recv(),
+                Err(TryRecvError::Empty | TryRecvError::Closed)
+            ) {}
+            let found = match self.tick().await {
+                Ok(tick) => tick.claimed > 0,
                 Err(err) => {
                     tracing::error!(error = ?err, "executor tick failed");
-                    idle
+                    false
                 }
             };
+            if found {
+                continue;
+            }
             tokio::select! {
                 () = &mut shutdown => return,
-                () = tokio::time::sleep(rest) => {}
+                () = tokio::time::sleep(idle) => {}
+                woke = wake.recv(), if listening => {
+                    listening = !matches!(woke, Err(broadcast::error::RecvError::Closed));
+                }
             }
         }
     }

@@ -1103,3 +1103,37 @@ async fn outputs_and_configs_too_large_to_keep_fail_their_step() {
     let message = copied["error"]["error"]["message"].as_str().unwrap();
     assert!(message.contains("more than 1048576 bytes"), "{message}");
 }
+
+/// An executor with nothing to do rests, but a new run wakes it at once: the run's
+/// NOTIFY reaches it through the process's live-update listener, so a run started
+/// during a 30 s rest still finishes within seconds.
+#[tokio::test]
+async fn a_resting_executor_wakes_when_a_run_starts() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-wake").await;
+    let steps = json!([transform("only", json!({ "n": "{{ input.n }}" }))]);
+    let wf = workflow(&app, &owner, "woken", steps, json!([])).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let resting = executor(&app, 10).run(
+        Duration::from_secs(30),
+        app.state.live.subscribe(),
+        async move {
+            let _ = stopped.await;
+        },
+    );
+    let worker = tokio::spawn(resting);
+    // Its first pass finds nothing; then it rests.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = start(&app, &owner, &wf, json!({ "n": 1 })).await;
+    let mut status = Value::Null;
+    for _ in 0..50 {
+        status = run(&app, &owner, &id).await["status"].clone();
+        if status == "SUCCEEDED" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "SUCCEEDED");
+    stop.send(()).unwrap();
+    worker.await.unwrap();
+}
