@@ -331,6 +331,8 @@ async fn a_delay_holds_no_worker_and_a_dead_workers_run_is_taken_over() {
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
 }
 
+/// A tenant with 1,000 queued runs delays another tenant's single run by no more than
+/// one claim cycle: every tick serves every tenant with due work.
 #[tokio::test]
 async fn a_tenants_backlog_does_not_hold_another_tenants_run_back() {
     let app = TestApp::new().await;
@@ -338,9 +340,33 @@ async fn a_tenants_backlog_does_not_hold_another_tenants_run_back() {
     let quiet = app.owner("engine-quiet").await;
     let steps = json!([transform("only", json!({ "n": "{{ input.n }}" }))]);
     let busy_wf = workflow(&app, &busy, "bulk", steps.clone(), json!([])).await;
-    for n in 0..30 {
-        start(&app, &busy, &busy_wf, json!({ "n": n })).await;
-    }
+    // A thousand queued runs: one started, copied 999 times with its step run.
+    let first = start(&app, &busy, &busy_wf, json!({ "n": 0 })).await;
+    let admin = app.db.admin().await;
+    admin
+        .execute(stmt(
+            "WITH copies AS (SELECT gen_random_uuid() AS id FROM generate_series(1, 999)), \
+             runs AS (INSERT INTO workflow_runs SELECT (jsonb_populate_record(NULL::workflow_runs, \
+               to_jsonb(r) || jsonb_build_object('id', c.id))).* \
+               FROM workflow_runs r, copies c WHERE r.id = $1 RETURNING id) \
+             INSERT INTO step_runs SELECT (jsonb_populate_record(NULL::step_runs, \
+               to_jsonb(s) || jsonb_build_object('id', gen_random_uuid(), 'run_id', runs.id))).* \
+             FROM step_runs s, runs WHERE s.run_id = $1",
+            [Uuid::parse_str(&first[4..]).unwrap().into()],
+        ))
+        .await
+        .unwrap();
+    let queued: i64 = admin
+        .query_one(stmt(
+            "SELECT count(*) AS n FROM workflow_runs WHERE tenant_id = $1 AND status = 'pending'",
+            [busy.tenant_uuid().into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get("", "n")
+        .unwrap();
+    assert_eq!(queued, 1000);
     let quiet_wf = workflow(&app, &quiet, "single", steps, json!([])).await;
     let single = start(&app, &quiet, &quiet_wf, json!({ "n": -1 })).await;
     // One tick serves every tenant with due work, at most 5 runs each.
