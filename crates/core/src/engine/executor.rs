@@ -627,7 +627,7 @@ impl Executor {
                 // worker would take the run over and call again mid-call.
                 let budget = calls
                     .iter()
-                    .map(|c| steps::timeout_of(c.step_type, &c.config))
+                    .map(|c| steps::timeout_of(c.step_type, &c.config, c.connection.as_ref()))
                     .max()
                     .unwrap_or_default()
                     + CALL_LEASE_MARGIN;
@@ -783,7 +783,7 @@ async fn decisions_on(
 
 /// Runs one attempt of a step, failing it with `TIMEOUT` past its time limit.
 async fn execute_in_time(step_type: StepType, input: &StepInput<'_>) -> StepResult {
-    let limit = steps::timeout_of(step_type, input.config);
+    let limit = steps::timeout_of(step_type, input.config, input.connection);
     tokio::time::timeout(limit, steps::execute(step_type, input))
         .await
         .unwrap_or_else(|_| StepResult::Failed(steps::timed_out(limit)))

@@ -1014,3 +1014,194 @@ async fn a_step_costs_at_most_ten_statements() {
     eprintln!("engine: {per_step:.2} SQL statements per step");
     assert!(per_step <= 10.0, "{per_step:.1} statements per step");
 }
+
+/// One request the echo server received.
+#[derive(Clone, Debug)]
+pub(crate) struct Heard {
+    pub method: String,
+    /// Path and query, as sent.
+    pub uri: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+/// A loopback server that records every request and answers 200 with
+/// `{"heard": <path>}` as JSON.
+pub(crate) async fn echo_api() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Heard>>>) {
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<Heard>>>;
+    let seen: Seen = Default::default();
+    let record = seen.clone();
+    let handler = move |method: axum::http::Method,
+                        uri: axum::http::Uri,
+                        headers: axum::http::HeaderMap,
+                        body: String| {
+        let record = record.clone();
+        async move {
+            let path = uri.path().to_owned();
+            record.lock().unwrap().push(Heard {
+                method: method.to_string(),
+                uri: uri.to_string(),
+                headers,
+                body,
+            });
+            axum::Json(json!({ "heard": path }))
+        }
+    };
+    let router = axum::Router::new().fallback(handler);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, seen)
+}
+
+/// A connection of the built-in http app: `baseUrl`, two default headers, a 5 s
+/// timeout and the secret `authorization` when given; its id.
+async fn api_connection(
+    app: &TestApp,
+    owner: &Member,
+    base_url: &str,
+    authorization: Option<&str>,
+) -> String {
+    use crate::connections::{connect, create_secret, latest_version};
+    let version = latest_version(app, owner, "http").await;
+    let secrets = match authorization {
+        Some(value) => {
+            let secret = create_secret(app, owner, "api-token", value).await;
+            json!([{ "field": "authorization", "secretId": secret }])
+        }
+        None => json!([]),
+    };
+    let payload = connect(
+        app,
+        owner,
+        &version,
+        "api",
+        json!({ "baseUrl": base_url, "timeoutMs": 5000,
+                "defaultHeaders": { "x-default": "from-connection", "x-team": "connection" } }),
+        secrets,
+    )
+    .await;
+    assert_eq!(payload["userErrors"], json!([]), "{payload}");
+    payload["connection"]["id"].as_str().unwrap().to_owned()
+}
+
+/// Everything stored about a run that the dashboard can read, as one string.
+async fn everything_about(app: &TestApp, owner: &Member, id: &str) -> String {
+    app.ok(
+        Some(&owner.token),
+        "query($id: ID!) { node(id: $id) { ... on WorkflowRun { input output error \
+           stepRuns { input output error attempts { error } } } } }",
+        json!({ "id": id }),
+    )
+    .await
+    .to_string()
+}
+
+/// An HTTP step with a connection of the http app: its relative URL is appended to the
+/// connection's baseUrl, the connection's default headers are sent with the step's own
+/// overriding them, and its authorization secret is the Authorization header, which
+/// appears nowhere in the run's record.
+#[tokio::test]
+async fn http_steps_call_through_their_connection_with_its_headers_and_secret() {
+    const SECRET: &str = "Bearer conn-secret-7f3a";
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-http-conn").await;
+    let (api, heard) = echo_api().await;
+    let connection = api_connection(&app, &owner, &format!("{api}/v1/"), Some(SECRET)).await;
+    let steps = json!([
+        { "key": "post", "name": "post", "type": "HTTP", "connectionId": connection, "config": {
+            "method": "POST", "url": "/orders/{{ input.id }}",
+            "headers": { "X-Team": "step" }, "body": { "id": "{{ input.id }}" } } },
+    ]);
+    let wf = workflow(&app, &owner, "through", steps, json!([])).await;
+    let id = start(&app, &owner, &wf, json!({ "id": 7 })).await;
+    executor(&app, 10).tick().await.unwrap();
+    let done = run(&app, &owner, &id).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(done["output"]["post"]["status"], 200);
+    assert_eq!(
+        done["output"]["post"]["body"],
+        json!({ "heard": "/v1/orders/7" })
+    );
+
+    let heard = heard.lock().unwrap().clone();
+    assert_eq!(heard.len(), 1, "{heard:?}");
+    let request = &heard[0];
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.uri, "/v1/orders/7");
+    assert_eq!(request.headers["x-default"], "from-connection");
+    let teams: Vec<_> = request.headers.get_all("x-team").iter().collect();
+    assert_eq!(teams, ["step"], "the step's header replaces the default");
+    assert_eq!(request.headers["authorization"], SECRET);
+    assert_eq!(request.headers["content-type"], "application/json");
+    assert_eq!(request.body, r#"{"id":7}"#);
+
+    let stored = everything_about(&app, &owner, &id).await;
+    assert!(!stored.contains("conn-secret"), "{stored}");
+    // Nor in any row of the database, however stored.
+    let admin = app.db.admin().await;
+    for table in [
+        "workflow_runs",
+        "step_runs",
+        "step_attempts",
+        "audit_events",
+    ] {
+        let found = admin
+            .query_one(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                format!("SELECT count(*) AS n FROM {table} t WHERE t::text LIKE '%conn-secret%'"),
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        assert_eq!(found, 0, "{table} holds the secret");
+    }
+}
+
+/// An HTTP step takes a connection of the http app only; the problem names the field.
+#[tokio::test]
+async fn an_http_step_refuses_a_connection_of_another_app() {
+    use crate::connections::{connect, create_secret, latest_version};
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-http-wrong").await;
+    let version = latest_version(&app, &owner, "email").await;
+    let password = create_secret(&app, &owner, "smtp", "pw").await;
+    let mail = connect(
+        &app,
+        &owner,
+        &version,
+        "mail",
+        json!({ "host": "mail.example.com", "port": 587, "security": "starttls",
+                "fromAddress": "flows@acme.test" }),
+        json!([{ "field": "password", "secretId": password }]),
+    )
+    .await;
+    assert_eq!(mail["userErrors"], json!([]), "{mail}");
+    let mail = mail["connection"]["id"].as_str().unwrap();
+    let created = app
+        .ok(
+            Some(&owner.token),
+            "mutation { createWorkflow(input: {key: \"wrong\", name: \"wrong\"}) { workflow { versions { id } } } }",
+            json!({}),
+        )
+        .await;
+    let version = created["createWorkflow"]["workflow"]["versions"][0]["id"].clone();
+    let step = json!({ "key": "call", "name": "call", "type": "HTTP", "connectionId": mail,
+                       "config": { "url": "https://api.example.com/x" } });
+    let saved = app
+        .ok(
+            Some(&owner.token),
+            "mutation($v: ID!, $s: [WorkflowStepInput!]!) { saveWorkflowGraph(input: {versionId: $v, steps: $s, transitions: []}) { userErrors { field message } } }",
+            json!({ "v": version, "s": [step] }),
+        )
+        .await;
+    let errors = &saved["saveWorkflowGraph"]["userErrors"];
+    assert_eq!(errors.as_array().unwrap().len(), 1, "{saved}");
+    assert_eq!(errors[0]["field"], "steps.call.connectionId", "{saved}");
+    assert!(
+        errors[0]["message"].as_str().unwrap().contains("http app"),
+        "{saved}"
+    );
+}

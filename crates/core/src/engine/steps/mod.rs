@@ -90,12 +90,17 @@ const NOTIFICATION_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// How long one attempt of a step may run: `timeoutSeconds` in its config (at most
-/// [`MAX_TIMEOUT`]), else its type's own limit (HTTP: `timeoutMs`, 30 s by default;
-/// notifications 30 s), else [`MAX_TIMEOUT`]. A timer's or an approval's wait does not count: only the
-/// time the executor spends running the step.
-pub fn timeout_of(step_type: StepType, config: &Value) -> Duration {
+/// [`MAX_TIMEOUT`]), else its type's own limit (HTTP: `timeoutMs`, else its
+/// connection's, 30 s by default; notifications 30 s), else [`MAX_TIMEOUT`]. A timer's
+/// or an approval's wait does not count: only the time the executor spends running the
+/// step.
+pub fn timeout_of(
+    step_type: StepType,
+    config: &Value,
+    connection: Option<&OpenConnection>,
+) -> Duration {
     let own = match step_type {
-        StepType::Http => http::timeout_of(config),
+        StepType::Http => http::timeout_of(config, connection),
         StepType::Notification => NOTIFICATION_TIMEOUT,
         _ => MAX_TIMEOUT,
     };
@@ -132,7 +137,7 @@ pub fn is_retryable(error: &Value) -> bool {
 
 /// Whether a step calls out: HTTP, and notifications sent through a connection
 /// (email, Slack, webhook). The executor then runs it outside any transaction (start,
-/// commit, call, record).
+/// commit, call, record), with its connection opened.
 pub fn calls_out(step_type: StepType, config: &Value) -> bool {
     match step_type {
         StepType::Http => true,
