@@ -23,6 +23,7 @@ use sea_orm::{
     ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter, QueryOrder,
 };
 use serde_json::{json, Map, Value};
+use trellis_entity::workflow_step::is_http_request_action_sql;
 use trellis_entity::{
     approval_decision, step_run, workflow_step, workflow_transition, StepRunStatus, StepType,
     TenantPlan,
@@ -115,6 +116,8 @@ struct Call {
 /// A run's version, loaded once per drive: the graph and each step's type and config.
 struct Version {
     graph: Graph,
+    /// The type each step runs as ([`steps::runs_as`]: an ACTION step of the http app's
+    /// `request` action runs as HTTP).
     types: Vec<StepType>,
     configs: Vec<Value>,
     connections: Vec<Option<Uuid>>,
@@ -822,6 +825,33 @@ async fn replayed_outputs(
         .collect())
 }
 
+/// The steps of version `version_id` that are ACTION steps of the built-in http app's
+/// `request` action; asked only when the version has ACTION steps.
+async fn http_request_steps(
+    db: &impl ConnectionTrait,
+    version_id: Uuid,
+    steps: &[workflow_step::Model],
+) -> Result<Vec<Uuid>> {
+    #[derive(FromQueryResult)]
+    struct Found {
+        id: Uuid,
+    }
+    if !steps.iter().any(|s| s.step_type == StepType::Action) {
+        return Ok(Vec::new());
+    }
+    let found = Found::find_by_statement(stmt(
+        &format!(
+            "SELECT s.id FROM workflow_steps s WHERE s.version_id = $1 AND s.type = 'action' \
+               AND {}",
+            is_http_request_action_sql("s.action_id")
+        ),
+        [version_id.into()],
+    ))
+    .all(db)
+    .await?;
+    Ok(found.into_iter().map(|f| f.id).collect())
+}
+
 /// A version's steps and transitions, in the order they were saved.
 async fn load_version(db: &impl ConnectionTrait, version_id: Uuid) -> Result<Version> {
     let steps = workflow_step::Entity::find()
@@ -849,8 +879,12 @@ async fn load_version(db: &impl ConnectionTrait, version_id: Uuid) -> Result<Ver
             })
             .collect(),
     };
+    let http_requests = http_request_steps(db, version_id, &steps).await?;
     Ok(Version {
-        types: steps.iter().map(|s| s.step_type).collect(),
+        types: steps
+            .iter()
+            .map(|s| steps::runs_as(s.step_type, http_requests.contains(&s.id)))
+            .collect(),
         configs: steps.iter().map(|s| s.config.clone()).collect(),
         connections: steps.iter().map(|s| s.connection_id).collect(),
         replayed: HashMap::new(),

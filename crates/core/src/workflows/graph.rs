@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::engine::condition::{compile_pattern, Operator, FIELD_PATH, MAX_PATTERN_CHARS};
 use crate::engine::people::parse_person;
-use crate::engine::steps::http;
 use crate::engine::steps::notification::channel_of;
+use crate::engine::steps::{http, ENGINE_KEYS};
 use crate::error::FieldProblem;
 use crate::integrations::manifest::CompiledSchema;
 use crate::{Error, Result};
@@ -408,7 +408,14 @@ fn check_step_binding(
             entry.insert(CompiledSchema::new(&action.input_schema)?)
         }
     };
-    if let Err(err) = schema.check(&format!("{at}.config"), &step.config) {
+    // The engine's own keys (retries, a simulation's sample, …) are not the action's.
+    let mut config = step.config.clone();
+    if let Value::Object(keys) = &mut config {
+        for key in ENGINE_KEYS {
+            keys.remove(key);
+        }
+    }
+    if let Err(err) = schema.check(&format!("{at}.config"), &config) {
         problems.add_error(err)?;
     }
     Ok(())
@@ -1044,6 +1051,40 @@ mod tests {
                 false
             )),
             ["steps.call.connectionId"]
+        );
+    }
+
+    #[test]
+    fn action_steps_may_carry_the_engines_keys() {
+        let app = Uuid::now_v7();
+        let action = Uuid::now_v7();
+        let bindings = Bindings {
+            actions: HashMap::from([(
+                action,
+                BoundAction {
+                    app_id: app,
+                    kind: ActionKind::Action,
+                    input_schema: json!({ "type": "object", "additionalProperties": false,
+                                          "properties": { "path": { "type": "string" } } }),
+                },
+            )]),
+            ..Bindings::default()
+        };
+        let bound = |config| StepSpec {
+            action_id: Some(action),
+            ..step("s", StepType::Action, config)
+        };
+        let config = json!({ "path": "/x", "retry": { "maxAttempts": 2 }, "timeoutSeconds": 5,
+                             "sampleOutput": { "status": 200 }, "external": true });
+        check_graph(&[bound(config)], &[], &bindings, true).unwrap();
+        assert_eq!(
+            fields(check_graph(
+                &[bound(json!({ "path": "/x", "other": 1 }))],
+                &[],
+                &bindings,
+                false
+            )),
+            ["steps.s.config"]
         );
     }
 
