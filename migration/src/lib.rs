@@ -18,6 +18,7 @@ mod m20261206_000013_approvals;
 mod m20261206_000014_notifications;
 mod m20261206_000015_replays;
 mod m20261206_000016_external_steps;
+mod m20261206_000017_http_action_steps;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000014_notifications::Migration),
             Box::new(m20261206_000015_replays::Migration),
             Box::new(m20261206_000016_external_steps::Migration),
+            Box::new(m20261206_000017_http_action_steps::Migration),
         ]
     }
 }

@@ -15,8 +15,9 @@ impl MigrationName for Migration {
 }
 
 /// `app.tenants_with_due_runs` as `m20261206_000010_executor` made it, with `foreign`
-/// the test of a step that keeps a run from the engine.
-fn due_runs_function(foreign: &str) -> String {
+/// the test of a step that keeps a run from the engine. Later migrations re-create the
+/// function with this template.
+pub(crate) fn due_runs_function(foreign: &str) -> String {
     format!(
         "CREATE OR REPLACE FUNCTION app.tenants_with_due_runs(engine_types text[], max_tenants integer)
 RETURNS SETOF uuid
@@ -41,13 +42,16 @@ $$;
     )
 }
 
+/// The test of a foreign step as this migration made it.
+pub(crate) const EXTERNAL: &str =
+    r#"s.type <> ALL (engine_types) OR s.config @> '{"external": true}'"#;
+
 // async-trait's expansion needs the elided lifetime the trait itself declares.
 #[expect(elided_lifetimes_in_paths)]
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
     async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
-        let external = r#"s.type <> ALL (engine_types) OR s.config @> '{"external": true}'"#;
-        run_script(manager, &due_runs_function(external)).await
+        run_script(manager, &due_runs_function(EXTERNAL)).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {

@@ -34,6 +34,9 @@ pub struct Refused(pub String);
 pub struct Egress {
     allow: Arc<[IpNet]>,
     client: reqwest::Client,
+    /// The same guard, for calls that do not follow redirects (an http connection's
+    /// `followRedirects: false`).
+    no_redirects: reqwest::Client,
 }
 
 impl Egress {
@@ -53,14 +56,23 @@ impl Egress {
                 None => attempt.follow(),
             }
         });
-        let client = reqwest::Client::builder()
-            .dns_resolver(Arc::new(resolver))
-            .redirect(redirects)
-            .no_proxy()
-            .user_agent(concat!("trellis/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| Error::Internal(anyhow::anyhow!("http client: {e}")))?;
-        Ok(Self { allow, client })
+        let resolver = Arc::new(resolver);
+        let build = |redirects| {
+            reqwest::Client::builder()
+                .dns_resolver(resolver.clone())
+                .redirect(redirects)
+                .no_proxy()
+                .user_agent(concat!("trellis/", env!("CARGO_PKG_VERSION")))
+                .build()
+                .map_err(|e| Error::Internal(anyhow::anyhow!("http client: {e}")))
+        };
+        let client = build(redirects)?;
+        let no_redirects = build(reqwest::redirect::Policy::none())?;
+        Ok(Self {
+            allow,
+            client,
+            no_redirects,
+        })
     }
 
     /// Parses `TRELLIS_EGRESS_ALLOW`: addresses and CIDR ranges, comma-separated.
@@ -83,6 +95,11 @@ impl Egress {
     /// The guarded client. Check a URL with [`Self::check_url`] before sending to it.
     pub fn client(&self) -> &reqwest::Client {
         &self.client
+    }
+
+    /// The guarded client that returns a 3xx answer instead of following it.
+    pub fn client_without_redirects(&self) -> &reqwest::Client {
+        &self.no_redirects
     }
 
     /// Refuses a URL whose host is an address the guard does not admit (hostnames are

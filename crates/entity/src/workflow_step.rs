@@ -27,3 +27,33 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+/// SQL: whether the action `action_id` (an SQL expression) is the built-in `http` app's
+/// `request` action, of any version of the app. ACTION steps bound to it run in the
+/// engine, as HTTP calls; other actions are left to runner API workers.
+pub fn is_http_request_action_sql(action_id: &str) -> String {
+    format!(
+        "EXISTS (SELECT 1 FROM public.actions a \
+           JOIN public.app_versions v ON v.id = a.app_version_id \
+           JOIN public.apps p ON p.id = v.app_id \
+           WHERE a.id = {action_id} AND a.tenant_id IS NULL AND p.tenant_id IS NULL \
+             AND p.key = 'http' AND a.key = 'request')"
+    )
+}
+
+/// SQL: whether the step `s` (a `workflow_steps` row) keeps its run from the engine,
+/// given the types the engine runs (`engine_types`, an SQL `text[]` expression): a step
+/// of another type, unless it is an ACTION step bound to the http app's `request`
+/// action, or any step whose config says `"external": true`.
+///
+/// The executor's claim and `app.tenants_with_due_runs` both use this one test. The
+/// function is SQL in a migration, so when this text changes, add a migration that
+/// re-creates the function with it (and keep the old text in the migrations that used
+/// it, for their `down`).
+pub fn foreign_step_sql(engine_types: &str) -> String {
+    format!(
+        "(s.type <> ALL ({engine_types}) AND NOT (s.type = 'action' AND {})) \
+         OR s.config @> '{{\"external\": true}}'",
+        is_http_request_action_sql("s.action_id")
+    )
+}

@@ -24,6 +24,7 @@ use sea_orm::{
 };
 use serde_json::{json, Map, Value};
 use tokio::sync::broadcast::{self, error::TryRecvError};
+use trellis_entity::workflow_step::is_http_request_action_sql;
 use trellis_entity::{
     approval_decision, step_run, workflow_run, workflow_step, workflow_transition, StepRunStatus,
     StepType, TenantPlan,
@@ -162,6 +163,8 @@ struct Claimed {
 /// A run's version, loaded once per drive: the graph and each step's type and config.
 struct Version {
     graph: Graph,
+    /// The type each step runs as ([`steps::runs_as`]: an ACTION step of the http app's
+    /// `request` action runs as HTTP).
     types: Vec<StepType>,
     configs: Vec<Value>,
     connections: Vec<Option<Uuid>>,
@@ -784,7 +787,7 @@ impl Executor {
                 // worker would take the run over and call again mid-call.
                 let budget = calls
                     .iter()
-                    .map(|c| steps::timeout_of(c.step_type, &c.config))
+                    .map(|c| steps::timeout_of(c.step_type, &c.config, c.connection.as_ref()))
                     .max()
                     .unwrap_or_default()
                     + CALL_LEASE_MARGIN;
@@ -1012,7 +1015,7 @@ async fn decisions_on(
 
 /// Runs one attempt of a step, failing it with `TIMEOUT` past its time limit.
 async fn execute_in_time(step_type: StepType, input: &StepInput<'_>) -> StepResult {
-    let limit = steps::timeout_of(step_type, input.config);
+    let limit = steps::timeout_of(step_type, input.config, input.connection);
     tokio::time::timeout(limit, steps::execute(step_type, input))
         .await
         .unwrap_or_else(|_| StepResult::Failed(steps::timed_out(limit)))
@@ -1051,6 +1054,33 @@ async fn replayed_outputs(
         .collect())
 }
 
+/// The steps of version `version_id` that are ACTION steps of the built-in http app's
+/// `request` action; asked only when the version has ACTION steps.
+async fn http_request_steps(
+    db: &impl ConnectionTrait,
+    version_id: Uuid,
+    steps: &[workflow_step::Model],
+) -> Result<Vec<Uuid>> {
+    #[derive(FromQueryResult)]
+    struct Found {
+        id: Uuid,
+    }
+    if !steps.iter().any(|s| s.step_type == StepType::Action) {
+        return Ok(Vec::new());
+    }
+    let found = Found::find_by_statement(stmt(
+        &format!(
+            "SELECT s.id FROM workflow_steps s WHERE s.version_id = $1 AND s.type = 'action' \
+               AND {}",
+            is_http_request_action_sql("s.action_id")
+        ),
+        [version_id.into()],
+    ))
+    .all(db)
+    .await?;
+    Ok(found.into_iter().map(|f| f.id).collect())
+}
+
 /// A version's steps and transitions, in the order they were saved.
 async fn load_version(db: &impl ConnectionTrait, version_id: Uuid) -> Result<Version> {
     let steps = workflow_step::Entity::find()
@@ -1078,8 +1108,12 @@ async fn load_version(db: &impl ConnectionTrait, version_id: Uuid) -> Result<Ver
             })
             .collect(),
     };
+    let http_requests = http_request_steps(db, version_id, &steps).await?;
     Ok(Version {
-        types: steps.iter().map(|s| s.step_type).collect(),
+        types: steps
+            .iter()
+            .map(|s| steps::runs_as(s.step_type, http_requests.contains(&s.id)))
+            .collect(),
         configs: steps.iter().map(|s| s.config.clone()).collect(),
         connections: steps.iter().map(|s| s.connection_id).collect(),
         replayed: HashMap::new(),

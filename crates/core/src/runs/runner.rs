@@ -16,6 +16,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use serde_json::{json, Value as Json};
+use trellis_entity::workflow_step::foreign_step_sql;
 use trellis_entity::{step_attempt, step_run, workflow_run, IdKind, RunStatus, StepRunStatus};
 use uuid::Uuid;
 
@@ -46,8 +47,9 @@ pub async fn claim_runs(scope: &RequestScope, limit: u64, lease: Duration) -> Re
 }
 
 /// The open runs of tenant `$1` in `status` whose lease is free, oldest first, at most
-/// `limit` (a parameter), locked: with `$5` (step types) set, only runs of versions made
-/// of those types with no step marked `"external": true`.
+/// `limit` (a parameter), locked: with `$5` (step types) set, only runs of versions with
+/// no foreign step ([`foreign_step_sql`]: of another type, unless an ACTION step of the
+/// http app's `request` action, or marked `"external": true`).
 fn open_runs(status: &str, limit: &str) -> String {
     format!(
         "SELECT w.id, w.created_at FROM workflow_runs w \
@@ -56,8 +58,9 @@ fn open_runs(status: &str, limit: &str) -> String {
            AND ($5::text[] IS NULL OR NOT EXISTS ( \
              SELECT 1 FROM workflow_steps s WHERE s.tenant_id = w.tenant_id \
                AND s.version_id = w.version_id \
-               AND (s.type <> ALL ($5::text[]) OR s.config @> '{{\"external\": true}}'))) \
-         ORDER BY w.created_at, w.id LIMIT {limit} FOR UPDATE OF w SKIP LOCKED"
+               AND ({foreign}))) \
+         ORDER BY w.created_at, w.id LIMIT {limit} FOR UPDATE OF w SKIP LOCKED",
+        foreign = foreign_step_sql("$5::text[]"),
     )
 }
 

@@ -17,6 +17,7 @@ use uuid::Uuid;
 use crate::engine::condition::{compile_pattern, Operator, FIELD_PATH, MAX_PATTERN_CHARS};
 use crate::engine::people::parse_person;
 use crate::engine::steps::notification::channel_of;
+use crate::engine::steps::{http, ENGINE_KEYS};
 use crate::error::FieldProblem;
 use crate::integrations::manifest::CompiledSchema;
 use crate::{Error, Result};
@@ -118,6 +119,8 @@ impl Problems {
 
 static STEP_KEY: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$").expect("step key pattern"));
+static HTTP_URL: LazyLock<Regex> =
+    LazyLock::new(|| Regex::new(r"^https?://").expect("http url pattern"));
 static TRANSITION_KEY: LazyLock<Regex> = LazyLock::new(|| {
     Regex::new(r"^[A-Za-z0-9][A-Za-z0-9_>.-]{0,160}$").expect("transition key pattern")
 });
@@ -164,14 +167,20 @@ fn step_config_schema(step_type: StepType) -> Value {
             "required": ["seconds"],
             "properties": { "seconds": { "type": "integer", "minimum": 1, "maximum": 31_536_000 } }
         }),
+        // An absolute http(s) URL, or with a connection a path under its baseUrl
+        // (`check_http_url`).
         StepType::Http => json!({
             "type": "object",
             "required": ["url"],
             "properties": {
-                "url": { "type": "string", "pattern": "^https?://", "maxLength": 2048 },
-                "method": { "enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"] },
+                "url": { "type": "string", "minLength": 1, "maxLength": 2048 },
+                "method": { "enum": ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] },
+                "query": { "type": "object", "maxProperties": 100 },
                 "headers": { "type": "object", "additionalProperties": { "type": "string" } },
-                "timeoutMs": { "type": "integer", "minimum": 1, "maximum": 300_000 }
+                "bodyType": { "enum": ["json", "form", "text"] },
+                "responseType": { "enum": ["auto", "json", "text"] },
+                "timeoutMs": { "type": "integer", "minimum": 1, "maximum": 300_000 },
+                "failOnStatus": { "type": "boolean" }
             }
         }),
         StepType::Agent => json!({
@@ -359,6 +368,7 @@ fn check_step_binding(
         }
         match step.step_type {
             StepType::Approval => check_people(&step.config, "approvers", at, problems),
+            StepType::Http => check_http_url(step, at, problems),
             StepType::Notification if channel_of(&step.config) == Some("in_app") => {
                 check_people(&step.config, "to", at, problems);
                 check_people(&step.config, "recipients", at, problems);
@@ -398,44 +408,79 @@ fn check_step_binding(
             entry.insert(CompiledSchema::new(&action.input_schema)?)
         }
     };
-    if let Err(err) = schema.check(&format!("{at}.config"), &step.config) {
+    // The engine's own keys (retries, a simulation's sample, …) are not the action's.
+    let mut config = step.config.clone();
+    if let Value::Object(keys) = &mut config {
+        for key in ENGINE_KEYS {
+            keys.remove(key);
+        }
+    }
+    if let Err(err) = schema.check(&format!("{at}.config"), &config) {
         problems.add_error(err)?;
     }
     Ok(())
 }
 
-/// Which app's connection a step of another type than ACTION uses: a notification
-/// by email goes through an `email` (SMTP) connection, one to Slack or a webhook
-/// through an `http` connection; nothing else uses one.
-fn connection_app_of(step: &StepSpec) -> Option<&'static str> {
-    if step.step_type != StepType::Notification {
-        return None;
+/// An HTTP step's `url` is an absolute http(s) URL, unless the step has a connection,
+/// whose `baseUrl` a path is appended to.
+fn check_http_url(step: &StepSpec, at: &str, problems: &mut Problems) {
+    let Some(url) = step.config.get("url").and_then(Value::as_str) else {
+        return;
+    };
+    if step.connection_id.is_none() && !HTTP_URL.is_match(url) {
+        problems.add(
+            format!("{at}.config/url"),
+            "an http(s) URL; a path (appended to its baseUrl) needs a connection of the http app",
+        );
     }
-    match channel_of(&step.config)? {
-        "email" => Some("email"),
-        "slack" | "webhook" => Some("http"),
+}
+
+/// Which app's connection a step of another type than ACTION uses, and whether it
+/// needs one: a notification by email goes through an `email` (SMTP) connection, one
+/// to Slack or a webhook through an `http` connection; an HTTP step may call through
+/// an `http` connection; nothing else uses one.
+fn connection_app_of(step: &StepSpec) -> Option<(&'static str, Need)> {
+    match step.step_type {
+        StepType::Http => Some((http::APP, Need::Optional)),
+        StepType::Notification => match channel_of(&step.config)? {
+            "email" => Some(("email", Need::Required)),
+            "slack" | "webhook" => Some(("http", Need::Required)),
+            _ => None,
+        },
         _ => None,
     }
+}
+
+/// Whether a step must have its connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Need {
+    Required,
+    Optional,
 }
 
 /// The connection rules of a step of another type than ACTION.
 fn check_step_connection(step: &StepSpec, at: &str, bindings: &Bindings, problems: &mut Problems) {
     let field = format!("{at}.connectionId");
+    let what = if step.step_type == StepType::Http {
+        "an HTTP step calls out"
+    } else {
+        "this notification is sent"
+    };
     match (connection_app_of(step), step.connection_id) {
-        (None, None) => {}
+        (None, None) | (Some((_, Need::Optional)), None) => {}
         (None, Some(_)) => problems.add(
             field,
-            "only action steps and email, Slack or webhook notifications use a connection",
+            "only action steps, HTTP steps and email, Slack or webhook notifications use a connection",
         ),
-        (Some(app), None) => problems.add(
+        (Some((app, Need::Required)), None) => problems.add(
             field,
-            format!("this notification is sent through a connection of the {app} app"),
+            format!("{what} through a connection of the {app} app"),
         ),
-        (Some(app), Some(id)) => match bindings.connection_apps.get(&id) {
+        (Some((app, _)), Some(id)) => match bindings.connection_apps.get(&id) {
             None => problems.add(field, "no such connection"),
             Some(key) if key != app => problems.add(
                 field,
-                format!("this notification is sent through a connection of the {app} app"),
+                format!("{what} through a connection of the {app} app"),
             ),
             Some(_) => {}
         },
@@ -961,6 +1006,86 @@ mod tests {
         for (spec, field) in cases {
             assert_eq!(fields(check_graph(&[spec], &[], &bindings, false)), [field]);
         }
+    }
+
+    #[test]
+    fn http_steps_take_only_a_connection_of_the_http_app() {
+        let http_connection = Uuid::now_v7();
+        let email_connection = Uuid::now_v7();
+        let bindings = Bindings {
+            connection_apps: HashMap::from([
+                (http_connection, "http".to_owned()),
+                (email_connection, "email".to_owned()),
+            ]),
+            ..Bindings::default()
+        };
+        let call = |url: &str, connection_id| StepSpec {
+            connection_id,
+            ..step("call", StepType::Http, json!({ "url": url }))
+        };
+        for ok in [
+            call("https://api.example.com/x", None),
+            call("https://api.example.com/x", Some(http_connection)),
+            call("/orders/{{ input.id }}", Some(http_connection)),
+        ] {
+            check_graph(&[ok], &[], &bindings, true).unwrap();
+        }
+        let found = problems(check_graph(
+            &[call("/x", Some(email_connection))],
+            &[],
+            &bindings,
+            false,
+        ));
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "steps.call.connectionId");
+        assert!(found[0].1.contains("http app"), "{found:?}");
+        assert_eq!(
+            fields(check_graph(&[call("/x", None)], &[], &bindings, false)),
+            ["steps.call.config/url"]
+        );
+        assert_eq!(
+            fields(check_graph(
+                &[call("/x", Some(Uuid::now_v7()))],
+                &[],
+                &bindings,
+                false
+            )),
+            ["steps.call.connectionId"]
+        );
+    }
+
+    #[test]
+    fn action_steps_may_carry_the_engines_keys() {
+        let app = Uuid::now_v7();
+        let action = Uuid::now_v7();
+        let bindings = Bindings {
+            actions: HashMap::from([(
+                action,
+                BoundAction {
+                    app_id: app,
+                    kind: ActionKind::Action,
+                    input_schema: json!({ "type": "object", "additionalProperties": false,
+                                          "properties": { "path": { "type": "string" } } }),
+                },
+            )]),
+            ..Bindings::default()
+        };
+        let bound = |config| StepSpec {
+            action_id: Some(action),
+            ..step("s", StepType::Action, config)
+        };
+        let config = json!({ "path": "/x", "retry": { "maxAttempts": 2 }, "timeoutSeconds": 5,
+                             "sampleOutput": { "status": 200 }, "external": true });
+        check_graph(&[bound(config)], &[], &bindings, true).unwrap();
+        assert_eq!(
+            fields(check_graph(
+                &[bound(json!({ "path": "/x", "other": 1 }))],
+                &[],
+                &bindings,
+                false
+            )),
+            ["steps.s.config"]
+        );
     }
 
     #[test]

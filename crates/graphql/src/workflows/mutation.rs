@@ -157,7 +157,9 @@ pub struct WorkflowStepInput {
     pub config: Option<Json<serde_json::Value>>,
     /// ACTION steps: the catalog action to run.
     pub action_id: Option<ID>,
-    /// ACTION steps: a connection of the action's app.
+    /// The connection the step calls through: ACTION steps, one of the action's app;
+    /// HTTP steps, optionally one of the `http` app; email notifications, one of the
+    /// `email` app; Slack and webhook notifications, one of the `http` app.
     pub connection_id: Option<ID>,
     /// Whether a run fails when this step fails (false: the run goes on).
     #[graphql(default = true)]

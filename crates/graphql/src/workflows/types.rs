@@ -454,7 +454,8 @@ impl WorkflowStep {
         };
         Ok(load(ctx, ActionById(id)).await?.map(Action))
     }
-    /// The connection an ACTION step uses.
+    /// The connection the step calls through (ACTION, HTTP, and email, Slack or
+    /// webhook NOTIFICATION steps).
     async fn connection(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Connection>> {
         let Some(id) = self.0.connection_id else {
             return Ok(None);

@@ -1,5 +1,6 @@
 //! The executor runs workflows by itself: it claims runs of versions made only of the
-//! step types it runs (CONDITION, DELAY, HTTP, TRANSFORM), routes them through their graph,
+//! step types it runs (CONDITION, DELAY, HTTP and the http app's `request` action,
+//! TRANSFORM, …), routes them through their graph,
 //! resumes them after a crash or a timer, serves tenants fairly, and works in each
 //! tenant's transaction under RLS. Runs with other steps stay with runner workers.
 
@@ -1162,4 +1163,357 @@ async fn a_resting_executor_wakes_when_a_run_starts() {
     assert_eq!(status, "SUCCEEDED");
     stop.send(()).unwrap();
     worker.await.unwrap();
+}
+
+/// One request the echo server received.
+#[derive(Clone, Debug)]
+pub(crate) struct Heard {
+    pub method: String,
+    /// Path and query, as sent.
+    pub uri: String,
+    pub headers: axum::http::HeaderMap,
+    pub body: String,
+}
+
+/// A loopback server that records every request and answers 200 with
+/// `{"heard": <path>}` as JSON.
+pub(crate) async fn echo_api() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Heard>>>) {
+    type Seen = std::sync::Arc<std::sync::Mutex<Vec<Heard>>>;
+    let seen: Seen = Default::default();
+    let record = seen.clone();
+    let handler = move |method: axum::http::Method,
+                        uri: axum::http::Uri,
+                        headers: axum::http::HeaderMap,
+                        body: String| {
+        let record = record.clone();
+        async move {
+            let path = uri.path().to_owned();
+            record.lock().unwrap().push(Heard {
+                method: method.to_string(),
+                uri: uri.to_string(),
+                headers,
+                body,
+            });
+            axum::Json(json!({ "heard": path }))
+        }
+    };
+    let router = axum::Router::new().fallback(handler);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    (url, seen)
+}
+
+/// A connection of the built-in http app: `baseUrl`, two default headers, a 5 s
+/// timeout and the secret `authorization` when given; its id.
+async fn api_connection(
+    app: &TestApp,
+    owner: &Member,
+    base_url: &str,
+    authorization: Option<&str>,
+) -> String {
+    use crate::connections::{connect, create_secret, latest_version};
+    let version = latest_version(app, owner, "http").await;
+    let secrets = match authorization {
+        Some(value) => {
+            let secret = create_secret(app, owner, "api-token", value).await;
+            json!([{ "field": "authorization", "secretId": secret }])
+        }
+        None => json!([]),
+    };
+    let payload = connect(
+        app,
+        owner,
+        &version,
+        "api",
+        json!({ "baseUrl": base_url, "timeoutMs": 5000,
+                "defaultHeaders": { "x-default": "from-connection", "x-team": "connection" } }),
+        secrets,
+    )
+    .await;
+    assert_eq!(payload["userErrors"], json!([]), "{payload}");
+    payload["connection"]["id"].as_str().unwrap().to_owned()
+}
+
+/// The id of the built-in http app's `request` action.
+async fn http_request_action(app: &TestApp, owner: &Member) -> String {
+    let data = app
+        .ok(
+            Some(&owner.token),
+            "{ app(key: \"http\") { latestVersion { actions(kind: ACTION) { id key } } } }",
+            json!({}),
+        )
+        .await;
+    let actions = data["app"]["latestVersion"]["actions"].as_array().unwrap();
+    let request = actions.iter().find(|a| a["key"] == "request").unwrap();
+    request["id"].as_str().unwrap().to_owned()
+}
+
+/// Everything stored about a run that the dashboard can read, as one string.
+async fn everything_about(app: &TestApp, owner: &Member, id: &str) -> String {
+    app.ok(
+        Some(&owner.token),
+        "query($id: ID!) { node(id: $id) { ... on WorkflowRun { input output error \
+           stepRuns { input output error attempts { error } } } } }",
+        json!({ "id": id }),
+    )
+    .await
+    .to_string()
+}
+
+/// An HTTP step with a connection of the http app: its relative URL is appended to the
+/// connection's baseUrl, the connection's default headers are sent with the step's own
+/// overriding them, and its authorization secret is the Authorization header, which
+/// appears nowhere in the run's record.
+#[tokio::test]
+async fn http_steps_call_through_their_connection_with_its_headers_and_secret() {
+    const SECRET: &str = "Bearer conn-secret-7f3a";
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-http-conn").await;
+    let (api, heard) = echo_api().await;
+    let connection = api_connection(&app, &owner, &format!("{api}/v1/"), Some(SECRET)).await;
+    let steps = json!([
+        { "key": "post", "name": "post", "type": "HTTP", "connectionId": connection, "config": {
+            "method": "POST", "url": "/orders/{{ input.id }}",
+            "headers": { "X-Team": "step" }, "body": { "id": "{{ input.id }}" } } },
+    ]);
+    let wf = workflow(&app, &owner, "through", steps, json!([])).await;
+    let id = start(&app, &owner, &wf, json!({ "id": 7 })).await;
+    executor(&app, 10).tick().await.unwrap();
+    let done = run(&app, &owner, &id).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(done["output"]["post"]["status"], 200);
+    assert_eq!(
+        done["output"]["post"]["body"],
+        json!({ "heard": "/v1/orders/7" })
+    );
+
+    let heard = heard.lock().unwrap().clone();
+    assert_eq!(heard.len(), 1, "{heard:?}");
+    let request = &heard[0];
+    assert_eq!(request.method, "POST");
+    assert_eq!(request.uri, "/v1/orders/7");
+    assert_eq!(request.headers["x-default"], "from-connection");
+    let teams: Vec<_> = request.headers.get_all("x-team").iter().collect();
+    assert_eq!(teams, ["step"], "the step's header replaces the default");
+    assert_eq!(request.headers["authorization"], SECRET);
+    assert_eq!(request.headers["content-type"], "application/json");
+    assert_eq!(request.body, r#"{"id":7}"#);
+
+    let stored = everything_about(&app, &owner, &id).await;
+    assert!(!stored.contains("conn-secret"), "{stored}");
+    // Nor in any row of the database, however stored.
+    let admin = app.db.admin().await;
+    for table in [
+        "workflow_runs",
+        "step_runs",
+        "step_attempts",
+        "audit_events",
+    ] {
+        let found = admin
+            .query_one(sea_orm::Statement::from_string(
+                sea_orm::DbBackend::Postgres,
+                format!("SELECT count(*) AS n FROM {table} t WHERE t::text LIKE '%conn-secret%'"),
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        assert_eq!(found, 0, "{table} holds the secret");
+    }
+}
+
+/// An ACTION step bound to the built-in http app's `request` action runs in the engine
+/// as an HTTP call through its connection: query parameters (a list repeats), a form
+/// body, the same `{status, headers, body}` output; the run succeeds. Other ACTION
+/// steps stay with runners.
+#[tokio::test]
+async fn http_request_action_steps_run_in_the_engine() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-http-action").await;
+    let (api, heard) = echo_api().await;
+    let connection = api_connection(&app, &owner, &api, Some("Basic YWxhZGRpbjpzZXNhbWU=")).await;
+    let action = http_request_action(&app, &owner).await;
+    let steps = json!([
+        { "key": "search", "name": "search", "type": "ACTION", "actionId": action,
+          "connectionId": connection, "config": {
+            "method": "POST", "path": "/search",
+            "query": { "tag": ["a", "b c"], "page": "{{ input.page }}" },
+            "headers": { "x-team": "action" },
+            "bodyType": "form", "body": { "q": "{{ input.q }}", "limit": 5 } } },
+        { "key": "fetch", "name": "fetch", "type": "ACTION", "actionId": action, "config": {
+            "method": "PUT", "path": format!("{api}/items/{{{{ steps.search.output.status }}}}"),
+            "body": { "seen": "{{ steps.search.output.body.heard }}" } } },
+    ]);
+    let wf = workflow(
+        &app,
+        &owner,
+        "acting",
+        steps,
+        json!([{ "from": "search", "to": "fetch" }]),
+    )
+    .await;
+    let id = start(&app, &owner, &wf, json!({ "page": 2, "q": "red shoes" })).await;
+    let executor = executor(&app, 10);
+    let done = run_to_end(&app, &owner, &executor, &id).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    let done = run(&app, &owner, &id).await;
+    assert_eq!(done["output"]["fetch"]["status"], 200, "{done}");
+    assert_eq!(
+        done["output"]["fetch"]["body"],
+        json!({ "heard": "/items/200" })
+    );
+    assert!(done["output"]["fetch"]["headers"]["content-type"]
+        .as_str()
+        .unwrap()
+        .contains("json"));
+
+    let heard = heard.lock().unwrap().clone();
+    assert_eq!(heard.len(), 2, "{heard:?}");
+    let search = &heard[0];
+    assert_eq!(search.method, "POST");
+    // Parameters in any order (the stored config is JSONB), a list repeated.
+    let sorted = |pairs: &str| {
+        let mut pairs: Vec<&str> = pairs.split('&').collect();
+        pairs.sort_unstable();
+        pairs.join("&")
+    };
+    let (path, query) = search.uri.split_once('?').unwrap();
+    assert_eq!(path, "/search");
+    assert_eq!(sorted(query), "page=2&tag=a&tag=b+c");
+    assert_eq!(
+        search.headers["content-type"],
+        "application/x-www-form-urlencoded"
+    );
+    assert_eq!(sorted(&search.body), "limit=5&q=red+shoes");
+    assert_eq!(search.headers["x-team"], "action");
+    assert_eq!(search.headers["x-default"], "from-connection");
+    assert_eq!(
+        search.headers["authorization"],
+        "Basic YWxhZGRpbjpzZXNhbWU="
+    );
+    let fetch = &heard[1];
+    assert_eq!(fetch.method, "PUT");
+    assert_eq!(fetch.uri, "/items/200");
+    assert_eq!(fetch.headers["content-type"], "application/json");
+    assert_eq!(fetch.body, r#"{"seen":"/search"}"#);
+    assert!(fetch.headers.get("authorization").is_none());
+    let stored = everything_about(&app, &owner, &id).await;
+    assert!(!stored.contains("YWxhZGRpbjpzZXNhbWU"), "{stored}");
+}
+
+/// Only ACTION steps of the http app's `request` action are the engine's: a version
+/// with another app's action is left to runners.
+#[tokio::test]
+async fn other_action_steps_are_left_for_runners() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-other-action").await;
+    let data = app
+        .ok(
+            Some(&owner.token),
+            "{ app(key: \"gmail\") { latestVersion { actions(kind: ACTION) { id key } } } }",
+            json!({}),
+        )
+        .await;
+    let actions = data["app"]["latestVersion"]["actions"].as_array().unwrap();
+    let other = actions
+        .iter()
+        .find(|a| a["key"] == "searchMessages")
+        .unwrap_or_else(|| panic!("{data}"));
+    let steps = json!([
+        { "key": "act", "name": "act", "type": "ACTION", "actionId": other["id"], "config": { "maxResults": 5 } },
+    ]);
+    let wf = workflow(&app, &owner, "elsewhere", steps, json!([])).await;
+    let id = start(&app, &owner, &wf, json!({})).await;
+    assert_eq!(executor(&app, 10).tick().await.unwrap(), Tick::default());
+    assert_eq!(run(&app, &owner, &id).await["status"], "PENDING");
+}
+
+/// A simulation of an ACTION step of the http app's `request` action sends nothing:
+/// the step answers with its `sampleOutput`.
+#[tokio::test]
+async fn a_simulated_http_request_action_sends_nothing() {
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-http-action-sim").await;
+    let (api, heard) = echo_api().await;
+    let connection = api_connection(&app, &owner, &api, Some("Bearer sim-secret")).await;
+    let action = http_request_action(&app, &owner).await;
+    let steps = json!([
+        { "key": "call", "name": "call", "type": "ACTION", "actionId": action,
+          "connectionId": connection, "config": {
+            "method": "POST", "path": "/orders", "body": { "n": 1 },
+            "sampleOutput": { "status": 201, "headers": {}, "body": { "id": 5 } } } },
+        transform("after", json!({ "id": "{{ steps.call.output.body.id }}" })),
+    ]);
+    let wf = workflow(
+        &app,
+        &owner,
+        "simulated-action",
+        steps,
+        json!([{ "from": "call", "to": "after" }]),
+    )
+    .await;
+    let data = app
+        .ok(
+            Some(&owner.token),
+            "mutation($w: ID!) { startRun(input: {workflowId: $w, simulation: true}) { run { id } } }",
+            json!({ "w": wf }),
+        )
+        .await;
+    let id = data["startRun"]["run"]["id"].as_str().unwrap().to_owned();
+    let executor = executor(&app, 10);
+    let done = run_to_end(&app, &owner, &executor, &id).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(
+        run(&app, &owner, &id).await["output"],
+        json!({ "after": { "id": 5 } })
+    );
+    assert!(heard.lock().unwrap().is_empty(), "a simulation called out");
+}
+
+/// An HTTP step takes a connection of the http app only; the problem names the field.
+#[tokio::test]
+async fn an_http_step_refuses_a_connection_of_another_app() {
+    use crate::connections::{connect, create_secret, latest_version};
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-http-wrong").await;
+    let version = latest_version(&app, &owner, "email").await;
+    let password = create_secret(&app, &owner, "smtp", "pw").await;
+    let mail = connect(
+        &app,
+        &owner,
+        &version,
+        "mail",
+        json!({ "host": "mail.example.com", "port": 587, "security": "starttls",
+                "fromAddress": "flows@acme.test" }),
+        json!([{ "field": "password", "secretId": password }]),
+    )
+    .await;
+    assert_eq!(mail["userErrors"], json!([]), "{mail}");
+    let mail = mail["connection"]["id"].as_str().unwrap();
+    let created = app
+        .ok(
+            Some(&owner.token),
+            "mutation { createWorkflow(input: {key: \"wrong\", name: \"wrong\"}) { workflow { versions { id } } } }",
+            json!({}),
+        )
+        .await;
+    let version = created["createWorkflow"]["workflow"]["versions"][0]["id"].clone();
+    let step = json!({ "key": "call", "name": "call", "type": "HTTP", "connectionId": mail,
+                       "config": { "url": "https://api.example.com/x" } });
+    let saved = app
+        .ok(
+            Some(&owner.token),
+            "mutation($v: ID!, $s: [WorkflowStepInput!]!) { saveWorkflowGraph(input: {versionId: $v, steps: $s, transitions: []}) { userErrors { field message } } }",
+            json!({ "v": version, "s": [step] }),
+        )
+        .await;
+    let errors = &saved["saveWorkflowGraph"]["userErrors"];
+    assert_eq!(errors.as_array().unwrap().len(), 1, "{saved}");
+    assert_eq!(errors[0]["field"], "steps.call.connectionId", "{saved}");
+    assert!(
+        errors[0]["message"].as_str().unwrap().contains("http app"),
+        "{saved}"
+    );
 }

@@ -55,3 +55,24 @@ async fn migrations_go_up_down_and_up_to_the_same_schema() {
     owner.close().await.unwrap();
     assert_eq!(before, schema_dump(&db.admin_url));
 }
+
+/// The due look-up and the executor's claim test a step the same way: the function's
+/// body holds the claim's test as `trellis_entity` writes it today. When the test
+/// changes, a new migration must re-create the function.
+#[tokio::test]
+async fn the_due_look_up_tests_steps_as_the_claim_does() {
+    use sea_orm::ConnectionTrait;
+    let db = crate::support::TestDb::new().await;
+    let admin = db.admin().await;
+    let row = admin
+        .query_one(sea_orm::Statement::from_string(
+            sea_orm::DbBackend::Postgres,
+            "SELECT prosrc FROM pg_proc WHERE proname = 'tenants_with_due_runs'",
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let body: String = row.try_get("", "prosrc").unwrap();
+    let test = trellis_entity::workflow_step::foreign_step_sql("engine_types");
+    assert!(body.contains(&test), "{body}\ndoes not hold\n{test}");
+}

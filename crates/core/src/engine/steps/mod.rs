@@ -1,6 +1,9 @@
 //! The step types the engine runs itself, one module each behind [`StepKind`]. A step
 //! of any other type is external: a version that has one is left to runner API workers
-//! (docs/runs.md), and the executor never claims its runs.
+//! (docs/runs.md), and the executor never claims its runs. One kind of ACTION step is
+//! the engine's too: one bound to the built-in `http` app's `request` action runs as an
+//! HTTP step (the executor gives it the type HTTP when it loads the version, see
+//! [`runs_as`]), so every function here that takes a type treats it as one.
 
 pub mod approval;
 pub mod condition;
@@ -90,12 +93,17 @@ const NOTIFICATION_TIMEOUT: Duration = Duration::from_secs(30);
 pub const MAX_TIMEOUT: Duration = Duration::from_secs(3600);
 
 /// How long one attempt of a step may run: `timeoutSeconds` in its config (at most
-/// [`MAX_TIMEOUT`]), else its type's own limit (HTTP: `timeoutMs`, 30 s by default;
-/// notifications 30 s), else [`MAX_TIMEOUT`]. A timer's or an approval's wait does not count: only the
-/// time the executor spends running the step.
-pub fn timeout_of(step_type: StepType, config: &Value) -> Duration {
+/// [`MAX_TIMEOUT`]), else its type's own limit (HTTP: `timeoutMs`, else its
+/// connection's, 30 s by default; notifications 30 s), else [`MAX_TIMEOUT`]. A timer's
+/// or an approval's wait does not count: only the time the executor spends running the
+/// step.
+pub fn timeout_of(
+    step_type: StepType,
+    config: &Value,
+    connection: Option<&OpenConnection>,
+) -> Duration {
     let own = match step_type {
-        StepType::Http => http::timeout_of(config),
+        StepType::Http => http::timeout_of(config, connection),
         StepType::Notification => NOTIFICATION_TIMEOUT,
         _ => MAX_TIMEOUT,
     };
@@ -130,9 +138,10 @@ pub fn is_retryable(error: &Value) -> bool {
     error.get("retryable").and_then(Value::as_bool) != Some(false)
 }
 
-/// Whether a step calls out: HTTP, and notifications sent through a connection
-/// (email, Slack, webhook). The executor then runs it outside any transaction (start,
-/// commit, call, record).
+/// Whether a step calls out: HTTP (and so ACTION steps of the http app's `request`
+/// action, which run as HTTP), and notifications sent through a connection (email,
+/// Slack, webhook). The executor then runs it outside any transaction (start, commit,
+/// call, record), with its connection opened.
 pub fn calls_out(step_type: StepType, config: &Value) -> bool {
     match step_type {
         StepType::Http => true,
@@ -142,10 +151,28 @@ pub fn calls_out(step_type: StepType, config: &Value) -> bool {
 }
 
 /// Whether a step of this type reaches anything outside its run (a server, a person's
-/// inbox): a simulation does not run it, and answers from its `sampleOutput`.
+/// inbox; ACTION steps of the http app's `request` action run as HTTP): a simulation
+/// does not run it, and answers from its `sampleOutput`.
 pub fn reaches_outside(step_type: StepType) -> bool {
     matches!(step_type, StepType::Http | StepType::Notification)
 }
+
+/// The type the engine runs a step as: HTTP for an ACTION step bound to the built-in
+/// http app's `request` action (`is_http_request`, which the executor looks up with
+/// `trellis_entity::workflow_step::is_http_request_action_sql`, the test the claim
+/// uses), else its own.
+pub fn runs_as(step_type: StepType, is_http_request: bool) -> StepType {
+    if step_type == StepType::Action && is_http_request {
+        StepType::Http
+    } else {
+        step_type
+    }
+}
+
+/// Keys of a step's config that are the engine's, not the step's: accepted on any
+/// step, ACTION steps included, whose config is otherwise checked against their
+/// action's input schema.
+pub const ENGINE_KEYS: [&str; 4] = ["retry", "timeoutSeconds", "sampleOutput", "external"];
 
 /// The stored names of [`ENGINE_TYPES`], as the claim and the due look-up take them.
 pub fn engine_type_names() -> Vec<String> {

@@ -159,6 +159,7 @@ async fn email(input: &StepInput<'_>, subject: &str, body: &str) -> StepResult {
             .timeout(Some(super::timeout_of(
                 trellis_entity::StepType::Notification,
                 input.config,
+                None,
             )));
     let username = setting("username");
     if !username.is_empty() {
@@ -214,6 +215,7 @@ async fn webhook(input: &StepInput<'_>, title: &str, body: &str) -> StepResult {
         .timeout(super::timeout_of(
             trellis_entity::StepType::Notification,
             input.config,
+            None,
         ))
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(payload.to_string());
