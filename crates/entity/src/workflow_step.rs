@@ -33,10 +33,11 @@ impl ActiveModelBehavior for ActiveModel {}
 /// engine, as HTTP calls; other actions are left to runner API workers.
 pub fn is_http_request_action_sql(action_id: &str) -> String {
     format!(
-        "EXISTS (SELECT 1 FROM public.actions a \
+        // Not correlated: the planner looks the ids up once per statement.
+        "{action_id} IN (SELECT a.id FROM public.actions a \
            JOIN public.app_versions v ON v.id = a.app_version_id \
            JOIN public.apps p ON p.id = v.app_id \
-           WHERE a.id = {action_id} AND a.tenant_id IS NULL AND p.tenant_id IS NULL \
+           WHERE a.tenant_id IS NULL AND p.tenant_id IS NULL \
              AND p.key = 'http' AND a.key = 'request')"
     )
 }

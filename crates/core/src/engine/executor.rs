@@ -206,8 +206,17 @@ impl Executor {
         .await?;
         let mut tick = Tick::default();
         let mut unfinished = Vec::new();
-        for Due { tenant_id } in tenants {
-            let started = match self.claim_and_start(tenant_id, &types).await {
+        // Tenants are claimed side by side: each claim is a transaction of its own.
+        let claims: Vec<(Uuid, Result<Vec<Claimed>>)> = futures::stream::iter(tenants)
+            .map(|Due { tenant_id }| {
+                let types = &types;
+                async move { (tenant_id, self.claim_and_start(tenant_id, types).await) }
+            })
+            .buffer_unordered(self.config.concurrency.max(1))
+            .collect()
+            .await;
+        for (tenant_id, claimed) in claims {
+            let started = match claimed {
                 Ok(started) => started,
                 // One run whose first move fails must not hold back the others: they
                 // are claimed again on their own, and each is driven apart.

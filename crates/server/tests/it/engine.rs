@@ -1517,3 +1517,105 @@ async fn an_http_step_refuses_a_connection_of_another_app() {
         "{saved}"
     );
 }
+
+/// A `trellis worker` killed mid-step: its run is taken over once the lease runs out,
+/// resumes at the step that was running (the call is made again: calls are at least
+/// once) and completes exactly once.
+#[tokio::test]
+async fn a_worker_killed_mid_step_leaves_a_run_that_completes_exactly_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let app = TestApp::new().await;
+    let owner = app.owner("engine-killed").await;
+    // The first call never answers; later ones answer at once.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let seen = calls.clone();
+    let api = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(move || {
+            let seen = seen.clone();
+            async move {
+                if seen.fetch_add(1, Ordering::SeqCst) == 0 {
+                    std::future::pending::<()>().await;
+                }
+                axum::Json(json!({ "ok": true }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/slow", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, api).await });
+    let steps = json!([
+        { "key": "fetch", "name": "fetch", "type": "HTTP", "config": { "url": url, "timeoutMs": 60000 } },
+        transform("after", json!({ "ok": "{{ steps.fetch.output.body.ok }}" })),
+    ]);
+    let links = json!([{ "from": "fetch", "to": "after" }]);
+    let wf = workflow(&app, &owner, "killed", steps, links).await;
+    let id = start(&app, &owner, &wf, json!({})).await;
+
+    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
+        .arg("worker")
+        .env_remove("DATABASE_URL")
+        .env("TRELLIS_APP_DATABASE_URL", &app.db.app_url)
+        .env("TRELLIS_JWT_SECRET", crate::support::JWT_SECRET)
+        .env("TRELLIS_MASTER_KEYS", crate::support::TEST_MASTER_KEYS)
+        .env("TRELLIS_MIGRATE_ON_START", "false")
+        .env("TRELLIS_EGRESS_ALLOW", "127.0.0.1")
+        .env("TRELLIS_EXECUTOR_POLL_MS", "50")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while calls.load(Ordering::SeqCst) == 0 {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the worker never called"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Mid-call: SIGKILL, no chance to clean up.
+    worker.kill().await.unwrap();
+    let running = run(&app, &owner, &id).await;
+    assert_eq!(running["status"], "RUNNING");
+    assert_eq!(step_status(&running, "fetch"), "RUNNING");
+    // Its lease outlasts the call's timeout; nobody takes the run over before then.
+    assert_eq!(executor(&app, 10).tick().await.unwrap().claimed, 0);
+    let admin = app.db.admin().await;
+    let run_id = Uuid::parse_str(&id[4..]).unwrap();
+    admin
+        .execute(stmt(
+            "UPDATE workflow_runs SET lease_expires_at = now() - interval '1 second' WHERE id = $1",
+            [run_id.into()],
+        ))
+        .await
+        .unwrap();
+    let tick = executor(&app, 10).tick().await.unwrap();
+    assert_eq!((tick.claimed, tick.finished), (1, 1), "{tick:?}");
+    assert_eq!(executor(&app, 10).tick().await.unwrap().claimed, 0);
+    let done = run(&app, &owner, &id).await;
+    assert_eq!(done["status"], "SUCCEEDED", "{done}");
+    assert_eq!(done["output"], json!({ "after": { "ok": true } }));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let count = |sql: &'static str| {
+        let admin = &admin;
+        async move {
+            admin
+                .query_one(stmt(sql, [run_id.into()]))
+                .await
+                .unwrap()
+                .unwrap()
+                .try_get::<i64>("", "n")
+                .unwrap()
+        }
+    };
+    let ended = count(
+        "SELECT count(*) AS n FROM audit_events WHERE action = 'run.succeed' AND target_id = $1",
+    )
+    .await;
+    assert_eq!(ended, 1, "the run ended once");
+    let steps =
+        count("SELECT count(*) AS n FROM step_runs WHERE run_id = $1 AND status = 'succeeded'")
+            .await;
+    assert_eq!(steps, 2);
+}
