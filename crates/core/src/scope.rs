@@ -135,6 +135,8 @@ pub struct RequestScope {
     mutation_cost: AtomicU32,
     /// NOTIFYs to send when the transaction commits, as (channel, payload).
     announcements: std::sync::Mutex<Vec<(&'static str, String)>>,
+    /// Audit events recorded and not inserted yet ([`crate::audit`]).
+    audit: std::sync::Mutex<Vec<crate::audit::Row>>,
 }
 
 #[derive(FromQueryResult)]
@@ -183,6 +185,7 @@ impl RequestScope {
             acting_user: std::sync::Mutex::new(None),
             mutation_cost: AtomicU32::new(0),
             announcements: std::sync::Mutex::new(Vec::new()),
+            audit: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -429,6 +432,7 @@ impl RequestScope {
     /// operation ends ([`Self::end_operation`]).
     pub async fn require_platform_admin(&self) -> Result<Uuid> {
         let user_id = self.user_id()?;
+        self.flush_audit().await?;
         let row = self
             .tx()
             .await?
@@ -451,6 +455,8 @@ impl RequestScope {
     }
 
     async fn set(&self, setting: &str, value: Option<Uuid>) -> Result<()> {
+        // Queued audit rows go in under the settings they were recorded with.
+        self.flush_audit().await?;
         self.tx()
             .await?
             .execute(stmt(
@@ -465,6 +471,8 @@ impl RequestScope {
     /// the operation turned it on, so the next operation of a batch (which shares the
     /// transaction) is not widened by it.
     pub async fn end_operation(&self) -> Result<()> {
+        // The next operation of a batch reads the audit log as this one left it.
+        self.flush_audit().await?;
         if self.platform_admin.swap(false, Ordering::Relaxed) {
             self.tx()
                 .await?
@@ -498,6 +506,28 @@ impl RequestScope {
         if !queued.iter().any(|(c, p)| *c == channel && *p == payload) {
             queued.push((channel, payload));
         }
+    }
+
+    /// Queues an audit row for [`Self::flush_audit`].
+    pub(crate) fn queue_audit(&self, row: crate::audit::Row) {
+        self.audit
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(row);
+    }
+
+    /// Inserts the audit events recorded so far.
+    async fn flush_audit(&self) -> Result<()> {
+        let rows = std::mem::take(
+            &mut *self
+                .audit
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if rows.is_empty() {
+            return Ok(());
+        }
+        crate::audit::insert(self.tx().await?, rows).await
     }
 
     /// Marks the request as failed: its transaction will roll back.
@@ -551,6 +581,15 @@ impl RequestScope {
     /// otherwise. Call once, after the response is computed.
     pub async fn finish(self, succeeded: bool) -> Result<()> {
         let commit = succeeded && !self.has_failed();
+        if commit {
+            if let Err(err) = self.flush_audit().await {
+                // Nothing is saved without its audit events.
+                if let Some(begun) = self.begun.into_inner() {
+                    begun.tx.rollback().await?;
+                }
+                return Err(err);
+            }
+        }
         let announcements = self
             .announcements
             .into_inner()
