@@ -669,18 +669,7 @@ async fn the_worker_command_runs_workflows() {
     let steps = json!([transform("only", json!({ "by": "worker {{ input.n }}" }))]);
     let wf = workflow(&app, &owner, "worked", steps, json!([])).await;
     let id = start(&app, &owner, &wf, json!({ "n": 1 })).await;
-    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
-        .arg("worker")
-        .env_remove("DATABASE_URL")
-        .env("TRELLIS_APP_DATABASE_URL", &app.db.app_url)
-        .env("TRELLIS_JWT_SECRET", crate::support::JWT_SECRET)
-        .env("TRELLIS_MASTER_KEYS", crate::support::TEST_MASTER_KEYS)
-        .env("TRELLIS_MIGRATE_ON_START", "false")
-        .env("TRELLIS_EXECUTOR_POLL_MS", "50")
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut worker = crate::support::worker_command(&app).spawn().unwrap();
     let started = std::time::Instant::now();
     let finished = loop {
         let now = run(&app, &owner, &id).await;
@@ -1553,19 +1542,7 @@ async fn a_worker_killed_mid_step_leaves_a_run_that_completes_exactly_once() {
     let wf = workflow(&app, &owner, "killed", steps, links).await;
     let id = start(&app, &owner, &wf, json!({})).await;
 
-    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
-        .arg("worker")
-        .env_remove("DATABASE_URL")
-        .env("TRELLIS_APP_DATABASE_URL", &app.db.app_url)
-        .env("TRELLIS_JWT_SECRET", crate::support::JWT_SECRET)
-        .env("TRELLIS_MASTER_KEYS", crate::support::TEST_MASTER_KEYS)
-        .env("TRELLIS_MIGRATE_ON_START", "false")
-        .env("TRELLIS_EGRESS_ALLOW", "127.0.0.1")
-        .env("TRELLIS_EXECUTOR_POLL_MS", "50")
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
+    let mut worker = crate::support::worker_command(&app).spawn().unwrap();
     let started = std::time::Instant::now();
     while calls.load(Ordering::SeqCst) == 0 {
         assert!(

@@ -632,18 +632,9 @@ async fn the_worker_serves_metrics_on_the_metrics_address() {
         let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         probe.local_addr().unwrap()
     };
-    let mut worker = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"))
-        .arg("worker")
-        .env_remove("DATABASE_URL")
-        .env("TRELLIS_APP_DATABASE_URL", &app.db.app_url)
-        .env("TRELLIS_JWT_SECRET", crate::support::JWT_SECRET)
-        .env("TRELLIS_MASTER_KEYS", crate::support::TEST_MASTER_KEYS)
-        .env("TRELLIS_MIGRATE_ON_START", "false")
+    let mut worker = crate::support::worker_command(&app)
         .env("TRELLIS_SCHEDULER", "false")
-        .env("TRELLIS_EXECUTOR_POLL_MS", "50")
         .env("TRELLIS_METRICS_LISTEN", address.to_string())
-        .env("RUST_LOG", "warn")
-        .kill_on_drop(true)
         .spawn()
         .unwrap();
     let url = format!("http://{address}/metrics");

@@ -465,3 +465,22 @@ pub async fn smtp_sink() -> (String, Arc<Mutex<Vec<Received>>>) {
     });
     (url, inbox)
 }
+
+/// `trellis worker`, the real binary, on the test app's database (no migrations, a 50 ms
+/// poll, loopback admitted by the egress guard), killed when dropped; callers add their
+/// own settings and spawn it.
+pub fn worker_command(app: &TestApp) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"));
+    command
+        .arg("worker")
+        .env_remove("DATABASE_URL")
+        .env("TRELLIS_APP_DATABASE_URL", &app.db.app_url)
+        .env("TRELLIS_JWT_SECRET", JWT_SECRET)
+        .env("TRELLIS_MASTER_KEYS", TEST_MASTER_KEYS)
+        .env("TRELLIS_MIGRATE_ON_START", "false")
+        .env("TRELLIS_EGRESS_ALLOW", "127.0.0.1")
+        .env("TRELLIS_EXECUTOR_POLL_MS", "50")
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true);
+    command
+}
