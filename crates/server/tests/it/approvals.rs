@@ -321,14 +321,7 @@ async fn a_simulation_decides_by_itself() {
         { "from": "approve", "to": "stop", "isDefault": true },
     ]);
     let wf = workflow(&app, &owner, "rehearsal", steps, transitions).await;
-    let data = app
-        .ok(
-            Some(&owner.token),
-            "mutation($w: ID!) { startRun(input: {workflowId: $w, simulation: true}) { run { id } } }",
-            json!({ "w": wf }),
-        )
-        .await;
-    let id = data["startRun"]["run"]["id"].as_str().unwrap().to_owned();
+    let id = crate::engine::start_simulation(&app, &owner, &wf).await;
     executor(&app, 10).tick().await.unwrap();
     let run = seen(&app, &owner, &id).await;
     assert_eq!(run["status"], "SUCCEEDED", "{run}");

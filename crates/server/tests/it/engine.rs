@@ -71,6 +71,18 @@ pub(crate) async fn start(app: &TestApp, owner: &Member, workflow: &str, input: 
     data["startRun"]["run"]["id"].as_str().unwrap().to_owned()
 }
 
+/// Starts a simulation of `workflow`; its run id.
+pub(crate) async fn start_simulation(app: &TestApp, owner: &Member, workflow: &str) -> String {
+    let data = app
+        .ok(
+            Some(&owner.token),
+            "mutation($w: ID!) { startRun(input: {workflowId: $w, simulation: true}) { run { id } } }",
+            json!({ "w": workflow }),
+        )
+        .await;
+    data["startRun"]["run"]["id"].as_str().unwrap().to_owned()
+}
+
 /// The run as the dashboard sees it.
 async fn run(app: &TestApp, owner: &Member, id: &str) -> Value {
     app.ok(
@@ -1443,14 +1455,7 @@ async fn a_simulated_http_request_action_sends_nothing() {
         json!([{ "from": "call", "to": "after" }]),
     )
     .await;
-    let data = app
-        .ok(
-            Some(&owner.token),
-            "mutation($w: ID!) { startRun(input: {workflowId: $w, simulation: true}) { run { id } } }",
-            json!({ "w": wf }),
-        )
-        .await;
-    let id = data["startRun"]["run"]["id"].as_str().unwrap().to_owned();
+    let id = start_simulation(&app, &owner, &wf).await;
     let executor = executor(&app, 10);
     let done = run_to_end(&app, &owner, &executor, &id).await;
     assert_eq!(done["status"], "SUCCEEDED", "{done}");

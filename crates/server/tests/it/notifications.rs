@@ -143,14 +143,7 @@ async fn a_simulation_calls_nobody_and_notifies_nobody() {
         json!([{ "from": "fetch", "to": "notify" }]),
     )
     .await;
-    let data = app
-        .ok(
-            Some(&owner.token),
-            "mutation($w: ID!) { startRun(input: {workflowId: $w, simulation: true}) { run { id } } }",
-            json!({ "w": wf }),
-        )
-        .await;
-    let id = data["startRun"]["run"]["id"].as_str().unwrap().to_owned();
+    let id = crate::engine::start_simulation(&app, &owner, &wf).await;
     executor(&app, 10).tick().await.unwrap();
     assert_eq!(run_status(&app, &owner, &id).await["status"], "SUCCEEDED");
     assert!(seen.lock().unwrap().is_empty());
