@@ -26,6 +26,9 @@ pub enum Error {
     /// Too many attempts: retry after the given seconds.
     #[error("too many attempts; retry in {retry_after_seconds} s")]
     RateLimited { retry_after_seconds: u32 },
+    /// A model provider gave no answer; `code` says why (`PROVIDER_TIMEOUT`, …).
+    #[error("{message}")]
+    Provider { code: &'static str, message: String },
     /// The database cannot be reached (no connection within the pool's acquire timeout,
     /// or the connection broke): retry shortly.
     #[error("the database is unavailable; try again shortly")]
@@ -76,6 +79,7 @@ impl Error {
             Error::BadInput { .. } | Error::Invalid(_) => "BAD_USER_INPUT",
             Error::Conflict { .. } => "CONFLICT",
             Error::RateLimited { .. } => "RATE_LIMITED",
+            Error::Provider { code, .. } => code,
             Error::Unavailable => "UNAVAILABLE",
             Error::Internal(_) => "INTERNAL",
         }
@@ -112,6 +116,13 @@ const CONSTRAINTS: &[(&str, &str, &str)] = &[
     ("workflow_versions_number_key", "workflowId", "another version was created at the same time; try again"),
     ("workflow_versions_published_immutable", "versionId", "this workflow version is published and cannot change"),
     ("triggers_tenant_key_key", "key", "a trigger with this key already exists"),
+    ("processes_tenant_key_key", "key", "a process with this key already exists"),
+    ("processes_key_format", "key", "key must be 2 to 63 lowercase letters, digits, '_' or '-', starting with a letter"),
+    ("processes_name_length", "name", "name must be 1 to 200 characters"),
+    ("process_versions_number_key", "processId", "another version was created at the same time; try again"),
+    ("process_versions_published_immutable", "id", "this process version is published and cannot change"),
+    ("process_versions_model_connection", "connectionId", "a model provider needs a connection and a model"),
+    ("process_deployments_version_published", "versionId", "an environment serves only a published version promoted to it"),
     ("triggers_key_format", "key", "key must be 2 to 63 lowercase letters, digits, '_' or '-', starting with a letter"),
 ];
 

@@ -1040,17 +1040,57 @@ pub struct NewApiKey {
     pub plaintext: String,
 }
 
+/// What an API key may call of the tenant's processes (keys with the `invoke` scope):
+/// `None` fields hold it to nothing.
+#[derive(Clone, Debug, Default)]
+pub struct ProcessAccess {
+    /// The one environment it may call.
+    pub environment: Option<trellis_entity::Environment>,
+    /// The keys of the processes it may call (1 to 100).
+    pub process_keys: Option<Vec<String>>,
+}
+
 pub async fn create_api_key(
     scope: &RequestScope,
     name: &str,
     scopes: &[Scope],
     expires_at: Option<DateTime<Utc>>,
+    process_access: ProcessAccess,
 ) -> Result<NewApiKey> {
     let ctx = scope.require(Role::Admin).await?;
     let name = required_text(name, "name", 100)?;
     if scopes.is_empty() {
         return Err(Error::bad_input("scopes", "give at least one scope"));
     }
+    let restricted = process_access.environment.is_some() || process_access.process_keys.is_some();
+    if restricted && !scopes.contains(&Scope::Invoke) {
+        return Err(Error::bad_input(
+            "processEnvironment",
+            "process restrictions apply to keys with the INVOKE scope",
+        ));
+    }
+    let process_keys = match process_access.process_keys {
+        Some(keys) => {
+            if keys.is_empty() || keys.len() > 100 {
+                return Err(Error::bad_input(
+                    "processKeys",
+                    "give 1 to 100 process keys",
+                ));
+            }
+            let mut checked = keys
+                .iter()
+                .map(|k| {
+                    crate::workflows::check_key(k).map_err(|_| {
+                        Error::bad_input("processKeys", format!("{k:?} is not a process key"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            checked.sort();
+            checked.dedup();
+            Some(checked)
+        }
+        None => None,
+    };
     if expires_at.is_some_and(|t| t <= Utc::now()) {
         return Err(Error::bad_input(
             "expiresAt",
@@ -1069,6 +1109,8 @@ pub async fn create_api_key(
         key_hash: Set(secret.hash.clone()),
         scopes: Set(scope_names),
         expires_at: Set(expires_at),
+        process_environment: Set(process_access.environment),
+        process_keys: Set(process_keys),
         created_by: Set(scope.user_id().ok()),
         ..Default::default()
     }

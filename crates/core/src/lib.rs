@@ -14,6 +14,7 @@ pub mod integrations;
 pub mod logs;
 pub mod mail;
 pub mod notifications;
+pub mod processes;
 pub mod runs;
 pub mod scope;
 pub mod throttle;

@@ -328,6 +328,34 @@ impl RequestScope {
         if self.principal == Principal::Anonymous {
             return Err(Error::Unauthenticated);
         }
+        if self.is_invoke_only() {
+            return Err(Error::Forbidden("this API key may only invoke processes"));
+        }
+        self.granted(required).await
+    }
+
+    /// The active tenant, for invoking a process: an API key with the `invoke` scope,
+    /// or a member who may run things (operators and above).
+    pub async fn require_invoker(&self) -> Result<TenantCtx> {
+        match &self.principal {
+            Principal::ApiKey { scopes, .. } if scopes.contains(&Scope::Invoke) => {
+                self.granted(Role::Viewer).await
+            }
+            Principal::ApiKey { .. } => Err(Error::Forbidden(
+                "this needs an API key with the invoke scope",
+            )),
+            _ => self.require(Role::Operator).await,
+        }
+    }
+
+    /// Whether the caller is an API key that may only invoke processes: it reads
+    /// nothing (`require` refuses it; so must any read that does not call `require`).
+    pub fn is_invoke_only(&self) -> bool {
+        matches!(&self.principal, Principal::ApiKey { scopes, .. }
+            if scopes.iter().all(|s| *s == Scope::Invoke))
+    }
+
+    async fn granted(&self, required: Role) -> Result<TenantCtx> {
         match self.begun().await?.access {
             TenantAccess::Granted(ctx) if ctx.role.at_least(required) => Ok(ctx),
             TenantAccess::Granted(_) => Err(Error::Forbidden("your role does not allow this")),

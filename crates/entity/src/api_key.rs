@@ -10,6 +10,10 @@ pub struct Model {
     pub prefix: String,
     pub key_hash: Vec<u8>,
     pub scopes: Vec<String>,
+    /// Keys with the `invoke` scope: the one environment they may call, if held to one.
+    pub process_environment: Option<crate::Environment>,
+    /// Keys with the `invoke` scope: the processes they may call, if held to a list.
+    pub process_keys: Option<Vec<String>>,
     pub last_used_at: Option<DateTimeUtc>,
     pub expires_at: Option<DateTimeUtc>,
     pub revoked_at: Option<DateTimeUtc>,

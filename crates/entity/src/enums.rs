@@ -214,3 +214,46 @@ pub enum StepRunStatus {
     Skipped,
     Cancelled,
 }
+
+/// Where a process version serves: SANDBOX for trying, PRODUCTION for real callers.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum Environment {
+    Sandbox,
+    Production,
+}
+
+/// Who answers a process version's prompt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    /// No model: the rendered prompt is the answer.
+    Template,
+    /// A chat-completions API (OpenAI, vLLM, Ollama, LiteLLM) through a connection.
+    OpenaiCompatible,
+}
+
+/// What a process version's answer is: free text, or JSON checked against the
+/// process's output schema.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum ResponseFormat {
+    Text,
+    Json,
+}
+
+/// How one invocation of a process ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum CallStatus {
+    Succeeded,
+    Failed,
+    RateLimited,
+    InvalidInput,
+}

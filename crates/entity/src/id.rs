@@ -29,10 +29,14 @@ pub enum IdKind {
     StepRun,
     LogLine,
     Notification,
+    Process,
+    ProcessVersion,
+    ProcessPromotion,
+    CallLog,
 }
 
 impl IdKind {
-    pub const ALL: [IdKind; 21] = [
+    pub const ALL: [IdKind; 25] = [
         IdKind::Tenant,
         IdKind::User,
         IdKind::Membership,
@@ -54,6 +58,10 @@ impl IdKind {
         IdKind::StepRun,
         IdKind::LogLine,
         IdKind::Notification,
+        IdKind::Process,
+        IdKind::ProcessVersion,
+        IdKind::ProcessPromotion,
+        IdKind::CallLog,
     ];
 
     /// The prefix, without its underscore.
@@ -80,6 +88,10 @@ impl IdKind {
             IdKind::StepRun => "srn",
             IdKind::LogLine => "log",
             IdKind::Notification => "ntf",
+            IdKind::Process => "proc",
+            IdKind::ProcessVersion => "prv",
+            IdKind::ProcessPromotion => "prm",
+            IdKind::CallLog => "call",
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod app;
 pub mod app_version;
 pub mod approval_decision;
 pub mod audit_event;
+pub mod call_log;
 pub mod client;
 pub mod columns;
 pub mod connection;
@@ -15,6 +16,10 @@ pub mod id;
 pub mod invitation;
 pub mod membership;
 pub mod notification;
+pub mod process;
+pub mod process_deployment;
+pub mod process_promotion;
+pub mod process_version;
 pub mod refresh_token;
 pub mod secret;
 pub mod step_attempt;
@@ -30,7 +35,8 @@ pub mod workflow_transition;
 pub mod workflow_version;
 
 pub use enums::{
-    ActionKind, ActorType, AppCategory, InvitationStatus, PlatformRole, Role, RunStatus, Severity,
-    StepRunStatus, StepType, TenantPlan, TenantStatus, TriggerType, VersionStatus, WorkflowStatus,
+    ActionKind, ActorType, AppCategory, CallStatus, Environment, InvitationStatus, PlatformRole,
+    ProviderKind, ResponseFormat, Role, RunStatus, Severity, StepRunStatus, StepType, TenantPlan,
+    TenantStatus, TriggerType, VersionStatus, WorkflowStatus,
 };
 pub use id::{IdKind, PrefixedId};

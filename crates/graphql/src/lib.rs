@@ -16,6 +16,7 @@ pub mod notifications;
 mod nulls;
 pub mod order;
 pub mod pagination;
+pub mod processes;
 pub mod runs;
 pub mod telemetry;
 pub mod trusted;
@@ -37,6 +38,7 @@ pub struct Query(
     runs::RunsQuery,
     runs::ApprovalsQuery,
     notifications::NotificationsQuery,
+    processes::ProcessesQuery,
 );
 
 /// Every mutation field.
@@ -48,6 +50,7 @@ pub struct Mutation(
     runs::RunsMutation,
     runs::ApprovalsMutation,
     notifications::NotificationsMutation,
+    processes::ProcessesMutation,
 );
 
 /// Every subscription field (over graphql-ws only).

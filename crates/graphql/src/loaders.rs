@@ -17,9 +17,10 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, IdenStatic, Iterable, Q
 use trellis_core::RequestScope;
 use trellis_entity::columns::ColumnSet;
 use trellis_entity::{
-    action, api_key, app, app_version, approval_decision, audit_event, client, connection,
-    connection_secret, invitation, membership, secret, step_attempt, step_run, tenant, trigger,
-    user, workflow, workflow_run, workflow_step, workflow_transition, workflow_version,
+    action, api_key, app, app_version, approval_decision, audit_event, call_log, client,
+    connection, connection_secret, invitation, membership, process, process_deployment,
+    process_version, secret, step_attempt, step_run, tenant, trigger, user, workflow, workflow_run,
+    workflow_step, workflow_transition, workflow_version,
 };
 use uuid::Uuid;
 
@@ -195,6 +196,19 @@ by_id!(
     StepRunById => step_run::Model
 );
 
+by_id!(
+    /// A process by id (deleted ones too: `node` shows them for restoring).
+    ProcessById => process::Model
+);
+by_id!(
+    /// A process version by id.
+    ProcessVersionById => process_version::Model
+);
+by_id!(
+    /// A call log entry by id.
+    CallLogById => call_log::Model
+);
+
 macro_rules! by_parent {
     ($(#[$doc:meta])* $key:ident => $entity:ident . $column:ident ($field:ident), ordered by $order:ident) => {
         $(#[$doc])*
@@ -243,6 +257,14 @@ by_parent!(
     UsesOfSecret => connection_secret.SecretId(secret_id), ordered by CreatedAt
 );
 
+by_parent!(
+    /// The versions of a process, by number.
+    VersionsOfProcess => process_version.ProcessId(process_id), ordered by Number
+);
+by_parent!(
+    /// The environments of a process and the versions they serve.
+    DeploymentsOfProcess => process_deployment.ProcessId(process_id), ordered by Environment
+);
 by_parent!(
     /// The versions of a workflow, by number.
     VersionsOfWorkflow => workflow_version.WorkflowId(workflow_id), ordered by Number
@@ -564,4 +586,9 @@ pub fn forget_all(loader: &RequestLoader) {
     loader.clear::<StepRunById>();
     loader.clear::<StepRunsOfRun>();
     loader.clear::<LatestRunsOfWorkflow>();
+    loader.clear::<ProcessById>();
+    loader.clear::<ProcessVersionById>();
+    loader.clear::<CallLogById>();
+    loader.clear::<VersionsOfProcess>();
+    loader.clear::<DeploymentsOfProcess>();
 }

@@ -7,11 +7,13 @@ use crate::context::{load_error, ContextExt};
 use crate::identity::types::{ApiKey, AuditEvent, Invitation, Membership, Tenant, User};
 use crate::integrations::types::{Action, App, AppVersion, Connection, Secret};
 use crate::loaders::{
-    ActionById, ApiKeyById, AppById, AppVersionById, AuditEventById, ClientById, ConnectionById,
-    InvitationById, MembershipById, RunById, SecretById, StepRunById, TenantById, TriggerById,
-    UserById, WorkflowById, WorkflowStepById, WorkflowTransitionById, WorkflowVersionById,
+    ActionById, ApiKeyById, AppById, AppVersionById, AuditEventById, CallLogById, ClientById,
+    ConnectionById, InvitationById, MembershipById, ProcessById, ProcessVersionById, RunById,
+    SecretById, StepRunById, TenantById, TriggerById, UserById, WorkflowById, WorkflowStepById,
+    WorkflowTransitionById, WorkflowVersionById,
 };
 use crate::notifications::Notification;
+use crate::processes::types::{CallLog, Process, ProcessVersion};
 use crate::runs::logs::{log_line, LogLine};
 use crate::runs::types::{StepRun, WorkflowRun};
 use crate::workflows::types::{
@@ -51,6 +53,9 @@ pub enum Node {
     StepRun(StepRun),
     LogLine(LogLine),
     Notification(Notification),
+    Process(Process),
+    ProcessVersion(ProcessVersion),
+    CallLog(CallLog),
 }
 
 /// The most IDs `nodes(ids:)` takes at once.
@@ -61,6 +66,13 @@ async fn fetch(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>
     let Some(id) = PrefixedId::parse(id) else {
         return Ok(None);
     };
+    // Nothing here for a key that may only invoke processes.
+    if ctx.scope()?.is_invoke_only() {
+        return Err(load_error(
+            ctx,
+            &trellis_core::Error::Forbidden("this API key may only invoke processes"),
+        ));
+    }
     // Keys, invitations and the audit log are for admins, here as in their lists.
     if matches!(
         id.kind,
@@ -148,6 +160,20 @@ async fn fetch(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>
             .load_one(StepRunById(uuid))
             .await
             .map(|m| m.map(|m| Node::StepRun(m.into()))),
+        IdKind::Process => loader
+            .load_one(ProcessById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::Process(m.into()))),
+        IdKind::ProcessVersion => loader
+            .load_one(ProcessVersionById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::ProcessVersion(m.into()))),
+        IdKind::CallLog => loader
+            .load_one(CallLogById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::CallLog(m.into()))),
+        // Promotions are read through their process.
+        IdKind::ProcessPromotion => return Ok(None),
         // Log lines live in the log store (MongoDB or PostgreSQL), not behind a loader.
         IdKind::LogLine => return Ok(log_line(ctx, uuid).await?.map(Node::LogLine)),
         // A notification is its recipient's alone.

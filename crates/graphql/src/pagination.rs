@@ -108,7 +108,9 @@ keyed!(
     client,
     workflow,
     trigger,
-    workflow_run
+    workflow_run,
+    process,
+    call_log
 );
 
 /// Validated paging arguments.

@@ -49,6 +49,10 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
             "/hooks/{id}",
             post(webhook).layer(DefaultBodyLimit::max(webhook::MAX_WEBHOOK_BODY)),
         )
+        .route(
+            "/v1/processes/{key}/invoke",
+            post(crate::process_api::invoke),
+        )
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz));
     if config.metrics_route {
@@ -84,7 +88,7 @@ pub fn router(state: AppState, config: &HttpConfig) -> Router {
 }
 
 /// The bearer credential of a request: an access token or an API key (`trl_…`).
-fn bearer(headers: &HeaderMap) -> Option<&str> {
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
     let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
     let (scheme, token) = value.split_once(' ')?;
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
@@ -129,7 +133,7 @@ async fn authenticate_until(
     }
 }
 
-fn meta(headers: &HeaderMap, peer: Option<SocketAddr>) -> RequestMeta {
+pub(crate) fn meta(headers: &HeaderMap, peer: Option<SocketAddr>) -> RequestMeta {
     let header_text = |name: &str| {
         headers
             .get(name)

@@ -360,6 +360,7 @@ async fn seed_demo(config: &Config, db: &Database) -> Result<()> {
         "demo key",
         &[trellis_core::auth::Scope::Admin],
         None,
+        identity::ProcessAccess::default(),
     )
     .await?;
     let runs = seed_demo_workflow(&tenant_scope, &state.runs).await?;

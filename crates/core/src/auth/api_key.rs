@@ -23,6 +23,8 @@ pub enum Scope {
     Write,
     Admin,
     Runner,
+    /// Invoke processes, and nothing else.
+    Invoke,
 }
 
 impl Scope {
@@ -32,6 +34,7 @@ impl Scope {
             Scope::Write => "write",
             Scope::Admin => "admin",
             Scope::Runner => "runner",
+            Scope::Invoke => "invoke",
         }
     }
 
@@ -41,6 +44,7 @@ impl Scope {
             "write" => Some(Scope::Write),
             "admin" => Some(Scope::Admin),
             "runner" => Some(Scope::Runner),
+            "invoke" => Some(Scope::Invoke),
             _ => None,
         }
     }

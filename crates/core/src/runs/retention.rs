@@ -23,15 +23,15 @@ pub struct RetentionPass {
 }
 
 /// The days a tenant's `settings.<key>` asks for, read defensively in SQL: only a whole
-/// number from 1 to 3650 counts, anything else is the default in `$2`. Settings are
+/// number from 1 to 3650 counts, anything else is `default` (an SQL expression). Settings are
 /// checked when saved too, but one tenant's bad row (written before that check, or by
 /// hand) must neither stall the job for every tenant nor, negative, wipe its runs.
-fn days_setting(key: &str) -> String {
+pub(crate) fn days_setting(key: &str, default: &str) -> String {
     format!(
         "coalesce(CASE WHEN jsonb_typeof(t.settings->'{key}') = 'number' \
            AND t.settings->>'{key}' ~ '^[0-9]{{1,4}}$' \
            AND (t.settings->>'{key}')::int BETWEEN 1 AND 3650 \
-           THEN (t.settings->>'{key}')::int END, $2)"
+           THEN (t.settings->>'{key}')::int END, {default})"
     )
 }
 
@@ -54,7 +54,7 @@ pub async fn retention_pass(owner: &DatabaseConnection, batch: i64) -> Result<Re
              UPDATE workflow_runs r SET input = NULL, output = NULL, trigger_payload = NULL, \
                payloads_purged_at = now() \
              FROM doomed WHERE r.id = doomed.id",
-                days_setting("payloadRetentionDays")
+                days_setting("payloadRetentionDays", "$2")
             ),
             [batch.into(), DEFAULT_PAYLOAD_DAYS.into()],
         ))
@@ -70,7 +70,7 @@ pub async fn retention_pass(owner: &DatabaseConnection, batch: i64) -> Result<Re
                        {}) \
                ORDER BY r.finished_at LIMIT $1 FOR UPDATE OF r SKIP LOCKED) \
              DELETE FROM workflow_runs r USING doomed WHERE r.id = doomed.id",
-                days_setting("runRetentionDays")
+                days_setting("runRetentionDays", "$2")
             ),
             [batch.into(), DEFAULT_RUN_DAYS.into()],
         ))

@@ -256,6 +256,12 @@ pub struct CreateApiKeyInput {
     pub scopes: Vec<ApiKeyScope>,
     /// From when the key is refused; must be in the future. Null: it never expires.
     pub expires_at: Option<DateTime<Utc>>,
+    /// Keys with INVOKE: the one environment whose processes it may call; any when
+    /// null.
+    pub process_environment: Option<crate::processes::types::Environment>,
+    /// Keys with INVOKE: the keys of the processes it may call (1 to 100); any when
+    /// null.
+    pub process_keys: Option<Vec<String>>,
 }
 
 /// A tenant, for the platform-administration mutations.
@@ -579,7 +585,16 @@ impl IdentityMutation {
             input.scopes.into_iter().map(Into::into).collect();
         let (created, user_errors) = mutate(
             ctx,
-            identity::create_api_key(scope, &input.name, &scopes, input.expires_at),
+            identity::create_api_key(
+                scope,
+                &input.name,
+                &scopes,
+                input.expires_at,
+                identity::ProcessAccess {
+                    environment: input.process_environment.map(Into::into),
+                    process_keys: input.process_keys,
+                },
+            ),
         )
         .await?;
         Ok(match created {

@@ -106,7 +106,8 @@ remote_enum!(
 );
 remote_enum!(
     /// What an API key may do: READ as a viewer, WRITE as a builder, ADMIN as an admin,
-    /// RUNNER as an operator that may also claim and execute runs (a worker).
+    /// RUNNER as an operator that may also claim and execute runs (a worker), INVOKE
+    /// calls processes.
     ApiKeyScope = "trellis_core::auth::Scope" {
         /// Acts as a viewer.
         Read,
@@ -117,6 +118,10 @@ remote_enum!(
         /// Acts as an operator and may use the runner mutations (`claimRuns` and the
         /// calls on a leased run).
         Runner,
+        /// May invoke processes (`invokeProcess`, `POST /v1/processes/{key}/invoke`),
+        /// within the key's `processEnvironment` and `processKeys`; a key with only this
+        /// scope can do nothing else.
+        Invoke,
     }
 );
 
@@ -737,6 +742,14 @@ impl ApiKey {
             .filter_map(|s| trellis_core::auth::Scope::parse(s))
             .map(Into::into)
             .collect()
+    }
+    /// INVOKE keys: the one environment whose processes it may call; null: any.
+    async fn process_environment(&self) -> Option<crate::processes::types::Environment> {
+        self.0.process_environment.map(Into::into)
+    }
+    /// INVOKE keys: the keys of the processes it may call; null: any.
+    async fn process_keys(&self) -> Option<&[String]> {
+        self.0.process_keys.as_deref()
     }
     /// When a request last used it, to the minute; null if never.
     async fn last_used_at(&self) -> Option<DateTime<Utc>> {

@@ -24,6 +24,13 @@ async fn a_migrated_database_is_healthy() {
         "step_attempts",
         "approval_decisions",
         "notifications",
+        "processes",
+        "process_versions",
+        "process_deployments",
+        "process_promotions",
+        "call_logs",
+        "response_cache",
+        "process_usage_hourly",
     ] {
         assert!(
             report

@@ -232,7 +232,7 @@ fn pairs(params: &Map<String, Value>, what: &str) -> Result<Vec<(String, String)
 }
 
 /// Adds (or replaces) the headers of an object of strings.
-fn add_headers(headers: &mut HeaderMap, from: Option<&Value>) -> Result<(), String> {
+pub(crate) fn add_headers(headers: &mut HeaderMap, from: Option<&Value>) -> Result<(), String> {
     let Some(from) = from.and_then(Value::as_object) else {
         return Ok(());
     };
