@@ -243,6 +243,27 @@ impl Tenant {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// The tenant's process calls in `[from, to)` (`to`: now when omitted), from the
+    /// hourly rollups; null unless it is the active tenant.
+    async fn usage(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The start of the range (rounded down to the hour).")] from: DateTime<Utc>,
+        #[graphql(desc = "The end of the range, exclusive; now when omitted.")] to: Option<
+            DateTime<Utc>,
+        >,
+    ) -> async_graphql::Result<Option<crate::processes::types::UsageBucket>> {
+        let active = ctx.scope()?.active_tenant().await.ok().flatten();
+        if active.map(|t| t.tenant_id) != Some(self.0.id) {
+            return Ok(None);
+        }
+        let of = trellis_core::processes::usage::UsageOf::default();
+        Ok(
+            crate::processes::types::usage_buckets(ctx, of, None, from, to)
+                .await?
+                .pop(),
+        )
+    }
     /// When it last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
@@ -770,6 +791,26 @@ impl ApiKey {
     /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
+    }
+    /// The key's process calls in `[from, to)` (`to`: now when omitted), from the
+    /// hourly rollups.
+    async fn usage(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The start of the range (rounded down to the hour).")] from: DateTime<Utc>,
+        #[graphql(desc = "The end of the range, exclusive; now when omitted.")] to: Option<
+            DateTime<Utc>,
+        >,
+    ) -> async_graphql::Result<Option<crate::processes::types::UsageBucket>> {
+        let of = trellis_core::processes::usage::UsageOf {
+            process_id: None,
+            api_key_id: Some(self.0.id),
+        };
+        Ok(
+            crate::processes::types::usage_buckets(ctx, of, None, from, to)
+                .await?
+                .pop(),
+        )
     }
 }
 

@@ -51,11 +51,17 @@ pub struct CreateProcessInput {
 pub struct UpdateProcessInput {
     /// The process (`proc_…`).
     pub id: ID,
+    /// A new key: 2 to 63 lowercase letters, digits, '_' or '-'.
     pub key: Option<String>,
+    /// A new name, 1 to 200 characters.
     pub name: Option<String>,
+    /// A new description, at most 4000 characters.
     pub description: Option<String>,
+    /// A new input JSON Schema object; it holds from the next call on.
     pub input_schema: Option<Json<serde_json::Value>>,
+    /// A new output JSON Schema object.
     pub output_schema: Option<Json<serde_json::Value>>,
+    /// A new config object (it changes the cache key of every version).
     pub config: Option<Json<serde_json::Value>>,
 }
 
@@ -107,22 +113,37 @@ pub struct CreateProcessVersionInput {
 pub struct UpdateProcessVersionInput {
     /// A draft version (`prv_…`); a published one is CONFLICT.
     pub id: ID,
+    /// The system message's template; empty sends none.
     pub system_prompt: Option<String>,
+    /// The user message's template, 1 to 100,000 characters.
     pub user_prompt: Option<String>,
+    /// Who answers.
     pub provider: Option<ProcessProvider>,
+    /// A connection of the `http` app; null clears it (TEMPLATE needs none).
     pub connection_id: MaybeUndefined<ID>,
+    /// The model's name.
     pub model: Option<String>,
+    /// 0 to 2; null: the provider's default.
     pub temperature: MaybeUndefined<f64>,
+    /// 1 to 1,000,000; null: the provider's default.
     pub max_tokens: MaybeUndefined<i32>,
+    /// TEXT or JSON.
     pub response_format: Option<ProcessResponseFormat>,
+    /// 100 to 300,000.
     pub timeout_ms: Option<i32>,
+    /// 1 to 5.
     pub max_attempts: Option<i32>,
+    /// 0 to 60,000.
     pub retry_backoff_ms: Option<i32>,
+    /// 0 (no caching) to 2,592,000.
     pub cache_ttl_seconds: Option<i32>,
+    /// USD per million input tokens.
     #[graphql(name = "inputPricePerMTok")]
     pub input_price_per_mtok: Option<f64>,
+    /// USD per million output tokens.
     #[graphql(name = "outputPricePerMTok")]
     pub output_price_per_mtok: Option<f64>,
+    /// At most 4000 characters.
     pub notes: Option<String>,
 }
 
@@ -131,9 +152,8 @@ pub struct UpdateProcessVersionInput {
 pub struct PromoteProcessVersionInput {
     /// A published version (`prv_…`); a draft is CONFLICT.
     pub version_id: ID,
-    /// PRODUCTION when omitted. Promoting an older version is a rollback.
-    #[graphql(default_with = "Environment::Production")]
-    pub environment: Environment,
+    /// PRODUCTION when omitted or null. Promoting an older version is a rollback.
+    pub environment: Option<Environment>,
 }
 
 /// One call of a process.
@@ -141,17 +161,15 @@ pub struct PromoteProcessVersionInput {
 pub struct InvokeProcessInput {
     /// The process's key or ID (`proc_…`).
     pub process: String,
-    /// PRODUCTION when omitted.
-    #[graphql(default_with = "Environment::Production")]
-    pub environment: Environment,
+    /// PRODUCTION when omitted or null.
+    pub environment: Option<Environment>,
     /// The input, checked against the process's input schema.
     pub input: Json<serde_json::Value>,
     /// A version number; the version the environment serves when omitted (in
     /// PRODUCTION only versions promoted there).
     pub version: Option<i32>,
-    /// DEFAULT when omitted.
-    #[graphql(default)]
-    pub cache: CacheMode,
+    /// DEFAULT when omitted or null.
+    pub cache: Option<CacheMode>,
 }
 
 /// A process's answer.
@@ -173,7 +191,9 @@ pub struct InvokeProcessPayload {
     pub latency_ms: i32,
     /// Time in the provider's attempts (ms); null for a cache hit.
     pub provider_latency_ms: Option<i32>,
+    /// Prompt tokens the provider counted (0 for a cache hit).
     pub input_tokens: i32,
+    /// Answer tokens the provider counted (0 for a cache hit).
     pub output_tokens: i32,
     /// USD, at the version's prices.
     pub cost: f64,
@@ -377,7 +397,13 @@ impl ProcessesMutation {
         let id = input_id(ctx, &input.version_id, IdKind::ProcessVersion)?;
         let (row, user_errors) = mutate(
             ctx,
-            versions::promote_version(ctx.scope()?, id, input.environment.into()),
+            versions::promote_version(
+                ctx.scope()?,
+                id,
+                input
+                    .environment
+                    .map_or(trellis_entity::Environment::Production, Into::into),
+            ),
         )
         .await?;
         Ok(ProcessVersionPayload {
@@ -407,10 +433,12 @@ impl ProcessesMutation {
         };
         let call = Invocation {
             process: process_ref(&input.process),
-            environment: input.environment.into(),
+            environment: input
+                .environment
+                .map_or(trellis_entity::Environment::Production, Into::into),
             input: input.input.0,
             version: input.version,
-            cache: input.cache.into(),
+            cache: input.cache.unwrap_or_default().into(),
         };
         let invoked = run(ctx, invoker.invoke(scope.principal(), scope.meta(), call)).await?;
         Ok(InvokeProcessPayload {

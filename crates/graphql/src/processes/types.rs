@@ -81,10 +81,16 @@ pub enum CacheMode {
 
 /// The length of a usage bucket (UTC).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
-#[graphql(remote = "trellis_core::processes::usage::UsagePeriod")]
+#[graphql(
+    remote = "trellis_core::processes::usage::UsagePeriod",
+    name = "UsagePeriod"
+)]
 pub enum UsagePeriodInput {
+    /// An hour.
     Hour,
+    /// A day, from 00:00 UTC.
     Day,
+    /// A calendar month, from the 1st at 00:00 UTC.
     Month,
 }
 
@@ -242,9 +248,11 @@ impl Process {
     async fn usage(
         &self,
         ctx: &Context<'_>,
-        period: UsagePeriodInput,
-        from: DateTime<Utc>,
-        to: Option<DateTime<Utc>>,
+        #[graphql(desc = "The length of a bucket.")] period: UsagePeriodInput,
+        #[graphql(desc = "The start of the range (rounded down to the hour).")] from: DateTime<Utc>,
+        #[graphql(desc = "The end of the range, exclusive; now when omitted.")] to: Option<
+            DateTime<Utc>,
+        >,
     ) -> async_graphql::Result<Vec<UsageBucket>> {
         usage_buckets(
             ctx,
@@ -422,14 +430,19 @@ impl ProcessPromotion {
         self.0.environment.into()
     }
     /// The version served before; null for the environment's first.
-    async fn from_version(
+    #[graphql(name = "fromVersion")]
+    async fn version_before(
         &self,
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Option<ProcessVersion>> {
         version_by_id(ctx, self.0.from_version_id).await
     }
     /// The version served since.
-    async fn to_version(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<ProcessVersion>> {
+    #[graphql(name = "toVersion")]
+    async fn version_after(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<ProcessVersion>> {
         version_by_id(ctx, Some(self.0.to_version_id)).await
     }
     /// Who promoted it (a person); null for an API key or a deleted user.

@@ -26,6 +26,7 @@ mod logs;
 mod migrations;
 mod mongo;
 mod notifications;
+mod processes;
 mod providers;
 mod reports;
 mod runs;

@@ -1,0 +1,555 @@
+//! Processes: versions move from draft to SANDBOX to PRODUCTION and back (rollback),
+//! published versions never change, invocations are checked, answered from the cache
+//! or a real loopback provider, single-flighted across callers, logged and rolled up;
+//! the REST route has the same semantics.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{json, Value};
+use trellis_core::scope::stmt;
+
+use crate::chat_provider::{ChatServer, Reply};
+use crate::connections::{create_secret, http_connection};
+use crate::support::{as_app, Member, TestApp};
+
+pub const CREATE_PROCESS: &str = "mutation($key: String!, $in: JSON, $out: JSON, $config: JSON) { createProcess(input: {key: $key, name: \"Summarise\", inputSchema: $in, outputSchema: $out, config: $config}) { process { id key } userErrors { field message code } } }";
+pub const CREATE_VERSION: &str = "mutation($p: ID!, $prompt: String, $from: ID, $provider: ProcessProvider, $c: ID, $model: String, $format: ProcessResponseFormat, $ttl: Int, $attempts: Int) { createProcessVersion(input: {processId: $p, userPrompt: $prompt, fromVersionId: $from, provider: $provider, connectionId: $c, model: $model, responseFormat: $format, cacheTtlSeconds: $ttl, maxAttempts: $attempts, retryBackoffMs: 10, inputPricePerMTok: 2.5, outputPricePerMTok: 10}) { version { id number isPublished environment } userErrors { field message code } } }";
+pub const PUBLISH: &str = "mutation($id: ID!) { publishProcessVersion(input: {id: $id}) { version { id isPublished publishedAt } userErrors { field message code } } }";
+pub const PROMOTE: &str = "mutation($id: ID!) { promoteProcessVersion(input: {versionId: $id}) { version { id environment } userErrors { field message code } } }";
+pub const INVOKE: &str = "mutation($p: String!, $env: Environment, $input: JSON!, $v: Int, $cache: CacheMode) { invokeProcess(input: {process: $p, environment: $env, input: $input, version: $v, cache: $cache}) { output callId versionNumber environment cacheHit latencyMs providerLatencyMs inputTokens outputTokens cost } }";
+
+fn payload<'a>(data: &'a Value, field: &str) -> &'a Value {
+    let payload = &data[field];
+    assert_eq!(payload["userErrors"], json!([]), "{field}: {payload:#}");
+    payload
+}
+
+fn text(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+        .to_owned()
+}
+
+/// Creates a process; its ID.
+pub async fn create_process(
+    app: &TestApp,
+    owner: &Member,
+    key: &str,
+    input_schema: Value,
+) -> String {
+    let data = app
+        .ok(
+            Some(&owner.token),
+            CREATE_PROCESS,
+            json!({ "key": key, "in": input_schema, "config": { "greeting": "Hello" } }),
+        )
+        .await;
+    text(&payload(&data, "createProcess")["process"]["id"])
+}
+
+/// Creates and publishes a TEMPLATE version with `prompt`; its ID.
+pub async fn published_template(
+    app: &TestApp,
+    owner: &Member,
+    process: &str,
+    prompt: &str,
+) -> String {
+    let data = app
+        .ok(
+            Some(&owner.token),
+            CREATE_VERSION,
+            json!({ "p": process, "prompt": prompt }),
+        )
+        .await;
+    let id = text(&payload(&data, "createProcessVersion")["version"]["id"]);
+    let data = app
+        .ok(Some(&owner.token), PUBLISH, json!({ "id": id }))
+        .await;
+    payload(&data, "publishProcessVersion");
+    id
+}
+
+/// Invokes through GraphQL; the payload.
+pub async fn invoke(app: &TestApp, token: &str, variables: Value) -> Value {
+    app.ok(Some(token), INVOKE, variables).await["invokeProcess"].clone()
+}
+
+#[tokio::test]
+async fn versions_move_from_draft_to_production_and_roll_back() {
+    let app = TestApp::new().await;
+    let owner = app.owner("proc-life").await;
+    let t = owner.token.as_str();
+    let process = create_process(&app, &owner, "greet", json!({})).await;
+
+    // A draft answers in SANDBOX by number only; PRODUCTION serves nothing yet.
+    let data = app
+        .ok(
+            Some(t),
+            CREATE_VERSION,
+            json!({ "p": process, "prompt": "{{ config.greeting }} {{ input.name }}" }),
+        )
+        .await;
+    let v1 = text(&payload(&data, "createProcessVersion")["version"]["id"]);
+    let draft = invoke(
+        &app,
+        t,
+        json!({ "p": "greet", "env": "SANDBOX", "v": 1, "input": { "name": "Ada" } }),
+    )
+    .await;
+    assert_eq!(draft["output"], "Hello Ada");
+    assert_eq!(draft["cacheHit"], false);
+    let code = app
+        .error_code(
+            Some(t),
+            INVOKE,
+            json!({ "p": "greet", "env": "SANDBOX", "input": {} }),
+        )
+        .await;
+    assert_eq!(code, "CONFLICT", "nothing is published");
+    let data = app.ok(Some(t), PROMOTE, json!({ "id": v1 })).await;
+    assert_eq!(
+        data["promoteProcessVersion"]["userErrors"][0]["code"],
+        "CONFLICT"
+    );
+
+    // Published: SANDBOX serves it; PRODUCTION once promoted.
+    app.ok(Some(t), PUBLISH, json!({ "id": v1 })).await;
+    let sandbox = invoke(
+        &app,
+        t,
+        json!({ "p": "greet", "env": "SANDBOX", "input": { "name": "Ada" } }),
+    )
+    .await;
+    assert_eq!(sandbox["versionNumber"], 1);
+    let code = app
+        .error_code(
+            Some(t),
+            INVOKE,
+            json!({ "p": "greet", "input": { "name": "Ada" } }),
+        )
+        .await;
+    assert_eq!(
+        code, "CONFLICT",
+        "PRODUCTION serves nothing before a promotion"
+    );
+    payload(
+        &app.ok(Some(t), PROMOTE, json!({ "id": v1 })).await,
+        "promoteProcessVersion",
+    );
+    let prod = invoke(&app, t, json!({ "p": process, "input": { "name": "Ada" } })).await;
+    assert_eq!(
+        (prod["output"].clone(), prod["environment"].clone()),
+        (json!("Hello Ada"), json!("PRODUCTION"))
+    );
+
+    // A published version never changes, through the API or the database.
+    let data = app
+        .ok(Some(t), "mutation($id: ID!) { updateProcessVersion(input: {id: $id, userPrompt: \"changed\"}) { userErrors { code field } } }", json!({ "id": v1 }))
+        .await;
+    assert_eq!(
+        data["updateProcessVersion"]["userErrors"][0]["code"],
+        "CONFLICT"
+    );
+    let pool = app.db.app_pool(1).await;
+    let tx = as_app(&pool, Some(owner.tenant_uuid()), None).await;
+    let changed = sea_orm::ConnectionTrait::execute(
+        &tx,
+        stmt(
+            "UPDATE process_versions SET user_prompt = 'x' WHERE id = $1",
+            [crate::isolation_workflows::uuid(&v1).into()],
+        ),
+    )
+    .await;
+    assert!(changed.unwrap_err().to_string().contains("cannot change"));
+    drop(tx);
+
+    // v2 from v1, promoted; then a rollback to v1. History keeps every move.
+    let data = app
+        .ok(
+            Some(t),
+            CREATE_VERSION,
+            json!({ "p": process, "from": v1, "prompt": "Hi {{ input.name }}" }),
+        )
+        .await;
+    let v2 = text(&payload(&data, "createProcessVersion")["version"]["id"]);
+    app.ok(Some(t), PUBLISH, json!({ "id": v2 })).await;
+    app.ok(Some(t), PROMOTE, json!({ "id": v2 })).await;
+    let prod = invoke(&app, t, json!({ "p": "greet", "input": { "name": "Ada" } })).await;
+    assert_eq!(prod["output"], "Hi Ada");
+    app.ok(Some(t), PROMOTE, json!({ "id": v1 })).await;
+    let prod = invoke(&app, t, json!({ "p": "greet", "input": { "name": "Ada" } })).await;
+    assert_eq!(
+        (prod["output"].clone(), prod["versionNumber"].clone()),
+        (json!("Hello Ada"), json!(1))
+    );
+    let data = app
+        .ok(Some(t), "query { process(key: \"greet\") { sandboxVersion { number } productionVersion { number } versions { number isPublished environment } promotions { environment fromVersion { number } toVersion { number } promotedBy { email } } } }", json!({}))
+        .await;
+    let p = &data["process"];
+    assert_eq!(p["sandboxVersion"]["number"], 2);
+    assert_eq!(p["productionVersion"]["number"], 1);
+    assert_eq!(p["versions"][0]["number"], 2, "newest first");
+    let moves: Vec<(String, Value, i64)> = p["promotions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                text(&m["environment"]),
+                m["fromVersion"]["number"].clone(),
+                m["toVersion"]["number"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        moves,
+        [
+            ("PRODUCTION".into(), json!(2), 1),
+            ("PRODUCTION".into(), json!(1), 2),
+            ("SANDBOX".into(), json!(1), 2),
+            ("PRODUCTION".into(), Value::Null, 1),
+            ("SANDBOX".into(), Value::Null, 1),
+        ]
+    );
+    assert_eq!(
+        p["promotions"][0]["promotedBy"]["email"],
+        owner.email.as_str()
+    );
+
+    // Deleted, callers get NOT_FOUND and the key is free; restoring brings it back.
+    app.ok(
+        Some(t),
+        "mutation($id: ID!) { deleteProcess(input: {id: $id}) { userErrors { code } } }",
+        json!({ "id": process }),
+    )
+    .await;
+    let code = app
+        .error_code(Some(t), INVOKE, json!({ "p": "greet", "input": {} }))
+        .await;
+    assert_eq!(code, "NOT_FOUND");
+    app.ok(
+        Some(t),
+        "mutation($id: ID!) { restoreProcess(input: {id: $id}) { userErrors { code } } }",
+        json!({ "id": process }),
+    )
+    .await;
+    let prod = invoke(&app, t, json!({ "p": "greet", "input": { "name": "Ada" } })).await;
+    assert_eq!(prod["output"], "Hello Ada");
+}
+
+#[tokio::test]
+async fn invocations_are_checked_cached_logged_and_rolled_up() {
+    let app = TestApp::new().await;
+    let owner = app.owner("proc-cache").await;
+    let t = owner.token.as_str();
+    let schema = json!({
+        "type": "object",
+        "properties": { "name": { "type": "string" }, "age": { "type": "integer" } },
+        "required": ["name"],
+    });
+    let process = create_process(&app, &owner, "greet", schema).await;
+    published_template(&app, &owner, &process, "Hello {{ input.name }}").await;
+    let call = |input: Value, cache: &str| json!({ "p": "greet", "env": "SANDBOX", "input": input, "cache": cache });
+
+    // Bad input names its path, is logged as INVALID_INPUT and calls nothing.
+    let errors = app
+        .post(
+            Some(t),
+            INVOKE,
+            call(json!({ "name": "Ada", "age": "old" }), "DEFAULT"),
+        )
+        .await;
+    let error = &errors.1["errors"][0];
+    assert_eq!(error["extensions"]["code"], "BAD_USER_INPUT", "{errors:?}");
+    assert_eq!(error["extensions"]["field"], "input/age");
+
+    let first = invoke(&app, t, call(json!({ "name": "Ada", "age": 3 }), "DEFAULT")).await;
+    assert_eq!(
+        (first["output"].clone(), first["cacheHit"].clone()),
+        (json!("Hello Ada"), json!(false))
+    );
+    // Key order does not matter: the canonical input hashes alike.
+    let second = invoke(&app, t, call(json!({ "age": 3, "name": "Ada" }), "DEFAULT")).await;
+    assert_eq!(
+        (second["output"].clone(), second["cacheHit"].clone()),
+        (json!("Hello Ada"), json!(true))
+    );
+    let bypass = invoke(&app, t, call(json!({ "name": "Ada", "age": 3 }), "BYPASS")).await;
+    assert_eq!(bypass["cacheHit"], false);
+    let refresh = invoke(&app, t, call(json!({ "name": "Ada", "age": 3 }), "REFRESH")).await;
+    assert_eq!(refresh["cacheHit"], false);
+    let other = invoke(&app, t, call(json!({ "name": "Bo" }), "DEFAULT")).await;
+    assert_eq!(
+        (other["output"].clone(), other["cacheHit"].clone()),
+        (json!("Hello Bo"), json!(false))
+    );
+
+    let data = app
+        .ok(Some(t), "query { calls(first: 10) { edges { node { status cacheHit errorCode input output process { key } version { number } } } } hits: calls(filter: {cacheHit: true}) { edges { node { id } } } bad: calls(filter: {status: [INVALID_INPUT]}) { edges { node { errorCode errorMessage } } } }", json!({}))
+        .await;
+    let statuses: Vec<(String, bool)> = data["calls"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                text(&e["node"]["status"]),
+                e["node"]["cacheHit"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            ("SUCCEEDED".into(), false),
+            ("SUCCEEDED".into(), false),
+            ("SUCCEEDED".into(), false),
+            ("SUCCEEDED".into(), true),
+            ("SUCCEEDED".into(), false),
+            ("INVALID_INPUT".into(), false),
+        ]
+    );
+    assert_eq!(data["calls"]["edges"][0]["node"]["output"], "Hello Bo");
+    assert_eq!(data["calls"]["edges"][0]["node"]["version"]["number"], 1);
+    assert_eq!(data["hits"]["edges"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        data["bad"]["edges"][0]["node"]["errorCode"],
+        "BAD_USER_INPUT"
+    );
+
+    let from = (chrono::Utc::now() - chrono::Duration::hours(2)).to_rfc3339();
+    let data = app
+        .ok(Some(t), "query($from: DateTime!) { process(key: \"greet\") { usage(period: DAY, from: $from) { calls errors cacheHits cacheHitRate p50LatencyMs p95LatencyMs } } }", json!({ "from": from }))
+        .await;
+    let usage = &data["process"]["usage"];
+    assert_eq!(usage.as_array().unwrap().len(), 1, "{usage}");
+    assert_eq!(
+        (
+            usage[0]["calls"].clone(),
+            usage[0]["errors"].clone(),
+            usage[0]["cacheHits"].clone()
+        ),
+        (json!(6), json!(1), json!(1))
+    );
+    assert!(usage[0]["p95LatencyMs"].as_i64().unwrap() >= 1);
+}
+
+#[tokio::test]
+async fn openai_compatible_versions_call_the_provider_through_their_connection() {
+    let app = TestApp::with_args(&["--egress-allow", "127.0.0.1"]).await;
+    let owner = app.owner("proc-openai").await;
+    let t = owner.token.as_str();
+    let provider = ChatServer::start([
+        Reply::Content("{\"summary\": 42}".into()),
+        Reply::Error {
+            status: 400,
+            message: "model not found".into(),
+        },
+        Reply::Content("{\"summary\": \"short\"}".into()),
+    ])
+    .await;
+    let secret = create_secret(&app, &owner, "openai", "Bearer sk-test-123").await;
+    let connection =
+        http_connection(&app, &owner, "openai", &provider.base_url, Some(&secret)).await;
+    let data = app
+        .ok(Some(t), CREATE_PROCESS, json!({ "key": "summarise", "out": { "type": "object", "properties": { "summary": { "type": "string" } }, "required": ["summary"] } }))
+        .await;
+    let process = text(&payload(&data, "createProcess")["process"]["id"]);
+    let data = app
+        .ok(Some(t), CREATE_VERSION, json!({ "p": process, "prompt": "Summarise {{ input.text }}", "provider": "OPENAI_COMPATIBLE", "c": connection, "model": "gpt-test", "format": "JSON", "attempts": 1 }))
+        .await;
+    let version = text(&payload(&data, "createProcessVersion")["version"]["id"]);
+    app.ok(Some(t), PUBLISH, json!({ "id": version })).await;
+    let call = json!({ "p": "summarise", "env": "SANDBOX", "input": { "text": "a b c" } });
+
+    // An answer that breaks the output schema fails the call, and is not cached.
+    let code = app.error_code(Some(t), INVOKE, call.clone()).await;
+    assert_eq!(code, "OUTPUT_INVALID");
+    let sent = &provider.received()[0];
+    assert_eq!(sent.headers["authorization"], "Bearer sk-test-123");
+    assert_eq!(sent.body["model"], "gpt-test");
+    assert_eq!(
+        sent.body["messages"],
+        json!([{ "role": "user", "content": "Summarise a b c" }])
+    );
+    assert_eq!(sent.body["response_format"]["type"], "json_schema");
+    // A provider's refusal keeps its message and code.
+    let errors = app.post(Some(t), INVOKE, call.clone()).await;
+    assert_eq!(
+        errors.1["errors"][0]["extensions"]["code"], "PROVIDER_REJECTED",
+        "{errors:?}"
+    );
+    assert!(errors.1["errors"][0]["message"]
+        .as_str()
+        .unwrap()
+        .contains("model not found"));
+
+    // Then a good answer: tokens, cost and a cached answer.
+    let answered = invoke(&app, t, call.clone()).await;
+    assert_eq!(answered["output"], json!({ "summary": "short" }));
+    assert_eq!(
+        (
+            answered["inputTokens"].clone(),
+            answered["outputTokens"].clone()
+        ),
+        (json!(4), json!(2))
+    );
+    let cost = answered["cost"].as_f64().unwrap();
+    assert!(
+        (cost - (4.0 * 2.5 + 2.0 * 10.0) / 1e6).abs() < 1e-12,
+        "{cost}"
+    );
+    assert!(answered["providerLatencyMs"].is_number());
+    let again = invoke(&app, t, call).await;
+    assert_eq!(again["cacheHit"], true);
+    assert_eq!(provider.calls(), 3);
+
+    let data = app
+        .ok(Some(t), "query { calls(filter: {status: [FAILED]}) { edges { node { errorCode attempts output } } } }", json!({}))
+        .await;
+    let codes: Vec<String> = data["calls"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| text(&e["node"]["errorCode"]))
+        .collect();
+    assert_eq!(codes, ["PROVIDER_REJECTED", "OUTPUT_INVALID"]);
+}
+
+#[tokio::test]
+async fn identical_concurrent_misses_call_the_provider_once() {
+    let app = TestApp::with_args(&["--egress-allow", "127.0.0.1"]).await;
+    let owner = app.owner("proc-flight").await;
+    let t = owner.token.clone();
+    let provider = ChatServer::start([Reply::Delay(Duration::from_millis(400))]).await;
+    let connection = http_connection(&app, &owner, "llm", &provider.base_url, None).await;
+    let process = create_process(&app, &owner, "slow", json!({})).await;
+    let data = app
+        .ok(Some(&t), CREATE_VERSION, json!({ "p": process, "prompt": "Say {{ input.word }}", "provider": "OPENAI_COMPATIBLE", "c": connection, "model": "m" }))
+        .await;
+    let version = text(&payload(&data, "createProcessVersion")["version"]["id"]);
+    app.ok(Some(&t), PUBLISH, json!({ "id": version })).await;
+
+    let calls = (0..10).map(|_| {
+        invoke(
+            &app,
+            &t,
+            json!({ "p": "slow", "env": "SANDBOX", "input": { "word": "hi" } }),
+        )
+    });
+    let answers = futures::future::join_all(calls).await;
+    assert_eq!(
+        provider.calls(),
+        1,
+        "one provider call for ten identical misses"
+    );
+    assert!(
+        answers.iter().all(|a| a["output"] == "echo: Say hi"),
+        "{answers:?}"
+    );
+    let hits = answers.iter().filter(|a| a["cacheHit"] == true).count();
+    assert_eq!(hits, 9);
+}
+
+#[tokio::test]
+async fn the_rest_route_invokes_with_an_api_key() {
+    let app = TestApp::new().await;
+    let owner = app.owner("proc-rest").await;
+    let schema = json!({ "type": "object", "required": ["name"] });
+    let process = create_process(&app, &owner, "greet", schema).await;
+    let v1 = published_template(&app, &owner, &process, "Hello {{ input.name }}").await;
+    app.ok(Some(&owner.token), PROMOTE, json!({ "id": v1 }))
+        .await;
+    let data = app
+        .ok(Some(&owner.token), "mutation { createApiKey(input: {name: \"svc\", scopes: [INVOKE]}) { secret userErrors { message } } }", json!({}))
+        .await;
+    let key = text(&data["createApiKey"]["secret"]);
+
+    let post = |auth: Option<String>, path: &str, body: Value| {
+        let mut request = Request::post(path).header("content-type", "application/json");
+        if let Some(auth) = auth {
+            request = request.header("authorization", auth);
+        }
+        request.body(Body::from(body.to_string())).unwrap()
+    };
+    let bearer = Some(format!("Bearer {key}"));
+    let (status, body) = app
+        .send(post(
+            bearer.clone(),
+            "/v1/processes/greet/invoke",
+            json!({ "input": { "name": "Ada" } }),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["output"], "Hello Ada");
+    assert_eq!(body["environment"], "production");
+    assert!(body["callId"].as_str().unwrap().starts_with("call_"));
+    let (_, body) = app
+        .send(post(
+            bearer.clone(),
+            "/v1/processes/greet/invoke",
+            json!({ "input": { "name": "Ada" } }),
+        ))
+        .await;
+    assert_eq!(body["cacheHit"], true);
+
+    let (status, body) = app
+        .send(post(
+            bearer.clone(),
+            "/v1/processes/greet/invoke",
+            json!({ "input": {} }),
+        ))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("BAD_USER_INPUT"))
+    );
+    assert_eq!(body["error"]["field"], "input");
+    let (status, _) = app
+        .send(post(
+            bearer.clone(),
+            "/v1/processes/nope/invoke",
+            json!({ "input": {} }),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app
+        .send(post(
+            None,
+            "/v1/processes/greet/invoke",
+            json!({ "input": {} }),
+        ))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, body) = app
+        .send(post(
+            bearer.clone(),
+            "/v1/processes/greet/invoke",
+            json!({ "inputs": {} }),
+        ))
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("body"))
+    );
+
+    // The key invokes and does nothing else.
+    let code = app
+        .error_code(
+            Some(&key),
+            "query { processes { edges { node { id } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(code, "FORBIDDEN");
+    let data = app
+        .ok(
+            Some(&owner.token),
+            "query { calls { edges { node { apiKey { name } user { email } status } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(data["calls"]["edges"][0]["node"]["apiKey"]["name"], "svc");
+}
