@@ -33,10 +33,11 @@ pub enum IdKind {
     ProcessVersion,
     ProcessPromotion,
     CallLog,
+    RateLimit,
 }
 
 impl IdKind {
-    pub const ALL: [IdKind; 25] = [
+    pub const ALL: [IdKind; 26] = [
         IdKind::Tenant,
         IdKind::User,
         IdKind::Membership,
@@ -62,6 +63,7 @@ impl IdKind {
         IdKind::ProcessVersion,
         IdKind::ProcessPromotion,
         IdKind::CallLog,
+        IdKind::RateLimit,
     ];
 
     /// The prefix, without its underscore.
@@ -92,6 +94,7 @@ impl IdKind {
             IdKind::ProcessVersion => "prv",
             IdKind::ProcessPromotion => "prm",
             IdKind::CallLog => "call",
+            IdKind::RateLimit => "rl",
         }
     }
 }

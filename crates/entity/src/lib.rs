@@ -20,6 +20,7 @@ pub mod process;
 pub mod process_deployment;
 pub mod process_promotion;
 pub mod process_version;
+pub mod rate_limit;
 pub mod refresh_token;
 pub mod secret;
 pub mod step_attempt;

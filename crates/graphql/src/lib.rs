@@ -39,6 +39,7 @@ pub struct Query(
     runs::ApprovalsQuery,
     notifications::NotificationsQuery,
     processes::ProcessesQuery,
+    processes::RateLimitsQuery,
 );
 
 /// Every mutation field.
@@ -51,6 +52,7 @@ pub struct Mutation(
     runs::ApprovalsMutation,
     notifications::NotificationsMutation,
     processes::ProcessesMutation,
+    processes::RateLimitsMutation,
 );
 
 /// Every subscription field (over graphql-ws only).

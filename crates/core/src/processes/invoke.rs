@@ -14,6 +14,9 @@
 //! 3. The provider is called with retries (no transaction open); then the answer is
 //!    cached, the call logged and the usage rolled up in one transaction.
 //!
+//! The statement of step 1 also asks `app.admit_process_call` whether the rate limits
+//! and quotas that count the call admit it ([`super::limits`]).
+//!
 //! Refusals (bad input, a rate limit) are logged and committed too, then returned as
 //! errors: the caller's own request rolls back, the log does not.
 
@@ -26,6 +29,7 @@ use trellis_entity::{CallStatus, Environment, ProviderKind, ResponseFormat};
 use uuid::Uuid;
 
 use super::calls::{self, CallRecord};
+use super::limits;
 use super::prompt;
 use super::providers::{self, ChatRole, Message, ModelSettings, OpenAiCompatible, Provider};
 use super::versions::environment_name;
@@ -133,6 +137,8 @@ struct Resolved {
     key_environment: Option<Environment>,
     key_processes: Option<Vec<String>>,
     tenant_settings: Json,
+    /// Seconds until a rate limit or quota admits the call; `None`: admitted.
+    retry_after: Option<i32>,
 }
 
 /// The cache key of a call of a published version.
@@ -154,7 +160,10 @@ SELECT p.id AS process_id, p.key AS process_key, p.input_schema, p.output_schema
   v.output_price_per_mtok, s.settings_hash, c.state AS cache_state, \
   c.output AS cached_output, c.expires_at > now() AS cache_fresh, \
   k.process_environment AS key_environment, k.process_keys AS key_processes, \
-  t.settings AS tenant_settings \
+  t.settings AS tenant_settings, \
+  CASE WHEN (k.process_environment IS NULL OR k.process_environment = $3) \
+        AND (k.process_keys IS NULL OR p.key = ANY (k.process_keys)) \
+    THEN app.admit_process_call($6, p.id) END AS retry_after \
 FROM processes p \
 JOIN tenants t ON t.id = p.tenant_id \
 LEFT JOIN process_deployments d \
@@ -256,6 +265,20 @@ impl Invoker {
             output: None,
         };
         let tenant_settings = resolved.tenant_settings.clone();
+
+        // Over a limit: logged, and nothing else happens.
+        if let Some(seconds) = resolved.retry_after {
+            let err = Error::RateLimited {
+                retry_after_seconds: seconds.max(1) as u32,
+            };
+            record.status = CallStatus::RateLimited;
+            record.error_code = Some(err.code().to_owned());
+            record.error_message = Some(err.to_string());
+            record.latency_ms = elapsed_ms(started);
+            calls::record(&scope, &tenant_settings, record).await?;
+            RequestScope::finish_shared(scope, true).await?;
+            return Err(err);
+        }
 
         // Bad input is refused and logged, in this transaction.
         let checked = CompiledSchema::new(&resolved.input_schema)
@@ -392,6 +415,14 @@ impl Invoker {
                 if let Some(key) = &cache_key {
                     fill(&scope, key, &output, &record).await?;
                 }
+                limits::charge(
+                    &scope,
+                    record.api_key_id,
+                    record.process_id,
+                    i64::from(record.input_tokens) + i64::from(record.output_tokens),
+                    record.cost_nanos,
+                )
+                .await?;
                 Ok(output)
             }
             Err(err) => {

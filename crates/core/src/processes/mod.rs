@@ -6,6 +6,7 @@
 
 pub mod calls;
 pub mod invoke;
+pub mod limits;
 pub mod process;
 pub mod prompt;
 pub mod providers;

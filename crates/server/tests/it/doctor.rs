@@ -31,6 +31,7 @@ async fn a_migrated_database_is_healthy() {
         "call_logs",
         "response_cache",
         "process_usage_hourly",
+        "rate_limits",
     ] {
         assert!(
             report

@@ -470,9 +470,21 @@ pub async fn smtp_sink() -> (String, Arc<Mutex<Vec<Received>>>) {
 /// poll, loopback admitted by the egress guard), killed when dropped; callers add their
 /// own settings and spawn it.
 pub fn worker_command(app: &TestApp) -> tokio::process::Command {
+    trellis_command(app, "worker")
+}
+
+/// `trellis serve`, the real binary, listening on `listen`, set up as
+/// [`worker_command`] is.
+pub fn serve_command(app: &TestApp, listen: std::net::SocketAddr) -> tokio::process::Command {
+    let mut command = trellis_command(app, "serve");
+    command.env("TRELLIS_LISTEN", listen.to_string());
+    command
+}
+
+fn trellis_command(app: &TestApp, subcommand: &str) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"));
     command
-        .arg("worker")
+        .arg(subcommand)
         .env_remove("DATABASE_URL")
         .env("TRELLIS_APP_DATABASE_URL", &app.db.app_url)
         .env("TRELLIS_JWT_SECRET", JWT_SECRET)
