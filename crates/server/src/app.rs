@@ -428,8 +428,9 @@ pub fn spawn_scheduler(config: &Config, state: &AppState) -> Option<tokio::task:
     Some(handle)
 }
 
-/// Starts the background maintenance: the log store's outbox replay or purge on the
-/// application pool, and, when an admin URL is known, run-payload retention and the
+/// Starts the background maintenance: the log store's outbox replay or purge, throttle
+/// purges and process upkeep (expired cache entries and call payloads, in each
+/// tenant's transaction) on the application pool, and, when an admin URL is known, run-payload retention and the
 /// report rollups on the owner connection (they cross tenants).
 pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Option<&str>) {
     let every = std::time::Duration::from_secs(config.maintenance_interval.max(1));
@@ -446,6 +447,21 @@ pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Opt
                 Err(err) => {
                     telemetry::maintenance_failure("throttle_purge");
                     tracing::warn!(error = ?err, "purging request throttles failed");
+                }
+            }
+            match trellis_core::processes::upkeep::upkeep_pass(&db, 500, 1000).await {
+                Ok(pass) => {
+                    telemetry::maintenance_pass(
+                        "process_upkeep",
+                        pass.cache_entries_deleted + pass.payloads_cleared,
+                    );
+                    if pass.tenants > 0 {
+                        tracing::info!(?pass, "process upkeep pass");
+                    }
+                }
+                Err(err) => {
+                    telemetry::maintenance_failure("process_upkeep");
+                    tracing::warn!(error = ?err, "process upkeep failed");
                 }
             }
         }

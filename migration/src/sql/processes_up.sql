@@ -151,7 +151,9 @@ CREATE TABLE process_promotions (
     to_version_id uuid NOT NULL,
     promoted_by uuid REFERENCES users (id) ON DELETE SET NULL,
     promoted_by_key uuid,
-    created_at timestamptz NOT NULL DEFAULT now(),
+    -- When the move happened (not when its transaction began): concurrent promotions
+    -- queue on their process's lock, and history reads in the order they moved.
+    created_at timestamptz NOT NULL DEFAULT clock_timestamp(),
     CONSTRAINT process_promotions_tenant_id_id_key UNIQUE (tenant_id, id),
     CONSTRAINT process_promotions_process_fkey FOREIGN KEY (tenant_id, process_id)
         REFERENCES processes (tenant_id, id) ON DELETE CASCADE,

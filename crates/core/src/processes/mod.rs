@@ -10,5 +10,6 @@ pub mod limits;
 pub mod process;
 pub mod prompt;
 pub mod providers;
+pub mod upkeep;
 pub mod usage;
 pub mod versions;

@@ -553,3 +553,135 @@ async fn the_rest_route_invokes_with_an_api_key() {
         .await;
     assert_eq!(data["calls"]["edges"][0]["node"]["apiKey"]["name"], "svc");
 }
+
+#[tokio::test]
+async fn upkeep_purges_expired_cache_entries_and_payloads_tenant_by_tenant() {
+    use sea_orm::ConnectionTrait;
+
+    let app = TestApp::new().await;
+    let a = app.owner("proc-upkeep-a").await;
+    let b = app.owner("proc-upkeep-b").await;
+    for owner in [&a, &b] {
+        let process = create_process(&app, owner, "greet", json!({})).await;
+        published_template(&app, owner, &process, "Hello {{ input.name }}").await;
+        for name in ["Ada", "Bo"] {
+            invoke(
+                &app,
+                &owner.token,
+                json!({ "p": "greet", "env": "SANDBOX", "input": { "name": name } }),
+            )
+            .await;
+        }
+    }
+    // A's answer for Ada and the payloads of A's call for Ada are past their time.
+    let admin = app.db.admin().await;
+    admin
+        .execute_unprepared(&format!(
+            "UPDATE response_cache SET expires_at = now() - interval '1 hour' \
+             WHERE tenant_id = '{a}' AND output = '\"Hello Ada\"'; \
+             UPDATE call_logs SET payload_expires_at = now() - interval '1 hour' \
+             WHERE tenant_id = '{a}' AND output = '\"Hello Ada\"'",
+            a = a.tenant_uuid()
+        ))
+        .await
+        .unwrap();
+    // Reads hide expired payloads before any purge.
+    let query = "query { calls { edges { node { input output } } } }";
+    let data = app.ok(Some(&a.token), query, json!({})).await;
+    let outputs: Vec<Value> = data["calls"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["output"].clone())
+        .collect();
+    assert_eq!(outputs, [json!("Hello Bo"), Value::Null]);
+
+    let pass = trellis_core::processes::upkeep::upkeep_pass(&app.state.db, 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            pass.tenants,
+            pass.cache_entries_deleted,
+            pass.payloads_cleared
+        ),
+        (1, 1, 1),
+        "{pass:?}"
+    );
+    let counts = admin
+        .query_one(stmt(
+            "SELECT (SELECT count(*) FROM response_cache WHERE tenant_id = $1) AS a_cache, \
+                    (SELECT count(*) FROM response_cache WHERE tenant_id = $2) AS b_cache, \
+                    (SELECT count(*) FROM call_logs WHERE tenant_id = $1 AND input IS NULL) AS a_cleared, \
+                    (SELECT count(*) FROM call_logs WHERE tenant_id = $2 AND input IS NULL) AS b_cleared",
+            [a.tenant_uuid().into(), b.tenant_uuid().into()],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    let count = |c: &str| counts.try_get::<i64>("", c).unwrap();
+    assert_eq!(
+        (
+            count("a_cache"),
+            count("b_cache"),
+            count("a_cleared"),
+            count("b_cleared")
+        ),
+        (1, 2, 1, 0)
+    );
+    // Nothing is left to do; the purged answer is a miss again.
+    let pass = trellis_core::processes::upkeep::upkeep_pass(&app.state.db, 1, 10)
+        .await
+        .unwrap();
+    assert_eq!(pass, Default::default());
+    let again = invoke(
+        &app,
+        &a.token,
+        json!({ "p": "greet", "env": "SANDBOX", "input": { "name": "Ada" } }),
+    )
+    .await;
+    assert_eq!(again["cacheHit"], false);
+}
+
+#[tokio::test]
+async fn concurrent_promotions_queue_and_keep_a_consistent_history() {
+    let app = TestApp::new().await;
+    let owner = app.owner("proc-race").await;
+    let t = owner.token.as_str();
+    let process = create_process(&app, &owner, "greet", json!({})).await;
+    let mut versions = Vec::new();
+    for word in ["one", "two", "three", "four"] {
+        versions.push(published_template(&app, &owner, &process, word).await);
+    }
+    let promotions = versions
+        .iter()
+        .map(|id| app.post(Some(t), PROMOTE, json!({ "id": id })));
+    for (status, body) in futures::future::join_all(promotions).await {
+        assert!(
+            status.is_success() && body.get("errors").is_none(),
+            "{body}"
+        );
+        assert_eq!(
+            body["data"]["promoteProcessVersion"]["userErrors"],
+            json!([])
+        );
+    }
+    let data = app
+        .ok(Some(t), "query { process(key: \"greet\") { productionVersion { id } promotions(first: 100) { environment fromVersion { id } toVersion { id } } } }", json!({}))
+        .await;
+    let p = &data["process"];
+    // Oldest first: each move starts where the one before it ended.
+    let mut moves: Vec<&Value> = p["promotions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["environment"] == "PRODUCTION")
+        .collect();
+    moves.reverse();
+    assert_eq!(moves.len(), 4);
+    assert_eq!(moves[0]["fromVersion"], Value::Null);
+    for pair in moves.windows(2) {
+        assert_eq!(pair[1]["fromVersion"]["id"], pair[0]["toVersion"]["id"]);
+    }
+    assert_eq!(p["productionVersion"]["id"], moves[3]["toVersion"]["id"]);
+}
