@@ -20,6 +20,8 @@
 //! Refusals (bad input, a rate limit) are logged and committed too, then returned as
 //! errors: the caller's own request rolls back, the log does not.
 
+use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
@@ -109,6 +111,7 @@ pub struct Invoker {
 struct Resolved {
     process_id: Uuid,
     process_key: String,
+    process_updated_at: DateTime<Utc>,
     input_schema: Json,
     output_schema: Json,
     config: Json,
@@ -152,7 +155,8 @@ struct CacheKey {
 }
 
 const RESOLVE: &str = "\
-SELECT p.id AS process_id, p.key AS process_key, p.input_schema, p.output_schema, p.config, \
+SELECT p.id AS process_id, p.key AS process_key, p.updated_at AS process_updated_at, \
+  p.input_schema, p.output_schema, p.config, \
   v.id AS version_id, v.number, v.environment AS version_environment, \
   v.published_at IS NOT NULL AS published, v.system_prompt, v.user_prompt, v.provider, \
   v.connection_id, v.model, v.temperature, v.max_tokens, v.response_format, v.timeout_ms, \
@@ -281,7 +285,7 @@ impl Invoker {
         }
 
         // Bad input is refused and logged, in this transaction.
-        let checked = CompiledSchema::new(&resolved.input_schema)
+        let checked = input_schema(&resolved)
             .and_then(|schema| schema.check("input", &call.input))
             .and_then(|()| {
                 prompt::render(
@@ -527,6 +531,35 @@ impl Invoker {
             }
         }
     }
+}
+
+/// Compiled input schemas, by process and the time its row last changed (any change
+/// to a schema changes it): compiling a schema costs more than checking an input.
+static INPUT_SCHEMAS: std::sync::LazyLock<
+    std::sync::Mutex<HashMap<(Uuid, DateTime<Utc>), Arc<CompiledSchema>>>,
+> = std::sync::LazyLock::new(Default::default);
+/// The most compiled schemas kept; past it the cache starts over.
+const MAX_CACHED_SCHEMAS: usize = 4096;
+
+fn input_schema(resolved: &Resolved) -> Result<Arc<CompiledSchema>> {
+    let key = (resolved.process_id, resolved.process_updated_at);
+    let cached = INPUT_SCHEMAS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .get(&key)
+        .cloned();
+    if let Some(schema) = cached {
+        return Ok(schema);
+    }
+    let schema = Arc::new(CompiledSchema::new(&resolved.input_schema)?);
+    let mut cache = INPUT_SCHEMAS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.len() >= MAX_CACHED_SCHEMAS {
+        cache.clear();
+    }
+    cache.insert(key, schema.clone());
+    Ok(schema)
 }
 
 fn misconfigured(why: &str) -> Error {

@@ -552,6 +552,23 @@ async fn the_rest_route_invokes_with_an_api_key() {
         )
         .await;
     assert_eq!(data["calls"]["edges"][0]["node"]["apiKey"]["name"], "svc");
+
+    // Usage counters: three of the key's calls reached the process (two answered, one
+    // with bad input); the tenant made no others.
+    let from = (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339();
+    let data = app
+        .ok(
+            Some(&owner.token),
+            "query($from: DateTime!) { tenant { usage(from: $from) { calls errors cacheHits } apiKeys(first: 10) { edges { node { name usage(from: $from) { calls errors cacheHits } } } } } }",
+            json!({ "from": from }),
+        )
+        .await;
+    let expected = json!({ "calls": 3, "errors": 1, "cacheHits": 1 });
+    assert_eq!(data["tenant"]["usage"], expected);
+    assert_eq!(
+        data["tenant"]["apiKeys"]["edges"][0]["node"]["usage"],
+        expected
+    );
 }
 
 #[tokio::test]
