@@ -535,9 +535,9 @@ impl Invoker {
 
 /// Compiled input schemas, by process and the time its row last changed (any change
 /// to a schema changes it): compiling a schema costs more than checking an input.
-static INPUT_SCHEMAS: std::sync::LazyLock<
-    std::sync::Mutex<HashMap<(Uuid, DateTime<Utc>), Arc<CompiledSchema>>>,
-> = std::sync::LazyLock::new(Default::default);
+static INPUT_SCHEMAS: std::sync::LazyLock<std::sync::Mutex<SchemaCache>> =
+    std::sync::LazyLock::new(Default::default);
+type SchemaCache = HashMap<(Uuid, DateTime<Utc>), Arc<CompiledSchema>>;
 /// The most compiled schemas kept; past it the cache starts over.
 const MAX_CACHED_SCHEMAS: usize = 4096;
 
