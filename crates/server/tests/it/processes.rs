@@ -454,6 +454,58 @@ async fn identical_concurrent_misses_call_the_provider_once() {
 }
 
 #[tokio::test]
+async fn identical_misses_on_two_servers_call_the_provider_once() {
+    let app = TestApp::new().await;
+    let owner = app.owner("proc-flight-2").await;
+    let provider = ChatServer::start([Reply::Delay(Duration::from_millis(500))]).await;
+    let connection = http_connection(&app, &owner, "llm", &provider.base_url, None).await;
+    let process = create_process(&app, &owner, "slow", json!({})).await;
+    let data = app
+        .ok(Some(&owner.token), CREATE_VERSION, json!({ "p": process, "prompt": "Say {{ input.word }}", "provider": "OPENAI_COMPATIBLE", "c": connection, "model": "m" }))
+        .await;
+    let version = text(&payload(&data, "createProcessVersion")["version"]["id"]);
+    app.ok(Some(&owner.token), PUBLISH, json!({ "id": version }))
+        .await;
+    app.ok(Some(&owner.token), PROMOTE, json!({ "id": version }))
+        .await;
+    let data = app
+        .ok(
+            Some(&owner.token),
+            "mutation { createApiKey(input: {name: \"svc\", scopes: [INVOKE]}) { secret } }",
+            json!({}),
+        )
+        .await;
+    let key = text(&data["createApiKey"]["secret"]);
+
+    let (servers, urls) = crate::support::serve_replicas(&app, 2).await;
+    let client = reqwest::Client::new();
+    let calls = (0..10).map(|i| {
+        let request = client
+            .post(format!("{}/v1/processes/slow/invoke", urls[i % 2]))
+            .bearer_auth(&key)
+            .header("content-type", "application/json")
+            .body(json!({ "input": { "word": "hi" } }).to_string());
+        async move {
+            let response = request.send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 200);
+            serde_json::from_slice::<Value>(&response.bytes().await.unwrap()).unwrap()
+        }
+    });
+    let answers = futures::future::join_all(calls).await;
+    assert_eq!(
+        provider.calls(),
+        1,
+        "one provider call for ten misses on two servers"
+    );
+    assert!(
+        answers.iter().all(|a| a["output"] == "echo: Say hi"),
+        "{answers:?}"
+    );
+    assert_eq!(answers.iter().filter(|a| a["cacheHit"] == true).count(), 9);
+    drop(servers);
+}
+
+#[tokio::test]
 async fn the_rest_route_invokes_with_an_api_key() {
     let app = TestApp::new().await;
     let owner = app.owner("proc-rest").await;

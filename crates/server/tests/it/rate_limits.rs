@@ -2,14 +2,12 @@
 //! seconds to wait, logged as RATE_LIMITED, and nothing else happens; limits hold
 //! exactly under concurrency and across server processes sharing one database.
 
-use std::time::Duration;
-
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 
 use crate::processes::{create_process, invoke, published_template, INVOKE, PROMOTE};
-use crate::support::{serve_command, Member, TestApp};
+use crate::support::{serve_replicas, Member, TestApp};
 
 const SET_LIMIT: &str = "mutation($key: ID, $p: ID, $r: Int, $t: Int, $w: Int, $mc: Int) { setRateLimit(input: {apiKeyId: $key, processId: $p, requestsPerWindow: $r, tokensPerWindow: $t, windowSeconds: $w, monthlyCalls: $mc}) { rateLimit { id } userErrors { field message code } } }";
 const LIMITS: &str = "query { rateLimits { requestsPerWindow remainingRequests remainingTokens monthCalls monthTokens apiKey { name } process { key } } }";
@@ -166,38 +164,8 @@ async fn two_servers_on_one_database_share_one_limit() {
         .await;
     let key = data["createApiKey"]["secret"].as_str().unwrap().to_owned();
 
-    let mut servers = Vec::new();
-    let mut urls = Vec::new();
-    for _ in 0..2 {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        servers.push(
-            serve_command(&app, port)
-                .env("TRELLIS_EXECUTOR", "false")
-                .spawn()
-                .unwrap(),
-        );
-        urls.push(format!("http://{port}"));
-    }
+    let (servers, urls) = serve_replicas(&app, 2).await;
     let client = reqwest::Client::new();
-    for url in &urls {
-        let mut ready = false;
-        for _ in 0..200 {
-            if client
-                .get(format!("{url}/healthz"))
-                .send()
-                .await
-                .is_ok_and(|r| r.status().is_success())
-            {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert!(ready, "{url} did not start");
-    }
     // 40 calls, alternating between the two servers, 8 at a time.
     let calls = (0..40).map(|i| {
         let url = format!("{}/v1/processes/greet/invoke", urls[i % 2]);

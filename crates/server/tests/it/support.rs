@@ -481,6 +481,43 @@ pub fn serve_command(app: &TestApp, listen: std::net::SocketAddr) -> tokio::proc
     command
 }
 
+/// `count` `trellis serve` processes on the test app's database (no executor), each on
+/// a free port and answering `/healthz`; they stop when the children are dropped.
+pub async fn serve_replicas(
+    app: &TestApp,
+    count: usize,
+) -> (Vec<tokio::process::Child>, Vec<String>) {
+    let mut servers = Vec::new();
+    let mut urls = Vec::new();
+    for _ in 0..count {
+        let listen = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        servers.push(
+            serve_command(app, listen)
+                .env("TRELLIS_EXECUTOR", "false")
+                .spawn()
+                .unwrap(),
+        );
+        urls.push(format!("http://{listen}"));
+    }
+    let client = reqwest::Client::new();
+    for url in &urls {
+        let mut ready = false;
+        for _ in 0..400 {
+            let answer = client.get(format!("{url}/healthz")).send().await;
+            if answer.is_ok_and(|r| r.status().is_success()) {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        assert!(ready, "{url} did not start");
+    }
+    (servers, urls)
+}
+
 fn trellis_command(app: &TestApp, subcommand: &str) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"));
     command
