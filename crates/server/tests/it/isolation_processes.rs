@@ -16,6 +16,7 @@ use trellis_core::scope::stmt;
 use uuid::Uuid;
 
 use crate::isolation_workflows::{constraint, count, made_up, sqlstate, uuid};
+use crate::processes::{create_process, invoke_key, payload, published_template, text, PROMOTE};
 use crate::support::{as_app, is_rls_violation, Member, TestApp};
 
 const PROCESS_TABLES: [&str; 7] = [
@@ -46,30 +47,6 @@ struct Fixture {
     invoke_secret: String,
 }
 
-fn text(v: &Value) -> String {
-    v.as_str()
-        .unwrap_or_else(|| panic!("not a string: {v}"))
-        .to_owned()
-}
-
-/// The payload of a mutation that must have no userErrors.
-fn payload<'a>(data: &'a Value, field: &str) -> &'a Value {
-    let payload = &data[field];
-    assert_eq!(payload["userErrors"], json!([]), "{field}: {payload:#}");
-    payload
-}
-
-async fn create_process(app: &TestApp, owner: &Member, key: &str) -> String {
-    let data = app
-        .ok(
-            Some(&owner.token),
-            "mutation($k: String!) { createProcess(input: {key: $k, name: $k}) { process { id } userErrors { field message } } }",
-            json!({ "k": key }),
-        )
-        .await;
-    text(&payload(&data, "createProcess")["process"]["id"])
-}
-
 async fn create_version(app: &TestApp, owner: &Member, process: &str, prompt: &str) -> String {
     let data = app
         .ok(
@@ -91,25 +68,13 @@ async fn published_process(
     key: &str,
     prompt: &str,
 ) -> (String, String) {
-    let process = create_process(app, owner, key).await;
-    let version = create_version(app, owner, &process, prompt).await;
-    let t = Some(owner.token.as_str());
+    let process = create_process(app, owner, key, json!({})).await;
+    let version = published_template(app, owner, &process, prompt).await;
     let data = app
         .ok(
-            t,
-            "mutation($v: ID!) { publishProcessVersion(input: {id: $v}) { version { isPublished } userErrors { field message } } }",
-            json!({ "v": version }),
-        )
-        .await;
-    assert_eq!(
-        payload(&data, "publishProcessVersion")["version"]["isPublished"],
-        true
-    );
-    let data = app
-        .ok(
-            t,
-            "mutation($v: ID!) { promoteProcessVersion(input: {versionId: $v, environment: PRODUCTION}) { version { environment } userErrors { field message } } }",
-            json!({ "v": version }),
+            Some(owner.token.as_str()),
+            PROMOTE,
+            json!({ "id": version }),
         )
         .await;
     assert_eq!(
@@ -146,30 +111,11 @@ async fn rest_invoke(
     app.send(request).await
 }
 
-/// An API key of the owner's tenant with only the INVOKE scope and `restrictions`
-/// (more `CreateApiKeyInput` fields, e.g. `processEnvironment: SANDBOX`): its secret
-/// and ID.
-async fn invoke_key(app: &TestApp, owner: &Member, restrictions: &str) -> (String, String) {
-    let data = app
-        .ok(
-            Some(&owner.token),
-            &format!(
-                "mutation {{ createApiKey(input: {{name: \"k-{}\", scopes: [INVOKE]{restrictions}}}) {{ secret apiKey {{ id scopes }} userErrors {{ field message }} }} }}",
-                Uuid::new_v4().simple()
-            ),
-            json!({}),
-        )
-        .await;
-    let created = payload(&data, "createApiKey");
-    assert_eq!(created["apiKey"]["scopes"], json!(["INVOKE"]));
-    (text(&created["secret"]), text(&created["apiKey"]["id"]))
-}
-
 async fn fixture(app: &TestApp, slug: &str, key: &str, prompt: &str) -> Fixture {
     let owner = app.owner(slug).await;
     let (process, published) = published_process(app, &owner, key, prompt).await;
     let draft = create_version(app, &owner, &process, &format!("{prompt} (draft)")).await;
-    let retired = create_process(app, &owner, "retired").await;
+    let retired = create_process(app, &owner, "retired", json!({})).await;
     let data = app
         .ok(
             Some(&owner.token),

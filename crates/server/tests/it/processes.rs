@@ -14,19 +14,20 @@ use crate::chat_provider::{ChatServer, Reply};
 use crate::connections::{create_secret, http_connection};
 use crate::support::{as_app, Member, TestApp};
 
-pub const CREATE_PROCESS: &str = "mutation($key: String!, $in: JSON, $out: JSON, $config: JSON) { createProcess(input: {key: $key, name: \"Summarise\", inputSchema: $in, outputSchema: $out, config: $config}) { process { id key } userErrors { field message code } } }";
+pub const CREATE_PROCESS: &str = "mutation($key: String!, $in: JSON, $out: JSON, $config: JSON) { createProcess(input: {key: $key, name: $key, inputSchema: $in, outputSchema: $out, config: $config}) { process { id key } userErrors { field message code } } }";
 pub const CREATE_VERSION: &str = "mutation($p: ID!, $prompt: String, $from: ID, $provider: ProcessProvider, $c: ID, $model: String, $format: ProcessResponseFormat, $ttl: Int, $attempts: Int) { createProcessVersion(input: {processId: $p, userPrompt: $prompt, fromVersionId: $from, provider: $provider, connectionId: $c, model: $model, responseFormat: $format, cacheTtlSeconds: $ttl, maxAttempts: $attempts, retryBackoffMs: 10, inputPricePerMTok: 2.5, outputPricePerMTok: 10}) { version { id number isPublished environment } userErrors { field message code } } }";
 pub const PUBLISH: &str = "mutation($id: ID!) { publishProcessVersion(input: {id: $id}) { version { id isPublished publishedAt } userErrors { field message code } } }";
 pub const PROMOTE: &str = "mutation($id: ID!) { promoteProcessVersion(input: {versionId: $id}) { version { id environment } userErrors { field message code } } }";
 pub const INVOKE: &str = "mutation($p: String!, $env: Environment, $input: JSON!, $v: Int, $cache: CacheMode) { invokeProcess(input: {process: $p, environment: $env, input: $input, version: $v, cache: $cache}) { output callId versionNumber environment cacheHit latencyMs providerLatencyMs inputTokens outputTokens cost } }";
 
-fn payload<'a>(data: &'a Value, field: &str) -> &'a Value {
+/// The payload of a mutation that must have no userErrors.
+pub fn payload<'a>(data: &'a Value, field: &str) -> &'a Value {
     let payload = &data[field];
     assert_eq!(payload["userErrors"], json!([]), "{field}: {payload:#}");
     payload
 }
 
-fn text(v: &Value) -> String {
+pub fn text(v: &Value) -> String {
     v.as_str()
         .unwrap_or_else(|| panic!("not a string: {v}"))
         .to_owned()
@@ -69,6 +70,25 @@ pub async fn published_template(
         .await;
     payload(&data, "publishProcessVersion");
     id
+}
+
+/// An API key of the owner's tenant with only the INVOKE scope and `restrictions`
+/// (more `CreateApiKeyInput` fields, e.g. `processEnvironment: SANDBOX`): its secret
+/// and ID.
+pub async fn invoke_key(app: &TestApp, owner: &Member, restrictions: &str) -> (String, String) {
+    let data = app
+        .ok(
+            Some(&owner.token),
+            &format!(
+                "mutation {{ createApiKey(input: {{name: \"k-{}\", scopes: [INVOKE]{restrictions}}}) {{ secret apiKey {{ id scopes }} userErrors {{ field message }} }} }}",
+                uuid::Uuid::new_v4().simple()
+            ),
+            json!({}),
+        )
+        .await;
+    let created = payload(&data, "createApiKey");
+    assert_eq!(created["apiKey"]["scopes"], json!(["INVOKE"]));
+    (text(&created["secret"]), text(&created["apiKey"]["id"]))
 }
 
 /// Invokes through GraphQL; the payload.
@@ -468,14 +488,7 @@ async fn identical_misses_on_two_servers_call_the_provider_once() {
         .await;
     app.ok(Some(&owner.token), PROMOTE, json!({ "id": version }))
         .await;
-    let data = app
-        .ok(
-            Some(&owner.token),
-            "mutation { createApiKey(input: {name: \"svc\", scopes: [INVOKE]}) { secret } }",
-            json!({}),
-        )
-        .await;
-    let key = text(&data["createApiKey"]["secret"]);
+    let (key, _) = invoke_key(&app, &owner, "").await;
 
     let (servers, urls) = crate::support::serve_replicas(&app, 2).await;
     let client = reqwest::Client::new();

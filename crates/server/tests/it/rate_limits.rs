@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use serde_json::{json, Value};
 
-use crate::processes::{create_process, invoke, published_template, INVOKE, PROMOTE};
+use crate::processes::{create_process, invoke, invoke_key, published_template, INVOKE, PROMOTE};
 use crate::support::{serve_replicas, Member, TestApp};
 
 const SET_LIMIT: &str = "mutation($key: ID, $p: ID, $r: Int, $t: Int, $w: Int, $mc: Int) { setRateLimit(input: {apiKeyId: $key, processId: $p, requestsPerWindow: $r, tokensPerWindow: $t, windowSeconds: $w, monthlyCalls: $mc}) { rateLimit { id } userErrors { field message code } } }";
@@ -83,14 +83,7 @@ async fn calls_over_a_limit_are_refused_logged_and_change_nothing() {
     assert_eq!(data["all"]["edges"].as_array().unwrap().len(), 5);
 
     // The REST route says the same with 429 and Retry-After.
-    let data = app
-        .ok(
-            Some(t),
-            "mutation { createApiKey(input: {name: \"svc\", scopes: [INVOKE]}) { secret } }",
-            json!({}),
-        )
-        .await;
-    let key = data["createApiKey"]["secret"].as_str().unwrap().to_owned();
+    let (key, _) = invoke_key(&app, &owner, "").await;
     let request = Request::post("/v1/processes/greet/invoke")
         .header("content-type", "application/json")
         .header("authorization", format!("Bearer {key}"))
@@ -155,14 +148,7 @@ async fn two_servers_on_one_database_share_one_limit() {
     let app = TestApp::new().await;
     let (owner, _) = tenant(&app, "rl-replicas").await;
     set_limit(&app, &owner, json!({ "r": 12, "w": 3600 })).await;
-    let data = app
-        .ok(
-            Some(&owner.token),
-            "mutation { createApiKey(input: {name: \"svc\", scopes: [INVOKE]}) { secret } }",
-            json!({}),
-        )
-        .await;
-    let key = data["createApiKey"]["secret"].as_str().unwrap().to_owned();
+    let (key, _) = invoke_key(&app, &owner, "").await;
 
     let (servers, urls) = serve_replicas(&app, 2).await;
     let client = reqwest::Client::new();
