@@ -9,6 +9,7 @@ pub mod ids;
 pub mod in_place;
 pub mod integrations;
 pub mod limits;
+mod list;
 pub mod live;
 pub mod loaders;
 pub mod node;

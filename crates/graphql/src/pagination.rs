@@ -379,18 +379,53 @@ impl<N: OutputType> ContainerType for EdgeInPlace<'_, N> {
 
 impl<N: OutputType> ObjectType for EdgeInPlace<'_, N> {}
 
-/// Runs one page of `select` (already filtered) in the request's transaction.
-pub async fn load_page<E, N>(
+/// One page's rows, before they become GraphQL nodes (a list prefetches their
+/// relations first).
+pub struct Rows<M> {
+    scope: Arc<RequestScope>,
+    count: SelectStatement,
+    rows: Vec<M>,
+    has_previous: bool,
+    has_next: bool,
+}
+
+impl<M: Keyed> Rows<M> {
+    /// The page's rows, in order.
+    pub fn models(&self) -> impl Iterator<Item = &M> {
+        self.rows.iter()
+    }
+
+    /// The page, its rows as `N`.
+    pub fn into_page<N: From<M> + OutputType>(self) -> Page<N> {
+        let mut page = PageConnection::with_additional_fields(
+            self.has_previous,
+            self.has_next,
+            ConnectionFields {
+                scope: self.scope,
+                count: self.count,
+            },
+        );
+        page.edges = self
+            .rows
+            .into_iter()
+            .map(|row| Edge::new(row.cursor(), N::from(row)))
+            .collect();
+        Page(page)
+    }
+}
+
+/// Runs one page of `select` (already filtered) in the request's transaction, keyset
+/// paged on `(created_at, id)`.
+pub async fn load_rows<E>(
     scope: &Arc<RequestScope>,
     select: Select<E>,
     created_at: E::Column,
     id: E::Column,
     args: PageArgs,
-) -> Result<Page<N>>
+) -> Result<Rows<E::Model>>
 where
     E: EntityTrait,
     E::Model: Keyed + FromQueryResult + Send + Sync,
-    N: From<E::Model> + OutputType,
 {
     let count = select.clone().into_query();
     let (order, older) = match args.order {
@@ -421,19 +456,13 @@ where
     let mut rows = select.limit(args.first + 1).all(scope.tx().await?).await?;
     let has_next = rows.len() as u64 > args.first;
     rows.truncate(args.first as usize);
-    let mut page = PageConnection::with_additional_fields(
-        args.after.is_some(),
+    Ok(Rows {
+        scope: scope.clone(),
+        count,
+        rows,
+        has_previous: args.after.is_some(),
         has_next,
-        ConnectionFields {
-            scope: scope.clone(),
-            count,
-        },
-    );
-    page.edges = rows
-        .into_iter()
-        .map(|row| Edge::new(row.cursor(), N::from(row)))
-        .collect();
-    Ok(Page(page))
+    })
 }
 
 /// A first page (no `after`) from rows already loaded, newest first or as ordered, with

@@ -1,11 +1,10 @@
 use async_graphql::{Context, InputObject, Object};
-use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
 use trellis_entity::{membership, tenant, user};
 
-use super::types::{contains_pattern, Membership, Role, Tenant, TenantStatus, User};
+use super::types::{Membership, Role, Tenant, TenantStatus, User};
 use crate::context::{run, ContextExt};
-use crate::pagination::{load_page, CreatedOrderBy, Page, PageArgs};
+use crate::pagination::{CreatedOrderBy, Page};
 
 /// The caller: who they are, where they belong, and where they are acting now.
 pub struct Viewer;
@@ -140,36 +139,6 @@ impl IdentityQuery {
         #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<Tenant>> {
-        let scope = ctx.scope()?;
-        let filter = filter.unwrap_or_default();
-        run(ctx, async {
-            scope.require_platform_admin().await?;
-            let args = PageArgs::new(first, after, order_by)?;
-            let mut select = tenant::Entity::find();
-            if !filter.include_deleted.unwrap_or(false) {
-                select = select.filter(tenant::Column::DeletedAt.is_null());
-            }
-            if let Some(statuses) = filter.statuses {
-                select = select.filter(
-                    tenant::Column::Status
-                        .is_in(statuses.into_iter().map(trellis_entity::TenantStatus::from)),
-                );
-            }
-            if let Some(search) = filter.search {
-                select = select.filter(Expr::cust_with_values(
-                    "(slug ILIKE $1 OR name ILIKE $1)",
-                    [contains_pattern(&search)],
-                ));
-            }
-            load_page(
-                scope,
-                select,
-                tenant::Column::CreatedAt,
-                tenant::Column::Id,
-                args,
-            )
-            .await
-        })
-        .await
+        crate::list::page::<Tenant>(ctx, None, first, after, filter, order_by).await
     }
 }

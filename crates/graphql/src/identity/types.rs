@@ -3,13 +3,15 @@
 use async_graphql::{ComplexObject, Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
+use sea_orm::{ColumnTrait, QueryFilter, Select};
 use trellis_entity::{api_key, audit_event, invitation, membership, tenant, user, IdKind};
 
+use super::query::TenantFilter;
 use crate::context::{load_error, run, ContextExt};
 use crate::ids::{self, gid};
-use crate::loaders::{prefetch, TenantById, UserById};
-use crate::pagination::{load_page, node_selects, CreatedOrderBy, Page, PageArgs};
+use crate::list::{self, Access, List, Relation};
+use crate::loaders::{TenantById, UserById};
+use crate::pagination::{CreatedOrderBy, Page};
 use crate::payload::Json;
 
 macro_rules! remote_enum {
@@ -323,40 +325,7 @@ impl Tenant {
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<Membership>> {
         self.active(ctx, trellis_entity::Role::Viewer).await?;
-        let scope = ctx.scope()?;
-        let filter = filter.unwrap_or_default();
-        let page: Page<Membership> = run(ctx, async {
-            let args = PageArgs::new(first, after, order_by)?;
-            let mut select = membership::Entity::find().filter(membership::Column::TenantId.eq(self.0.id));
-            if let Some(roles) = filter.roles {
-                select = select.filter(membership::Column::Role.is_in(roles.into_iter().map(trellis_entity::Role::from)));
-            }
-            if let Some(search) = filter.search {
-                select = select.filter(Expr::cust_with_values(
-                    "user_id IN (SELECT u.id FROM users u WHERE u.email ILIKE $1 OR u.name ILIKE $1)",
-                    [contains_pattern(&search)],
-                ));
-            }
-            load_page(scope, select, membership::Column::CreatedAt, membership::Column::Id, args).await
-        })
-        .await?;
-        let loader = ctx.loader()?;
-        if node_selects(ctx, "user") {
-            let users = page.edges.iter().map(|e| UserById(e.node.model.user_id));
-            prefetch(loader, users)
-                .await
-                .map_err(|e| load_error(ctx, &e))?;
-        }
-        if node_selects(ctx, "tenant") {
-            let tenants = page
-                .edges
-                .iter()
-                .map(|e| TenantById(e.node.model.tenant_id));
-            prefetch(loader, tenants)
-                .await
-                .map_err(|e| load_error(ctx, &e))?;
-        }
-        Ok(page)
+        list::page::<Membership>(ctx, None, first, after, filter, order_by).await
     }
 
     /// Invitations (admins).
@@ -378,46 +347,7 @@ impl Tenant {
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<Invitation>> {
         self.active(ctx, trellis_entity::Role::Admin).await?;
-        let scope = ctx.scope()?;
-        let filter = filter.unwrap_or_default();
-        let page: Page<Invitation> = run(ctx, async {
-            let args = PageArgs::new(first, after, order_by)?;
-            let mut select =
-                invitation::Entity::find().filter(invitation::Column::TenantId.eq(self.0.id));
-            if let Some(statuses) = filter.statuses {
-                select = select.filter(
-                    invitation::Column::Status.is_in(
-                        statuses
-                            .into_iter()
-                            .map(trellis_entity::InvitationStatus::from),
-                    ),
-                );
-            }
-            if let Some(search) = filter.search {
-                select = select.filter(
-                    invitation::Column::Email.like(contains_pattern(&search.to_lowercase())),
-                );
-            }
-            load_page(
-                scope,
-                select,
-                invitation::Column::CreatedAt,
-                invitation::Column::Id,
-                args,
-            )
-            .await
-        })
-        .await?;
-        if node_selects(ctx, "createdBy") {
-            let creators = page
-                .edges
-                .iter()
-                .filter_map(|e| e.node.0.created_by.map(UserById));
-            prefetch(ctx.loader()?, creators)
-                .await
-                .map_err(|e| load_error(ctx, &e))?;
-        }
-        Ok(page)
+        list::page::<Invitation>(ctx, None, first, after, filter, order_by).await
     }
 
     /// API keys (admins). The secret is never shown again after creation.
@@ -439,51 +369,7 @@ impl Tenant {
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<ApiKey>> {
         self.active(ctx, trellis_entity::Role::Admin).await?;
-        let scope = ctx.scope()?;
-        let filter = filter.unwrap_or_default();
-        let page: Page<ApiKey> = run(ctx, async {
-            let args = PageArgs::new(first, after, order_by)?;
-            let mut select =
-                api_key::Entity::find().filter(api_key::Column::TenantId.eq(self.0.id));
-            match filter.active {
-                Some(true) => {
-                    select = select.filter(Expr::cust(
-                        "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
-                    ))
-                }
-                Some(false) => {
-                    select = select.filter(Expr::cust(
-                        "(revoked_at IS NOT NULL OR expires_at <= now())",
-                    ))
-                }
-                None => {}
-            }
-            if let Some(search) = filter.search {
-                select = select.filter(Expr::cust_with_values(
-                    "name ILIKE $1",
-                    [contains_pattern(&search)],
-                ));
-            }
-            load_page(
-                scope,
-                select,
-                api_key::Column::CreatedAt,
-                api_key::Column::Id,
-                args,
-            )
-            .await
-        })
-        .await?;
-        if node_selects(ctx, "createdBy") {
-            let creators = page
-                .edges
-                .iter()
-                .filter_map(|e| e.node.0.created_by.map(UserById));
-            prefetch(ctx.loader()?, creators)
-                .await
-                .map_err(|e| load_error(ctx, &e))?;
-        }
-        Ok(page)
+        list::page::<ApiKey>(ctx, None, first, after, filter, order_by).await
     }
 
     /// The audit log (admins), newest first by default.
@@ -505,59 +391,7 @@ impl Tenant {
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<AuditEvent>> {
         self.active(ctx, trellis_entity::Role::Admin).await?;
-        let scope = ctx.scope()?;
-        let filter = filter.unwrap_or_default();
-        let page: Page<AuditEvent> = run(ctx, async {
-            let args = PageArgs::new(first, after, order_by)?;
-            let mut select =
-                audit_event::Entity::find().filter(audit_event::Column::TenantId.eq(self.0.id));
-            if let Some(action) = filter.action {
-                select = if action.ends_with('.') {
-                    select.filter(audit_event::Column::Action.starts_with(&action))
-                } else {
-                    select.filter(audit_event::Column::Action.eq(action))
-                };
-            }
-            if let Some(severities) = filter.severities {
-                select = select.filter(
-                    audit_event::Column::Severity
-                        .is_in(severities.into_iter().map(trellis_entity::Severity::from)),
-                );
-            }
-            if let Some(actor_type) = filter.actor_type {
-                select = select.filter(
-                    audit_event::Column::ActorType.eq(trellis_entity::ActorType::from(actor_type)),
-                );
-            }
-            if let Some(after) = filter.created_after {
-                select = select.filter(audit_event::Column::CreatedAt.gt(after));
-            }
-            if let Some(before) = filter.created_before {
-                select = select.filter(audit_event::Column::CreatedAt.lt(before));
-            }
-            load_page(
-                scope,
-                select,
-                audit_event::Column::CreatedAt,
-                audit_event::Column::Id,
-                args,
-            )
-            .await
-        })
-        .await?;
-        if node_selects(ctx, "actor") {
-            let actors = page.edges.iter().filter_map(|e| {
-                let event = &e.node.0;
-                (event.actor_type == trellis_entity::ActorType::User)
-                    .then_some(event.actor_id)
-                    .flatten()
-                    .map(UserById)
-            });
-            prefetch(ctx.loader()?, actors)
-                .await
-                .map_err(|e| load_error(ctx, &e))?;
-        }
-        Ok(page)
+        list::page::<AuditEvent>(ctx, None, first, after, filter, order_by).await
     }
 
     /// Verifies the tenant's audit hash chain (admins): the first broken sequence
@@ -903,4 +737,195 @@ pub(crate) fn input_id(
         }
         load_error(ctx, &e)
     })
+}
+
+impl List for Membership {
+    type Entity = membership::Entity;
+    type Node = Self;
+    type Filter = MembershipFilter;
+    const ACCESS: Access = Access::Tenant(trellis_entity::Role::Viewer);
+    const TENANT: Option<membership::Column> = Some(membership::Column::TenantId);
+    const CREATED_AT: membership::Column = membership::Column::CreatedAt;
+    const ID: membership::Column = membership::Column::Id;
+
+    fn narrow(
+        mut select: Select<membership::Entity>,
+        filter: MembershipFilter,
+    ) -> trellis_core::Result<Select<membership::Entity>> {
+        if let Some(roles) = filter.roles {
+            select = select.filter(
+                membership::Column::Role.is_in(roles.into_iter().map(trellis_entity::Role::from)),
+            );
+        }
+        if let Some(search) = filter.search {
+            select = select.filter(Expr::cust_with_values(
+                "user_id IN (SELECT u.id FROM users u WHERE u.email ILIKE $1 OR u.name ILIKE $1)",
+                [contains_pattern(&search)],
+            ));
+        }
+        Ok(select)
+    }
+
+    fn relations() -> Vec<Relation<membership::Model>> {
+        vec![
+            Relation::by(&["user"], |m| Some(UserById(m.user_id))),
+            Relation::by(&["tenant"], |m| Some(TenantById(m.tenant_id))),
+        ]
+    }
+}
+
+impl List for Invitation {
+    type Entity = invitation::Entity;
+    type Node = Self;
+    type Filter = InvitationFilter;
+    const ACCESS: Access = Access::Tenant(trellis_entity::Role::Admin);
+    const TENANT: Option<invitation::Column> = Some(invitation::Column::TenantId);
+    const CREATED_AT: invitation::Column = invitation::Column::CreatedAt;
+    const ID: invitation::Column = invitation::Column::Id;
+
+    fn narrow(
+        mut select: Select<invitation::Entity>,
+        filter: InvitationFilter,
+    ) -> trellis_core::Result<Select<invitation::Entity>> {
+        if let Some(statuses) = filter.statuses {
+            select = select.filter(
+                invitation::Column::Status.is_in(
+                    statuses
+                        .into_iter()
+                        .map(trellis_entity::InvitationStatus::from),
+                ),
+            );
+        }
+        if let Some(search) = filter.search {
+            select = select
+                .filter(invitation::Column::Email.like(contains_pattern(&search.to_lowercase())));
+        }
+        Ok(select)
+    }
+
+    fn relations() -> Vec<Relation<invitation::Model>> {
+        vec![Relation::by(&["createdBy"], |i| i.created_by.map(UserById))]
+    }
+}
+
+impl List for ApiKey {
+    type Entity = api_key::Entity;
+    type Node = Self;
+    type Filter = ApiKeyFilter;
+    const ACCESS: Access = Access::Tenant(trellis_entity::Role::Admin);
+    const TENANT: Option<api_key::Column> = Some(api_key::Column::TenantId);
+    const CREATED_AT: api_key::Column = api_key::Column::CreatedAt;
+    const ID: api_key::Column = api_key::Column::Id;
+
+    fn narrow(
+        mut select: Select<api_key::Entity>,
+        filter: ApiKeyFilter,
+    ) -> trellis_core::Result<Select<api_key::Entity>> {
+        match filter.active {
+            Some(true) => {
+                select = select.filter(Expr::cust(
+                    "revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())",
+                ))
+            }
+            Some(false) => {
+                select = select.filter(Expr::cust(
+                    "(revoked_at IS NOT NULL OR expires_at <= now())",
+                ))
+            }
+            None => {}
+        }
+        if let Some(search) = filter.search {
+            select = select.filter(Expr::cust_with_values(
+                "name ILIKE $1",
+                [contains_pattern(&search)],
+            ));
+        }
+        Ok(select)
+    }
+
+    fn relations() -> Vec<Relation<api_key::Model>> {
+        vec![Relation::by(&["createdBy"], |k| k.created_by.map(UserById))]
+    }
+}
+
+impl List for AuditEvent {
+    type Entity = audit_event::Entity;
+    type Node = Self;
+    type Filter = AuditEventFilter;
+    const ACCESS: Access = Access::Tenant(trellis_entity::Role::Admin);
+    const TENANT: Option<audit_event::Column> = Some(audit_event::Column::TenantId);
+    const CREATED_AT: audit_event::Column = audit_event::Column::CreatedAt;
+    const ID: audit_event::Column = audit_event::Column::Id;
+
+    fn narrow(
+        mut select: Select<audit_event::Entity>,
+        filter: AuditEventFilter,
+    ) -> trellis_core::Result<Select<audit_event::Entity>> {
+        if let Some(action) = filter.action {
+            select = if action.ends_with('.') {
+                select.filter(audit_event::Column::Action.starts_with(&action))
+            } else {
+                select.filter(audit_event::Column::Action.eq(action))
+            };
+        }
+        if let Some(severities) = filter.severities {
+            select = select.filter(
+                audit_event::Column::Severity
+                    .is_in(severities.into_iter().map(trellis_entity::Severity::from)),
+            );
+        }
+        if let Some(actor_type) = filter.actor_type {
+            select = select.filter(
+                audit_event::Column::ActorType.eq(trellis_entity::ActorType::from(actor_type)),
+            );
+        }
+        if let Some(after) = filter.created_after {
+            select = select.filter(audit_event::Column::CreatedAt.gt(after));
+        }
+        if let Some(before) = filter.created_before {
+            select = select.filter(audit_event::Column::CreatedAt.lt(before));
+        }
+        Ok(select)
+    }
+
+    fn relations() -> Vec<Relation<audit_event::Model>> {
+        vec![Relation::by(&["actor"], |e| {
+            (e.actor_type == trellis_entity::ActorType::User)
+                .then_some(e.actor_id)
+                .flatten()
+                .map(UserById)
+        })]
+    }
+}
+
+impl List for Tenant {
+    type Entity = tenant::Entity;
+    type Node = Self;
+    type Filter = TenantFilter;
+    const ACCESS: Access = Access::PlatformAdmin;
+    const TENANT: Option<tenant::Column> = None;
+    const CREATED_AT: tenant::Column = tenant::Column::CreatedAt;
+    const ID: tenant::Column = tenant::Column::Id;
+
+    fn narrow(
+        mut select: Select<tenant::Entity>,
+        filter: TenantFilter,
+    ) -> trellis_core::Result<Select<tenant::Entity>> {
+        if !filter.include_deleted.unwrap_or(false) {
+            select = select.filter(tenant::Column::DeletedAt.is_null());
+        }
+        if let Some(statuses) = filter.statuses {
+            select = select.filter(
+                tenant::Column::Status
+                    .is_in(statuses.into_iter().map(trellis_entity::TenantStatus::from)),
+            );
+        }
+        if let Some(search) = filter.search {
+            select = select.filter(Expr::cust_with_values(
+                "(slug ILIKE $1 OR name ILIKE $1)",
+                [contains_pattern(&search)],
+            ));
+        }
+        Ok(select)
+    }
 }

@@ -1,17 +1,15 @@
 use async_graphql::{Context, Object};
 use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder};
-use trellis_entity::{app, connection, secret, IdKind, Role};
+use trellis_entity::app;
 
 use super::types::{App, AppFilter, Connection, ConnectionFilter, Secret, SecretFilter};
 use crate::context::{load_error, run, ContextExt};
-use crate::identity::types::contains_pattern;
-use crate::ids;
+use crate::list;
 use crate::loaders::{
-    prefetch, ActionsOfVersion, AppById, AppVersionById, SecretById, SecretRefsOfConnection,
-    UsesOfSecret, VersionsOfApp,
+    prefetch, ActionsOfVersion, SecretById, SecretRefsOfConnection, VersionsOfApp,
 };
-use crate::pagination::{load_page, node_selection, node_selects, CreatedOrderBy, Page, PageArgs};
+use crate::pagination::{node_selection, CreatedOrderBy, Page};
 
 #[derive(Default)]
 pub struct IntegrationsQuery;
@@ -36,43 +34,8 @@ impl IntegrationsQuery {
         #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<App>> {
-        let scope = ctx.scope()?;
-        let filter = filter.unwrap_or_default();
-        let page: Page<App> = run(ctx, async {
-            let args = PageArgs::new(first, after, order_by)?;
-            // Row-level security admits the public rows and the active tenant's.
-            let mut select = app::Entity::find().filter(app::Column::DeletedAt.is_null());
-            match filter.public {
-                Some(true) => select = select.filter(app::Column::TenantId.is_null()),
-                Some(false) => select = select.filter(app::Column::TenantId.is_not_null()),
-                None => {}
-            }
-            if let Some(categories) = filter.categories {
-                select = select.filter(
-                    app::Column::Category.is_in(
-                        categories
-                            .into_iter()
-                            .map(trellis_entity::AppCategory::from),
-                    ),
-                );
-            }
-            if let Some(search) = filter.search {
-                select = select.filter(Expr::cust_with_values(
-                    "(key ILIKE $1 OR name ILIKE $1 OR description ILIKE $1)",
-                    [contains_pattern(&search)],
-                ));
-            }
-            load_page(scope, select, app::Column::CreatedAt, app::Column::Id, args).await
-        })
-        .await?;
+        let page = list::page::<App>(ctx, None, first, after, filter, order_by).await?;
         let loader = ctx.loader()?;
-        let wants_versions = node_selects(ctx, "versions") || node_selects(ctx, "latestVersion");
-        if wants_versions {
-            let apps = page.edges.iter().map(|e| VersionsOfApp(e.node.0.id));
-            prefetch(loader, apps)
-                .await
-                .map_err(|e| load_error(ctx, &e))?;
-        }
         let wants_actions = ["versions", "latestVersion"]
             .iter()
             .any(|field| node_selection(ctx).field(field).field("actions").exists());
@@ -129,36 +92,7 @@ impl IntegrationsQuery {
         #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<Secret>> {
-        let scope = ctx.scope()?;
-        let filter = filter.unwrap_or_default();
-        let page: Page<Secret> = run(ctx, async {
-            let tenant = scope.require(Role::Admin).await?;
-            let args = PageArgs::new(first, after, order_by)?;
-            let mut select =
-                secret::Entity::find().filter(secret::Column::TenantId.eq(tenant.tenant_id));
-            if let Some(search) = filter.search {
-                select = select.filter(Expr::cust_with_values(
-                    "name ILIKE $1",
-                    [contains_pattern(&search)],
-                ));
-            }
-            load_page(
-                scope,
-                select,
-                secret::Column::CreatedAt,
-                secret::Column::Id,
-                args,
-            )
-            .await
-        })
-        .await?;
-        if node_selects(ctx, "usedBy") {
-            let secrets = page.edges.iter().map(|e| UsesOfSecret(e.node.0.id));
-            prefetch(ctx.loader()?, secrets)
-                .await
-                .map_err(|e| load_error(ctx, &e))?;
-        }
-        Ok(page)
+        list::page::<Secret>(ctx, None, first, after, filter, order_by).await
     }
 
     /// The active tenant's connections (any member may list them; admins change them).
@@ -179,53 +113,11 @@ impl IntegrationsQuery {
         #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<Connection>> {
-        let scope = ctx.scope()?;
-        let filter = filter.unwrap_or_default();
-        let page: Page<Connection> = run(ctx, async {
-            let tenant = scope.require(Role::Viewer).await?;
-            let args = PageArgs::new(first, after, order_by)?;
-            let mut select = connection::Entity::find()
-                .filter(connection::Column::TenantId.eq(tenant.tenant_id))
-                .filter(connection::Column::DeletedAt.is_null());
-            if let Some(app) = filter.app {
-                select =
-                    select.filter(connection::Column::AppId.eq(ids::parse(&app, IdKind::App)?));
-            }
-            if let Some(active) = filter.active {
-                select = select.filter(connection::Column::IsActive.eq(active));
-            }
-            if let Some(search) = filter.search {
-                select = select.filter(Expr::cust_with_values(
-                    "name ILIKE $1",
-                    [contains_pattern(&search)],
-                ));
-            }
-            load_page(
-                scope,
-                select,
-                connection::Column::CreatedAt,
-                connection::Column::Id,
-                args,
-            )
-            .await
-        })
-        .await?;
+        let page = list::page::<Connection>(ctx, None, first, after, filter, order_by).await?;
         let loader = ctx.loader()?;
         let rows = || page.edges.iter().map(|e| &e.node.0);
-        if node_selects(ctx, "app") {
-            prefetch(loader, rows().map(|c| AppById(c.app_id)))
-                .await
-                .map_err(|e| load_error(ctx, &e))?;
-        }
-        if node_selects(ctx, "appVersion") {
-            prefetch(loader, rows().map(|c| AppVersionById(c.app_version_id)))
-                .await
-                .map_err(|e| load_error(ctx, &e))?;
-        }
-        if node_selects(ctx, "secrets") {
-            prefetch(loader, rows().map(|c| SecretRefsOfConnection(c.id)))
-                .await
-                .map_err(|e| load_error(ctx, &e))?;
+        // The secret behind each reference is a relation of a relation.
+        {
             let wants_secret = node_selection(ctx)
                 .field("secrets")
                 .field("secret")

@@ -2,11 +2,16 @@
 
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use trellis_entity::{action, app, app_version, connection, connection_secret, secret, IdKind};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, QueryFilter, Select};
+use trellis_entity::{
+    action, app, app_version, connection, connection_secret, secret, IdKind, Role,
+};
 
 use crate::context::{load_error, present, ContextExt};
-use crate::identity::types::User;
+use crate::identity::types::{contains_pattern, User};
 use crate::ids::gid;
+use crate::list::{Access, List, Relation};
 use crate::loaders::{
     ActionsOfVersion, AppById, AppVersionById, ConnectionById, SecretById, SecretRefsOfConnection,
     UserById, UsesOfSecret, VersionsOfApp,
@@ -473,5 +478,118 @@ impl Connection {
             .map_err(|e| load_error(ctx, &e))?
             .unwrap_or_default();
         Ok(refs.into_iter().map(ConnectionSecret).collect())
+    }
+}
+
+impl List for App {
+    type Entity = app::Entity;
+    type Node = Self;
+    type Filter = AppFilter;
+    // Row-level security admits the public rows and the active tenant's.
+    const ACCESS: Access = Access::Anyone;
+    const TENANT: Option<app::Column> = None;
+    const CREATED_AT: app::Column = app::Column::CreatedAt;
+    const ID: app::Column = app::Column::Id;
+
+    fn narrow(
+        select: Select<app::Entity>,
+        filter: AppFilter,
+    ) -> trellis_core::Result<Select<app::Entity>> {
+        let mut select = select.filter(app::Column::DeletedAt.is_null());
+        match filter.public {
+            Some(true) => select = select.filter(app::Column::TenantId.is_null()),
+            Some(false) => select = select.filter(app::Column::TenantId.is_not_null()),
+            None => {}
+        }
+        if let Some(categories) = filter.categories {
+            select = select.filter(
+                app::Column::Category.is_in(
+                    categories
+                        .into_iter()
+                        .map(trellis_entity::AppCategory::from),
+                ),
+            );
+        }
+        if let Some(search) = filter.search {
+            select = select.filter(Expr::cust_with_values(
+                "(key ILIKE $1 OR name ILIKE $1 OR description ILIKE $1)",
+                [contains_pattern(&search)],
+            ));
+        }
+        Ok(select)
+    }
+
+    fn relations() -> Vec<Relation<app::Model>> {
+        vec![Relation::by(&["versions", "latestVersion"], |a| {
+            Some(VersionsOfApp(a.id))
+        })]
+    }
+}
+
+impl List for Secret {
+    type Entity = secret::Entity;
+    type Node = Self;
+    type Filter = SecretFilter;
+    const ACCESS: Access = Access::Tenant(Role::Admin);
+    const TENANT: Option<secret::Column> = Some(secret::Column::TenantId);
+    const CREATED_AT: secret::Column = secret::Column::CreatedAt;
+    const ID: secret::Column = secret::Column::Id;
+
+    fn narrow(
+        mut select: Select<secret::Entity>,
+        filter: SecretFilter,
+    ) -> trellis_core::Result<Select<secret::Entity>> {
+        if let Some(search) = filter.search {
+            select = select.filter(Expr::cust_with_values(
+                "name ILIKE $1",
+                [contains_pattern(&search)],
+            ));
+        }
+        Ok(select)
+    }
+
+    fn relations() -> Vec<Relation<secret::Model>> {
+        vec![Relation::by(&["usedBy"], |s| Some(UsesOfSecret(s.id)))]
+    }
+}
+
+/// Each reference's secret (`secrets { secret }`) is a relation of a relation: the
+/// connections list prefetches it itself.
+impl List for Connection {
+    type Entity = connection::Entity;
+    type Node = Self;
+    type Filter = ConnectionFilter;
+    const ACCESS: Access = Access::Tenant(Role::Viewer);
+    const TENANT: Option<connection::Column> = Some(connection::Column::TenantId);
+    const CREATED_AT: connection::Column = connection::Column::CreatedAt;
+    const ID: connection::Column = connection::Column::Id;
+
+    fn narrow(
+        select: Select<connection::Entity>,
+        filter: ConnectionFilter,
+    ) -> trellis_core::Result<Select<connection::Entity>> {
+        let mut select = select.filter(connection::Column::DeletedAt.is_null());
+        if let Some(app) = filter.app {
+            select =
+                select.filter(connection::Column::AppId.eq(crate::ids::parse(&app, IdKind::App)?));
+        }
+        if let Some(active) = filter.active {
+            select = select.filter(connection::Column::IsActive.eq(active));
+        }
+        if let Some(search) = filter.search {
+            select = select.filter(Expr::cust_with_values(
+                "name ILIKE $1",
+                [contains_pattern(&search)],
+            ));
+        }
+        Ok(select)
+    }
+
+    fn relations() -> Vec<Relation<connection::Model>> {
+        vec![
+            Relation::by(&["app"], |c| Some(AppById(c.app_id))),
+            Relation::by(&["appVersion"], |c| Some(AppVersionById(c.app_version_id))),
+            Relation::by(&["secrets"], |c| Some(SecretRefsOfConnection(c.id))),
+        ]
     }
 }

@@ -3,14 +3,18 @@
 
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Select};
 use trellis_core::processes::usage::{self, Usage, UsageOf, UsagePeriod};
-use trellis_entity::{call_log, process, process_promotion, process_version, IdKind};
+use trellis_entity::{
+    call_log, process, process_promotion, process_version, IdKind, PrefixedId, Role,
+};
 
 use crate::context::{load, run, ContextExt};
-use crate::identity::types::{ApiKey, User};
+use crate::identity::types::{contains_pattern, ApiKey, User};
 use crate::ids::gid;
 use crate::integrations::types::Connection;
+use crate::list::{Access, List, Relation};
 use crate::loaders::{
     ApiKeyById, ConnectionById, DeploymentsOfProcess, ProcessById, ProcessVersionById, UserById,
     VersionsOfProcess,
@@ -627,5 +631,95 @@ impl From<Usage> for UsageBucket {
             p50_latency_ms: u.latency_percentile(0.5),
             p95_latency_ms: u.latency_percentile(0.95),
         }
+    }
+}
+
+impl List for Process {
+    type Entity = process::Entity;
+    type Node = Self;
+    type Filter = ProcessFilter;
+    const ACCESS: Access = Access::Tenant(Role::Viewer);
+    const TENANT: Option<process::Column> = Some(process::Column::TenantId);
+    const CREATED_AT: process::Column = process::Column::CreatedAt;
+    const ID: process::Column = process::Column::Id;
+
+    fn narrow(
+        select: Select<process::Entity>,
+        filter: ProcessFilter,
+    ) -> trellis_core::Result<Select<process::Entity>> {
+        let mut select = if filter.deleted {
+            select.filter(process::Column::DeletedAt.is_not_null())
+        } else {
+            select.filter(process::Column::DeletedAt.is_null())
+        };
+        if let Some(search) = filter.search {
+            select = select.filter(Expr::cust_with_values(
+                "(key ILIKE $1 OR name ILIKE $1 OR description ILIKE $1)",
+                [contains_pattern(&search)],
+            ));
+        }
+        Ok(select)
+    }
+
+    fn relations() -> Vec<Relation<process::Model>> {
+        vec![
+            Relation::by(&["versions"], |p| Some(VersionsOfProcess(p.id))),
+            Relation::by(&["sandboxVersion", "productionVersion"], |p| {
+                Some(DeploymentsOfProcess(p.id))
+            }),
+        ]
+    }
+}
+
+impl List for CallLog {
+    type Entity = call_log::Entity;
+    type Node = Self;
+    type Filter = CallFilter;
+    const ACCESS: Access = Access::Tenant(Role::Viewer);
+    const TENANT: Option<call_log::Column> = Some(call_log::Column::TenantId);
+    const CREATED_AT: call_log::Column = call_log::Column::CreatedAt;
+    const ID: call_log::Column = call_log::Column::Id;
+
+    fn narrow(
+        mut select: Select<call_log::Entity>,
+        filter: CallFilter,
+    ) -> trellis_core::Result<Select<call_log::Entity>> {
+        if let Some(named) = filter.process {
+            select = match PrefixedId::parse_as(&named, IdKind::Process) {
+                Some(id) => select.filter(call_log::Column::ProcessId.eq(id)),
+                None => select.filter(Expr::cust_with_values(
+                    "process_id IN (SELECT id FROM processes WHERE key = $1 AND deleted_at IS NULL)",
+                    [named],
+                )),
+            };
+        }
+        if let Some(statuses) = filter.status {
+            select = select.filter(
+                call_log::Column::Status
+                    .is_in(statuses.into_iter().map(trellis_entity::CallStatus::from)),
+            );
+        }
+        if let Some(hit) = filter.cache_hit {
+            select = select.filter(call_log::Column::CacheHit.eq(hit));
+        }
+        if let Some(environment) = filter.environment {
+            select = select.filter(
+                call_log::Column::Environment.eq(trellis_entity::Environment::from(environment)),
+            );
+        }
+        if let Some(from) = filter.from {
+            select = select.filter(call_log::Column::CreatedAt.gte(from));
+        }
+        if let Some(to) = filter.to {
+            select = select.filter(call_log::Column::CreatedAt.lt(to));
+        }
+        Ok(select)
+    }
+
+    fn relations() -> Vec<Relation<call_log::Model>> {
+        vec![
+            Relation::by(&["process"], |c| Some(ProcessById(c.process_id))),
+            Relation::by(&["version"], |c| c.version_id.map(ProcessVersionById)),
+        ]
     }
 }

@@ -1,17 +1,15 @@
 use async_graphql::{Context, Object, ID};
 use chrono::{DateTime, Utc};
-use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Select};
-use trellis_entity::{workflow_run, IdKind, Role};
+use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
+use trellis_entity::{workflow_run, Role};
 use uuid::Uuid;
 
 use super::reports::{self, ReportPeriod, RunStatsBucket};
 use super::types::{run_columns, step_run_columns, RunFilter, WorkflowRun};
 use crate::context::{load_error, run, ContextExt};
-use crate::ids;
-use crate::loaders::{prefetch, LatestRunsOfWorkflow, StepRunsOfRun, WorkflowById};
-use crate::pagination::{
-    first_page, load_page, node_selection, node_selects, CreatedOrderBy, Page, PageArgs,
-};
+use crate::list;
+use crate::loaders::{prefetch, LatestRunsOfWorkflow, StepRunsOfRun};
+use crate::pagination::{first_page, node_selection, CreatedOrderBy, Page};
 
 #[derive(Default)]
 pub struct RunsQuery;
@@ -46,16 +44,6 @@ impl RunsQuery {
         )
         .await?;
         let loader = ctx.loader()?;
-        if node_selects(ctx, "workflow") {
-            prefetch(
-                loader,
-                page.edges
-                    .iter()
-                    .map(|e| WorkflowById(e.node.0.workflow_id)),
-            )
-            .await
-            .map_err(|e| load_error(ctx, &e))?;
-        }
         let step_runs = node_selection(ctx).field("stepRuns");
         if step_runs.exists() {
             let columns = step_run_columns(&step_runs);
@@ -93,43 +81,6 @@ impl RunsQuery {
     }
 }
 
-fn filtered(
-    tenant_id: Uuid,
-    workflow: Option<Uuid>,
-    filter: RunFilter,
-) -> trellis_core::Result<Select<workflow_run::Entity>> {
-    let mut select =
-        workflow_run::Entity::find().filter(workflow_run::Column::TenantId.eq(tenant_id));
-    if let Some(workflow) = workflow {
-        select = select.filter(workflow_run::Column::WorkflowId.eq(workflow));
-    }
-    if let Some(workflow) = filter.workflow {
-        select = select
-            .filter(workflow_run::Column::WorkflowId.eq(ids::parse(&workflow, IdKind::Workflow)?));
-    }
-    if let Some(statuses) = filter.status {
-        select = select.filter(
-            workflow_run::Column::Status
-                .is_in(statuses.into_iter().map(trellis_entity::RunStatus::from)),
-        );
-    }
-    if let Some(trigger_type) = filter.trigger_type {
-        select = select.filter(
-            workflow_run::Column::TriggerType.eq(trellis_entity::TriggerType::from(trigger_type)),
-        );
-    }
-    if let Some(simulation) = filter.simulation {
-        select = select.filter(workflow_run::Column::IsSimulation.eq(simulation));
-    }
-    if let Some(after) = filter.created_after {
-        select = select.filter(workflow_run::Column::CreatedAt.gte(after));
-    }
-    if let Some(before) = filter.created_before {
-        select = select.filter(workflow_run::Column::CreatedAt.lt(before));
-    }
-    Ok(select)
-}
-
 /// A page of runs, of one workflow or of the tenant.
 pub(crate) async fn runs_page(
     ctx: &Context<'_>,
@@ -139,21 +90,8 @@ pub(crate) async fn runs_page(
     filter: RunFilter,
     order_by: Option<CreatedOrderBy>,
 ) -> async_graphql::Result<Page<WorkflowRun>> {
-    let scope = ctx.scope()?;
-    run(ctx, async {
-        let tenant = scope.require(Role::Viewer).await?;
-        let args = PageArgs::new(first, after, order_by)?;
-        let select = filtered(tenant.tenant_id, workflow, filter)?;
-        load_page(
-            scope,
-            select,
-            workflow_run::Column::CreatedAt,
-            workflow_run::Column::Id,
-            args,
-        )
-        .await
-    })
-    .await
+    let within = workflow.map(|id| Condition::all().add(workflow_run::Column::WorkflowId.eq(id)));
+    list::page::<WorkflowRun>(ctx, within, first, after, Some(filter), order_by).await
 }
 
 /// The first page of a workflow's newest runs, from the batched loader: a list of
@@ -177,7 +115,8 @@ pub(crate) async fn latest_runs_page(
         .await
         .map_err(|e| load_error(ctx, &e))?
         .unwrap_or_default();
-    let count = filtered(tenant.tenant_id, Some(workflow), RunFilter::default())
-        .map_err(|e| load_error(ctx, &e))?;
+    let count = workflow_run::Entity::find()
+        .filter(workflow_run::Column::TenantId.eq(tenant.tenant_id))
+        .filter(workflow_run::Column::WorkflowId.eq(workflow));
     Ok(first_page(scope, count, rows, first))
 }

@@ -4,12 +4,14 @@ use std::sync::Arc;
 
 use async_graphql::{Context, Enum, InputObject, Object, ID};
 use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, QueryFilter, Select};
 use trellis_entity::columns::ColumnSet;
-use trellis_entity::{step_run, workflow_run, IdKind};
+use trellis_entity::{step_run, workflow_run, IdKind, Role};
 
 use crate::context::{load, present};
 use crate::ids::gid;
 use crate::in_place::in_place_object;
+use crate::list::{Access, List, Relation};
 use crate::loaders::{
     columns_for, AttemptsOfStepRun, DecisionsOfStepRun, RunById, StepRunsOfRun, TriggerById,
     WorkflowById, WorkflowStepById, WorkflowVersionById,
@@ -572,4 +574,56 @@ pub struct StepAttempt {
     pub started_at: Option<DateTime<Utc>>,
     /// When it ended; null while it runs.
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A run's step runs load with the columns their selection reads, and a page of runs
+/// prefetches them itself.
+impl List for WorkflowRun {
+    type Entity = workflow_run::Entity;
+    type Node = Self;
+    type Filter = RunFilter;
+    const ACCESS: Access = Access::Tenant(Role::Viewer);
+    const TENANT: Option<workflow_run::Column> = Some(workflow_run::Column::TenantId);
+    const CREATED_AT: workflow_run::Column = workflow_run::Column::CreatedAt;
+    const ID: workflow_run::Column = workflow_run::Column::Id;
+
+    fn narrow(
+        mut select: Select<workflow_run::Entity>,
+        filter: RunFilter,
+    ) -> trellis_core::Result<Select<workflow_run::Entity>> {
+        if let Some(workflow) = filter.workflow {
+            select = select.filter(
+                workflow_run::Column::WorkflowId
+                    .eq(crate::ids::parse(&workflow, IdKind::Workflow)?),
+            );
+        }
+        if let Some(statuses) = filter.status {
+            select = select.filter(
+                workflow_run::Column::Status
+                    .is_in(statuses.into_iter().map(trellis_entity::RunStatus::from)),
+            );
+        }
+        if let Some(trigger_type) = filter.trigger_type {
+            select = select.filter(
+                workflow_run::Column::TriggerType
+                    .eq(trellis_entity::TriggerType::from(trigger_type)),
+            );
+        }
+        if let Some(simulation) = filter.simulation {
+            select = select.filter(workflow_run::Column::IsSimulation.eq(simulation));
+        }
+        if let Some(after) = filter.created_after {
+            select = select.filter(workflow_run::Column::CreatedAt.gte(after));
+        }
+        if let Some(before) = filter.created_before {
+            select = select.filter(workflow_run::Column::CreatedAt.lt(before));
+        }
+        Ok(select)
+    }
+
+    fn relations() -> Vec<Relation<workflow_run::Model>> {
+        vec![Relation::by(&["workflow"], |r| {
+            Some(WorkflowById(r.workflow_id))
+        })]
+    }
 }

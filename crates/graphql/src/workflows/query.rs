@@ -1,19 +1,17 @@
 use async_graphql::{Context, Object};
-use sea_orm::sea_query::Expr;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
-use trellis_entity::{client, trigger, workflow, IdKind, Role};
+use trellis_entity::{workflow, Role};
 use uuid::Uuid;
 
 use super::types::{Client, ClientFilter, Trigger, TriggerFilter, Workflow, WorkflowFilter};
 use crate::context::{load_error, run, ContextExt};
-use crate::identity::types::contains_pattern;
-use crate::ids;
+use crate::list;
 use crate::loaders::{
     prefetch, ClientById, LatestRunsOfWorkflow, StatsOfWorkflow, StepCountOfVersion, StepRunsOfRun,
-    StepsOfVersion, TransitionsOfVersion, TriggersOfWorkflow, VersionsOfWorkflow, WorkflowById,
+    StepsOfVersion, TransitionsOfVersion, TriggersOfWorkflow, VersionsOfWorkflow,
     WorkflowVersionById,
 };
-use crate::pagination::{load_page, node_selection, node_selects, CreatedOrderBy, Page, PageArgs};
+use crate::pagination::{node_selection, node_selects, CreatedOrderBy, Page};
 use crate::runs::types::{run_columns, step_run_columns};
 
 #[derive(Default)]
@@ -39,32 +37,7 @@ impl WorkflowsQuery {
         #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<Client>> {
-        let scope = ctx.scope()?;
-        let filter = filter.unwrap_or_default();
-        run(ctx, async {
-            let tenant = scope.require(Role::Viewer).await?;
-            let args = PageArgs::new(first, after, order_by)?;
-            let mut select =
-                client::Entity::find().filter(client::Column::TenantId.eq(tenant.tenant_id));
-            if let Some(active) = filter.active {
-                select = select.filter(client::Column::IsActive.eq(active));
-            }
-            if let Some(search) = filter.search {
-                select = select.filter(Expr::cust_with_values(
-                    "(name ILIKE $1 OR email ILIKE $1 OR company ILIKE $1)",
-                    [contains_pattern(&search)],
-                ));
-            }
-            load_page(
-                scope,
-                select,
-                client::Column::CreatedAt,
-                client::Column::Id,
-                args,
-            )
-            .await
-        })
-        .await
+        list::page::<Client>(ctx, None, first, after, filter, order_by).await
     }
 
     /// The active tenant's workflows (any member; deleted ones only with
@@ -88,47 +61,7 @@ impl WorkflowsQuery {
         #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<Workflow>> {
-        let scope = ctx.scope()?;
-        let filter = filter.unwrap_or_default();
-        let page: Page<Workflow> = run(ctx, async {
-            let tenant = scope.require(Role::Viewer).await?;
-            let args = PageArgs::new(first, after, order_by)?;
-            let mut select =
-                workflow::Entity::find().filter(workflow::Column::TenantId.eq(tenant.tenant_id));
-            select = if filter.deleted {
-                select.filter(workflow::Column::DeletedAt.is_not_null())
-            } else {
-                select.filter(workflow::Column::DeletedAt.is_null())
-            };
-            if let Some(statuses) = filter.status {
-                select = select.filter(
-                    workflow::Column::Status.is_in(
-                        statuses
-                            .into_iter()
-                            .map(trellis_entity::WorkflowStatus::from),
-                    ),
-                );
-            }
-            if let Some(client) = filter.client {
-                select = select
-                    .filter(workflow::Column::ClientId.eq(ids::parse(&client, IdKind::Client)?));
-            }
-            if let Some(search) = filter.search {
-                select = select.filter(Expr::cust_with_values(
-                    "(key ILIKE $1 OR name ILIKE $1 OR description ILIKE $1)",
-                    [contains_pattern(&search)],
-                ));
-            }
-            load_page(
-                scope,
-                select,
-                workflow::Column::CreatedAt,
-                workflow::Column::Id,
-                args,
-            )
-            .await
-        })
-        .await?;
+        let page = list::page::<Workflow>(ctx, None, first, after, filter, order_by).await?;
         let rows: Vec<&workflow::Model> = page.edges.iter().map(|e| &e.node.0).collect();
         prefetch_workflow_relations(ctx, &rows).await?;
         Ok(page)
@@ -174,47 +107,7 @@ impl WorkflowsQuery {
         #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<Trigger>> {
-        let scope = ctx.scope()?;
-        let filter = filter.unwrap_or_default();
-        let page: Page<Trigger> = run(ctx, async {
-            let tenant = scope.require(Role::Viewer).await?;
-            let args = PageArgs::new(first, after, order_by)?;
-            let mut select =
-                trigger::Entity::find().filter(trigger::Column::TenantId.eq(tenant.tenant_id));
-            if let Some(workflow) = filter.workflow {
-                select = select.filter(
-                    trigger::Column::WorkflowId.eq(ids::parse(&workflow, IdKind::Workflow)?),
-                );
-            }
-            if let Some(trigger_type) = filter.trigger_type {
-                select = select.filter(
-                    trigger::Column::TriggerType
-                        .eq(trellis_entity::TriggerType::from(trigger_type)),
-                );
-            }
-            if let Some(active) = filter.active {
-                select = select.filter(trigger::Column::IsActive.eq(active));
-            }
-            load_page(
-                scope,
-                select,
-                trigger::Column::CreatedAt,
-                trigger::Column::Id,
-                args,
-            )
-            .await
-        })
-        .await?;
-        if node_selects(ctx, "workflow") {
-            let ids = page
-                .edges
-                .iter()
-                .map(|e| WorkflowById(e.node.0.workflow_id));
-            prefetch(ctx.loader()?, ids)
-                .await
-                .map_err(|e| load_error(ctx, &e))?;
-        }
-        Ok(page)
+        list::page::<Trigger>(ctx, None, first, after, filter, order_by).await
     }
 }
 

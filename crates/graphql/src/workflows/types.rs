@@ -3,14 +3,18 @@
 
 use async_graphql::{Context, Enum, InputObject, Object, ID};
 use chrono::{DateTime, Utc};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, QueryFilter, Select};
 use trellis_entity::{
-    client, trigger, workflow, workflow_step, workflow_transition, workflow_version, IdKind,
+    client, trigger, workflow, workflow_step, workflow_transition, workflow_version, IdKind, Role,
 };
 use uuid::Uuid;
 
 use crate::context::{load, load_error, present};
+use crate::identity::types::contains_pattern;
 use crate::ids::gid;
 use crate::integrations::types::{Action, Connection};
+use crate::list::{Access, List, Relation};
 use crate::loaders::{
     ActionById, ClientById, ConnectionById, StepCountOfVersion, StepsOfVersion,
     TransitionsOfVersion, TriggersOfWorkflow, VersionsOfWorkflow, WorkflowById, WorkflowStepById,
@@ -599,5 +603,110 @@ impl Trigger {
     /// A time in the past is a firing the scheduler has not made yet.
     async fn next_fire_at(&self) -> Option<DateTime<Utc>> {
         self.0.next_fire_at
+    }
+}
+
+impl List for Client {
+    type Entity = client::Entity;
+    type Node = Self;
+    type Filter = ClientFilter;
+    const ACCESS: Access = Access::Tenant(Role::Viewer);
+    const TENANT: Option<client::Column> = Some(client::Column::TenantId);
+    const CREATED_AT: client::Column = client::Column::CreatedAt;
+    const ID: client::Column = client::Column::Id;
+
+    fn narrow(
+        mut select: Select<client::Entity>,
+        filter: ClientFilter,
+    ) -> trellis_core::Result<Select<client::Entity>> {
+        if let Some(active) = filter.active {
+            select = select.filter(client::Column::IsActive.eq(active));
+        }
+        if let Some(search) = filter.search {
+            select = select.filter(Expr::cust_with_values(
+                "(name ILIKE $1 OR email ILIKE $1 OR company ILIKE $1)",
+                [contains_pattern(&search)],
+            ));
+        }
+        Ok(select)
+    }
+}
+
+/// The relations a page of workflows selects are nested (versions, their steps and
+/// transitions, latest runs, stats): the workflows list prefetches them itself.
+impl List for Workflow {
+    type Entity = workflow::Entity;
+    type Node = Self;
+    type Filter = WorkflowFilter;
+    const ACCESS: Access = Access::Tenant(Role::Viewer);
+    const TENANT: Option<workflow::Column> = Some(workflow::Column::TenantId);
+    const CREATED_AT: workflow::Column = workflow::Column::CreatedAt;
+    const ID: workflow::Column = workflow::Column::Id;
+
+    fn narrow(
+        select: Select<workflow::Entity>,
+        filter: WorkflowFilter,
+    ) -> trellis_core::Result<Select<workflow::Entity>> {
+        let mut select = if filter.deleted {
+            select.filter(workflow::Column::DeletedAt.is_not_null())
+        } else {
+            select.filter(workflow::Column::DeletedAt.is_null())
+        };
+        if let Some(statuses) = filter.status {
+            select = select.filter(
+                workflow::Column::Status.is_in(
+                    statuses
+                        .into_iter()
+                        .map(trellis_entity::WorkflowStatus::from),
+                ),
+            );
+        }
+        if let Some(client) = filter.client {
+            select = select
+                .filter(workflow::Column::ClientId.eq(crate::ids::parse(&client, IdKind::Client)?));
+        }
+        if let Some(search) = filter.search {
+            select = select.filter(Expr::cust_with_values(
+                "(key ILIKE $1 OR name ILIKE $1 OR description ILIKE $1)",
+                [contains_pattern(&search)],
+            ));
+        }
+        Ok(select)
+    }
+}
+
+impl List for Trigger {
+    type Entity = trigger::Entity;
+    type Node = Self;
+    type Filter = TriggerFilter;
+    const ACCESS: Access = Access::Tenant(Role::Viewer);
+    const TENANT: Option<trigger::Column> = Some(trigger::Column::TenantId);
+    const CREATED_AT: trigger::Column = trigger::Column::CreatedAt;
+    const ID: trigger::Column = trigger::Column::Id;
+
+    fn narrow(
+        mut select: Select<trigger::Entity>,
+        filter: TriggerFilter,
+    ) -> trellis_core::Result<Select<trigger::Entity>> {
+        if let Some(workflow) = filter.workflow {
+            select = select.filter(
+                trigger::Column::WorkflowId.eq(crate::ids::parse(&workflow, IdKind::Workflow)?),
+            );
+        }
+        if let Some(trigger_type) = filter.trigger_type {
+            select = select.filter(
+                trigger::Column::TriggerType.eq(trellis_entity::TriggerType::from(trigger_type)),
+            );
+        }
+        if let Some(active) = filter.active {
+            select = select.filter(trigger::Column::IsActive.eq(active));
+        }
+        Ok(select)
+    }
+
+    fn relations() -> Vec<Relation<trigger::Model>> {
+        vec![Relation::by(&["workflow"], |t| {
+            Some(WorkflowById(t.workflow_id))
+        })]
     }
 }
