@@ -592,15 +592,17 @@ def prefixed_uuid(gid: str, prefix: str) -> str:
 
 
 def pgbench_run(pgbench: str, db: dict, script: str, tenant: str, user: str, n: int, conc: int,
-                duration: float, jobs: int, postmaster: int | None) -> dict:
-    """One pgbench run of the hand-written dashboard SQL; tps as pgbench reports it
+                duration: float, jobs: int, postmaster: int | None, defines: dict | None = None) -> dict:
+    """One pgbench run of a hand-written SQL script (the dashboard's unless `script`
+    says otherwise; `defines` are more of its -D variables); tps as pgbench reports it
     (without connection set-up), latency percentiles from its per-transaction log."""
     logdir = tempfile.mkdtemp(prefix="trellis-pgbench-")
     seconds = max(1, math.ceil(duration))
+    extra = [arg for name, value in (defines or {}).items() for arg in ("-D", f"{name}={value}")]
     cmd = [
         pgbench, "-n", "-M", "prepared", "-f", script,
         "-c", str(conc), "-j", str(max(1, min(jobs, conc))), "-T", str(seconds),
-        "-D", f"n={n}", "-D", f"tenant={tenant}", "-D", f"user={user}",
+        "-D", f"n={n}", "-D", f"tenant={tenant}", "-D", f"user={user}", *extra,
         "-l", "--log-prefix", os.path.join(logdir, "tx"),
         "-h", db["host"], "-p", str(db["port"]), "-U", db["user"], db["database"],
     ]
@@ -796,6 +798,7 @@ def main() -> int:
     p.add_argument("--catalog-duration", type=float, default=float(env("BENCH_CATALOG_DURATION", "0")) or None,
                    help="seconds per catalog run (default: --duration)")
     p.add_argument("--secrets-json", help="the JSON line of `cargo bench -p trellis-core --bench secrets`")
+    p.add_argument("--processes-json", help="bench/processes.py's results, kept in the results under `processes`")
     cfg = p.parse_args()
     sizes = [int(x) for x in cfg.sizes.split(",")]
     concs = [int(x) for x in cfg.concurrency.split(",")]
@@ -992,6 +995,15 @@ def main() -> int:
                 secrets_bench = json.loads(f.read().strip().splitlines()[-1])
         except (OSError, ValueError, IndexError) as e:
             log(f"FAIL: no JSON line from the secrets benchmark in {cfg.secrets_json}: {e!r}")
+            return 1
+
+    processes_bench = None
+    if cfg.processes_json:
+        try:
+            with open(cfg.processes_json) as f:
+                processes_bench = json.load(f)
+        except (OSError, ValueError) as e:
+            log(f"FAIL: no results of the processes phase in {cfg.processes_json}: {e!r}")
             return 1
 
     summary = []
@@ -1202,6 +1214,7 @@ def main() -> int:
             "table": catalog_table,
         } if catalog else None,
         "secrets": secrets_bench,
+        "processes": processes_bench,
     }
     os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
     with open(cfg.out, "w") as f:

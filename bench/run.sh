@@ -8,7 +8,9 @@
 # pgbench run fails, SQL statements per request depend on the page size, or (unless
 # BENCH_REPORT_ONLY=1) a budget is missed: GraphQL req/s below half the pgbench tps,
 # p99 above 5x p50 at 32 clients. The engine phase (bench/engine.py, BENCH_ENGINE=0 skips
-# it, BENCH_ONLY=engine runs only it) measures `trellis worker` throughput first.
+# it, BENCH_ONLY=engine runs only it) measures `trellis worker` throughput first. The
+# processes phase (bench/processes.py, BENCH_PROCESSES=0 skips it, BENCH_ONLY=processes
+# runs only it) measures cached process calls against pgbench and a miss's added latency.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -76,10 +78,11 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# BENCH_ONLY=engine runs only the engine phase (below), with no other server started.
+# BENCH_ONLY=engine runs only the engine phase (below), with no other server started;
+# BENCH_ONLY=processes only the processes phase, on the main server.
 ONLY="${BENCH_ONLY:-}"
-if [[ -n "$ONLY" && "$ONLY" != engine ]]; then
-    echo "==> BENCH_ONLY=$ONLY: only 'engine' is known" >&2
+if [[ -n "$ONLY" && "$ONLY" != engine && "$ONLY" != processes ]]; then
+    echo "==> BENCH_ONLY=$ONLY: only 'engine' and 'processes' are known" >&2
     exit 2
 fi
 
@@ -106,7 +109,7 @@ fi
 # on one database. It starts its own server (executor off), PostgreSQL and workers in a
 # folder of its own, before the main server starts, so that nothing else competes for
 # the CPUs and no other phase's runs reach its workers. BENCH_ENGINE=0 skips it.
-if [[ "${BENCH_ENGINE:-1}" != 0 ]]; then
+if [[ "${BENCH_ENGINE:-1}" != 0 && ( -z "$ONLY" || "$ONLY" == engine ) ]]; then
     mkdir -p "$(dirname "$OUT")"
     python3 "$ROOT/bench/engine.py" --bin "$BIN" --out "$(dirname "$OUT")/engine.json" &
     BENCH_PID=$!
@@ -122,7 +125,9 @@ echo "==> starting $BIN on $URL (data dir $DATA_DIR)" >&2
 # tokens live an hour so that seeding plus load never outlasts them. Seeding signs up
 # hundreds of users from one address and sends large batches: the per-address throttle
 # and the per-request mutation budget are lifted (the bench measures the work, not the
-# abuse limits).
+# abuse limits). The egress guard admits 127.0.0.1: the processes phase's model
+# provider listens there. No phase needs the executor or the scheduler, and the
+# scheduler's once-a-second poll would land in the statement counts.
 env -u DATABASE_URL -u TRELLIS_APP_DATABASE_URL \
     TRELLIS_DATA_DIR="$DATA_DIR" \
     TRELLIS_LISTEN="127.0.0.1:$PORT" \
@@ -131,6 +136,8 @@ env -u DATABASE_URL -u TRELLIS_APP_DATABASE_URL \
     TRELLIS_ANONYMOUS_MUTATIONS_PER_MINUTE=0 \
     TRELLIS_MAX_MUTATION_COST=1000000 \
     TRELLIS_EXECUTOR=false \
+    TRELLIS_SCHEDULER=false \
+    TRELLIS_EGRESS_ALLOW=127.0.0.1 \
     RUST_LOG="${BENCH_RUST_LOG:-warn}" \
     "$BIN" serve >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
@@ -149,7 +156,22 @@ until curl -fsS -o /dev/null --max-time 2 "$URL/readyz" 2>/dev/null; do
 done
 echo "==> ready after $(( SECONDS - started ))s" >&2
 
-# Workflow graphs first (bench/workflows.py: save+publish of 250/500/1,000 steps and the
+# Processes first, on the fresh server (bench/processes.py): cache-hit invocations over
+# REST against bench/processes.sql through pgbench, and the latency a miss adds to a
+# loopback provider (trellis-chat-provider). Its results also go into results.json under
+# `processes`. BENCH_PROCESSES=0 skips it; BENCH_ONLY=processes runs only it.
+PROCESSES_ARGS=()
+if [[ "${BENCH_PROCESSES:-1}" != 0 && ( -z "$ONLY" || "$ONLY" == processes ) ]]; then
+    mkdir -p "$(dirname "$OUT")"
+    python3 "$ROOT/bench/processes.py" --url "$URL" --pid "$SERVER_PID" \
+        --pg-pidfile "$DATA_DIR/pg/postmaster.pid" --out "$(dirname "$OUT")/processes.json" &
+    BENCH_PID=$!
+    wait "$BENCH_PID"
+    PROCESSES_ARGS=(--processes-json "$(dirname "$OUT")/processes.json")
+fi
+[[ "$ONLY" != processes ]] || exit 0
+
+# Then workflow graphs (bench/workflows.py: save+publish of 250/500/1,000 steps and the
 # workflow list's statements), then the dashboard. Each runs in the background and is
 # waited for, so that a signal to this script runs the clean-up at once instead of
 # after the load generator finishes. BENCH_WORKFLOWS=0 or BENCH_DASHBOARD=0 skip one.
@@ -177,6 +199,7 @@ if [[ "${BENCH_LIVE:-1}" != 0 ]]; then
 fi
 [[ "${BENCH_DASHBOARD:-1}" != 0 ]] || exit 0
 python3 "$ROOT/bench/bench.py" --url "$URL" --pid "$SERVER_PID" \
-    --pg-pidfile "$DATA_DIR/pg/postmaster.pid" --out "$OUT" ${SECRETS_ARGS[@]+"${SECRETS_ARGS[@]}"} "$@" &
+    --pg-pidfile "$DATA_DIR/pg/postmaster.pid" --out "$OUT" ${SECRETS_ARGS[@]+"${SECRETS_ARGS[@]}"} \
+    ${PROCESSES_ARGS[@]+"${PROCESSES_ARGS[@]}"} "$@" &
 BENCH_PID=$!
 wait "$BENCH_PID"

@@ -1,24 +1,27 @@
 //! `trellis-loadgen`: the load generator of `just bench` (bench/README.md).
 //!
-//! It POSTs one request body over `--concurrency` persistent HTTP/1.1 connections, as
-//! pgbench runs its script over persistent PostgreSQL connections, so that both sides of
-//! a GraphQL-against-SQL comparison are driven by a compiled client of similar cost. It
-//! runs on one thread, which leaves the other cores to the server and the database.
+//! It POSTs one request body (or, with `--bodies`, a list of them in turn) over
+//! `--concurrency` persistent HTTP/1.1 connections, as pgbench runs its script over
+//! persistent PostgreSQL connections, so that both sides of a GraphQL-against-SQL
+//! comparison are driven by a compiled client of similar cost. It runs on one thread,
+//! which leaves the other cores to the server and the database.
 //!
 //! The protocol with the calling script, over stdin and stdout:
 //! 1. every connection sends `--warmup` requests (unmeasured), then it prints `ready`;
 //! 2. the caller reads its own "before" figures and writes a line to stdin;
-//! 3. every connection sends requests back to back for `--duration` seconds; a request
-//!    that is running when the time is up finishes and counts;
+//! 3. every connection sends requests back to back for `--duration` seconds (a request
+//!    that is running when the time is up finishes and counts), or `--requests` of them;
 //! 4. it prints one JSON object (requests, seconds, latency percentiles by nearest
 //!    rank, failures) and exits when stdin ends, so the caller can read its CPU time.
 //!
-//! Every response must be 200, start with `--prefix` and hold no `"errors":`. The
-//! first response of each connection and every `--sample-every`-th one are written to
-//! `--samples`, one per line, for the caller to check in full.
+//! Every response must be 200, start with `--prefix`, hold every `--contains` and no
+//! `"errors":`. The first response of each connection and every `--sample-every`-th one
+//! are written to `--samples`, one per line, for the caller to check in full; with
+//! `--latencies`, every measured latency (microseconds) too, one per line.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
@@ -37,8 +40,12 @@ struct Args {
     #[arg(long)]
     url: String,
     /// A file holding the request body (sent as `application/json`).
+    #[arg(long, required_unless_present = "bodies", conflicts_with = "bodies")]
+    body: Option<PathBuf>,
+    /// A file of request bodies, one per line: the requests of all connections take
+    /// them in turn (round robin), e.g. a cache's primed inputs.
     #[arg(long)]
-    body: PathBuf,
+    bodies: Option<PathBuf>,
     /// An extra request header, `Name: value`; repeatable.
     #[arg(long = "header")]
     headers: Vec<String>,
@@ -48,18 +55,27 @@ struct Args {
     /// Seconds of measured load.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
+    /// Measured requests per connection, instead of `--duration`.
+    #[arg(long)]
+    requests: Option<usize>,
     /// Unmeasured requests per connection before the measured load.
     #[arg(long, default_value_t = 5)]
     warmup: usize,
     /// What every response body must start with.
     #[arg(long, default_value = "{\"data\":")]
     prefix: String,
+    /// What every response body must contain; repeatable.
+    #[arg(long = "contains")]
+    contains: Vec<String>,
     /// Where to write the sampled response bodies, one per line.
     #[arg(long)]
     samples: Option<PathBuf>,
     /// Sample every n-th measured response of a connection (and its first).
     #[arg(long, default_value_t = 25)]
     sample_every: usize,
+    /// Where to write every measured latency, in microseconds, one per line.
+    #[arg(long)]
+    latencies: Option<PathBuf>,
 }
 
 /// What the requests share.
@@ -67,8 +83,26 @@ struct Target {
     authority: String,
     path: String,
     headers: Vec<(header::HeaderName, header::HeaderValue)>,
-    body: Bytes,
+    bodies: Vec<Bytes>,
+    /// The next body to send (an index into `bodies`, modulo its length).
+    next: AtomicUsize,
     prefix: Vec<u8>,
+    contains: Vec<Vec<u8>>,
+}
+
+impl Target {
+    /// The body of the next request: the one body, or the next of `--bodies` in turn.
+    fn body(&self) -> Bytes {
+        let i = self.next.fetch_add(1, Ordering::Relaxed);
+        self.bodies[i % self.bodies.len()].clone()
+    }
+}
+
+/// When a connection's measured load ends.
+#[derive(Clone, Copy)]
+enum Until {
+    Time(Instant),
+    Count(usize),
 }
 
 /// One connection's results.
@@ -112,13 +146,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     std::io::stdin().lock().read_line(&mut String::new())?;
 
     let started = Instant::now();
-    let end = started + Duration::from_secs_f64(args.duration);
+    let until = match args.requests {
+        Some(count) => Until::Count(count),
+        None => Until::Time(started + Duration::from_secs_f64(args.duration)),
+    };
     let workers: Vec<_> = connections
         .into_iter()
         .zip(tallies)
         .map(|(sender, tally)| {
             let target = target.clone();
-            tokio::spawn(load(sender, tally, target, end, args.sample_every.max(1)))
+            tokio::spawn(load(sender, tally, target, until, args.sample_every.max(1)))
         })
         .collect();
     let mut tallies = Vec::with_capacity(workers.len());
@@ -141,12 +178,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         file.flush()?;
     }
+    if let Some(path) = &args.latencies {
+        let mut file = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for us in tallies.iter().flat_map(|t| &t.latencies_us) {
+            writeln!(file, "{us}")?;
+        }
+        file.flush()?;
+    }
     let ms = |q: f64| percentile_us(&latencies, q).map(|us| us as f64 / 1000.0);
     let report = serde_json::json!({
         "requests": latencies.len(),
         "seconds": seconds,
         "rps": latencies.len() as f64 / seconds,
         "p50_ms": ms(0.50),
+        "p90_ms": ms(0.90),
         "p99_ms": ms(0.99),
         "max_ms": latencies.last().map(|us| *us as f64 / 1000.0),
         "failures": failures.len(),
@@ -159,18 +204,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One connection's measured load: requests back to back until `end`.
+/// One connection's measured load: requests back to back until `until`.
 async fn load(
     mut sender: SendRequest<Full<Bytes>>,
     mut tally: Tally,
     target: std::sync::Arc<Target>,
-    end: Instant,
+    until: Until,
     sample_every: usize,
 ) -> Tally {
     let mut k = 0usize;
     loop {
         let sent = Instant::now();
-        if sent >= end {
+        let done = match until {
+            Until::Time(end) => sent >= end,
+            Until::Count(count) => k >= count,
+        };
+        if done {
             break;
         }
         match send(&mut sender, &target).await {
@@ -218,14 +267,32 @@ fn target(args: &Args) -> anyhow::Result<Target> {
             .with_context(|| format!("header {line:?} is not `Name: value`"))?;
         headers.push((name.trim().parse()?, value.trim().parse()?));
     }
-    let body =
-        std::fs::read(&args.body).with_context(|| format!("reading {}", args.body.display()))?;
+    let read =
+        |path: &PathBuf| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let bodies: Vec<Bytes> = match (&args.body, &args.bodies) {
+        (Some(path), _) => vec![read(path)?.into()],
+        (None, Some(path)) => read(path)?
+            .split(|b| *b == b'\n')
+            .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
+            .map(Bytes::copy_from_slice)
+            .collect(),
+        (None, None) => bail!("--body or --bodies is required"),
+    };
+    if bodies.is_empty() {
+        bail!("no request bodies");
+    }
     Ok(Target {
         authority: authority.to_owned(),
         path: path.to_owned(),
         headers,
-        body: body.into(),
+        bodies,
+        next: AtomicUsize::new(0),
         prefix: args.prefix.as_bytes().to_vec(),
+        contains: args
+            .contains
+            .iter()
+            .map(|c| c.as_bytes().to_vec())
+            .collect(),
     })
 }
 
@@ -247,7 +314,7 @@ async fn send(
     sender.ready().await?;
     let mut request = Request::post(target.path.as_str())
         .header(header::HOST, target.authority.as_str())
-        .body(Full::new(target.body.clone()))?;
+        .body(Full::new(target.body()))?;
     request.headers_mut().extend(target.headers.iter().cloned());
     let response = sender.send_request(request).await?;
     let status = response.status().as_u16();
@@ -259,7 +326,12 @@ async fn send(
 fn check(target: &Target, status: u16, body: &[u8]) -> Option<String> {
     let errors = body.windows(9).any(|w| w == b"\"errors\":");
     let newline = body.contains(&b'\n');
-    if status != 200 || errors || newline || !body.starts_with(&target.prefix) {
+    let missing = target
+        .contains
+        .iter()
+        .filter(|needle| !needle.is_empty())
+        .any(|needle| !body.windows(needle.len()).any(|w| w == needle.as_slice()));
+    if status != 200 || errors || newline || missing || !body.starts_with(&target.prefix) {
         let head = String::from_utf8_lossy(&body[..body.len().min(500)]).into_owned();
         return Some(format!("HTTP {status}: {head}"));
     }
