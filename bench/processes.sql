@@ -24,8 +24,9 @@
 --   pgbench has no string variables to pick one of `n` hashes from; processes.py checks
 --   that these hashes find all `n` primed entries before it measures;
 -- - the call ID is gen_random_uuid() (v4) where the server binds a UUIDv7;
--- - constants of the log row (status, latency 1 ms, counts) are literals, and the
---   rollup adds to latency bucket 1 (the server's statement names the call's bucket);
+-- - constants of the log row (status, latency 1 ms, counts, no tokens to charge) are
+--   literals, and the rollup adds to latency bucket 1 (the server binds the call's
+--   bucket and its shard, from the call id; here the shard is random);
 -- - redaction (the tenant has no rules) and the input and output schema checks are
 --   the server's own work and have no SQL.
 --
@@ -50,9 +51,10 @@ WITH touched AS (UPDATE api_keys SET last_used_at = now() WHERE id = :key
  WHERE t.id = :tenant AND k.revoked_at IS NULL
    AND (k.expires_at IS NULL OR k.expires_at > now());
 
--- RESOLVE ($1 key, $2 id: NULL, $3 environment, $4 version: NULL, $5 input hash, $6 API
--- key, $7 read the cache, $8 tenant).
-SELECT p.id AS process_id, p.key AS process_key, p.input_schema, p.output_schema, p.config,
+-- RESOLVE, its by-key variant for the served version ($1 key, $3 environment, $5 input
+-- hash, $6 API key, $7 read the cache, $8 tenant).
+SELECT p.id AS process_id, p.key AS process_key, p.updated_at AS process_updated_at,
+  p.input_schema, p.output_schema, p.config,
   v.id AS version_id, v.number, v.environment AS version_environment,
   v.published_at IS NOT NULL AS published, v.system_prompt, v.user_prompt, v.provider,
   v.connection_id, v.model, v.temperature, v.max_tokens, v.response_format, v.timeout_ms,
@@ -69,7 +71,7 @@ JOIN tenants t ON t.id = p.tenant_id
 LEFT JOIN process_deployments d
   ON d.tenant_id = p.tenant_id AND d.process_id = p.id AND d.environment = :env
 LEFT JOIN process_versions v ON v.tenant_id = p.tenant_id AND v.process_id = p.id
-  AND CASE WHEN NULLIF(:absent, '-')::int IS NULL THEN v.id = d.version_id ELSE v.number = NULLIF(:absent, '-')::int END
+  AND v.id = d.version_id
 LEFT JOIN LATERAL (SELECT sha256(convert_to(jsonb_build_array(v.provider, v.connection_id,
   v.model, v.temperature, v.max_tokens, v.response_format, v.system_prompt, v.user_prompt,
   p.output_schema, p.config)::text, 'UTF8')) AS settings_hash) s ON v.id IS NOT NULL
@@ -78,8 +80,7 @@ LEFT JOIN response_cache c ON :use_cache::boolean AND v.published_at IS NOT NULL
   AND c.input_hash = sha256(convert_to('{"text":"ticket ' || :k || ': the printer jams on double-sided pages"}', 'UTF8'))
   AND c.settings_hash = s.settings_hash
 LEFT JOIN api_keys k ON k.tenant_id = p.tenant_id AND k.id = :key
-WHERE p.tenant_id = :tenant AND p.deleted_at IS NULL
-  AND (:process::text IS NULL OR p.key = :process) AND (NULLIF(:absent, '-')::uuid IS NULL OR p.id = NULLIF(:absent, '-')::uuid) \gset r_
+WHERE p.tenant_id = :tenant AND p.deleted_at IS NULL AND p.key = :process \gset r_
 
 -- The call log and its hour's rollup, one statement (payload retention: the tenant's
 -- setting or 30 days).
@@ -100,14 +101,19 @@ WITH logged AS (
            AND (t.settings->>'payloadRetentionDays')::int BETWEEN 1 AND 3650
            THEN (t.settings->>'payloadRetentionDays')::int END, 30))
   FROM tenants t WHERE t.id = :tenant::uuid
-  RETURNING created_at)
+  RETURNING created_at),
+charged AS (
+  SELECT app.charge_process_call(:key::uuid, :r_process_id::uuid, 0::bigint, 0::bigint)
+  WHERE 0::bigint > 0 OR 0::bigint > 0)
 INSERT INTO process_usage_hourly AS u (tenant_id, process_id, environment,
-  api_key_id, hour, calls, succeeded, failed, rate_limited, invalid_input,
+  api_key_id, hour, shard, calls, succeeded, failed, rate_limited, invalid_input,
   cache_hits, input_tokens, output_tokens, cost_nanos, latency_ms_sum,
   latency_buckets)
-SELECT :tenant::uuid, :r_process_id::uuid, :env::text, :key::uuid, date_trunc('hour', created_at, 'UTC'), 1,
+SELECT :tenant::uuid, :r_process_id::uuid, :env::text, :key::uuid, date_trunc('hour', created_at, 'UTC'),
+  floor(random() * 8)::smallint, 1,
   1::bigint, 0::bigint, 0::bigint, 0::bigint, 1::int, 0, 0, 0::bigint, 1,
-  '{1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0}'::bigint[] FROM logged
+  '{1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0}'::bigint[]
+FROM logged CROSS JOIN (SELECT count(*) AS n FROM charged) AS c
 ON CONFLICT ON CONSTRAINT process_usage_hourly_key DO UPDATE SET
   calls = u.calls + 1, succeeded = u.succeeded + EXCLUDED.succeeded,
   failed = u.failed + EXCLUDED.failed,

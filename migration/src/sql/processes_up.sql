@@ -234,15 +234,17 @@ CREATE TABLE response_cache (
 );
 CREATE INDEX response_cache_expiry_idx ON response_cache (tenant_id, expires_at);
 
--- Per process, environment, caller (an API key, or NULL for people) and hour: what
--- `process.usage` and `tenant.usage` read. latency_buckets counts calls by total
--- latency in the bounds of `app.latency_bucket`.
+-- Per process, environment, caller (an API key, or NULL for people), hour and shard:
+-- what `process.usage` and `tenant.usage` read (summing the shards). Each call adds to
+-- one of 8 shards, so concurrent calls of one caller do not queue on one row's lock.
+-- latency_buckets counts calls by total latency (bounds in crates/core/src/processes/calls.rs).
 CREATE TABLE process_usage_hourly (
     tenant_id uuid NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     process_id uuid NOT NULL,
     environment text NOT NULL CHECK (environment IN ('sandbox', 'production')),
     api_key_id uuid,
     hour timestamptz NOT NULL CHECK (date_trunc('hour', hour) = hour),
+    shard smallint NOT NULL DEFAULT 0 CHECK (shard BETWEEN 0 AND 7),
     calls bigint NOT NULL DEFAULT 0,
     succeeded bigint NOT NULL DEFAULT 0,
     failed bigint NOT NULL DEFAULT 0,
@@ -255,7 +257,7 @@ CREATE TABLE process_usage_hourly (
     latency_ms_sum bigint NOT NULL DEFAULT 0,
     latency_buckets bigint[] NOT NULL DEFAULT array_fill(0::bigint, ARRAY[16]),
     CONSTRAINT process_usage_hourly_key UNIQUE NULLS NOT DISTINCT
-        (tenant_id, process_id, environment, api_key_id, hour),
+        (tenant_id, process_id, environment, api_key_id, hour, shard),
     CONSTRAINT process_usage_hourly_process_fkey FOREIGN KEY (tenant_id, process_id)
         REFERENCES processes (tenant_id, id) ON DELETE CASCADE,
     CONSTRAINT process_usage_hourly_key_fkey FOREIGN KEY (tenant_id, api_key_id)

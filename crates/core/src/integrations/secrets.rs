@@ -128,11 +128,18 @@ impl Vault {
             .data_key(tx, secret.tenant_id, secret.data_key_generation)
             .await?;
         let value = key.open(&binding(secret), &secret.ciphertext)?;
-        tx.execute(stmt(
-            "UPDATE secrets SET last_used_at = now() WHERE id = $1",
-            [secret.id.into()],
-        ))
-        .await?;
+        // When it was last used, to the minute: a secret used on every call (a model
+        // provider's key) is not rewritten on every call.
+        let stale = secret
+            .last_used_at
+            .is_none_or(|used| used < chrono::Utc::now() - chrono::Duration::minutes(1));
+        if stale {
+            tx.execute(stmt(
+                "UPDATE secrets SET last_used_at = now() WHERE id = $1",
+                [secret.id.into()],
+            ))
+            .await?;
+        }
         Ok(value)
     }
 }

@@ -66,8 +66,14 @@ fn status_name(status: CallStatus) -> &'static str {
     }
 }
 
-/// Logs a call and adds it to its hour's rollup, in `scope`'s transaction; returns
-/// when it was logged.
+/// How many rows one caller's hour of one process is spread over.
+const SHARDS: u128 = 8;
+
+/// Logs a call, adds it to its hour's rollup and charges its tokens and cost to the
+/// rate limits that count it ([`super::limits`]), in one statement of `scope`'s
+/// transaction; returns when it was logged. The charge runs before the rollup row is
+/// locked, the order a call's first transaction takes them in (its admission locks the
+/// limits): two calls never wait on each other's locks in opposite orders.
 pub async fn record(
     scope: &RequestScope,
     tenant_settings: &Json,
@@ -87,6 +93,9 @@ pub async fn record(
     let bucket = latency_bucket(i64::from(call.latency_ms));
     let mut buckets = vec![0_i64; LATENCY_BUCKETS];
     buckets[bucket - 1] = 1;
+    // The id's random bits pick the shard.
+    let shard = (call.id.as_u128() % SHARDS) as i16;
+    let tokens = i64::from(call.input_tokens) + i64::from(call.output_tokens);
     let sql = format!(
         "WITH logged AS ( \
            INSERT INTO call_logs (id, tenant_id, process_id, version_id, environment, \
@@ -96,13 +105,16 @@ pub async fn record(
            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
              $17, $18, $19, $20, now() + make_interval(days => {days}) \
            FROM tenants t WHERE t.id = $2 \
-           RETURNING created_at) \
+           RETURNING created_at), \
+         charged AS ( \
+           SELECT app.charge_process_call($6, $3, $29, $16) WHERE $29 > 0 OR $16 > 0) \
          INSERT INTO process_usage_hourly AS u (tenant_id, process_id, environment, \
-           api_key_id, hour, calls, succeeded, failed, rate_limited, invalid_input, \
+           api_key_id, hour, shard, calls, succeeded, failed, rate_limited, invalid_input, \
            cache_hits, input_tokens, output_tokens, cost_nanos, latency_ms_sum, \
            latency_buckets) \
-         SELECT $2, $3, $5, $6, date_trunc('hour', created_at, 'UTC'), 1, $21, $22, $23, \
-           $24, $25::int, $14, $15, $16, $11, $26 FROM logged \
+         SELECT $2, $3, $5, $6, date_trunc('hour', created_at, 'UTC'), $28, 1, $21, $22, \
+           $23, $24, $25::int, $14, $15, $16, $11, $26 \
+         FROM logged CROSS JOIN (SELECT count(*) AS n FROM charged) AS c \
          ON CONFLICT ON CONSTRAINT process_usage_hourly_key DO UPDATE SET \
            calls = u.calls + 1, succeeded = u.succeeded + EXCLUDED.succeeded, \
            failed = u.failed + EXCLUDED.failed, \
@@ -113,7 +125,7 @@ pub async fn record(
            output_tokens = u.output_tokens + EXCLUDED.output_tokens, \
            cost_nanos = u.cost_nanos + EXCLUDED.cost_nanos, \
            latency_ms_sum = u.latency_ms_sum + EXCLUDED.latency_ms_sum, \
-           latency_buckets[{bucket}] = u.latency_buckets[{bucket}] + 1 \
+           latency_buckets[$27] = u.latency_buckets[$27] + 1 \
          RETURNING (SELECT created_at FROM logged) AS created_at",
         days = days_setting("payloadRetentionDays", &DEFAULT_PAYLOAD_DAYS.to_string()),
     );
@@ -149,6 +161,9 @@ pub async fn record(
                 counts(CallStatus::InvalidInput).into(),
                 i32::from(call.cache_hit).into(),
                 buckets.into(),
+                (bucket as i32).into(),
+                shard.into(),
+                tokens.into(),
             ],
         ))
         .await?

@@ -31,7 +31,6 @@ use trellis_entity::{CallStatus, Environment, ProviderKind, ResponseFormat};
 use uuid::Uuid;
 
 use super::calls::{self, CallRecord};
-use super::limits;
 use super::prompt;
 use super::providers::{self, ChatRole, Message, ModelSettings, OpenAiCompatible, Provider};
 use super::versions::environment_name;
@@ -154,35 +153,56 @@ struct CacheKey {
     ttl_seconds: i32,
 }
 
-const RESOLVE: &str = "\
-SELECT p.id AS process_id, p.key AS process_key, p.updated_at AS process_updated_at, \
-  p.input_schema, p.output_schema, p.config, \
-  v.id AS version_id, v.number, v.environment AS version_environment, \
-  v.published_at IS NOT NULL AS published, v.system_prompt, v.user_prompt, v.provider, \
-  v.connection_id, v.model, v.temperature, v.max_tokens, v.response_format, v.timeout_ms, \
-  v.max_attempts, v.retry_backoff_ms, v.cache_ttl_seconds, v.input_price_per_mtok, \
-  v.output_price_per_mtok, s.settings_hash, c.state AS cache_state, \
-  c.output AS cached_output, c.expires_at > now() AS cache_fresh, \
-  k.process_environment AS key_environment, k.process_keys AS key_processes, \
-  t.settings AS tenant_settings, \
-  CASE WHEN (k.process_environment IS NULL OR k.process_environment = $3) \
-        AND (k.process_keys IS NULL OR p.key = ANY (k.process_keys)) \
-    THEN app.admit_process_call($6, p.id) END AS retry_after \
-FROM processes p \
-JOIN tenants t ON t.id = p.tenant_id \
-LEFT JOIN process_deployments d \
-  ON d.tenant_id = p.tenant_id AND d.process_id = p.id AND d.environment = $3 \
-LEFT JOIN process_versions v ON v.tenant_id = p.tenant_id AND v.process_id = p.id \
-  AND CASE WHEN $4::int IS NULL THEN v.id = d.version_id ELSE v.number = $4::int END \
-LEFT JOIN LATERAL (SELECT sha256(convert_to(jsonb_build_array(v.provider, v.connection_id, \
-  v.model, v.temperature, v.max_tokens, v.response_format, v.system_prompt, v.user_prompt, \
-  p.output_schema, p.config)::text, 'UTF8')) AS settings_hash) s ON v.id IS NOT NULL \
-LEFT JOIN response_cache c ON $7 AND v.published_at IS NOT NULL \
-  AND c.tenant_id = p.tenant_id AND c.version_id = v.id AND c.input_hash = $5 \
-  AND c.settings_hash = s.settings_hash \
-LEFT JOIN api_keys k ON k.tenant_id = p.tenant_id AND k.id = $6 \
-WHERE p.tenant_id = $8 AND p.deleted_at IS NULL \
-  AND ($1::text IS NULL OR p.key = $1) AND ($2::uuid IS NULL OR p.id = $2)";
+/// The statement that resolves a call, in four variants (by key or ID, the served
+/// version or a numbered one), so each plans as the plain equalities it is.
+/// Parameters: $1 key, $2 ID, $3 environment, $4 version number, $5 input hash, $6 API
+/// key, $7 whether to read the cache, $8 tenant.
+fn resolve_sql(by_id: bool, numbered: bool) -> String {
+    let process = if by_id { "p.id = $2" } else { "p.key = $1" };
+    let version = if numbered {
+        "v.number = $4::int"
+    } else {
+        "v.id = d.version_id"
+    };
+    format!(
+        "SELECT p.id AS process_id, p.key AS process_key, p.updated_at AS process_updated_at, \
+           p.input_schema, p.output_schema, p.config, \
+           v.id AS version_id, v.number, v.environment AS version_environment, \
+           v.published_at IS NOT NULL AS published, v.system_prompt, v.user_prompt, v.provider, \
+           v.connection_id, v.model, v.temperature, v.max_tokens, v.response_format, v.timeout_ms, \
+           v.max_attempts, v.retry_backoff_ms, v.cache_ttl_seconds, v.input_price_per_mtok, \
+           v.output_price_per_mtok, s.settings_hash, c.state AS cache_state, \
+           c.output AS cached_output, c.expires_at > now() AS cache_fresh, \
+           k.process_environment AS key_environment, k.process_keys AS key_processes, \
+           t.settings AS tenant_settings, \
+           CASE WHEN (k.process_environment IS NULL OR k.process_environment = $3) \
+                 AND (k.process_keys IS NULL OR p.key = ANY (k.process_keys)) \
+             THEN app.admit_process_call($6, p.id) END AS retry_after \
+         FROM processes p \
+         JOIN tenants t ON t.id = p.tenant_id \
+         LEFT JOIN process_deployments d \
+           ON d.tenant_id = p.tenant_id AND d.process_id = p.id AND d.environment = $3 \
+         LEFT JOIN process_versions v ON v.tenant_id = p.tenant_id AND v.process_id = p.id \
+           AND {version} \
+         LEFT JOIN LATERAL (SELECT sha256(convert_to(jsonb_build_array(v.provider, \
+           v.connection_id, v.model, v.temperature, v.max_tokens, v.response_format, \
+           v.system_prompt, v.user_prompt, p.output_schema, p.config)::text, 'UTF8')) \
+           AS settings_hash) s ON v.id IS NOT NULL \
+         LEFT JOIN response_cache c ON $7 AND v.published_at IS NOT NULL \
+           AND c.tenant_id = p.tenant_id AND c.version_id = v.id AND c.input_hash = $5 \
+           AND c.settings_hash = s.settings_hash \
+         LEFT JOIN api_keys k ON k.tenant_id = p.tenant_id AND k.id = $6 \
+         WHERE p.tenant_id = $8 AND p.deleted_at IS NULL AND {process}"
+    )
+}
+
+/// [`resolve_sql`]'s four texts, built once.
+static RESOLVE: std::sync::LazyLock<[[String; 2]; 2]> = std::sync::LazyLock::new(|| {
+    [
+        [resolve_sql(false, false), resolve_sql(false, true)],
+        [resolve_sql(true, false), resolve_sql(true, true)],
+    ]
+});
 
 impl Invoker {
     /// Calls a process for `principal`: users need the operator role, API keys the
@@ -207,8 +227,9 @@ impl Invoker {
             ProcessRef::Key(key) => (Some(key.clone()), None),
             ProcessRef::Id(id) => (None, Some(*id)),
         };
+        let sql = &RESOLVE[usize::from(id.is_some())][usize::from(call.version.is_some())];
         let resolved = Resolved::find_by_statement(stmt(
-            RESOLVE,
+            sql,
             [
                 key.into(),
                 id.into(),
@@ -419,14 +440,6 @@ impl Invoker {
                 if let Some(key) = &cache_key {
                     fill(&scope, key, &output, &record).await?;
                 }
-                limits::charge(
-                    &scope,
-                    record.api_key_id,
-                    record.process_id,
-                    i64::from(record.input_tokens) + i64::from(record.output_tokens),
-                    record.cost_nanos,
-                )
-                .await?;
                 Ok(output)
             }
             Err(err) => {

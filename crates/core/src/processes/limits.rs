@@ -154,34 +154,6 @@ pub async fn delete_rate_limit(scope: &RequestScope, id: Uuid) -> Result<rate_li
     Ok(row)
 }
 
-/// Charges an answered call's tokens and cost to the limits that count it, in
-/// `scope`'s transaction.
-pub async fn charge(
-    scope: &RequestScope,
-    api_key_id: Option<Uuid>,
-    process_id: Uuid,
-    tokens: i64,
-    cost_nanos: i64,
-) -> Result<()> {
-    if tokens <= 0 && cost_nanos <= 0 {
-        return Ok(());
-    }
-    scope
-        .tx()
-        .await?
-        .execute(stmt(
-            "SELECT app.charge_process_call($1, $2, $3, $4)",
-            [
-                api_key_id.into(),
-                process_id.into(),
-                tokens.into(),
-                cost_nanos.into(),
-            ],
-        ))
-        .await?;
-    Ok(())
-}
-
 /// What a limit has left right now, from its stored state (refilled to now).
 pub fn remaining(
     limit: &rate_limit::Model,
