@@ -65,7 +65,8 @@ SELECT p.id AS process_id, p.key AS process_key, p.updated_at AS process_updated
   t.settings AS tenant_settings,
   CASE WHEN (k.process_environment IS NULL OR k.process_environment = :env)
         AND (k.process_keys IS NULL OR p.key = ANY (k.process_keys))
-    THEN app.admit_process_call(:key, p.id) END AS retry_after
+    THEN app.admit_process_call(:key, p.id) END AS retry_after,
+  set_config('synchronous_commit', 'off', true) AS durability
 FROM processes p
 JOIN tenants t ON t.id = p.tenant_id
 LEFT JOIN process_deployments d
@@ -125,6 +126,7 @@ ON CONFLICT ON CONSTRAINT process_usage_hourly_key DO UPDATE SET
   cost_nanos = u.cost_nanos + EXCLUDED.cost_nanos,
   latency_ms_sum = u.latency_ms_sum + EXCLUDED.latency_ms_sum,
   latency_buckets[1] = u.latency_buckets[1] + 1
-RETURNING (SELECT created_at FROM logged) AS created_at;
+RETURNING (SELECT created_at FROM logged) AS created_at,
+  set_config('synchronous_commit', 'off', true) AS durability;
 
 COMMIT;

@@ -73,7 +73,9 @@ const SHARDS: u128 = 8;
 /// rate limits that count it ([`super::limits`]), in one statement of `scope`'s
 /// transaction; returns when it was logged. The charge runs before the rollup row is
 /// locked, the order a call's first transaction takes them in (its admission locks the
-/// limits): two calls never wait on each other's locks in opposite orders.
+/// limits): two calls never wait on each other's locks in opposite orders. Like every
+/// transaction of a call, it commits without waiting for the WAL flush
+/// ([`super::invoke`]).
 pub async fn record(
     scope: &RequestScope,
     tenant_settings: &Json,
@@ -126,7 +128,8 @@ pub async fn record(
            cost_nanos = u.cost_nanos + EXCLUDED.cost_nanos, \
            latency_ms_sum = u.latency_ms_sum + EXCLUDED.latency_ms_sum, \
            latency_buckets[$27] = u.latency_buckets[$27] + 1 \
-         RETURNING (SELECT created_at FROM logged) AS created_at",
+         RETURNING (SELECT created_at FROM logged) AS created_at, \
+           set_config('synchronous_commit', 'off', true) AS durability",
         days = days_setting("payloadRetentionDays", &DEFAULT_PAYLOAD_DAYS.to_string()),
     );
     let row = scope

@@ -17,6 +17,12 @@
 //! The statement of step 1 also asks `app.admit_process_call` whether the rate limits
 //! and quotas that count the call admit it ([`super::limits`]).
 //!
+//! A call's transactions commit without waiting for the WAL to reach the disk
+//! (`synchronous_commit = off`, transaction-locally): what they write is a call log,
+//! usage counts, cache entries and rate-limit counters, of which a crash of PostgreSQL
+//! may lose the last fraction of a second, never consistency, while waiting for the
+//! flush would cost every call a disk round trip (milliseconds) for that.
+//!
 //! Refusals (bad input, a rate limit) are logged and committed too, then returned as
 //! errors: the caller's own request rolls back, the log does not.
 
@@ -177,7 +183,8 @@ fn resolve_sql(by_id: bool, numbered: bool) -> String {
            t.settings AS tenant_settings, \
            CASE WHEN (k.process_environment IS NULL OR k.process_environment = $3) \
                  AND (k.process_keys IS NULL OR p.key = ANY (k.process_keys)) \
-             THEN app.admit_process_call($6, p.id) END AS retry_after \
+             THEN app.admit_process_call($6, p.id) END AS retry_after, \
+           set_config('synchronous_commit', 'off', true) AS durability \
          FROM processes p \
          JOIN tenants t ON t.id = p.tenant_id \
          LEFT JOIN process_deployments d \

@@ -355,7 +355,8 @@ impl Secret {
     async fn rotated_at(&self) -> Option<DateTime<Utc>> {
         self.0.rotated_at
     }
-    /// When the server last decrypted it for use.
+    /// When the server last decrypted it for use, to the minute (a use within a minute
+    /// of the last one is not recorded again).
     async fn last_used_at(&self) -> Option<DateTime<Utc>> {
         self.0.last_used_at
     }
