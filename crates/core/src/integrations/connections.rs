@@ -5,11 +5,15 @@
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, IdenStatic,
+    Iterable, QueryFilter, Set,
+};
 use secrecy::ExposeSecret;
 use serde_json::{json, Value as Json};
 use trellis_entity::{
-    app, app_version, connection, connection_secret, secret, IdKind, Role, Severity,
+    app, app_version, connection, connection_secret, secret, tenant_data_key, IdKind, Role,
+    Severity,
 };
 use uuid::Uuid;
 
@@ -437,29 +441,66 @@ pub struct OpenConnection {
     pub secrets: std::collections::HashMap<String, secrecy::SecretString>,
 }
 
-/// Opens a connection of the scope's tenant for a run: reads it and reveals its
-/// secrets (recording their use).
+/// Opens a connection of the scope's tenant for a run: reads it, its app's key, its
+/// secrets and their data keys in one statement, and reveals the secrets (recording
+/// their use).
 pub async fn open_connection(
     vault: &Vault,
     scope: &RequestScope,
     id: Uuid,
 ) -> Result<OpenConnection> {
-    let row = find_connection(scope, id).await?;
-    let app = app::Entity::find_by_id(row.app_id)
-        .one(scope.tx().await?)
+    let prefixed = |table: &str, prefix: &str, columns: Vec<String>| {
+        columns
+            .into_iter()
+            .map(|c| format!("{table}.{c} AS {prefix}{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let sql = format!(
+        "SELECT a.key AS app_key, c.config AS config, cs.field AS field, {secret}, {key} \
+         FROM connections c JOIN apps a ON a.id = c.app_id \
+         LEFT JOIN connection_secrets cs ON cs.connection_id = c.id \
+         LEFT JOIN secrets s ON s.id = cs.secret_id \
+         LEFT JOIN tenant_data_keys k \
+           ON k.tenant_id = s.tenant_id AND k.generation = s.data_key_generation \
+         WHERE c.id = $1 AND c.deleted_at IS NULL",
+        secret = prefixed(
+            "s",
+            "s_",
+            secret::Column::iter()
+                .map(|c| c.as_str().to_owned())
+                .collect()
+        ),
+        key = prefixed(
+            "k",
+            "k_",
+            tenant_data_key::Column::iter()
+                .map(|c| c.as_str().to_owned())
+                .collect()
+        ),
+    );
+    let rows = scope
+        .tx()
         .await?
-        .ok_or(Error::NotFound)?;
+        .query_all(crate::scope::stmt(&sql, [id.into()]))
+        .await?;
+    let Some(first) = rows.first() else {
+        return Err(Error::NotFound);
+    };
+    let app_key: String = first.try_get("", "app_key")?;
+    let config: Json = first.try_get("", "config")?;
     let mut secrets = std::collections::HashMap::new();
-    for reference in references(scope, id).await? {
-        let secret = secret::Entity::find_by_id(reference.secret_id)
-            .one(scope.tx().await?)
-            .await?
-            .ok_or(Error::NotFound)?;
-        secrets.insert(reference.field, vault.reveal(scope, &secret).await?);
+    for row in &rows {
+        let Some(field) = row.try_get::<Option<String>>("", "field")? else {
+            continue;
+        };
+        let secret = secret::Model::from_query_result(row, "s_")?;
+        let data_key = tenant_data_key::Model::from_query_result(row, "k_")?;
+        secrets.insert(field, vault.reveal_with(scope, &secret, &data_key).await?);
     }
     Ok(OpenConnection {
-        app_key: app.key,
-        config: row.config,
+        app_key,
+        config,
         secrets,
     })
 }

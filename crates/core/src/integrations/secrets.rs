@@ -124,9 +124,31 @@ impl Vault {
         secret: &secret::Model,
     ) -> Result<SecretString> {
         let tx = scope.tx().await?;
-        let key = self
-            .data_key(tx, secret.tenant_id, secret.data_key_generation)
-            .await?;
+        let key =
+            tenant_data_key::Entity::find_by_id((secret.tenant_id, secret.data_key_generation))
+                .one(tx)
+                .await?
+                .ok_or_else(|| {
+                    anyhow::anyhow!("data key generation {} missing", secret.data_key_generation)
+                })?;
+        self.reveal_with(scope, secret, &key).await
+    }
+
+    /// [`Self::reveal`] with the secret's data key already read (by the caller's own
+    /// statement, as `open_connection` reads a connection's secrets and keys at once).
+    pub async fn reveal_with(
+        &self,
+        scope: &RequestScope,
+        secret: &secret::Model,
+        data_key: &tenant_data_key::Model,
+    ) -> Result<SecretString> {
+        let tx = scope.tx().await?;
+        if (data_key.tenant_id, data_key.generation)
+            != (secret.tenant_id, secret.data_key_generation)
+        {
+            return Err(anyhow::anyhow!("a secret opened with another data key").into());
+        }
+        let key = self.unwrap(data_key)?;
         let value = key.open(&binding(secret), &secret.ciphertext)?;
         // When it was last used, to the minute: a secret used on every call (a model
         // provider's key) is not rewritten on every call.
