@@ -388,8 +388,8 @@ impl Invoker {
         };
         RequestScope::finish_shared(scope, true).await?;
 
-        if !claimed {
-            let key = cache_key.as_ref().expect("only cached calls wait");
+        // Only a cached call can find another caller's claim.
+        if let (false, Some(key)) = (claimed, &cache_key) {
             if let Some(output) = self
                 .await_flight(principal, meta, key, lease(&resolved), call.cache)
                 .await?
