@@ -4,12 +4,11 @@
 //! days by default); the rest of the row stays.
 
 use chrono::{DateTime, Utc};
-use sea_orm::ConnectionTrait;
+use sea_orm::{ActiveEnum, ConnectionTrait};
 use serde_json::Value as Json;
 use trellis_entity::{CallStatus, Environment};
 use uuid::Uuid;
 
-use super::versions::environment_name;
 use crate::logs::redact::Redactor;
 use crate::runs::retention::{days_setting, DEFAULT_PAYLOAD_DAYS};
 use crate::scope::{stmt, RequestScope};
@@ -57,15 +56,6 @@ pub struct CallRecord {
     pub output: Option<Json>,
 }
 
-fn status_name(status: CallStatus) -> &'static str {
-    match status {
-        CallStatus::Succeeded => "succeeded",
-        CallStatus::Failed => "failed",
-        CallStatus::RateLimited => "rate_limited",
-        CallStatus::InvalidInput => "invalid_input",
-    }
-}
-
 /// How many rows one caller's hour of one process is spread over.
 const SHARDS: u128 = 8;
 
@@ -90,7 +80,7 @@ pub async fn record(
     let error_message = call
         .error_message
         .map(|m| m.chars().take(1000).collect::<String>());
-    let status = status_name(call.status);
+    let status = call.status.to_value();
     let counts = |s: CallStatus| i64::from(call.status == s);
     let bucket = latency_bucket(i64::from(call.latency_ms));
     let mut buckets = vec![0_i64; LATENCY_BUCKETS];
@@ -142,7 +132,7 @@ pub async fn record(
                 call.tenant_id.into(),
                 call.process_id.into(),
                 call.version_id.into(),
-                environment_name(call.environment).into(),
+                call.environment.to_value().into(),
                 call.api_key_id.into(),
                 call.user_id.into(),
                 call.input_hash.into(),

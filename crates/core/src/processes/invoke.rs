@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, FromQueryResult, Value};
+use sea_orm::{ActiveEnum, ConnectionTrait, FromQueryResult, Value};
 use serde_json::Value as Json;
 use trellis_entity::{CallStatus, Environment, ProviderKind, ResponseFormat};
 use uuid::Uuid;
@@ -39,7 +39,6 @@ use uuid::Uuid;
 use super::calls::{self, CallRecord};
 use super::prompt;
 use super::providers::{self, ChatRole, Message, ModelSettings, OpenAiCompatible, Provider};
-use super::versions::environment_name;
 use crate::egress::Egress;
 use crate::integrations::connections::open_connection;
 use crate::integrations::manifest::CompiledSchema;
@@ -240,7 +239,7 @@ impl Invoker {
             [
                 key.into(),
                 id.into(),
-                environment_name(call.environment).into(),
+                call.environment.to_value().into(),
                 call.version.into(),
                 hash.clone().into(),
                 scope.api_key_id().into(),
@@ -303,13 +302,15 @@ impl Invoker {
             let err = Error::RateLimited {
                 retry_after_seconds: seconds.max(1) as u32,
             };
-            record.status = CallStatus::RateLimited;
-            record.error_code = Some(err.code().to_owned());
-            record.error_message = Some(err.to_string());
-            record.latency_ms = elapsed_ms(started);
-            calls::record(&scope, &tenant_settings, record).await?;
-            RequestScope::finish_shared(scope, true).await?;
-            return Err(err);
+            return Err(refuse(
+                scope,
+                &tenant_settings,
+                record,
+                CallStatus::RateLimited,
+                err,
+                started,
+            )
+            .await?);
         }
 
         // Bad input is refused and logged, in this transaction.
@@ -326,13 +327,8 @@ impl Invoker {
         let rendered = match checked {
             Ok(rendered) => rendered,
             Err(err) => {
-                record.status = CallStatus::InvalidInput;
-                record.error_code = Some(err.code().to_owned());
-                record.error_message = Some(err.to_string());
-                record.latency_ms = elapsed_ms(started);
-                calls::record(&scope, &tenant_settings, record).await?;
-                RequestScope::finish_shared(scope, true).await?;
-                return Err(err);
+                let status = CallStatus::InvalidInput;
+                return Err(refuse(scope, &tenant_settings, record, status, err, started).await?);
             }
         };
 
@@ -580,6 +576,25 @@ fn input_schema(resolved: &Resolved) -> Result<Arc<CompiledSchema>> {
     }
     cache.insert(key, schema.clone());
     Ok(schema)
+}
+
+/// Logs a refused call (`status`, with `err`'s code and message) and commits it:
+/// the error to return.
+async fn refuse(
+    scope: Arc<RequestScope>,
+    tenant_settings: &Json,
+    mut record: CallRecord,
+    status: CallStatus,
+    err: Error,
+    started: Instant,
+) -> Result<Error> {
+    record.status = status;
+    record.error_code = Some(err.code().to_owned());
+    record.error_message = Some(err.to_string());
+    record.latency_ms = elapsed_ms(started);
+    calls::record(&scope, tenant_settings, record).await?;
+    RequestScope::finish_shared(scope, true).await?;
+    Ok(err)
 }
 
 fn misconfigured(why: &str) -> Error {

@@ -6,8 +6,8 @@
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveEnum, ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Set,
 };
 use serde_json::json;
 use trellis_entity::{
@@ -239,21 +239,11 @@ pub async fn create_version(
                     "a new version needs a userPrompt",
                 ));
             }
+            // The table's defaults for the rest; the model settings are checked below.
             process_version::ActiveModel {
                 provider: Set(ProviderKind::Template),
                 connection_id: Set(None),
                 model: Set(String::new()),
-                system_prompt: Set(String::new()),
-                temperature: Set(None),
-                max_tokens: Set(None),
-                response_format: Set(ResponseFormat::Text),
-                timeout_ms: Set(30_000),
-                max_attempts: Set(2),
-                retry_backoff_ms: Set(500),
-                cache_ttl_seconds: Set(86_400),
-                input_price_per_mtok: Set(0.0),
-                output_price_per_mtok: Set(0.0),
-                notes: Set(String::new()),
                 ..Default::default()
             }
         }
@@ -389,7 +379,7 @@ async fn deploy(
     environment: Environment,
 ) -> Result<()> {
     let tx = scope.tx().await?;
-    let env_name = environment_name(environment);
+    let env_name = environment.to_value();
     let previous =
         process_deployment::Entity::find_by_id((process.tenant_id, process.id, environment))
             .one(tx)
@@ -406,7 +396,7 @@ async fn deploy(
         [
             process.tenant_id.into(),
             process.id.into(),
-            env_name.into(),
+            env_name.clone().into(),
             version.id.into(),
         ],
     ))
@@ -438,12 +428,4 @@ async fn deploy(
     )
     .await?;
     Ok(())
-}
-
-/// The name an environment has in the database and in call logs.
-pub fn environment_name(environment: Environment) -> &'static str {
-    match environment {
-        Environment::Sandbox => "sandbox",
-        Environment::Production => "production",
-    }
 }

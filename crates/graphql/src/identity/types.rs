@@ -260,11 +260,7 @@ impl Tenant {
             return Ok(None);
         }
         let of = trellis_core::processes::usage::UsageOf::default();
-        Ok(
-            crate::processes::types::usage_buckets(ctx, of, None, from, to)
-                .await?
-                .pop(),
-        )
+        crate::processes::types::usage_total(ctx, of, from, to).await
     }
     /// When it last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
@@ -640,11 +636,7 @@ impl ApiKey {
             process_id: None,
             api_key_id: Some(self.0.id),
         };
-        Ok(
-            crate::processes::types::usage_buckets(ctx, of, None, from, to)
-                .await?
-                .pop(),
-        )
+        crate::processes::types::usage_total(ctx, of, from, to).await
     }
 }
 

@@ -289,8 +289,8 @@ impl Process {
     }
 }
 
-/// Usage in buckets, for `process.usage`, `tenant.usage` and `apiKey.usage`.
-pub(crate) async fn usage_buckets(
+/// Usage in buckets, for `process.usage` and [`usage_total`].
+async fn usage_buckets(
     ctx: &Context<'_>,
     of: UsageOf,
     period: Option<UsagePeriod>,
@@ -301,6 +301,16 @@ pub(crate) async fn usage_buckets(
     let to = to.unwrap_or_else(Utc::now);
     let rows = run(ctx, usage::usage(scope, of, period, from, to)).await?;
     Ok(rows.into_iter().map(UsageBucket::from).collect())
+}
+
+/// Usage in `[from, to)` as one bucket, for `tenant.usage` and `apiKey.usage`.
+pub(crate) async fn usage_total(
+    ctx: &Context<'_>,
+    of: UsageOf,
+    from: DateTime<Utc>,
+    to: Option<DateTime<Utc>>,
+) -> async_graphql::Result<Option<UsageBucket>> {
+    Ok(usage_buckets(ctx, of, None, from, to).await?.pop())
 }
 
 /// One version of a process: prompt templates and model settings. Drafts change;
