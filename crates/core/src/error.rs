@@ -175,13 +175,29 @@ fn is_unavailable(err: &DbErr) -> bool {
     match err {
         DbErr::ConnectionAcquire(_) => true,
         DbErr::Conn(SqlxError(_)) => true,
-        DbErr::Query(SqlxError(e)) | DbErr::Exec(SqlxError(e)) => matches!(
-            e,
-            sqlx::Error::Io(_)
-                | sqlx::Error::PoolTimedOut
-                | sqlx::Error::PoolClosed
-                | sqlx::Error::WorkerCrashed
-        ),
+        DbErr::Query(SqlxError(e)) | DbErr::Exec(SqlxError(e)) => {
+            matches!(
+                e,
+                sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::WorkerCrashed
+            ) || is_broken_connection(err)
+        }
+        _ => false,
+    }
+}
+
+/// Whether a statement failed because its connection is broken: an I/O or protocol
+/// error, or the server ended the session (class 08, or 57P01–57P03: shut down,
+/// terminated by an administrator, cannot connect now).
+pub(crate) fn is_broken_connection(err: &DbErr) -> bool {
+    use sea_orm::RuntimeErr::SqlxError;
+    let (DbErr::Query(SqlxError(e)) | DbErr::Exec(SqlxError(e))) = err else {
+        return false;
+    };
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::Protocol(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| code.starts_with("08") || code.starts_with("57P0")),
         _ => false,
     }
 }

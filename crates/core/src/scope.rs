@@ -10,7 +10,7 @@ use sea_orm::{
     TransactionTrait, Value,
 };
 use tokio::sync::OnceCell;
-use trellis_entity::{Role, TenantStatus};
+use trellis_entity::Role;
 use uuid::Uuid;
 
 use crate::auth::Scope;
@@ -45,6 +45,11 @@ impl AppDb {
     }
 
     /// Begins a transaction, counted in [`Self::waiting`] until a connection is had.
+    ///
+    /// The pool does not test a connection when handing it out (that would cost every
+    /// request a round trip), so `BEGIN` is the test: when it finds the connection
+    /// broken (the server restarted, an administrator ended the session), the broken
+    /// one is dropped and the next tried, at most once per pooled connection.
     async fn begin(&self) -> Result<DatabaseTransaction> {
         struct Waiting<'a>(&'a AtomicUsize);
         impl Drop for Waiting<'_> {
@@ -54,7 +59,22 @@ impl AppDb {
         }
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let _waiting = Waiting(&self.waiting);
-        Ok(self.pool.begin().await?)
+        let pooled = self
+            .pool
+            .get_postgres_connection_pool()
+            .options()
+            .get_max_connections();
+        let mut tries = 0;
+        loop {
+            match self.pool.begin().await {
+                Ok(tx) => return Ok(tx),
+                Err(err) if tries < pooled && crate::error::is_broken_connection(&err) => {
+                    tracing::debug!(error = %err, "a pooled connection was broken; trying another");
+                    tries += 1;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        }
     }
 }
 
@@ -129,6 +149,8 @@ pub struct RequestScope {
     meta: RequestMeta,
     begun: OnceCell<Begun>,
     failed: AtomicBool,
+    /// Whether a mutation ran in the scope ([`Self::only_read`]).
+    mutated: AtomicBool,
     /// Whether `app.platform_admin` is on in the transaction (until the operation ends).
     platform_admin: AtomicBool,
     acting_user: std::sync::Mutex<Option<Uuid>>,
@@ -139,26 +161,12 @@ pub struct RequestScope {
     audit: std::sync::Mutex<Vec<crate::audit::Row>>,
 }
 
+/// What `app.enter_request` (migration 000021) decided about the request's tenant.
 #[derive(FromQueryResult)]
 struct AccessRow {
+    access: String,
     role: Option<Role>,
-    status: TenantStatus,
-    deleted: bool,
-    session_live: bool,
 }
-
-/// A user's access statement: the membership and tenant row of the request, and
-/// whether the session `$3` (NULL: none named) still has a live refresh token. RLS
-/// shows the user only their own tokens, so another user's family id is dead.
-const USER_ACCESS: &str = "SELECT m.role, t.status, t.deleted_at IS NOT NULL AS deleted, \
-     ($3::uuid IS NULL OR EXISTS (SELECT 1 FROM refresh_tokens r \
-       WHERE r.family_id = $3::uuid AND r.revoked_at IS NULL)) AS session_live \
-     FROM memberships m JOIN tenants t ON t.id = m.tenant_id \
-     WHERE m.tenant_id = $1 AND m.user_id = $2";
-
-/// The same session check for a request without a tenant (no access statement).
-const SESSION_LIVE: &str = "SELECT EXISTS (SELECT 1 FROM refresh_tokens r \
-     WHERE r.family_id = $1 AND r.revoked_at IS NULL) AS session_live";
 
 impl RequestScope {
     /// A scope of background work (`worker`: "executor", "scheduler") acting in one
@@ -181,6 +189,7 @@ impl RequestScope {
             meta,
             begun: OnceCell::new(),
             failed: AtomicBool::new(false),
+            mutated: AtomicBool::new(false),
             platform_admin: AtomicBool::new(false),
             acting_user: std::sync::Mutex::new(None),
             mutation_cost: AtomicU32::new(0),
@@ -219,14 +228,15 @@ impl RequestScope {
 
     async fn begin(&self) -> Result<Begun> {
         let tx = self.db.begin().await?;
-        let (tenant, user) = match &self.principal {
-            Principal::Anonymous => (None, None),
+        let (tenant, user, key) = match &self.principal {
+            Principal::Anonymous => (None, None, None),
             Principal::User {
                 user_id, tenant_id, ..
-            } => (*tenant_id, Some(*user_id)),
-            Principal::ApiKey { tenant_id, .. } | Principal::Engine { tenant_id } => {
-                (Some(*tenant_id), None)
-            }
+            } => (*tenant_id, Some(*user_id), None),
+            Principal::ApiKey {
+                tenant_id, key_id, ..
+            } => (Some(*tenant_id), None, Some(*key_id)),
+            Principal::Engine { tenant_id } => (Some(*tenant_id), None, None),
         };
         if tenant.is_none() && user.is_none() {
             return Ok(Begun {
@@ -234,79 +244,25 @@ impl RequestScope {
                 access: TenantAccess::None,
             });
         }
-        // One round trip sets both, transaction-locally: a pooled connection never
-        // carries a tenant into the next request.
-        tx.execute(stmt(
-            "SELECT set_config('app.tenant_id', $1, true), set_config('app.user_id', $2, true)",
-            [uuid_text(tenant), uuid_text(user)],
+        // One statement sets the tenant and user transaction-locally, re-checks the
+        // caller's access and, when it is refused, resets the tenant (fail closed).
+        let row = AccessRow::find_by_statement(stmt(
+            "SELECT access, role FROM app.enter_request($1, $2, $3, $4, $5)",
+            [
+                tenant.into(),
+                user.into(),
+                self.session_id().into(),
+                key.into(),
+                matches!(self.principal, Principal::Engine { .. }).into(),
+            ],
         ))
-        .await?;
-        let Some(tenant_id) = tenant else {
-            // No tenant, so no access statement to fold the session check into.
-            let mut access = TenantAccess::None;
-            if let Some(session) = self.session_id() {
-                let live = tx
-                    .query_one(stmt(SESSION_LIVE, [session.into()]))
-                    .await?
-                    .map(|row| row.try_get::<bool>("", "session_live"))
-                    .transpose()?
-                    .unwrap_or(false);
-                if !live {
-                    access = TenantAccess::SessionEnded;
-                }
-            }
-            return Ok(Begun { tx, access });
-        };
-        let access = match &self.principal {
-            Principal::User {
-                user_id,
-                session_id,
-                ..
-            } => {
-                AccessRow::find_by_statement(stmt(
-                    USER_ACCESS,
-                    [tenant_id.into(), (*user_id).into(), (*session_id).into()],
-                ))
-                .one(&tx)
-                .await?
-            }
-            Principal::ApiKey { key_id, .. } => {
-                // The key must still be live: a subscription keeps its principal for
-                // hours, and each event opens a scope. Remember when the key was last
-                // used, at most once a minute.
-                AccessRow::find_by_statement(stmt(
-                    "WITH touched AS (UPDATE api_keys SET last_used_at = now() WHERE id = $2 \
-                       AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')) \
-                     SELECT NULL::text AS role, t.status, t.deleted_at IS NOT NULL AS deleted, \
-                       true AS session_live \
-                     FROM tenants t JOIN api_keys k ON k.tenant_id = t.id AND k.id = $2 \
-                     WHERE t.id = $1 AND k.revoked_at IS NULL \
-                       AND (k.expires_at IS NULL OR k.expires_at > now())",
-                    [tenant_id.into(), (*key_id).into()],
-                ))
-                .one(&tx)
-                .await?
-            }
-            Principal::Engine { .. } => AccessRow::find_by_statement(stmt(
-                "SELECT 'operator'::text AS role, t.status, t.deleted_at IS NOT NULL AS deleted, \
-                       true AS session_live FROM tenants t WHERE t.id = $1",
-                [tenant_id.into()],
-            ))
-            .one(&tx)
-            .await?,
-            Principal::Anonymous => None,
-        };
-        let access = match access {
-            None if self.api_key_id().is_some() => {
-                TenantAccess::Refused("this API key is revoked or expired")
-            }
-            None => TenantAccess::Refused("you are not a member of this tenant"),
-            Some(row) if !row.session_live => TenantAccess::SessionEnded,
-            Some(row) if row.deleted => TenantAccess::Refused("this tenant has been deleted"),
-            Some(row) if row.status == TenantStatus::Suspended => {
-                TenantAccess::Refused("this tenant is suspended")
-            }
-            Some(row) => {
+        .one(&tx)
+        .await?
+        .ok_or_else(|| Error::Internal(anyhow::anyhow!("app.enter_request returned no row")))?;
+        let access = match (row.access.as_str(), tenant) {
+            ("session_ended", _) => TenantAccess::SessionEnded,
+            ("none", _) | (_, None) => TenantAccess::None,
+            ("granted", Some(tenant_id)) => {
                 let role = match (&self.principal, row.role) {
                     (Principal::ApiKey { scopes, .. }, _) => role_of_scopes(scopes),
                     (_, Some(role)) => role,
@@ -314,12 +270,11 @@ impl RequestScope {
                 };
                 TenantAccess::Granted(TenantCtx { tenant_id, role })
             }
+            ("key_dead", _) => TenantAccess::Refused("this API key is revoked or expired"),
+            ("deleted", _) => TenantAccess::Refused("this tenant has been deleted"),
+            ("suspended", _) => TenantAccess::Refused("this tenant is suspended"),
+            _ => TenantAccess::Refused("you are not a member of this tenant"),
         };
-        if !matches!(access, TenantAccess::Granted(_)) {
-            // Fail closed: a refused tenant is not left in the transaction.
-            tx.execute(stmt("SELECT set_config('app.tenant_id', '', true)", []))
-                .await?;
-        }
         Ok(Begun { tx, access })
     }
 
@@ -565,6 +520,23 @@ impl RequestScope {
 
     pub fn has_failed(&self) -> bool {
         self.failed.load(Ordering::Relaxed)
+    }
+
+    /// Records that a mutation runs in this scope.
+    pub fn note_mutation(&self) {
+        self.mutated.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether the scope only read: no mutation ran, and no audit event or notification
+    /// waits for the commit. Such a scope's commit changes nothing a client could see
+    /// (at most an API key's `last_used_at`), so the response need not wait for it.
+    pub fn only_read(&self) -> bool {
+        !self.mutated.load(Ordering::Relaxed)
+            && self.audit.lock().is_ok_and(|queued| queued.is_empty())
+            && self
+                .announcements
+                .lock()
+                .is_ok_and(|queued| queued.is_empty())
     }
 
     /// [`Self::finish`] for a scope that resolvers shared: waits (yielding) until

@@ -133,6 +133,7 @@ async fn run(
 ) -> Response {
     let mut request = request_data(request, scope.clone());
     if let Some(fields) = operation.mutation {
+        scope.note_mutation();
         if let Err(error) = charge(scope, fields, limits).await {
             let refused = Response::from_errors(vec![error]);
             telemetry::record_operation("refused", None, started.elapsed(), &refused.errors);

@@ -170,6 +170,10 @@ pub async fn connect_app_with(
         .min_connections(1)
         .connect_timeout(acquire_timeout)
         .acquire_timeout(acquire_timeout)
+        // sqlx pings a connection when it returns to the pool; pinging it again on
+        // every acquire cost each request a round trip before its first statement.
+        // A connection that died while idle fails that one request's first statement.
+        .test_before_acquire(false)
         .sqlx_logging(false);
     let mut db = Database::connect(options)
         .await

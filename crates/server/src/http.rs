@@ -265,7 +265,14 @@ async fn run_batch(
         };
         (scope.meta().request_id.clone(), tenant)
     });
-    let http = if RequestScope::finish_shared(scope, succeeded).await.is_err() && succeeded {
+    let finished = if scope.only_read() {
+        // Nothing the client could see waits for this commit: answer first.
+        tokio::spawn(RequestScope::end_read(scope, succeeded));
+        Ok(())
+    } else {
+        RequestScope::finish_shared(scope, succeeded).await
+    };
+    let http = if finished.is_err() && succeeded {
         // The client must not believe that what it asked for was saved.
         error_response(
             media,
