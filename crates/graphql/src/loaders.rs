@@ -430,6 +430,65 @@ impl async_graphql::dataloader::Loader<LatestRunsOfWorkflow> for Loader {
     }
 }
 
+/// Rows by id with only the columns of a selection (see [`columns_for`]): what
+/// `node(id:)` and `nodes(ids:)` read of a run or a step run, whose payload columns
+/// (input, output, context) are the bulk of a row and seldom selected.
+macro_rules! by_id_in_columns {
+    ($(#[$doc:meta])* $key:ident => $entity:ident :: $table:literal) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub struct $key {
+            pub id: Uuid,
+            pub columns: ColumnSet,
+        }
+
+        impl async_graphql::dataloader::Loader<$key> for Loader {
+            type Value = $entity::Model;
+            type Error = Arc<trellis_core::Error>;
+
+            async fn load(
+                &self,
+                keys: &[$key],
+            ) -> Result<HashMap<$key, Self::Value>, Self::Error> {
+                let tx = self.scope.tx().await.map_err(Arc::new)?;
+                let mut found = HashMap::with_capacity(keys.len());
+                // One statement per distinct column set (a request asks for one).
+                for columns in distinct(keys.iter().map(|k| k.columns)) {
+                    let ids: Vec<Uuid> = keys
+                        .iter()
+                        .filter(|k| k.columns == columns)
+                        .map(|k| k.id)
+                        .collect();
+                    let sql = format!(
+                        "SELECT {} FROM {} x WHERE x.id = ANY($1) \
+                         AND x.tenant_id = (SELECT app.current_tenant_id())",
+                        columns.select_list::<$entity::Entity>("x"),
+                        $table,
+                    );
+                    let rows = decode_all(
+                        tx.query_all(trellis_core::scope::stmt(&sql, [ids.into()])).await,
+                        columns,
+                        $entity::Model::from_columns,
+                    )?;
+                    for row in rows {
+                        found.insert($key { id: row.id, columns }, row);
+                    }
+                }
+                Ok(found)
+            }
+        }
+    };
+}
+
+by_id_in_columns!(
+    /// A run by id, with the columns its selection reads.
+    RunByIdIn => workflow_run::"workflow_runs"
+);
+by_id_in_columns!(
+    /// A step run by id, with the columns its selection reads.
+    StepRunByIdIn => step_run::"step_runs"
+);
+
 /// The distinct values of `items`, in first-seen order.
 fn distinct<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
     let mut out = Vec::new();
@@ -585,6 +644,8 @@ pub fn forget_all(loader: &RequestLoader) {
     loader.clear::<RunById>();
     loader.clear::<StepRunById>();
     loader.clear::<StepRunsOfRun>();
+    loader.clear::<RunByIdIn>();
+    loader.clear::<StepRunByIdIn>();
     loader.clear::<LatestRunsOfWorkflow>();
     loader.clear::<ProcessById>();
     loader.clear::<ProcessVersionById>();

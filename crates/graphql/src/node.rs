@@ -8,14 +8,14 @@ use crate::identity::types::{ApiKey, AuditEvent, Invitation, Membership, Tenant,
 use crate::integrations::types::{Action, App, AppVersion, Connection, Secret};
 use crate::loaders::{
     ActionById, ApiKeyById, AppById, AppVersionById, AuditEventById, CallLogById, ClientById,
-    ConnectionById, InvitationById, MembershipById, ProcessById, ProcessVersionById, RunById,
-    SecretById, StepRunById, TenantById, TriggerById, UserById, WorkflowById, WorkflowStepById,
+    ConnectionById, InvitationById, MembershipById, ProcessById, ProcessVersionById, RunByIdIn,
+    SecretById, StepRunByIdIn, TenantById, TriggerById, UserById, WorkflowById, WorkflowStepById,
     WorkflowTransitionById, WorkflowVersionById,
 };
 use crate::notifications::Notification;
 use crate::processes::types::{CallLog, Process, ProcessVersion};
 use crate::runs::logs::{log_line, LogLine};
-use crate::runs::types::{StepRun, WorkflowRun};
+use crate::runs::types::{run_columns, step_run_columns, StepRun, WorkflowRun};
 use crate::workflows::types::{
     Client, Trigger, Workflow, WorkflowStep, WorkflowTransition, WorkflowVersion,
 };
@@ -152,12 +152,19 @@ async fn fetch(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>
             .load_one(TriggerById(uuid))
             .await
             .map(|m| m.map(|m| Node::Trigger(m.into()))),
+        // The bulk of a run's row is payloads a page seldom selects: read what it does.
         IdKind::WorkflowRun => loader
-            .load_one(RunById(uuid))
+            .load_one(RunByIdIn {
+                id: uuid,
+                columns: run_columns(&ctx.look_ahead()),
+            })
             .await
             .map(|m| m.map(|m| Node::WorkflowRun(m.into()))),
         IdKind::StepRun => loader
-            .load_one(StepRunById(uuid))
+            .load_one(StepRunByIdIn {
+                id: uuid,
+                columns: step_run_columns(&ctx.look_ahead()),
+            })
             .await
             .map(|m| m.map(|m| Node::StepRun(m.into()))),
         IdKind::Process => loader

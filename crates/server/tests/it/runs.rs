@@ -1125,6 +1125,41 @@ async fn listed_runs_read_the_same_as_fragments_and_single_runs() {
         )
         .await;
     assert_eq!(&single_step["node"], first_step);
+    // `node` too reads only the columns its selection needs: each field alone, and the
+    // same run selected lean and full in one request, read what the full selection did.
+    for (id, fragment, fields, want) in [
+        (run.as_str(), "WorkflowRun", &run_field_list[..], failed),
+        (
+            first_step["id"].as_str().unwrap(),
+            "StepRun",
+            &step_field_list[..],
+            first_step,
+        ),
+    ] {
+        for field in fields {
+            let got = app
+                .ok(
+                    Some(&owner.token),
+                    &format!(
+                        "query($id: ID!) {{ node(id: $id) {{ ... on {fragment} {{ {field} }} }} }}"
+                    ),
+                    json!({ "id": id }),
+                )
+                .await;
+            assert_eq!(got["node"][key(field)], want[key(field)], "node {field}");
+        }
+    }
+    let both = app
+        .ok(
+            Some(&owner.token),
+            "query($id: ID!) { lean: node(id: $id) { ... on WorkflowRun { status } } \
+             full: node(id: $id) { ... on WorkflowRun { status error input } } }",
+            json!({ "id": run }),
+        )
+        .await;
+    assert_eq!(both["lean"], json!({ "status": "FAILED" }));
+    assert_eq!(both["full"]["error"], json!({ "why": "b" }));
+    assert_eq!(both["full"]["input"], failed["input"]);
 }
 
 #[tokio::test]
