@@ -85,11 +85,14 @@ async fn password_work<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'sta
         .map_err(|e| Error::Internal(e.into()))
 }
 
-async fn hash_password(password: SecretString) -> Result<String> {
+pub(crate) async fn hash_password(password: SecretString) -> Result<String> {
     password_work(move || password::hash(&password)).await?
 }
 
-async fn verify_password(password: SecretString, stored: Option<String>) -> Result<bool> {
+pub(crate) async fn verify_password(
+    password: SecretString,
+    stored: Option<String>,
+) -> Result<bool> {
     password_work(move || password::verify(&password, stored.as_deref())).await
 }
 
@@ -127,7 +130,7 @@ async fn revoke_family(scope: &RequestScope, user_id: Uuid, family_id: Uuid) -> 
 
 impl IdentityConfig {
     /// Issues an access token and a refresh token in `family` (a new family if `None`).
-    async fn open_session(
+    pub(crate) async fn open_session(
         &self,
         scope: &RequestScope,
         user: user::Model,
@@ -142,8 +145,9 @@ impl IdentityConfig {
             .tx()
             .await?
             .execute(stmt(
-                "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, active_tenant_id, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, now() + $6 * interval '1 second')",
+                "INSERT INTO refresh_tokens (id, user_id, family_id, token_hash, active_tenant_id, \
+                   expires_at, user_agent, ip) \
+                 VALUES ($1, $2, $3, $4, $5, now() + $6 * interval '1 second', left($7, 512), left($8, 64))",
                 [
                     refresh_id.into(),
                     user.id.into(),
@@ -151,6 +155,8 @@ impl IdentityConfig {
                     token::sha256(&refresh_token).into(),
                     tenant_id.into(),
                     self.refresh_ttl.num_seconds().into(),
+                    scope.meta().user_agent.clone().into(),
+                    scope.meta().ip.clone().into(),
                 ],
             ))
             .await?;

@@ -34,10 +34,12 @@ pub enum IdKind {
     ProcessPromotion,
     CallLog,
     RateLimit,
+    /// A signed-in session: a refresh-token family.
+    Session,
 }
 
 impl IdKind {
-    pub const ALL: [IdKind; 26] = [
+    pub const ALL: [IdKind; 27] = [
         IdKind::Tenant,
         IdKind::User,
         IdKind::Membership,
@@ -64,6 +66,7 @@ impl IdKind {
         IdKind::ProcessPromotion,
         IdKind::CallLog,
         IdKind::RateLimit,
+        IdKind::Session,
     ];
 
     /// The prefix, without its underscore.
@@ -95,6 +98,7 @@ impl IdKind {
             IdKind::ProcessPromotion => "prm",
             IdKind::CallLog => "call",
             IdKind::RateLimit => "rl",
+            IdKind::Session => "ses",
         }
     }
 }

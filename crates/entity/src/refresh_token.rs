@@ -14,6 +14,10 @@ pub struct Model {
     pub replaced_by: Option<Uuid>,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// The User-Agent of the request that opened (or rotated to) this token.
+    pub user_agent: Option<String>,
+    /// The client address of that request.
+    pub ip: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

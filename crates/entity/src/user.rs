@@ -30,6 +30,7 @@ pub struct Profile {
     pub id: Uuid,
     pub email: String,
     pub name: String,
+    pub auth_provider: String,
     pub platform_role: PlatformRole,
     pub created_at: DateTimeUtc,
 }
@@ -40,6 +41,7 @@ impl From<Model> for Profile {
             id: m.id,
             email: m.email,
             name: m.name,
+            auth_provider: m.auth_provider,
             platform_role: m.platform_role,
             created_at: m.created_at,
         }

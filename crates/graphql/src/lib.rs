@@ -47,6 +47,7 @@ pub struct Query(
 #[derive(MergedObject, Default)]
 pub struct Mutation(
     identity::IdentityMutation,
+    identity::AccountMutation,
     integrations::IntegrationsMutation,
     workflows::WorkflowsMutation,
     runs::RunsMutation,

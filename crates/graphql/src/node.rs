@@ -180,7 +180,8 @@ async fn fetch(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>
             .await
             .map(|m| m.map(|m| Node::CallLog(m.into()))),
         // Promotions are read through their process, limits through `rateLimits`.
-        IdKind::ProcessPromotion | IdKind::RateLimit => return Ok(None),
+        // Sessions are listed by `viewer.sessions`, to their user only.
+        IdKind::ProcessPromotion | IdKind::RateLimit | IdKind::Session => return Ok(None),
         // Log lines live in the log store (MongoDB or PostgreSQL), not behind a loader.
         IdKind::LogLine => return Ok(log_line(ctx, uuid).await?.map(Node::LogLine)),
         // A notification is its recipient's alone.

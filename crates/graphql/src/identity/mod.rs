@@ -1,8 +1,10 @@
 //! Identity and tenancy: viewer, tenants, members, invitations, API keys, audit log.
 
+pub mod account;
 mod mutation;
 mod query;
 pub mod types;
 
+pub use account::AccountMutation;
 pub use mutation::{IdInput, IdentityMutation};
 pub use query::IdentityQuery;

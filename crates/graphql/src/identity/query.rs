@@ -46,6 +46,27 @@ impl Viewer {
         .await
     }
 
+    /// The signed-in user's live sessions, most recently active first (revoke one
+    /// with `revokeSession`); empty for an API key.
+    async fn sessions(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::account::UserSession>> {
+        let scope = ctx.scope()?;
+        if scope.user_id().is_err() {
+            return Ok(vec![]);
+        }
+        let current = scope.session_id();
+        run(ctx, async {
+            Ok(trellis_core::accounts::sessions(scope)
+                .await?
+                .into_iter()
+                .map(|info| super::account::UserSession::new(info, current))
+                .collect())
+        })
+        .await
+    }
+
     /// The tenant the request acts in, when the caller may act there.
     async fn active_tenant(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Tenant>> {
         active_tenant(ctx).await

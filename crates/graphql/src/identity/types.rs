@@ -402,6 +402,15 @@ impl Tenant {
     }
 }
 
+/// How a user signs in.
+#[derive(async_graphql::Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AuthProvider {
+    /// Email and password.
+    Password,
+    /// An OpenID Connect identity provider (single sign-on).
+    Oidc,
+}
+
 /// A person who can sign in. Visible to themselves and to members of the active tenant.
 pub struct User(pub user::Profile);
 
@@ -431,6 +440,13 @@ impl User {
     /// Display name.
     async fn name(&self) -> &str {
         &self.0.name
+    }
+    /// How they sign in: PASSWORD today; single sign-on providers later.
+    async fn auth_provider(&self) -> AuthProvider {
+        match self.0.auth_provider.as_str() {
+            "oidc" => AuthProvider::Oidc,
+            _ => AuthProvider::Password,
+        }
     }
     /// Whether they may use the platform-administration fields (`tenants`,
     /// `suspendTenant`, `reactivateTenant`, public apps).

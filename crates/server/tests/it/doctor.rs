@@ -21,6 +21,8 @@ async fn a_migrated_database_is_healthy() {
         "refresh_tokens",
         "audit_events",
         "email_verifications",
+        "password_resets",
+        "email_changes",
         "step_attempts",
         "approval_decisions",
         "notifications",

@@ -14,7 +14,11 @@ use uuid::Uuid;
 use crate::support::{as_app, is_rls_violation, smtp_sink, test_config, Received, TestApp, TestDb};
 
 /// Waits until `count` messages have reached `address`; returns them.
-async fn mail_to(inbox: &Mutex<Vec<Received>>, address: &str, count: usize) -> Vec<Received> {
+pub(crate) async fn mail_to(
+    inbox: &Mutex<Vec<Received>>,
+    address: &str,
+    count: usize,
+) -> Vec<Received> {
     let started = Instant::now();
     loop {
         let got: Vec<Received> = inbox
@@ -36,7 +40,7 @@ async fn mail_to(inbox: &Mutex<Vec<Received>>, address: &str, count: usize) -> V
 }
 
 /// A message's text with quoted-printable soft line breaks undone.
-fn text_of(message: &Received) -> String {
+pub(crate) fn text_of(message: &Received) -> String {
     message.data.replace("=\n", "")
 }
 
