@@ -22,6 +22,7 @@ mod m20261206_000017_http_action_steps;
 mod m20261206_000018_processes;
 mod m20261206_000019_rate_limits;
 mod m20261206_000020_process_upkeep;
+mod m20261206_000025_agents;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -51,6 +52,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000018_processes::Migration),
             Box::new(m20261206_000019_rate_limits::Migration),
             Box::new(m20261206_000020_process_upkeep::Migration),
+            Box::new(m20261206_000025_agents::Migration),
         ]
     }
 }
