@@ -34,10 +34,14 @@ pub enum IdKind {
     ProcessPromotion,
     CallLog,
     RateLimit,
+    Agent,
+    AgentVersion,
+    AgentLabel,
+    AgentLabelMove,
 }
 
 impl IdKind {
-    pub const ALL: [IdKind; 26] = [
+    pub const ALL: [IdKind; 30] = [
         IdKind::Tenant,
         IdKind::User,
         IdKind::Membership,
@@ -64,6 +68,10 @@ impl IdKind {
         IdKind::ProcessPromotion,
         IdKind::CallLog,
         IdKind::RateLimit,
+        IdKind::Agent,
+        IdKind::AgentVersion,
+        IdKind::AgentLabel,
+        IdKind::AgentLabelMove,
     ];
 
     /// The prefix, without its underscore.
@@ -95,6 +103,10 @@ impl IdKind {
             IdKind::ProcessPromotion => "prm",
             IdKind::CallLog => "call",
             IdKind::RateLimit => "rl",
+            IdKind::Agent => "agt",
+            IdKind::AgentVersion => "agv",
+            IdKind::AgentLabel => "agl",
+            IdKind::AgentLabelMove => "alm",
         }
     }
 }
