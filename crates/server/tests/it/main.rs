@@ -2,6 +2,7 @@
 //! router. Each module's doc names the guarantee its tests defend.
 
 mod abuse;
+mod agents;
 mod approvals;
 mod audit;
 mod auth;
