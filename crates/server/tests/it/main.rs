@@ -16,6 +16,7 @@ mod engine;
 mod events;
 mod graphql_api;
 mod http;
+mod isolation_agents;
 mod isolation_engine;
 mod isolation_graphql;
 mod isolation_integrations;
