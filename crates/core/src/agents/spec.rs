@@ -142,7 +142,7 @@ impl Budget {
     pub fn to_json(self) -> Result<Json> {
         let mut object = Map::new();
         if let Some(cost) = self.monthly_cost_limit {
-            if !cost.is_finite() || cost < 0.0 || cost > 1e12 {
+            if !(0.0..=1e12).contains(&cost) {
                 return Err(Error::bad_input(
                     "budget.monthlyCostLimit",
                     "must be between 0 and 1e12 USD",

@@ -820,3 +820,14 @@ async fn the_agents_list_costs_the_same_statements_at_5_and_20_agents() {
         "statements per request changed with the page: {counts:?}"
     );
 }
+
+#[test]
+fn docs_publish_the_spec_schema_the_code_checks() {
+    let docs = include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/agents.md"));
+    let (_, rest) = docs
+        .split_once("```json\n")
+        .expect("docs/agents.md has a json block");
+    let (block, _) = rest.split_once("\n```").unwrap();
+    let published: Value = serde_json::from_str(block).unwrap();
+    assert_eq!(published, trellis_core::agents::spec::spec_schema());
+}
