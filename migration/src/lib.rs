@@ -24,6 +24,7 @@ mod m20261206_000019_rate_limits;
 mod m20261206_000020_process_upkeep;
 mod m20261206_000021_request_context;
 mod m20261206_000022_accounts;
+mod m20261206_000023_agents;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -55,6 +56,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000020_process_upkeep::Migration),
             Box::new(m20261206_000021_request_context::Migration),
             Box::new(m20261206_000022_accounts::Migration),
+            Box::new(m20261206_000023_agents::Migration),
         ]
     }
 }

@@ -124,6 +124,18 @@ const CONSTRAINTS: &[(&str, &str, &str)] = &[
     ("process_versions_model_connection", "connectionId", "a model provider needs a connection and a model"),
     ("process_deployments_version_published", "versionId", "an environment serves only a published version promoted to it"),
     ("triggers_key_format", "key", "key must be 2 to 63 lowercase letters, digits, '_' or '-', starting with a letter"),
+    ("agents_tenant_slug_key", "slug", "an agent with this slug already exists"),
+    ("agents_slug_format", "slug", "slug must be 2 to 63 lowercase letters, digits, '_' or '-', starting with a letter"),
+    ("agents_name_length", "name", "name must be 1 to 200 characters"),
+    ("agents_tool_policy_shape", "toolPolicy", "a tool policy is {\"tools\": {\"<key>\": \"ALLOW\" | \"ASK\" | \"DENY\"}, \"default\": …}"),
+    ("agents_budget_shape", "budget", "a budget has only monthlyCostLimit and monthlyTokenLimit, both numbers"),
+    ("agents_active_version_active", "id", "an agent runs only one of its active versions"),
+    ("agent_versions_number_key", "agentId", "another version was created at the same time; try again"),
+    ("agent_versions_one_active_key", "id", "another version was activated at the same time; try again"),
+    ("agent_versions_active_immutable", "id", "this agent version is not a draft and cannot change"),
+    ("agent_versions_flow_published", "flowVersionId", "the flow of an active agent version must be a published workflow version"),
+    ("agent_labels_name_key", "label", "this label was created at the same time; try again"),
+    ("agent_labels_name_format", "label", "a label is 1 to 63 lowercase letters, digits, '_' or '-', starting with a letter"),
 ];
 
 impl From<DbErr> for Error {

@@ -257,3 +257,67 @@ pub enum CallStatus {
     RateLimited,
     InvalidInput,
 }
+
+/// What an agent is for.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum AgentRole {
+    Pm,
+    Engineering,
+    Operations,
+    Custom,
+}
+
+/// How an agent is doing.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum AgentStatus {
+    Active,
+    Idle,
+    Error,
+    Paused,
+    Provisioning,
+}
+
+/// The size of model an agent runs on.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum ModelTier {
+    Haiku,
+    Sonnet,
+    Opus,
+}
+
+/// How much an agent's model thinks before it answers.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum ThinkingMode {
+    Off,
+    Low,
+    High,
+}
+
+/// Where an agent version is in its life: a draft changes; active and archived
+/// versions never do.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum AgentVersionStatus {
+    Draft,
+    Active,
+    Archived,
+}

@@ -36,10 +36,14 @@ pub enum IdKind {
     RateLimit,
     /// A signed-in session: a refresh-token family.
     Session,
+    Agent,
+    AgentVersion,
+    AgentLabel,
+    AgentLabelMove,
 }
 
 impl IdKind {
-    pub const ALL: [IdKind; 27] = [
+    pub const ALL: [IdKind; 31] = [
         IdKind::Tenant,
         IdKind::User,
         IdKind::Membership,
@@ -67,6 +71,10 @@ impl IdKind {
         IdKind::CallLog,
         IdKind::RateLimit,
         IdKind::Session,
+        IdKind::Agent,
+        IdKind::AgentVersion,
+        IdKind::AgentLabel,
+        IdKind::AgentLabelMove,
     ];
 
     /// The prefix, without its underscore.
@@ -99,6 +107,10 @@ impl IdKind {
             IdKind::CallLog => "call",
             IdKind::RateLimit => "rl",
             IdKind::Session => "ses",
+            IdKind::Agent => "agt",
+            IdKind::AgentVersion => "agv",
+            IdKind::AgentLabel => "agl",
+            IdKind::AgentLabelMove => "alm",
         }
     }
 }

@@ -1,6 +1,10 @@
 #![doc = include_str!("../README.md")]
 
 pub mod action;
+pub mod agent;
+pub mod agent_label;
+pub mod agent_label_move;
+pub mod agent_version;
 pub mod api_key;
 pub mod app;
 pub mod app_version;
@@ -36,8 +40,9 @@ pub mod workflow_transition;
 pub mod workflow_version;
 
 pub use enums::{
-    ActionKind, ActorType, AppCategory, CallStatus, Environment, InvitationStatus, PlatformRole,
-    ProviderKind, ResponseFormat, Role, RunStatus, Severity, StepRunStatus, StepType, TenantPlan,
-    TenantStatus, TriggerType, VersionStatus, WorkflowStatus,
+    ActionKind, ActorType, AgentRole, AgentStatus, AgentVersionStatus, AppCategory, CallStatus,
+    Environment, InvitationStatus, ModelTier, PlatformRole, ProviderKind, ResponseFormat, Role,
+    RunStatus, Severity, StepRunStatus, StepType, TenantPlan, TenantStatus, ThinkingMode,
+    TriggerType, VersionStatus, WorkflowStatus,
 };
 pub use id::{IdKind, PrefixedId};

@@ -2,6 +2,7 @@
 
 #[macro_use]
 mod payload;
+pub mod agents;
 pub mod context;
 pub mod error;
 pub mod identity;
@@ -41,6 +42,7 @@ pub struct Query(
     notifications::NotificationsQuery,
     processes::ProcessesQuery,
     processes::RateLimitsQuery,
+    agents::AgentsQuery,
 );
 
 /// Every mutation field.
@@ -55,6 +57,7 @@ pub struct Mutation(
     notifications::NotificationsMutation,
     processes::ProcessesMutation,
     processes::RateLimitsMutation,
+    agents::AgentsMutation,
 );
 
 /// Every subscription field (over graphql-ws only).

@@ -17,10 +17,11 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, IdenStatic, Iterable, Q
 use trellis_core::RequestScope;
 use trellis_entity::columns::ColumnSet;
 use trellis_entity::{
-    action, api_key, app, app_version, approval_decision, audit_event, call_log, client,
-    connection, connection_secret, invitation, membership, process, process_deployment,
-    process_version, secret, step_attempt, step_run, tenant, trigger, user, workflow, workflow_run,
-    workflow_step, workflow_transition, workflow_version,
+    action, agent, agent_label, agent_label_move, agent_version, api_key, app, app_version,
+    approval_decision, audit_event, call_log, client, connection, connection_secret, invitation,
+    membership, process, process_deployment, process_version, secret, step_attempt, step_run,
+    tenant, trigger, user, workflow, workflow_run, workflow_step, workflow_transition,
+    workflow_version,
 };
 use uuid::Uuid;
 
@@ -208,6 +209,22 @@ by_id!(
     /// A call log entry by id.
     CallLogById => call_log::Model
 );
+by_id!(
+    /// An agent by id (deleted ones too: `node` shows them for restoring).
+    AgentById => agent::Model
+);
+by_id!(
+    /// An agent version by id.
+    AgentVersionById => agent_version::Model
+);
+by_id!(
+    /// An agent label by id.
+    AgentLabelById => agent_label::Model
+);
+by_id!(
+    /// A move of an agent label by id.
+    AgentLabelMoveById => agent_label_move::Model
+);
 
 macro_rules! by_parent {
     ($(#[$doc:meta])* $key:ident => $entity:ident . $column:ident ($field:ident), ordered by $order:ident) => {
@@ -264,6 +281,18 @@ by_parent!(
 by_parent!(
     /// The environments of a process and the versions they serve.
     DeploymentsOfProcess => process_deployment.ProcessId(process_id), ordered by Environment
+);
+by_parent!(
+    /// The versions of an agent, by number.
+    VersionsOfAgent => agent_version.AgentId(agent_id), ordered by Number
+);
+by_parent!(
+    /// The labels of an agent, by name.
+    LabelsOfAgent => agent_label.AgentId(agent_id), ordered by Name
+);
+by_parent!(
+    /// The label moves of an agent, oldest first.
+    LabelMovesOfAgent => agent_label_move.AgentId(agent_id), ordered by CreatedAt
 );
 by_parent!(
     /// The versions of a workflow, by number.
@@ -652,4 +681,11 @@ pub fn forget_all(loader: &RequestLoader) {
     loader.clear::<CallLogById>();
     loader.clear::<VersionsOfProcess>();
     loader.clear::<DeploymentsOfProcess>();
+    loader.clear::<AgentById>();
+    loader.clear::<AgentVersionById>();
+    loader.clear::<AgentLabelById>();
+    loader.clear::<AgentLabelMoveById>();
+    loader.clear::<VersionsOfAgent>();
+    loader.clear::<LabelsOfAgent>();
+    loader.clear::<LabelMovesOfAgent>();
 }

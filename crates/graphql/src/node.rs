@@ -3,13 +3,15 @@
 use async_graphql::{Context, Interface, Object, ID};
 use trellis_entity::{IdKind, PrefixedId};
 
+use crate::agents::types::{Agent, AgentLabel, AgentLabelMove, AgentVersion};
 use crate::context::{load_error, ContextExt};
 use crate::identity::types::{ApiKey, AuditEvent, Invitation, Membership, Tenant, User};
 use crate::integrations::types::{Action, App, AppVersion, Connection, Secret};
 use crate::loaders::{
-    ActionById, ApiKeyById, AppById, AppVersionById, AuditEventById, CallLogById, ClientById,
-    ConnectionById, InvitationById, MembershipById, ProcessById, ProcessVersionById, RunByIdIn,
-    SecretById, StepRunByIdIn, TenantById, TriggerById, UserById, WorkflowById, WorkflowStepById,
+    ActionById, AgentById, AgentLabelById, AgentLabelMoveById, AgentVersionById, ApiKeyById,
+    AppById, AppVersionById, AuditEventById, CallLogById, ClientById, ConnectionById,
+    InvitationById, MembershipById, ProcessById, ProcessVersionById, RunByIdIn, SecretById,
+    StepRunByIdIn, TenantById, TriggerById, UserById, WorkflowById, WorkflowStepById,
     WorkflowTransitionById, WorkflowVersionById,
 };
 use crate::notifications::Notification;
@@ -56,6 +58,10 @@ pub enum Node {
     Process(Process),
     ProcessVersion(ProcessVersion),
     CallLog(CallLog),
+    Agent(Agent),
+    AgentVersion(AgentVersion),
+    AgentLabel(AgentLabel),
+    AgentLabelMove(AgentLabelMove),
 }
 
 /// The most IDs `nodes(ids:)` takes at once.
@@ -179,6 +185,22 @@ async fn fetch(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>
             .load_one(CallLogById(uuid))
             .await
             .map(|m| m.map(|m| Node::CallLog(m.into()))),
+        IdKind::Agent => loader
+            .load_one(AgentById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::Agent(m.into()))),
+        IdKind::AgentVersion => loader
+            .load_one(AgentVersionById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::AgentVersion(m.into()))),
+        IdKind::AgentLabel => loader
+            .load_one(AgentLabelById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::AgentLabel(m.into()))),
+        IdKind::AgentLabelMove => loader
+            .load_one(AgentLabelMoveById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::AgentLabelMove(m.into()))),
         // Promotions are read through their process, limits through `rateLimits`.
         // Sessions are listed by `viewer.sessions`, to their user only.
         IdKind::ProcessPromotion | IdKind::RateLimit | IdKind::Session => return Ok(None),

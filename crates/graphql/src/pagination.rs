@@ -110,7 +110,8 @@ keyed!(
     trigger,
     workflow_run,
     process,
-    call_log
+    call_log,
+    agent
 );
 
 /// Validated paging arguments.

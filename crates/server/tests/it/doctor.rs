@@ -34,6 +34,10 @@ async fn a_migrated_database_is_healthy() {
         "response_cache",
         "process_usage_hourly",
         "rate_limits",
+        "agents",
+        "agent_versions",
+        "agent_labels",
+        "agent_label_moves",
     ] {
         assert!(
             report

@@ -178,7 +178,7 @@ async fn snapshot(app: &TestApp, tenant: Uuid) -> Value {
 /// Runs one statement as `me` (the application role, tenant and user set, no other
 /// filter) in its own transaction, committed when it succeeds and `commit`, rolled back
 /// otherwise.
-async fn attempt(
+pub(crate) async fn attempt(
     pool: &DatabaseConnection,
     me: &Member,
     sql: &str,
@@ -212,7 +212,7 @@ type Probe = (
     Vec<SqlValue>,
 );
 
-fn message(err: &DbErr) -> Option<String> {
+pub(crate) fn message(err: &DbErr) -> Option<String> {
     trellis_core::error::database_error(err).map(|e| e.message().to_owned())
 }
 
@@ -666,7 +666,7 @@ async fn without_a_tenant_no_process_row_is_visible_or_writable() {
 }
 
 /// The code and message of each error and the data: what tells two answers apart.
-fn answer(body: &Value) -> Value {
+pub(crate) fn answer(body: &Value) -> Value {
     let errors: Vec<Value> = body["errors"]
         .as_array()
         .map(|errors| {

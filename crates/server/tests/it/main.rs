@@ -3,6 +3,7 @@
 
 mod abuse;
 mod accounts;
+mod agents;
 mod approvals;
 mod audit;
 mod auth;
@@ -16,6 +17,7 @@ mod engine;
 mod events;
 mod graphql_api;
 mod http;
+mod isolation_agents;
 mod isolation_engine;
 mod isolation_graphql;
 mod isolation_integrations;

@@ -1,0 +1,32 @@
+//! Agents: AI agents a tenant builds. An agent has numbered versions (a markdown spec,
+//! a spec JSON checked against a published JSON Schema, and a flow that is a workflow
+//! version); one version at a time is active and runs, and active versions never
+//! change. Labels (production, staging, …) point at versions and keep the history of
+//! every move. Runs, tool-policy enforcement and budgets are not built yet. See
+//! docs/agents.md.
+
+pub mod agent;
+pub mod labels;
+pub mod spec;
+pub mod versions;
+
+use crate::{Error, Result};
+
+/// An agent slug: 2 to 63 lowercase letters, digits, '_' or '-', starting with a letter
+/// (the table's CHECK constraint).
+pub(crate) fn check_slug(slug: &str) -> Result<String> {
+    let slug = slug.trim();
+    let valid = (2..=63).contains(&slug.len())
+        && slug.starts_with(|c: char| c.is_ascii_lowercase())
+        && slug
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '_' | '-'));
+    if valid {
+        Ok(slug.to_owned())
+    } else {
+        Err(Error::bad_input(
+            "slug",
+            "slug must be 2 to 63 lowercase letters, digits, '_' or '-', starting with a letter",
+        ))
+    }
+}
