@@ -197,6 +197,60 @@ def rows_dashboard(doc: dict) -> list[int]:
     return [1, total]
 
 
+# The same data, value by value where it is cheap to compare: the twin's result sets
+# (header, rows as "a|b|c") against the GraphQL response.
+
+def _column(block: tuple[list[str], list[str]], name: str) -> list[str]:
+    header, rows = block
+    i = header.index(name)
+    return [row.split("|")[i] for row in rows]
+
+
+def _distinct(values: list[str]) -> list[str]:
+    return list(dict.fromkeys(values))
+
+
+def same_viewer(doc: dict, blocks: list) -> str | None:
+    data = doc["data"]
+    want = [data["viewer"]["role"].lower(), data["viewer"]["user"]["email"], data["tenant"]["slug"]]
+    got = [_column(blocks[1], c)[0] for c in ("role", "email", "slug")]
+    return None if got == want else f"twin {got}, GraphQL {want}"
+
+
+def same_keys(field: str, column: str = "key"):
+    def same(doc: dict, blocks: list) -> str | None:
+        want = [e["node"]["key"] for e in doc["data"][field]["edges"]]
+        got = _distinct(_column(blocks[1], column))
+        return None if got == want else f"twin keys {got[:5]}..., GraphQL {want[:5]}..."
+    return same
+
+
+def same_detail(doc: dict, blocks: list) -> str | None:
+    node = doc["data"]["node"]
+    steps = [s["stepKey"] for s in node["stepRuns"]]
+    lines = [e["node"]["message"] for e in node["logs"]["edges"]]
+    if _column(blocks[1], "step_key") != steps:
+        return f"twin step runs {_column(blocks[1], 'step_key')}, GraphQL {steps}"
+    if _column(blocks[2], "message") != lines:
+        return "the twin's log lines differ from the GraphQL response's"
+    return None
+
+
+def same_runs_page(doc: dict, blocks: list) -> str | None:
+    want = [prefixed_uuid(e["node"]["id"], "run") for e in doc["data"]["runs"]["edges"]]
+    got = _distinct(_column(blocks[1], "id"))
+    return None if got == want else "the twin's runs (or their order) differ from the GraphQL response's"
+
+
+def same_catalog(doc: dict, blocks: list) -> str | None:
+    want = [prefixed_uuid(e["node"]["id"], "app") for e in doc["data"]["apps"]["edges"]]
+    got = _distinct(_column(blocks[1], "id"))
+    total = {int(x) for x in _column(blocks[1], "total_count")}
+    if total != {doc["data"]["apps"]["totalCount"]}:
+        return f"twin total count {total}, GraphQL {doc['data']['apps']['totalCount']}"
+    return None if got == want else "the twin's apps (or their order) differ from the GraphQL response's"
+
+
 # --------------------------------------------------------------------------- twins
 
 def twin_statements(path: str) -> int:
@@ -281,7 +335,7 @@ def seed(cfg: argparse.Namespace, psql: str, pg: dict, db: dict) -> dict:
     finally:
         c.close()
     t3 = time.perf_counter()
-    catalog = seed_catalog(url, cfg.catalog_apps, cfg.catalog_actions, slug="matrix-catalog")
+    catalog = seed_catalog(url, cfg.catalog_apps, cfg.catalog_actions, slug=f"matrix-catalog-{os.getpid()}")
     t4 = time.perf_counter()
     log(f"matrix seed: run detail ({per_step * cfg.steps} log lines) and startRun workflow in {t3 - t2:.1f}s, "
         f"catalog ({catalog['apps']} apps) in {t4 - t3:.1f}s")
@@ -316,20 +370,21 @@ def shapes(cfg: argparse.Namespace, seeded: dict) -> list[dict]:
     detail_expect = {"steps": steps, "lines": live["lines"]}
     out = [
         {"name": "viewer", "kind": "read", "query": VIEWER, "operation": "Viewer", "n": 0, "variables": {},
-         "prefix": b'{"data":{"viewer":{', "check": check_viewer, "rows": rows_flat, "token": main["token"]},
+         "prefix": b'{"data":{"viewer":{', "check": check_viewer, "rows": rows_flat, "same": same_viewer, "token": main["token"]},
         {"name": "workflows_page", "kind": "read", "query": WORKFLOWS_PAGE, "operation": "WorkflowsPage",
          "n": cfg.workflows_page, "prefix": b'{"data":{"workflows":{',
          "check": lambda doc, n: check_workflows_page(doc, n, {"workflows": cfg.workflows, "steps": steps}),
-         "rows": rows_edges("workflows"), "token": main["token"]},
+         "rows": rows_edges("workflows"), "same": same_keys("workflows"), "token": main["token"]},
         {"name": "run_detail", "kind": "read", "query": run_detail_query(live["detail_run"]),
          "operation": "RunDetail", "n": cfg.detail_page, "prefix": b'{"data":{"node":{',
-         "check": lambda doc, n: check_detail(doc, n, detail_expect), "rows": rows_detail,
+         "check": lambda doc, n: check_detail(doc, n, detail_expect), "rows": rows_detail, "same": same_detail,
          "token": live["token"], "defines": {"run": prefixed_uuid(live["detail_run"], "run")}},
         {"name": "runs_page", "kind": "read", "query": RUNS_PAGE, "operation": "RunsPage", "n": cfg.runs_page,
-         "prefix": b'{"data":{"runs":{', "check": None, "rows": rows_runs_page, "token": main["token"]},
+         "prefix": b'{"data":{"runs":{', "check": None, "rows": rows_runs_page, "same": same_runs_page,
+         "token": main["token"]},
         {"name": "catalog", "kind": "read", "query": CATALOG, "operation": "Catalog", "n": cfg.catalog_page,
          "prefix": b'{"data":{"apps":{', "check": lambda doc, n: check_catalog(doc, n, cat["apps"]),
-         "rows": rows_catalog, "token": cat["token"]},
+         "rows": rows_catalog, "same": same_catalog, "token": cat["token"]},
         {"name": "start_run", "kind": "write", "query": START, "operation": "Start", "n": 0,
          "prefix": b'{"data":{"startRun":{"run":{', "check": check_start, "rows": rows_flat,
          "token": live["token"], "defines": {"workflow": prefixed_uuid(live["start_workflow"], "wf")}},
@@ -339,12 +394,14 @@ def shapes(cfg: argparse.Namespace, seeded: dict) -> list[dict]:
         out.append({"name": "runs_dashboard", "kind": "dashboard", "query": RUNS_DASHBOARD,
                     "operation": "RunsDash", "n": n, "prefix": b'{"data":{"workflows":{',
                     "check": lambda doc, n: check_dashboard(doc, n, dash_expect), "rows": rows_dashboard,
+                    "same": same_keys("workflows"),
                     "token": main["token"], "scale": n in cfg.scale_sizes,
                     "matrix": n == cfg.dashboard_page})
     out = [s for s in out if s["name"] in cfg.shapes]
     for s in out:
         s.setdefault("variables", None)
         s.setdefault("defines", {})
+        s.setdefault("same", None)
         s.setdefault("scale", False)
         s.setdefault("matrix", True)
         s["key"] = f"{s['name']}@{s['n']}" if s["name"] == "runs_dashboard" else s["name"]
@@ -405,6 +462,8 @@ def prepare(cfg: argparse.Namespace, shape: dict, seeded: dict, psql: str, db: d
     if got != want:
         raise RuntimeError(f"{shape['key']}: the twin returned {got} rows per statement, the GraphQL "
                            f"response holds {want}")
+    if shape["same"] and (problem := shape["same"](doc, blocks)):
+        raise RuntimeError(f"{shape['key']}: the twin's data differ: {problem}")
     if shape["name"] == "start_run":
         row = dict(zip(blocks[-1][0], blocks[-1][1][0].split("|")))
         wrote = {k: int(row[k]) for k in ("step_runs", "keys", "audit_events")}
@@ -419,7 +478,7 @@ def prepare(cfg: argparse.Namespace, shape: dict, seeded: dict, psql: str, db: d
     bodies = bodies_for(shape, seeded, max(1, cfg.probe))
     shape["probe"] = probe_statements(cfg.url, shape["token"], n, cfg.probe, shape["query"],
                                       shape["variables"], bodies)
-    log(f"matrix {shape['key']}: twin rows {got} OK, statements one at a time {shape['probe']}, "
+    log(f"matrix {shape['key']}: twin rows {got}{' and values' if shape['same'] else ''} OK, statements one at a time {shape['probe']}, "
         f"twin {shape['twin_statements']}")
 
 
@@ -588,6 +647,8 @@ def main() -> int:
     for shape in matrix:
         for conc in shape["concurrency"]:
             rs = [r for r in gql_runs if r["shape"] == shape["key"] and r["concurrency"] == conc]
+            if not rs:  # BENCH_RUNS=0: the checks and probes only
+                continue
             row = summarize(rs, conc)
             row.update({"shape": shape["name"], "key": shape["key"], "kind": shape["kind"],
                         "probe": shape["probe"], "twin_check": shape["twin_check"],

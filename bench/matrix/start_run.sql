@@ -35,7 +35,7 @@ WITH w AS (
     INSERT INTO workflow_runs (id, tenant_id, workflow_id, version_id, trigger_type, client_id, status,
                                input, is_simulation, idempotency_key, created_by)
     SELECT gen_random_uuid(), tenant_id, id, version_id, 'manual', client_id, 'pending',
-           '{"n": 1}'::jsonb, false, idempotency_key, :user
+           '{"n": 1}'::jsonb, false, idempotency_key, :user::uuid
     FROM w
     RETURNING id, tenant_id, workflow_id, version_id, idempotency_key
 ), k AS (
@@ -52,7 +52,7 @@ WITH w AS (
 ), a AS (
     INSERT INTO audit_events (id, tenant_id, actor_type, actor_id, action, target_type, target_id,
                               severity, ip, user_agent, details)
-    SELECT gen_random_uuid(), r.tenant_id, 'user', :user, 'run.start', 'run', r.id, 'info',
+    SELECT gen_random_uuid(), r.tenant_id, 'user', :user::uuid, 'run.start', 'run', r.id, 'info',
            '127.0.0.1', 'pgbench',
            jsonb_build_object('workflow', w.key, 'version', w.number, 'trigger', 'MANUAL',
                               'simulation', false, 'retryOf', NULL)
