@@ -717,7 +717,7 @@ def main() -> int:
         ["shape", "n", "conc", "req/s", "p50 ms", "p99 ms", "p99/p50", "stmts/req", "twin stmts",
          "srv CPU ms/req", "pg CPU ms/req", "twin pg CPU ms/txn", "pg x twin", "twin tps", "twin p50 ms",
          "twin p99 ms", "ratio", "min", "RSS peak MB", "budgets", "failures"],
-        [[r["shape"], str(r["n"]), str(r["concurrency"]), f"{r['rps']:.1f}", f"{r['p50_ms']:.1f}",
+        [[r["shape"], str(r["n"]) if r["n"] else "-", str(r["concurrency"]), f"{r['rps']:.1f}", f"{r['p50_ms']:.1f}",
           f"{r['p99_ms']:.1f}", f"{r['p99_over_p50']:.2f}", f"{r['statements_per_request']:.2f}",
           str(r["twin_statements"]), f"{r['server_cpu_ms_per_request']:.2f}",
           f"{r['postgres_cpu_ms_per_request']:.2f}", fmt(r.get("sql_postgres_cpu_ms_per_txn"), ".2f"),
