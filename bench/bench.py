@@ -190,16 +190,19 @@ PUBLISH_APP_VERSION = ("mutation($i:IdInput!){ publishAppVersion(input:$i){ appV
 APP_CATEGORIES = ["CORE", "COMMUNICATION", "DEVELOPER", "PRODUCTIVITY", "EMAIL"]
 
 
-def seed_catalog(url: str, apps: int, actions: int) -> dict:
+def seed_catalog(url: str, apps: int, actions: int, slug: str = "bench-catalog") -> dict:
     """A tenant of its own (so the dashboard tenants' audit logs stay as they were)
     with `apps` private apps, each with one published version of `actions` actions;
     the public built-in catalog comes on top. Returns the owner's token, the number
-    of apps the tenant sees and the seeding time."""
+    of apps the tenant sees and the seeding time. `slug` names the tenant and its
+    owner (`<slug minus "bench-">-owner@…`), so that other phases on the same server
+    can seed a catalog of their own."""
     t0 = time.perf_counter()
     c = Client(url)
     try:
-        user_token = sign_up(c, "catalog-owner@bench.trellis.test", "Catalog Owner")
-        tenant_id = c.gql(CREATE_TENANT, {"i": {"slug": "bench-catalog", "name": "Bench Catalog"}},
+        owner = slug.removeprefix("bench-")
+        user_token = sign_up(c, f"{owner}-owner@bench.trellis.test", "Catalog Owner")
+        tenant_id = c.gql(CREATE_TENANT, {"i": {"slug": slug, "name": "Bench Catalog"}},
                           user_token)["createTenant"]["tenant"]["id"]
         token = c.gql(SWITCH_TENANT, {"i": {"tenantId": tenant_id}}, user_token)["switchTenant"]["accessToken"]
         manifest = {
@@ -426,21 +429,29 @@ LOADGEN = os.environ.get("BENCH_LOADGEN") or os.path.join(
 
 def load_run(url: str, pid: int, postmaster: int | None, token: str, n: int, conc: int,
              duration: float, warmup: int, expect: dict, query: str = DASHBOARD,
-             operation: str = "Dash", prefix: bytes = b'{"data":{"tenant":{', check=None) -> dict:
+             operation: str = "Dash", prefix: bytes = b'{"data":{"tenant":{', check=None,
+             variables: dict | None = None, bodies: list[bytes] | None = None) -> dict:
     """Load of one query at page size `n` through `trellis-loadgen` (persistent
     connections, one thread, like pgbench's client); the dashboard unless `query` says
     otherwise (then `prefix` is what every response starts with and `check(doc, n)` the
-    full check). Every response is checked for its status, prefix and the absence of
-    "errors"; the first of each connection and every 25th are parsed in full here."""
-    body = json.dumps({"query": query, "variables": {"n": n}, "operationName": operation}).encode()
+    full check). `variables` replace the default `{"n": n}`; `bodies` (one JSON request
+    body each, sent in turn by all connections: `--bodies`) replace the one body
+    altogether, e.g. for mutations that need a fresh idempotency key per request.
+    Every response is checked for its status, prefix and the absence of "errors"; the
+    first of each connection and every 25th are parsed in full here."""
+    body = json.dumps({"query": query, "variables": {"n": n} if variables is None else variables,
+                       "operationName": operation}).encode()
     sample_problems: list[str] = []
     with tempfile.TemporaryDirectory(prefix="trellis-load-") as tmp:
         body_file = os.path.join(tmp, "body.json")
         samples_file = os.path.join(tmp, "samples.jsonl")
         with open(body_file, "wb") as f:
-            f.write(body)
+            if bodies is None:
+                f.write(body)
+            else:
+                f.write(b"\n".join(bodies) + b"\n")
         gen = subprocess.Popen(
-            [LOADGEN, "--url", f"{url}/graphql", "--body", body_file,
+            [LOADGEN, "--url", f"{url}/graphql", "--bodies" if bodies is not None else "--body", body_file,
              "--header", f"Authorization: Bearer {token}", "--concurrency", str(conc),
              "--duration", str(duration), "--warmup", str(warmup),
              "--prefix", prefix.decode(), "--samples", samples_file, "--sample-every", "25"],
@@ -503,16 +514,20 @@ def load_run(url: str, pid: int, postmaster: int | None, token: str, n: int, con
     }
 
 
-def probe_statements(url: str, token: str, n: int, count: int, query: str = DASHBOARD) -> dict[str, int]:
+def probe_statements(url: str, token: str, n: int, count: int, query: str = DASHBOARD,
+                     variables: dict | None = None, bodies: list[bytes] | None = None) -> dict[str, int]:
     """Statements of `count` single requests sent one at a time: how many requests
     took how many statements, read from /metrics around each one (the server is
-    otherwise idle, so the deltas are exact)."""
+    otherwise idle, so the deltas are exact). `variables` and `bodies` as for
+    `load_run` (bodies are sent in turn)."""
     c = Client(url)
-    body = json.dumps({"query": query, "variables": {"n": n}}).encode()
+    body = json.dumps({"query": query, "variables": {"n": n} if variables is None else variables}).encode()
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
     hist: dict[int, int] = {}
     try:
-        for _ in range(count):
+        for i in range(count):
+            if bodies is not None:
+                body = bodies[i % len(bodies)]
             before = metrics(url)["trellis_sql_statements_total"]
             status, data = c.request("POST", "/graphql", body, headers)
             after = metrics(url)["trellis_sql_statements_total"]

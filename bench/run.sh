@@ -11,6 +11,8 @@
 # it, BENCH_ONLY=engine runs only it) measures `trellis worker` throughput first. The
 # processes phase (bench/processes.py, BENCH_PROCESSES=0 skips it, BENCH_ONLY=processes
 # runs only it) measures cached process calls against pgbench and a miss's added latency.
+# The matrix phase (bench/matrix.py, BENCH_MATRIX=0 skips it, BENCH_ONLY=matrix runs only
+# it) measures every request shape of issue 19 against its pgbench twin (bench/matrix/).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -79,10 +81,11 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # BENCH_ONLY=engine runs only the engine phase (below), with no other server started;
-# BENCH_ONLY=processes only the processes phase, on the main server.
+# BENCH_ONLY=processes only the processes phase, BENCH_ONLY=matrix only the matrix phase,
+# each on the main server.
 ONLY="${BENCH_ONLY:-}"
-if [[ -n "$ONLY" && "$ONLY" != engine && "$ONLY" != processes ]]; then
-    echo "==> BENCH_ONLY=$ONLY: only 'engine' and 'processes' are known" >&2
+if [[ -n "$ONLY" && "$ONLY" != engine && "$ONLY" != processes && "$ONLY" != matrix ]]; then
+    echo "==> BENCH_ONLY=$ONLY: only 'engine', 'processes' and 'matrix' are known" >&2
     exit 2
 fi
 
@@ -170,6 +173,20 @@ if [[ "${BENCH_PROCESSES:-1}" != 0 && ( -z "$ONLY" || "$ONLY" == processes ) ]];
     PROCESSES_ARGS=(--processes-json "$(dirname "$OUT")/processes.json")
 fi
 [[ "$ONLY" != processes ]] || exit 0
+
+# The request-shape matrix (bench/matrix.py, issue 19): viewer, workflows page, run
+# detail, runs page, catalog, startRun and the runs dashboard (at 5, 20 and 50
+# workflows), each GraphQL run followed by its pgbench twin (bench/matrix/<shape>.sql).
+# Its own tenants and data; results in bench/out/matrix.json. BENCH_MATRIX=0 skips it;
+# BENCH_ONLY=matrix runs only it.
+if [[ "${BENCH_MATRIX:-1}" != 0 && ( -z "$ONLY" || "$ONLY" == matrix ) ]]; then
+    mkdir -p "$(dirname "$OUT")"
+    python3 "$ROOT/bench/matrix.py" --url "$URL" --pid "$SERVER_PID" \
+        --pg-pidfile "$DATA_DIR/pg/postmaster.pid" --out "$(dirname "$OUT")/matrix.json" &
+    BENCH_PID=$!
+    wait "$BENCH_PID"
+fi
+[[ "$ONLY" != matrix ]] || exit 0
 
 # Then workflow graphs (bench/workflows.py: save+publish of 250/500/1,000 steps and the
 # workflow list's statements), then the dashboard. Each runs in the background and is
