@@ -20,10 +20,12 @@ impl MigrationName for Migration {
 
 /// `access` is one of `none` (no tenant named), `granted`, `not_member`, `key_dead`,
 /// `session_ended`, `deleted`, `suspended`; `role` is the member's role when there is
-/// one (`operator` for the engine).
+/// one (`operator` for the engine and upkeep). `engine` is the executor and scheduler,
+/// refused like a member while the tenant is suspended or deleted; `upkeep` is the
+/// maintenance loop, which keeps a suspended or deleted tenant's retention going.
 const UP: &str = "
 CREATE FUNCTION app.enter_request(tenant uuid, acting_user uuid, session uuid,
-                                  api_key uuid, engine boolean)
+                                  api_key uuid, engine boolean, upkeep boolean)
 RETURNS TABLE (access text, role text)
 LANGUAGE plpgsql VOLATILE SECURITY INVOKER AS $$
 DECLARE
@@ -57,7 +59,7 @@ BEGIN
         FROM public.tenants t JOIN public.api_keys k ON k.tenant_id = t.id AND k.id = api_key
         WHERE t.id = tenant AND k.revoked_at IS NULL
           AND (k.expires_at IS NULL OR k.expires_at > now());
-    ELSIF engine THEN
+    ELSIF engine OR upkeep THEN
         SELECT 'operator', t.status, t.deleted_at IS NOT NULL
           INTO member_role, tenant_status, tenant_deleted
         FROM public.tenants t WHERE t.id = tenant;
@@ -71,6 +73,8 @@ BEGIN
         WHEN tenant_status IS NULL AND api_key IS NOT NULL THEN 'key_dead'
         WHEN tenant_status IS NULL THEN 'not_member'
         WHEN NOT session_live THEN 'session_ended'
+        -- Upkeep (retention, clean-up) goes on while a tenant is suspended or deleted.
+        WHEN upkeep THEN 'granted'
         WHEN tenant_deleted THEN 'deleted'
         WHEN tenant_status = 'suspended' THEN 'suspended'
         ELSE 'granted'
@@ -82,7 +86,7 @@ BEGIN
     RETURN QUERY SELECT verdict, member_role;
 END
 $$;
-REVOKE ALL ON FUNCTION app.enter_request(uuid, uuid, uuid, uuid, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION app.enter_request(uuid, uuid, uuid, uuid, boolean, boolean) FROM PUBLIC;
 ";
 
 // async-trait's expansion needs the elided lifetime the trait itself declares.
@@ -93,7 +97,7 @@ impl MigrationTrait for Migration {
         let mut sql = UP.to_owned();
         sql.push_str(&grant_to_app(
             "EXECUTE",
-            "FUNCTION app.enter_request(uuid, uuid, uuid, uuid, boolean)",
+            "FUNCTION app.enter_request(uuid, uuid, uuid, uuid, boolean, boolean)",
         ));
         run_script(manager, &sql).await
     }
@@ -101,7 +105,7 @@ impl MigrationTrait for Migration {
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         run_script(
             manager,
-            "DROP FUNCTION app.enter_request(uuid, uuid, uuid, uuid, boolean);",
+            "DROP FUNCTION app.enter_request(uuid, uuid, uuid, uuid, boolean, boolean);",
         )
         .await
     }

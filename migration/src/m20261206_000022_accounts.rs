@@ -25,8 +25,9 @@ impl MigrationName for Migration {
 
 pub(crate) fn policies() -> Vec<Policies<'static>> {
     vec![
-        Policies::custom("password_resets", USER_MATCH).only(&["SELECT"]),
-        Policies::custom("email_changes", USER_MATCH).only(&["SELECT", "INSERT"]),
+        // DELETE: the maintenance loop clears a user's spent tokens as that user.
+        Policies::custom("password_resets", USER_MATCH).only(&["SELECT", "DELETE"]),
+        Policies::custom("email_changes", USER_MATCH).only(&["SELECT", "INSERT", "DELETE"]),
     ]
 }
 
@@ -145,9 +146,9 @@ impl MigrationTrait for Migration {
             "FUNCTION app.start_password_reset(uuid, text, bytea, integer), \
              app.finish_password_reset(bytea, text), app.confirm_email_change(bytea)",
         ));
-        sql.push_str(&grant_to_app("SELECT", "password_resets"));
+        sql.push_str(&grant_to_app("SELECT, DELETE", "password_resets"));
         sql.push_str(&grant_to_app(
-            "SELECT, INSERT (id, user_id, new_email, token_hash, expires_at)",
+            "SELECT, DELETE, INSERT (id, user_id, new_email, token_hash, expires_at)",
             "email_changes",
         ));
         run_script(manager, &sql).await

@@ -20,6 +20,7 @@ pub mod processes;
 pub mod runs;
 pub mod scope;
 pub mod throttle;
+pub mod upkeep;
 pub mod workflows;
 
 pub use anyhow;

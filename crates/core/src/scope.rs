@@ -101,6 +101,11 @@ pub enum Principal {
     Engine {
         tenant_id: Uuid,
     },
+    /// The maintenance loop, keeping one tenant's retention and clean-up going (also
+    /// while it is suspended or deleted), under the tenant's RLS like any request.
+    Upkeep {
+        tenant_id: Uuid,
+    },
 }
 
 /// Facts about the HTTP request that the audit log records.
@@ -182,6 +187,18 @@ impl RequestScope {
         )
     }
 
+    /// A scope of the maintenance loop in one tenant, as [`Principal::Upkeep`].
+    pub fn for_upkeep(db: AppDb, tenant_id: Uuid) -> Arc<Self> {
+        Self::new(
+            db,
+            Principal::Upkeep { tenant_id },
+            RequestMeta {
+                request_id: "maintenance".into(),
+                ..RequestMeta::default()
+            },
+        )
+    }
+
     pub fn new(db: AppDb, principal: Principal, meta: RequestMeta) -> Arc<Self> {
         Arc::new(Self {
             db,
@@ -236,7 +253,9 @@ impl RequestScope {
             Principal::ApiKey {
                 tenant_id, key_id, ..
             } => (Some(*tenant_id), None, Some(*key_id)),
-            Principal::Engine { tenant_id } => (Some(*tenant_id), None, None),
+            Principal::Engine { tenant_id } | Principal::Upkeep { tenant_id } => {
+                (Some(*tenant_id), None, None)
+            }
         };
         if tenant.is_none() && user.is_none() {
             return Ok(Begun {
@@ -247,13 +266,14 @@ impl RequestScope {
         // One statement sets the tenant and user transaction-locally, re-checks the
         // caller's access and, when it is refused, resets the tenant (fail closed).
         let row = AccessRow::find_by_statement(stmt(
-            "SELECT access, role FROM app.enter_request($1, $2, $3, $4, $5)",
+            "SELECT access, role FROM app.enter_request($1, $2, $3, $4, $5, $6)",
             [
                 tenant.into(),
                 user.into(),
                 self.session_id().into(),
                 key.into(),
                 matches!(self.principal, Principal::Engine { .. }).into(),
+                matches!(self.principal, Principal::Upkeep { .. }).into(),
             ],
         ))
         .one(&tx)
@@ -364,9 +384,9 @@ impl RequestScope {
     pub fn user_id(&self) -> Result<Uuid> {
         match self.principal {
             Principal::User { user_id, .. } => Ok(user_id),
-            Principal::ApiKey { .. } | Principal::Engine { .. } => Err(Error::Forbidden(
-                "this needs a signed-in user, not an API key",
-            )),
+            Principal::ApiKey { .. } | Principal::Engine { .. } | Principal::Upkeep { .. } => Err(
+                Error::Forbidden("this needs a signed-in user, not an API key"),
+            ),
             Principal::Anonymous => Err(Error::Unauthenticated),
         }
     }
@@ -376,7 +396,7 @@ impl RequestScope {
         match &self.principal {
             Principal::User { user_id, .. } => Actor::User(*user_id),
             Principal::ApiKey { key_id, .. } => Actor::ApiKey(*key_id),
-            Principal::Engine { .. } => Actor::System,
+            Principal::Engine { .. } | Principal::Upkeep { .. } => Actor::System,
             Principal::Anonymous => {
                 match *self.acting_user.lock().unwrap_or_else(|e| e.into_inner()) {
                     Some(user) => Actor::User(user),

@@ -429,9 +429,11 @@ pub fn spawn_scheduler(config: &Config, state: &AppState) -> Option<tokio::task:
 }
 
 /// Starts the background maintenance: the log store's outbox replay or purge, throttle
-/// purges and process upkeep (expired cache entries and call payloads, in each
-/// tenant's transaction) on the application pool, and, when an admin URL is known, run-payload retention and the
-/// report rollups on the owner connection (they cross tenants).
+/// purges, tenant upkeep (run retention, expired invitations and idempotency keys),
+/// account upkeep (spent credentials) and process upkeep (expired cache entries and
+/// call payloads), each tenant's or user's in its own transaction under RLS, on the
+/// application pool; and, when an admin URL is known, the report rollups on the owner
+/// connection.
 pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Option<&str>) {
     let every = std::time::Duration::from_secs(config.maintenance_interval.max(1));
     tokio::spawn(state.logs.clone().maintain(state.db.pool().clone(), every));
@@ -447,6 +449,36 @@ pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Opt
                 Err(err) => {
                     telemetry::maintenance_failure("throttle_purge");
                     tracing::warn!(error = ?err, "purging request throttles failed");
+                }
+            }
+            match trellis_core::upkeep::tenant_pass(&db, 500, 1000).await {
+                Ok(pass) => {
+                    telemetry::maintenance_pass("tenant_upkeep", pass.rows());
+                    if pass.failed > 0 {
+                        telemetry::maintenance_failure("tenant_upkeep");
+                    }
+                    if pass.tenants > 0 {
+                        tracing::info!(?pass, "tenant upkeep pass");
+                    }
+                }
+                Err(err) => {
+                    telemetry::maintenance_failure("tenant_upkeep");
+                    tracing::warn!(error = ?err, "tenant upkeep failed");
+                }
+            }
+            match trellis_core::upkeep::account_pass(&db, 1000).await {
+                Ok(pass) => {
+                    telemetry::maintenance_pass(
+                        "account_upkeep",
+                        pass.refresh_tokens_deleted + pass.account_tokens_deleted,
+                    );
+                    if pass.failed > 0 {
+                        telemetry::maintenance_failure("account_upkeep");
+                    }
+                }
+                Err(err) => {
+                    telemetry::maintenance_failure("account_upkeep");
+                    tracing::warn!(error = ?err, "account upkeep failed");
                 }
             }
             match trellis_core::processes::upkeep::upkeep_pass(&db, 500, 1000).await {
@@ -467,13 +499,13 @@ pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Opt
         }
     });
     let Some(admin_url) = admin_url else {
-        tracing::info!("no admin URL: run-payload retention is not scheduled");
+        tracing::info!("no admin URL: report rollups are not scheduled");
         return;
     };
     let owner = match bootstrap::open_as_owner(admin_url, &db_names(config)).await {
         Ok(owner) => owner,
         Err(err) => {
-            tracing::warn!(error = %err, "run-payload retention is not scheduled");
+            tracing::warn!(error = %err, "report rollups are not scheduled");
             return;
         }
     };
@@ -481,26 +513,6 @@ pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Opt
         let mut tick = tokio::time::interval(every);
         loop {
             tick.tick().await;
-            loop {
-                match trellis_core::runs::retention::retention_pass(&owner, 500).await {
-                    Ok(pass) if pass == Default::default() => {
-                        telemetry::maintenance_pass("run_retention", 0);
-                        break;
-                    }
-                    Ok(pass) => {
-                        telemetry::maintenance_pass(
-                            "run_retention",
-                            pass.payloads_cleared + pass.runs_deleted,
-                        );
-                        tracing::info!(?pass, "run retention pass");
-                    }
-                    Err(err) => {
-                        telemetry::maintenance_failure("run_retention");
-                        tracing::warn!(error = ?err, "run retention pass failed");
-                        break;
-                    }
-                }
-            }
             // Rollups of the closed periods of the last two months; older ones exist.
             let now = chrono::Utc::now();
             let job = trellis_core::runs::reports::ReportJob {

@@ -258,9 +258,9 @@ async fn run_batch(
     let logged = access_log.then(|| {
         let tenant = match scope.principal() {
             Principal::User { tenant_id, .. } => *tenant_id,
-            Principal::ApiKey { tenant_id, .. } | Principal::Engine { tenant_id } => {
-                Some(*tenant_id)
-            }
+            Principal::ApiKey { tenant_id, .. }
+            | Principal::Engine { tenant_id }
+            | Principal::Upkeep { tenant_id } => Some(*tenant_id),
             Principal::Anonymous => None,
         };
         (scope.meta().request_id.clone(), tenant)

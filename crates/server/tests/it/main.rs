@@ -44,4 +44,5 @@ mod subscriptions;
 mod support;
 mod traces;
 mod triggers;
+mod upkeep;
 mod workflows;

@@ -54,7 +54,7 @@ pub(crate) async fn active_workflow(app: &TestApp, owner: &Member, key: &str) ->
     workflow
 }
 
-async fn start(
+pub(crate) async fn start(
     app: &TestApp,
     token: &str,
     workflow: &str,
@@ -1228,21 +1228,18 @@ async fn retention_clears_old_payloads_and_never_touches_open_runs() {
         .execute(stmt("UPDATE workflow_runs SET created_at = now() - interval '500 days' WHERE finished_at IS NULL", []))
         .await
         .unwrap();
-    let owner_db = trellis_server::bootstrap::open_as_owner(
-        &app.db.admin_url,
-        &crate::support::db_names(&app.db.name),
-    )
-    .await
-    .unwrap();
-    let pass = trellis_core::runs::retention::retention_pass(&owner_db, 100)
+    // The maintenance loop's pass: each tenant in its own transaction under RLS.
+    let db = &app.state.db;
+    let pass = trellis_core::upkeep::tenant_pass(db, 100, 1000)
         .await
         .unwrap();
+    assert_eq!((pass.tenants, pass.failed), (1, 0));
     assert_eq!(pass.payloads_cleared, 1);
     assert_eq!(pass.runs_deleted, 0);
-    let again = trellis_core::runs::retention::retention_pass(&owner_db, 100)
+    let again = trellis_core::upkeep::tenant_pass(db, 100, 1000)
         .await
         .unwrap();
-    assert_eq!(again.payloads_cleared, 0, "a second pass finds nothing");
+    assert_eq!(again, Default::default(), "a second pass finds nothing");
     let data = app
         .ok(Some(&owner.token), "query($id: ID!) { node(id: $id) { ... on WorkflowRun { status input output payloadsPurgedAt finishedAt stepRuns { status input output } } } }", json!({ "id": leases[0]["run"]["id"] }))
         .await;
@@ -1272,10 +1269,11 @@ async fn retention_clears_old_payloads_and_never_touches_open_runs() {
         ))
         .await
         .unwrap();
-    let pass = trellis_core::runs::retention::retention_pass(&owner_db, 100)
+    let pass = trellis_core::upkeep::tenant_pass(db, 100, 1000)
         .await
         .unwrap();
     assert_eq!(pass.runs_deleted, 0);
+    assert_eq!(pass.failed, 0);
     // Past the tenant's shorter run retention, finished runs go; the open one stays.
     admin
         .execute(stmt(
@@ -1284,7 +1282,12 @@ async fn retention_clears_old_payloads_and_never_touches_open_runs() {
         ))
         .await
         .unwrap();
-    let pass = trellis_core::runs::retention::retention_pass(&owner_db, 100)
+    // Suspended, the tenant's retention goes on (the engine would be refused).
+    admin
+        .execute(stmt("UPDATE tenants SET status = 'suspended'", []))
+        .await
+        .unwrap();
+    let pass = trellis_core::upkeep::tenant_pass(db, 100, 1000)
         .await
         .unwrap();
     assert_eq!(pass.runs_deleted, 1);
