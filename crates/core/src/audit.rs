@@ -97,20 +97,64 @@ pub async fn record(scope: &RequestScope, event: Event<'_>) -> Result<()> {
 
 /// Inserts queued rows, in their order, a few hundred per statement.
 pub(crate) async fn insert(db: &impl ConnectionTrait, rows: Vec<Row>) -> Result<()> {
-    let mut rows = rows.into_iter().peekable();
-    while rows.peek().is_some() {
-        let chunk: Vec<Row> = rows.by_ref().take(ROWS_PER_INSERT).collect();
+    insert_and_notify(db, rows, Vec::new()).await
+}
+
+/// [`insert`], with the NOTIFYs of a committing request (as (channel, payload)) sent
+/// in the same statement as the last rows: a mutation that audits and announces pays
+/// one round trip for both. PostgreSQL delivers the notifications at the commit.
+pub(crate) async fn insert_and_notify(
+    db: &impl ConnectionTrait,
+    rows: Vec<Row>,
+    notices: Vec<(&'static str, String)>,
+) -> Result<()> {
+    let chunks: Vec<Vec<Row>> = rows
+        .into_iter()
+        .collect::<Vec<_>>()
+        .chunks(ROWS_PER_INSERT)
+        .map(<[Row]>::to_vec)
+        .collect();
+    let last = chunks.len().saturating_sub(1);
+    let mut notices = Some(notices).filter(|n| !n.is_empty());
+    for (i, chunk) in chunks.into_iter().enumerate() {
         let tuples: Vec<String> = (0..chunk.len())
             .map(|r| {
                 let params: Vec<String> = (1..=11).map(|c| format!("${}", r * 11 + c)).collect();
                 format!("({})", params.join(", "))
             })
             .collect();
-        let sql = format!(
+        let insert = format!(
             "INSERT INTO audit_events ({COLUMNS}) VALUES {}",
             tuples.join(", ")
         );
-        db.execute(stmt(&sql, chunk.into_iter().flatten())).await?;
+        let mut values: Vec<Value> = chunk.into_iter().flatten().collect();
+        let sql = match notices.take().filter(|_| i == last) {
+            Some(notices) => {
+                let n = values.len();
+                let (channels, payloads): (Vec<String>, Vec<String>) =
+                    notices.into_iter().map(|(c, p)| (c.to_owned(), p)).unzip();
+                values.push(channels.into());
+                values.push(payloads.into());
+                format!(
+                    "WITH written AS ({insert}) \
+                     SELECT pg_notify(c, p) FROM unnest(${}::text[], ${}::text[]) AS a(c, p)",
+                    n + 1,
+                    n + 2
+                )
+            }
+            None => insert,
+        };
+        db.execute(stmt(&sql, values)).await?;
+    }
+    if let Some(notices) = notices {
+        // Nothing audited: the notifications alone.
+        let (channels, payloads): (Vec<String>, Vec<String>) =
+            notices.into_iter().map(|(c, p)| (c.to_owned(), p)).unzip();
+        db.execute(stmt(
+            "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS a(c, p)",
+            [channels.into(), payloads.into()],
+        ))
+        .await?;
     }
     Ok(())
 }

@@ -154,8 +154,9 @@ pub struct RequestScope {
     meta: RequestMeta,
     begun: OnceCell<Begun>,
     failed: AtomicBool,
-    /// Whether a mutation ran in the scope ([`Self::only_read`]).
-    mutated: AtomicBool,
+    /// Whether a mutation ran in the scope, or it queued an audit event or a
+    /// notification ([`Self::only_read`]).
+    writes: AtomicBool,
     /// Whether `app.platform_admin` is on in the transaction (until the operation ends).
     platform_admin: AtomicBool,
     acting_user: std::sync::Mutex<Option<Uuid>>,
@@ -206,7 +207,7 @@ impl RequestScope {
             meta,
             begun: OnceCell::new(),
             failed: AtomicBool::new(false),
-            mutated: AtomicBool::new(false),
+            writes: AtomicBool::new(false),
             platform_admin: AtomicBool::new(false),
             acting_user: std::sync::Mutex::new(None),
             mutation_cost: AtomicU32::new(0),
@@ -474,8 +475,24 @@ impl RequestScope {
     /// the operation turned it on, so the next operation of a batch (which shares the
     /// transaction) is not widened by it.
     pub async fn end_operation(&self) -> Result<()> {
-        // The next operation of a batch reads the audit log as this one left it.
-        self.flush_audit().await?;
+        // The next operation of a batch reads the audit log as this one left it. The
+        // operation's NOTIFYs go in the same statement: PostgreSQL holds them until
+        // the commit (and drops them on a rollback), so sending them now is safe.
+        let rows = std::mem::take(
+            &mut *self
+                .audit
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let announcements = std::mem::take(
+            &mut *self
+                .announcements
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if !(rows.is_empty() && announcements.is_empty()) {
+            crate::audit::insert_and_notify(self.tx().await?, rows, announcements).await?;
+        }
         if self.platform_admin.swap(false, Ordering::Relaxed) {
             self.tx()
                 .await?
@@ -502,6 +519,7 @@ impl RequestScope {
     /// one statement just before it commits (none if it rolls back), and the same
     /// announcement made twice is sent once.
     pub fn announce(&self, channel: &'static str, payload: String) {
+        self.writes.store(true, Ordering::Relaxed);
         let mut queued = self
             .announcements
             .lock()
@@ -513,6 +531,7 @@ impl RequestScope {
 
     /// Queues an audit row for [`Self::flush_audit`].
     pub(crate) fn queue_audit(&self, row: crate::audit::Row) {
+        self.writes.store(true, Ordering::Relaxed);
         self.audit
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -544,19 +563,14 @@ impl RequestScope {
 
     /// Records that a mutation runs in this scope.
     pub fn note_mutation(&self) {
-        self.mutated.store(true, Ordering::Relaxed);
+        self.writes.store(true, Ordering::Relaxed);
     }
 
-    /// Whether the scope only read: no mutation ran, and no audit event or notification
-    /// waits for the commit. Such a scope's commit changes nothing a client could see
-    /// (at most an API key's `last_used_at`), so the response need not wait for it.
+    /// Whether the scope only read: no mutation ran, and it never queued an audit
+    /// event or a notification. Such a scope's commit changes nothing a client could
+    /// see (at most an API key's `last_used_at`), so the response need not wait for it.
     pub fn only_read(&self) -> bool {
-        !self.mutated.load(Ordering::Relaxed)
-            && self.audit.lock().is_ok_and(|queued| queued.is_empty())
-            && self
-                .announcements
-                .lock()
-                .is_ok_and(|queued| queued.is_empty())
+        !self.writes.load(Ordering::Relaxed)
     }
 
     /// [`Self::finish`] for a scope that resolvers shared: waits (yielding) until
@@ -601,33 +615,34 @@ impl RequestScope {
     /// otherwise. Call once, after the response is computed.
     pub async fn finish(self, succeeded: bool) -> Result<()> {
         let commit = succeeded && !self.has_failed();
-        if commit {
-            if let Err(err) = self.flush_audit().await {
-                // Nothing is saved without its audit events.
+        let rows = std::mem::take(
+            &mut *self
+                .audit
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        let announcements = std::mem::take(
+            &mut *self
+                .announcements
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if commit && !(rows.is_empty() && announcements.is_empty()) {
+            // The audit events and the NOTIFYs, in one statement. Nothing is saved
+            // without its audit events.
+            let written = match self.tx().await {
+                Ok(tx) => crate::audit::insert_and_notify(tx, rows, announcements).await,
+                Err(err) => Err(err),
+            };
+            if let Err(err) = written {
                 if let Some(begun) = self.begun.into_inner() {
                     begun.tx.rollback().await?;
                 }
                 return Err(err);
             }
         }
-        let announcements = self
-            .announcements
-            .into_inner()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(begun) = self.begun.into_inner() {
             if commit {
-                if !announcements.is_empty() {
-                    let (channels, payloads): (Vec<&str>, Vec<String>) =
-                        announcements.into_iter().unzip();
-                    let channels: Vec<String> = channels.into_iter().map(str::to_owned).collect();
-                    begun
-                        .tx
-                        .execute(stmt(
-                            "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS a(c, p)",
-                            [channels.into(), payloads.into()],
-                        ))
-                        .await?;
-                }
                 begun.tx.commit().await?;
             } else {
                 begun.tx.rollback().await?;

@@ -9,13 +9,12 @@ use std::collections::BTreeMap;
 use chrono::Utc;
 use ring::digest;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveEnum, ActiveModelTrait, ConnectionTrait, EntityTrait, FromQueryResult, QuerySelect, Set,
 };
 use serde_json::{json, Value as Json};
 use trellis_entity::{
-    step_run, trigger, workflow, workflow_run, workflow_step, workflow_version, IdKind, Role,
-    RunStatus, Severity, StepRunStatus, TriggerType, VersionStatus, WorkflowStatus,
+    trigger, workflow_run, IdKind, Role, RunStatus, Severity, TriggerType, VersionStatus,
+    WorkflowStatus,
 };
 use uuid::Uuid;
 
@@ -166,6 +165,22 @@ async fn check_replay(
     Ok(())
 }
 
+/// What a start reads before it writes: the workflow, the version to run (none when
+/// the named one is not the workflow's, or no version is active) and its steps in
+/// order.
+#[derive(FromQueryResult)]
+struct RunTarget {
+    tenant_id: Uuid,
+    workflow_key: String,
+    workflow_status: WorkflowStatus,
+    client_id: Option<Uuid>,
+    version_id: Option<Uuid>,
+    version_number: Option<i32>,
+    version_status: Option<VersionStatus>,
+    step_ids: Vec<Uuid>,
+    step_keys: Vec<String>,
+}
+
 /// Makes a run and its pending step runs in the request's transaction. The caller has
 /// established the right to (a role, or a verified webhook signature) and set the
 /// tenant.
@@ -175,145 +190,126 @@ pub(crate) async fn create_run(
     new: NewRun<'_>,
 ) -> Result<Started> {
     let tx = scope.tx().await?;
-    let workflow = workflow::Entity::find_by_id(new.workflow_id)
-        .filter(workflow::Column::DeletedAt.is_null())
-        .one(tx)
-        .await?
-        .ok_or(Error::NotFound)?;
-    if workflow.status == WorkflowStatus::Archived {
+    // The workflow, the version to run and its steps, in one statement.
+    let target = RunTarget::find_by_statement(stmt(
+        "SELECT w.tenant_id, w.key AS workflow_key, w.status AS workflow_status, w.client_id, \
+           v.id AS version_id, v.number AS version_number, v.status AS version_status, \
+           coalesce(st.ids, '{}') AS step_ids, coalesce(st.keys, '{}') AS step_keys \
+         FROM workflows w \
+         LEFT JOIN workflow_versions v ON v.tenant_id = w.tenant_id AND v.workflow_id = w.id \
+           AND v.id = coalesce($2, w.active_version_id) \
+         LEFT JOIN LATERAL ( \
+           SELECT array_agg(s.id ORDER BY s.id) AS ids, array_agg(s.key ORDER BY s.id) AS keys \
+           FROM workflow_steps s WHERE s.tenant_id = w.tenant_id AND s.version_id = v.id) st ON true \
+         WHERE w.id = $1 AND w.deleted_at IS NULL",
+        [new.workflow_id.into(), new.version_id.into()],
+    ))
+    .one(tx)
+    .await?
+    .ok_or(Error::NotFound)?;
+    if target.workflow_status == WorkflowStatus::Archived {
         return Err(Error::conflict(
             Some("workflowId"),
             "an archived workflow does not run",
         ));
     }
-    let version = match new.version_id.or(workflow.active_version_id) {
-        Some(id) => workflow_version::Entity::find_by_id(id)
-            .filter(workflow_version::Column::WorkflowId.eq(workflow.id))
-            .one(tx)
-            .await?
-            .ok_or_else(|| Error::bad_input("versionId", "no such version of this workflow"))?,
-        None => {
-            return Err(Error::conflict(
+    let (Some(version_id), Some(version_number), Some(version_status)) = (
+        target.version_id,
+        target.version_number,
+        target.version_status,
+    ) else {
+        return Err(match new.version_id {
+            Some(_) => Error::bad_input("versionId", "no such version of this workflow"),
+            None => Error::conflict(
                 Some("workflowId"),
                 "the workflow has no active version: publish and activate one",
-            ))
-        }
+            ),
+        });
     };
-    if version.status != VersionStatus::Published && !new.simulation {
+    if version_status != VersionStatus::Published && !new.simulation {
         return Err(Error::bad_input(
             "versionId",
             "only simulations run a version that is not published",
         ));
     }
+    let tenant_id = target.tenant_id;
+    let workflow_id = new.workflow_id;
 
+    // One statement claims the idempotency key (or takes over an expired one) and
+    // makes the run and its step runs (one per step, pending). A live key of another
+    // start claims nothing (after waiting for that start's transaction), and then
+    // nothing is made: that start's run is the answer.
     let run_id = Uuid::now_v7();
-    if let Some(key) = &new.idempotency_key {
-        let hash = input_hash(&new.input);
-        let ttl = chrono::Duration::from_std(settings.idempotency_ttl)
-            .map_err(|e| anyhow::anyhow!("idempotency ttl: {e}"))?;
-        // Claims the key, or takes over an expired one; a live key of another start
-        // returns nothing (after waiting for that start's transaction).
-        let claimed = tx
-            .query_one(stmt(
-                "INSERT INTO run_idempotency_keys (tenant_id, workflow_id, key, run_id, input_hash, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5, now() + $6 * interval '1 second') \
-                 ON CONFLICT (tenant_id, workflow_id, key) DO UPDATE \
-                   SET run_id = EXCLUDED.run_id, input_hash = EXCLUDED.input_hash, \
-                       expires_at = EXCLUDED.expires_at, created_at = now() \
-                   WHERE run_idempotency_keys.expires_at <= now() \
-                 RETURNING run_id",
-                [
-                    workflow.tenant_id.into(),
-                    workflow.id.into(),
-                    key.clone().into(),
-                    run_id.into(),
-                    hash.clone().into(),
-                    ttl.num_seconds().into(),
-                ],
-            ))
-            .await?;
-        if claimed.is_none() {
-            let row = tx
-                .query_one(stmt(
-                    "SELECT run_id, input_hash FROM run_idempotency_keys \
-                     WHERE tenant_id = $1 AND workflow_id = $2 AND key = $3",
-                    [
-                        workflow.tenant_id.into(),
-                        workflow.id.into(),
-                        key.clone().into(),
-                    ],
-                ))
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("idempotency key vanished"))?;
-            let existing: Uuid = row.try_get("", "run_id")?;
-            let existing_hash: Vec<u8> = row.try_get("", "input_hash")?;
-            if existing_hash != hash {
-                return Err(Error::conflict(
-                    Some("idempotencyKey"),
-                    "this idempotency key was used with a different input",
-                ));
-            }
-            let run = workflow_run::Entity::find_by_id(existing)
-                .one(tx)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("idempotent run missing"))?;
-            return Ok(Started {
-                run,
-                deduplicated: true,
-            });
-        }
-    }
-
-    let run = workflow_run::ActiveModel {
-        id: Set(run_id),
-        tenant_id: Set(workflow.tenant_id),
-        workflow_id: Set(workflow.id),
-        version_id: Set(version.id),
-        trigger_id: Set(new.trigger.map(|t| t.id)),
-        trigger_type: Set(new.trigger_type),
-        client_id: Set(new.client_id.or(workflow.client_id)),
-        retry_of_id: Set(new.retry_of),
-        replay_of_id: Set(new.replay_of),
-        status: Set(RunStatus::Pending),
-        trigger_payload: Set(new.trigger_payload),
-        input: Set(Some(new.input)),
-        is_simulation: Set(new.simulation),
-        idempotency_key: Set(new.idempotency_key),
-        created_by: Set(scope.user_id().ok()),
-        ..Default::default()
-    }
-    .insert(tx)
+    let step_run_ids: Vec<Uuid> = target.step_ids.iter().map(|_| Uuid::now_v7()).collect();
+    let hash = input_hash(&new.input);
+    let ttl = chrono::Duration::from_std(settings.idempotency_ttl)
+        .map_err(|e| anyhow::anyhow!("idempotency ttl: {e}"))?;
+    let key = new.idempotency_key.clone();
+    let (claim, claimed) = match key {
+        Some(_) => (
+            "claim AS ( \
+               INSERT INTO run_idempotency_keys (tenant_id, workflow_id, key, run_id, input_hash, expires_at) \
+               VALUES ($2, $3, $13, $1, $18, now() + $19 * interval '1 second') \
+               ON CONFLICT (tenant_id, workflow_id, key) DO UPDATE \
+                 SET run_id = EXCLUDED.run_id, input_hash = EXCLUDED.input_hash, \
+                     expires_at = EXCLUDED.expires_at, created_at = now() \
+                 WHERE run_idempotency_keys.expires_at <= now() \
+               RETURNING run_id), ",
+            "WHERE EXISTS (SELECT 1 FROM claim)",
+        ),
+        None => ("", ""),
+    };
+    let made = workflow_run::Model::find_by_statement(stmt(
+        &format!(
+            "WITH {claim}run AS ( \
+               INSERT INTO workflow_runs (id, tenant_id, workflow_id, version_id, trigger_id, \
+                 trigger_type, client_id, retry_of_id, replay_of_id, status, trigger_payload, \
+                 input, is_simulation, idempotency_key, created_by) \
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12, $13, $14 \
+               {claimed} RETURNING *), \
+             steps AS ( \
+               INSERT INTO step_runs (id, tenant_id, run_id, step_id, step_key, status, attempt) \
+               SELECT s.id, $2, $1, s.step_id, s.step_key, 'pending', 0 \
+               FROM unnest($15::uuid[], $16::uuid[], $17::text[]) AS s(id, step_id, step_key) \
+               WHERE EXISTS (SELECT 1 FROM run)) \
+             SELECT * FROM run"
+        ),
+        [
+            run_id.into(),
+            tenant_id.into(),
+            workflow_id.into(),
+            version_id.into(),
+            new.trigger.map(|t| t.id).into(),
+            sea_orm::Value::from(new.trigger_type.into_value()),
+            new.client_id.or(target.client_id).into(),
+            new.retry_of.into(),
+            new.replay_of.into(),
+            new.trigger_payload.into(),
+            Some(new.input).into(),
+            new.simulation.into(),
+            new.idempotency_key.into(),
+            scope.user_id().ok().into(),
+            step_run_ids.into(),
+            target.step_ids.into(),
+            target.step_keys.into(),
+            hash.clone().into(),
+            ttl.num_seconds().into(),
+        ],
+    ))
+    .one(tx)
     .await?;
-    let steps: Vec<(Uuid, String)> = workflow_step::Entity::find()
-        .select_only()
-        .column(workflow_step::Column::Id)
-        .column(workflow_step::Column::Key)
-        .filter(workflow_step::Column::VersionId.eq(version.id))
-        .order_by_asc(workflow_step::Column::Id)
-        .into_tuple()
-        .all(tx)
-        .await?;
-    for chunk in steps.chunks(500) {
-        step_run::Entity::insert_many(chunk.iter().map(|(id, key)| step_run::ActiveModel {
-            id: Set(Uuid::now_v7()),
-            tenant_id: Set(run.tenant_id),
-            run_id: Set(run.id),
-            step_id: Set(Some(*id)),
-            step_key: Set(key.clone()),
-            status: Set(StepRunStatus::Pending),
-            attempt: Set(0),
-            ..Default::default()
-        }))
-        .exec(tx)
-        .await?;
-    }
+    let run = match (made, key) {
+        (Some(run), _) => run,
+        (None, Some(key)) => return existing_start(tx, tenant_id, workflow_id, &key, &hash).await,
+        (None, None) => return Err(anyhow::anyhow!("the new run was not returned").into()),
+    };
     audit::record(
         scope,
         Event::new(Some(run.tenant_id), "run.start")
             .target(IdKind::WorkflowRun, run.id)
             .details(json!({
-                "workflow": workflow.key,
-                "version": version.number,
+                "workflow": target.workflow_key,
+                "version": version_number,
                 "trigger": run.trigger_type,
                 "simulation": run.is_simulation,
                 "retryOf": run.retry_of_id,
@@ -324,6 +320,41 @@ pub(crate) async fn create_run(
     Ok(Started {
         run,
         deduplicated: false,
+    })
+}
+
+/// The run an earlier start with the same live key made, when the input is the same;
+/// CONFLICT on `idempotencyKey` when it differs.
+async fn existing_start(
+    tx: &sea_orm::DatabaseTransaction,
+    tenant_id: Uuid,
+    workflow_id: Uuid,
+    key: &str,
+    hash: &[u8],
+) -> Result<Started> {
+    let row = tx
+        .query_one(stmt(
+            "SELECT run_id, input_hash FROM run_idempotency_keys \
+             WHERE tenant_id = $1 AND workflow_id = $2 AND key = $3",
+            [tenant_id.into(), workflow_id.into(), key.into()],
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("idempotency key vanished"))?;
+    let existing: Uuid = row.try_get("", "run_id")?;
+    let existing_hash: Vec<u8> = row.try_get("", "input_hash")?;
+    if existing_hash != hash {
+        return Err(Error::conflict(
+            Some("idempotencyKey"),
+            "this idempotency key was used with a different input",
+        ));
+    }
+    let run = workflow_run::Entity::find_by_id(existing)
+        .one(tx)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("idempotent run missing"))?;
+    Ok(Started {
+        run,
+        deduplicated: true,
     })
 }
 

@@ -1509,3 +1509,45 @@ async fn runner_logs_are_redacted_filtered_and_paged_per_run_and_step() {
         .unwrap();
     assert_eq!(stored, 0);
 }
+
+/// A start costs four statements with or without an idempotency key (issue 19's
+/// budget: the data needs three, plus the tenant context): the tenant context, the
+/// workflow with its version and steps, the key with the run and its step runs, and
+/// the audit event with the NOTIFY. Reading the step runs back is a fifth. A repeated
+/// key answers with the first run, a different input under it is a CONFLICT.
+#[tokio::test]
+async fn a_start_costs_four_statements_and_reading_it_back_one() {
+    use std::sync::atomic::Ordering;
+    let app = TestApp::new().await;
+    let owner = app.owner("runs-cost").await;
+    let workflow = active_workflow(&app, &owner, "cost").await;
+    for (i, key) in [None, Some("k-1"), Some("k-2")].into_iter().enumerate() {
+        let before = app.state.statements.load(Ordering::Relaxed);
+        let started = start(&app, &owner.token, &workflow, json!({ "i": i }), key).await;
+        let spent = app.state.statements.load(Ordering::Relaxed) - before;
+        assert_eq!(started["userErrors"], json!([]), "{started:#}");
+        assert_eq!(started["run"]["stepRuns"].as_array().unwrap().len(), 3);
+        assert_eq!(spent, 5, "{key:?}");
+    }
+    let again = start(
+        &app,
+        &owner.token,
+        &workflow,
+        json!({ "i": 1 }),
+        Some("k-1"),
+    )
+    .await;
+    assert_eq!(again["deduplicated"], true, "{again:#}");
+    let clash = start(
+        &app,
+        &owner.token,
+        &workflow,
+        json!({ "i": 9 }),
+        Some("k-1"),
+    )
+    .await;
+    assert_eq!(
+        clash["userErrors"][0]["field"], "idempotencyKey",
+        "{clash:#}"
+    );
+}
