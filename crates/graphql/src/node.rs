@@ -30,10 +30,6 @@ use crate::workflows::types::{
     ty = "ID",
     desc = "The global ID: a type prefix and a UUID (`wf_…`), which `node` and `nodes` take."
 ))]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "a Node lives for one resolver call; boxing would cost more than it saves"
-)]
 pub enum Node {
     Tenant(Tenant),
     User(User),
