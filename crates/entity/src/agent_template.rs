@@ -25,6 +25,8 @@ pub struct Model {
     pub tool_policy: Json,
     pub spec_markdown: String,
     pub spec: Json,
+    /// The source's flow graph by step key (`{"steps", "transitions"}`); null when none.
+    pub flow: Option<Json>,
     /// `[{"skillKey", "public", "version", "config"}]`: the source's installations.
     pub skills: Json,
     pub created_by: Option<Uuid>,

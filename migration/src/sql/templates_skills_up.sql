@@ -136,6 +136,11 @@ CREATE TABLE agent_templates (
         CHECK (app.is_tool_policy(tool_policy)),
     spec_markdown text NOT NULL DEFAULT '' CHECK (length(spec_markdown) <= 200000),
     spec jsonb NOT NULL DEFAULT '{}' CHECK (jsonb_typeof(spec) = 'object'),
+    -- The source version's flow graph, by step key: {"steps": [{key, name, type,
+    -- position, config, actionId, isRequired}], "transitions": [{key, from, to,
+    -- condition, isDefault}]}; NULL when it had none. Connections are not kept: they
+    -- are the source tenant's.
+    flow jsonb CHECK (flow IS NULL OR jsonb_typeof(flow) = 'object'),
     -- [{"skillKey": …, "public": bool, "version": …, "config": {…}}, …]
     skills jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(skills) = 'array'),
     created_by uuid REFERENCES users (id) ON DELETE SET NULL,

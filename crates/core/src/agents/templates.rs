@@ -6,15 +6,18 @@
 //! into the public catalog. Instantiating copies a template into the caller's tenant
 //! as a new agent with a draft version 1, in the request's one transaction.
 //!
-//! Not copied: the flow. A public template's flow is a workflow version of another
-//! tenant, and copying graphs across tenants is left for later; the new version has no
-//! flow, and the builder sets one before activating it if the agent needs one.
+//! The flow is copied as a graph, not as a reference: the template keeps the source
+//! flow's steps and transitions by key (without connections, which are the source
+//! tenant's), and instantiating builds a new workflow in the caller's tenant, saves the
+//! graph into its version 1 and publishes it with the workflow rules (so a graph the
+//! caller's tenant cannot run — an action it cannot see, a step that needs a
+//! connection — fails the whole instantiation, naming the step).
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use serde_json::{json, Value as Json};
 use trellis_entity::{
     agent, agent_template, agent_version, skill, skill_installation, AgentStatus,
-    AgentVersionStatus, IdKind, Role, TemplateCategory,
+    AgentVersionStatus, IdKind, Role, StepType, TemplateCategory,
 };
 use uuid::Uuid;
 
@@ -22,7 +25,9 @@ use super::check_slug;
 use super::skills::install_checked;
 use crate::audit::{self, Event};
 use crate::identity::required_text;
-use crate::scope::RequestScope;
+use crate::scope::{stmt, RequestScope};
+use crate::workflows::graph::{StepSpec, TransitionSpec};
+use crate::workflows::workflow::{self as wf, NewWorkflow};
 use crate::{Error, Result};
 
 /// A new private template.
@@ -75,6 +80,117 @@ async fn snapshot_skills(scope: &RequestScope, agent_id: Uuid) -> Result<Json> {
     Ok(Json::Array(out))
 }
 
+/// The graph of workflow version `id` (the active tenant's), by step key, as a
+/// template keeps it; connections are left out (they are the source tenant's).
+async fn snapshot_flow(scope: &RequestScope, id: Uuid) -> Result<Json> {
+    let (steps, transitions) = wf::load_graph(scope.tx().await?, id).await?;
+    let steps: Vec<Json> = steps
+        .into_iter()
+        .map(|s| {
+            json!({
+                "key": s.key,
+                "name": s.name,
+                "type": s.step_type,
+                "position": s.position,
+                "config": s.config,
+                "actionId": s.action_id,
+                "isRequired": s.is_required,
+            })
+        })
+        .collect();
+    let transitions: Vec<Json> = transitions
+        .into_iter()
+        .map(|t| {
+            json!({
+                "key": t.key(),
+                "from": t.from,
+                "to": t.to,
+                "condition": t.condition,
+                "isDefault": t.is_default,
+            })
+        })
+        .collect();
+    Ok(json!({ "steps": steps, "transitions": transitions }))
+}
+
+/// A template's flow snapshot back as editor input.
+fn flow_specs(flow: &Json) -> Result<(Vec<StepSpec>, Vec<TransitionSpec>)> {
+    let broken = || crate::anyhow::anyhow!("a template's flow snapshot is malformed");
+    let mut steps = vec![];
+    for s in flow["steps"].as_array().ok_or_else(broken)? {
+        let step_type: StepType =
+            serde_json::from_value(s["type"].clone()).map_err(|_| broken())?;
+        steps.push(StepSpec {
+            key: s["key"].as_str().ok_or_else(broken)?.to_owned(),
+            name: s["name"].as_str().ok_or_else(broken)?.to_owned(),
+            step_type,
+            position: s["position"].clone(),
+            config: s["config"].clone(),
+            action_id: s["actionId"]
+                .as_str()
+                .map(|id| Uuid::parse_str(id).map_err(|_| broken()))
+                .transpose()?,
+            connection_id: None,
+            is_required: s["isRequired"].as_bool().unwrap_or(true),
+        });
+    }
+    let mut transitions = vec![];
+    for t in flow["transitions"].as_array().ok_or_else(broken)? {
+        transitions.push(TransitionSpec {
+            key: t["key"].as_str().map(str::to_owned),
+            from: t["from"].as_str().ok_or_else(broken)?.to_owned(),
+            to: t["to"].as_str().ok_or_else(broken)?.to_owned(),
+            condition: t.get("condition").filter(|c| !c.is_null()).cloned(),
+            is_default: t["isDefault"].as_bool().unwrap_or(false),
+        });
+    }
+    Ok((steps, transitions))
+}
+
+/// A workflow key of the active tenant that no live workflow has: `<slug>-flow`, then
+/// `<slug>-flow-2`, … .
+async fn free_workflow_key(scope: &RequestScope, slug: &str) -> Result<String> {
+    let base: String = format!("{}-flow", &slug[..slug.len().min(50)]);
+    let row = scope
+        .tx()
+        .await?
+        .query_all(stmt(
+            "SELECT key FROM workflows WHERE key LIKE $1 AND deleted_at IS NULL",
+            [format!("{base}%").into()],
+        ))
+        .await?;
+    let taken: Vec<String> = row
+        .iter()
+        .map(|r| r.try_get::<String>("", "key"))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut key = base.clone();
+    let mut n = 2;
+    while taken.contains(&key) {
+        key = format!("{base}-{n}");
+        n += 1;
+    }
+    Ok(key)
+}
+
+/// Builds the template's flow in the active tenant: a new workflow whose version 1
+/// holds the graph, published. Its version's ID.
+async fn copy_flow(scope: &RequestScope, slug: &str, name: &str, flow: &Json) -> Result<Uuid> {
+    let (steps, transitions) = flow_specs(flow)?;
+    let (_, version) = wf::create_workflow(
+        scope,
+        NewWorkflow {
+            key: free_workflow_key(scope, slug).await?,
+            name: format!("{} flow", name.chars().take(190).collect::<String>()),
+            description: Some("The flow of an agent made from a template.".to_owned()),
+            client_id: None,
+        },
+    )
+    .await?;
+    wf::save_graph(scope, version.id, steps, transitions).await?;
+    wf::publish_version(scope, version.id).await?;
+    Ok(version.id)
+}
+
 /// Makes a private template of the active tenant from one of its agent versions
 /// (builders).
 pub async fn create_template(
@@ -93,6 +209,10 @@ pub async fn create_template(
         .ok_or(Error::NotFound)?;
     let agent = super::agent::find_agent(scope, version.agent_id, false).await?;
     let skills = snapshot_skills(scope, agent.id).await?;
+    let flow = match version.flow_version_id {
+        Some(id) => Some(snapshot_flow(scope, id).await?),
+        None => None,
+    };
     let row = agent_template::ActiveModel {
         id: Set(Uuid::now_v7()),
         tenant_id: Set(Some(ctx.tenant_id)),
@@ -111,6 +231,7 @@ pub async fn create_template(
         tool_policy: Set(agent.tool_policy.clone()),
         spec_markdown: Set(version.spec_markdown.clone()),
         spec: Set(version.spec.clone()),
+        flow: Set(flow),
         skills: Set(skills),
         created_by: Set(scope.user_id().ok()),
         ..Default::default()
@@ -192,6 +313,7 @@ pub async fn publish_template(
         tool_policy: Set(source.tool_policy.clone()),
         spec_markdown: Set(source.spec_markdown.clone()),
         spec: Set(source.spec.clone()),
+        flow: Set(source.flow.clone()),
         skills: Set(skills),
         created_by: Set(Some(admin)),
         ..Default::default()
@@ -250,7 +372,8 @@ pub struct Instantiated {
 }
 
 /// Copies a template into the active tenant (builders): a new agent with the
-/// template's settings, a draft version 1 with its spec, and its skills installed
+/// template's settings, a draft version 1 with its spec and a copy of its flow (a new
+/// published workflow version of the tenant), and its skills installed
 /// where they still can be (a skill now unpublished, incompatible or not allowed is
 /// skipped and named). One transaction: all of it or nothing.
 pub async fn instantiate_template(
@@ -284,6 +407,12 @@ pub async fn instantiate_template(
     }
     .insert(tx)
     .await?;
+    let flow = match &template.flow {
+        Some(flow) if flow["steps"].as_array().is_some_and(|s| !s.is_empty()) => {
+            Some(copy_flow(scope, &agent.slug, &agent.name, flow).await?)
+        }
+        _ => None,
+    };
     let version = agent_version::ActiveModel {
         id: Set(Uuid::now_v7()),
         tenant_id: Set(ctx.tenant_id),
@@ -291,7 +420,7 @@ pub async fn instantiate_template(
         number: Set(1),
         spec_markdown: Set(template.spec_markdown.clone()),
         spec: Set(template.spec.clone()),
-        flow_version_id: Set(None),
+        flow_version_id: Set(flow),
         status: Set(AgentVersionStatus::Draft),
         created_by: Set(scope.user_id().ok()),
         ..Default::default()

@@ -171,6 +171,12 @@ impl AgentTemplate {
     async fn spec(&self) -> Json<serde_json::Value> {
         Json(self.0.spec.clone())
     }
+    /// The flow the new agent's version 1 gets, copied into the caller's tenant as a
+    /// new published workflow version: `{"steps": [...], "transitions": [...]}` by step
+    /// key (connections left out); null when the source had none.
+    async fn flow(&self) -> Option<Json<serde_json::Value>> {
+        self.0.flow.clone().map(Json)
+    }
     /// The skills installed on the new agent (where still installable).
     async fn skills(&self) -> Vec<TemplateSkill> {
         self.0
@@ -785,8 +791,9 @@ impl MarketMutation {
 
     /// Copies a template into the active tenant as a new agent (builders), in one
     /// transaction: the agent with the template's settings, a draft version 1 with its
-    /// spec (no flow: see docs/agents.md), and its skills installed where they still
-    /// can be. The agent records the template and its version.
+    /// spec and a copy of its flow (a new published workflow of the tenant), and its
+    /// skills installed where they still can be. The agent records the template and
+    /// its version.
     async fn instantiate_template(
         &self,
         ctx: &Context<'_>,

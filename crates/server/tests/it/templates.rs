@@ -7,13 +7,13 @@
 
 use serde_json::{json, Value};
 
-use crate::agents::{create_agent, create_version};
+use crate::agents::create_agent;
 use crate::processes::{payload, text};
 use crate::skills::{create_skill, platform_admin, skill_input, INSTALL};
 use crate::support::{Member, TestApp};
 
 pub const CREATE_TEMPLATE: &str = "mutation($v: ID!, $s: String!, $c: TemplateCategory!) { createTemplate(input: {versionId: $v, slug: $s, name: \"Support desk\", description: \"Answers tickets\", category: $c, author: \"Ada\"}) { template { id slug public version sourceVersionNumber role spec specMarkdown skills { skillKey public version config } } userErrors { field message code } } }";
-pub const INSTANTIATE: &str = "mutation($t: ID!, $s: String!) { instantiateTemplate(input: {templateId: $t, slug: $s, name: \"From template\"}) { agent { id slug role modelTier toolPolicy templateVersion template { id } skills { skill { key } config } versions { number status spec specMarkdown flow { id } } } version { number status } skippedSkills userErrors { field message code } } }";
+pub const INSTANTIATE: &str = "mutation($t: ID!, $s: String!) { instantiateTemplate(input: {templateId: $t, slug: $s, name: \"From template\"}) { agent { id slug role modelTier toolPolicy templateVersion template { id } skills { skill { key } config } versions { number status spec specMarkdown flow { status number steps { key type } workflow { key } } } } version { number status } skippedSkills userErrors { field message code } } }";
 pub const PUBLISH: &str = "mutation($t: ID!, $s: String) { publishTemplate(input: {templateId: $t, slug: $s}) { template { id slug public skills { skillKey } } userErrors { field message code } } }";
 
 /// An ENGINEERING agent `slug` with version 1 (spec v1), a public and a private skill
@@ -32,7 +32,15 @@ pub async fn source(
         json!({ "id": agent, "p": { "tools": { "email.send": "ALLOW" }, "default": "DENY" } }),
     )
     .await;
-    let version = create_version(app, owner, &agent, json!({ "instructions": "v1" })).await;
+    let flow = crate::agents::flow(app, owner, &format!("{slug}-source-flow"), true).await;
+    let data = app
+        .ok(
+            t,
+            crate::agents::CREATE_VERSION,
+            json!({ "a": agent, "spec": { "instructions": "v1" }, "md": "# Triage\nLabel every issue.", "flow": flow }),
+        )
+        .await;
+    let version = text(&payload(&data, "createAgentVersion")["version"]["id"]);
     let private = create_skill(app, owner, skill_input(&format!("{slug}-notes"), false)).await;
     for skill in [public_skill, private.as_str()] {
         let data = app
@@ -75,7 +83,7 @@ async fn a_template_snapshots_a_version_and_instantiates_into_a_new_agent() {
     let data = app
         .ok(
             t,
-            "query($id: ID!) { node(id: $id) { ... on AgentTemplate { slug public version sourceVersionNumber category author role modelTier spec skills { skillKey public version config } } } }",
+            "query($id: ID!) { node(id: $id) { ... on AgentTemplate { slug public version sourceVersionNumber category author role modelTier spec flow skills { skillKey public version config } } } }",
             json!({ "id": template }),
         )
         .await;
@@ -85,6 +93,10 @@ async fn a_template_snapshots_a_version_and_instantiates_into_a_new_agent() {
             "slug": "desk-tpl", "public": false, "version": 1, "sourceVersionNumber": 1,
             "category": "SUPPORT", "author": "Ada", "role": "ENGINEERING", "modelTier": "OPUS",
             "spec": { "instructions": "v1" },
+            "flow": {
+                "steps": [{ "key": "wait", "name": "Wait", "type": "delay", "position": {}, "config": { "seconds": 1 }, "actionId": null, "isRequired": true }],
+                "transitions": [],
+            },
             "skills": [
                 { "skillKey": "mailer", "public": true, "version": "1.2.0", "config": { "channel": "desk" } },
                 { "skillKey": "desk-notes", "public": false, "version": "1.2.0", "config": { "channel": "desk" } },
@@ -112,7 +124,11 @@ async fn a_template_snapshots_a_version_and_instantiates_into_a_new_agent() {
     assert_eq!(agent["template"]["id"], template.as_str());
     assert_eq!(
         agent["versions"],
-        json!([{ "number": 1, "status": "DRAFT", "spec": { "instructions": "v1" }, "specMarkdown": "# Triage\nLabel every issue.", "flow": null }])
+        json!([{
+            "number": 1, "status": "DRAFT", "spec": { "instructions": "v1" },
+            "specMarkdown": "# Triage\nLabel every issue.",
+            "flow": { "status": "PUBLISHED", "number": 1, "steps": [{ "key": "wait", "type": "DELAY" }], "workflow": { "key": "desk-copy-flow" } },
+        }])
     );
     assert_eq!(
         agent["skills"],
