@@ -3,7 +3,10 @@
 //! caller's tenant as a new agent with a draft version 1, recording the template and
 //! its version, all or nothing; public templates are published by platform admins only
 //! and every tenant can instantiate them; the list filters by category, search and
-//! public; every mutation is audited.
+//! public; every mutation is audited; the templates list and the agents list with their
+//! skills and template cost the same statements whatever the page size.
+
+use std::sync::atomic::Ordering;
 
 use serde_json::{json, Value};
 
@@ -318,4 +321,54 @@ async fn public_templates_are_published_by_platform_admins_and_used_by_every_ten
         )
         .await;
     assert_eq!(data["agent"]["templateVersion"], 1);
+}
+
+#[tokio::test]
+async fn template_and_agent_lists_cost_the_same_statements_at_5_and_20_rows() {
+    let app = TestApp::new().await;
+    let root = platform_admin(&app, "root@tpl-dash.test").await;
+    let owner = app.owner("tpl-dash").await;
+    let t = Some(owner.token.as_str());
+    let mailer = create_skill(&app, &root, skill_input("mailer", true)).await;
+    let (_, version, template) = source(&app, &owner, &mailer, "desk").await;
+    for i in 0..20 {
+        let data = app
+            .ok(
+                t,
+                CREATE_TEMPLATE,
+                json!({ "v": version, "s": format!("tpl-{i:02}"), "c": "SALES" }),
+            )
+            .await;
+        payload(&data, "createTemplate");
+        let data = app
+            .ok(
+                t,
+                INSTANTIATE,
+                json!({ "t": template, "s": format!("copy-{i:02}") }),
+            )
+            .await;
+        payload(&data, "instantiateTemplate");
+    }
+    let query = "query($n: Int!) { templates(first: $n, filter: {category: [SALES]}) { edges { node { slug createdBy { email } } } } agents(first: $n) { edges { node { slug template { slug } skills { skillVersion } } } } }";
+    let mut counts = vec![];
+    for n in [5, 20] {
+        for _ in 0..2 {
+            let before = app.state.statements.load(Ordering::Relaxed);
+            let data = app.ok(t, query, json!({ "n": n })).await;
+            counts.push(app.state.statements.load(Ordering::Relaxed) - before);
+            let templates = data["templates"]["edges"].as_array().unwrap();
+            assert_eq!(templates.len(), n as usize, "{data:#}");
+            assert_eq!(templates[0]["node"]["createdBy"]["email"], owner.email);
+            let agents = data["agents"]["edges"].as_array().unwrap();
+            assert_eq!(agents.len(), n as usize, "{data:#}");
+            // Newest first: a copy, made from the template, with its two skills.
+            assert_eq!(agents[0]["node"]["template"]["slug"], "desk-tpl");
+            assert_eq!(agents[0]["node"]["skills"].as_array().unwrap().len(), 2);
+        }
+    }
+    eprintln!("templates and agents: SQL statements per request at 5 and 20 rows: {counts:?}");
+    assert!(
+        counts.iter().all(|&c| c == counts[0]),
+        "statements per request changed with the page: {counts:?}"
+    );
 }
