@@ -8,6 +8,7 @@
 
 use std::sync::atomic::Ordering;
 
+use sea_orm::ConnectionTrait;
 use serde_json::{json, Value};
 
 use crate::agents::create_agent;
@@ -371,4 +372,37 @@ async fn template_and_agent_lists_cost_the_same_statements_at_5_and_20_rows() {
         counts.iter().all(|&c| c == counts[0]),
         "statements per request changed with the page: {counts:?}"
     );
+}
+
+#[tokio::test]
+async fn an_instantiation_that_fails_late_leaves_nothing_behind() {
+    let app = TestApp::new().await;
+    let root = platform_admin(&app, "root@tpl-atomic.test").await;
+    let owner = app.owner("tpl-atomic").await;
+    let t = Some(owner.token.as_str());
+    let mailer = create_skill(&app, &root, skill_input("mailer", true)).await;
+    let (_, _, template) = source(&app, &owner, &mailer, "desk").await;
+    // A flow the workflow rules refuse (a transition to a step that does not exist):
+    // the agent, its version and the workflow are written before the graph is checked.
+    app.db
+        .admin()
+        .await
+        .execute(sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            "UPDATE agent_templates SET flow = jsonb_set(flow, '{transitions}', '[{\"key\": \"broken\", \"from\": \"wait\", \"to\": \"nowhere\", \"condition\": null, \"isDefault\": false}]') WHERE id = $1",
+            [crate::isolation_workflows::uuid(&template).into()],
+        ))
+        .await
+        .unwrap();
+    let counts = "{ agents(first: 100) { totalCount } workflows(first: 100) { totalCount } skills(filter: {public: true}) { edges { node { installCount } } } }";
+    let before = app.ok(t, counts, json!({})).await;
+    let data = app
+        .ok(t, INSTANTIATE, json!({ "t": template, "s": "half-made" }))
+        .await;
+    let errors = data["instantiateTemplate"]["userErrors"]
+        .as_array()
+        .unwrap();
+    assert!(!errors.is_empty(), "{data:#}");
+    assert_eq!(data["instantiateTemplate"]["agent"], Value::Null);
+    assert_eq!(app.ok(t, counts, json!({})).await, before);
 }
