@@ -280,6 +280,37 @@ pub async fn publish_template(
         Some(slug) => check_slug(&slug)?,
         None => source.slug.clone(),
     };
+    // Every tenant must be able to rebuild the flow: no step may use a private action.
+    let actions: Vec<String> = source
+        .flow
+        .as_ref()
+        .and_then(|f| f["steps"].as_array())
+        .map(|steps| {
+            steps
+                .iter()
+                .filter_map(|s| s["actionId"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    if !actions.is_empty() {
+        let private = scope
+            .tx()
+            .await?
+            .query_one(stmt(
+                "SELECT count(*) AS n FROM actions WHERE id::text = ANY($1) AND tenant_id IS NOT NULL",
+                [actions.into()],
+            ))
+            .await?
+            .map(|r| r.try_get::<i64>("", "n"))
+            .transpose()?
+            .unwrap_or(0);
+        if private > 0 {
+            return Err(Error::bad_input(
+                "templateId",
+                "its flow uses an action of a private app, which other tenants cannot run",
+            ));
+        }
+    }
     // Private skills do not exist outside their tenant: the public copy keeps only the
     // public ones.
     let skills = Json::Array(

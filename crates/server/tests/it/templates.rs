@@ -406,3 +406,74 @@ async fn an_instantiation_that_fails_late_leaves_nothing_behind() {
     assert_eq!(data["instantiateTemplate"]["agent"], Value::Null);
     assert_eq!(app.ok(t, counts, json!({})).await, before);
 }
+
+#[tokio::test]
+async fn a_flow_bound_to_a_private_action_is_not_published() {
+    let app = TestApp::new().await;
+    let mut root = platform_admin(&app, "root@tpl-private-action.test").await;
+    let tenant = app
+        .ok(
+            Some(&root.token),
+            "mutation { createTenant(input: {slug: \"curators\", name: \"Curators\"}) { tenant { id } } }",
+            json!({}),
+        )
+        .await["createTenant"]["tenant"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.switch(&mut root, &tenant).await;
+    let mailer = create_skill(&app, &root, skill_input("mailer", true)).await;
+    let (_, _, template) = source(&app, &root, &mailer, "desk").await;
+    let admin = app.db.admin().await;
+    let bind = |action: &str| {
+        sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Postgres,
+            format!("UPDATE agent_templates SET flow = jsonb_set(flow, '{{steps,0,actionId}}', to_jsonb(({action})::text)) WHERE id = $1"),
+            [crate::isolation_workflows::uuid(&template).into()],
+        )
+    };
+    // Bound to a public action: every tenant can see it, so it publishes.
+    admin
+        .execute(bind(
+            "SELECT id FROM actions WHERE tenant_id IS NULL LIMIT 1",
+        ))
+        .await
+        .unwrap();
+    let data = app
+        .ok(
+            Some(&root.token),
+            PUBLISH,
+            json!({ "t": template, "s": "public-ok" }),
+        )
+        .await;
+    assert_eq!(
+        payload(&data, "publishTemplate")["template"]["public"],
+        true
+    );
+    // Bound to an action of the tenant's private app: refused, naming the template.
+    admin
+        .execute_unprepared(&format!(
+            "INSERT INTO apps (id, tenant_id, key, name, category) VALUES ('00000000-0000-7000-8000-000000000001', '{t}', 'mine', 'Mine', 'core');
+             INSERT INTO app_versions (id, tenant_id, app_id, version, manifest) VALUES ('00000000-0000-7000-8000-000000000002', '{t}', '00000000-0000-7000-8000-000000000001', '1.0.0', '{{}}');
+             INSERT INTO actions (id, tenant_id, app_version_id, key, name, kind, input_schema, output_schema) VALUES ('00000000-0000-7000-8000-000000000003', '{t}', '00000000-0000-7000-8000-000000000002', 'doIt', 'Do it', 'action', '{{}}', '{{}}');",
+            t = crate::isolation_workflows::uuid(&tenant)
+        ))
+        .await
+        .unwrap();
+    admin
+        .execute(bind("SELECT '00000000-0000-7000-8000-000000000003'::uuid"))
+        .await
+        .unwrap();
+    let data = app
+        .ok(
+            Some(&root.token),
+            PUBLISH,
+            json!({ "t": template, "s": "public-no" }),
+        )
+        .await;
+    assert_eq!(
+        data["publishTemplate"]["userErrors"][0]["field"], "templateId",
+        "{data:#}"
+    );
+    admin.close().await.unwrap();
+}
