@@ -25,6 +25,7 @@ mod m20261206_000020_process_upkeep;
 mod m20261206_000021_request_context;
 mod m20261206_000022_accounts;
 mod m20261206_000023_agents;
+mod m20261206_000024_templates_skills;
 mod m20261206_000025_upkeep;
 pub mod rls;
 
@@ -58,6 +59,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000021_request_context::Migration),
             Box::new(m20261206_000022_accounts::Migration),
             Box::new(m20261206_000023_agents::Migration),
+            Box::new(m20261206_000024_templates_skills::Migration),
             Box::new(m20261206_000025_upkeep::Migration),
         ]
     }

@@ -136,6 +136,15 @@ const CONSTRAINTS: &[(&str, &str, &str)] = &[
     ("agent_versions_flow_published", "flowVersionId", "the flow of an active agent version must be a published workflow version"),
     ("agent_labels_name_key", "label", "this label was created at the same time; try again"),
     ("agent_labels_name_format", "label", "a label is 1 to 63 lowercase letters, digits, '_' or '-', starting with a letter"),
+    ("skills_tenant_key_key", "key", "a skill with this key already exists"),
+    ("skills_key_format", "key", "key must be 2 to 63 lowercase letters, digits, '_' or '-', starting with a letter"),
+    ("skills_name_length", "name", "name must be 1 to 200 characters"),
+    ("skills_version_format", "version", "version must be MAJOR.MINOR.PATCH"),
+    ("skills_permissions_format", "permissions", "a permission is 1 to 63 lowercase letters, digits, '_', '.', ':' or '-', starting with a letter"),
+    ("skill_installations_agent_skill_key", "skillId", "this skill is already installed on this agent"),
+    ("agent_templates_tenant_slug_key", "slug", "a template with this slug already exists"),
+    ("agent_templates_slug_format", "slug", "slug must be 2 to 63 lowercase letters, digits, '_' or '-', starting with a letter"),
+    ("agent_templates_name_length", "name", "name must be 1 to 200 characters"),
 ];
 
 impl From<DbErr> for Error {

@@ -593,6 +593,15 @@ fn parse_settings(settings: serde_json::Value) -> Result<serde_json::Value> {
                     ));
                 }
             }
+            "allowedSkillPermissions" => {
+                match crate::agents::skills::check_allowed_permissions_setting(value) {
+                    Ok(()) => {}
+                    Err(Error::BadInput { field, message }) => {
+                        problems.push(FieldProblem::new(field, message));
+                    }
+                    Err(other) => return Err(other),
+                }
+            }
             "redaction" => match crate::logs::redact::Redactor::validate_settings(&settings) {
                 Ok(()) => {}
                 Err(Error::BadInput { field, message }) => {
@@ -604,7 +613,7 @@ fn parse_settings(settings: serde_json::Value) -> Result<serde_json::Value> {
             _ => problems.push(FieldProblem::new(
                 field,
                 "unknown setting: Trellis reads logRetentionDays, payloadRetentionDays, \
-                 runRetentionDays, maxConcurrentRuns and redaction",
+                 runRetentionDays, maxConcurrentRuns, redaction and allowedSkillPermissions",
             )),
         }
     }

@@ -321,3 +321,44 @@ pub enum AgentVersionStatus {
     Active,
     Archived,
 }
+
+/// What a skill of the marketplace is for.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum SkillCategory {
+    Productivity,
+    Analytics,
+    Engineering,
+    Communication,
+}
+
+/// Where a skill is in its life: only published skills can be installed.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum SkillStatus {
+    Draft,
+    Published,
+    Deprecated,
+    Removed,
+}
+
+/// What an agent template is for.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "snake_case")]
+pub enum TemplateCategory {
+    Trading,
+    Sales,
+    Marketing,
+    Support,
+    Operations,
+    Other,
+}

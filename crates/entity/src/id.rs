@@ -40,10 +40,13 @@ pub enum IdKind {
     AgentVersion,
     AgentLabel,
     AgentLabelMove,
+    AgentTemplate,
+    Skill,
+    SkillInstallation,
 }
 
 impl IdKind {
-    pub const ALL: [IdKind; 31] = [
+    pub const ALL: [IdKind; 34] = [
         IdKind::Tenant,
         IdKind::User,
         IdKind::Membership,
@@ -75,6 +78,9 @@ impl IdKind {
         IdKind::AgentVersion,
         IdKind::AgentLabel,
         IdKind::AgentLabelMove,
+        IdKind::AgentTemplate,
+        IdKind::Skill,
+        IdKind::SkillInstallation,
     ];
 
     /// The prefix, without its underscore.
@@ -111,6 +117,9 @@ impl IdKind {
             IdKind::AgentVersion => "agv",
             IdKind::AgentLabel => "agl",
             IdKind::AgentLabelMove => "alm",
+            IdKind::AgentTemplate => "tpl",
+            IdKind::Skill => "skl",
+            IdKind::SkillInstallation => "ski",
         }
     }
 }

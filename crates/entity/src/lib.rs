@@ -4,6 +4,7 @@ pub mod action;
 pub mod agent;
 pub mod agent_label;
 pub mod agent_label_move;
+pub mod agent_template;
 pub mod agent_version;
 pub mod api_key;
 pub mod app;
@@ -27,6 +28,8 @@ pub mod process_version;
 pub mod rate_limit;
 pub mod refresh_token;
 pub mod secret;
+pub mod skill;
+pub mod skill_installation;
 pub mod step_attempt;
 pub mod step_run;
 pub mod tenant;
@@ -42,7 +45,7 @@ pub mod workflow_version;
 pub use enums::{
     ActionKind, ActorType, AgentRole, AgentStatus, AgentVersionStatus, AppCategory, CallStatus,
     Environment, InvitationStatus, ModelTier, PlatformRole, ProviderKind, ResponseFormat, Role,
-    RunStatus, Severity, StepRunStatus, StepType, TenantPlan, TenantStatus, ThinkingMode,
-    TriggerType, VersionStatus, WorkflowStatus,
+    RunStatus, Severity, SkillCategory, SkillStatus, StepRunStatus, StepType, TemplateCategory,
+    TenantPlan, TenantStatus, ThinkingMode, TriggerType, VersionStatus, WorkflowStatus,
 };
 pub use id::{IdKind, PrefixedId};

@@ -43,6 +43,7 @@ pub struct Query(
     processes::ProcessesQuery,
     processes::RateLimitsQuery,
     agents::AgentsQuery,
+    agents::MarketQuery,
 );
 
 /// Every mutation field.
@@ -58,6 +59,7 @@ pub struct Mutation(
     processes::ProcessesMutation,
     processes::RateLimitsMutation,
     agents::AgentsMutation,
+    agents::MarketMutation,
 );
 
 /// Every subscription field (over graphql-ws only).

@@ -17,11 +17,11 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, IdenStatic, Iterable, Q
 use trellis_core::RequestScope;
 use trellis_entity::columns::ColumnSet;
 use trellis_entity::{
-    action, agent, agent_label, agent_label_move, agent_version, api_key, app, app_version,
-    approval_decision, audit_event, call_log, client, connection, connection_secret, invitation,
-    membership, process, process_deployment, process_version, secret, step_attempt, step_run,
-    tenant, trigger, user, workflow, workflow_run, workflow_step, workflow_transition,
-    workflow_version,
+    action, agent, agent_label, agent_label_move, agent_template, agent_version, api_key, app,
+    app_version, approval_decision, audit_event, call_log, client, connection, connection_secret,
+    invitation, membership, process, process_deployment, process_version, secret, skill,
+    skill_installation, step_attempt, step_run, tenant, trigger, user, workflow, workflow_run,
+    workflow_step, workflow_transition, workflow_version,
 };
 use uuid::Uuid;
 
@@ -225,6 +225,18 @@ by_id!(
     /// A move of an agent label by id.
     AgentLabelMoveById => agent_label_move::Model
 );
+by_id!(
+    /// A template by id (public ones and the tenant's own; deleted ones too).
+    AgentTemplateById => agent_template::Model
+);
+by_id!(
+    /// A skill by id (public ones and the tenant's own).
+    SkillById => skill::Model
+);
+by_id!(
+    /// A skill installation by id.
+    SkillInstallationById => skill_installation::Model
+);
 
 macro_rules! by_parent {
     ($(#[$doc:meta])* $key:ident => $entity:ident . $column:ident ($field:ident), ordered by $order:ident) => {
@@ -293,6 +305,15 @@ by_parent!(
 by_parent!(
     /// The label moves of an agent, oldest first.
     LabelMovesOfAgent => agent_label_move.AgentId(agent_id), ordered by CreatedAt
+);
+by_parent!(
+    /// The skills installed on an agent, oldest first.
+    InstallationsOfAgent => skill_installation.AgentId(agent_id), ordered by CreatedAt
+);
+by_parent!(
+    /// The installations of a skill in the active tenant (RLS shows no other), oldest
+    /// first.
+    InstallationsOfSkill => skill_installation.SkillId(skill_id), ordered by CreatedAt
 );
 by_parent!(
     /// The versions of a workflow, by number.
@@ -688,4 +709,9 @@ pub fn forget_all(loader: &RequestLoader) {
     loader.clear::<VersionsOfAgent>();
     loader.clear::<LabelsOfAgent>();
     loader.clear::<LabelMovesOfAgent>();
+    loader.clear::<AgentTemplateById>();
+    loader.clear::<SkillById>();
+    loader.clear::<SkillInstallationById>();
+    loader.clear::<InstallationsOfAgent>();
+    loader.clear::<InstallationsOfSkill>();
 }

@@ -3,16 +3,17 @@
 use async_graphql::{Context, Interface, Object, ID};
 use trellis_entity::{IdKind, PrefixedId};
 
+use crate::agents::market::{AgentTemplate, Skill, SkillInstallation};
 use crate::agents::types::{Agent, AgentLabel, AgentLabelMove, AgentVersion};
 use crate::context::{load_error, ContextExt};
 use crate::identity::types::{ApiKey, AuditEvent, Invitation, Membership, Tenant, User};
 use crate::integrations::types::{Action, App, AppVersion, Connection, Secret};
 use crate::loaders::{
-    ActionById, AgentById, AgentLabelById, AgentLabelMoveById, AgentVersionById, ApiKeyById,
-    AppById, AppVersionById, AuditEventById, CallLogById, ClientById, ConnectionById,
+    ActionById, AgentById, AgentLabelById, AgentLabelMoveById, AgentTemplateById, AgentVersionById,
+    ApiKeyById, AppById, AppVersionById, AuditEventById, CallLogById, ClientById, ConnectionById,
     InvitationById, MembershipById, ProcessById, ProcessVersionById, RunByIdIn, SecretById,
-    StepRunByIdIn, TenantById, TriggerById, UserById, WorkflowById, WorkflowStepById,
-    WorkflowTransitionById, WorkflowVersionById,
+    SkillById, SkillInstallationById, StepRunByIdIn, TenantById, TriggerById, UserById,
+    WorkflowById, WorkflowStepById, WorkflowTransitionById, WorkflowVersionById,
 };
 use crate::notifications::Notification;
 use crate::processes::types::{CallLog, Process, ProcessVersion};
@@ -29,10 +30,6 @@ use crate::workflows::types::{
     ty = "ID",
     desc = "The global ID: a type prefix and a UUID (`wf_…`), which `node` and `nodes` take."
 ))]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "a Node lives for one resolver call; boxing would cost more than it saves"
-)]
 pub enum Node {
     Tenant(Tenant),
     User(User),
@@ -62,6 +59,9 @@ pub enum Node {
     AgentVersion(AgentVersion),
     AgentLabel(AgentLabel),
     AgentLabelMove(AgentLabelMove),
+    AgentTemplate(AgentTemplate),
+    Skill(Skill),
+    SkillInstallation(SkillInstallation),
 }
 
 /// The most IDs `nodes(ids:)` takes at once.
@@ -201,6 +201,18 @@ async fn fetch(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>
             .load_one(AgentLabelMoveById(uuid))
             .await
             .map(|m| m.map(|m| Node::AgentLabelMove(m.into()))),
+        IdKind::AgentTemplate => loader
+            .load_one(AgentTemplateById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::AgentTemplate(m.into()))),
+        IdKind::Skill => loader
+            .load_one(SkillById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::Skill(m.into()))),
+        IdKind::SkillInstallation => loader
+            .load_one(SkillInstallationById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::SkillInstallation(SkillInstallation(m)))),
         // Promotions are read through their process, limits through `rateLimits`.
         // Sessions are listed by `viewer.sessions`, to their user only.
         IdKind::ProcessPromotion | IdKind::RateLimit | IdKind::Session => return Ok(None),

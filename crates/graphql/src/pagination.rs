@@ -98,6 +98,8 @@ macro_rules! keyed {
 }
 keyed!(
     tenant,
+    agent_template,
+    skill,
     membership,
     invitation,
     api_key,

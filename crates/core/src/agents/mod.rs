@@ -2,12 +2,15 @@
 //! a spec JSON checked against a published JSON Schema, and a flow that is a workflow
 //! version); one version at a time is active and runs, and active versions never
 //! change. Labels (production, staging, …) point at versions and keep the history of
-//! every move. Runs, tool-policy enforcement and budgets are not built yet. See
-//! docs/agents.md.
+//! every move. Templates snapshot a version for copying into a tenant; skills from
+//! the marketplace are installed on agents. Runs, tool-policy enforcement and budgets
+//! are not built yet. See docs/agents.md.
 
 pub mod agent;
 pub mod labels;
+pub mod skills;
 pub mod spec;
+pub mod templates;
 pub mod versions;
 
 use crate::{Error, Result};

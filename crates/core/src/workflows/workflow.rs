@@ -520,7 +520,7 @@ async fn write_graph(
 }
 
 /// A stored graph as specs: what the editor would send to save it again.
-async fn load_graph(
+pub(crate) async fn load_graph(
     tx: &DatabaseTransaction,
     version_id: Uuid,
 ) -> Result<(Vec<StepSpec>, Vec<TransitionSpec>)> {

@@ -14,8 +14,8 @@ use crate::identity::types::{contains_pattern, ApiKey, User};
 use crate::ids::gid;
 use crate::list::{Access, List, Relation};
 use crate::loaders::{
-    AgentById, AgentVersionById, ApiKeyById, LabelMovesOfAgent, LabelsOfAgent, UserById,
-    VersionsOfAgent, WorkflowVersionById,
+    AgentById, AgentTemplateById, AgentVersionById, ApiKeyById, InstallationsOfAgent,
+    LabelMovesOfAgent, LabelsOfAgent, UserById, VersionsOfAgent, WorkflowVersionById,
 };
 use crate::payload::Json;
 use crate::workflows::types::WorkflowVersion;
@@ -255,6 +255,25 @@ impl Agent {
             .map(AgentLabelMove)
             .collect())
     }
+    /// The skills installed on it, oldest first.
+    async fn skills(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::market::SkillInstallation>> {
+        super::market::skills_of_agent(ctx, self.0.id).await
+    }
+    /// The template it was made from; null when none (or the template is another
+    /// tenant's private one, which cannot happen, or deleted and gone).
+    async fn template(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<super::market::AgentTemplate>> {
+        super::market::template_of_agent(ctx, self.0.template_id).await
+    }
+    /// The version of its template it was made from; null when none.
+    async fn template_version(&self) -> Option<i32> {
+        self.0.template_version
+    }
     /// When it last worked; null before its first run.
     async fn last_active_at(&self) -> Option<DateTime<Utc>> {
         self.0.last_active_at
@@ -490,6 +509,8 @@ impl List for Agent {
             Relation::by(&["labelMoves"], |a| Some(LabelMovesOfAgent(a.id))),
             Relation::by(&["createdBy"], |a| a.created_by.map(UserById)),
             Relation::by(&["assistedUser"], |a| a.assisted_user_id.map(UserById)),
+            Relation::by(&["skills"], |a| Some(InstallationsOfAgent(a.id))),
+            Relation::by(&["template"], |a| a.template_id.map(AgentTemplateById)),
         ]
     }
 }

@@ -38,6 +38,9 @@ async fn a_migrated_database_is_healthy() {
         "agent_versions",
         "agent_labels",
         "agent_label_moves",
+        "agent_templates",
+        "skills",
+        "skill_installations",
     ] {
         assert!(
             report
