@@ -7,7 +7,7 @@
 //!   from 1 to 3650, the default otherwise), so one tenant's bad row can neither stall
 //!   the job nor, negative, wipe its runs.
 //! - `app.tenants_with_upkeep`: finished runs past their payload or run retention,
-//!   pending invitations past their expiry, expired invitations past 30 days,
+//!   pending invitations past their expiry, expired invitations past the days given,
 //!   idempotency keys past their expiry.
 //! - `app.users_with_spent_credentials`: expired refresh tokens, and confirmation,
 //!   reset and address-change tokens used or expired more than a day ago.
@@ -40,7 +40,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog AS $$
     END
 $$;
 
-CREATE FUNCTION app.tenants_with_upkeep(max_tenants integer)
+CREATE FUNCTION app.tenants_with_upkeep(max_tenants integer, expired_invitation_days integer)
 RETURNS SETOF uuid
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
     SELECT t.id FROM public.tenants t
@@ -54,8 +54,10 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
                     AND r.finished_at < now() - make_interval(
                         days => app.setting_days(t.settings, 'runRetentionDays', 400)))
        OR EXISTS (SELECT 1 FROM public.invitations i
-                  WHERE i.tenant_id = t.id AND i.status IN ('pending', 'expired')
-                    AND i.expires_at < now())
+                  WHERE i.tenant_id = t.id
+                    AND ((i.status = 'pending' AND i.expires_at < now())
+                      OR (i.status = 'expired'
+                          AND i.expires_at < now() - make_interval(days => expired_invitation_days))))
        OR EXISTS (SELECT 1 FROM public.run_idempotency_keys k
                   WHERE k.tenant_id = t.id AND k.expires_at < now())
     ORDER BY t.id
@@ -80,7 +82,7 @@ LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
     ORDER BY u.id
     LIMIT max_users
 $$;
-REVOKE ALL ON FUNCTION app.tenants_with_upkeep(integer),
+REVOKE ALL ON FUNCTION app.tenants_with_upkeep(integer, integer),
     app.users_with_spent_credentials(integer) FROM PUBLIC;
 
 CREATE INDEX refresh_tokens_expires_idx ON refresh_tokens (expires_at);
@@ -99,7 +101,7 @@ impl MigrationTrait for Migration {
         let mut sql = UP.to_owned();
         sql.push_str(&grant_to_app(
             "EXECUTE",
-            "FUNCTION app.setting_days(jsonb, text, integer), app.tenants_with_upkeep(integer), \
+            "FUNCTION app.setting_days(jsonb, text, integer), app.tenants_with_upkeep(integer, integer), \
              app.users_with_spent_credentials(integer)",
         ));
         sql.push_str(&grant_to_app("DELETE", "email_verifications"));
@@ -113,7 +115,7 @@ impl MigrationTrait for Migration {
              DROP INDEX workflow_runs_finished_idx;\n\
              DROP INDEX refresh_tokens_expires_idx;\n\
              DROP FUNCTION app.users_with_spent_credentials(integer);\n\
-             DROP FUNCTION app.tenants_with_upkeep(integer);\n\
+             DROP FUNCTION app.tenants_with_upkeep(integer, integer);\n\
              DROP FUNCTION app.setting_days(jsonb, text, integer);\n",
         )
         .await

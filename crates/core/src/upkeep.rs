@@ -158,8 +158,8 @@ pub async fn tenant_upkeep(db: &AppDb, tenant_id: Uuid, batch: i64) -> Result<Te
 /// One pass over the tenants with upkeep due (at most `max_tenants`).
 pub async fn tenant_pass(db: &AppDb, batch: i64, max_tenants: i32) -> Result<TenantPass> {
     let tenants = Id::find_by_statement(stmt(
-        "SELECT t AS id FROM app.tenants_with_upkeep($1) AS t",
-        [max_tenants.into()],
+        "SELECT t AS id FROM app.tenants_with_upkeep($1, $2) AS t",
+        [max_tenants.into(), EXPIRED_INVITATION_DAYS.into()],
     ))
     .all(db.pool())
     .await?;

@@ -76,6 +76,11 @@ async fn expired_invitations_and_idempotency_keys_are_cleaned_tenant_by_tenant()
     assert_eq!(second["deduplicated"], false, "{second:#}");
     assert_ne!(second["run"]["id"], first["run"]["id"]);
 
+    // Nothing is due until thirty days after it expired: no tenant is visited.
+    let idle = trellis_core::upkeep::tenant_pass(&app.state.db, 100, 1000)
+        .await
+        .unwrap();
+    assert_eq!(idle, Default::default());
     // Thirty days after it expired, the invitation is gone.
     admin
         .execute_unprepared(
