@@ -108,14 +108,20 @@ pub(crate) async fn insert_and_notify(
     rows: Vec<Row>,
     notices: Vec<(&'static str, String)>,
 ) -> Result<()> {
-    let chunks: Vec<Vec<Row>> = rows
-        .into_iter()
-        .collect::<Vec<_>>()
-        .chunks(ROWS_PER_INSERT)
-        .map(<[Row]>::to_vec)
-        .collect();
+    // The notifications as two array parameters, and the SELECT that sends them.
+    let mut notices = (!notices.is_empty()).then(|| {
+        let (channels, payloads): (Vec<String>, Vec<String>) =
+            notices.into_iter().map(|(c, p)| (c.to_owned(), p)).unzip();
+        [Value::from(channels), Value::from(payloads)]
+    });
+    let notify = |first: usize| {
+        format!(
+            "SELECT pg_notify(c, p) FROM unnest(${first}::text[], ${}::text[]) AS a(c, p)",
+            first + 1
+        )
+    };
+    let chunks: Vec<&[Row]> = rows.chunks(ROWS_PER_INSERT).collect();
     let last = chunks.len().saturating_sub(1);
-    let mut notices = Some(notices).filter(|n| !n.is_empty());
     for (i, chunk) in chunks.into_iter().enumerate() {
         let tuples: Vec<String> = (0..chunk.len())
             .map(|r| {
@@ -127,34 +133,21 @@ pub(crate) async fn insert_and_notify(
             "INSERT INTO audit_events ({COLUMNS}) VALUES {}",
             tuples.join(", ")
         );
-        let mut values: Vec<Value> = chunk.into_iter().flatten().collect();
-        let sql = match notices.take().filter(|_| i == last) {
-            Some(notices) => {
-                let n = values.len();
-                let (channels, payloads): (Vec<String>, Vec<String>) =
-                    notices.into_iter().map(|(c, p)| (c.to_owned(), p)).unzip();
-                values.push(channels.into());
-                values.push(payloads.into());
-                format!(
-                    "WITH written AS ({insert}) \
-                     SELECT pg_notify(c, p) FROM unnest(${}::text[], ${}::text[]) AS a(c, p)",
-                    n + 1,
-                    n + 2
-                )
+        let mut values: Vec<Value> = chunk.iter().flatten().cloned().collect();
+        // Only the last chunk carries them (taking them earlier would drop them).
+        let sql = match if i == last { notices.take() } else { None } {
+            Some(arrays) => {
+                let sql = format!("WITH written AS ({insert}) {}", notify(values.len() + 1));
+                values.extend(arrays);
+                sql
             }
             None => insert,
         };
         db.execute(stmt(&sql, values)).await?;
     }
-    if let Some(notices) = notices {
+    if let Some(arrays) = notices {
         // Nothing audited: the notifications alone.
-        let (channels, payloads): (Vec<String>, Vec<String>) =
-            notices.into_iter().map(|(c, p)| (c.to_owned(), p)).unzip();
-        db.execute(stmt(
-            "SELECT pg_notify(c, p) FROM unnest($1::text[], $2::text[]) AS a(c, p)",
-            [channels.into(), payloads.into()],
-        ))
-        .await?;
+        db.execute(stmt(&notify(1), arrays)).await?;
     }
     Ok(())
 }

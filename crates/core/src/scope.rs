@@ -475,9 +475,24 @@ impl RequestScope {
     /// the operation turned it on, so the next operation of a batch (which shares the
     /// transaction) is not widened by it.
     pub async fn end_operation(&self) -> Result<()> {
-        // The next operation of a batch reads the audit log as this one left it. The
-        // operation's NOTIFYs go in the same statement: PostgreSQL holds them until
-        // the commit (and drops them on a rollback), so sending them now is safe.
+        // The next operation of a batch reads the audit log as this one left it.
+        self.flush_queued().await?;
+        if self.platform_admin.swap(false, Ordering::Relaxed) {
+            self.tx()
+                .await?
+                .execute(stmt(
+                    "SELECT set_config('app.platform_admin', '', true)",
+                    [],
+                ))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Inserts the queued audit events and sends the queued NOTIFYs, in one statement.
+    /// PostgreSQL holds the notifications until the commit (and drops them on a
+    /// rollback), so sending them before the end of the request is safe.
+    async fn flush_queued(&self) -> Result<()> {
         let rows = std::mem::take(
             &mut *self
                 .audit
@@ -490,19 +505,10 @@ impl RequestScope {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner),
         );
-        if !(rows.is_empty() && announcements.is_empty()) {
-            crate::audit::insert_and_notify(self.tx().await?, rows, announcements).await?;
+        if rows.is_empty() && announcements.is_empty() {
+            return Ok(());
         }
-        if self.platform_admin.swap(false, Ordering::Relaxed) {
-            self.tx()
-                .await?
-                .execute(stmt(
-                    "SELECT set_config('app.platform_admin', '', true)",
-                    [],
-                ))
-                .await?;
-        }
-        Ok(())
+        crate::audit::insert_and_notify(self.tx().await?, rows, announcements).await
     }
 
     /// Adds `cost` to the request's mutations (every operation of a batch shares one
@@ -615,26 +621,9 @@ impl RequestScope {
     /// otherwise. Call once, after the response is computed.
     pub async fn finish(self, succeeded: bool) -> Result<()> {
         let commit = succeeded && !self.has_failed();
-        let rows = std::mem::take(
-            &mut *self
-                .audit
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        let announcements = std::mem::take(
-            &mut *self
-                .announcements
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
-        );
-        if commit && !(rows.is_empty() && announcements.is_empty()) {
-            // The audit events and the NOTIFYs, in one statement. Nothing is saved
-            // without its audit events.
-            let written = match self.tx().await {
-                Ok(tx) => crate::audit::insert_and_notify(tx, rows, announcements).await,
-                Err(err) => Err(err),
-            };
-            if let Err(err) = written {
+        if commit {
+            // Nothing is saved without its audit events.
+            if let Err(err) = self.flush_queued().await {
                 if let Some(begun) = self.begun.into_inner() {
                     begun.tx.rollback().await?;
                 }

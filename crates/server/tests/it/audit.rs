@@ -129,3 +129,55 @@ async fn every_mutation_writes_an_audit_event_and_failures_write_none() {
         key_id.as_str()
     );
 }
+
+/// A request that audits more events than one insert carries and announces a change
+/// writes every event and still sends its notification (which rides on the last
+/// insert), once it commits.
+#[tokio::test]
+async fn many_audit_events_and_a_notification_are_all_written_and_sent() {
+    use trellis_core::audit::{record, Event};
+    use trellis_core::runs::live::{LiveEvent, LiveEvents};
+    use trellis_core::RequestScope;
+    let app = TestApp::new().await;
+    let owner = app.owner("audit-many").await;
+    let live = LiveEvents::listen(&app.db.app_url).await;
+    let mut events = live.subscribe();
+    let scope = RequestScope::for_engine(app.state.db.clone(), owner.tenant_uuid(), "test");
+    for _ in 0..501 {
+        record(&scope, Event::new(Some(owner.tenant_uuid()), "test.many"))
+            .await
+            .unwrap();
+    }
+    let run_id = uuid::Uuid::now_v7();
+    scope.announce(
+        trellis_core::runs::events::RUNS_CHANNEL,
+        json!({ "tenantId": owner.tenant_uuid(), "runId": run_id, "workflowId": run_id })
+            .to_string(),
+    );
+    RequestScope::finish_shared(scope, true).await.unwrap();
+    let heard = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            if let Ok(LiveEvent::RunChanged { run_id: r, .. }) = events.recv().await {
+                if r == run_id {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+    assert!(heard.is_ok(), "the notification was not sent");
+    let written: i64 = app
+        .db
+        .admin()
+        .await
+        .query_one(stmt(
+            "SELECT count(*) FROM audit_events WHERE action = 'test.many'",
+            [],
+        ))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+    assert_eq!(written, 501);
+}
