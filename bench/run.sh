@@ -21,10 +21,21 @@ cd "$ROOT"
 BIN="$ROOT/target/release/trellis"
 OUT="${BENCH_OUT:-$ROOT/bench/out/results.json}"
 READY_TIMEOUT="${BENCH_READY_TIMEOUT:-180}"
+# BENCH_PROFILE=1: the server is the `profiling` build (release code, frame pointers,
+# line tables) and `perf record -g` samples it through the matrix phase; the report's
+# top frames go to bench/out/profile.txt (bench/README.md, "Profiling").
+PROFILE="${BENCH_PROFILE:-0}"
 
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
     echo "==> cargo build --release -p trellis-server -p trellis-loadgen" >&2
     cargo build --release -p trellis-server -p trellis-loadgen
+fi
+if [[ "$PROFILE" == 1 ]]; then
+    command -v perf >/dev/null || { echo "==> BENCH_PROFILE=1 needs perf (linux-perf)" >&2; exit 2; }
+    echo "==> cargo build --profile profiling -p trellis-server (frame pointers)" >&2
+    RUSTFLAGS="${RUSTFLAGS:-} -C force-frame-pointers=yes" \
+        cargo build --profile profiling -p trellis-server
+    BIN="$ROOT/target/profiling/trellis"
 fi
 
 DATA_DIR="$(mktemp -d /tmp/trellis-bench-XXXXXX)"
@@ -181,10 +192,23 @@ fi
 # BENCH_ONLY=matrix runs only it.
 if [[ "${BENCH_MATRIX:-1}" != 0 && ( -z "$ONLY" || "$ONLY" == matrix ) ]]; then
     mkdir -p "$(dirname "$OUT")"
+    PERF_PID=""
+    if [[ "$PROFILE" == 1 ]]; then
+        perf record -q -F 499 -g -p "$SERVER_PID" -o "$DATA_DIR/perf.data" 2>"$DATA_DIR/perf.log" &
+        PERF_PID=$!
+    fi
     python3 "$ROOT/bench/matrix.py" --url "$URL" --pid "$SERVER_PID" \
         --pg-pidfile "$DATA_DIR/pg/postmaster.pid" --out "$(dirname "$OUT")/matrix.json" &
     BENCH_PID=$!
     wait "$BENCH_PID"
+    if [[ -n "$PERF_PID" ]]; then
+        kill -INT "$PERF_PID" && wait "$PERF_PID" || true
+        # Self time by function, then the same with callers folded in.
+        { perf report -i "$DATA_DIR/perf.data" --no-children --sort symbol --percent-limit 1 --stdio -g none 2>/dev/null
+          perf report -i "$DATA_DIR/perf.data" --children --sort symbol --percent-limit 4 --stdio -g none 2>/dev/null
+        } | grep -v '^$' >"$(dirname "$OUT")/profile.txt"
+        echo "==> profile: $(dirname "$OUT")/profile.txt" >&2
+    fi
 fi
 [[ "$ONLY" != matrix ]] || exit 0
 

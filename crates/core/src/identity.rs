@@ -1,6 +1,9 @@
 //! Identity and tenancy: sign-up and sessions, tenants, members, invitations and API
 //! keys. Every operation runs in the request's transaction and writes an audit event.
 
+use std::collections::HashMap;
+use std::sync::PoisonError;
+
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::prelude::*;
 use sea_orm::{ActiveValue::Set, ConnectionTrait, FromQueryResult, QueryOrder, QuerySelect};
@@ -1175,10 +1178,71 @@ pub async fn revoke_api_key(scope: &RequestScope, id: Uuid) -> Result<api_key::M
     Ok(key)
 }
 
-/// Resolves an API key's plaintext to its principal. Unknown, malformed, revoked and
-/// expired keys all give `Unauthenticated`.
+/// API keys this process verified recently, by the SHA-256 of their plaintext: a
+/// request with one skips the key's look-up. Only the look-up: every request's
+/// transaction still checks that the key is neither revoked nor expired
+/// (`app.enter_request`), and a key that fails that check is answered like an unknown
+/// one ([`RequestScope::credential_ended`]). Keys cannot change their tenant or scopes,
+/// so nothing else here can go stale. Cheap to clone (one shared map).
+#[derive(Clone, Default)]
+pub struct VerifiedKeys {
+    keys: std::sync::Arc<std::sync::Mutex<HashMap<Vec<u8>, VerifiedKey>>>,
+}
+
+#[derive(Clone)]
+struct VerifiedKey {
+    principal: crate::Principal,
+    expires_at: Option<DateTime<Utc>>,
+    verified_at: std::time::Instant,
+}
+
+impl VerifiedKeys {
+    /// How long a verification is reused.
+    const TTL: std::time::Duration = std::time::Duration::from_secs(30);
+    /// The most keys kept; past it the map starts over.
+    const MAX: usize = 10_000;
+
+    fn get(&self, hash: &[u8]) -> Option<crate::Principal> {
+        let keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = keys.get(hash)?;
+        let now = Utc::now();
+        (key.verified_at.elapsed() < Self::TTL && key.expires_at.is_none_or(|t| t > now))
+            .then(|| key.principal.clone())
+    }
+
+    fn put(&self, hash: Vec<u8>, principal: crate::Principal, expires_at: Option<DateTime<Utc>>) {
+        let mut keys = self.keys.lock().unwrap_or_else(PoisonError::into_inner);
+        if keys.len() >= Self::MAX {
+            keys.clear();
+        }
+        let verified_at = std::time::Instant::now();
+        keys.insert(
+            hash,
+            VerifiedKey {
+                principal,
+                expires_at,
+                verified_at,
+            },
+        );
+    }
+
+    /// Drops a key whose request found it revoked or expired.
+    pub fn forget(&self, plaintext: &str) {
+        let hash = token::sha256(plaintext);
+        self.keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&hash);
+    }
+}
+
+/// The principal of an API key's plaintext: from `verified` when this process checked
+/// it in the last seconds, else looked up by prefix (a SECURITY DEFINER function: there
+/// is no tenant yet) and compared in constant time. Unknown, revoked and expired keys
+/// are all `Unauthenticated`.
 pub async fn authenticate_api_key(
     conn: &impl ConnectionTrait,
+    verified: &VerifiedKeys,
     plaintext: &str,
 ) -> Result<crate::Principal> {
     #[derive(FromQueryResult)]
@@ -1192,6 +1256,9 @@ pub async fn authenticate_api_key(
     }
     let prefix = crate::auth::api_key::parse_prefix(plaintext).ok_or(Error::Unauthenticated)?;
     let hash = token::sha256(plaintext);
+    if let Some(principal) = verified.get(&hash) {
+        return Ok(principal);
+    }
     let rows = KeyRow::find_by_statement(stmt(
         "SELECT id, tenant_id, key_hash, scopes, expires_at, revoked_at FROM app.api_key_for_auth($1)",
         [prefix.into()],
@@ -1199,13 +1266,16 @@ pub async fn authenticate_api_key(
     .all(conn)
     .await?;
     let now = Utc::now();
-    rows.into_iter()
+    let row = rows
+        .into_iter()
         .find(|row| token::constant_time_eq(&row.key_hash, &hash))
         .filter(|row| row.revoked_at.is_none() && row.expires_at.is_none_or(|t| t > now))
-        .map(|row| crate::Principal::ApiKey {
-            key_id: row.id,
-            tenant_id: row.tenant_id,
-            scopes: row.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
-        })
-        .ok_or(Error::Unauthenticated)
+        .ok_or(Error::Unauthenticated)?;
+    let principal = crate::Principal::ApiKey {
+        key_id: row.id,
+        tenant_id: row.tenant_id,
+        scopes: row.scopes.iter().filter_map(|s| Scope::parse(s)).collect(),
+    };
+    verified.put(hash, principal.clone(), row.expires_at);
+    Ok(principal)
 }

@@ -136,8 +136,10 @@ enum TenantAccess {
     None,
     Granted(TenantCtx),
     Refused(&'static str),
-    /// The access token's session was revoked (logout, a detected reuse).
-    SessionEnded,
+    /// The credential no longer counts: the access token's session was revoked (logout,
+    /// a detected reuse), or the API key was revoked or expired. Answered like an unknown
+    /// credential, so a revoked key cannot be told from one that never existed.
+    CredentialEnded,
 }
 
 #[derive(Debug)]
@@ -230,11 +232,19 @@ impl RequestScope {
         &self.meta
     }
 
+    /// Whether the request found its credential revoked or expired (an ended session,
+    /// a revoked or expired API key): the HTTP layer answers it like an unknown one.
+    pub fn credential_ended(&self) -> bool {
+        self.begun
+            .get()
+            .is_some_and(|begun| matches!(begun.access, TenantAccess::CredentialEnded))
+    }
+
     /// The request's transaction, begun on first use. A token whose session was
     /// revoked reaches nothing: UNAUTHENTICATED.
     pub async fn tx(&self) -> Result<&DatabaseTransaction> {
         let begun = self.begun().await?;
-        if matches!(begun.access, TenantAccess::SessionEnded) {
+        if matches!(begun.access, TenantAccess::CredentialEnded) {
             return Err(Error::Unauthenticated);
         }
         Ok(&begun.tx)
@@ -281,7 +291,7 @@ impl RequestScope {
         .await?
         .ok_or_else(|| Error::Internal(anyhow::anyhow!("app.enter_request returned no row")))?;
         let access = match (row.access.as_str(), tenant) {
-            ("session_ended", _) => TenantAccess::SessionEnded,
+            ("session_ended" | "key_dead", _) => TenantAccess::CredentialEnded,
             ("none", _) | (_, None) => TenantAccess::None,
             ("granted", Some(tenant_id)) => {
                 let role = match (&self.principal, row.role) {
@@ -291,7 +301,6 @@ impl RequestScope {
                 };
                 TenantAccess::Granted(TenantCtx { tenant_id, role })
             }
-            ("key_dead", _) => TenantAccess::Refused("this API key is revoked or expired"),
             ("deleted", _) => TenantAccess::Refused("this tenant has been deleted"),
             ("suspended", _) => TenantAccess::Refused("this tenant is suspended"),
             _ => TenantAccess::Refused("you are not a member of this tenant"),
@@ -336,7 +345,7 @@ impl RequestScope {
             TenantAccess::Granted(ctx) if ctx.role.at_least(required) => Ok(ctx),
             TenantAccess::Granted(_) => Err(Error::Forbidden("your role does not allow this")),
             TenantAccess::Refused(why) => Err(Error::Forbidden(why)),
-            TenantAccess::SessionEnded => Err(Error::Unauthenticated),
+            TenantAccess::CredentialEnded => Err(Error::Unauthenticated),
             TenantAccess::None => Err(Error::Forbidden(
                 "no active tenant: create one or switch to one",
             )),
@@ -347,7 +356,7 @@ impl RequestScope {
     pub async fn active_tenant(&self) -> Result<Option<TenantCtx>> {
         match self.begun().await?.access {
             TenantAccess::Granted(ctx) => Ok(Some(ctx)),
-            TenantAccess::SessionEnded => Err(Error::Unauthenticated),
+            TenantAccess::CredentialEnded => Err(Error::Unauthenticated),
             _ => Ok(None),
         }
     }

@@ -379,6 +379,7 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
         limits,
         db: AppDb::new(pool),
         jwt,
+        api_keys: Default::default(),
         statements,
         requests: Arc::new(AtomicU64::new(0)),
         graphiql,

@@ -114,7 +114,8 @@ async fn authenticate_until(
     match credential {
         None | Some("") => Ok((Principal::Anonymous, None)),
         Some(key) if key.starts_with("trl_") => {
-            let principal = identity::authenticate_api_key(state.db.pool(), key).await?;
+            let principal =
+                identity::authenticate_api_key(state.db.pool(), &state.api_keys, key).await?;
             Ok((principal, None))
         }
         Some(token) => {
@@ -254,6 +255,22 @@ async fn run_batch(
         }
     };
     state.requests.fetch_add(1, Ordering::Relaxed);
+    if scope.credential_ended() {
+        // Revoked or expired since it was last verified: the same answer as an unknown
+        // credential, and nothing of the request kept.
+        if let Some(key) = bearer(headers).filter(|c| c.starts_with("trl_")) {
+            state.api_keys.forget(key);
+        }
+        if let Err(err) = RequestScope::finish_shared(scope, false).await {
+            tracing::warn!(error = ?err, "rolling back a request with an ended credential");
+        }
+        return error_response(
+            media,
+            StatusCode::UNAUTHORIZED,
+            "UNAUTHENTICATED",
+            "invalid or expired credentials",
+        );
+    }
     let succeeded = response.is_ok();
     let logged = access_log.then(|| {
         let tenant = match scope.principal() {

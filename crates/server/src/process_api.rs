@@ -108,7 +108,12 @@ pub async fn invoke(
                 "cost": invoked.cost_nanos as f64 / 1e9,
             }),
         ),
-        Err(err) => error_response(&err, &request_id),
+        Err(err) => {
+            if let (Error::Unauthenticated, Some(key)) = (&err, bearer(&headers)) {
+                state.api_keys.forget(key);
+            }
+            error_response(&err, &request_id)
+        }
     }
 }
 

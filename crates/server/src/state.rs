@@ -19,6 +19,8 @@ pub struct AppState {
     pub limits: trellis_graphql::Limits,
     pub db: AppDb,
     pub jwt: JwtKeys,
+    /// API keys verified in the last seconds (their look-up skipped, never their check).
+    pub api_keys: trellis_core::identity::VerifiedKeys,
     /// SQL statements sent by the application pool since start.
     pub statements: Arc<AtomicU64>,
     /// GraphQL requests served since start.

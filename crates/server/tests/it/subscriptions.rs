@@ -607,7 +607,7 @@ async fn a_revoked_api_key_gets_no_more_events() {
     if let Some(message) = subscriber.next_within(QUIET).await {
         assert!(message["payload"]["data"].is_null(), "{message:#}");
         assert_eq!(
-            message["payload"]["errors"][0]["extensions"]["code"], "FORBIDDEN",
+            message["payload"]["errors"][0]["extensions"]["code"], "UNAUTHENTICATED",
             "{message:#}"
         );
     }
