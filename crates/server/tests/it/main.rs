@@ -35,6 +35,7 @@ mod processes;
 mod providers;
 mod rate_limits;
 mod reports;
+mod restore;
 mod runs;
 mod scheduler;
 mod schema_docs;
