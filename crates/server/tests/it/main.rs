@@ -17,6 +17,7 @@ mod engine;
 mod events;
 mod graphql_api;
 mod http;
+mod indexes;
 mod isolation_agents;
 mod isolation_engine;
 mod isolation_graphql;
