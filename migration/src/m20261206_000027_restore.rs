@@ -6,6 +6,8 @@
 //! - `workflow_runs (tenant_id, status, created_at, id)`: `runs(filter: {status})`, in
 //!   the list's order, so a page of one status reads only that page (seed 003's
 //!   `status` index on executions, and the issue's `(tenant_id, status)`).
+//! - `workflow_runs (tenant_id, started_at)`: `runs(filter: {startedAfter,
+//!   startedBefore})`, the filter added with it (seed 003's `startedAt` index).
 //! - `workflows (tenant_id, status)`: `workflows(filter: {status})` (seed 003).
 //!
 //! The unique indexes on app keys and connection names are already partial (`WHERE
@@ -27,11 +29,13 @@ const UP: &str = "
 CREATE INDEX connections_tenant_app_idx ON connections (tenant_id, app_id, is_active);
 CREATE INDEX triggers_tenant_type_idx ON triggers (tenant_id, type, is_active);
 CREATE INDEX workflow_runs_tenant_status_idx ON workflow_runs (tenant_id, status, created_at, id);
+CREATE INDEX workflow_runs_tenant_started_idx ON workflow_runs (tenant_id, started_at);
 CREATE INDEX workflows_tenant_status_idx ON workflows (tenant_id, status);
 ";
 
 const DOWN: &str = "
 DROP INDEX workflows_tenant_status_idx;
+DROP INDEX workflow_runs_tenant_started_idx;
 DROP INDEX workflow_runs_tenant_status_idx;
 DROP INDEX triggers_tenant_type_idx;
 DROP INDEX connections_tenant_app_idx;

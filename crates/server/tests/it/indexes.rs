@@ -89,6 +89,51 @@ async fn runs_filtered_by_status_use_the_tenant_status_index() {
 }
 
 #[tokio::test]
+async fn runs_filtered_by_start_time_use_the_tenant_started_index() {
+    let app = TestApp::new().await;
+    let owner = app.owner("idx-started").await;
+    let (workflow, version) = workflow(&app, &owner).await;
+    let admin = app.db.admin().await;
+    // A run a minute for days, some not started yet; the last ten minutes' are few.
+    fill(
+        &admin,
+        &format!(
+            "INSERT INTO workflow_runs (id, tenant_id, workflow_id, version_id, trigger_type, status,
+                                        created_at, started_at)
+             SELECT gen_random_uuid(), $1, '{workflow}', '{version}', 'manual', 'succeeded',
+                    now() - make_interval(mins => i),
+                    CASE WHEN i % 50 = 0 THEN NULL ELSE now() - make_interval(mins => i) END
+             FROM generate_series(1, 4000) i"
+        ),
+        owner.tenant_uuid(),
+    )
+    .await;
+    let plan = plan(
+        &app,
+        &owner,
+        "SELECT id, status FROM workflow_runs WHERE tenant_id = $1 AND started_at >= $2
+         ORDER BY created_at DESC, id DESC LIMIT 21",
+        vec![(chrono::Utc::now() - chrono::Duration::minutes(10)).into()],
+    )
+    .await;
+    assert!(plan.contains("workflow_runs_tenant_started_idx"), "{plan}");
+
+    // The filter itself, through the API: the last ten and a half minutes' ten runs;
+    // the oldest ten minutes' runs but the one that never started.
+    let at =
+        |mins: i64| (chrono::Utc::now() - chrono::Duration::seconds(mins * 60 + 30)).to_rfc3339();
+    let data = app
+        .ok(
+            Some(&owner.token),
+            "query($after: DateTime!, $before: DateTime!) { recent: runs(filter: {startedAfter: $after}) { totalCount } old: runs(filter: {startedBefore: $before}) { totalCount } }",
+            serde_json::json!({ "after": at(10), "before": at(3990) }),
+        )
+        .await;
+    assert_eq!(data["recent"]["totalCount"], 10, "{data}");
+    assert_eq!(data["old"]["totalCount"], 9, "{data}");
+}
+
+#[tokio::test]
 async fn workflows_filtered_by_status_use_the_tenant_status_index() {
     let app = TestApp::new().await;
     let owner = app.owner("idx-workflows").await;
