@@ -19,6 +19,7 @@ pub mod notifications;
 pub mod processes;
 pub mod runs;
 pub mod scope;
+pub(crate) mod soft_delete;
 pub mod throttle;
 pub mod upkeep;
 pub mod workflows;

@@ -16,6 +16,7 @@ use super::spec::{check_tool_policy, default_tool_policy, Budget};
 use crate::audit::{self, Event};
 use crate::identity::required_text;
 use crate::scope::{stmt, RequestScope};
+use crate::soft_delete;
 use crate::{Error, Result};
 
 /// An agent's editable fields; `None` leaves a field as it is (or at its default, on
@@ -223,20 +224,9 @@ pub async fn delete_agent(scope: &RequestScope, id: Uuid) -> Result<agent::Model
 /// Restores a deleted agent (builders); CONFLICT when another took its slug meanwhile.
 pub async fn restore_agent(scope: &RequestScope, id: Uuid) -> Result<agent::Model> {
     let ctx = scope.require(Role::Builder).await?;
-    let tx = scope.tx().await?;
-    agent::Entity::find_by_id(id)
-        .filter(agent::Column::DeletedAt.is_not_null())
-        .lock_exclusive()
-        .one(tx)
-        .await?
-        .ok_or(Error::NotFound)?;
-    let row = agent::ActiveModel {
-        id: Set(id),
-        deleted_at: Set(None),
-        ..Default::default()
-    }
-    .update(tx)
-    .await?;
+    let deleted = agent::Column::DeletedAt;
+    let current = soft_delete::find_deleted(scope, id, deleted).await?;
+    let row = soft_delete::undelete(scope, current, deleted).await?;
     audit::record(
         scope,
         Event::new(Some(ctx.tenant_id), "agent.restore")

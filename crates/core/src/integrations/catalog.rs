@@ -13,6 +13,7 @@ use crate::audit::{self, Event};
 use crate::identity::required_text;
 use crate::integrations::manifest::{check_schema, parse_manifest};
 use crate::scope::RequestScope;
+use crate::soft_delete;
 use crate::{Error, Result};
 
 /// The most actions one app version may declare.
@@ -112,22 +113,10 @@ pub async fn create_app(scope: &RequestScope, new: NewApp) -> Result<app::Model>
         Some(scope.require(Role::Builder).await?.tenant_id)
     };
     let key = check_key(&new.key)?;
-    let tx = scope.tx().await?;
     if tenant_id.is_some() {
-        // A private app may not shadow a public one: `app(key:)` must stay unambiguous.
-        let public = app::Entity::find()
-            .filter(app::Column::TenantId.is_null())
-            .filter(app::Column::Key.eq(&key))
-            .filter(app::Column::DeletedAt.is_null())
-            .one(tx)
-            .await?;
-        if public.is_some() {
-            return Err(Error::conflict(
-                Some("key"),
-                "a public app already has this key",
-            ));
-        }
+        refuse_public_key(scope, &key).await?;
     }
+    let tx = scope.tx().await?;
     let app = app::ActiveModel {
         id: Set(Uuid::now_v7()),
         tenant_id: Set(tenant_id),
@@ -148,6 +137,24 @@ pub async fn create_app(scope: &RequestScope, new: NewApp) -> Result<app::Model>
     )
     .await?;
     Ok(app)
+}
+
+/// CONFLICT when a live public app has `key`: a private app may not shadow a public
+/// one, so `app(key:)` stays unambiguous.
+async fn refuse_public_key(scope: &RequestScope, key: &str) -> Result<()> {
+    let public = app::Entity::find()
+        .filter(app::Column::TenantId.is_null())
+        .filter(app::Column::Key.eq(key))
+        .filter(app::Column::DeletedAt.is_null())
+        .one(scope.tx().await?)
+        .await?;
+    match public {
+        Some(_) => Err(Error::conflict(
+            Some("key"),
+            "a public app already has this key",
+        )),
+        None => Ok(()),
+    }
 }
 
 async fn find_app(scope: &RequestScope, id: Uuid) -> Result<app::Model> {
@@ -190,7 +197,8 @@ pub async fn update_app(scope: &RequestScope, id: Uuid, changes: AppChanges) -> 
     Ok(app)
 }
 
-/// Removes an app from the catalog (soft delete). Existing connections keep working.
+/// Removes an app from the catalog (soft delete): its key is free while it is deleted,
+/// and [`restore_app`] brings it back. Existing connections keep working.
 pub async fn delete_app(scope: &RequestScope, id: Uuid) -> Result<app::Model> {
     let current = find_app(scope, id).await?;
     authorize_write(scope, current.tenant_id).await?;
@@ -204,6 +212,34 @@ pub async fn delete_app(scope: &RequestScope, id: Uuid) -> Result<app::Model> {
     audit::record(
         scope,
         Event::new(app.tenant_id, "app.delete")
+            .target(IdKind::App, id)
+            .details(json!({ "key": app.key })),
+    )
+    .await?;
+    Ok(app)
+}
+
+/// Brings a deleted app back into the catalog (whoever may delete it). CONFLICT on
+/// `key` when a live app of the same catalog took the key meanwhile, or, for a
+/// tenant's app, when a public app has it now (a private app never shadows one).
+pub async fn restore_app(scope: &RequestScope, id: Uuid) -> Result<app::Model> {
+    let deleted = app::Column::DeletedAt;
+    // Every tenant sees public apps, deleted ones too, but cannot lock them: find the
+    // row first so that a tenant restoring a public app is FORBIDDEN, as for deleteApp.
+    let visible = app::Entity::find_by_id(id)
+        .filter(deleted.is_not_null())
+        .one(scope.tx().await?)
+        .await?
+        .ok_or(Error::NotFound)?;
+    authorize_write(scope, visible.tenant_id).await?;
+    let current = soft_delete::find_deleted(scope, id, deleted).await?;
+    if current.tenant_id.is_some() {
+        refuse_public_key(scope, &current.key).await?;
+    }
+    let app = soft_delete::undelete(scope, current, deleted).await?;
+    audit::record(
+        scope,
+        Event::new(app.tenant_id, "app.restore")
             .target(IdKind::App, id)
             .details(json!({ "key": app.key })),
     )

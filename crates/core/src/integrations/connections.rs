@@ -23,6 +23,7 @@ use crate::identity::required_text;
 use crate::integrations::manifest::{parse_manifest, validate_instance, Manifest};
 use crate::integrations::secrets::Vault;
 use crate::scope::RequestScope;
+use crate::soft_delete;
 use crate::{Error, Result};
 
 /// Which secret fills one secret field.
@@ -230,8 +231,11 @@ pub async fn update_connection(
     if let Some(refs) = changes.secrets {
         check_secrets(scope, &manifest, &refs).await?;
         replace_secrets(scope, ctx.tenant_id, id, refs).await?;
-    } else if version_id != current.app_version_id {
-        // The new version may name other secret fields: the kept references must fit.
+    } else if version_id != current.app_version_id
+        || (changes.is_active == Some(true) && !current.is_active)
+    {
+        // The new version may name other secret fields, and a restored connection has
+        // none: the kept references must fit before it runs again.
         let kept = references(scope, id).await?;
         check_secrets(scope, &manifest, &kept).await?;
     }
@@ -262,7 +266,8 @@ async fn references(scope: &RequestScope, connection_id: Uuid) -> Result<Vec<Sec
         .collect())
 }
 
-/// Deletes a connection (admins, soft): it leaves every list and releases its secrets.
+/// Deletes a connection (admins, soft): it leaves every list, releases its secrets and
+/// frees its name; [`restore_connection`] brings it back, inactive.
 pub async fn delete_connection(scope: &RequestScope, id: Uuid) -> Result<connection::Model> {
     let ctx = scope.require(Role::Admin).await?;
     find_connection(scope, id).await?;
@@ -280,6 +285,25 @@ pub async fn delete_connection(scope: &RequestScope, id: Uuid) -> Result<connect
         Event::new(Some(ctx.tenant_id), "connection.delete")
             .target(IdKind::Connection, id)
             .severity(Severity::Warning)
+            .details(json!({ "name": row.name })),
+    )
+    .await?;
+    Ok(row)
+}
+
+/// Restores a deleted connection (admins). It comes back inactive and without secrets,
+/// as its deletion left it (the secrets were released and may be gone): attach them
+/// and activate it with [`update_connection`]. CONFLICT on `name` when a live
+/// connection took the name meanwhile.
+pub async fn restore_connection(scope: &RequestScope, id: Uuid) -> Result<connection::Model> {
+    let ctx = scope.require(Role::Admin).await?;
+    let deleted = connection::Column::DeletedAt;
+    let current = soft_delete::find_deleted(scope, id, deleted).await?;
+    let row = soft_delete::undelete(scope, current, deleted).await?;
+    audit::record(
+        scope,
+        Event::new(Some(ctx.tenant_id), "connection.restore")
+            .target(IdKind::Connection, id)
             .details(json!({ "name": row.name })),
     )
     .await?;

@@ -13,6 +13,7 @@ use crate::identity::required_text;
 use crate::input::json_has_nul;
 use crate::integrations::manifest::check_schema;
 use crate::scope::RequestScope;
+use crate::soft_delete;
 use crate::workflows::check_key;
 use crate::{Error, Result};
 
@@ -197,25 +198,14 @@ pub async fn delete_process(scope: &RequestScope, id: Uuid) -> Result<process::M
 /// Restores a deleted process (builders); CONFLICT when another took its key meanwhile.
 pub async fn restore_process(scope: &RequestScope, id: Uuid) -> Result<process::Model> {
     let ctx = scope.require(Role::Builder).await?;
-    let tx = scope.tx().await?;
-    let current = process::Entity::find_by_id(id)
-        .filter(process::Column::DeletedAt.is_not_null())
-        .lock_exclusive()
-        .one(tx)
-        .await?
-        .ok_or(Error::NotFound)?;
-    let row = process::ActiveModel {
-        id: Set(id),
-        deleted_at: Set(None),
-        ..Default::default()
-    }
-    .update(tx)
-    .await?;
+    let deleted = process::Column::DeletedAt;
+    let current = soft_delete::find_deleted(scope, id, deleted).await?;
+    let row = soft_delete::undelete(scope, current, deleted).await?;
     audit::record(
         scope,
         Event::new(Some(ctx.tenant_id), "process.restore")
             .target(IdKind::Process, id)
-            .details(json!({ "key": current.key })),
+            .details(json!({ "key": row.key })),
     )
     .await?;
     Ok(row)

@@ -22,6 +22,7 @@ use super::graph::{self, Bindings, BoundAction, CheckedTransition, StepSpec, Tra
 use crate::audit::{self, Event};
 use crate::identity::required_text;
 use crate::scope::{stmt, RequestScope};
+use crate::soft_delete;
 use crate::{Error, Result};
 
 /// Rows per INSERT when a graph is written (well under PostgreSQL's parameter limit).
@@ -244,25 +245,14 @@ pub async fn delete_workflow(scope: &RequestScope, id: Uuid) -> Result<workflow:
 /// Restores a deleted workflow (builders); CONFLICT when another took its key meanwhile.
 pub async fn restore_workflow(scope: &RequestScope, id: Uuid) -> Result<workflow::Model> {
     let ctx = scope.require(Role::Builder).await?;
-    let tx = scope.tx().await?;
-    let current = workflow::Entity::find_by_id(id)
-        .filter(workflow::Column::DeletedAt.is_not_null())
-        .lock_exclusive()
-        .one(tx)
-        .await?
-        .ok_or(Error::NotFound)?;
-    let row = workflow::ActiveModel {
-        id: Set(id),
-        deleted_at: Set(None),
-        ..Default::default()
-    }
-    .update(tx)
-    .await?;
+    let deleted = workflow::Column::DeletedAt;
+    let current = soft_delete::find_deleted(scope, id, deleted).await?;
+    let row = soft_delete::undelete(scope, current, deleted).await?;
     audit::record(
         scope,
         Event::new(Some(ctx.tenant_id), "workflow.restore")
             .target(IdKind::Workflow, id)
-            .details(json!({ "key": current.key })),
+            .details(json!({ "key": row.key })),
     )
     .await?;
     Ok(row)

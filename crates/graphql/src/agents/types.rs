@@ -99,6 +99,9 @@ pub struct AgentFilter {
     /// Also list deleted agents (their `deletedAt` is set); false when omitted.
     #[graphql(default)]
     pub include_deleted: bool,
+    /// Only deleted agents (true), like the other lists' filter; false when omitted.
+    #[graphql(default)]
+    pub deleted: bool,
 }
 
 /// An agent's monthly limits (calendar months, UTC). Stored and shown; runs do not
@@ -472,7 +475,9 @@ impl List for Agent {
         select: Select<agent::Entity>,
         filter: AgentFilter,
     ) -> trellis_core::Result<Select<agent::Entity>> {
-        let mut select = if filter.include_deleted {
+        let mut select = if filter.deleted {
+            select.filter(agent::Column::DeletedAt.is_not_null())
+        } else if filter.include_deleted {
             select
         } else {
             select.filter(agent::Column::DeletedAt.is_null())

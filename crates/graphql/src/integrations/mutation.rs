@@ -288,7 +288,8 @@ impl IntegrationsMutation {
     }
 
     /// Removes an app from the catalog (soft; builders of its tenant, platform admins for
-    /// a public app); its connections keep working.
+    /// a public app); its key is free while deleted, `restoreApp` brings it back, and
+    /// its connections keep working.
     async fn delete_app(
         &self,
         ctx: &Context<'_>,
@@ -297,6 +298,23 @@ impl IntegrationsMutation {
         let scope = ctx.scope()?;
         let id = input_id(ctx, &input.id, IdKind::App)?;
         let (app, user_errors) = mutate(ctx, catalog::delete_app(scope, id)).await?;
+        Ok(AppPayload {
+            app: app.map(App),
+            user_errors,
+        })
+    }
+
+    /// Brings a deleted app back into the catalog (builders of its tenant, platform admins
+    /// for a public app); CONFLICT on `key` when a live app took its key since (for a
+    /// tenant's app, a public one included).
+    async fn restore_app(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The deleted app (`app_…`).")] input: IdInput,
+    ) -> async_graphql::Result<AppPayload> {
+        let scope = ctx.scope()?;
+        let id = input_id(ctx, &input.id, IdKind::App)?;
+        let (app, user_errors) = mutate(ctx, catalog::restore_app(scope, id)).await?;
         Ok(AppPayload {
             app: app.map(App),
             user_errors,
@@ -487,7 +505,8 @@ impl IntegrationsMutation {
         })
     }
 
-    /// Deletes a connection (admins) and releases the secrets it used.
+    /// Deletes a connection (admins, soft) and releases the secrets it used; its name is
+    /// free while deleted, and `restoreConnection` brings it back.
     async fn delete_connection(
         &self,
         ctx: &Context<'_>,
@@ -497,6 +516,24 @@ impl IntegrationsMutation {
         let id = input_id(ctx, &input.id, IdKind::Connection)?;
         let (connection, user_errors) =
             mutate(ctx, connections::delete_connection(scope, id)).await?;
+        Ok(ConnectionPayload {
+            connection: connection.map(Connection),
+            user_errors,
+        })
+    }
+
+    /// Restores a deleted connection (admins). It comes back inactive and without
+    /// secrets: attach them and set `isActive` with `updateConnection`. CONFLICT on
+    /// `name` when a live connection took its name since.
+    async fn restore_connection(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The deleted connection (`con_…`).")] input: IdInput,
+    ) -> async_graphql::Result<ConnectionPayload> {
+        let scope = ctx.scope()?;
+        let id = input_id(ctx, &input.id, IdKind::Connection)?;
+        let (connection, user_errors) =
+            mutate(ctx, connections::restore_connection(scope, id)).await?;
         Ok(ConnectionPayload {
             connection: connection.map(Connection),
             user_errors,

@@ -53,6 +53,9 @@ pub struct AppFilter {
     pub public: Option<bool>,
     /// Only apps on one of these shelves.
     pub categories: Option<Vec<AppCategory>>,
+    /// Only deleted apps (true), or only live ones (false, the default).
+    #[graphql(default)]
+    pub deleted: bool,
 }
 
 /// Narrows a tenant's secrets; given conditions must all hold.
@@ -71,6 +74,9 @@ pub struct ConnectionFilter {
     pub active: Option<bool>,
     /// Matches the name (case-insensitive).
     pub search: Option<String>,
+    /// Only deleted connections (true), or only live ones (false, the default).
+    #[graphql(default)]
+    pub deleted: bool,
 }
 
 /// A connector in the catalog: public (every tenant sees it) or a tenant's own.
@@ -121,6 +127,10 @@ impl App {
     /// When it last changed.
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
+    }
+    /// When it was deleted; null while it is live. `restoreApp` clears it.
+    async fn deleted_at(&self) -> Option<DateTime<Utc>> {
+        self.0.deleted_at
     }
     /// Every version, oldest first (drafts included).
     async fn versions(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<AppVersion>> {
@@ -452,6 +462,10 @@ impl Connection {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
+    /// When it was deleted; null while it is live. `restoreConnection` clears it.
+    async fn deleted_at(&self) -> Option<DateTime<Utc>> {
+        self.0.deleted_at
+    }
     /// The app it connects.
     async fn app(&self, ctx: &Context<'_>) -> async_graphql::Result<App> {
         let app = ctx
@@ -496,7 +510,11 @@ impl List for App {
         select: Select<app::Entity>,
         filter: AppFilter,
     ) -> trellis_core::Result<Select<app::Entity>> {
-        let mut select = select.filter(app::Column::DeletedAt.is_null());
+        let mut select = if filter.deleted {
+            select.filter(app::Column::DeletedAt.is_not_null())
+        } else {
+            select.filter(app::Column::DeletedAt.is_null())
+        };
         match filter.public {
             Some(true) => select = select.filter(app::Column::TenantId.is_null()),
             Some(false) => select = select.filter(app::Column::TenantId.is_not_null()),
@@ -569,7 +587,11 @@ impl List for Connection {
         select: Select<connection::Entity>,
         filter: ConnectionFilter,
     ) -> trellis_core::Result<Select<connection::Entity>> {
-        let mut select = select.filter(connection::Column::DeletedAt.is_null());
+        let mut select = if filter.deleted {
+            select.filter(connection::Column::DeletedAt.is_not_null())
+        } else {
+            select.filter(connection::Column::DeletedAt.is_null())
+        };
         if let Some(app) = filter.app {
             select =
                 select.filter(connection::Column::AppId.eq(crate::ids::parse(&app, IdKind::App)?));

@@ -74,6 +74,12 @@ pub struct RunFilter {
     pub created_after: Option<DateTime<Utc>>,
     /// Only runs created before this instant.
     pub created_before: Option<DateTime<Utc>>,
+    /// Only runs that started at or after this instant (a run that has not started
+    /// does not match).
+    pub started_after: Option<DateTime<Utc>>,
+    /// Only runs that started before this instant (a run that has not started does not
+    /// match).
+    pub started_before: Option<DateTime<Utc>>,
 }
 
 impl RunFilter {
@@ -85,6 +91,8 @@ impl RunFilter {
             && self.simulation.is_none()
             && self.created_after.is_none()
             && self.created_before.is_none()
+            && self.started_after.is_none()
+            && self.started_before.is_none()
     }
 }
 
@@ -617,6 +625,12 @@ impl List for WorkflowRun {
         }
         if let Some(before) = filter.created_before {
             select = select.filter(workflow_run::Column::CreatedAt.lt(before));
+        }
+        if let Some(after) = filter.started_after {
+            select = select.filter(workflow_run::Column::StartedAt.gte(after));
+        }
+        if let Some(before) = filter.started_before {
+            select = select.filter(workflow_run::Column::StartedAt.lt(before));
         }
         Ok(select)
     }

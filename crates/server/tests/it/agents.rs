@@ -202,6 +202,12 @@ async fn agents_are_created_changed_deleted_and_restored() {
         .ok(t, list, json!({ "f": { "includeDeleted": true } }))
         .await;
     assert_eq!(data["agents"]["totalCount"], 2);
+    let data = app.ok(t, list, json!({ "f": { "deleted": true } })).await;
+    assert_eq!(
+        data["agents"]["nodes"],
+        json!([{ "slug": "triage" }]),
+        "only the deleted one"
+    );
     let code = app.error_code(t, delete, json!({ "id": id })).await;
     assert_eq!(code, "NOT_FOUND", "a deleted agent is deleted once");
 
