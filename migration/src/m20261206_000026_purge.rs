@@ -15,13 +15,12 @@
 //! - `app.begin_tenant_purge(tenant, days)` records the purge, only for a tenant still
 //!   soft-deleted past the grace period (row-locked, so a concurrent restore either
 //!   wins or sees the purge).
-//! - Every table with a `tenant_id` the application can reach gets `DELETE` and one
-//!   extra permissive policy `<table>_purge`: a transaction in tenant T may delete T's
-//!   rows while T's purge is in progress, and at no other time. This is what lets the
-//!   purge run in the tenant's own transaction under RLS even on append-only and
-//!   soft-delete-only tables (audit events, workflows, agents…). The tables' guards
-//!   still hold the envelope. Generated from the catalog, so no table is forgotten; a
-//!   test fails when a later table lacks it.
+//! - The purge deletes a tenant's rows in the tenant's own transactions, under RLS
+//!   where the application may delete; from the tables it may not delete from
+//!   (append-only audit events, soft-delete-only workflows, agents…) through
+//!   `app.purge_rows(table, batch)`, which deletes only rows of the transaction's own
+//!   tenant, and only while that tenant's purge is in progress. No privilege changes:
+//!   outside a purge those tables stay undeletable for the application.
 //! - The immutability triggers that refuse deletes (published app, process and
 //!   workflow versions, their actions and graphs) let the rows of a tenant being
 //!   purged go: their DELETE half is split into its own trigger with a `WHEN` clause.
@@ -71,11 +70,6 @@ CREATE FUNCTION app.tenant_is_purging(tenant uuid) RETURNS boolean
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
     SELECT EXISTS (SELECT 1 FROM app.tenant_purges p
                    WHERE p.tenant_id = tenant AND p.finished_at IS NULL)
-$$;
-
-CREATE FUNCTION app.current_tenant_is_purging() RETURNS boolean
-LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog AS $$
-    SELECT app.tenant_is_purging(app.current_tenant_id())
 $$;
 
 CREATE FUNCTION app.tenant_purge_started(tenant uuid) RETURNS boolean
@@ -145,30 +139,41 @@ BEGIN
 END
 $$;
 
-REVOKE ALL ON FUNCTION app.tenant_is_purging(uuid), app.current_tenant_is_purging(),
+REVOKE ALL ON FUNCTION app.tenant_is_purging(uuid),
     app.tenant_purge_started(uuid), app.tenants_due_for_purge(integer, integer),
     app.begin_tenant_purge(uuid, integer), app.tenant_purge_progress(uuid, bigint),
     app.finish_tenant_purge(uuid) FROM PUBLIC;
 
--- Every reachable tenant table: DELETE, admitted only while the tenant is purged. A
--- later migration adding a tenant table calls app.add_purge_policy('<table>') too.
-CREATE FUNCTION app.add_purge_policy(tbl text) RETURNS void
-LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog AS $$
+-- The rows of tables the application may not delete from (append-only, soft-delete
+-- only): deleted for the transaction's own tenant, only while its purge is in
+-- progress, at most `batch` at a time. Tables it may delete from are purged under RLS.
+CREATE FUNCTION app.purge_rows(tbl text, batch integer) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog AS $$
+DECLARE
+    tenant uuid := app.current_tenant_id();
+    deleted bigint;
 BEGIN
+    IF tenant IS NULL OR NOT app.tenant_is_purging(tenant) THEN
+        RAISE EXCEPTION 'no purge of the current tenant is in progress'
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_class c
+                   JOIN pg_namespace n ON n.oid = c.relnamespace
+                   JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id'
+                                      AND NOT a.attisdropped
+                   WHERE n.nspname = 'public' AND c.relname = tbl AND c.relkind IN ('r', 'p')
+                     AND c.relname <> 'tenants') THEN
+        RAISE EXCEPTION 'not a tenant table: %', tbl USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     EXECUTE format(
-        'CREATE POLICY %I ON public.%I FOR DELETE USING '
-        '(tenant_id = (SELECT app.current_tenant_id()) AND (SELECT app.current_tenant_is_purging()))',
-        tbl || '_purge', tbl);
-    EXECUTE format('GRANT DELETE ON public.%I TO %I', tbl, current_setting('trellis.app_role'));
+        'DELETE FROM public.%I WHERE tenant_id = $1 AND ctid = ANY(ARRAY('
+        'SELECT ctid FROM public.%I WHERE tenant_id = $1 LIMIT $2))', tbl, tbl)
+        USING tenant, greatest(batch, 1);
+    GET DIAGNOSTICS deleted = ROW_COUNT;
+    RETURN deleted;
 END
 $$;
-REVOKE ALL ON FUNCTION app.add_purge_policy(text) FROM PUBLIC;
-SELECT app.add_purge_policy(c.relname) FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' AND NOT a.attisdropped
-WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition
-  AND has_table_privilege(current_setting('trellis.app_role'), c.oid, 'SELECT')
-ORDER BY c.relname;
+REVOKE ALL ON FUNCTION app.purge_rows(text, integer) FROM PUBLIC;
 
 -- deleteAccount: the user row stays (audit events and created_by keep its id), erased.
 ALTER TABLE users ADD COLUMN deleted_at timestamptz;
@@ -236,35 +241,15 @@ DROP TRIGGER app_versions_immutable ON app_versions;
 CREATE TRIGGER app_versions_immutable BEFORE UPDATE OR DELETE ON app_versions
     FOR EACH ROW EXECUTE FUNCTION app.app_versions_immutable();
 
--- The purge policies, and DELETE where no other policy admits it.
-DO $$
-DECLARE
-    p record;
-BEGIN
-    FOR p IN SELECT tablename FROM pg_policies
-             WHERE schemaname = 'public' AND policyname = tablename || '_purge'
-    LOOP
-        EXECUTE format('DROP POLICY %I ON %I', p.tablename || '_purge', p.tablename);
-        IF NOT EXISTS (SELECT 1 FROM pg_policies q
-                       WHERE q.schemaname = 'public' AND q.tablename = p.tablename
-                         AND q.permissive = 'PERMISSIVE' AND q.cmd IN ('DELETE', 'ALL')) THEN
-            EXECUTE format('REVOKE DELETE ON %I FROM %I', p.tablename,
-                           current_setting('trellis.app_role'));
-        END IF;
-    END LOOP;
-END
-$$;
-
 DROP FUNCTION app.erase_current_user();
 ALTER TABLE users DROP COLUMN deleted_at;
 
-DROP FUNCTION app.add_purge_policy(text);
+DROP FUNCTION app.purge_rows(text, integer);
 DROP FUNCTION app.finish_tenant_purge(uuid);
 DROP FUNCTION app.tenant_purge_progress(uuid, bigint);
 DROP FUNCTION app.begin_tenant_purge(uuid, integer);
 DROP FUNCTION app.tenants_due_for_purge(integer, integer);
 DROP FUNCTION app.tenant_purge_started(uuid);
-DROP FUNCTION app.current_tenant_is_purging();
 DROP FUNCTION app.tenant_is_purging(uuid);
 DROP TABLE app.tenant_purges;
 
@@ -360,10 +345,11 @@ impl MigrationTrait for Migration {
         let mut sql = UP.to_owned();
         sql.push_str(&grant_to_app(
             "EXECUTE",
-            "FUNCTION app.tenant_is_purging(uuid), app.current_tenant_is_purging(), \
+            "FUNCTION app.tenant_is_purging(uuid), \
              app.tenant_purge_started(uuid), app.tenants_due_for_purge(integer, integer), \
              app.begin_tenant_purge(uuid, integer), app.tenant_purge_progress(uuid, bigint), \
-             app.finish_tenant_purge(uuid), app.erase_current_user()",
+             app.finish_tenant_purge(uuid), app.erase_current_user(), \
+             app.purge_rows(text, integer)",
         ));
         sql.push_str(&ENTER_REQUEST.replace("{VERDICT}", VERDICT_AFTER));
         run_script(manager, &sql).await

@@ -4,11 +4,13 @@
 //! function `app.tenants_due_for_purge` (ids only; migration 000026), records each
 //! purge in the platform log `app.tenant_purges` (`app.begin_tenant_purge`, which
 //! checks the grace period again under a row lock), then deletes the tenant's rows in
-//! its own transactions under RLS, as [`crate::Principal::Upkeep`], at most `batch`
-//! rows per transaction so no lock is held for long. The tables are every table with
-//! a `tenant_id` column, read from the catalog, children before parents. While the
-//! purge is in progress a policy on each table admits the tenant's deletes; at no
-//! other time can the application delete append-only rows such as audit events.
+//! its own transactions, as [`crate::Principal::Upkeep`], at most `batch` rows per
+//! transaction so no lock is held for long. The tables are every table with a
+//! `tenant_id` column, read from the catalog, children before parents. Where the
+//! application may delete, it deletes under RLS; from the tables it may not (audit
+//! events, workflows, agents…) `app.purge_rows` deletes the transaction's own
+//! tenant's rows, and only while that tenant's purge is in progress: at no other time
+//! can the application delete append-only rows.
 //!
 //! Each batch commits on its own and the log row stays until the end, so a purge cut
 //! short (a crash, a deploy) is taken up again by the next pass where it stopped. The
@@ -122,15 +124,21 @@ pub fn deletion_order(tables: &[String], keys: &[ForeignKey]) -> Vec<String> {
     order
 }
 
-#[derive(FromQueryResult)]
-struct Name {
-    name: String,
+/// A table the purge empties, and how.
+#[derive(Clone, Debug, FromQueryResult, PartialEq, Eq)]
+pub struct PurgeTable {
+    pub name: String,
+    /// The application may delete from it: the purge does, under RLS. Otherwise
+    /// (append-only and soft-delete-only tables) it goes through `app.purge_rows`.
+    pub deletable: bool,
 }
 
 /// Every table with a `tenant_id` column (but `tenants`), children first.
-pub async fn tenant_tables(db: &AppDb) -> Result<Vec<String>> {
-    let tables: Vec<String> = Name::find_by_statement(stmt(
-        "SELECT c.relname::text AS name FROM pg_class c \
+pub async fn tenant_tables(db: &AppDb) -> Result<Vec<PurgeTable>> {
+    let found = PurgeTable::find_by_statement(stmt(
+        "SELECT c.relname::text AS name, \
+                has_table_privilege(current_user, c.oid, 'DELETE') AS deletable \
+         FROM pg_class c \
          JOIN pg_namespace n ON n.oid = c.relnamespace \
          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' \
                             AND NOT a.attisdropped \
@@ -139,10 +147,8 @@ pub async fn tenant_tables(db: &AppDb) -> Result<Vec<String>> {
         [],
     ))
     .all(db.pool())
-    .await?
-    .into_iter()
-    .map(|n| n.name)
-    .collect();
+    .await?;
+    let tables: Vec<String> = found.iter().map(|t| t.name.clone()).collect();
     let keys = ForeignKey::find_by_statement(stmt(
         "SELECT ch.relname::text AS child, pa.relname::text AS parent, \
                 con.confdeltype::text AS on_delete \
@@ -154,7 +160,10 @@ pub async fn tenant_tables(db: &AppDb) -> Result<Vec<String>> {
     ))
     .all(db.pool())
     .await?;
-    Ok(deletion_order(&tables, &keys))
+    Ok(deletion_order(&tables, &keys)
+        .into_iter()
+        .filter_map(|name| found.iter().find(|t| t.name == name).cloned())
+        .collect())
 }
 
 /// A tenant's purge: begins it (or takes it up again), deletes its rows batch by
@@ -165,7 +174,7 @@ pub async fn purge_tenant(
     db: &AppDb,
     logs: &LogStore,
     tenant_id: Uuid,
-    tables: &[String],
+    tables: &[PurgeTable],
     limits: PurgeLimits,
 ) -> Result<PurgePass> {
     let mut done = PurgePass {
@@ -198,16 +207,32 @@ pub async fn purge_tenant(
         let tx = scope.tx().await?;
         let mut room = batch;
         while let Some(table) = tables.get(next) {
-            let deleted = tx
-                .execute(stmt(
+            let deleted = if table.deletable {
+                tx.execute(stmt(
                     &format!(
-                        "DELETE FROM \"{table}\" WHERE tenant_id = $1 AND ctid = ANY(ARRAY( \
-                           SELECT ctid FROM \"{table}\" WHERE tenant_id = $1 LIMIT $2))"
+                        "DELETE FROM \"{name}\" WHERE tenant_id = $1 AND ctid = ANY(ARRAY( \
+                           SELECT ctid FROM \"{name}\" WHERE tenant_id = $1 LIMIT $2))",
+                        name = table.name
                     ),
                     [tenant_id.into(), room.into()],
                 ))
                 .await?
-                .rows_affected();
+                .rows_affected()
+            } else {
+                let n = tx
+                    .query_one(stmt(
+                        "SELECT app.purge_rows($1, $2) AS n",
+                        [
+                            table.name.clone().into(),
+                            i32::try_from(room).unwrap_or(i32::MAX).into(),
+                        ],
+                    ))
+                    .await?
+                    .map(|row| row.try_get::<i64>("", "n"))
+                    .transpose()?
+                    .unwrap_or(0);
+                u64::try_from(n).unwrap_or(0)
+            };
             done.rows_deleted += deleted;
             let deleted = i64::try_from(deleted).unwrap_or(i64::MAX);
             if deleted < room {

@@ -335,75 +335,51 @@ async fn a_purged_tenant_leaves_no_row_in_any_table_and_others_are_untouched() {
     assert_eq!(idle, PurgePass::default());
 }
 
-/// Every table with a `tenant_id` the application can reach has the purge's DELETE
-/// policy and privilege: a table added without them would keep a purged tenant's
-/// rows (the purge would fail on it).
-#[tokio::test]
-async fn every_tenant_table_can_be_purged() {
-    let app = TestApp::new().await;
-    let admin = app.db.admin().await;
-    let missing = Name::find_by_statement(stmt(
-        "SELECT c.relname::text AS name FROM pg_class c \
-         JOIN pg_namespace n ON n.oid = c.relnamespace \
-         JOIN pg_attribute a ON a.attrelid = c.oid AND a.attname = 'tenant_id' \
-                            AND NOT a.attisdropped \
-         WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition \
-           AND (NOT has_table_privilege('trellis_app', c.oid, 'DELETE') \
-                OR NOT EXISTS (SELECT 1 FROM pg_policies p WHERE p.schemaname = 'public' \
-                               AND p.tablename = c.relname AND p.policyname = c.relname || '_purge'))",
-        [],
-    ))
-    .all(&admin)
-    .await
-    .unwrap()
-    .into_iter()
-    .map(|n| n.name)
-    .collect::<Vec<_>>();
-    assert_eq!(missing, Vec::<String>::new());
-    assert!(tenant_tables(&admin).await.len() > 30);
+fn refused_because(err: &sea_orm::DbErr, why: &str) -> bool {
+    err.to_string().contains(why)
 }
 
-/// The purge policy admits nothing outside a purge: a tenant's own transaction, or
-/// another tenant's, cannot delete its audit events or workflows; and the purge log
-/// is not readable by the application.
+/// Outside a purge nobody can delete append-only rows: not the tenant's own
+/// transaction, not another tenant's, not a deleted tenant's inside its grace period;
+/// `app.purge_rows` works only for the transaction's own tenant while its purge is in
+/// progress, and only on tenant tables; the purge log is not readable by the
+/// application.
 #[tokio::test]
-async fn outside_a_purge_append_only_rows_cannot_be_deleted() {
+async fn only_a_tenants_purge_deletes_its_append_only_rows() {
     let app = TestApp::new().await;
     let alice = app.owner("purge-alice").await;
     let bob = app.owner("purge-bob").await;
-    app.ok(
-        Some(&alice.token),
-        "mutation { createWorkflow(input: {key: \"w\", name: \"W\"}) { workflow { id } } }",
-        json!({}),
-    )
-    .await;
+    for owner in [&alice, &bob] {
+        app.ok(
+            Some(&owner.token),
+            "mutation { createWorkflow(input: {key: \"w\", name: \"W\"}) { workflow { id } } }",
+            json!({}),
+        )
+        .await;
+    }
     let pool = app.state.db.pool();
     for tenant in [alice.tenant_uuid(), bob.tenant_uuid()] {
-        for table in ["audit_events", "workflows", "tenant_data_keys"] {
+        for table in ["audit_events", "workflows"] {
             let tx = as_app(pool, Some(tenant), Some(alice.user_uuid())).await;
-            let gone = tx
+            let err = tx
                 .execute(stmt(
                     &format!("DELETE FROM {table} WHERE tenant_id = $1"),
                     [alice.tenant_uuid().into()],
                 ))
                 .await
-                .unwrap()
-                .rows_affected();
-            assert_eq!(gone, 0, "{table} as {tenant}");
+                .unwrap_err();
+            assert!(refused_because(&err, "permission denied"), "{table}: {err}");
         }
     }
-    // Even a deleted tenant's rows, inside its grace period.
     delete_tenant(&app, &alice, "purge-alice").await;
+    // Inside the grace period: no purge, whatever days the caller names.
     let tx = as_app(pool, Some(alice.tenant_uuid()), None).await;
-    let gone = tx
-        .execute(stmt("DELETE FROM audit_events", []))
+    let err = tx
+        .query_one(stmt("SELECT app.purge_rows('audit_events', 100)", []))
         .await
-        .unwrap()
-        .rows_affected();
-    assert_eq!(gone, 0);
+        .unwrap_err();
+    assert!(refused_because(&err, "no purge"), "{err}");
     drop(tx);
-    // begin_tenant_purge refuses a tenant inside its grace period, whatever days it
-    // is given.
     let tx = as_app(pool, None, None).await;
     let begun: bool = tx
         .query_one(stmt(
@@ -416,14 +392,58 @@ async fn outside_a_purge_append_only_rows_cannot_be_deleted() {
         .try_get_by_index(0)
         .unwrap();
     assert!(!begun);
-    let refused = tx
+    let err = tx
         .query_one(stmt("SELECT count(*) FROM app.tenant_purges", []))
         .await
         .unwrap_err();
-    assert!(
-        refused.to_string().contains("permission denied"),
-        "{refused}"
+    assert!(refused_because(&err, "permission denied"), "{err}");
+    drop(tx);
+
+    // Past it, the purge begins; only Alice's own transaction can use it.
+    backdate(&app, alice.tenant_uuid(), 31).await;
+    let tx = as_app(pool, None, None).await;
+    tx.execute(stmt(
+        "SELECT app.begin_tenant_purge($1, 30)",
+        [alice.tenant_uuid().into()],
+    ))
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let tx = as_app(pool, Some(bob.tenant_uuid()), None).await;
+    let err = tx
+        .query_one(stmt("SELECT app.purge_rows('audit_events', 100)", []))
+        .await
+        .unwrap_err();
+    assert!(refused_because(&err, "no purge"), "{err}");
+    drop(tx);
+    for table in ["users", "tenants", "nonsense"] {
+        let tx = as_app(pool, Some(alice.tenant_uuid()), None).await;
+        let err = tx
+            .query_one(stmt("SELECT app.purge_rows($1, 100)", [table.into()]))
+            .await
+            .unwrap_err();
+        assert!(
+            refused_because(&err, "not a tenant table"),
+            "{table}: {err}"
+        );
+    }
+    let admin = app.db.admin().await;
+    let before = rows_of(&admin, bob.tenant_uuid()).await;
+    let tx = as_app(pool, Some(alice.tenant_uuid()), None).await;
+    let gone: i64 = tx
+        .query_one(stmt("SELECT app.purge_rows('audit_events', 100)", []))
+        .await
+        .unwrap()
+        .unwrap()
+        .try_get_by_index(0)
+        .unwrap();
+    assert!(gone > 0);
+    tx.commit().await.unwrap();
+    assert_eq!(
+        rows_of(&admin, alice.tenant_uuid()).await["audit_events"],
+        0
     );
+    assert_eq!(rows_of(&admin, bob.tenant_uuid()).await, before);
 }
 
 #[tokio::test]
