@@ -128,8 +128,9 @@ pub fn deletion_order(tables: &[String], keys: &[ForeignKey]) -> Vec<String> {
 #[derive(Clone, Debug, FromQueryResult, PartialEq, Eq)]
 pub struct PurgeTable {
     pub name: String,
-    /// The application may delete from it: the purge does, under RLS. Otherwise
-    /// (append-only and soft-delete-only tables) it goes through `app.purge_rows`.
+    /// The application may delete from it: the purge does, under RLS. What RLS does
+    /// not admit (append-only and soft-delete-only tables have no DELETE at all) goes
+    /// through `app.purge_rows`.
     pub deletable: bool,
 }
 
@@ -207,32 +208,38 @@ pub async fn purge_tenant(
         let tx = scope.tx().await?;
         let mut room = batch;
         while let Some(table) = tables.get(next) {
-            let deleted = if table.deletable {
-                tx.execute(stmt(
-                    &format!(
-                        "DELETE FROM \"{name}\" WHERE tenant_id = $1 AND ctid = ANY(ARRAY( \
-                           SELECT ctid FROM \"{name}\" WHERE tenant_id = $1 LIMIT $2))",
-                        name = table.name
-                    ),
-                    [tenant_id.into(), room.into()],
-                ))
-                .await?
-                .rows_affected()
-            } else {
+            let mut deleted = 0;
+            if table.deletable {
+                deleted = tx
+                    .execute(stmt(
+                        &format!(
+                            "DELETE FROM \"{name}\" WHERE tenant_id = $1 AND ctid = ANY(ARRAY( \
+                               SELECT ctid FROM \"{name}\" WHERE tenant_id = $1 LIMIT $2))",
+                            name = table.name
+                        ),
+                        [tenant_id.into(), room.into()],
+                    ))
+                    .await?
+                    .rows_affected();
+            }
+            if i64::try_from(deleted).unwrap_or(i64::MAX) < room {
+                // The rest: rows no policy lets the application delete (append-only
+                // tables, or policies that admit fewer rows than the tenant has).
+                let rest = room - i64::try_from(deleted).unwrap_or(0);
                 let n = tx
                     .query_one(stmt(
                         "SELECT app.purge_rows($1, $2) AS n",
                         [
                             table.name.clone().into(),
-                            i32::try_from(room).unwrap_or(i32::MAX).into(),
+                            i32::try_from(rest).unwrap_or(i32::MAX).into(),
                         ],
                     ))
                     .await?
                     .map(|row| row.try_get::<i64>("", "n"))
                     .transpose()?
                     .unwrap_or(0);
-                u64::try_from(n).unwrap_or(0)
-            };
+                deleted += u64::try_from(n).unwrap_or(0);
+            }
             done.rows_deleted += deleted;
             let deleted = i64::try_from(deleted).unwrap_or(i64::MAX);
             if deleted < room {
