@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult};
 use serde_json::{json, Value};
-use trellis_core::logs::{LogLevel, NewLogEntry};
+use trellis_core::logs::{LogLevel, LogStore, NewLogEntry};
 use trellis_core::purge::{purge_pass, PurgeLimits, PurgePass};
 use trellis_core::scope::stmt;
 use trellis_core::RequestScope;
@@ -664,4 +664,66 @@ async fn a_deleted_account_keeps_no_session_membership_or_key() {
     assert!(actions.contains(&"user.deleted".to_owned()), "{actions:?}");
     // The address is free for a new account.
     app.sign_up("leaver@account.test").await;
+}
+
+/// Appends one line to a run of `owner`'s tenant in `store`.
+async fn log_line(app: &TestApp, store: &LogStore, owner: &Member, run: &str) {
+    let scope = RequestScope::for_upkeep(app.state.db.clone(), owner.tenant_uuid());
+    store
+        .for_tenant(&scope)
+        .await
+        .unwrap()
+        .append(
+            vec![NewLogEntry {
+                run_id: Uuid::parse_str(&run[4..]).unwrap(),
+                step_run_id: None,
+                level: LogLevel::Info,
+                message: "a line".into(),
+                context: json!({}),
+                logged_at: None,
+            }],
+            &[],
+        )
+        .await
+        .unwrap();
+    RequestScope::finish_shared(scope, true).await.unwrap();
+}
+
+/// With MongoDB as the log store, a purged tenant's documents go too, and only
+/// theirs.
+#[tokio::test]
+async fn a_purge_deletes_the_tenants_mongodb_logs_only() {
+    let app = TestApp::new().await;
+    let url = crate::mongo::fresh_url();
+    let store = LogStore::mongodb(&url).await.unwrap();
+    let gone = app.owner("mongo-gone").await;
+    let kept = app.owner("mongo-kept").await;
+    for owner in [&gone, &kept] {
+        let flow = workflow(
+            &app,
+            owner,
+            "logged",
+            json!([transform("shape", json!({ "x": "1" }))]),
+            json!([]),
+        )
+        .await;
+        let run = start(&app, owner, &flow, json!({})).await;
+        for _ in 0..3 {
+            log_line(&app, &store, owner, &run).await;
+        }
+    }
+    delete_tenant(&app, &gone, "mongo-gone").await;
+    backdate(&app, gone.tenant_uuid(), 31).await;
+    let pass = purge_pass(&app.state.db, &store, PurgeLimits::default())
+        .await
+        .unwrap();
+    assert_eq!((pass.purged, pass.logs_deleted), (1, 3), "{pass:?}");
+    let raw = crate::mongo::raw_collection(&url).await;
+    for (owner, left) in [(&gone, 0), (&kept, 3)] {
+        let n = raw
+            .count_documents(mongodb::bson::doc! { "tenantId": owner.tenant_uuid().to_string() })
+            .await
+            .unwrap();
+        assert_eq!(n, left, "{}", owner.tenant_id);
+    }
 }
