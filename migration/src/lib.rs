@@ -27,6 +27,7 @@ mod m20261206_000022_accounts;
 mod m20261206_000023_agents;
 mod m20261206_000024_templates_skills;
 mod m20261206_000025_upkeep;
+mod m20261206_000026_purge;
 mod m20261206_000027_restore;
 pub mod rls;
 
@@ -62,6 +63,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000023_agents::Migration),
             Box::new(m20261206_000024_templates_skills::Migration),
             Box::new(m20261206_000025_upkeep::Migration),
+            Box::new(m20261206_000026_purge::Migration),
             Box::new(m20261206_000027_restore::Migration),
         ]
     }

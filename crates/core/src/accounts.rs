@@ -382,3 +382,139 @@ impl IdentityConfig {
         own_account(scope, changed.user_id).await
     }
 }
+
+#[derive(FromQueryResult)]
+struct OwnMembership {
+    tenant_id: Uuid,
+    role: String,
+    slug: String,
+    tenant_deleted: bool,
+}
+
+/// What [`delete_account`] did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeletedAccount {
+    pub memberships_removed: u64,
+    pub api_keys_revoked: u64,
+    pub sessions_ended: u64,
+}
+
+/// Deletes the caller's account, confirmed by its password. Refused (CONFLICT) while
+/// the caller is the last owner of a tenant that is not deleted. In every tenant the
+/// caller belongs to, the API keys they created are revoked and their membership
+/// removed (audited there as `member.account_deleted`); their sessions and account
+/// tokens are deleted; and the user row is erased: name, address and password are
+/// replaced (`app.erase_current_user`), the id stays, so audit events and `created_by`
+/// keep naming the same actor. The address is free for a new account.
+pub async fn delete_account(
+    scope: &RequestScope,
+    password: SecretString,
+) -> Result<DeletedAccount> {
+    let user_id = scope.user_id()?;
+    let account = own_account(scope, user_id).await?;
+    check_password(scope, &account, password, "password").await?;
+    let tx = scope.tx().await?;
+    // RLS shows a user their own memberships in every tenant, and those tenants.
+    let memberships = OwnMembership::find_by_statement(stmt(
+        "SELECT m.tenant_id, m.role, t.slug, t.deleted_at IS NOT NULL AS tenant_deleted \
+         FROM memberships m JOIN tenants t ON t.id = m.tenant_id \
+         WHERE m.user_id = $1 ORDER BY t.slug",
+        [user_id.into()],
+    ))
+    .all(tx)
+    .await?;
+    let mut done = DeletedAccount::default();
+    for m in &memberships {
+        scope.enter_tenant(m.tenant_id).await?;
+        let step = async {
+            if m.role == "owner" && !m.tenant_deleted {
+                let others = tx
+                    .query_one(stmt(
+                        "SELECT count(*) AS n FROM memberships \
+                         WHERE tenant_id = $1 AND role = 'owner' AND user_id <> $2",
+                        [m.tenant_id.into(), user_id.into()],
+                    ))
+                    .await?
+                    .map(|row| row.try_get::<i64>("", "n"))
+                    .transpose()?
+                    .unwrap_or(0);
+                if others == 0 {
+                    return Err(Error::conflict(
+                        None,
+                        format!(
+                            "you are the last owner of tenant \"{}\": make another member an \
+                             owner, or delete the tenant, before deleting your account",
+                            m.slug
+                        ),
+                    ));
+                }
+            }
+            let revoked = tx
+                .execute(stmt(
+                    "UPDATE api_keys SET revoked_at = now() \
+                     WHERE tenant_id = $1 AND created_by = $2 AND revoked_at IS NULL",
+                    [m.tenant_id.into(), user_id.into()],
+                ))
+                .await?
+                .rows_affected();
+            let removed = tx
+                .execute(stmt(
+                    "DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2",
+                    [m.tenant_id.into(), user_id.into()],
+                ))
+                .await?
+                .rows_affected();
+            audit::record(
+                scope,
+                Event::new(Some(m.tenant_id), "member.account_deleted")
+                    .target(IdKind::User, user_id)
+                    .severity(Severity::Warning)
+                    .details(json!({ "apiKeysRevoked": revoked })),
+            )
+            .await?;
+            Ok((revoked, removed))
+        }
+        .await;
+        match step {
+            Ok((revoked, removed)) => {
+                scope.leave_tenant().await?;
+                done.api_keys_revoked += revoked;
+                done.memberships_removed += removed;
+            }
+            Err(err) => {
+                // After a database error the transaction only rolls back.
+                let _ = scope.leave_tenant().await;
+                return Err(err);
+            }
+        }
+    }
+    done.sessions_ended = tx
+        .execute(stmt(
+            "DELETE FROM refresh_tokens WHERE user_id = $1",
+            [user_id.into()],
+        ))
+        .await?
+        .rows_affected();
+    for table in ["email_verifications", "password_resets", "email_changes"] {
+        tx.execute(stmt(
+            &format!("DELETE FROM {table} WHERE user_id = $1"),
+            [user_id.into()],
+        ))
+        .await?;
+    }
+    tx.execute(stmt("SELECT app.erase_current_user()", []))
+        .await?;
+    audit::record(
+        scope,
+        Event::new(None, "user.deleted")
+            .target(IdKind::User, user_id)
+            .severity(Severity::Warning)
+            .details(json!({
+                "memberships": done.memberships_removed,
+                "apiKeysRevoked": done.api_keys_revoked,
+                "sessionsEnded": done.sessions_ended,
+            })),
+    )
+    .await?;
+    Ok(done)
+}

@@ -745,6 +745,73 @@ pub async fn delete_tenant(scope: &RequestScope, confirm_slug: &str) -> Result<t
     Ok(tenant)
 }
 
+/// Cancels the deletion of a soft-deleted tenant, during its grace period, for one of
+/// its owners (the caller acts as a user: a deleted tenant cannot be switched into).
+/// NOT_FOUND unless the caller is an owner of it; CONFLICT when it is not deleted,
+/// when its purge has begun, or when another tenant took its slug meanwhile (the slug
+/// is free while a tenant is deleted).
+pub async fn restore_tenant(scope: &RequestScope, tenant_id: Uuid) -> Result<tenant::Model> {
+    let user_id = scope.user_id()?;
+    let tx = scope.tx().await?;
+    // RLS shows a user their own memberships and the tenants they belong to.
+    let owner = membership::Entity::find()
+        .filter(membership::Column::TenantId.eq(tenant_id))
+        .filter(membership::Column::UserId.eq(user_id))
+        .filter(membership::Column::Role.eq(Role::Owner))
+        .one(tx)
+        .await?
+        .is_some();
+    let current = tenant::Entity::find_by_id(tenant_id).one(tx).await?;
+    let current = match current {
+        Some(t) if owner => t,
+        _ => return Err(Error::NotFound),
+    };
+    if current.deleted_at.is_none() {
+        return Err(Error::conflict(
+            Some("tenantId"),
+            "the tenant is not deleted",
+        ));
+    }
+    inside_tenant(scope, tenant_id, async {
+        // A slug another tenant took meanwhile fails here (tenants_slug_key: CONFLICT
+        // on `slug`). The update locks the row, so a purge that began before it is
+        // seen by the next statement, and one that begins after it finds the tenant
+        // live.
+        let tenant = tenant::Model::find_by_statement(stmt(
+            "UPDATE tenants SET deleted_at = NULL \
+             WHERE id = $1 AND deleted_at IS NOT NULL RETURNING *",
+            [tenant_id.into()],
+        ))
+        .one(tx)
+        .await?
+        .ok_or_else(|| Error::conflict(Some("tenantId"), "the tenant is not deleted"))?;
+        let purging = tx
+            .query_one(stmt(
+                "SELECT app.tenant_purge_started($1) AS started",
+                [tenant_id.into()],
+            ))
+            .await?
+            .map(|row| row.try_get::<bool>("", "started"))
+            .transpose()?
+            .unwrap_or(false);
+        if purging {
+            return Err(Error::conflict(
+                Some("tenantId"),
+                "the tenant's purge has begun; it can no longer be restored",
+            ));
+        }
+        audit::record(
+            scope,
+            Event::new(Some(tenant_id), "tenant.restore")
+                .target(IdKind::Tenant, tenant_id)
+                .severity(Severity::Warning),
+        )
+        .await?;
+        Ok(tenant)
+    })
+    .await
+}
+
 /// Suspends or reactivates a tenant: the platform-administration path.
 pub async fn set_tenant_suspended(
     scope: &RequestScope,

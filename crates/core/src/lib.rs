@@ -17,6 +17,7 @@ pub mod logs;
 pub mod mail;
 pub mod notifications;
 pub mod processes;
+pub mod purge;
 pub mod runs;
 pub mod scope;
 pub(crate) mod soft_delete;

@@ -431,7 +431,8 @@ pub fn spawn_scheduler(config: &Config, state: &AppState) -> Option<tokio::task:
 
 /// Starts the background maintenance: the log store's outbox replay or purge, throttle
 /// purges, tenant upkeep (run retention, expired invitations and idempotency keys),
-/// account upkeep (spent credentials) and process upkeep (expired cache entries and
+/// account upkeep (spent credentials), the purge of tenants deleted past their grace
+/// period, and process upkeep (expired cache entries and
 /// call payloads), each tenant's or user's in its own transaction under RLS, on the
 /// application pool; and, when an admin URL is known, the report rollups on the owner
 /// connection.
@@ -439,6 +440,11 @@ pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Opt
     let every = std::time::Duration::from_secs(config.maintenance_interval.max(1));
     tokio::spawn(state.logs.clone().maintain(state.db.pool().clone(), every));
     let db = state.db.clone();
+    let logs = state.logs.clone();
+    let purge = trellis_core::purge::PurgeLimits {
+        purge_days: config.tenant_purge_days,
+        ..Default::default()
+    };
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
@@ -480,6 +486,24 @@ pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Opt
                 Err(err) => {
                     telemetry::maintenance_failure("account_upkeep");
                     tracing::warn!(error = ?err, "account upkeep failed");
+                }
+            }
+            match trellis_core::purge::purge_pass(&db, &logs, purge).await {
+                Ok(pass) => {
+                    telemetry::maintenance_pass(
+                        "tenant_purge",
+                        pass.rows_deleted + pass.logs_deleted,
+                    );
+                    if pass.failed > 0 {
+                        telemetry::maintenance_failure("tenant_purge");
+                    }
+                    if pass.tenants > 0 {
+                        tracing::info!(?pass, "tenant purge pass");
+                    }
+                }
+                Err(err) => {
+                    telemetry::maintenance_failure("tenant_purge");
+                    tracing::warn!(error = ?err, "tenant purge failed");
                 }
             }
             match trellis_core::processes::upkeep::upkeep_pass(&db, 500, 1000).await {

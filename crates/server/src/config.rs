@@ -114,6 +114,11 @@ pub struct Config {
     /// purge (PostgreSQL), and run-payload retention (when an admin URL is known).
     #[arg(long, env = "TRELLIS_MAINTENANCE_INTERVAL", default_value_t = 60)]
     pub maintenance_interval: u64,
+    /// Days a soft-deleted tenant is kept, and can be restored by an owner
+    /// (`restoreTenant`), before the maintenance loop purges every row of it.
+    #[arg(long, env = "TRELLIS_TENANT_PURGE_DAYS", default_value_t = 30,
+          value_parser = clap::value_parser!(i32).range(1..=3650))]
+    pub tenant_purge_days: i32,
     /// Connections in the application pool.
     #[arg(long, env = "TRELLIS_DB_POOL_SIZE", default_value_t = 16)]
     pub pool_size: u32,

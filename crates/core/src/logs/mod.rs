@@ -305,6 +305,17 @@ impl LogStore {
         }
     }
 
+    /// Deletes every log line a purged tenant left outside PostgreSQL (its MongoDB
+    /// documents); returns how many. Its PostgreSQL rows (`execution_logs`,
+    /// `log_outbox`) go with the tenant's other rows ([`crate::purge`]), before this is
+    /// called, so the outbox cannot bring any back.
+    pub async fn purge_tenant(&self, tenant_id: Uuid) -> Result<u64> {
+        match &self.backend {
+            Backend::Postgres => Ok(0),
+            Backend::Mongo(logs) => logs.delete_tenant(tenant_id).await,
+        }
+    }
+
     /// One maintenance pass: replays the outbox (MongoDB) or purges expired rows
     /// (PostgreSQL). Returns how many entries it moved or deleted.
     pub async fn maintain_once(&self, pool: &DatabaseConnection) -> Result<u64> {

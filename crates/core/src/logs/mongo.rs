@@ -171,6 +171,13 @@ impl MongoLogs {
         Ok(entries)
     }
 
+    pub(super) async fn delete_tenant(&self, tenant: Uuid) -> Result<u64> {
+        let filter = doc! {"tenantId": tenant.to_string()};
+        Ok(timed(self.collection.delete_many(filter))
+            .await?
+            .deleted_count)
+    }
+
     pub(super) async fn delete_run(&self, tenant: Uuid, run: Uuid) -> Result<u64> {
         let filter = doc! {"tenantId": tenant.to_string(), "runId": run.to_string()};
         Ok(timed(self.collection.delete_many(filter))

@@ -78,6 +78,26 @@ pub struct ChangePasswordInput {
     pub new_password: String,
 }
 
+/// The password that confirms deleting the account.
+#[derive(InputObject)]
+pub struct DeleteAccountInput {
+    /// The account's password; a wrong one is BAD_USER_INPUT on `password` (and
+    /// counts against guessing, like a login).
+    pub password: String,
+}
+
+payload!(
+    /// What deleting the account did, or why it did not.
+    DeleteAccountPayload {
+        /// True when the account is deleted; null when `userErrors` is not empty.
+        deleted: bool,
+        /// Memberships removed (one per tenant the account belonged to).
+        memberships_removed: i64,
+        /// API keys the account had created, revoked.
+        api_keys_revoked: i64,
+    }
+);
+
 /// The address of an account that forgot its password.
 #[derive(InputObject)]
 pub struct RequestPasswordResetInput {
@@ -155,6 +175,30 @@ impl AccountMutation {
         .await?;
         Ok(UserPayload {
             user: user.map(User::from),
+            user_errors,
+        })
+    }
+
+    /// Deletes the caller's account, confirmed by its password: the API keys it created
+    /// are revoked, its memberships removed, every session ended, and its name,
+    /// address and password erased (the address is free again; audit events keep the
+    /// account's id). CONFLICT while the caller is the last owner of a tenant that is
+    /// not deleted.
+    async fn delete_account(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The account's password.")] input: DeleteAccountInput,
+    ) -> async_graphql::Result<DeleteAccountPayload> {
+        let scope = ctx.scope()?;
+        let (done, user_errors) = mutate(
+            ctx,
+            accounts::delete_account(scope, SecretString::from(input.password)),
+        )
+        .await?;
+        Ok(DeleteAccountPayload {
+            deleted: done.map(|_| true),
+            memberships_removed: done.map(|d| d.memberships_removed as i64),
+            api_keys_revoked: done.map(|d| d.api_keys_revoked as i64),
             user_errors,
         })
     }

@@ -206,6 +206,14 @@ pub struct DeleteTenantInput {
     pub slug: String,
 }
 
+/// The deleted tenant to restore.
+#[derive(InputObject)]
+pub struct RestoreTenantInput {
+    /// A soft-deleted tenant the caller owns (`ten_…`), in its grace period; any
+    /// other is NOT_FOUND.
+    pub tenant_id: ID,
+}
+
 /// The tenant to act in.
 #[derive(InputObject)]
 pub struct SwitchTenantInput {
@@ -445,6 +453,24 @@ impl IdentityMutation {
         let scope = ctx.scope()?;
         let (tenant, user_errors) =
             mutate(ctx, identity::delete_tenant(scope, &input.slug)).await?;
+        Ok(TenantPayload {
+            tenant: tenant.map(Tenant),
+            user_errors,
+        })
+    }
+
+    /// Cancels a tenant's deletion during its grace period (`TRELLIS_TENANT_PURGE_DAYS`)
+    /// for one of its owners, as a signed-in user (a deleted tenant cannot be switched
+    /// into). CONFLICT when it is not deleted, when its purge has begun, or on `slug`
+    /// when another tenant took the slug meanwhile. Audited as `tenant.restore`.
+    async fn restore_tenant(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The tenant to restore.")] input: RestoreTenantInput,
+    ) -> async_graphql::Result<TenantPayload> {
+        let scope = ctx.scope()?;
+        let tenant_id = input_id(ctx, &input.tenant_id, IdKind::Tenant)?;
+        let (tenant, user_errors) = mutate(ctx, identity::restore_tenant(scope, tenant_id)).await?;
         Ok(TenantPayload {
             tenant: tenant.map(Tenant),
             user_errors,

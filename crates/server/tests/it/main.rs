@@ -34,6 +34,7 @@ mod mongo;
 mod notifications;
 mod processes;
 mod providers;
+mod purge;
 mod rate_limits;
 mod reports;
 mod restore;
