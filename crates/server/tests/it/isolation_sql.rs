@@ -298,3 +298,88 @@ async fn the_app_role_cannot_escape_rls() {
         );
     }
 }
+
+/// The tenant, user and platform-admin helpers every policy calls inline into the
+/// statement (one expression evaluated once, not a query planned per evaluation), and
+/// still fail closed: a missing, empty or malformed setting is no tenant and no user.
+#[tokio::test]
+async fn tenant_context_helpers_inline_and_fail_closed() {
+    let app = TestApp::new().await;
+    let (a, _b) = two_tenants(&app).await;
+    let pool = app.db.app_pool(1).await;
+
+    let tx = as_app(&pool, Some(a.tenant_uuid()), Some(a.user_uuid())).await;
+    let plan = tx
+        .query_all(stmt(
+            "EXPLAIN (VERBOSE, COSTS OFF) SELECT id FROM memberships \
+             WHERE app.is_platform_admin() OR user_id = app.current_user_id()",
+            [],
+        ))
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.try_get_by_index::<String>(0).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n");
+    tx.rollback().await.unwrap();
+    for helper in ["current_tenant_id", "current_user_id", "is_platform_admin"] {
+        assert!(!plan.contains(helper), "{helper} was not inlined:\n{plan}");
+    }
+    for setting in ["app.tenant_id", "app.user_id", "app.platform_admin"] {
+        assert!(
+            plan.contains(setting),
+            "{setting} is not read inline:\n{plan}"
+        );
+    }
+
+    let tx = pool.begin().await.unwrap();
+    for (tenant, user, admin) in [
+        ("", "", ""),
+        ("not-a-uuid", "1; DROP TABLE tenants", "yes"),
+        (&*a.tenant_id, &*a.user_id, "true"),
+    ] {
+        tx.execute(stmt(
+            "SELECT set_config('app.tenant_id', $1, true), set_config('app.user_id', $2, true), \
+                    set_config('app.platform_admin', $3, true)",
+            [tenant.into(), user.into(), admin.into()],
+        ))
+        .await
+        .unwrap();
+        let row = tx
+            .query_one(stmt(
+                "SELECT app.current_tenant_id() IS NULL, app.current_user_id() IS NULL, \
+                        app.is_platform_admin()",
+                [],
+            ))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (
+                row.try_get_by_index::<bool>(0).unwrap(),
+                row.try_get_by_index::<bool>(1).unwrap(),
+                row.try_get_by_index::<bool>(2).unwrap(),
+            ),
+            (true, true, false),
+            "tenant {tenant:?}, user {user:?}, admin {admin:?}"
+        );
+        assert_eq!(count(&tx, "SELECT count(*) FROM memberships").await, 0);
+    }
+    tx.execute(stmt(
+        "SELECT set_config('app.tenant_id', $1, true), set_config('app.platform_admin', 'on', true)",
+        [a.tenant_uuid().to_string().to_uppercase().into()],
+    ))
+    .await
+    .unwrap();
+    let row = tx
+        .query_one(stmt(
+            "SELECT app.current_tenant_id(), app.is_platform_admin()",
+            [],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(row.try_get_by_index::<Uuid>(0).unwrap(), a.tenant_uuid());
+    assert!(row.try_get_by_index::<bool>(1).unwrap());
+    tx.rollback().await.unwrap();
+}
