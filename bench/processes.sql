@@ -89,7 +89,7 @@ WITH logged AS (
   INSERT INTO call_logs (id, tenant_id, process_id, version_id, environment,
     api_key_id, user_id, input_hash, status, cache_hit, latency_ms,
     provider_latency_ms, attempts, input_tokens, output_tokens, cost_nanos,
-    error_code, error_message, input, output, payload_expires_at)
+    error_code, error_message, input, output, payload_expires_at, created_at)
   SELECT gen_random_uuid(), :tenant::uuid, :r_process_id::uuid, :r_version_id::uuid, :env::text,
     :key::uuid, NULLIF(:absent, '-')::uuid,
     sha256(convert_to('{"text":"ticket ' || :k || ': the printer jams on double-sided pages"}', 'UTF8')),
@@ -100,7 +100,8 @@ WITH logged AS (
     now() + make_interval(days => coalesce(CASE WHEN jsonb_typeof(t.settings->'payloadRetentionDays') = 'number'
            AND t.settings->>'payloadRetentionDays' ~ '^[0-9]{1,4}$'
            AND (t.settings->>'payloadRetentionDays')::int BETWEEN 1 AND 3650
-           THEN (t.settings->>'payloadRetentionDays')::int END, 30))
+           THEN (t.settings->>'payloadRetentionDays')::int END, 30)),
+    coalesce(NULLIF(:absent, '-')::timestamptz, now())
   FROM tenants t WHERE t.id = :tenant::uuid
   RETURNING created_at),
 charged AS (

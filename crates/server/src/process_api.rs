@@ -14,7 +14,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{json, Value};
-use trellis_core::processes::invoke::{CacheMode, Invocation, Invoker};
+use trellis_core::processes::invoke::{CacheMode, Invocation, Invoker, Logging};
 use trellis_core::Error;
 use trellis_entity::{Environment, IdKind, PrefixedId};
 
@@ -77,13 +77,22 @@ pub async fn invoke(
             input: body.input,
             version: body.version,
             cache: parse_cache(body.cache.as_deref())?,
+            logging: Logging::AfterAnswer,
         };
         let invoker = Invoker {
             db: state.db.clone(),
             vault: state.vault.clone(),
             egress: state.egress.clone(),
         };
-        invoker.invoke(&principal, &meta, call).await
+        let (invoked, write) = invoker.invoke_answer_first(&principal, &meta, call).await?;
+        if let Some(write) = write {
+            state.shutdown.after_answer(async move {
+                if let Err(err) = write.run().await {
+                    tracing::error!(error = %err, "logging a process call after its answer failed");
+                }
+            });
+        }
+        Ok(invoked)
     }
     .await;
     match result {

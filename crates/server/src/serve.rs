@@ -39,7 +39,8 @@ impl Default for ConnectionLimits {
 }
 
 /// The server's shutdown as long-lived connections see it: a signal they watch, and a
-/// tracker of their tasks that shutdown waits for.
+/// tracker of their tasks (and of work finished after answering) that shutdown waits
+/// for.
 #[derive(Clone, Debug, Default)]
 pub struct Shutdown {
     signal: CancellationToken,
@@ -61,6 +62,15 @@ impl Shutdown {
     /// Runs a live socket's task so that shutdown waits for it to close.
     pub fn track<F: Future>(&self, task: F) -> impl Future<Output = F::Output> {
         self.sockets.track_future(task)
+    }
+
+    /// Spawns work a request finishes after its response (a process call's log), so
+    /// that shutdown waits for it as for a live socket.
+    pub fn after_answer<F>(&self, task: F)
+    where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        self.sockets.spawn(task);
     }
 
     async fn sockets_closed(&self) {

@@ -54,6 +54,8 @@ pub struct CallRecord {
     pub error_message: Option<String>,
     pub input: Option<Json>,
     pub output: Option<Json>,
+    /// When the call is logged as made; `None`: the logging transaction's time.
+    pub created_at: Option<DateTime<Utc>>,
 }
 
 /// How many rows one caller's hour of one process is spread over.
@@ -93,9 +95,9 @@ pub async fn record(
            INSERT INTO call_logs (id, tenant_id, process_id, version_id, environment, \
              api_key_id, user_id, input_hash, status, cache_hit, latency_ms, \
              provider_latency_ms, attempts, input_tokens, output_tokens, cost_nanos, \
-             error_code, error_message, input, output, payload_expires_at) \
+             error_code, error_message, input, output, payload_expires_at, created_at) \
            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20, now() + make_interval(days => {days}) \
+             $17, $18, $19, $20, now() + make_interval(days => {days}), coalesce($30, now()) \
            FROM tenants t WHERE t.id = $2 \
            RETURNING created_at), \
          charged AS ( \
@@ -157,6 +159,7 @@ pub async fn record(
                 (bucket as i32).into(),
                 shard.into(),
                 tokens.into(),
+                call.created_at.into(),
             ],
         ))
         .await?

@@ -81,6 +81,61 @@ pub struct Invocation {
     /// PRODUCTION only versions promoted there may be named.
     pub version: Option<i32>,
     pub cache: CacheMode,
+    /// When a call answered by the provider is logged.
+    pub logging: Logging,
+}
+
+/// When a call that reached the provider writes its log (and fills the cache): before
+/// or right after the caller gets the answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Logging {
+    /// Before answering: the caller's next read finds the call (GraphQL; the
+    /// dashboard reads `calls` next).
+    #[default]
+    BeforeAnswer,
+    /// Right after answering, as LLM gateways log (the REST route): a miss then waits
+    /// for one transaction instead of two. The log row, the hour's usage, the token
+    /// charge and the cache entry land milliseconds after the answer; a caller that
+    /// repeats the input at once waits on the pending cache entry (single flight), and
+    /// a call sent before the charge lands is admitted against the count without it,
+    /// as concurrent calls already are.
+    AfterAnswer,
+}
+
+/// What is left of a call the provider answered (or failed): the cache entry filled
+/// (or the claim released), the call logged, its usage rolled up and its tokens
+/// charged, in one transaction of the caller's tenant.
+#[must_use = "the call is logged only when its write runs"]
+pub struct CallWrite {
+    scope: Arc<RequestScope>,
+    tenant_settings: Json,
+    record: CallRecord,
+    /// The claimed entry and the answer to fill it with; `None` releases the claim.
+    cache: Option<(CacheKey, Option<Json>)>,
+}
+
+impl CallWrite {
+    /// Writes and commits.
+    pub async fn run(self) -> Result<()> {
+        let Self {
+            scope,
+            tenant_settings,
+            record,
+            cache,
+        } = self;
+        let written = async {
+            match &cache {
+                Some((key, Some(output))) => fill(&scope, key, output, &record).await?,
+                Some((key, None)) => release(&scope, key).await?,
+                None => {}
+            }
+            calls::record(&scope, &tenant_settings, record).await
+        }
+        .await;
+        let succeeded = written.is_ok();
+        RequestScope::finish_shared(scope, succeeded).await?;
+        written.map(|_| ())
+    }
 }
 
 /// A call's answer and what it cost.
@@ -212,13 +267,29 @@ static RESOLVE: std::sync::LazyLock<[[String; 2]; 2]> = std::sync::LazyLock::new
 
 impl Invoker {
     /// Calls a process for `principal`: users need the operator role, API keys the
-    /// `invoke` scope (and the environment and processes they are held to).
+    /// `invoke` scope (and the environment and processes they are held to). The call is
+    /// logged before this returns.
     pub async fn invoke(
         &self,
         principal: &Principal,
         meta: &RequestMeta,
-        call: Invocation,
+        mut call: Invocation,
     ) -> Result<Invoked> {
+        call.logging = Logging::BeforeAnswer;
+        Ok(self.invoke_answer_first(principal, meta, call).await?.0)
+    }
+
+    /// [`Invoker::invoke`], except that with [`Logging::AfterAnswer`] a call answered
+    /// by the provider comes back with its [`CallWrite`] still to run: the caller
+    /// answers first, then runs it (the REST route spawns it, tracked by the server's
+    /// shutdown). Refusals, cache hits and failures are logged before returning, as
+    /// with `invoke`.
+    pub async fn invoke_answer_first(
+        &self,
+        principal: &Principal,
+        meta: &RequestMeta,
+        call: Invocation,
+    ) -> Result<(Invoked, Option<CallWrite>)> {
         let started = Instant::now();
         let scope = RequestScope::new(self.db.clone(), principal.clone(), meta.clone());
         let tenant = scope.require_invoker().await?;
@@ -294,6 +365,7 @@ impl Invoker {
             error_message: None,
             input: Some(call.input.clone()),
             output: None,
+            created_at: None,
         };
         let tenant_settings = resolved.tenant_settings.clone();
 
@@ -359,7 +431,7 @@ impl Invoker {
                 record.latency_ms = elapsed_ms(started);
                 let created_at = calls::record(&scope, &tenant_settings, record.clone()).await?;
                 RequestScope::finish_shared(scope, true).await?;
-                return Ok(invoked(&record, &resolved, output, created_at));
+                return Ok((invoked(&record, &resolved, output, created_at), None));
             }
         }
 
@@ -396,7 +468,7 @@ impl Invoker {
                 let scope = RequestScope::new(self.db.clone(), principal.clone(), meta.clone());
                 let created_at = calls::record(&scope, &tenant_settings, record.clone()).await?;
                 RequestScope::finish_shared(scope, true).await?;
-                return Ok(invoked(&record, &resolved, output, created_at));
+                return Ok((invoked(&record, &resolved, output, created_at), None));
             }
         }
         let provider = match provider {
@@ -432,23 +504,16 @@ impl Invoker {
             Err(err) => Err(err),
         };
 
-        let scope = RequestScope::new(self.db.clone(), principal.clone(), meta.clone());
-        let result = match outcome {
+        let output = match outcome {
             Ok((completion, output)) => {
                 record.input_tokens = clamp_tokens(completion.input_tokens);
                 record.output_tokens = clamp_tokens(completion.output_tokens);
                 record.cost_nanos =
                     cost_nanos(&resolved, completion.input_tokens, completion.output_tokens);
                 record.output = Some(output.clone());
-                if let Some(key) = &cache_key {
-                    fill(&scope, key, &output, &record).await?;
-                }
                 Ok(output)
             }
             Err(err) => {
-                if let Some(key) = &cache_key {
-                    release(&scope, key).await?;
-                }
                 record.status = CallStatus::Failed;
                 record.error_code = Some(err.code().to_owned());
                 record.error_message = Some(err.to_string());
@@ -456,9 +521,30 @@ impl Invoker {
             }
         };
         record.latency_ms = elapsed_ms(started);
-        let created_at = calls::record(&scope, &tenant_settings, record.clone()).await?;
-        RequestScope::finish_shared(scope, true).await?;
-        result.map(|output| invoked(&record, &resolved, output, created_at))
+        let created_at = Utc::now();
+        record.created_at = Some(created_at);
+        let write = CallWrite {
+            scope: RequestScope::new(self.db.clone(), principal.clone(), meta.clone()),
+            tenant_settings,
+            cache: cache_key.map(|key| (key, output.as_ref().ok().cloned())),
+            record: record.clone(),
+        };
+        let answer = output.map(|output| invoked(&record, &resolved, output, created_at));
+        match call.logging {
+            Logging::BeforeAnswer => {
+                write.run().await?;
+                answer.map(|answer| (answer, None))
+            }
+            Logging::AfterAnswer => match answer {
+                Ok(answer) => Ok((answer, Some(write))),
+                // An error is answered after its log, as refusals are: the caller
+                // sees the failed call in `calls` as soon as it sees the error.
+                Err(err) => {
+                    write.run().await?;
+                    Err(err)
+                }
+            },
+        }
     }
 
     /// The provider of a version, its connection opened in `scope`. A connection that

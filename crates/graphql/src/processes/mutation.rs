@@ -1,6 +1,6 @@
 use async_graphql::{Context, InputObject, MaybeUndefined, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
-use trellis_core::processes::invoke::{Invocation, Invoker, ProcessRef};
+use trellis_core::processes::invoke::{Invocation, Invoker, Logging, ProcessRef};
 use trellis_core::processes::{process, versions};
 use trellis_entity::{IdKind, PrefixedId};
 use uuid::Uuid;
@@ -439,6 +439,7 @@ impl ProcessesMutation {
             input: input.input.0,
             version: input.version,
             cache: input.cache.unwrap_or_default().into(),
+            logging: Logging::BeforeAnswer,
         };
         let invoked = run(ctx, invoker.invoke(scope.principal(), scope.meta(), call)).await?;
         Ok(InvokeProcessPayload {

@@ -636,6 +636,53 @@ async fn the_rest_route_invokes_with_an_api_key() {
     );
 }
 
+/// The REST route answers a call the provider answered first and logs it right after
+/// (`Logging::AfterAnswer`): the log row, with the answer's call id, lands shortly
+/// after the response.
+#[tokio::test]
+async fn rest_calls_are_logged_right_after_their_answer() {
+    let app = TestApp::new().await;
+    let owner = app.owner("proc-rest-log").await;
+    let process = create_process(&app, &owner, "greet", json!({})).await;
+    let v1 = published_template(&app, &owner, &process, "Hello {{ input.name }}").await;
+    app.ok(Some(&owner.token), PROMOTE, json!({ "id": v1 }))
+        .await;
+    let (key, _) = invoke_key(&app, &owner, "").await;
+    let request = Request::post("/v1/processes/greet/invoke")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {key}"))
+        .body(Body::from(
+            json!({ "input": { "name": "Ada" }, "cache": "bypass" }).to_string(),
+        ))
+        .unwrap();
+    let (status, body) = app.send(request).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["cacheHit"], false);
+
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let logged = loop {
+        let data = app
+            .ok(
+                Some(&owner.token),
+                "query { calls { edges { node { id status cacheHit output } } } }",
+                json!({}),
+            )
+            .await;
+        let edges = data["calls"]["edges"].as_array().unwrap().clone();
+        if !edges.is_empty() || std::time::Instant::now() > deadline {
+            break edges;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(logged.len(), 1, "the call was never logged");
+    let call = &logged[0]["node"];
+    assert_eq!(call["id"], body["callId"]);
+    assert_eq!(
+        (&call["status"], &call["cacheHit"], &call["output"]),
+        (&json!("SUCCEEDED"), &json!(false), &json!("Hello Ada"))
+    );
+}
+
 #[tokio::test]
 async fn upkeep_purges_expired_cache_entries_and_payloads_tenant_by_tenant() {
     use sea_orm::ConnectionTrait;
