@@ -31,10 +31,13 @@ pub struct NewAlert {
     pub tenant_id: Option<Uuid>,
     /// The agent it is about, of the same tenant.
     pub agent_id: Option<Uuid>,
+    /// How much it matters.
     pub severity: Severity,
     /// What raised it (`budget`, …): 1 to 63 lowercase letters, digits, `_ . : -`.
     pub source: &'static str,
+    /// What happened, for people (1 to 2000 characters).
     pub message: String,
+    /// The figures behind it: a JSON object.
     pub details: Json,
     /// While an alert with this key is open (not resolved) in the same tenant, raising
     /// it again does nothing.

@@ -63,13 +63,17 @@ impl MetricsPeriod {
 /// What one run of an agent used, as its runner reports it.
 #[derive(Clone, Debug, Default)]
 pub struct UsageReport {
+    /// The agent, a live one of the caller's tenant.
     pub agent_id: Uuid,
     /// The run, when the runner names one: a run of the same tenant.
     pub run_id: Option<Uuid>,
+    /// Input tokens, not negative.
     pub input_tokens: i64,
+    /// Output tokens, not negative.
     pub output_tokens: i64,
-    /// Millionths of a USD.
+    /// Millionths of a USD, not negative.
     pub cost_micros: i64,
+    /// How long the run took (ms), not negative.
     pub latency_ms: i64,
     /// Whether the run failed (an error in the metrics).
     pub error: bool,
@@ -78,7 +82,9 @@ pub struct UsageReport {
 /// A report as it was stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Reported {
+    /// The report's id (`agu_…` at the API).
     pub id: Uuid,
+    /// When it was recorded (the transaction's time): the buckets it counts in.
     pub at: DateTime<Utc>,
 }
 
