@@ -43,10 +43,12 @@ pub enum IdKind {
     AgentTemplate,
     Skill,
     SkillInstallation,
+    Alert,
+    AgentUsage,
 }
 
 impl IdKind {
-    pub const ALL: [IdKind; 34] = [
+    pub const ALL: [IdKind; 36] = [
         IdKind::Tenant,
         IdKind::User,
         IdKind::Membership,
@@ -81,6 +83,8 @@ impl IdKind {
         IdKind::AgentTemplate,
         IdKind::Skill,
         IdKind::SkillInstallation,
+        IdKind::Alert,
+        IdKind::AgentUsage,
     ];
 
     /// The prefix, without its underscore.
@@ -120,6 +124,8 @@ impl IdKind {
             IdKind::AgentTemplate => "tpl",
             IdKind::Skill => "skl",
             IdKind::SkillInstallation => "ski",
+            IdKind::Alert => "alr",
+            IdKind::AgentUsage => "agu",
         }
     }
 }

@@ -6,6 +6,7 @@ pub mod agent_label;
 pub mod agent_label_move;
 pub mod agent_template;
 pub mod agent_version;
+pub mod alert;
 pub mod api_key;
 pub mod app;
 pub mod app_version;

@@ -3,6 +3,7 @@
 #[macro_use]
 mod payload;
 pub mod agents;
+pub mod alerts;
 pub mod context;
 pub mod error;
 pub mod identity;
@@ -44,6 +45,7 @@ pub struct Query(
     processes::RateLimitsQuery,
     agents::AgentsQuery,
     agents::MarketQuery,
+    alerts::AlertsQuery,
 );
 
 /// Every mutation field.
@@ -60,11 +62,13 @@ pub struct Mutation(
     processes::RateLimitsMutation,
     agents::AgentsMutation,
     agents::MarketMutation,
+    agents::UsageMutation,
+    alerts::AlertsMutation,
 );
 
 /// Every subscription field (over graphql-ws only).
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(runs::RunsSubscription);
+pub struct Subscription(runs::RunsSubscription, alerts::AlertsSubscription);
 
 /// The Trellis schema.
 pub type ApiSchema = Schema<Query, Mutation, Subscription>;

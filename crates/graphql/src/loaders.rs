@@ -17,11 +17,11 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, IdenStatic, Iterable, Q
 use trellis_core::RequestScope;
 use trellis_entity::columns::ColumnSet;
 use trellis_entity::{
-    action, agent, agent_label, agent_label_move, agent_template, agent_version, api_key, app,
-    app_version, approval_decision, audit_event, call_log, client, connection, connection_secret,
-    invitation, membership, process, process_deployment, process_version, secret, skill,
-    skill_installation, step_attempt, step_run, tenant, trigger, user, workflow, workflow_run,
-    workflow_step, workflow_transition, workflow_version,
+    action, agent, agent_label, agent_label_move, agent_template, agent_version, alert, api_key,
+    app, app_version, approval_decision, audit_event, call_log, client, connection,
+    connection_secret, invitation, membership, process, process_deployment, process_version,
+    secret, skill, skill_installation, step_attempt, step_run, tenant, trigger, user, workflow,
+    workflow_run, workflow_step, workflow_transition, workflow_version,
 };
 use uuid::Uuid;
 
@@ -236,6 +236,11 @@ by_id!(
 by_id!(
     /// A skill installation by id.
     SkillInstallationById => skill_installation::Model
+);
+
+by_id!(
+    /// An alert by id (the tenant's; platform alerts only on the platform-admin path).
+    AlertById => alert::Model
 );
 
 macro_rules! by_parent {
@@ -594,6 +599,131 @@ impl async_graphql::dataloader::Loader<StatsOfWorkflow> for Loader {
     }
 }
 
+/// An agent's metrics buckets over one range (`Agent.metrics`): a page of agents
+/// asking for the same range is read together (see
+/// [`agents_metrics`](trellis_core::agents::usage::agents_metrics)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct MetricsOfAgent {
+    pub agent_id: Uuid,
+    pub period: trellis_core::agents::usage::MetricsPeriod,
+    pub from: chrono::DateTime<chrono::Utc>,
+    pub to: chrono::DateTime<chrono::Utc>,
+}
+
+impl async_graphql::dataloader::Loader<MetricsOfAgent> for Loader {
+    type Value = Vec<trellis_core::agents::usage::MetricsBucket>;
+    type Error = Arc<trellis_core::Error>;
+
+    async fn load(
+        &self,
+        keys: &[MetricsOfAgent],
+    ) -> Result<HashMap<MetricsOfAgent, Self::Value>, Self::Error> {
+        let mut out = HashMap::with_capacity(keys.len());
+        // One statement per distinct range (a page asks for one).
+        for (period, from, to) in distinct(keys.iter().map(|k| (k.period, k.from, k.to))) {
+            let ids: Vec<Uuid> = keys
+                .iter()
+                .filter(|k| (k.period, k.from, k.to) == (period, from, to))
+                .map(|k| k.agent_id)
+                .collect();
+            let metrics =
+                trellis_core::agents::usage::agents_metrics(&self.scope, &ids, period, from, to)
+                    .await
+                    .map_err(Arc::new)?;
+            out.extend(metrics.into_iter().map(|(agent_id, buckets)| {
+                let key = MetricsOfAgent {
+                    agent_id,
+                    period,
+                    from,
+                    to,
+                };
+                (key, buckets)
+            }));
+        }
+        Ok(out)
+    }
+}
+
+/// An agent's spending this month against its budget (`Agent.budgetStatus`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct BudgetOfAgent(pub Uuid);
+
+impl async_graphql::dataloader::Loader<BudgetOfAgent> for Loader {
+    type Value = trellis_core::agents::budget::BudgetStatus;
+    type Error = Arc<trellis_core::Error>;
+
+    async fn load(
+        &self,
+        keys: &[BudgetOfAgent],
+    ) -> Result<HashMap<BudgetOfAgent, Self::Value>, Self::Error> {
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let statuses = trellis_core::agents::budget::statuses(&self.scope, &ids)
+            .await
+            .map_err(Arc::new)?;
+        Ok(statuses
+            .into_iter()
+            .map(|(id, status)| (BudgetOfAgent(id), status))
+            .collect())
+    }
+}
+
+/// The newest `limit` alerts of an agent (one more than a page, to tell whether there
+/// is a next one), open ones only or closed ones only when `open` says, for every
+/// agent of a page in one statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LatestAlertsOfAgent {
+    pub agent_id: Uuid,
+    pub limit: u64,
+    pub open: Option<bool>,
+}
+
+impl async_graphql::dataloader::Loader<LatestAlertsOfAgent> for Loader {
+    type Value = Vec<alert::Model>;
+    type Error = Arc<trellis_core::Error>;
+
+    async fn load(
+        &self,
+        keys: &[LatestAlertsOfAgent],
+    ) -> Result<HashMap<LatestAlertsOfAgent, Self::Value>, Self::Error> {
+        use sea_orm::FromQueryResult;
+        let tx = self.scope.tx().await.map_err(Arc::new)?;
+        let mut grouped: HashMap<LatestAlertsOfAgent, Self::Value> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        // One statement per distinct shape (a page asks for one).
+        for (limit, open) in distinct(keys.iter().map(|k| (k.limit, k.open))) {
+            let ids: Vec<Uuid> = keys
+                .iter()
+                .filter(|k| k.limit == limit && k.open == open)
+                .map(|k| k.agent_id)
+                .collect();
+            let rows = alert::Model::find_by_statement(trellis_core::scope::stmt(
+                "SELECT x.* FROM unnest($1::uuid[]) AS a(id) CROSS JOIN LATERAL ( \
+                   SELECT * FROM alerts x \
+                   WHERE x.tenant_id = (SELECT app.current_tenant_id()) AND x.agent_id = a.id \
+                     AND ($3::boolean IS NULL OR (x.resolved_at IS NULL) = $3) \
+                   ORDER BY x.raised_at DESC, x.id DESC LIMIT $2) x",
+                [ids.into(), (limit as i64).into(), open.into()],
+            ))
+            .all(tx)
+            .await
+            .map_err(|e| Arc::new(e.into()))?;
+            for row in rows {
+                if let Some(agent_id) = row.agent_id {
+                    grouped
+                        .entry(LatestAlertsOfAgent {
+                            agent_id,
+                            limit,
+                            open,
+                        })
+                        .or_default()
+                        .push(row);
+                }
+            }
+        }
+        Ok(grouped)
+    }
+}
+
 /// The workflows (not deleted) of a client, oldest first.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct WorkflowsOfClient(pub Uuid);
@@ -714,4 +844,8 @@ pub fn forget_all(loader: &RequestLoader) {
     loader.clear::<SkillInstallationById>();
     loader.clear::<InstallationsOfAgent>();
     loader.clear::<InstallationsOfSkill>();
+    loader.clear::<AlertById>();
+    loader.clear::<MetricsOfAgent>();
+    loader.clear::<BudgetOfAgent>();
+    loader.clear::<LatestAlertsOfAgent>();
 }

@@ -5,14 +5,15 @@ use trellis_entity::{IdKind, PrefixedId};
 
 use crate::agents::market::{AgentTemplate, Skill, SkillInstallation};
 use crate::agents::types::{Agent, AgentLabel, AgentLabelMove, AgentVersion};
+use crate::alerts::Alert;
 use crate::context::{load_error, ContextExt};
 use crate::identity::types::{ApiKey, AuditEvent, Invitation, Membership, Tenant, User};
 use crate::integrations::types::{Action, App, AppVersion, Connection, Secret};
 use crate::loaders::{
     ActionById, AgentById, AgentLabelById, AgentLabelMoveById, AgentTemplateById, AgentVersionById,
-    ApiKeyById, AppById, AppVersionById, AuditEventById, CallLogById, ClientById, ConnectionById,
-    InvitationById, MembershipById, ProcessById, ProcessVersionById, RunByIdIn, SecretById,
-    SkillById, SkillInstallationById, StepRunByIdIn, TenantById, TriggerById, UserById,
+    AlertById, ApiKeyById, AppById, AppVersionById, AuditEventById, CallLogById, ClientById,
+    ConnectionById, InvitationById, MembershipById, ProcessById, ProcessVersionById, RunByIdIn,
+    SecretById, SkillById, SkillInstallationById, StepRunByIdIn, TenantById, TriggerById, UserById,
     WorkflowById, WorkflowStepById, WorkflowTransitionById, WorkflowVersionById,
 };
 use crate::notifications::Notification;
@@ -62,6 +63,7 @@ pub enum Node {
     AgentTemplate(AgentTemplate),
     Skill(Skill),
     SkillInstallation(SkillInstallation),
+    Alert(Alert),
 }
 
 /// The most IDs `nodes(ids:)` takes at once.
@@ -213,9 +215,17 @@ async fn fetch(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>
             .load_one(SkillInstallationById(uuid))
             .await
             .map(|m| m.map(|m| Node::SkillInstallation(SkillInstallation(m)))),
+        // RLS shows a tenant's alerts to its members, platform alerts to nobody here.
+        IdKind::Alert => loader
+            .load_one(AlertById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::Alert(m.into()))),
         // Promotions are read through their process, limits through `rateLimits`.
-        // Sessions are listed by `viewer.sessions`, to their user only.
-        IdKind::ProcessPromotion | IdKind::RateLimit | IdKind::Session => return Ok(None),
+        // Sessions are listed by `viewer.sessions`, to their user only. Usage reports
+        // are read as their agent's metrics.
+        IdKind::ProcessPromotion | IdKind::RateLimit | IdKind::Session | IdKind::AgentUsage => {
+            return Ok(None)
+        }
         // Log lines live in the log store (MongoDB or PostgreSQL), not behind a loader.
         IdKind::LogLine => return Ok(log_line(ctx, uuid).await?.map(Node::LogLine)),
         // A notification is its recipient's alone.

@@ -3,14 +3,17 @@
 //! version); one version at a time is active and runs, and active versions never
 //! change. Labels (production, staging, …) point at versions and keep the history of
 //! every move. Templates snapshot a version for copying into a tenant; skills from
-//! the marketplace are installed on agents. Runs, tool-policy enforcement and budgets
-//! are not built yet. See docs/agents.md.
+//! the marketplace are installed on agents. Runners report each run's usage, rolled
+//! into hourly and daily metrics; budgets gate runs and raise alerts. Runs and
+//! tool-policy enforcement are not built yet. See docs/agents.md.
 
 pub mod agent;
+pub mod budget;
 pub mod labels;
 pub mod skills;
 pub mod spec;
 pub mod templates;
+pub mod usage;
 pub mod versions;
 
 use crate::{Error, Result};

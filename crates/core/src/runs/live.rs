@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::events::{LOGS_CHANNEL, RUNS_CHANNEL};
+use crate::alerts::ALERTS_CHANNEL;
 
 /// What changed, as announced by a NOTIFY.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -31,6 +32,12 @@ pub enum LiveEvent {
         tenant_id: Uuid,
         run_id: Uuid,
         count: i64,
+    },
+    /// An alert was raised (`tenant_id` `None`: a platform alert).
+    AlertRaised {
+        tenant_id: Option<Uuid>,
+        alert_id: Uuid,
+        agent_id: Option<Uuid>,
     },
     /// The listener lost its connection and reconnected: announcements made in
     /// between are lost, so a subscription that follows one run re-reads it.
@@ -53,6 +60,14 @@ struct LogsPayload {
     count: i64,
 }
 
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AlertPayload {
+    tenant_id: Option<Uuid>,
+    alert_id: Uuid,
+    agent_id: Option<Uuid>,
+}
+
 impl LiveEvent {
     /// Parses a notification of one of the live channels; `None` for anything else.
     pub fn parse(channel: &str, payload: &str) -> Option<Self> {
@@ -73,16 +88,26 @@ impl LiveEvent {
                     count: p.count,
                 })
             }
+            ALERTS_CHANNEL => {
+                let p: AlertPayload = serde_json::from_str(payload).ok()?;
+                Some(Self::AlertRaised {
+                    tenant_id: p.tenant_id,
+                    alert_id: p.alert_id,
+                    agent_id: p.agent_id,
+                })
+            }
             _ => None,
         }
     }
 
-    /// The tenant the event belongs to; `None` for [`LiveEvent::Resync`].
+    /// The tenant the event belongs to; `None` for [`LiveEvent::Resync`] and platform
+    /// alerts.
     pub fn tenant_id(&self) -> Option<Uuid> {
         match self {
             Self::RunChanged { tenant_id, .. } | Self::LogsAppended { tenant_id, .. } => {
                 Some(*tenant_id)
             }
+            Self::AlertRaised { tenant_id, .. } => *tenant_id,
             Self::Resync => None,
         }
     }
@@ -168,7 +193,9 @@ impl LiveEvents {
 
 async fn connect(url: &str) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect(url).await?;
-    listener.listen_all([RUNS_CHANNEL, LOGS_CHANNEL]).await?;
+    listener
+        .listen_all([RUNS_CHANNEL, LOGS_CHANNEL, ALERTS_CHANNEL])
+        .await?;
     Ok(listener)
 }
 
@@ -257,6 +284,16 @@ mod tests {
                 tenant_id: t,
                 run_id: r,
                 count: 3
+            })
+        );
+        let a = Uuid::now_v7();
+        let alert = serde_json::json!({ "tenantId": t, "alertId": a, "agentId": null });
+        assert_eq!(
+            LiveEvent::parse(ALERTS_CHANNEL, &alert.to_string()),
+            Some(LiveEvent::AlertRaised {
+                tenant_id: Some(t),
+                alert_id: a,
+                agent_id: None
             })
         );
         assert_eq!(LiveEvent::parse(RUNS_CHANNEL, "{}"), None);

@@ -14,7 +14,8 @@ pub struct AgentsQuery;
 #[Object]
 impl AgentsQuery {
     /// The active tenant's agents (any member). Versions, the active version, labels,
-    /// label moves and users cost one statement each per page.
+    /// label moves, users, metrics, budget status and alerts cost one statement each
+    /// per page.
     async fn agents(
         &self,
         ctx: &Context<'_>,
@@ -32,7 +33,11 @@ impl AgentsQuery {
         #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<Agent>> {
-        list::page::<Agent>(ctx, None, first, after, filter, order_by).await
+        let page = list::page::<Agent>(ctx, None, first, after, filter, order_by).await?;
+        let rows: Vec<&agent::Model> = page.edges.iter().map(|e| &e.node.0).collect();
+        super::usage::prefetch_agent_metrics(ctx, &rows).await;
+        crate::alerts::prefetch_agent_alerts(ctx, &rows).await?;
+        Ok(page)
     }
 
     /// An agent of the active tenant by slug (any member); null when no live agent has

@@ -14,8 +14,9 @@ use crate::identity::types::{contains_pattern, ApiKey, User};
 use crate::ids::gid;
 use crate::list::{Access, List, Relation};
 use crate::loaders::{
-    AgentById, AgentTemplateById, AgentVersionById, ApiKeyById, InstallationsOfAgent,
-    LabelMovesOfAgent, LabelsOfAgent, UserById, VersionsOfAgent, WorkflowVersionById,
+    AgentById, AgentTemplateById, AgentVersionById, ApiKeyById, BudgetOfAgent,
+    InstallationsOfAgent, LabelMovesOfAgent, LabelsOfAgent, UserById, VersionsOfAgent,
+    WorkflowVersionById,
 };
 use crate::payload::Json;
 use crate::workflows::types::WorkflowVersion;
@@ -104,8 +105,8 @@ pub struct AgentFilter {
     pub deleted: bool,
 }
 
-/// An agent's monthly limits (calendar months, UTC). Stored and shown; runs do not
-/// check them yet.
+/// An agent's monthly limits (calendar months, UTC): once one is reached, the agent's
+/// runs are refused until the next month and a budget alert is raised.
 #[derive(SimpleObject, InputObject, Clone, Copy, Debug, Default)]
 #[graphql(input_name = "AgentBudgetInput")]
 pub struct AgentBudget {
@@ -276,6 +277,51 @@ impl Agent {
     /// The version of its template it was made from; null when none.
     async fn template_version(&self) -> Option<i32> {
         self.0.template_version
+    }
+    /// Its usage per hour or day (UTC), rolled up from its runners' reports: every
+    /// bucket from the one holding `from` up to `to` (at most 744).
+    async fn metrics(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The length of each bucket.")] period: super::usage::MetricsPeriod,
+        #[graphql(desc = "The range's start: the first bucket is the one holding it.")]
+        from: DateTime<Utc>,
+        #[graphql(
+            desc = "The range's end, after `from`: buckets begin before it. More than 744 buckets is BAD_USER_INPUT."
+        )]
+        to: DateTime<Utc>,
+    ) -> async_graphql::Result<Vec<super::usage::AgentMetricsBucket>> {
+        super::usage::metrics_of_agent(ctx, self.0.id, period, from, to).await
+    }
+    /// Its spending this calendar month (UTC) against its budget.
+    async fn budget_status(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<super::usage::AgentBudgetStatus>> {
+        Ok(load(ctx, BudgetOfAgent(self.0.id)).await?.map(Into::into))
+    }
+    /// Its alerts, newest first by default. A page of agents asking for their first
+    /// alerts (with `first` and `filter: {open}` at most) costs one statement for all.
+    async fn alerts(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many alerts to return: 0 to 100, 20 when omitted; outside that range BAD_USER_INPUT."
+        )]
+        first: Option<i32>,
+        #[graphql(
+            desc = "Return the alerts after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the start when omitted."
+        )]
+        after: Option<String>,
+        #[graphql(desc = "Narrows the list; every condition given must hold.")] filter: Option<
+            crate::alerts::AlertFilter,
+        >,
+        #[graphql(
+            desc = "Order by when they were raised; CREATED_AT_DESC (newest first) when omitted."
+        )]
+        order_by: Option<crate::pagination::CreatedOrderBy>,
+    ) -> async_graphql::Result<crate::pagination::Page<crate::alerts::Alert>> {
+        crate::alerts::alerts_of_agent(ctx, self.0.id, first, after, filter, order_by).await
     }
     /// When it last worked; null before its first run.
     async fn last_active_at(&self) -> Option<DateTime<Utc>> {
@@ -516,6 +562,7 @@ impl List for Agent {
             Relation::by(&["assistedUser"], |a| a.assisted_user_id.map(UserById)),
             Relation::by(&["skills"], |a| Some(InstallationsOfAgent(a.id))),
             Relation::by(&["template"], |a| a.template_id.map(AgentTemplateById)),
+            Relation::by(&["budgetStatus"], |a| Some(BudgetOfAgent(a.id))),
         ]
     }
 }

@@ -118,7 +118,7 @@ remote_enum!(
         /// Acts as an admin.
         Admin,
         /// Acts as an operator and may use the runner mutations (`claimRuns` and the
-        /// calls on a leased run).
+        /// calls on a leased run, `reportUsage`).
         Runner,
         /// May invoke processes (`invokeProcess`, `POST /v1/processes/{key}/invoke`),
         /// within the key's `processEnvironment` and `processKeys`; a key with only this

@@ -41,6 +41,9 @@ async fn a_migrated_database_is_healthy() {
         "agent_templates",
         "skills",
         "skill_installations",
+        "agent_usage",
+        "agent_metrics",
+        "alerts",
     ] {
         assert!(
             report
