@@ -3,11 +3,14 @@
 //! version); one version at a time is active and runs, and active versions never
 //! change. Labels (production, staging, …) point at versions and keep the history of
 //! every move. Templates snapshot a version for copying into a tenant; skills from
-//! the marketplace are installed on agents. Runs, tool-policy enforcement and budgets
-//! are not built yet. See docs/agents.md.
+//! the marketplace are installed on agents. An agent runs as a run of its version's flow
+//! (`runs`), under its tool policy frozen at the start and enforced by the engine
+//! (`policy`). Budgets are not built yet. See docs/agents.md.
 
 pub mod agent;
 pub mod labels;
+pub mod policy;
+pub mod runs;
 pub mod skills;
 pub mod spec;
 pub mod templates;
