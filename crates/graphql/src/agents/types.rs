@@ -4,20 +4,24 @@
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, QueryFilter, Select};
+use sea_orm::{ColumnTrait, Condition, QueryFilter, Select};
 use trellis_core::agents::spec::Budget;
-use trellis_entity::{agent, agent_label, agent_label_move, agent_version, IdKind, Role};
+use trellis_entity::{
+    agent, agent_label, agent_label_move, agent_version, workflow_run, IdKind, Role,
+};
 use uuid::Uuid;
 
 use crate::context::load;
 use crate::identity::types::{contains_pattern, ApiKey, User};
 use crate::ids::gid;
-use crate::list::{Access, List, Relation};
+use crate::list::{self, Access, List, Relation};
 use crate::loaders::{
     AgentById, AgentTemplateById, AgentVersionById, ApiKeyById, InstallationsOfAgent,
     LabelMovesOfAgent, LabelsOfAgent, UserById, VersionsOfAgent, WorkflowVersionById,
 };
+use crate::pagination::{CreatedOrderBy, Page};
 use crate::payload::Json;
+use crate::runs::types::{RunFilter, WorkflowRun};
 use crate::workflows::types::WorkflowVersion;
 
 /// What an agent is for.
@@ -277,9 +281,31 @@ impl Agent {
     async fn template_version(&self) -> Option<i32> {
         self.0.template_version
     }
-    /// When it last worked; null before its first run.
+    /// When it last worked (`runAgent` started a run of it); null before its first run.
     async fn last_active_at(&self) -> Option<DateTime<Utc>> {
         self.0.last_active_at
+    }
+    /// Its runs (`runAgent`), newest first by default: runs of its versions' flows,
+    /// each with its frozen `toolPolicy`; their step runs are the run's nodes.
+    async fn runs(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many runs to return: 0 to 100, 20 when omitted; outside that range BAD_USER_INPUT."
+        )]
+        first: Option<i32>,
+        #[graphql(
+            desc = "Return the runs after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the start when omitted."
+        )]
+        after: Option<String>,
+        #[graphql(desc = "Narrows the list; every condition given must hold.")] filter: Option<
+            RunFilter,
+        >,
+        #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
+        order_by: Option<CreatedOrderBy>,
+    ) -> async_graphql::Result<Page<WorkflowRun>> {
+        let within = Condition::all().add(workflow_run::Column::AgentId.eq(self.0.id));
+        list::page::<WorkflowRun>(ctx, Some(within), first, after, filter, order_by).await
     }
     /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {
