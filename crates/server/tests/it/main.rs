@@ -3,6 +3,7 @@
 
 mod abuse;
 mod accounts;
+mod agent_runs;
 mod agents;
 mod approvals;
 mod audit;
@@ -18,6 +19,7 @@ mod events;
 mod graphql_api;
 mod http;
 mod indexes;
+mod isolation_agent_runs;
 mod isolation_agents;
 mod isolation_engine;
 mod isolation_graphql;
