@@ -11,7 +11,7 @@ use trellis_entity::{
 };
 use uuid::Uuid;
 
-use crate::context::load;
+use crate::context::{load, load_error};
 use crate::identity::types::{contains_pattern, ApiKey, User};
 use crate::ids::gid;
 use crate::list::{self, Access, List, Relation};
@@ -19,7 +19,7 @@ use crate::loaders::{
     AgentById, AgentTemplateById, AgentVersionById, ApiKeyById, InstallationsOfAgent,
     LabelMovesOfAgent, LabelsOfAgent, UserById, VersionsOfAgent, WorkflowVersionById,
 };
-use crate::pagination::{CreatedOrderBy, Page};
+use crate::pagination::{CreatedOrderBy, Page, PageArgs};
 use crate::payload::Json;
 use crate::runs::types::{RunFilter, WorkflowRun};
 use crate::workflows::types::WorkflowVersion;
@@ -286,7 +286,9 @@ impl Agent {
         self.0.last_active_at
     }
     /// Its runs (`runAgent`), newest first by default: runs of its versions' flows,
-    /// each with its frozen `toolPolicy`; their step runs are the run's nodes.
+    /// each with its frozen `toolPolicy`; their step runs are the run's nodes. A page of
+    /// agents asking for their first runs (no `after`, `filter` or `orderBy`) costs one
+    /// statement for all of them.
     async fn runs(
         &self,
         ctx: &Context<'_>,
@@ -304,6 +306,11 @@ impl Agent {
         #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
         order_by: Option<CreatedOrderBy>,
     ) -> async_graphql::Result<Page<WorkflowRun>> {
+        let unfiltered = filter.as_ref().is_none_or(RunFilter::is_empty);
+        if after.is_none() && unfiltered && order_by.is_none() {
+            let args = PageArgs::new(first, None, None).map_err(|e| load_error(ctx, &e))?;
+            return crate::runs::latest_agent_runs_page(ctx, self.0.id, args.first).await;
+        }
         let within = Condition::all().add(workflow_run::Column::AgentId.eq(self.0.id));
         list::page::<WorkflowRun>(ctx, Some(within), first, after, filter, order_by).await
     }

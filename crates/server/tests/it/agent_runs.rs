@@ -701,3 +701,51 @@ async fn runner_workers_are_held_to_the_policy_too() {
     assert_eq!(denials[0].0, "api_key");
     assert_eq!(denials[0].1["tool"], "gmail.searchMessages");
 }
+
+#[tokio::test]
+async fn a_page_of_agents_reads_their_latest_runs_in_one_statement() {
+    let app = TestApp::new().await;
+    let owner = app.owner("agent-runs-page").await;
+    let (steps, links) = echo_steps();
+    let flow = published_flow(&app, &owner, "echo-flow", steps, links).await;
+    for i in 0..20 {
+        let (agent, _) =
+            agent_running(&app, &owner, &format!("agent-{i:02}"), &flow, json!({})).await;
+        for n in 0..3 {
+            started(&app, &owner, &agent, json!({ "n": n })).await;
+        }
+    }
+    let counted = app
+        .ok(
+            Some(&owner.token),
+            "{ agents(first: 2) { nodes { runs(first: 2) { totalCount } } } }",
+            json!({}),
+        )
+        .await;
+    assert_eq!(counted["agents"]["nodes"][1]["runs"]["totalCount"], 3);
+    let query = "query($n: Int!) { agents(first: $n) { nodes { slug runs(first: 2) { pageInfo { hasNextPage } nodes { id input agent { slug } } } } } }";
+    let mut counts = vec![];
+    for n in [5, 20] {
+        for _ in 0..2 {
+            let before = app.state.statements.load(Ordering::Relaxed);
+            let data = app.ok(Some(&owner.token), query, json!({ "n": n })).await;
+            counts.push(app.state.statements.load(Ordering::Relaxed) - before);
+            let agents = data["agents"]["nodes"].as_array().unwrap();
+            assert_eq!(agents.len(), n as usize);
+            for agent in agents {
+                let runs = &agent["runs"];
+                assert_eq!(runs["nodes"].as_array().unwrap().len(), 2, "{agent}");
+                assert_eq!(runs["pageInfo"]["hasNextPage"], true);
+                // Newest first, and each agent's own.
+                assert_eq!(runs["nodes"][0]["input"], json!({ "n": 2 }));
+                assert_eq!(runs["nodes"][0]["agent"]["slug"], agent["slug"]);
+            }
+        }
+    }
+    eprintln!("agents with their runs: SQL statements per request at 5 and 20 agents: {counts:?}");
+    // The runs and their agents are one statement each for the whole page.
+    assert!(
+        counts.iter().all(|&c| c == counts[0]),
+        "runs of a page of agents cost statements per agent: {counts:?}"
+    );
+}
