@@ -35,6 +35,15 @@ pub struct Model {
     pub payloads_purged_at: Option<DateTimeUtc>,
     /// The real run whose step outputs this simulation replays.
     pub replay_of_id: Option<Uuid>,
+    /// The agent whose run this is (`runAgent`); null for other runs, and once a purge
+    /// deleted the agent.
+    pub agent_id: Option<Uuid>,
+    /// The agent version that was run; null for runs that are not an agent's.
+    pub agent_version_id: Option<Uuid>,
+    /// The agent's tool policy as it was when the run started, `{"tools", "default"}`;
+    /// null for runs that are not an agent's. The engine enforces it on the run's tool
+    /// steps, and it never changes.
+    pub tool_policy: Option<Json>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -74,6 +83,9 @@ impl Model {
             cancelled_at: c.read()?,
             payloads_purged_at: c.read()?,
             replay_of_id: c.read()?,
+            agent_id: c.read()?,
+            agent_version_id: c.read()?,
+            tool_policy: c.read()?,
         })
     }
 }

@@ -446,7 +446,6 @@ impl async_graphql::dataloader::Loader<LatestRunsOfWorkflow> for Loader {
         &self,
         keys: &[LatestRunsOfWorkflow],
     ) -> Result<HashMap<LatestRunsOfWorkflow, Self::Value>, Self::Error> {
-        let tx = self.scope.tx().await.map_err(Arc::new)?;
         let mut grouped: HashMap<LatestRunsOfWorkflow, Self::Value> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
         // One statement per distinct shape (a page asks for one).
@@ -456,23 +455,7 @@ impl async_graphql::dataloader::Loader<LatestRunsOfWorkflow> for Loader {
                 .filter(|k| k.limit == limit && k.columns == columns)
                 .map(|k| k.workflow_id)
                 .collect();
-            let sql = format!(
-                "SELECT r.* FROM unnest($1::uuid[]) AS w(id) CROSS JOIN LATERAL ( \
-                   SELECT {} FROM workflow_runs x \
-                   WHERE x.workflow_id = w.id AND x.tenant_id = (SELECT app.current_tenant_id()) \
-                   ORDER BY x.created_at DESC, x.id DESC LIMIT $2) r",
-                columns.select_list::<workflow_run::Entity>("x")
-            );
-            let rows = decode_all(
-                tx.query_all(trellis_core::scope::stmt(
-                    &sql,
-                    [ids.into(), (limit as i64).into()],
-                ))
-                .await,
-                columns,
-                workflow_run::Model::from_columns,
-            )?;
-            for row in rows {
+            for row in self.latest_runs("workflow_id", ids, limit, columns).await? {
                 let key = LatestRunsOfWorkflow {
                     workflow_id: row.workflow_id,
                     limit,
@@ -482,6 +465,80 @@ impl async_graphql::dataloader::Loader<LatestRunsOfWorkflow> for Loader {
             }
         }
         Ok(grouped)
+    }
+}
+
+/// The newest `limit` runs of an agent (one more than a page), for every agent of a
+/// page in one statement, with the columns of `columns` (and the agent's).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LatestRunsOfAgent {
+    pub agent_id: Uuid,
+    pub limit: u64,
+    pub columns: ColumnSet,
+}
+
+impl async_graphql::dataloader::Loader<LatestRunsOfAgent> for Loader {
+    type Value = Vec<workflow_run::Model>;
+    type Error = Arc<trellis_core::Error>;
+
+    async fn load(
+        &self,
+        keys: &[LatestRunsOfAgent],
+    ) -> Result<HashMap<LatestRunsOfAgent, Self::Value>, Self::Error> {
+        let mut grouped: HashMap<LatestRunsOfAgent, Self::Value> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for (limit, columns) in distinct(keys.iter().map(|k| (k.limit, k.columns))) {
+            let ids: Vec<Uuid> = keys
+                .iter()
+                .filter(|k| k.limit == limit && k.columns == columns)
+                .map(|k| k.agent_id)
+                .collect();
+            // The agent column groups the rows, whatever the selection reads.
+            let read = columns.with(workflow_run::Column::AgentId);
+            for row in self.latest_runs("agent_id", ids, limit, read).await? {
+                let Some(agent_id) = row.agent_id else {
+                    continue;
+                };
+                let key = LatestRunsOfAgent {
+                    agent_id,
+                    limit,
+                    columns,
+                };
+                grouped.entry(key).or_default().push(row);
+            }
+        }
+        Ok(grouped)
+    }
+}
+
+impl Loader {
+    /// The newest `limit` runs of each of `parents` (ids in the run column `parent`,
+    /// `workflow_id` or `agent_id`) of the tenant, with the columns of `columns`: one
+    /// statement.
+    async fn latest_runs(
+        &self,
+        parent: &str,
+        parents: Vec<Uuid>,
+        limit: u64,
+        columns: ColumnSet,
+    ) -> Result<Vec<workflow_run::Model>, Arc<trellis_core::Error>> {
+        let tx = self.scope.tx().await.map_err(Arc::new)?;
+        let sql = format!(
+            "SELECT r.* FROM unnest($1::uuid[]) AS p(id) CROSS JOIN LATERAL ( \
+               SELECT {} FROM workflow_runs x \
+               WHERE x.{parent} = p.id AND x.tenant_id = (SELECT app.current_tenant_id()) \
+               ORDER BY x.created_at DESC, x.id DESC LIMIT $2) r",
+            columns.select_list::<workflow_run::Entity>("x")
+        );
+        decode_all(
+            tx.query_all(trellis_core::scope::stmt(
+                &sql,
+                [parents.into(), (limit as i64).into()],
+            ))
+            .await,
+            columns,
+            workflow_run::Model::from_columns,
+        )
     }
 }
 
@@ -827,6 +884,7 @@ pub fn forget_all(loader: &RequestLoader) {
     loader.clear::<RunByIdIn>();
     loader.clear::<StepRunByIdIn>();
     loader.clear::<LatestRunsOfWorkflow>();
+    loader.clear::<LatestRunsOfAgent>();
     loader.clear::<ProcessById>();
     loader.clear::<ProcessVersionById>();
     loader.clear::<CallLogById>();

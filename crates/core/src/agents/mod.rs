@@ -3,13 +3,16 @@
 //! version); one version at a time is active and runs, and active versions never
 //! change. Labels (production, staging, …) point at versions and keep the history of
 //! every move. Templates snapshot a version for copying into a tenant; skills from
-//! the marketplace are installed on agents. Runners report each run's usage, rolled
-//! into hourly and daily metrics; budgets gate runs and raise alerts. Runs and
-//! tool-policy enforcement are not built yet. See docs/agents.md.
+//! the marketplace are installed on agents. An agent runs as a run of its version's flow
+//! (`runs`), under its tool policy frozen at the start and enforced by the engine
+//! (`policy`). Runners report each run's usage, rolled into hourly and daily metrics;
+//! budgets gate runs (runAgent asks `budget::admit`) and raise alerts. See docs/agents.md.
 
 pub mod agent;
 pub mod budget;
 pub mod labels;
+pub mod policy;
+pub mod runs;
 pub mod skills;
 pub mod spec;
 pub mod templates;

@@ -36,6 +36,7 @@ use super::retry::RetryPolicy;
 use super::routing::{Graph, Outcome, Step, Transition};
 use super::steps::approval::DecisionSeen;
 use super::steps::{self, StepIds, StepInput, StepResult};
+use crate::agents::policy::{self, Verdict};
 use crate::egress::Egress;
 use crate::integrations::connections::{open_connection, OpenConnection};
 use crate::integrations::secrets::Vault;
@@ -168,6 +169,8 @@ struct Version {
     types: Vec<StepType>,
     configs: Vec<Value>,
     connections: Vec<Option<Uuid>>,
+    /// The tool each step is (`agents::policy::tool_key`), for agent runs' tool policy.
+    tools: Vec<Option<String>>,
     /// For a simulation that replays a real run: that run's step outputs, by key.
     replayed: HashMap<String, Value>,
 }
@@ -584,6 +587,48 @@ impl Executor {
                         "run {run_id} has no step run for {key:?}"
                     )));
                 };
+                // A tool step of an agent run goes through the run's frozen tool policy
+                // first: denied, it fails; asked, it waits on a member's decision, and
+                // runs on (or fails) once one is made.
+                if let (Some(policy), Some(key)) = (&run.tool_policy, &version.tools[i]) {
+                    let gate = Gate {
+                        run: &run,
+                        key,
+                        i,
+                        step_run_id,
+                        step_key: key_of(graph, i),
+                    };
+                    match self
+                        .gate(
+                            scope,
+                            &gate,
+                            policy::verdict(policy, key),
+                            states[i],
+                            &version.configs[i],
+                            &context,
+                            decisions.get(&i).map(Vec::as_slice).unwrap_or_default(),
+                            &mut step_rows,
+                        )
+                        .await?
+                    {
+                        Gated::Pass => {}
+                        Gated::Moved => {
+                            progressed = true;
+                            if step_rows[i]
+                                .as_ref()
+                                .is_some_and(|row| row.status == StepRunStatus::Waiting)
+                            {
+                                wake = earliest(wake, now + ASK_RECHECK);
+                            }
+                            continue;
+                        }
+                        Gated::Waiting => {
+                            wake = earliest(wake, now + ASK_RECHECK);
+                            continue;
+                        }
+                        Gated::Resumed => progressed = true,
+                    }
+                }
                 // Whether the step run is RUNNING (or WAITING) already. A ready step that
                 // does not call out is not started up front: when it finishes at once it
                 // starts and finishes in one move, and only a step that waits or retries
@@ -839,7 +884,96 @@ impl Executor {
     }
 }
 
+/// A tool step of an agent run, as the policy gate sees it.
+struct Gate<'a> {
+    run: &'a workflow_run::Model,
+    /// The tool it is.
+    key: &'a str,
+    /// Its position in the version, and its step run.
+    i: usize,
+    step_run_id: Uuid,
+    step_key: &'a str,
+}
+
+/// What the policy gate did with a tool step.
+enum Gated {
+    /// Nothing: the step runs as any step would (allowed, or approved and running).
+    Pass,
+    /// It moved the step (failed it, or made it wait on people).
+    Moved,
+    /// The step waits on people still.
+    Waiting,
+    /// A member approved it: it is RUNNING again and runs now.
+    Resumed,
+}
+
+/// How often a tool step waiting on people with no decision is looked at again, though
+/// a decision wakes its run at once.
+const ASK_RECHECK: chrono::Duration = chrono::Duration::days(1);
+
+fn key_of(graph: &Graph, i: usize) -> &str {
+    &graph.steps[i].key
+}
+
 impl Executor {
+    /// Applies the run's tool policy to tool step `gate.i` before it runs: a step about
+    /// to start that the policy denies fails with `TOOL_DENIED` (audited); one the
+    /// policy asks about starts and waits (WAITING) for a member's decision; a waiting
+    /// one that was rejected fails with `TOOL_DENIED` (audited), and one that was
+    /// approved resumes and runs.
+    #[expect(clippy::too_many_arguments)]
+    async fn gate(
+        &self,
+        scope: &RequestScope,
+        gate: &Gate<'_>,
+        verdict: Verdict,
+        state: StepRunStatus,
+        raw_config: &Value,
+        context: &Value,
+        decisions: &[DecisionSeen],
+        step_rows: &mut [Option<step_run::Model>],
+    ) -> Result<Gated> {
+        let i = gate.i;
+        let decided: Vec<_> = decisions.iter().map(|d| d.decision).collect();
+        match policy::gate(verdict, state, &decided) {
+            policy::Gate::Pass => Ok(Gated::Pass),
+            policy::Gate::Wait => Ok(Gated::Waiting),
+            policy::Gate::Deny => {
+                let error = policy::denied(gate.key, "DENIED");
+                let change = StepMove::Settle {
+                    input: raw_config.clone(),
+                    result: Err(error),
+                };
+                move_step(scope, gate.run, step_rows, i, change).await?;
+                count_step("failed");
+                audit_tool(scope, gate, "DENIED").await?;
+                Ok(Gated::Moved)
+            }
+            policy::Gate::Ask => {
+                let field = format!("steps.{}.config", gate.step_key);
+                // A config that does not render fails the step as for any step.
+                let Ok(config) = render(raw_config, context, &field) else {
+                    return Ok(Gated::Pass);
+                };
+                let start = StepMove::Start { input: config };
+                move_step(scope, gate.run, step_rows, i, start).await?;
+                move_step(scope, gate.run, step_rows, i, StepMove::Wait).await?;
+                Ok(Gated::Moved)
+            }
+            policy::Gate::Reject => {
+                let error = policy::denied(gate.key, "REJECTED");
+                move_step(scope, gate.run, step_rows, i, StepMove::Fail { error }).await?;
+                count_step("failed");
+                audit_tool(scope, gate, "REJECTED").await?;
+                Ok(Gated::Moved)
+            }
+            policy::Gate::Resume => {
+                move_step(scope, gate.run, step_rows, i, StepMove::Resume).await?;
+                Ok(Gated::Resumed)
+            }
+        }
+    }
+
     /// The version `run` runs: from the cache when it is published, else read in `tx`
     /// (with, for a simulation that replays a run, that run's outputs).
     async fn version_of(
@@ -987,6 +1121,19 @@ async fn move_step(
     Ok(())
 }
 
+/// Audits a tool step of an agent run that the policy denied or a person rejected.
+async fn audit_tool(scope: &RequestScope, gate: &Gate<'_>, decision: &str) -> Result<()> {
+    crate::agents::runs::audit_denial(
+        scope,
+        gate.run,
+        gate.step_run_id,
+        gate.step_key,
+        gate.key,
+        decision,
+    )
+    .await
+}
+
 /// The decisions people made on the run's waiting steps, by step.
 async fn decisions_on(
     tx: &impl ConnectionTrait,
@@ -1063,31 +1210,38 @@ async fn replayed_outputs(
         .collect())
 }
 
-/// The steps of version `version_id` that are ACTION steps of the built-in http app's
-/// `request` action; asked only when the version has ACTION steps.
-async fn http_request_steps(
+/// An ACTION step's action: its app's and its own key, and whether it is the built-in
+/// http app's `request` action (which the engine runs as HTTP).
+#[derive(FromQueryResult)]
+struct ActionStep {
+    id: Uuid,
+    is_http_request: bool,
+    app_key: String,
+    action_key: String,
+}
+
+/// The ACTION steps of version `version_id` with their actions; asked only when the
+/// version has ACTION steps. The http `request` test is the claim's own SQL text.
+async fn action_steps(
     db: &impl ConnectionTrait,
     version_id: Uuid,
     steps: &[workflow_step::Model],
-) -> Result<Vec<Uuid>> {
-    #[derive(FromQueryResult)]
-    struct Found {
-        id: Uuid,
-    }
+) -> Result<Vec<ActionStep>> {
     if !steps.iter().any(|s| s.step_type == StepType::Action) {
         return Ok(Vec::new());
     }
-    let found = Found::find_by_statement(stmt(
+    Ok(ActionStep::find_by_statement(stmt(
         &format!(
-            "SELECT s.id FROM workflow_steps s WHERE s.version_id = $1 AND s.type = 'action' \
-               AND {}",
+            "SELECT s.id, {} AS is_http_request, p.key AS app_key, a.key AS action_key \
+             FROM workflow_steps s JOIN actions a ON a.id = s.action_id \
+             JOIN app_versions v ON v.id = a.app_version_id JOIN apps p ON p.id = v.app_id \
+             WHERE s.version_id = $1 AND s.type = 'action'",
             is_http_request_action_sql("s.action_id")
         ),
         [version_id.into()],
     ))
     .all(db)
-    .await?;
-    Ok(found.into_iter().map(|f| f.id).collect())
+    .await?)
 }
 
 /// A version's steps and transitions, in the order they were saved.
@@ -1117,14 +1271,25 @@ async fn load_version(db: &impl ConnectionTrait, version_id: Uuid) -> Result<Ver
             })
             .collect(),
     };
-    let http_requests = http_request_steps(db, version_id, &steps).await?;
+    let actions = action_steps(db, version_id, &steps).await?;
+    let action_of = |id: Uuid| actions.iter().find(|a| a.id == id);
     Ok(Version {
         types: steps
             .iter()
-            .map(|s| steps::runs_as(s.step_type, http_requests.contains(&s.id)))
+            .map(|s| {
+                let is_http_request = action_of(s.id).is_some_and(|a| a.is_http_request);
+                steps::runs_as(s.step_type, is_http_request)
+            })
             .collect(),
         configs: steps.iter().map(|s| s.config.clone()).collect(),
         connections: steps.iter().map(|s| s.connection_id).collect(),
+        tools: steps
+            .iter()
+            .map(|s| {
+                let keys = action_of(s.id).map(|a| (a.app_key.as_str(), a.action_key.as_str()));
+                policy::tool_key(s.step_type, keys)
+            })
+            .collect(),
         replayed: HashMap::new(),
         graph,
     })

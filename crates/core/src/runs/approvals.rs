@@ -1,6 +1,7 @@
 //! People decide on approval steps: `decideApproval` records one person's decision on
 //! a waiting approval step and wakes its run; `approvalsPending` lists the waiting
-//! approvals the caller may decide on. The rules of who may decide live in the step's
+//! approvals the caller may decide on. A tool step of an agent run whose tool policy
+//! says ASK waits and is decided the same way (`agents::policy`). The rules of who may decide live in the step's
 //! policy (`engine::steps::approval`); a decision is final (one per person and step,
 //! repeating it is a no-op), audited, and announced to the run's live watchers.
 
@@ -16,6 +17,7 @@ use uuid::Uuid;
 
 use super::events;
 use super::start::lock_run;
+use crate::agents::policy;
 use crate::audit::{self, Event};
 use crate::engine::steps::approval::ApprovalPolicy;
 use crate::scope::{stmt, RequestScope};
@@ -115,14 +117,18 @@ pub async fn decide_approval(
             ))
         };
     }
-    let is_approval = match step.step_id {
+    let step_type = match step.step_id {
         Some(id) => workflow_step::Entity::find_by_id(id)
             .one(tx)
             .await?
-            .is_some_and(|s| s.step_type == StepType::Approval),
-        None => false,
+            .map(|s| s.step_type),
+        None => None,
     };
-    if !is_approval {
+    let is_approval = step_type == Some(StepType::Approval);
+    // A tool step of an agent run waits on people when the run's tool policy asks.
+    let is_tool_gate =
+        !is_approval && run.tool_policy.is_some() && step_type.is_some_and(policy::is_tool_type);
+    if !is_approval && !is_tool_gate {
         return Err(Error::bad_input(
             "stepRunId",
             "this step is not an approval",
@@ -137,7 +143,11 @@ pub async fn decide_approval(
             ),
         ));
     }
-    let policy = ApprovalPolicy::of(step.input.as_ref().unwrap_or(&json!({})));
+    let policy = if is_approval {
+        ApprovalPolicy::of(step.input.as_ref().unwrap_or(&json!({})))
+    } else {
+        policy::ask_approvers()
+    };
     may_decide(&policy, &caller, run.created_by)?;
     let decision = approval_decision::ActiveModel {
         id: Set(Uuid::now_v7()),
@@ -206,7 +216,10 @@ pub async fn pending_approvals(scope: &RequestScope, limit: u64) -> Result<Vec<P
         .from_raw_sql(stmt(
             "SELECT s.* FROM step_runs s \
              JOIN workflow_steps w ON w.tenant_id = s.tenant_id AND w.id = s.step_id \
-             WHERE s.status = 'waiting' AND w.type = 'approval' \
+             WHERE s.status = 'waiting' AND (w.type = 'approval' OR ( \
+               w.type IN ('http', 'action') AND EXISTS (SELECT 1 FROM workflow_runs r \
+                 WHERE r.tenant_id = s.tenant_id AND r.id = s.run_id \
+                   AND r.tool_policy IS NOT NULL))) \
              ORDER BY s.started_at, s.id LIMIT 1000",
             [],
         ))
@@ -224,12 +237,26 @@ pub async fn pending_approvals(scope: &RequestScope, limit: u64) -> Result<Vec<P
         .order_by_asc(approval_decision::Column::CreatedAt)
         .all(tx)
         .await?;
+    // Which are approval steps; the others are tool steps an agent's policy asks about.
+    let approval_steps: Vec<uuid::Uuid> = workflow_step::Entity::find()
+        .filter(workflow_step::Column::Id.is_in(steps.iter().filter_map(|s| s.step_id)))
+        .filter(workflow_step::Column::StepType.eq(StepType::Approval))
+        .all(tx)
+        .await?
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
     let mut pending = Vec::new();
     for step in steps {
         let Some(run) = runs.iter().find(|r| r.id == step.run_id) else {
             continue;
         };
-        let policy = ApprovalPolicy::of(step.input.as_ref().unwrap_or(&json!({})));
+        let is_approval = step.step_id.is_some_and(|id| approval_steps.contains(&id));
+        let policy = if is_approval {
+            ApprovalPolicy::of(step.input.as_ref().unwrap_or(&json!({})))
+        } else {
+            policy::ask_approvers()
+        };
         let mine: Vec<_> = decisions
             .iter()
             .filter(|d| d.step_run_id == step.id)

@@ -17,7 +17,9 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use serde_json::{json, Value as Json};
 use trellis_entity::workflow_step::foreign_step_sql;
-use trellis_entity::{step_attempt, step_run, workflow_run, IdKind, RunStatus, StepRunStatus};
+use trellis_entity::{
+    approval_decision, step_attempt, step_run, workflow_run, IdKind, RunStatus, StepRunStatus,
+};
 use uuid::Uuid;
 
 use super::events;
@@ -223,6 +225,9 @@ pub enum StepMove {
     },
     /// The step waits on people (an approval) until a decision completes or fails it.
     Wait,
+    /// A waiting tool step of an agent run that a member approved runs on (WAITING →
+    /// RUNNING). The engine's only: the runner API never sends it.
+    Resume,
     /// A pending step that ran at once (the engine's inline steps): it starts and
     /// succeeds (`Ok(output)`) or fails (`Err(error)`) in one move.
     Settle {
@@ -234,7 +239,9 @@ pub enum StepMove {
 impl StepMove {
     fn target(&self) -> StepRunStatus {
         match self {
-            StepMove::Start { .. } | StepMove::Retry { .. } => StepRunStatus::Running,
+            StepMove::Start { .. } | StepMove::Retry { .. } | StepMove::Resume => {
+                StepRunStatus::Running
+            }
             StepMove::Complete { .. } => StepRunStatus::Succeeded,
             StepMove::Fail { .. } => StepRunStatus::Failed,
             StepMove::Skip { .. } => StepRunStatus::Skipped,
@@ -271,7 +278,95 @@ pub async fn move_step(
         .one(scope.tx().await?)
         .await?
         .ok_or_else(|| Error::bad_input("stepKey", format!("this run has no step {step_key:?}")))?;
+    if run.tool_policy.is_some() {
+        if let Some(gated) = gate_tool_step(scope, &run, &step, &change).await? {
+            return Ok(gated);
+        }
+    }
     apply_move(scope, &run, step, change).await
+}
+
+/// The tool policy of an agent run, for a worker's move of one of its tool steps
+/// (`agents::policy`): a start the policy denies fails the step instead (TOOL_DENIED,
+/// audited); a start it asks about makes the step wait, and a start of a waiting step
+/// answers the step as it is until a member decides, then runs it (approved) or fails
+/// it (rejected). A waiting tool step cannot be completed. `None`: the move goes on as
+/// asked.
+async fn gate_tool_step(
+    scope: &RequestScope,
+    run: &workflow_run::Model,
+    step: &step_run::Model,
+    change: &StepMove,
+) -> Result<Option<step_run::Model>> {
+    use crate::agents::policy::{self, Gate};
+    let (Some(policy_json), Some(step_id)) = (&run.tool_policy, step.step_id) else {
+        return Ok(None);
+    };
+    let tx = scope.tx().await?;
+    let Some(tool) = policy::tool_of_step(tx, step_id).await? else {
+        return Ok(None);
+    };
+    if step.status == StepRunStatus::Waiting && matches!(change, StepMove::Complete { .. }) {
+        return Err(Error::conflict(
+            Some("stepKey"),
+            format!(
+                "step {:?} waits for a member to approve the tool {tool:?}",
+                step.step_key
+            ),
+        ));
+    }
+    let StepMove::Start { input } = change else {
+        return Ok(None);
+    };
+    let decisions: Vec<_> = approval_decision::Entity::find()
+        .filter(approval_decision::Column::StepRunId.eq(step.id))
+        .all(tx)
+        .await?
+        .into_iter()
+        .map(|d| d.decision)
+        .collect();
+    let verdict = policy::verdict(policy_json, &tool);
+    let deny = |decision: &str| StepMove::Fail {
+        error: policy::denied(&tool, decision),
+    };
+    let moved = match policy::gate(verdict, step.status, &decisions) {
+        Gate::Pass => return Ok(None),
+        Gate::Wait => step.clone(),
+        Gate::Deny => {
+            let started = apply_move(scope, run, step.clone(), change.clone()).await?;
+            let failed = apply_move(scope, run, started, deny("DENIED")).await?;
+            crate::agents::runs::audit_denial(scope, run, step.id, &step.step_key, &tool, "DENIED")
+                .await?;
+            failed
+        }
+        Gate::Ask => {
+            let started = apply_move(
+                scope,
+                run,
+                step.clone(),
+                StepMove::Start {
+                    input: input.clone(),
+                },
+            )
+            .await?;
+            apply_move(scope, run, started, StepMove::Wait).await?
+        }
+        Gate::Reject => {
+            let failed = apply_move(scope, run, step.clone(), deny("REJECTED")).await?;
+            crate::agents::runs::audit_denial(
+                scope,
+                run,
+                step.id,
+                &step.step_key,
+                &tool,
+                "REJECTED",
+            )
+            .await?;
+            failed
+        }
+        Gate::Resume => apply_move(scope, run, step.clone(), StepMove::Resume).await?,
+    };
+    Ok(Some(moved))
 }
 
 /// Moves `step` of `run`, which the caller has locked and leased in this transaction
@@ -306,7 +401,9 @@ pub(crate) async fn apply_move(
             | StepMove::Settle {
                 result: Err(error), ..
             } => step.error.as_ref() == Some(error),
-            StepMove::Skip { .. } | StepMove::Wait | StepMove::Retry { .. } => true,
+            StepMove::Skip { .. } | StepMove::Wait | StepMove::Retry { .. } | StepMove::Resume => {
+                true
+            }
         };
         return if same {
             Ok(step)
@@ -320,9 +417,14 @@ pub(crate) async fn apply_move(
     if run.status != RunStatus::Running {
         return Err(Error::conflict(Some("runId"), "the run is not running"));
     }
-    // Settling is a start and an end at once: checked as both.
+    // Settling is a start and an end at once: checked as both. Resuming is the one way
+    // back from WAITING, outside the state machine runners move by.
     if matches!(change, StepMove::Settle { .. }) {
         check_step_move(step_key, step.status, StepRunStatus::Running)?;
+    } else if matches!(change, StepMove::Resume) {
+        if step.status != StepRunStatus::Waiting {
+            check_step_move(step_key, step.status, target)?;
+        }
     } else {
         check_step_move(step_key, step.status, target)?;
     }
@@ -370,7 +472,7 @@ pub(crate) async fn apply_move(
                 }
             }
         }
-        StepMove::Wait | StepMove::Retry { .. } => {}
+        StepMove::Wait | StepMove::Retry { .. } | StepMove::Resume => {}
     }
     if step.next_attempt_at.is_some() {
         row.next_attempt_at = Set(None);

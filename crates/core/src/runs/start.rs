@@ -61,6 +61,16 @@ pub(crate) struct NewRun<'a> {
     pub retry_of: Option<Uuid>,
     pub replay_of: Option<Uuid>,
     pub client_id: Option<Uuid>,
+    /// For a run of an agent (`runAgent`): the agent, its version and its tool policy.
+    pub agent: Option<AgentOfRun>,
+}
+
+/// What a run of an agent records: the agent, the version run and the agent's tool
+/// policy as it is now (frozen on the run: later changes to the agent do not reach it).
+pub(crate) struct AgentOfRun {
+    pub agent_id: Uuid,
+    pub version_id: Uuid,
+    pub tool_policy: Json,
 }
 
 /// JSON with object keys sorted at every level, so equal documents hash alike
@@ -87,7 +97,7 @@ pub fn input_hash(input: &Json) -> Vec<u8> {
         .to_vec()
 }
 
-fn check_payload(field: &str, value: &Json) -> Result<()> {
+pub(crate) fn check_payload(field: &str, value: &Json) -> Result<()> {
     if value.to_string().len() > MAX_PAYLOAD_BYTES {
         return Err(Error::bad_input(
             field,
@@ -97,7 +107,7 @@ fn check_payload(field: &str, value: &Json) -> Result<()> {
     Ok(())
 }
 
-fn check_key(key: Option<String>) -> Result<Option<String>> {
+pub(crate) fn check_key(key: Option<String>) -> Result<Option<String>> {
     match key.map(|k| k.trim().to_owned()) {
         Some(k) if k.is_empty() || k.len() > 255 => Err(Error::bad_input(
             "idempotencyKey",
@@ -133,6 +143,7 @@ pub async fn start_run(
             retry_of: None,
             replay_of: request.replay_of,
             client_id: None,
+            agent: None,
         },
     )
     .await
@@ -241,7 +252,12 @@ pub(crate) async fn create_run(
     // nothing is made: that start's run is the answer.
     let run_id = Uuid::now_v7();
     let step_run_ids: Vec<Uuid> = target.step_ids.iter().map(|_| Uuid::now_v7()).collect();
-    let hash = input_hash(&new.input);
+    // An agent's run is keyed by the agent too: the same key and input for another
+    // agent sharing the flow is another start (CONFLICT), never that agent's run.
+    let hash = match &new.agent {
+        Some(agent) => input_hash(&json!({ "agent": agent.agent_id, "input": new.input })),
+        None => input_hash(&new.input),
+    };
     let ttl = chrono::Duration::from_std(settings.idempotency_ttl)
         .map_err(|e| anyhow::anyhow!("idempotency ttl: {e}"))?;
     let key = new.idempotency_key.clone();
@@ -264,8 +280,10 @@ pub(crate) async fn create_run(
             "WITH {claim}run AS ( \
                INSERT INTO workflow_runs (id, tenant_id, workflow_id, version_id, trigger_id, \
                  trigger_type, client_id, retry_of_id, replay_of_id, status, trigger_payload, \
-                 input, is_simulation, idempotency_key, created_by) \
-               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12, $13, $14 \
+                 input, is_simulation, idempotency_key, created_by, agent_id, agent_version_id, \
+                 tool_policy) \
+               SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12, $13, $14, \
+                 $20, $21, $22 \
                {claimed} RETURNING *), \
              steps AS ( \
                INSERT INTO step_runs (id, tenant_id, run_id, step_id, step_key, status, attempt) \
@@ -294,6 +312,9 @@ pub(crate) async fn create_run(
             target.step_keys.into(),
             hash.clone().into(),
             ttl.num_seconds().into(),
+            new.agent.as_ref().map(|a| a.agent_id).into(),
+            new.agent.as_ref().map(|a| a.version_id).into(),
+            new.agent.map(|a| a.tool_policy).into(),
         ],
     ))
     .one(tx)
@@ -303,17 +324,22 @@ pub(crate) async fn create_run(
         (None, Some(key)) => return existing_start(tx, tenant_id, workflow_id, &key, &hash).await,
         (None, None) => return Err(anyhow::anyhow!("the new run was not returned").into()),
     };
+    let mut details = json!({
+        "workflow": target.workflow_key,
+        "version": version_number,
+        "trigger": run.trigger_type,
+        "simulation": run.is_simulation,
+        "retryOf": run.retry_of_id,
+    });
+    if let Some(agent) = run.agent_id {
+        details["agent"] = json!(agent);
+        details["agentVersion"] = json!(run.agent_version_id);
+    }
     audit::record(
         scope,
         Event::new(Some(run.tenant_id), "run.start")
             .target(IdKind::WorkflowRun, run.id)
-            .details(json!({
-                "workflow": target.workflow_key,
-                "version": version_number,
-                "trigger": run.trigger_type,
-                "simulation": run.is_simulation,
-                "retryOf": run.retry_of_id,
-            })),
+            .details(details),
     )
     .await?;
     events::run_changed(scope, &run);
@@ -432,6 +458,14 @@ pub async fn retry_run(
             "this run's input was cleared by the retention policy",
         ));
     }
+    // A retry of an agent's run is a new run of the same agent version, under the
+    // agent's tool policy as it is now.
+    let agent = match (previous.agent_id, previous.agent_version_id) {
+        (Some(agent_id), Some(version_id)) => {
+            Some(crate::agents::runs::rerun(scope, agent_id, version_id).await?)
+        }
+        _ => None,
+    };
     let started = create_run(
         scope,
         settings,
@@ -447,6 +481,7 @@ pub async fn retry_run(
             retry_of: Some(previous.id),
             replay_of: None,
             client_id: previous.client_id,
+            agent,
         },
     )
     .await?;

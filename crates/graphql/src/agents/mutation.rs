@@ -1,6 +1,7 @@
 use async_graphql::{Context, InputObject, MaybeUndefined, Object, ID};
 use trellis_core::agents::agent::{self, AgentFields};
 use trellis_core::agents::labels;
+use trellis_core::agents::runs;
 use trellis_core::agents::versions::{self, VersionFields};
 use trellis_entity::IdKind;
 use uuid::Uuid;
@@ -12,7 +13,8 @@ use super::types::{
 use crate::context::{mutate, ContextExt};
 use crate::identity::types::input_id;
 use crate::identity::IdInput;
-use crate::payload::Json;
+use crate::payload::{json_or_empty, Json};
+use crate::runs::types::WorkflowRun;
 
 payload!(
     /// The agent a mutation created or changed, or the input's problems.
@@ -40,6 +42,36 @@ payload!(
         label_move: AgentLabelMove,
     }
 );
+
+payload!(
+    /// The run `runAgent` started, or the input's problems.
+    RunAgentPayload {
+        /// The new run (PENDING), or the one an earlier start with the same idempotency
+        /// key made; null when `userErrors` is not empty.
+        run: WorkflowRun,
+        /// True when an earlier start with the same idempotency key and input made the
+        /// run, and nothing new was started.
+        deduplicated: bool,
+    }
+);
+
+/// A run of an agent to start: of the version named, else of the version the label
+/// names, else of the agent's active version.
+#[derive(InputObject)]
+pub struct RunAgentInput {
+    /// The agent (`agt_…`); a deleted or PAUSED one is a CONFLICT userError.
+    pub agent_id: ID,
+    /// A version of the agent (`agv_…`): ACTIVE, or one a label points at; a draft is
+    /// CONFLICT. Not with `label`.
+    pub version_id: Option<ID>,
+    /// A label of the agent (`production`): its version runs. Not with `versionId`.
+    pub label: Option<String>,
+    /// The run's input: any JSON value, at most 1 MiB as JSON text; `{}` when omitted.
+    pub input: Option<Json<serde_json::Value>>,
+    /// The same key with the same input returns the run it made (for 24 h); with
+    /// another input (or for another agent) it is CONFLICT.
+    pub idempotency_key: Option<String>,
+}
 
 /// A new agent of the active tenant. It starts IDLE, with no version.
 #[derive(InputObject)]
@@ -259,6 +291,35 @@ impl AgentsMutation {
         Ok(agent_payload(
             mutate(ctx, agent::restore_agent(ctx.scope()?, id)).await?,
         ))
+    }
+
+    /// Starts a run of an agent (operators): a run of the picked version's flow, which
+    /// the engine executes, under the agent's tool policy as it is now (docs/agents.md,
+    /// "Runs").
+    async fn run_agent(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The agent, the version to run and the input.")] input: RunAgentInput,
+    ) -> async_graphql::Result<RunAgentPayload> {
+        let request = runs::RunAgent {
+            agent_id: input_id(ctx, &input.agent_id, IdKind::Agent)?,
+            version_id: optional_id(ctx, input.version_id.as_ref(), IdKind::AgentVersion)?,
+            label: input.label,
+            input: json_or_empty(input.input),
+            idempotency_key: input.idempotency_key,
+        };
+        let settings = &ctx.services()?.runs;
+        let (started, user_errors) =
+            mutate(ctx, runs::run_agent(ctx.scope()?, settings, request)).await?;
+        let (run, deduplicated) = match started {
+            Some(s) => (Some(WorkflowRun(s.run)), Some(s.deduplicated)),
+            None => (None, None),
+        };
+        Ok(RunAgentPayload {
+            run,
+            deduplicated,
+            user_errors,
+        })
     }
 
     /// Adds a draft version numbered after the newest (builders).

@@ -4,21 +4,25 @@
 use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::Expr;
-use sea_orm::{ColumnTrait, QueryFilter, Select};
+use sea_orm::{ColumnTrait, Condition, QueryFilter, Select};
 use trellis_core::agents::spec::Budget;
-use trellis_entity::{agent, agent_label, agent_label_move, agent_version, IdKind, Role};
+use trellis_entity::{
+    agent, agent_label, agent_label_move, agent_version, workflow_run, IdKind, Role,
+};
 use uuid::Uuid;
 
-use crate::context::load;
+use crate::context::{load, load_error};
 use crate::identity::types::{contains_pattern, ApiKey, User};
 use crate::ids::gid;
-use crate::list::{Access, List, Relation};
+use crate::list::{self, Access, List, Relation};
 use crate::loaders::{
     AgentById, AgentTemplateById, AgentVersionById, ApiKeyById, BudgetOfAgent,
     InstallationsOfAgent, LabelMovesOfAgent, LabelsOfAgent, UserById, VersionsOfAgent,
     WorkflowVersionById,
 };
+use crate::pagination::{CreatedOrderBy, Page, PageArgs};
 use crate::payload::Json;
+use crate::runs::types::{RunFilter, WorkflowRun};
 use crate::workflows::types::WorkflowVersion;
 
 /// What an agent is for.
@@ -323,9 +327,38 @@ impl Agent {
     ) -> async_graphql::Result<crate::pagination::Page<crate::alerts::Alert>> {
         crate::alerts::alerts_of_agent(ctx, self.0.id, first, after, filter, order_by).await
     }
-    /// When it last worked; null before its first run.
+    /// When it last worked (`runAgent` started a run of it); null before its first run.
     async fn last_active_at(&self) -> Option<DateTime<Utc>> {
         self.0.last_active_at
+    }
+    /// Its runs (`runAgent`), newest first by default: runs of its versions' flows,
+    /// each with its frozen `toolPolicy`; their step runs are the run's nodes. A page of
+    /// agents asking for their first runs (no `after`, `filter` or `orderBy`) costs one
+    /// statement for all of them.
+    async fn runs(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many runs to return: 0 to 100, 20 when omitted; outside that range BAD_USER_INPUT."
+        )]
+        first: Option<i32>,
+        #[graphql(
+            desc = "Return the runs after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the start when omitted."
+        )]
+        after: Option<String>,
+        #[graphql(desc = "Narrows the list; every condition given must hold.")] filter: Option<
+            RunFilter,
+        >,
+        #[graphql(desc = "Order by creation time; CREATED_AT_DESC (newest first) when omitted.")]
+        order_by: Option<CreatedOrderBy>,
+    ) -> async_graphql::Result<Page<WorkflowRun>> {
+        let unfiltered = filter.as_ref().is_none_or(RunFilter::is_empty);
+        if after.is_none() && unfiltered && order_by.is_none() {
+            let args = PageArgs::new(first, None, None).map_err(|e| load_error(ctx, &e))?;
+            return crate::runs::latest_agent_runs_page(ctx, self.0.id, args.first).await;
+        }
+        let within = Condition::all().add(workflow_run::Column::AgentId.eq(self.0.id));
+        list::page::<WorkflowRun>(ctx, Some(within), first, after, filter, order_by).await
     }
     /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {

@@ -12,5 +12,5 @@ pub mod types;
 pub use approvals::{ApprovalsMutation, ApprovalsQuery};
 pub use mutation::RunsMutation;
 pub use query::RunsQuery;
-pub(crate) use query::{latest_runs_page, runs_page};
+pub(crate) use query::{latest_agent_runs_page, latest_runs_page, runs_page};
 pub use subscription::{LogAppended, RunsSubscription};

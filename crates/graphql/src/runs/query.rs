@@ -8,7 +8,7 @@ use super::reports::{self, ReportPeriod, RunStatsBucket};
 use super::types::{run_columns, step_run_columns, RunFilter, WorkflowRun};
 use crate::context::{load_error, run, ContextExt};
 use crate::list;
-use crate::loaders::{prefetch, LatestRunsOfWorkflow, StepRunsOfRun};
+use crate::loaders::{prefetch, LatestRunsOfAgent, LatestRunsOfWorkflow, StepRunsOfRun};
 use crate::pagination::{first_page, node_selection, CreatedOrderBy, Page};
 
 #[derive(Default)]
@@ -92,6 +92,32 @@ pub(crate) async fn runs_page(
 ) -> async_graphql::Result<Page<WorkflowRun>> {
     let within = workflow.map(|id| Condition::all().add(workflow_run::Column::WorkflowId.eq(id)));
     list::page::<WorkflowRun>(ctx, within, first, after, Some(filter), order_by).await
+}
+
+/// The first page of an agent's newest runs, from the batched loader: a list of agents
+/// asking for their latest runs costs one statement.
+pub(crate) async fn latest_agent_runs_page(
+    ctx: &Context<'_>,
+    agent: Uuid,
+    first: u64,
+) -> async_graphql::Result<Page<WorkflowRun>> {
+    let scope = ctx.scope()?;
+    let tenant = run(ctx, scope.require(Role::Viewer)).await?;
+    let rows = ctx
+        .loader()?
+        .load_one(LatestRunsOfAgent {
+            agent_id: agent,
+            limit: first + 1,
+            columns: run_columns(&node_selection(ctx))
+                .union(run_columns(&ctx.look_ahead().field("nodes"))),
+        })
+        .await
+        .map_err(|e| load_error(ctx, &e))?
+        .unwrap_or_default();
+    let count = workflow_run::Entity::find()
+        .filter(workflow_run::Column::TenantId.eq(tenant.tenant_id))
+        .filter(workflow_run::Column::AgentId.eq(agent));
+    Ok(first_page(scope, count, rows, first))
 }
 
 /// The first page of a workflow's newest runs, from the batched loader: a list of

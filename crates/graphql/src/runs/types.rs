@@ -8,13 +8,14 @@ use sea_orm::{ColumnTrait, QueryFilter, Select};
 use trellis_entity::columns::ColumnSet;
 use trellis_entity::{step_run, workflow_run, IdKind, Role};
 
+use crate::agents::types::{Agent, AgentVersion};
 use crate::context::{load, present};
 use crate::ids::gid;
 use crate::in_place::in_place_object;
 use crate::list::{Access, List, Relation};
 use crate::loaders::{
-    columns_for, AttemptsOfStepRun, DecisionsOfStepRun, RunById, StepRunsOfRun, TriggerById,
-    WorkflowById, WorkflowStepById, WorkflowVersionById,
+    columns_for, AgentById, AgentVersionById, AttemptsOfStepRun, DecisionsOfStepRun, RunById,
+    StepRunsOfRun, TriggerById, WorkflowById, WorkflowStepById, WorkflowVersionById,
 };
 use crate::payload::Json;
 use crate::runs::logs::{log_page, LogConnection, LogLineFilter};
@@ -140,6 +141,9 @@ const RUN_FIELD_COLUMNS: &[(&str, &[workflow_run::Column])] = {
         ("trigger", &[C::TriggerId]),
         ("retryOf", &[C::RetryOfId]),
         ("replayOf", &[C::ReplayOfId]),
+        ("agent", &[C::AgentId]),
+        ("agentVersion", &[C::AgentVersionId]),
+        ("toolPolicy", &[C::ToolPolicy]),
     ]
 };
 
@@ -323,6 +327,30 @@ impl WorkflowRunFields<'_> {
             return Ok(None);
         };
         Ok(load(ctx, RunById(id)).await?.map(WorkflowRun))
+    }
+    /// The agent whose run this is (`runAgent`); null for other runs.
+    async fn agent(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Agent>> {
+        let Some(id) = self.0.agent_id else {
+            return Ok(None);
+        };
+        Ok(load(ctx, AgentById(id)).await?.map(Agent))
+    }
+    /// The agent version it runs, whose flow is this run's workflow version; null for
+    /// runs that are not an agent's.
+    async fn agent_version(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<AgentVersion>> {
+        let Some(id) = self.0.agent_version_id else {
+            return Ok(None);
+        };
+        Ok(load(ctx, AgentVersionById(id)).await?.map(AgentVersion))
+    }
+    /// The agent's tool policy as it was when the run started, which the engine
+    /// enforces on the run's tool steps (`{tools, default}`); null for runs that are not
+    /// an agent's.
+    async fn tool_policy(&self) -> Option<Json<&serde_json::Value>> {
+        self.0.tool_policy.as_ref().map(Json)
     }
     /// Its execution log, oldest first.
     async fn logs(
@@ -636,8 +664,12 @@ impl List for WorkflowRun {
     }
 
     fn relations() -> Vec<Relation<workflow_run::Model>> {
-        vec![Relation::by(&["workflow"], |r| {
-            Some(WorkflowById(r.workflow_id))
-        })]
+        vec![
+            Relation::by(&["workflow"], |r| Some(WorkflowById(r.workflow_id))),
+            Relation::by(&["agent"], |r| r.agent_id.map(AgentById)),
+            Relation::by(&["agentVersion"], |r| {
+                r.agent_version_id.map(AgentVersionById)
+            }),
+        ]
     }
 }

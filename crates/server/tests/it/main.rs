@@ -3,6 +3,7 @@
 
 mod abuse;
 mod accounts;
+mod agent_runs;
 mod agent_usage;
 mod agents;
 mod approvals;
@@ -19,6 +20,7 @@ mod events;
 mod graphql_api;
 mod http;
 mod indexes;
+mod isolation_agent_runs;
 mod isolation_agent_usage;
 mod isolation_agents;
 mod isolation_engine;
