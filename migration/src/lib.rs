@@ -29,6 +29,7 @@ mod m20261206_000024_templates_skills;
 mod m20261206_000025_upkeep;
 mod m20261206_000026_purge;
 mod m20261206_000027_restore;
+mod m20261207_000030_hosting;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -65,6 +66,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000025_upkeep::Migration),
             Box::new(m20261206_000026_purge::Migration),
             Box::new(m20261206_000027_restore::Migration),
+            Box::new(m20261207_000030_hosting::Migration),
         ]
     }
 }

@@ -43,10 +43,13 @@ pub enum IdKind {
     AgentTemplate,
     Skill,
     SkillInstallation,
+    AgentChannel,
+    AgentActivity,
+    ContainerHealth,
 }
 
 impl IdKind {
-    pub const ALL: [IdKind; 34] = [
+    pub const ALL: [IdKind; 37] = [
         IdKind::Tenant,
         IdKind::User,
         IdKind::Membership,
@@ -81,6 +84,9 @@ impl IdKind {
         IdKind::AgentTemplate,
         IdKind::Skill,
         IdKind::SkillInstallation,
+        IdKind::AgentChannel,
+        IdKind::AgentActivity,
+        IdKind::ContainerHealth,
     ];
 
     /// The prefix, without its underscore.
@@ -120,6 +126,9 @@ impl IdKind {
             IdKind::AgentTemplate => "tpl",
             IdKind::Skill => "skl",
             IdKind::SkillInstallation => "ski",
+            IdKind::AgentChannel => "chn",
+            IdKind::AgentActivity => "acv",
+            IdKind::ContainerHealth => "hlt",
         }
     }
 }

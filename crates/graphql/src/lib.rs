@@ -35,6 +35,7 @@ pub use live::LiveSession;
 pub struct Query(
     node::NodeQuery,
     identity::IdentityQuery,
+    identity::PlansQuery,
     integrations::IntegrationsQuery,
     workflows::WorkflowsQuery,
     runs::RunsQuery,
@@ -51,6 +52,7 @@ pub struct Query(
 pub struct Mutation(
     identity::IdentityMutation,
     identity::AccountMutation,
+    identity::PlansMutation,
     integrations::IntegrationsMutation,
     workflows::WorkflowsMutation,
     runs::RunsMutation,
@@ -60,11 +62,12 @@ pub struct Mutation(
     processes::RateLimitsMutation,
     agents::AgentsMutation,
     agents::MarketMutation,
+    agents::HostingMutation,
 );
 
 /// Every subscription field (over graphql-ws only).
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(runs::RunsSubscription);
+pub struct Subscription(runs::RunsSubscription, agents::HostingSubscription);
 
 /// The Trellis schema.
 pub type ApiSchema = Schema<Query, Mutation, Subscription>;

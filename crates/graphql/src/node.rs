@@ -3,17 +3,19 @@
 use async_graphql::{Context, Interface, Object, ID};
 use trellis_entity::{IdKind, PrefixedId};
 
+use crate::agents::hosting::{AgentActivity, AgentChannel, ContainerHealth};
 use crate::agents::market::{AgentTemplate, Skill, SkillInstallation};
 use crate::agents::types::{Agent, AgentLabel, AgentLabelMove, AgentVersion};
 use crate::context::{load_error, ContextExt};
 use crate::identity::types::{ApiKey, AuditEvent, Invitation, Membership, Tenant, User};
 use crate::integrations::types::{Action, App, AppVersion, Connection, Secret};
 use crate::loaders::{
-    ActionById, AgentById, AgentLabelById, AgentLabelMoveById, AgentTemplateById, AgentVersionById,
-    ApiKeyById, AppById, AppVersionById, AuditEventById, CallLogById, ClientById, ConnectionById,
-    InvitationById, MembershipById, ProcessById, ProcessVersionById, RunByIdIn, SecretById,
-    SkillById, SkillInstallationById, StepRunByIdIn, TenantById, TriggerById, UserById,
-    WorkflowById, WorkflowStepById, WorkflowTransitionById, WorkflowVersionById,
+    ActionById, AgentActivityById, AgentById, AgentChannelById, AgentLabelById, AgentLabelMoveById,
+    AgentTemplateById, AgentVersionById, ApiKeyById, AppById, AppVersionById, AuditEventById,
+    CallLogById, ClientById, ConnectionById, ContainerHealthById, InvitationById, MembershipById,
+    ProcessById, ProcessVersionById, RunByIdIn, SecretById, SkillById, SkillInstallationById,
+    StepRunByIdIn, TenantById, TriggerById, UserById, WorkflowById, WorkflowStepById,
+    WorkflowTransitionById, WorkflowVersionById,
 };
 use crate::notifications::Notification;
 use crate::processes::types::{CallLog, Process, ProcessVersion};
@@ -62,6 +64,9 @@ pub enum Node {
     AgentTemplate(AgentTemplate),
     Skill(Skill),
     SkillInstallation(SkillInstallation),
+    AgentChannel(AgentChannel),
+    AgentActivity(AgentActivity),
+    ContainerHealth(ContainerHealth),
 }
 
 /// The most IDs `nodes(ids:)` takes at once.
@@ -213,6 +218,18 @@ async fn fetch(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>
             .load_one(SkillInstallationById(uuid))
             .await
             .map(|m| m.map(|m| Node::SkillInstallation(SkillInstallation(m)))),
+        IdKind::AgentChannel => loader
+            .load_one(AgentChannelById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::AgentChannel(m.into()))),
+        IdKind::AgentActivity => loader
+            .load_one(AgentActivityById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::AgentActivity(m.into()))),
+        IdKind::ContainerHealth => loader
+            .load_one(ContainerHealthById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::ContainerHealth(m.into()))),
         // Promotions are read through their process, limits through `rateLimits`.
         // Sessions are listed by `viewer.sessions`, to their user only.
         IdKind::ProcessPromotion | IdKind::RateLimit | IdKind::Session => return Ok(None),

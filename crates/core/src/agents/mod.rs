@@ -3,11 +3,16 @@
 //! version); one version at a time is active and runs, and active versions never
 //! change. Labels (production, staging, …) point at versions and keep the history of
 //! every move. Templates snapshot a version for copying into a tenant; skills from
-//! the marketplace are installed on agents. Runs, tool-policy enforcement and budgets
-//! are not built yet. See docs/agents.md.
+//! the marketplace are installed on agents. Hosting: channels an agent speaks
+//! through, its activity feed, and the health its runner reports. Runs, tool-policy
+//! enforcement and budgets are not built yet. See docs/agents.md.
 
+pub mod activity;
 pub mod agent;
+pub mod channels;
+pub mod health;
 pub mod labels;
+pub mod settings;
 pub mod skills;
 pub mod spec;
 pub mod templates;

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::events::{LOGS_CHANNEL, RUNS_CHANNEL};
+use crate::agents::activity::ACTIVITY_CHANNEL;
 
 /// What changed, as announced by a NOTIFY.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -32,6 +33,12 @@ pub enum LiveEvent {
         run_id: Uuid,
         count: i64,
     },
+    /// An agent recorded an activity ([`crate::agents::activity`]).
+    AgentActivity {
+        tenant_id: Uuid,
+        agent_id: Uuid,
+        activity_id: Uuid,
+    },
     /// The listener lost its connection and reconnected: announcements made in
     /// between are lost, so a subscription that follows one run re-reads it.
     Resync,
@@ -43,6 +50,14 @@ struct RunPayload {
     tenant_id: Uuid,
     run_id: Uuid,
     workflow_id: Uuid,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ActivityPayload {
+    tenant_id: Uuid,
+    agent_id: Uuid,
+    activity_id: Uuid,
 }
 
 #[derive(Deserialize)]
@@ -73,6 +88,14 @@ impl LiveEvent {
                     count: p.count,
                 })
             }
+            ACTIVITY_CHANNEL => {
+                let p: ActivityPayload = serde_json::from_str(payload).ok()?;
+                Some(Self::AgentActivity {
+                    tenant_id: p.tenant_id,
+                    agent_id: p.agent_id,
+                    activity_id: p.activity_id,
+                })
+            }
             _ => None,
         }
     }
@@ -80,9 +103,9 @@ impl LiveEvent {
     /// The tenant the event belongs to; `None` for [`LiveEvent::Resync`].
     pub fn tenant_id(&self) -> Option<Uuid> {
         match self {
-            Self::RunChanged { tenant_id, .. } | Self::LogsAppended { tenant_id, .. } => {
-                Some(*tenant_id)
-            }
+            Self::RunChanged { tenant_id, .. }
+            | Self::LogsAppended { tenant_id, .. }
+            | Self::AgentActivity { tenant_id, .. } => Some(*tenant_id),
             Self::Resync => None,
         }
     }
@@ -168,7 +191,9 @@ impl LiveEvents {
 
 async fn connect(url: &str) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect(url).await?;
-    listener.listen_all([RUNS_CHANNEL, LOGS_CHANNEL]).await?;
+    listener
+        .listen_all([RUNS_CHANNEL, LOGS_CHANNEL, ACTIVITY_CHANNEL])
+        .await?;
     Ok(listener)
 }
 

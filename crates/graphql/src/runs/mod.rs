@@ -6,7 +6,7 @@ pub mod logs;
 mod mutation;
 mod query;
 pub mod reports;
-mod subscription;
+pub(crate) mod subscription;
 pub mod types;
 
 pub use approvals::{ApprovalsMutation, ApprovalsQuery};

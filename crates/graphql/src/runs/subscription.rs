@@ -58,7 +58,7 @@ impl RunsSubscription {
             } => *t == tenant_id && *r == id,
             // Announcements may have been lost: read the run again.
             LiveEvent::Resync => true,
-            LiveEvent::LogsAppended { .. } => false,
+            LiveEvent::LogsAppended { .. } | LiveEvent::AgentActivity { .. } => false,
         })
         .then(move |(session, _)| async move { read_run(&session, id).await })
         .take_while(|read| std::future::ready(!matches!(read, Ok(None))))
@@ -92,7 +92,9 @@ impl RunsSubscription {
                 workflow_id: w,
                 ..
             } => *tenant_id == tenant.tenant_id && workflow_id.is_none_or(|wanted| *w == wanted),
-            LiveEvent::LogsAppended { .. } | LiveEvent::Resync => false,
+            LiveEvent::LogsAppended { .. }
+            | LiveEvent::AgentActivity { .. }
+            | LiveEvent::Resync => false,
         })
         .then(|(session, event)| async move {
             let LiveEvent::RunChanged { run_id, .. } = event else {
@@ -160,7 +162,7 @@ impl RunsSubscription {
 
 /// The events a subscription wants, each with the session to read it in. A subscriber
 /// that falls too far behind skips what it missed (with a `Resync` in its place).
-fn follow(
+pub(crate) fn follow(
     session: LiveSession,
     events: Receiver<LiveEvent>,
     wanted: impl Fn(&LiveEvent) -> bool + Send + 'static,
@@ -187,7 +189,7 @@ fn follow(
 
 /// Ends a subscription after its first error (access lost, database trouble), which
 /// is still sent.
-fn ends_after_error<T: Send>(
+pub(crate) fn ends_after_error<T: Send>(
     items: impl Stream<Item = async_graphql::Result<T>> + Send,
 ) -> impl Stream<Item = async_graphql::Result<T>> + Send {
     stream::unfold((Box::pin(items), false), |(mut items, failed)| async move {
