@@ -41,6 +41,11 @@ async fn a_migrated_database_is_healthy() {
         "agent_templates",
         "skills",
         "skill_installations",
+        "plans",
+        "agent_channels",
+        "agent_activities",
+        "container_health",
+        "container_health_hourly",
     ] {
         assert!(
             report

@@ -3,6 +3,7 @@
 
 mod abuse;
 mod accounts;
+mod agent_hosting;
 mod agents;
 mod approvals;
 mod audit;
@@ -21,6 +22,7 @@ mod indexes;
 mod isolation_agents;
 mod isolation_engine;
 mod isolation_graphql;
+mod isolation_hosting;
 mod isolation_integrations;
 mod isolation_processes;
 mod isolation_runs;

@@ -22,7 +22,7 @@ use crate::runs::active_workflow;
 use crate::support::{test_config, Member, TestApp};
 
 /// How long a message that must arrive may take.
-const ARRIVES: Duration = Duration::from_secs(10);
+pub(crate) const ARRIVES: Duration = Duration::from_secs(10);
 /// How long a subscription is watched for a message that must not arrive.
 const QUIET: Duration = Duration::from_millis(1500);
 
@@ -48,14 +48,14 @@ async fn serve(router: axum::Router) -> SocketAddr {
 
 /// Two servers on one test database: A is the test app's own, B a second process's
 /// worth of state (its own pool and its own listener).
-struct Pair {
-    app: TestApp,
-    a: SocketAddr,
-    b: SocketAddr,
+pub(crate) struct Pair {
+    pub(crate) app: TestApp,
+    pub(crate) a: SocketAddr,
+    pub(crate) b: SocketAddr,
 }
 
 impl Pair {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let app = TestApp::new().await;
         let config = test_config(&app.db.app_url, &[]);
         let state_b = app::build_state(&config, &app.db.app_url, app::jwt_keys(&config).unwrap())
@@ -74,7 +74,7 @@ impl Pair {
 }
 
 /// POSTs a GraphQL request to a server over a real TCP connection; returns `data`.
-async fn post(addr: SocketAddr, token: &str, query: &str, variables: Value) -> Value {
+pub(crate) async fn post(addr: SocketAddr, token: &str, query: &str, variables: Value) -> Value {
     let body = json!({ "query": query, "variables": variables }).to_string();
     let request = format!(
         "POST /graphql HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
@@ -104,7 +104,7 @@ async fn start(addr: SocketAddr, token: &str, workflow: &str) -> String {
 }
 
 /// One graphql-ws connection holding one subscription.
-struct Subscriber(WebSocketStream<MaybeTlsStream<TcpStream>>);
+pub(crate) struct Subscriber(WebSocketStream<MaybeTlsStream<TcpStream>>);
 
 /// Opens a graphql-ws connection; returns the socket and the server's reply to
 /// `connection_init` (a message type, or `close <code>`).
@@ -137,7 +137,7 @@ async fn connect(addr: SocketAddr, payload: Value) -> (Subscriber, String) {
 
 impl Subscriber {
     /// Signs in with `token` and subscribes.
-    async fn open(addr: SocketAddr, token: &str, query: &str, variables: Value) -> Self {
+    pub(crate) async fn open(addr: SocketAddr, token: &str, query: &str, variables: Value) -> Self {
         let (mut subscriber, reply) =
             connect(addr, json!({ "Authorization": format!("Bearer {token}") })).await;
         assert_eq!(reply, "connection_ack");
@@ -155,7 +155,7 @@ impl Subscriber {
     }
 
     /// The next message of the subscription within `wait`, if any.
-    async fn next_within(&mut self, wait: Duration) -> Option<Value> {
+    pub(crate) async fn next_within(&mut self, wait: Duration) -> Option<Value> {
         loop {
             let message = tokio::time::timeout(wait, self.0.next()).await.ok()??;
             match message.unwrap() {
@@ -169,7 +169,7 @@ impl Subscriber {
     }
 
     /// The next `next` message's data; fails on anything else.
-    async fn data(&mut self) -> Value {
+    pub(crate) async fn data(&mut self) -> Value {
         let message = self
             .next_within(ARRIVES)
             .await
@@ -180,7 +180,7 @@ impl Subscriber {
     }
 
     /// Asserts that nothing arrives for a while.
-    async fn assert_quiet(&mut self) {
+    pub(crate) async fn assert_quiet(&mut self) {
         if let Some(message) = self.next_within(QUIET).await {
             panic!("expected no message, got {message:#}");
         }
