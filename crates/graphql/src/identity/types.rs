@@ -52,9 +52,11 @@ remote_enum!(
         /// Refused to its users and API keys (FORBIDDEN) until a platform admin
         /// reactivates it.
         Suspended,
-        /// Reserved for a tenant still being set up; nothing in the API sets it today.
+        /// A tenant created `hosted`, until its runner first reports health
+        /// (`reportHealth`): members use it; runs wait until it is ACTIVE.
         Provisioning,
-        /// Reserved for a tenant whose setup failed; nothing in the API sets it today.
+        /// A hosted tenant whose runner first reported UNHEALTHY; a HEALTHY report
+        /// makes it ACTIVE.
         Failed,
     }
 );
