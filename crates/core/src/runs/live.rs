@@ -287,4 +287,21 @@ mod tests {
         assert_eq!(LiveEvent::parse(RUNS_CHANNEL, "{}"), None);
         assert_eq!(LiveEvent::parse("other", &run.to_string()), None);
     }
+
+    #[test]
+    fn parses_an_agent_activity_announcement() {
+        let (t, a, id) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let activity = serde_json::json!({ "tenantId": t, "agentId": a, "activityId": id });
+        let event = LiveEvent::parse(ACTIVITY_CHANNEL, &activity.to_string());
+        assert_eq!(
+            event,
+            Some(LiveEvent::AgentActivity {
+                tenant_id: t,
+                agent_id: a,
+                activity_id: id
+            })
+        );
+        assert_eq!(event.and_then(|e| e.tenant_id()), Some(t));
+        assert_eq!(LiveEvent::parse(ACTIVITY_CHANNEL, "{}"), None);
+    }
 }

@@ -443,6 +443,13 @@ async fn an_activity_recorded_on_one_server_reaches_the_subscription_on_the_othe
         message["payload"]["errors"][0]["extensions"]["code"], "NOT_FOUND",
         "{message:#}"
     );
+    let made_up = crate::isolation_workflows::made_up(&agent_one);
+    let mut never = Subscriber::open(pair.b, &two.token, query, json!({ "a": made_up })).await;
+    let same = never.next_within(ARRIVES).await.expect("an answer");
+    assert_eq!(
+        message, same,
+        "another tenant's agent is told apart from a made-up one"
+    );
 
     let mut sub_one = Subscriber::open(pair.b, &one.token, query, json!({ "a": agent_one })).await;
     let mut sub_two = Subscriber::open(pair.b, &two.token, query, json!({ "a": agent_two })).await;
