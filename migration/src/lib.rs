@@ -31,6 +31,7 @@ mod m20261206_000026_purge;
 mod m20261206_000027_restore;
 mod m20261207_000028_agent_runs;
 mod m20261207_000029_agent_usage;
+mod m20261207_000030_hosting;
 mod m20261207_000031_inline_tenant_context;
 pub mod rls;
 
@@ -70,6 +71,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000027_restore::Migration),
             Box::new(m20261207_000028_agent_runs::Migration),
             Box::new(m20261207_000029_agent_usage::Migration),
+            Box::new(m20261207_000030_hosting::Migration),
             Box::new(m20261207_000031_inline_tenant_context::Migration),
         ]
     }

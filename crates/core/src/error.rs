@@ -23,6 +23,10 @@ pub enum Error {
         field: Option<String>,
         message: String,
     },
+    /// A limit of the tenant's plan (or of its own settings) is reached: retrying does
+    /// not help until something is removed or the plan changes.
+    #[error("{message}")]
+    LimitReached { field: String, message: String },
     /// Too many attempts: retry after the given seconds.
     #[error("too many attempts; retry in {retry_after_seconds} s")]
     RateLimited { retry_after_seconds: u32 },
@@ -79,6 +83,7 @@ impl Error {
             Error::BadInput { .. } | Error::Invalid(_) => "BAD_USER_INPUT",
             Error::Conflict { .. } => "CONFLICT",
             Error::RateLimited { .. } => "RATE_LIMITED",
+            Error::LimitReached { .. } => "LIMIT_REACHED",
             Error::Provider { code, .. } => code,
             Error::Unavailable => "UNAVAILABLE",
             Error::Internal(_) => "INTERNAL",
@@ -136,6 +141,11 @@ const CONSTRAINTS: &[(&str, &str, &str)] = &[
     ("agent_versions_flow_published", "flowVersionId", "the flow of an active agent version must be a published workflow version"),
     ("agent_labels_name_key", "label", "this label was created at the same time; try again"),
     ("agent_labels_name_format", "label", "a label is 1 to 63 lowercase letters, digits, '_' or '-', starting with a letter"),
+    ("agent_channels_one_active_key", "type", "this agent already has an active channel of this type; deactivate it first"),
+    ("agent_channels_config_shape", "config", "a channel's config has only its type's keys"),
+    ("agent_activities_summary_length", "summary", "summary must be 1 to 1000 characters"),
+    ("agent_activities_details_shape", "details", "details must be a JSON object of at most 64 KiB"),
+    ("plans_limits_shape", "limits", "limits are whole numbers from 0 for agents, monthlyRuns, maxConcurrentRuns, logRetentionDays and auditRetentionDays"),
     ("skills_tenant_key_key", "key", "a skill with this key already exists"),
     ("skills_key_format", "key", "key must be 2 to 63 lowercase letters, digits, '_' or '-', starting with a letter"),
     ("skills_name_length", "name", "name must be 1 to 200 characters"),

@@ -11,7 +11,7 @@ use secrecy::SecretString;
 use serde_json::json;
 use trellis_entity::{
     api_key, invitation, membership, tenant, user, IdKind, InvitationStatus, Role, Severity,
-    TenantPlan, TenantStatus,
+    TenantStatus,
 };
 
 use crate::audit::{self, Event};
@@ -516,7 +516,7 @@ impl IdentityConfig {
 
 /// Runs `work` with the transaction switched into `tenant_id`, and switches back
 /// whatever `work` returns, so no early exit leaves the request in another tenant.
-async fn inside_tenant<T>(
+pub(crate) async fn inside_tenant<T>(
     scope: &RequestScope,
     tenant_id: Uuid,
     work: impl std::future::Future<Output = Result<T>>,
@@ -605,6 +605,12 @@ fn parse_settings(settings: serde_json::Value) -> Result<serde_json::Value> {
                     Err(other) => return Err(other),
                 }
             }
+            "modelDefaults" => {
+                problems.extend(crate::agents::settings::check_model_defaults(value))
+            }
+            "resourceLimits" => {
+                problems.extend(crate::agents::settings::check_resource_limits(value))
+            }
             "redaction" => match crate::logs::redact::Redactor::validate_settings(&settings) {
                 Ok(()) => {}
                 Err(Error::BadInput { field, message }) => {
@@ -616,7 +622,8 @@ fn parse_settings(settings: serde_json::Value) -> Result<serde_json::Value> {
             _ => problems.push(FieldProblem::new(
                 field,
                 "unknown setting: Trellis reads logRetentionDays, payloadRetentionDays, \
-                 runRetentionDays, maxConcurrentRuns, redaction and allowedSkillPermissions",
+                 runRetentionDays, maxConcurrentRuns, redaction, allowedSkillPermissions, \
+                 modelDefaults and resourceLimits",
             )),
         }
     }
@@ -627,24 +634,36 @@ fn parse_settings(settings: serde_json::Value) -> Result<serde_json::Value> {
     }
 }
 
-/// Creates a tenant; the caller becomes its owner.
+/// Creates a tenant on `plan` (a plan's key; free when omitted); the caller becomes
+/// its owner. A tenant `hosted` on Trellis runners starts PROVISIONING and becomes
+/// ACTIVE (or FAILED) when its runner first reports health
+/// ([`crate::agents::health::report`]); any other starts ACTIVE.
 pub async fn create_tenant(
     scope: &RequestScope,
     slug: &str,
     name: &str,
-    plan: Option<TenantPlan>,
+    plan: Option<&str>,
+    hosted: bool,
 ) -> Result<tenant::Model> {
     let user_id = scope.user_id()?;
     let slug = parse_slug(slug)?;
     let name = required_text(name, "name", 200)?;
     let tenant_id = Uuid::now_v7();
     let tx = scope.tx().await?;
+    let plan = crate::plans::find_plan(tx, plan.unwrap_or(crate::plans::DEFAULT_PLAN), "plan")
+        .await?
+        .key;
     inside_tenant(scope, tenant_id, async {
         let tenant = tenant::ActiveModel {
             id: Set(tenant_id),
             slug: Set(slug),
             name: Set(name),
-            plan: Set(plan.unwrap_or(TenantPlan::Free)),
+            plan: Set(plan),
+            status: Set(if hosted {
+                TenantStatus::Provisioning
+            } else {
+                TenantStatus::Active
+            }),
             settings: Set(json!({})),
             ..Default::default()
         }

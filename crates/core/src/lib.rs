@@ -17,6 +17,7 @@ pub mod integrations;
 pub mod logs;
 pub mod mail;
 pub mod notifications;
+pub mod plans;
 pub mod processes;
 pub mod purge;
 pub mod runs;

@@ -35,18 +35,10 @@ impl Role {
     }
 }
 
-/// A tenant's plan; it sets the default log retention (free 7 days, pro 30,
-/// enterprise 90).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
-#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
-pub enum TenantPlan {
-    Free,
-    Pro,
-    Enterprise,
-}
-
 /// Whether a tenant is in service; a suspended tenant refuses its users and keys.
-/// Provisioning and failed are reserved: nothing sets them today.
+/// A tenant created to host agents is provisioning until its runner first reports
+/// health: healthy makes it active, unhealthy failed (`trellis_core::agents::health`).
+/// The executor and scheduler run only active tenants' work.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, EnumIter, DeriveActiveEnum, Serialize, Deserialize)]
 #[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
 pub enum TenantStatus {
@@ -361,4 +353,37 @@ pub enum TemplateCategory {
     Support,
     Operations,
     Other,
+}
+
+/// How an agent speaks to people: a channel's type.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+pub enum ChannelType {
+    Slack,
+    Email,
+    Webhook,
+}
+
+/// What an entry of an agent's activity feed is (seed 002's ActivityType).
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+pub enum ActivityType {
+    Message,
+    Task,
+    Alert,
+}
+
+/// How a hosted container is doing, as its runner reports it.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+pub enum HealthStatus {
+    Healthy,
+    Degraded,
+    Unhealthy,
 }

@@ -45,10 +45,13 @@ pub enum IdKind {
     SkillInstallation,
     Alert,
     AgentUsage,
+    AgentChannel,
+    AgentActivity,
+    ContainerHealth,
 }
 
 impl IdKind {
-    pub const ALL: [IdKind; 36] = [
+    pub const ALL: [IdKind; 39] = [
         IdKind::Tenant,
         IdKind::User,
         IdKind::Membership,
@@ -85,6 +88,9 @@ impl IdKind {
         IdKind::SkillInstallation,
         IdKind::Alert,
         IdKind::AgentUsage,
+        IdKind::AgentChannel,
+        IdKind::AgentActivity,
+        IdKind::ContainerHealth,
     ];
 
     /// The prefix, without its underscore.
@@ -126,6 +132,9 @@ impl IdKind {
             IdKind::SkillInstallation => "ski",
             IdKind::Alert => "alr",
             IdKind::AgentUsage => "agu",
+            IdKind::AgentChannel => "chn",
+            IdKind::AgentActivity => "acv",
+            IdKind::ContainerHealth => "hlt",
         }
     }
 }

@@ -2,6 +2,8 @@
 
 pub mod action;
 pub mod agent;
+pub mod agent_activity;
+pub mod agent_channel;
 pub mod agent_label;
 pub mod agent_label_move;
 pub mod agent_template;
@@ -17,11 +19,13 @@ pub mod client;
 pub mod columns;
 pub mod connection;
 pub mod connection_secret;
+pub mod container_health;
 pub mod enums;
 pub mod id;
 pub mod invitation;
 pub mod membership;
 pub mod notification;
+pub mod plan;
 pub mod process;
 pub mod process_deployment;
 pub mod process_promotion;
@@ -44,9 +48,10 @@ pub mod workflow_transition;
 pub mod workflow_version;
 
 pub use enums::{
-    ActionKind, ActorType, AgentRole, AgentStatus, AgentVersionStatus, AppCategory, CallStatus,
-    Environment, InvitationStatus, ModelTier, PlatformRole, ProviderKind, ResponseFormat, Role,
-    RunStatus, Severity, SkillCategory, SkillStatus, StepRunStatus, StepType, TemplateCategory,
-    TenantPlan, TenantStatus, ThinkingMode, TriggerType, VersionStatus, WorkflowStatus,
+    ActionKind, ActivityType, ActorType, AgentRole, AgentStatus, AgentVersionStatus, AppCategory,
+    CallStatus, ChannelType, Environment, HealthStatus, InvitationStatus, ModelTier, PlatformRole,
+    ProviderKind, ResponseFormat, Role, RunStatus, Severity, SkillCategory, SkillStatus,
+    StepRunStatus, StepType, TemplateCategory, TenantStatus, ThinkingMode, TriggerType,
+    VersionStatus, WorkflowStatus,
 };
 pub use id::{IdKind, PrefixedId};

@@ -1,6 +1,6 @@
 use sea_orm::entity::prelude::*;
 
-use crate::{TenantPlan, TenantStatus};
+use crate::TenantStatus;
 
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "tenants")]
@@ -9,7 +9,8 @@ pub struct Model {
     pub id: Uuid,
     pub slug: String,
     pub name: String,
-    pub plan: TenantPlan,
+    /// The key of its plan (`plans.key`).
+    pub plan: String,
     pub status: TenantStatus,
     pub settings: Json,
     pub created_at: DateTimeUtc,

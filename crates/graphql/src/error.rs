@@ -64,6 +64,12 @@ pub fn to_graphql(err: &Error, request_id: &str) -> async_graphql::Error {
                 }
             })
         }
+        Error::LimitReached { field, message } => {
+            async_graphql::Error::new(message).extend_with(|_, e| {
+                e.set("code", code);
+                e.set("field", field.as_str());
+            })
+        }
         Error::Conflict { field, message } => {
             async_graphql::Error::new(message).extend_with(|_, e| {
                 e.set("code", code);

@@ -36,6 +36,7 @@ pub use live::LiveSession;
 pub struct Query(
     node::NodeQuery,
     identity::IdentityQuery,
+    identity::PlansQuery,
     integrations::IntegrationsQuery,
     workflows::WorkflowsQuery,
     runs::RunsQuery,
@@ -53,6 +54,7 @@ pub struct Query(
 pub struct Mutation(
     identity::IdentityMutation,
     identity::AccountMutation,
+    identity::PlansMutation,
     integrations::IntegrationsMutation,
     workflows::WorkflowsMutation,
     runs::RunsMutation,
@@ -64,11 +66,16 @@ pub struct Mutation(
     agents::MarketMutation,
     agents::UsageMutation,
     alerts::AlertsMutation,
+    agents::HostingMutation,
 );
 
 /// Every subscription field (over graphql-ws only).
 #[derive(MergedSubscription, Default)]
-pub struct Subscription(runs::RunsSubscription, alerts::AlertsSubscription);
+pub struct Subscription(
+    runs::RunsSubscription,
+    alerts::AlertsSubscription,
+    agents::HostingSubscription,
+);
 
 /// The Trellis schema.
 pub type ApiSchema = Schema<Query, Mutation, Subscription>;

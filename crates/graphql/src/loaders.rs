@@ -17,11 +17,12 @@ use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, IdenStatic, Iterable, Q
 use trellis_core::RequestScope;
 use trellis_entity::columns::ColumnSet;
 use trellis_entity::{
-    action, agent, agent_label, agent_label_move, agent_template, agent_version, alert, api_key,
-    app, app_version, approval_decision, audit_event, call_log, client, connection,
-    connection_secret, invitation, membership, process, process_deployment, process_version,
-    secret, skill, skill_installation, step_attempt, step_run, tenant, trigger, user, workflow,
-    workflow_run, workflow_step, workflow_transition, workflow_version,
+    action, agent, agent_activity, agent_channel, agent_label, agent_label_move, agent_template,
+    agent_version, alert, api_key, app, app_version, approval_decision, audit_event, call_log,
+    client, connection, connection_secret, container_health, invitation, membership, plan, process,
+    process_deployment, process_version, secret, skill, skill_installation, step_attempt, step_run,
+    tenant, trigger, user, workflow, workflow_run, workflow_step, workflow_transition,
+    workflow_version,
 };
 use uuid::Uuid;
 
@@ -242,6 +243,18 @@ by_id!(
     /// An alert by id (the tenant's; platform alerts only on the platform-admin path).
     AlertById => alert::Model
 );
+by_id!(
+    /// An agent channel by id.
+    AgentChannelById => agent_channel::Model
+);
+by_id!(
+    /// An agent activity by id.
+    AgentActivityById => agent_activity::Model
+);
+by_id!(
+    /// A container health sample by id.
+    ContainerHealthById => container_health::Model
+);
 
 macro_rules! by_parent {
     ($(#[$doc:meta])* $key:ident => $entity:ident . $column:ident ($field:ident), ordered by $order:ident) => {
@@ -319,6 +332,10 @@ by_parent!(
     /// The installations of a skill in the active tenant (RLS shows no other), oldest
     /// first.
     InstallationsOfSkill => skill_installation.SkillId(skill_id), ordered by CreatedAt
+);
+by_parent!(
+    /// The channels of an agent, oldest first.
+    ChannelsOfAgent => agent_channel.AgentId(agent_id), ordered by CreatedAt
 );
 by_parent!(
     /// The versions of a workflow, by number.
@@ -848,6 +865,172 @@ impl async_graphql::dataloader::Loader<StepCountOfVersion> for Loader {
     }
 }
 
+/// The newest `limit` activities of an agent (one more than a page, to tell whether
+/// there is a next one), of the types in `types` (a bit per `ActivityType`, see
+/// [`activity_type_bits`]), for every agent of a page in one statement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LatestActivitiesOfAgent {
+    pub agent_id: Uuid,
+    pub limit: u64,
+    pub types: u8,
+}
+
+/// The bit of each activity type in [`LatestActivitiesOfAgent::types`].
+pub fn activity_type_bits(types: &[trellis_entity::ActivityType]) -> u8 {
+    use trellis_entity::ActivityType;
+    types.iter().fold(0, |bits, t| {
+        bits | match t {
+            ActivityType::Message => 1,
+            ActivityType::Task => 2,
+            ActivityType::Alert => 4,
+        }
+    })
+}
+
+fn activity_types_of(bits: u8) -> Vec<String> {
+    [(1, "message"), (2, "task"), (4, "alert")]
+        .into_iter()
+        .filter(|(bit, _)| bits & bit != 0)
+        .map(|(_, name)| name.to_owned())
+        .collect()
+}
+
+impl async_graphql::dataloader::Loader<LatestActivitiesOfAgent> for Loader {
+    type Value = Vec<agent_activity::Model>;
+    type Error = Arc<trellis_core::Error>;
+
+    async fn load(
+        &self,
+        keys: &[LatestActivitiesOfAgent],
+    ) -> Result<HashMap<LatestActivitiesOfAgent, Self::Value>, Self::Error> {
+        use sea_orm::FromQueryResult;
+        let tx = self.scope.tx().await.map_err(Arc::new)?;
+        let mut grouped: HashMap<LatestActivitiesOfAgent, Self::Value> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        // One statement per distinct shape (a page asks for one).
+        for (limit, types) in distinct(keys.iter().map(|k| (k.limit, k.types))) {
+            let ids: Vec<Uuid> = keys
+                .iter()
+                .filter(|k| k.limit == limit && k.types == types)
+                .map(|k| k.agent_id)
+                .collect();
+            let rows = agent_activity::Model::find_by_statement(trellis_core::scope::stmt(
+                "SELECT x.* FROM unnest($1::uuid[]) AS a(id) CROSS JOIN LATERAL ( \
+                   SELECT * FROM agent_activities y \
+                   WHERE y.agent_id = a.id AND y.tenant_id = (SELECT app.current_tenant_id()) \
+                     AND y.type = ANY($3::text[]) \
+                   ORDER BY y.created_at DESC, y.id DESC LIMIT $2) x",
+                [
+                    ids.into(),
+                    (limit as i64).into(),
+                    activity_types_of(types).into(),
+                ],
+            ))
+            .all(tx)
+            .await
+            .map_err(|e| Arc::new(e.into()))?;
+            for row in rows {
+                let key = LatestActivitiesOfAgent {
+                    agent_id: row.agent_id,
+                    limit,
+                    types,
+                };
+                grouped.entry(key).or_default().push(row);
+            }
+        }
+        Ok(grouped)
+    }
+}
+
+/// The latest health sample of an agent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct LatestHealthOfAgent(pub Uuid);
+
+impl async_graphql::dataloader::Loader<LatestHealthOfAgent> for Loader {
+    type Value = container_health::Model;
+    type Error = Arc<trellis_core::Error>;
+
+    async fn load(
+        &self,
+        keys: &[LatestHealthOfAgent],
+    ) -> Result<HashMap<LatestHealthOfAgent, Self::Value>, Self::Error> {
+        use sea_orm::FromQueryResult;
+        let tx = self.scope.tx().await.map_err(Arc::new)?;
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+        let rows = container_health::Model::find_by_statement(trellis_core::scope::stmt(
+            "SELECT x.* FROM unnest($1::uuid[]) AS a(id) CROSS JOIN LATERAL ( \
+               SELECT * FROM container_health h \
+               WHERE h.agent_id = a.id AND h.tenant_id = (SELECT app.current_tenant_id()) \
+               ORDER BY h.recorded_at DESC, h.id DESC LIMIT 1) x",
+            [ids.into()],
+        ))
+        .all(tx)
+        .await
+        .map_err(|e| Arc::new(e.into()))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| row.agent_id.map(|id| (LatestHealthOfAgent(id), row)))
+            .collect())
+    }
+}
+
+/// A plan by its key.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PlanByKey(pub String);
+
+impl async_graphql::dataloader::Loader<PlanByKey> for Loader {
+    type Value = plan::Model;
+    type Error = Arc<trellis_core::Error>;
+
+    async fn load(
+        &self,
+        keys: &[PlanByKey],
+    ) -> Result<HashMap<PlanByKey, Self::Value>, Self::Error> {
+        let tx = self.scope.tx().await.map_err(Arc::new)?;
+        let wanted: Vec<String> = keys.iter().map(|k| k.0.clone()).collect();
+        let rows = plan::Entity::find()
+            .filter(Expr::col(plan::Column::Key).eq(PgFunc::any(Expr::val(wanted))))
+            .all(tx)
+            .await
+            .map_err(|e| Arc::new(e.into()))?;
+        Ok(rows
+            .into_iter()
+            .map(|row| (PlanByKey(row.key.clone()), row))
+            .collect())
+    }
+}
+
+/// How many live agents a tenant has, counted in the database.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AgentCountOfTenant(pub Uuid);
+
+impl async_graphql::dataloader::Loader<AgentCountOfTenant> for Loader {
+    type Value = i64;
+    type Error = Arc<trellis_core::Error>;
+
+    async fn load(
+        &self,
+        keys: &[AgentCountOfTenant],
+    ) -> Result<HashMap<AgentCountOfTenant, Self::Value>, Self::Error> {
+        use sea_orm::QuerySelect;
+        let tx = self.scope.tx().await.map_err(Arc::new)?;
+        let rows: Vec<(Uuid, i64)> = agent::Entity::find()
+            .select_only()
+            .column(agent::Column::TenantId)
+            .column_as(agent::Column::Id.count(), "agents")
+            .filter(any_of(agent::Column::TenantId, keys.iter().map(|k| k.0)))
+            .filter(agent::Column::DeletedAt.is_null())
+            .group_by(agent::Column::TenantId)
+            .into_tuple()
+            .all(tx)
+            .await
+            .map_err(|e| Arc::new(e.into()))?;
+        let mut counts: HashMap<AgentCountOfTenant, i64> = keys.iter().map(|k| (*k, 0)).collect();
+        counts.extend(rows.into_iter().map(|(t, n)| (AgentCountOfTenant(t), n)));
+        Ok(counts)
+    }
+}
+
 /// Forgets everything the request's loader cached, so a mutation's payload reads what
 /// the mutation wrote.
 pub fn forget_all(loader: &RequestLoader) {
@@ -906,4 +1089,12 @@ pub fn forget_all(loader: &RequestLoader) {
     loader.clear::<MetricsOfAgent>();
     loader.clear::<BudgetOfAgent>();
     loader.clear::<LatestAlertsOfAgent>();
+    loader.clear::<AgentChannelById>();
+    loader.clear::<AgentActivityById>();
+    loader.clear::<ContainerHealthById>();
+    loader.clear::<ChannelsOfAgent>();
+    loader.clear::<LatestActivitiesOfAgent>();
+    loader.clear::<LatestHealthOfAgent>();
+    loader.clear::<PlanByKey>();
+    loader.clear::<AgentCountOfTenant>();
 }

@@ -3,6 +3,7 @@
 use async_graphql::{Context, Interface, Object, ID};
 use trellis_entity::{IdKind, PrefixedId};
 
+use crate::agents::hosting::{AgentActivity, AgentChannel, ContainerHealth};
 use crate::agents::market::{AgentTemplate, Skill, SkillInstallation};
 use crate::agents::types::{Agent, AgentLabel, AgentLabelMove, AgentVersion};
 use crate::alerts::Alert;
@@ -10,11 +11,12 @@ use crate::context::{load_error, ContextExt};
 use crate::identity::types::{ApiKey, AuditEvent, Invitation, Membership, Tenant, User};
 use crate::integrations::types::{Action, App, AppVersion, Connection, Secret};
 use crate::loaders::{
-    ActionById, AgentById, AgentLabelById, AgentLabelMoveById, AgentTemplateById, AgentVersionById,
-    AlertById, ApiKeyById, AppById, AppVersionById, AuditEventById, CallLogById, ClientById,
-    ConnectionById, InvitationById, MembershipById, ProcessById, ProcessVersionById, RunByIdIn,
-    SecretById, SkillById, SkillInstallationById, StepRunByIdIn, TenantById, TriggerById, UserById,
-    WorkflowById, WorkflowStepById, WorkflowTransitionById, WorkflowVersionById,
+    ActionById, AgentActivityById, AgentById, AgentChannelById, AgentLabelById, AgentLabelMoveById,
+    AgentTemplateById, AgentVersionById, AlertById, ApiKeyById, AppById, AppVersionById,
+    AuditEventById, CallLogById, ClientById, ConnectionById, ContainerHealthById, InvitationById,
+    MembershipById, ProcessById, ProcessVersionById, RunByIdIn, SecretById, SkillById,
+    SkillInstallationById, StepRunByIdIn, TenantById, TriggerById, UserById, WorkflowById,
+    WorkflowStepById, WorkflowTransitionById, WorkflowVersionById,
 };
 use crate::notifications::Notification;
 use crate::processes::types::{CallLog, Process, ProcessVersion};
@@ -64,6 +66,9 @@ pub enum Node {
     Skill(Skill),
     SkillInstallation(SkillInstallation),
     Alert(Alert),
+    AgentChannel(AgentChannel),
+    AgentActivity(AgentActivity),
+    ContainerHealth(ContainerHealth),
 }
 
 /// The most IDs `nodes(ids:)` takes at once.
@@ -220,6 +225,18 @@ async fn fetch(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>
             .load_one(AlertById(uuid))
             .await
             .map(|m| m.map(|m| Node::Alert(m.into()))),
+        IdKind::AgentChannel => loader
+            .load_one(AgentChannelById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::AgentChannel(m.into()))),
+        IdKind::AgentActivity => loader
+            .load_one(AgentActivityById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::AgentActivity(m.into()))),
+        IdKind::ContainerHealth => loader
+            .load_one(ContainerHealthById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::ContainerHealth(m.into()))),
         // Promotions are read through their process, limits through `rateLimits`.
         // Sessions are listed by `viewer.sessions`, to their user only. Usage reports
         // are read as their agent's metrics.

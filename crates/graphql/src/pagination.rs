@@ -113,7 +113,8 @@ keyed!(
     workflow_run,
     process,
     call_log,
-    agent
+    agent,
+    agent_activity
 );
 
 /// Validated paging arguments.

@@ -473,6 +473,18 @@ pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Opt
                     tracing::warn!(error = ?err, "tenant upkeep failed");
                 }
             }
+            match trellis_core::agents::health::health_pass(&db, 500, 1000).await {
+                Ok(pass) => {
+                    telemetry::maintenance_pass("health_upkeep", pass.rows());
+                    if pass.failed > 0 {
+                        telemetry::maintenance_failure("health_upkeep");
+                    }
+                }
+                Err(err) => {
+                    telemetry::maintenance_failure("health_upkeep");
+                    tracing::warn!(error = ?err, "health upkeep failed");
+                }
+            }
             match trellis_core::upkeep::account_pass(&db, 1000).await {
                 Ok(pass) => {
                     telemetry::maintenance_pass(

@@ -344,7 +344,7 @@ async fn seed_demo(config: &Config, db: &Database) -> Result<()> {
         },
         meta.clone(),
     );
-    let tenant = identity::create_tenant(&user_scope, "demo", "Demo Tenant", None).await?;
+    let tenant = identity::create_tenant(&user_scope, "demo", "Demo Tenant", None, false).await?;
     finish(user_scope, true).await?;
     let tenant_scope = RequestScope::new(
         state.db.clone(),

@@ -144,7 +144,7 @@ fn error_response(err: &Error, request_id: &str) -> Response {
         Error::Forbidden(_) => StatusCode::FORBIDDEN,
         Error::NotFound => StatusCode::NOT_FOUND,
         Error::BadInput { .. } | Error::Invalid(_) => StatusCode::BAD_REQUEST,
-        Error::Conflict { .. } => StatusCode::CONFLICT,
+        Error::Conflict { .. } | Error::LimitReached { .. } => StatusCode::CONFLICT,
         Error::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         Error::Provider {
             code: "PROVIDER_TIMEOUT",

@@ -106,9 +106,16 @@ async fn apply(
     Ok(())
 }
 
+/// The field a refused agent names: the plan's limit that refused it.
+pub(crate) const AGENT_LIMIT_FIELD: &str = "plan.limits.agents";
+
 /// Creates an agent (builders): IDLE, with no version yet. Slug and name are required.
+/// The tenant's plan limits how many live agents it has (LIMIT_REACHED); its
+/// `modelDefaults` setting gives the tier and thinking mode when they are not given.
 pub async fn create_agent(scope: &RequestScope, fields: AgentFields) -> Result<agent::Model> {
     let ctx = scope.require(Role::Builder).await?;
+    let settings = crate::plans::check_agent_limit(scope, ctx.tenant_id, AGENT_LIMIT_FIELD).await?;
+    let (tier, thinking) = super::settings::model_defaults(&settings);
     let mut row = agent::ActiveModel {
         id: Set(Uuid::now_v7()),
         tenant_id: Set(ctx.tenant_id),
@@ -121,8 +128,8 @@ pub async fn create_agent(scope: &RequestScope, fields: AgentFields) -> Result<a
         description: Set(String::new()),
         role: Set(AgentRole::Custom),
         status: Set(AgentStatus::Idle),
-        model_tier: Set(ModelTier::Sonnet),
-        thinking_mode: Set(ThinkingMode::Off),
+        model_tier: Set(tier.unwrap_or(ModelTier::Sonnet)),
+        thinking_mode: Set(thinking.unwrap_or(ThinkingMode::Off)),
         tool_policy: Set(default_tool_policy()),
         budget: Set(json!({})),
         assisted_user_id: Set(None),
@@ -224,6 +231,7 @@ pub async fn delete_agent(scope: &RequestScope, id: Uuid) -> Result<agent::Model
 /// Restores a deleted agent (builders); CONFLICT when another took its slug meanwhile.
 pub async fn restore_agent(scope: &RequestScope, id: Uuid) -> Result<agent::Model> {
     let ctx = scope.require(Role::Builder).await?;
+    crate::plans::check_agent_limit(scope, ctx.tenant_id, AGENT_LIMIT_FIELD).await?;
     let deleted = agent::Column::DeletedAt;
     let current = soft_delete::find_deleted(scope, id, deleted).await?;
     let row = soft_delete::undelete(scope, current, deleted).await?;

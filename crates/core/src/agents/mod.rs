@@ -6,13 +6,19 @@
 //! the marketplace are installed on agents. An agent runs as a run of its version's flow
 //! (`runs`), under its tool policy frozen at the start and enforced by the engine
 //! (`policy`). Runners report each run's usage, rolled into hourly and daily metrics;
-//! budgets gate runs (runAgent asks `budget::admit`) and raise alerts. See docs/agents.md.
+//! budgets gate runs (runAgent asks `budget::admit`) and raise alerts. Hosting: channels
+//! an agent speaks through, its activity feed, and the health its runner reports. See
+//! docs/agents.md.
 
+pub mod activity;
 pub mod agent;
 pub mod budget;
+pub mod channels;
+pub mod health;
 pub mod labels;
 pub mod policy;
 pub mod runs;
+pub mod settings;
 pub mod skills;
 pub mod spec;
 pub mod templates;

@@ -417,6 +417,7 @@ pub async fn instantiate_template(
     let template = find_template(scope, template_id).await?;
     let slug = check_slug(slug)?;
     let name = required_text(name, "name", 200)?;
+    crate::plans::check_agent_limit(scope, ctx.tenant_id, super::agent::AGENT_LIMIT_FIELD).await?;
     let tx = scope.tx().await?;
     let agent = agent::ActiveModel {
         id: Set(Uuid::now_v7()),

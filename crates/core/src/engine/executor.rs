@@ -27,7 +27,7 @@ use tokio::sync::broadcast::{self, error::TryRecvError};
 use trellis_entity::workflow_step::is_http_request_action_sql;
 use trellis_entity::{
     approval_decision, step_run, workflow_run, workflow_step, workflow_transition, StepRunStatus,
-    StepType, TenantPlan,
+    StepType,
 };
 use uuid::Uuid;
 
@@ -1068,13 +1068,13 @@ const CALL_LEASE_MARGIN: Duration = Duration::from_secs(30);
 pub const MAX_CONCURRENT_RUNS: u64 = 1_000;
 
 /// How many runs of a tenant may run at once: its `maxConcurrentRuns` setting, or its
-/// plan's default (free 5, pro 25, enterprise 100).
-pub fn concurrent_runs_cap(plan: TenantPlan, settings: &Value) -> u64 {
-    let default = match plan {
-        TenantPlan::Free => 5,
-        TenantPlan::Pro => 25,
-        TenantPlan::Enterprise => 100,
-    };
+/// plan's (`limits.maxConcurrentRuns`; 5 when the plan sets none).
+pub fn concurrent_runs_cap(plan_limits: &Value, settings: &Value) -> u64 {
+    let default = crate::plans::Limits::from_json(plan_limits)
+        .max_concurrent_runs
+        .filter(|n| *n >= 1)
+        .unwrap_or(5)
+        .min(MAX_CONCURRENT_RUNS);
     settings
         .get("maxConcurrentRuns")
         .and_then(Value::as_u64)
@@ -1087,22 +1087,22 @@ pub fn concurrent_runs_cap(plan: TenantPlan, settings: &Value) -> u64 {
 async fn room_for_new_runs(scope: &RequestScope) -> Result<u64> {
     #[derive(FromQueryResult)]
     struct Room {
-        plan: TenantPlan,
+        limits: Value,
         settings: Value,
         running: i64,
     }
     let ctx = scope.require_runner().await?;
     let room = Room::find_by_statement(stmt(
-        "SELECT t.plan, t.settings, (SELECT count(*) FROM workflow_runs r \
+        "SELECT p.limits, t.settings, (SELECT count(*) FROM workflow_runs r \
            WHERE r.tenant_id = t.id AND r.status = 'running') AS running \
-         FROM tenants t WHERE t.id = $1",
+         FROM tenants t JOIN plans p ON p.key = t.plan WHERE t.id = $1",
         [ctx.tenant_id.into()],
     ))
     .one(scope.tx().await?)
     .await?
     .ok_or(Error::NotFound)?;
     let running = u64::try_from(room.running).unwrap_or(0);
-    Ok(concurrent_runs_cap(room.plan, &room.settings).saturating_sub(running))
+    Ok(concurrent_runs_cap(&room.limits, &room.settings).saturating_sub(running))
 }
 
 /// Moves step `i` of the locked, leased `run` by the runner API's rules, keeping

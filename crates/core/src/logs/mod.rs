@@ -25,7 +25,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult};
 use secrecy::SecretString;
 use serde_json::Value as Json;
-use trellis_entity::{Role, TenantPlan};
+use trellis_entity::Role;
 use uuid::Uuid;
 
 use crate::scope::stmt;
@@ -197,13 +197,14 @@ impl LogPage {
 }
 
 /// Days a tenant keeps execution logs: `settings.logRetentionDays` when it is an
-/// integer in 1..=3650, else the plan's default (free 7, pro 30, enterprise 90).
-pub fn retention_days(plan: TenantPlan, settings: &Json) -> u32 {
-    let default = match plan {
-        TenantPlan::Free => 7,
-        TenantPlan::Pro => 30,
-        TenantPlan::Enterprise => 90,
-    };
+/// integer in 1..=3650, else its plan's `limits.logRetentionDays` (7 when the plan sets
+/// none).
+pub fn retention_days(plan_limits: &Json, settings: &Json) -> u32 {
+    let default = crate::plans::Limits::from_json(plan_limits)
+        .log_retention_days
+        .filter(|days| (1..=3650).contains(days))
+        .and_then(|days| u32::try_from(days).ok())
+        .unwrap_or(7);
     settings
         .get("logRetentionDays")
         .and_then(Json::as_u64)
@@ -374,7 +375,7 @@ impl fmt::Debug for TenantLogs<'_> {
 
 #[derive(FromQueryResult)]
 struct TenantRow {
-    plan: TenantPlan,
+    limits: Json,
     settings: Json,
 }
 
@@ -404,13 +405,13 @@ impl TenantLogs<'_> {
         self.check_runs(&entries).await?;
         let tx = self.scope.tx().await?;
         let tenant = TenantRow::find_by_statement(stmt(
-            "SELECT plan, settings FROM tenants WHERE id = $1",
+            "SELECT p.limits, t.settings FROM tenants t JOIN plans p ON p.key = t.plan WHERE t.id = $1",
             [self.tenant_id.into()],
         ))
         .one(tx)
         .await?
         .ok_or(Error::NotFound)?;
-        let days = retention_days(tenant.plan, &tenant.settings);
+        let days = retention_days(&tenant.limits, &tenant.settings);
         let redactor = Redactor::new(&tenant.settings, run_secrets)?;
         let stored: Vec<LogEntry> = entries
             .into_iter()
@@ -573,18 +574,20 @@ mod tests {
 
     #[test]
     fn retention_follows_plan_and_override() {
-        assert_eq!(retention_days(TenantPlan::Free, &json!({})), 7);
-        assert_eq!(retention_days(TenantPlan::Pro, &json!({})), 30);
-        assert_eq!(retention_days(TenantPlan::Enterprise, &json!({})), 90);
+        // The seeded plans' limits (migration 000030).
+        let free = json!({"logRetentionDays": 7});
+        let pro = json!({"logRetentionDays": 30});
+        let enterprise = json!({"logRetentionDays": 90});
+        assert_eq!(retention_days(&free, &json!({})), 7);
+        assert_eq!(retention_days(&pro, &json!({})), 30);
+        assert_eq!(retention_days(&enterprise, &json!({})), 90);
+        assert_eq!(retention_days(&json!({}), &json!({})), 7);
         assert_eq!(
-            retention_days(TenantPlan::Free, &json!({"logRetentionDays": 365})),
+            retention_days(&free, &json!({"logRetentionDays": 365})),
             365
         );
         for bad in [json!(0), json!(3651), json!(-1), json!("30"), json!(2.5)] {
-            assert_eq!(
-                retention_days(TenantPlan::Pro, &json!({"logRetentionDays": bad})),
-                30
-            );
+            assert_eq!(retention_days(&pro, &json!({"logRetentionDays": bad})), 30);
         }
     }
 

@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::events::{LOGS_CHANNEL, RUNS_CHANNEL};
+use crate::agents::activity::ACTIVITY_CHANNEL;
 use crate::alerts::ALERTS_CHANNEL;
 
 /// What changed, as announced by a NOTIFY.
@@ -39,6 +40,12 @@ pub enum LiveEvent {
         alert_id: Uuid,
         agent_id: Option<Uuid>,
     },
+    /// An agent recorded an activity ([`crate::agents::activity`]).
+    AgentActivity {
+        tenant_id: Uuid,
+        agent_id: Uuid,
+        activity_id: Uuid,
+    },
     /// The listener lost its connection and reconnected: announcements made in
     /// between are lost, so a subscription that follows one run re-reads it.
     Resync,
@@ -50,6 +57,14 @@ struct RunPayload {
     tenant_id: Uuid,
     run_id: Uuid,
     workflow_id: Uuid,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ActivityPayload {
+    tenant_id: Uuid,
+    agent_id: Uuid,
+    activity_id: Uuid,
 }
 
 #[derive(Deserialize)]
@@ -96,6 +111,14 @@ impl LiveEvent {
                     agent_id: p.agent_id,
                 })
             }
+            ACTIVITY_CHANNEL => {
+                let p: ActivityPayload = serde_json::from_str(payload).ok()?;
+                Some(Self::AgentActivity {
+                    tenant_id: p.tenant_id,
+                    agent_id: p.agent_id,
+                    activity_id: p.activity_id,
+                })
+            }
             _ => None,
         }
     }
@@ -104,9 +127,9 @@ impl LiveEvent {
     /// alerts.
     pub fn tenant_id(&self) -> Option<Uuid> {
         match self {
-            Self::RunChanged { tenant_id, .. } | Self::LogsAppended { tenant_id, .. } => {
-                Some(*tenant_id)
-            }
+            Self::RunChanged { tenant_id, .. }
+            | Self::LogsAppended { tenant_id, .. }
+            | Self::AgentActivity { tenant_id, .. } => Some(*tenant_id),
             Self::AlertRaised { tenant_id, .. } => *tenant_id,
             Self::Resync => None,
         }
@@ -194,7 +217,7 @@ impl LiveEvents {
 async fn connect(url: &str) -> Result<PgListener, sqlx::Error> {
     let mut listener = PgListener::connect(url).await?;
     listener
-        .listen_all([RUNS_CHANNEL, LOGS_CHANNEL, ALERTS_CHANNEL])
+        .listen_all([RUNS_CHANNEL, LOGS_CHANNEL, ALERTS_CHANNEL, ACTIVITY_CHANNEL])
         .await?;
     Ok(listener)
 }
@@ -298,5 +321,22 @@ mod tests {
         );
         assert_eq!(LiveEvent::parse(RUNS_CHANNEL, "{}"), None);
         assert_eq!(LiveEvent::parse("other", &run.to_string()), None);
+    }
+
+    #[test]
+    fn parses_an_agent_activity_announcement() {
+        let (t, a, id) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let activity = serde_json::json!({ "tenantId": t, "agentId": a, "activityId": id });
+        let event = LiveEvent::parse(ACTIVITY_CHANNEL, &activity.to_string());
+        assert_eq!(
+            event,
+            Some(LiveEvent::AgentActivity {
+                tenant_id: t,
+                agent_id: a,
+                activity_id: id
+            })
+        );
+        assert_eq!(event.and_then(|e| e.tenant_id()), Some(t));
+        assert_eq!(LiveEvent::parse(ACTIVITY_CHANNEL, "{}"), None);
     }
 }

@@ -16,9 +16,9 @@ use crate::identity::types::{contains_pattern, ApiKey, User};
 use crate::ids::gid;
 use crate::list::{self, Access, List, Relation};
 use crate::loaders::{
-    AgentById, AgentTemplateById, AgentVersionById, ApiKeyById, BudgetOfAgent,
-    InstallationsOfAgent, LabelMovesOfAgent, LabelsOfAgent, UserById, VersionsOfAgent,
-    WorkflowVersionById,
+    AgentById, AgentTemplateById, AgentVersionById, ApiKeyById, BudgetOfAgent, ChannelsOfAgent,
+    InstallationsOfAgent, LabelMovesOfAgent, LabelsOfAgent, LatestHealthOfAgent, UserById,
+    VersionsOfAgent, WorkflowVersionById,
 };
 use crate::pagination::{CreatedOrderBy, Page, PageArgs};
 use crate::payload::Json;
@@ -269,6 +269,41 @@ impl Agent {
         ctx: &Context<'_>,
     ) -> async_graphql::Result<Vec<super::market::SkillInstallation>> {
         super::market::skills_of_agent(ctx, self.0.id).await
+    }
+    /// Where it speaks to people (Slack, email, webhooks), oldest first.
+    async fn channels(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<super::hosting::AgentChannel>> {
+        super::hosting::channels_of_agent(ctx, self.0.id).await
+    }
+    /// What it did and said, newest first by default. A first page (no `after`,
+    /// newest first) costs one statement for every agent of the request.
+    async fn activities(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(
+            desc = "How many activities to return: 0 to 100, 20 when omitted; outside that range BAD_USER_INPUT."
+        )]
+        first: Option<i32>,
+        #[graphql(
+            desc = "Return the activities after this cursor (an edge's `cursor`, usually `pageInfo.endCursor` of the previous page); from the start when omitted."
+        )]
+        after: Option<String>,
+        #[graphql(desc = "Narrows the list; every condition given must hold.")] filter: Option<
+            super::hosting::AgentActivityFilter,
+        >,
+        #[graphql(desc = "Order by time; CREATED_AT_DESC (newest first) when omitted.")]
+        order_by: Option<CreatedOrderBy>,
+    ) -> async_graphql::Result<Page<super::hosting::AgentActivity>> {
+        super::hosting::activities_of_agent(ctx, self.0.id, first, after, filter, order_by).await
+    }
+    /// The latest health its runner reported; null before the first report.
+    async fn health(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Option<super::hosting::ContainerHealth>> {
+        super::hosting::health_of_agent(ctx, self.0.id).await
     }
     /// The template it was made from; null when none (or the template is another
     /// tenant's private one, which cannot happen, or deleted and gone).
@@ -596,6 +631,8 @@ impl List for Agent {
             Relation::by(&["skills"], |a| Some(InstallationsOfAgent(a.id))),
             Relation::by(&["template"], |a| a.template_id.map(AgentTemplateById)),
             Relation::by(&["budgetStatus"], |a| Some(BudgetOfAgent(a.id))),
+            Relation::by(&["channels"], |a| Some(ChannelsOfAgent(a.id))),
+            Relation::by(&["health"], |a| Some(LatestHealthOfAgent(a.id))),
         ]
     }
 }

@@ -5,9 +5,7 @@ use secrecy::SecretString;
 use trellis_core::identity::{self, SignUp, TenantChanges};
 use trellis_entity::IdKind;
 
-use super::types::{
-    input_id, ApiKey, ApiKeyScope, Invitation, Membership, Role, Tenant, TenantPlan, User,
-};
+use super::types::{input_id, ApiKey, ApiKeyScope, Invitation, Membership, Role, Tenant, User};
 use crate::context::{mutate, run, ContextExt};
 use crate::payload::Json;
 
@@ -184,8 +182,13 @@ pub struct CreateTenantInput {
     pub slug: String,
     /// Display name, 1 to 200 characters.
     pub name: String,
-    /// FREE when omitted.
-    pub plan: Option<TenantPlan>,
+    /// The key of its plan (see `plans`: `free`, `starter`, `pro`, `growth`,
+    /// `enterprise`, …); `free` when omitted. An unknown key is BAD_USER_INPUT.
+    pub plan: Option<String>,
+    /// Whether it hosts agents on Trellis runners: it is then PROVISIONING (runs wait)
+    /// until its runner first reports health (`reportHealth`). False when omitted.
+    #[graphql(default)]
+    pub hosted: bool,
 }
 
 /// Changes to the active tenant; omitted fields stay as they are.
@@ -415,7 +418,13 @@ impl IdentityMutation {
         let scope = ctx.scope()?;
         let (tenant, user_errors) = mutate(
             ctx,
-            identity::create_tenant(scope, &input.slug, &input.name, input.plan.map(Into::into)),
+            identity::create_tenant(
+                scope,
+                &input.slug,
+                &input.name,
+                input.plan.as_deref(),
+                input.hosted,
+            ),
         )
         .await?;
         Ok(TenantPayload {

@@ -7,7 +7,7 @@ use sea_orm::{ColumnTrait, QueryFilter, Select};
 use trellis_entity::{api_key, audit_event, invitation, membership, tenant, user, IdKind};
 
 use super::query::TenantFilter;
-use crate::context::{load_error, run, ContextExt};
+use crate::context::{load, load_error, run, ContextExt};
 use crate::ids::{self, gid};
 use crate::list::{self, Access, List, Relation};
 use crate::loaders::{TenantById, UserById};
@@ -45,18 +45,6 @@ remote_enum!(
     }
 );
 remote_enum!(
-    /// A tenant's plan. It sets the default log retention (FREE 7 days, PRO 30,
-    /// ENTERPRISE 90) unless `settings.logRetentionDays` says otherwise.
-    TenantPlan = "trellis_entity::TenantPlan" {
-        /// The plan of a new tenant unless another is asked for; logs kept 7 days.
-        Free,
-        /// Logs kept 30 days by default.
-        Pro,
-        /// Logs kept 90 days by default.
-        Enterprise,
-    }
-);
-remote_enum!(
     /// Whether a tenant is in service.
     TenantStatus = "trellis_entity::TenantStatus" {
         /// In service.
@@ -64,9 +52,11 @@ remote_enum!(
         /// Refused to its users and API keys (FORBIDDEN) until a platform admin
         /// reactivates it.
         Suspended,
-        /// Reserved for a tenant still being set up; nothing in the API sets it today.
+        /// A tenant created `hosted`, until its runner first reports health
+        /// (`reportHealth`): members use it; runs wait until it is ACTIVE.
         Provisioning,
-        /// Reserved for a tenant whose setup failed; nothing in the API sets it today.
+        /// A hosted tenant whose runner first reported UNHEALTHY; a HEALTHY report
+        /// makes it ACTIVE.
         Failed,
     }
 );
@@ -227,17 +217,47 @@ impl Tenant {
     async fn name(&self) -> &str {
         &self.0.name
     }
-    /// Its plan, which sets the default log retention.
-    async fn plan(&self) -> TenantPlan {
-        self.0.plan.into()
+    /// Its plan and the limits it sets (agents, default log retention and run
+    /// concurrency, …).
+    async fn plan(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<super::plans::Plan>> {
+        Ok(load(ctx, crate::loaders::PlanByKey(self.0.plan.clone()))
+            .await?
+            .map(super::plans::Plan))
+    }
+    /// How many live agents it has; null unless it is the active tenant.
+    async fn agent_count(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i64>> {
+        let active = ctx.scope()?.active_tenant().await.ok().flatten();
+        if active.map(|t| t.tenant_id) != Some(self.0.id) {
+            return Ok(None);
+        }
+        load(ctx, crate::loaders::AgentCountOfTenant(self.0.id)).await
+    }
+    /// Its containers' health per hour, from the hour holding `from` up to `to` (at
+    /// most 31 days), of one agent when `agentId` is given; hours without samples are
+    /// left out. Only while it is the active tenant (FORBIDDEN otherwise).
+    async fn health(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The start: the first hour is the one holding it.")] from: DateTime<Utc>,
+        #[graphql(desc = "The end, exclusive; after `from`, at most 31 days later.")] to: DateTime<
+            Utc,
+        >,
+        #[graphql(desc = "Only this agent's containers (`agt_…`).")] agent_id: Option<ID>,
+    ) -> async_graphql::Result<Vec<crate::agents::hosting::HealthHour>> {
+        self.active(ctx, trellis_entity::Role::Viewer).await?;
+        crate::agents::hosting::tenant_health(ctx, from, to, agent_id).await
     }
     /// Whether it is in service; a SUSPENDED tenant refuses its users and keys.
     async fn status(&self) -> TenantStatus {
         self.0.status.into()
     }
     /// A JSON object: `logRetentionDays`, `payloadRetentionDays`, `runRetentionDays`,
-    /// `maxConcurrentRuns` (the executor's cap; the plan's default when absent) and the
-    /// log `redaction` rules (`patterns`, `jsonPaths`, `maskEmails`).
+    /// `maxConcurrentRuns` (the executor's cap; the plan's default when absent), the
+    /// log `redaction` rules (`patterns`, `jsonPaths`, `maskEmails`),
+    /// `allowedSkillPermissions`, `modelDefaults` (`tier`, `thinking`, `temperature`,
+    /// `maxOutputTokens`: new agents take the tier and thinking mode) and
+    /// `resourceLimits` (`maxAgents`, lowering the plan's agent limit; `cpu` cores and
+    /// `memoryMb` per container).
     async fn settings(&self) -> Json<&serde_json::Value> {
         Json(&self.0.settings)
     }

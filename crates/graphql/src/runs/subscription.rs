@@ -58,7 +58,9 @@ impl RunsSubscription {
             } => *t == tenant_id && *r == id,
             // Announcements may have been lost: read the run again.
             LiveEvent::Resync => true,
-            LiveEvent::LogsAppended { .. } | LiveEvent::AlertRaised { .. } => false,
+            LiveEvent::LogsAppended { .. }
+            | LiveEvent::AlertRaised { .. }
+            | LiveEvent::AgentActivity { .. } => false,
         })
         .then(move |(session, _)| async move { read_run(&session, id).await })
         .take_while(|read| std::future::ready(!matches!(read, Ok(None))))
@@ -92,9 +94,10 @@ impl RunsSubscription {
                 workflow_id: w,
                 ..
             } => *tenant_id == tenant.tenant_id && workflow_id.is_none_or(|wanted| *w == wanted),
-            LiveEvent::LogsAppended { .. } | LiveEvent::AlertRaised { .. } | LiveEvent::Resync => {
-                false
-            }
+            LiveEvent::LogsAppended { .. }
+            | LiveEvent::AlertRaised { .. }
+            | LiveEvent::AgentActivity { .. }
+            | LiveEvent::Resync => false,
         })
         .then(|(session, event)| async move {
             let LiveEvent::RunChanged { run_id, .. } = event else {

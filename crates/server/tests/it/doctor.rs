@@ -44,6 +44,11 @@ async fn a_migrated_database_is_healthy() {
         "agent_usage",
         "agent_metrics",
         "alerts",
+        "plans",
+        "agent_channels",
+        "agent_activities",
+        "container_health",
+        "container_health_hourly",
     ] {
         assert!(
             report

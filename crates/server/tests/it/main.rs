@@ -3,6 +3,7 @@
 
 mod abuse;
 mod accounts;
+mod agent_hosting;
 mod agent_runs;
 mod agent_usage;
 mod agents;
@@ -25,6 +26,7 @@ mod isolation_agent_usage;
 mod isolation_agents;
 mod isolation_engine;
 mod isolation_graphql;
+mod isolation_hosting;
 mod isolation_integrations;
 mod isolation_processes;
 mod isolation_runs;

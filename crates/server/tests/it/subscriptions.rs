@@ -48,14 +48,14 @@ pub(crate) async fn serve(router: axum::Router) -> SocketAddr {
 
 /// Two servers on one test database: A is the test app's own, B a second process's
 /// worth of state (its own pool and its own listener).
-struct Pair {
-    app: TestApp,
-    a: SocketAddr,
-    b: SocketAddr,
+pub(crate) struct Pair {
+    pub(crate) app: TestApp,
+    pub(crate) a: SocketAddr,
+    pub(crate) b: SocketAddr,
 }
 
 impl Pair {
-    async fn new() -> Self {
+    pub(crate) async fn new() -> Self {
         let app = TestApp::new().await;
         let config = test_config(&app.db.app_url, &[]);
         let state_b = app::build_state(&config, &app.db.app_url, app::jwt_keys(&config).unwrap())
@@ -74,7 +74,7 @@ impl Pair {
 }
 
 /// POSTs a GraphQL request to a server over a real TCP connection; returns `data`.
-async fn post(addr: SocketAddr, token: &str, query: &str, variables: Value) -> Value {
+pub(crate) async fn post(addr: SocketAddr, token: &str, query: &str, variables: Value) -> Value {
     let body = json!({ "query": query, "variables": variables }).to_string();
     let request = format!(
         "POST /graphql HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\n\

@@ -1,0 +1,26 @@
+use sea_orm::entity::prelude::*;
+
+use crate::ActivityType;
+
+/// One entry of an agent's activity feed (append-only).
+#[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
+#[sea_orm(table_name = "agent_activities")]
+pub struct Model {
+    #[sea_orm(primary_key, auto_increment = false)]
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub agent_id: Uuid,
+    #[sea_orm(column_name = "type")]
+    pub activity_type: ActivityType,
+    pub summary: String,
+    pub details: Json,
+    pub run_id: Option<Uuid>,
+    pub recorded_by: Option<Uuid>,
+    pub recorded_by_key: Option<Uuid>,
+    pub created_at: DateTimeUtc,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}
