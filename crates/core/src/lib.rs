@@ -3,6 +3,7 @@
 pub mod accounts;
 pub mod agents;
 pub mod audit;
+pub mod audit_archive;
 pub mod auth;
 pub mod crypto;
 pub mod doctor;

@@ -235,8 +235,9 @@ impl Tenant {
     async fn status(&self) -> TenantStatus {
         self.0.status.into()
     }
-    /// A JSON object: `logRetentionDays`, `payloadRetentionDays`, `runRetentionDays`,
-    /// `maxConcurrentRuns` (the executor's cap; the plan's default when absent) and the
+    /// A JSON object: `auditRetentionDays` (days audit events stay before they are
+    /// archived; the server's default when absent), `logRetentionDays`,
+    /// `payloadRetentionDays`, `runRetentionDays`, `maxConcurrentRuns` (the executor's cap; the plan's default when absent) and the
     /// log `redaction` rules (`patterns`, `jsonPaths`, `maskEmails`).
     async fn settings(&self) -> Json<&serde_json::Value> {
         Json(&self.0.settings)

@@ -6,6 +6,7 @@ mod accounts;
 mod agents;
 mod approvals;
 mod audit;
+mod audit_archive;
 mod auth;
 mod batches;
 mod catalog;
