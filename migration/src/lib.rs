@@ -33,6 +33,7 @@ mod m20261207_000028_agent_runs;
 mod m20261207_000029_agent_usage;
 mod m20261207_000030_hosting;
 mod m20261207_000031_inline_tenant_context;
+mod m20261207_000032_audit_archive;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -73,6 +74,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000029_agent_usage::Migration),
             Box::new(m20261207_000030_hosting::Migration),
             Box::new(m20261207_000031_inline_tenant_context::Migration),
+            Box::new(m20261207_000032_audit_archive::Migration),
         ]
     }
 }

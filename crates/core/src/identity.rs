@@ -553,7 +553,8 @@ fn parse_slug(slug: &str) -> Result<String> {
 }
 
 /// The settings Trellis reads, and how many days each retention may be.
-const RETENTION_SETTINGS: [&str; 3] = [
+const RETENTION_SETTINGS: [&str; 4] = [
+    "auditRetentionDays",
     "logRetentionDays",
     "payloadRetentionDays",
     "runRetentionDays",
@@ -621,9 +622,9 @@ fn parse_settings(settings: serde_json::Value) -> Result<serde_json::Value> {
             },
             _ => problems.push(FieldProblem::new(
                 field,
-                "unknown setting: Trellis reads logRetentionDays, payloadRetentionDays, \
-                 runRetentionDays, maxConcurrentRuns, redaction, allowedSkillPermissions, \
-                 modelDefaults and resourceLimits",
+                "unknown setting: Trellis reads auditRetentionDays, logRetentionDays, \
+                 payloadRetentionDays, runRetentionDays, maxConcurrentRuns, redaction, \
+                 allowedSkillPermissions, modelDefaults and resourceLimits",
             )),
         }
     }

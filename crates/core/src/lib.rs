@@ -4,6 +4,7 @@ pub mod accounts;
 pub mod agents;
 pub mod alerts;
 pub mod audit;
+pub mod audit_archive;
 pub mod auth;
 pub mod crypto;
 pub mod doctor;

@@ -432,7 +432,7 @@ pub fn spawn_scheduler(config: &Config, state: &AppState) -> Option<tokio::task:
 /// Starts the background maintenance: the log store's outbox replay or purge, throttle
 /// purges, tenant upkeep (run retention, expired invitations and idempotency keys),
 /// account upkeep (spent credentials), the purge of tenants deleted past their grace
-/// period, and process upkeep (expired cache entries and
+/// period, the audit archive (events past their retention, to files), and process upkeep (expired cache entries and
 /// call payloads), each tenant's or user's in its own transaction under RLS, on the
 /// application pool; and, when an admin URL is known, the report rollups on the owner
 /// connection.
@@ -445,6 +445,7 @@ pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Opt
         purge_days: config.tenant_purge_days,
         ..Default::default()
     };
+    let archive = config.audit_archive();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         loop {
@@ -516,6 +517,22 @@ pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Opt
                 Err(err) => {
                     telemetry::maintenance_failure("tenant_purge");
                     tracing::warn!(error = ?err, "tenant purge failed");
+                }
+            }
+            match trellis_core::audit_archive::archive_pass(&db, &archive, None).await {
+                Ok(pass) => {
+                    telemetry::maintenance_pass("audit_archive", pass.events_archived);
+                    telemetry::audit_archive_files(pass.files_written);
+                    if pass.failed > 0 {
+                        telemetry::maintenance_failure("audit_archive");
+                    }
+                    if pass.tenants > 0 {
+                        tracing::info!(?pass, "audit archive pass");
+                    }
+                }
+                Err(err) => {
+                    telemetry::maintenance_failure("audit_archive");
+                    tracing::warn!(error = ?err, "audit archive failed");
                 }
             }
             match trellis_core::processes::upkeep::upkeep_pass(&db, 500, 1000).await {

@@ -43,6 +43,24 @@ pub enum Command {
         #[arg(long)]
         generate: bool,
     },
+    /// Archive audit events older than each tenant's retention now (one pass): write
+    /// them to the archive's gzip NDJSON files, then delete them from the table.
+    AuditArchive {
+        /// Only this tenant (its slug, or its UUID).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Archive events created before this day (UTC, `YYYY-MM-DD`) instead of each
+        /// tenant's retention; events younger than a day always stay.
+        #[arg(long)]
+        before: Option<chrono::NaiveDate>,
+    },
+    /// Verify a tenant's whole audit chain: its archive files, then the events still
+    /// in the table from the archived boundary on. Exits 1 when it does not verify.
+    AuditVerify {
+        /// The tenant's slug, or its UUID.
+        #[arg(long)]
+        tenant: String,
+    },
     /// Create an API key for a tenant (by slug) and print it once.
     CreateApiKey {
         #[arg(long)]
@@ -119,6 +137,16 @@ pub struct Config {
     #[arg(long, env = "TRELLIS_TENANT_PURGE_DAYS", default_value_t = 30,
           value_parser = clap::value_parser!(i32).range(1..=3650))]
     pub tenant_purge_days: i32,
+    /// Days a tenant's audit events stay in PostgreSQL before the maintenance loop
+    /// archives them to files, unless the tenant's `settings.auditRetentionDays` says
+    /// otherwise.
+    #[arg(long, env = "TRELLIS_AUDIT_RETENTION_DAYS", default_value_t = 90,
+          value_parser = clap::value_parser!(i32).range(1..=3650))]
+    pub audit_retention_days: i32,
+    /// Where archived audit events are written (`<dir>/<tenant uuid>/<YYYY-MM>.ndjson.gz`).
+    /// Unset: `<data dir>/audit-archive`. Replicas must share it.
+    #[arg(long, env = "TRELLIS_AUDIT_ARCHIVE_DIR")]
+    pub audit_archive_dir: Option<PathBuf>,
     /// Connections in the application pool.
     #[arg(long, env = "TRELLIS_DB_POOL_SIZE", default_value_t = 16)]
     pub pool_size: u32,
@@ -297,6 +325,21 @@ pub struct Config {
 impl Config {
     pub fn is_production(&self) -> bool {
         self.env == Environment::Production
+    }
+
+    /// The audit archive's directory: as configured, else `<data dir>/audit-archive`.
+    pub fn audit_archive_dir(&self) -> PathBuf {
+        self.audit_archive_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("audit-archive"))
+    }
+
+    /// How the audit archive runs: its directory and the default retention.
+    pub fn audit_archive(&self) -> trellis_core::audit_archive::ArchiveSettings {
+        trellis_core::audit_archive::ArchiveSettings {
+            default_days: self.audit_retention_days,
+            ..trellis_core::audit_archive::ArchiveSettings::new(self.audit_archive_dir())
+        }
     }
 
     /// Whether sign-up confirms addresses: as configured, else in production only.

@@ -182,6 +182,69 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::AuditArchive { tenant, before } => {
+            let db = app::prepare_database(&config, config.migrate_on_start).await?;
+            let pool = bootstrap::connect_app(&db.app_url, 2, Default::default()).await?;
+            let only = match tenant {
+                Some(tenant) => Some(tenant_id(&config, &db, &tenant).await?),
+                None => None,
+            };
+            let mut settings = config.audit_archive();
+            settings.before = before
+                .and_then(|day| day.and_hms_opt(0, 0, 0))
+                .map(|at| at.and_utc());
+            if only.is_none() {
+                settings.max_tenants = i32::MAX;
+            }
+            let pass = trellis_core::audit_archive::archive_pass(
+                &trellis_core::AppDb::new(pool),
+                &settings,
+                only,
+            )
+            .await?;
+            println!(
+                "archived {} audit event(s) of {} tenant(s) into {} file(s) under {}; {} tenant(s) failed",
+                pass.events_archived,
+                pass.tenants,
+                pass.files_written,
+                settings.dir.display(),
+                pass.failed
+            );
+            db.shutdown()?;
+            Ok(if pass.failed == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::AuditVerify { tenant } => {
+            let db = app::prepare_database(&config, config.migrate_on_start).await?;
+            let pool = bootstrap::connect_app(&db.app_url, 1, Default::default()).await?;
+            let id = tenant_id(&config, &db, &tenant).await?;
+            let dir = config.audit_archive_dir();
+            let verification = trellis_core::audit_archive::verify_tenant(
+                &trellis_core::AppDb::new(pool),
+                &dir,
+                id,
+            )
+            .await?;
+            db.shutdown()?;
+            match verification.problem {
+                None => {
+                    println!(
+                        "the audit chain of tenant {id} verifies: {} archived event(s) in {} file(s), then the table from event {}",
+                        verification.archived_events,
+                        verification.files,
+                        verification.boundary.archived_seq + 1
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Some(problem) => {
+                    println!("the audit chain of tenant {id} does not verify: {problem}");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
         Command::CreateApiKey {
             tenant,
             name,
@@ -453,6 +516,28 @@ async fn finish(scope: std::sync::Arc<RequestScope>, ok: bool) -> Result<()> {
         std::sync::Arc::try_unwrap(scope).map_err(|_| anyhow::anyhow!("scope still shared"))?;
     scope.finish(ok).await?;
     Ok(())
+}
+
+/// A tenant named on the command line: its UUID as given, or its slug looked up as the
+/// owner role (the live tenant first, else the latest deleted one).
+async fn tenant_id(config: &Config, db: &Database, tenant: &str) -> Result<uuid::Uuid> {
+    if let Ok(id) = uuid::Uuid::parse_str(tenant) {
+        return Ok(id);
+    }
+    let admin_url = db.admin_url.clone().context(
+        "naming a tenant by slug needs DATABASE_URL (an admin URL) or the embedded cluster; give its UUID instead",
+    )?;
+    let owner = bootstrap::open_as_owner(&admin_url, &app::db_names(config)).await?;
+    let row = owner
+        .query_one(trellis_core::scope::stmt(
+            "SELECT id FROM tenants WHERE slug = $1 \
+             ORDER BY deleted_at DESC NULLS FIRST LIMIT 1",
+            [tenant.into()],
+        ))
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .with_context(|| format!("no tenant with slug {tenant}"))?;
+    Ok(row.try_get::<uuid::Uuid>("", "id")?)
 }
 
 /// Creates an API key for a tenant from the command line, as the owner role, with a

@@ -61,3 +61,9 @@ pub fn maintenance_pass(job: &'static str, rows: u64) {
 pub fn maintenance_failure(job: &'static str) {
     metrics::counter!("trellis_maintenance_failures_total", "job" => job).increment(1);
 }
+
+/// Counts the audit archive's files written (created or rewritten); its events are its
+/// `trellis_maintenance_rows_total`.
+pub fn audit_archive_files(files: u64) {
+    metrics::counter!("trellis_audit_archive_files_total").increment(files);
+}

@@ -251,13 +251,14 @@ impl Tenant {
     async fn status(&self) -> TenantStatus {
         self.0.status.into()
     }
-    /// A JSON object: `logRetentionDays`, `payloadRetentionDays`, `runRetentionDays`,
-    /// `maxConcurrentRuns` (the executor's cap; the plan's default when absent), the
-    /// log `redaction` rules (`patterns`, `jsonPaths`, `maskEmails`),
-    /// `allowedSkillPermissions`, `modelDefaults` (`tier`, `thinking`, `temperature`,
-    /// `maxOutputTokens`: new agents take the tier and thinking mode) and
-    /// `resourceLimits` (`maxAgents`, lowering the plan's agent limit; `cpu` cores and
-    /// `memoryMb` per container).
+    /// A JSON object: `auditRetentionDays` (days audit events stay before they are
+    /// archived; the server's default when absent), `logRetentionDays`,
+    /// `payloadRetentionDays`, `runRetentionDays`, `maxConcurrentRuns` (the executor's
+    /// cap; the plan's default when absent), the log `redaction` rules (`patterns`,
+    /// `jsonPaths`, `maskEmails`), `allowedSkillPermissions`, `modelDefaults` (`tier`,
+    /// `thinking`, `temperature`, `maxOutputTokens`: new agents take the tier and
+    /// thinking mode) and `resourceLimits` (`maxAgents`, lowering the plan's agent
+    /// limit; `cpu` cores and `memoryMb` per container).
     async fn settings(&self) -> Json<&serde_json::Value> {
         Json(&self.0.settings)
     }

@@ -9,6 +9,7 @@ mod agent_usage;
 mod agents;
 mod approvals;
 mod audit;
+mod audit_archive;
 mod auth;
 mod batches;
 mod catalog;

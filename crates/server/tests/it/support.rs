@@ -518,7 +518,9 @@ pub async fn serve_replicas(
     (servers, urls)
 }
 
-fn trellis_command(app: &TestApp, subcommand: &str) -> tokio::process::Command {
+/// The real `trellis` binary with `subcommand`, on the test app's database as the app
+/// role (no migrations), killed when dropped.
+pub fn trellis_command(app: &TestApp, subcommand: &str) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_trellis"));
     command
         .arg(subcommand)
