@@ -30,6 +30,7 @@ mod m20261206_000025_upkeep;
 mod m20261206_000026_purge;
 mod m20261206_000027_restore;
 mod m20261207_000031_inline_tenant_context;
+mod m20261207_000033_seed_fields;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -67,6 +68,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_000026_purge::Migration),
             Box::new(m20261206_000027_restore::Migration),
             Box::new(m20261207_000031_inline_tenant_context::Migration),
+            Box::new(m20261207_000033_seed_fields::Migration),
         ]
     }
 }

@@ -35,6 +35,8 @@ pub struct Model {
     pub payloads_purged_at: Option<DateTimeUtc>,
     /// The real run whose step outputs this simulation replays.
     pub replay_of_id: Option<Uuid>,
+    /// What the starter attached to the run: a JSON object, `{}` by default.
+    pub metadata: Json,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -74,6 +76,7 @@ impl Model {
             cancelled_at: c.read()?,
             payloads_purged_at: c.read()?,
             replay_of_id: c.read()?,
+            metadata: c.read()?,
         })
     }
 }

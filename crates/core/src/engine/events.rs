@@ -256,6 +256,7 @@ async fn deliver(
                 retry_of: None,
                 replay_of: None,
                 client_id: None,
+                metadata: None,
             },
         )
         .await;

@@ -312,6 +312,7 @@ async fn fire(
                 retry_of: None,
                 replay_of: None,
                 client_id: None,
+                metadata: None,
             },
         )
         .await;

@@ -130,6 +130,7 @@ pub async fn receive(
             retry_of: None,
             replay_of: None,
             client_id: None,
+            metadata: None,
         },
     )
     .await;
