@@ -244,6 +244,33 @@ async fn steps_keep_a_description_and_a_dense_order() {
         .ok(Some(&owner.token), STEPS, json!({ "v": version }))
         .await;
     assert_eq!(unchanged, read);
+
+    // Another tenant can neither read, find nor change the steps' new fields.
+    let other = app.owner("step-order-b").await;
+    assert_eq!(
+        app.error_code(Some(&other.token), STEPS, json!({ "v": version }))
+            .await,
+        "NOT_FOUND"
+    );
+    let pool = app.db.app_pool(1).await;
+    let tx = as_app(&pool, Some(other.tenant_uuid()), Some(other.user_uuid())).await;
+    let found = tx
+        .query_one(stmt(
+            "SELECT count(*) AS n FROM workflow_steps WHERE description = 'First'",
+            [],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.try_get::<i64>("", "n").unwrap(), 0);
+    let changed = tx
+        .execute(stmt(
+            "UPDATE workflow_steps SET description = 'mine', sort_order = 9 WHERE version_id = $1",
+            [uuid(&version).into()],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(changed.rows_affected(), 0);
 }
 
 async fn client(app: &TestApp, owner: &Member, name: &str) -> String {
