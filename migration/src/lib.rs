@@ -34,6 +34,7 @@ mod m20261207_000029_agent_usage;
 mod m20261207_000030_hosting;
 mod m20261207_000031_inline_tenant_context;
 mod m20261207_000032_audit_archive;
+mod m20261207_000033_seed_fields;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -75,6 +76,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000030_hosting::Migration),
             Box::new(m20261207_000031_inline_tenant_context::Migration),
             Box::new(m20261207_000032_audit_archive::Migration),
+            Box::new(m20261207_000033_seed_fields::Migration),
         ]
     }
 }

@@ -30,6 +30,7 @@ pub struct Model {
     pub output: Option<Json>,
     pub payload_expires_at: DateTimeUtc,
     pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

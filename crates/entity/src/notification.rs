@@ -15,6 +15,7 @@ pub struct Model {
     pub data: Option<Json>,
     pub read_at: Option<DateTimeUtc>,
     pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -33,6 +33,7 @@ pub struct Profile {
     pub auth_provider: String,
     pub platform_role: PlatformRole,
     pub created_at: DateTimeUtc,
+    pub updated_at: DateTimeUtc,
 }
 
 impl From<Model> for Profile {
@@ -44,6 +45,7 @@ impl From<Model> for Profile {
             auth_provider: m.auth_provider,
             platform_role: m.platform_role,
             created_at: m.created_at,
+            updated_at: m.updated_at,
         }
     }
 }

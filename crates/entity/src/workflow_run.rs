@@ -44,6 +44,8 @@ pub struct Model {
     /// null for runs that are not an agent's. The engine enforces it on the run's tool
     /// steps, and it never changes.
     pub tool_policy: Option<Json>,
+    /// What the starter attached to the run: a JSON object, `{}` by default.
+    pub metadata: Json,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -86,6 +88,7 @@ impl Model {
             agent_id: c.read()?,
             agent_version_id: c.read()?,
             tool_policy: c.read()?,
+            metadata: c.read()?,
         })
     }
 }

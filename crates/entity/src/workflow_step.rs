@@ -21,6 +21,10 @@ pub struct Model {
     pub is_required: bool,
     pub created_at: DateTimeUtc,
     pub updated_at: DateTimeUtc,
+    /// What the step is for, in words; `''` when not given.
+    pub description: String,
+    /// Its place in the version: 0 for the first step, dense and in order.
+    pub sort_order: i32,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

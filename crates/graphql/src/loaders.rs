@@ -257,7 +257,7 @@ by_id!(
 );
 
 macro_rules! by_parent {
-    ($(#[$doc:meta])* $key:ident => $entity:ident . $column:ident ($field:ident), ordered by $order:ident) => {
+    ($(#[$doc:meta])* $key:ident => $entity:ident . $column:ident ($field:ident), ordered by $order:ident $(, $then:ident)*) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub struct $key(pub Uuid);
@@ -271,6 +271,7 @@ macro_rules! by_parent {
                 let rows = $entity::Entity::find()
                     .filter(any_of($entity::Column::$column, keys.iter().map(|k| k.0)))
                     .order_by_asc($entity::Column::$order)
+                    $(.order_by_asc($entity::Column::$then))*
                     .all(tx)
                     .await
                     .map_err(|e| Arc::new(e.into()))?;
@@ -342,8 +343,8 @@ by_parent!(
     VersionsOfWorkflow => workflow_version.WorkflowId(workflow_id), ordered by Number
 );
 by_parent!(
-    /// The steps of a workflow version, in the order they were saved.
-    StepsOfVersion => workflow_step.VersionId(version_id), ordered by Id
+    /// The steps of a workflow version, by their place (`order`).
+    StepsOfVersion => workflow_step.VersionId(version_id), ordered by SortOrder, Id
 );
 by_parent!(
     /// The transitions of a workflow version, in the order they were saved.

@@ -471,6 +471,8 @@ async fn seed_demo_workflow(
         action_id: None,
         connection_id: None,
         is_required: true,
+        description: String::new(),
+        order: None,
     };
     let edge = |from: &str, to: &str| TransitionSpec {
         key: None,
@@ -504,6 +506,8 @@ async fn seed_demo_workflow(
                 simulation: false,
                 version_id: None,
                 replay_of: None,
+                client_id: None,
+                metadata: None,
             },
         )
         .await?;

@@ -197,6 +197,7 @@ pub async fn run_agent(
             retry_of: None,
             replay_of: None,
             client_id: None,
+            metadata: None,
             agent: Some(AgentOfRun {
                 agent_id: agent.id,
                 version_id: version.id,

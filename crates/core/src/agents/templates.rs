@@ -95,6 +95,7 @@ async fn snapshot_flow(scope: &RequestScope, id: Uuid) -> Result<Json> {
                 "config": s.config,
                 "actionId": s.action_id,
                 "isRequired": s.is_required,
+                "description": s.description,
             })
         })
         .collect();
@@ -132,6 +133,9 @@ fn flow_specs(flow: &Json) -> Result<(Vec<StepSpec>, Vec<TransitionSpec>)> {
                 .transpose()?,
             connection_id: None,
             is_required: s["isRequired"].as_bool().unwrap_or(true),
+            // Snapshots list steps in their order; older ones have no description.
+            description: s["description"].as_str().unwrap_or_default().to_owned(),
+            order: None,
         });
     }
     let mut transitions = vec![];

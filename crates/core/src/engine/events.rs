@@ -257,6 +257,7 @@ async fn deliver(
                 replay_of: None,
                 client_id: None,
                 agent: None,
+                metadata: None,
             },
         )
         .await;

@@ -313,6 +313,7 @@ async fn fire(
                 replay_of: None,
                 client_id: None,
                 agent: None,
+                metadata: None,
             },
         )
         .await;

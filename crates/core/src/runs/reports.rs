@@ -11,6 +11,11 @@
 //! cancelled while pending has none); p95 is `percentile_cont(0.95)` over them.
 //! Simulations are dry runs and are left out of every report.
 //!
+//! Seed 003's report objects are views of these figures, not a second copy: a
+//! workflow's DAILY, WEEKLY and MONTHLY reports are its buckets with their figures as
+//! a metrics object ([`WorkflowBucket::metrics`]), and a run's EXECUTION report is
+//! computed from the run and its step runs ([`run_metrics`]).
+//!
 //! Rollups: [`write_reports`] writes one `workflow_reports` row per workflow and closed
 //! period (its end at or before `now`) once every run created in it has finished, so a
 //! rollup is final: runs never move back and are never created in the past. Workflow
@@ -24,7 +29,8 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc};
 use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Value};
-use trellis_entity::Role;
+use serde_json::{json, Value as Json};
+use trellis_entity::{step_run, workflow_run, Role, StepRunStatus};
 use uuid::Uuid;
 
 use crate::scope::{stmt, RequestScope};
@@ -114,6 +120,21 @@ impl WorkflowBucket {
         }
     }
 
+    /// The bucket as seed 003's report metrics: `totalExecutions`,
+    /// `completedExecutions` (succeeded), `failedExecutions`, `cancelledExecutions`,
+    /// and `averageExecutionTime` and `p95ExecutionTime` in milliseconds (null when no
+    /// run of the period finished after starting).
+    pub fn metrics(&self) -> Json {
+        json!({
+            "totalExecutions": self.total,
+            "completedExecutions": self.succeeded,
+            "failedExecutions": self.failed,
+            "cancelledExecutions": self.cancelled,
+            "averageExecutionTime": self.average_duration_ms,
+            "p95ExecutionTime": self.p95_duration_ms,
+        })
+    }
+
     fn from_row(row: &QueryResult) -> Result<Self> {
         Ok(Self {
             period_start: row.try_get("", "period_start")?,
@@ -125,6 +146,44 @@ impl WorkflowBucket {
             p95_duration_ms: row.try_get("", "p95_duration_ms")?,
         })
     }
+}
+
+/// A run's EXECUTION report metrics, from the run and its step runs (which need only
+/// their status and attempt): `executionTime` (milliseconds from start to finish, null
+/// until it finishes and for a run cancelled before it started), `totalSteps`,
+/// `completedSteps` (succeeded), `failedSteps`, `skippedSteps`, `cancelledSteps`,
+/// `pendingSteps` (not finished: pending, running or waiting on people), `attempts`
+/// (step attempts, retries included) and `simulation`. While the run has not finished
+/// the figures are those of now.
+pub fn run_metrics<S: std::borrow::Borrow<step_run::Model>>(
+    run: &workflow_run::Model,
+    steps: &[S],
+) -> Json {
+    let count = |wanted: &[StepRunStatus]| {
+        steps
+            .iter()
+            .filter(|s| wanted.contains(&s.borrow().status))
+            .count()
+    };
+    let execution_time = match (run.started_at, run.finished_at) {
+        (Some(start), Some(finish)) => Some((finish - start).num_milliseconds()),
+        _ => None,
+    };
+    json!({
+        "executionTime": execution_time,
+        "totalSteps": steps.len(),
+        "completedSteps": count(&[StepRunStatus::Succeeded]),
+        "failedSteps": count(&[StepRunStatus::Failed]),
+        "skippedSteps": count(&[StepRunStatus::Skipped]),
+        "cancelledSteps": count(&[StepRunStatus::Cancelled]),
+        "pendingSteps": count(&[
+            StepRunStatus::Pending,
+            StepRunStatus::Running,
+            StepRunStatus::Waiting,
+        ]),
+        "attempts": steps.iter().map(|s| i64::from(s.borrow().attempt)).sum::<i64>(),
+        "simulation": run.is_simulation,
+    })
 }
 
 /// One period of a tenant's runs by their current status.

@@ -13,7 +13,7 @@ use sea_orm::{
 };
 use serde_json::{json, Value as Json};
 use trellis_entity::{
-    trigger, workflow_run, IdKind, Role, RunStatus, Severity, TriggerType, VersionStatus,
+    client, trigger, workflow_run, IdKind, Role, RunStatus, Severity, TriggerType, VersionStatus,
     WorkflowStatus,
 };
 use uuid::Uuid;
@@ -27,6 +27,8 @@ use crate::{Error, Result};
 
 /// The largest input or trigger payload a run takes, in bytes of JSON.
 pub const MAX_PAYLOAD_BYTES: usize = 1 << 20;
+/// The largest metadata a run takes, in bytes of JSON.
+pub const MAX_METADATA_BYTES: usize = 16 << 10;
 
 /// A request to start a run.
 pub struct StartRun {
@@ -39,6 +41,12 @@ pub struct StartRun {
     /// A simulation only: a finished real run of the same workflow whose step outputs
     /// the simulation's outside-reaching steps answer with.
     pub replay_of: Option<Uuid>,
+    /// The client the run is for; the workflow's client when `None`.
+    pub client_id: Option<Uuid>,
+    /// What the starter attaches to the run: a JSON object of at most
+    /// [`MAX_METADATA_BYTES`]; `{}` when `None`. Not part of the idempotency check,
+    /// which compares inputs.
+    pub metadata: Option<Json>,
 }
 
 /// What started: the run, and whether an earlier start with the same key made it.
@@ -63,6 +71,8 @@ pub(crate) struct NewRun<'a> {
     pub client_id: Option<Uuid>,
     /// For a run of an agent (`runAgent`): the agent, its version and its tool policy.
     pub agent: Option<AgentOfRun>,
+    /// `{}` when `None`.
+    pub metadata: Option<Json>,
 }
 
 /// What a run of an agent records: the agent, the version run and the agent's tool
@@ -107,6 +117,23 @@ pub(crate) fn check_payload(field: &str, value: &Json) -> Result<()> {
     Ok(())
 }
 
+/// Run metadata is a JSON object of at most [`MAX_METADATA_BYTES`] as JSON text.
+pub fn check_metadata(metadata: &Json) -> Result<()> {
+    if !metadata.is_object() {
+        return Err(Error::bad_input(
+            "metadata",
+            "metadata must be a JSON object",
+        ));
+    }
+    if metadata.to_string().len() > MAX_METADATA_BYTES {
+        return Err(Error::bad_input(
+            "metadata",
+            format!("metadata is at most {MAX_METADATA_BYTES} bytes of JSON"),
+        ));
+    }
+    Ok(())
+}
+
 pub(crate) fn check_key(key: Option<String>) -> Result<Option<String>> {
     match key.map(|k| k.trim().to_owned()) {
         Some(k) if k.is_empty() || k.len() > 255 => Err(Error::bad_input(
@@ -125,8 +152,18 @@ pub async fn start_run(
 ) -> Result<Started> {
     scope.require(Role::Operator).await?;
     check_payload("input", &request.input)?;
+    if let Some(metadata) = &request.metadata {
+        check_metadata(metadata)?;
+    }
     if let Some(replayed) = request.replay_of {
         check_replay(scope, request.workflow_id, request.simulation, replayed).await?;
+    }
+    if let Some(client_id) = request.client_id {
+        // Another tenant's client is hidden by RLS, like one that does not exist.
+        client::Entity::find_by_id(client_id)
+            .one(scope.tx().await?)
+            .await?
+            .ok_or_else(|| Error::bad_input("clientId", "no such client"))?;
     }
     create_run(
         scope,
@@ -142,8 +179,9 @@ pub async fn start_run(
             simulation: request.simulation,
             retry_of: None,
             replay_of: request.replay_of,
-            client_id: None,
+            client_id: request.client_id,
             agent: None,
+            metadata: request.metadata,
         },
     )
     .await
@@ -210,7 +248,8 @@ pub(crate) async fn create_run(
          LEFT JOIN workflow_versions v ON v.tenant_id = w.tenant_id AND v.workflow_id = w.id \
            AND v.id = coalesce($2, w.active_version_id) \
          LEFT JOIN LATERAL ( \
-           SELECT array_agg(s.id ORDER BY s.id) AS ids, array_agg(s.key ORDER BY s.id) AS keys \
+           SELECT array_agg(s.id ORDER BY s.sort_order, s.id) AS ids, \
+             array_agg(s.key ORDER BY s.sort_order, s.id) AS keys \
            FROM workflow_steps s WHERE s.tenant_id = w.tenant_id AND s.version_id = v.id) st ON true \
          WHERE w.id = $1 AND w.deleted_at IS NULL",
         [new.workflow_id.into(), new.version_id.into()],
@@ -281,9 +320,9 @@ pub(crate) async fn create_run(
                INSERT INTO workflow_runs (id, tenant_id, workflow_id, version_id, trigger_id, \
                  trigger_type, client_id, retry_of_id, replay_of_id, status, trigger_payload, \
                  input, is_simulation, idempotency_key, created_by, agent_id, agent_version_id, \
-                 tool_policy) \
+                 tool_policy, metadata) \
                SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12, $13, $14, \
-                 $20, $21, $22 \
+                 $20, $21, $22, coalesce($23::jsonb, '{{}}') \
                {claimed} RETURNING *), \
              steps AS ( \
                INSERT INTO step_runs (id, tenant_id, run_id, step_id, step_key, status, attempt) \
@@ -315,6 +354,7 @@ pub(crate) async fn create_run(
             new.agent.as_ref().map(|a| a.agent_id).into(),
             new.agent.as_ref().map(|a| a.version_id).into(),
             new.agent.map(|a| a.tool_policy).into(),
+            new.metadata.into(),
         ],
     ))
     .one(tx)
@@ -482,6 +522,7 @@ pub async fn retry_run(
             replay_of: None,
             client_id: previous.client_id,
             agent,
+            metadata: Some(previous.metadata),
         },
     )
     .await?;

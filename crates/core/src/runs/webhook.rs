@@ -131,6 +131,7 @@ pub async fn receive(
             replay_of: None,
             client_id: None,
             agent: None,
+            metadata: None,
         },
     )
     .await;

@@ -30,6 +30,22 @@ pub const MAX_TRANSITIONS: usize = 8_000;
 pub const MAX_PROBLEMS: usize = 100;
 /// How deeply conditions may nest (`all`, `any`, `not`).
 pub const MAX_CONDITION_DEPTH: usize = 16;
+/// The longest step description, in characters.
+pub const MAX_DESCRIPTION_CHARS: usize = 4000;
+
+/// The order in which a graph's steps are stored: their input positions, sorted by
+/// the `order` each asks for (its input position when it asks for none), ties kept
+/// in input order. A step's stored `sort_order` is its place in this list, so stored
+/// positions are always 0, 1, 2, … whatever numbers the editor sent (gaps close,
+/// duplicates keep their input order).
+pub fn save_order(steps: &[StepSpec]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..steps.len()).collect();
+    order.sort_by_key(|&i| {
+        let wanted = steps[i].order.map_or(i as i64, i64::from);
+        (wanted, i)
+    });
+    order
+}
 
 /// A step as an editor sends it.
 #[derive(Clone, Debug)]
@@ -42,6 +58,11 @@ pub struct StepSpec {
     pub action_id: Option<Uuid>,
     pub connection_id: Option<Uuid>,
     pub is_required: bool,
+    /// What the step is for, in words (at most [`MAX_DESCRIPTION_CHARS`]).
+    pub description: String,
+    /// Where it goes among the version's steps (0 or more); its place in the input
+    /// when `None`. See [`save_order`].
+    pub order: Option<i32>,
 }
 
 /// A transition as an editor sends it: endpoints by step key.
@@ -265,6 +286,15 @@ pub fn check_graph(
         }
         if !step.position.is_object() {
             problems.add(format!("{at}.position"), "position must be an object");
+        }
+        if step.description.chars().count() > MAX_DESCRIPTION_CHARS {
+            problems.add(
+                format!("{at}.description"),
+                format!("description is at most {MAX_DESCRIPTION_CHARS} characters"),
+            );
+        }
+        if step.order.is_some_and(|o| o < 0) {
+            problems.add(format!("{at}.order"), "order is 0 or more");
         }
         check_step_binding(step, &at, bindings, &mut compiled, &mut problems)?;
     }
@@ -704,11 +734,55 @@ mod tests {
             action_id: None,
             connection_id: None,
             is_required: true,
+            description: String::new(),
+            order: None,
         }
     }
 
     fn delay(key: &str) -> StepSpec {
         step(key, StepType::Delay, json!({ "seconds": 5 }))
+    }
+
+    #[test]
+    fn steps_are_stored_by_their_order_densely_and_stably() {
+        let with = |key: &str, order: Option<i32>| StepSpec {
+            order,
+            ..delay(key)
+        };
+        // Asked: 50, 0, none (its index, 2), 2 (a tie with the one before it).
+        let steps = [
+            with("c", Some(50)),
+            with("a", Some(0)),
+            with("b", None),
+            with("d", Some(2)),
+        ];
+        assert_eq!(save_order(&steps), [1, 2, 3, 0]);
+        // Without orders, the input order.
+        let plain = [delay("x"), delay("y"), delay("z")];
+        assert_eq!(save_order(&plain), [0, 1, 2]);
+    }
+
+    #[test]
+    fn a_negative_order_and_a_long_description_are_reported_on_the_step() {
+        let steps = [
+            StepSpec {
+                order: Some(-1),
+                ..delay("a")
+            },
+            StepSpec {
+                description: "x".repeat(MAX_DESCRIPTION_CHARS + 1),
+                ..delay("b")
+            },
+        ];
+        assert_eq!(
+            fields(check_graph(
+                &steps,
+                &[edge("a", "b")],
+                &Bindings::default(),
+                false
+            )),
+            ["steps.a.order", "steps.b.description"]
+        );
     }
 
     fn edge(from: &str, to: &str) -> TransitionSpec {

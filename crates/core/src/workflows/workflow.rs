@@ -449,6 +449,9 @@ pub async fn save_graph(
 }
 
 /// Deletes a version's graph and inserts `steps` and `checked` transitions in bulk.
+/// Steps are stored in [`graph::save_order`], numbered 0, 1, 2, … (`sort_order`), and
+/// their time-ordered ids are drawn in that order too, so reading them by id or by
+/// position gives the same sequence.
 async fn write_graph(
     tx: &DatabaseTransaction,
     version: &workflow_version::Model,
@@ -466,13 +469,20 @@ async fn write_graph(
         [version.id.into()],
     ))
     .await?;
-    let ids: Vec<Uuid> = steps.iter().map(|_| Uuid::now_v7()).collect();
-    for (chunk, chunk_ids) in steps.chunks(INSERT_CHUNK).zip(ids.chunks(INSERT_CHUNK)) {
+    let order = graph::save_order(steps);
+    // Ids by input position (transitions name steps by it), drawn in stored order.
+    let mut ids: Vec<Uuid> = vec![Uuid::nil(); steps.len()];
+    for &i in &order {
+        ids[i] = Uuid::now_v7();
+    }
+    // (stored position, input position); a version holds at most MAX_STEPS steps.
+    let placed: Vec<(i32, usize)> = (0..).zip(order).collect();
+    for chunk in placed.chunks(INSERT_CHUNK) {
         let rows = chunk
             .iter()
-            .zip(chunk_ids)
-            .map(|(s, id)| workflow_step::ActiveModel {
-                id: Set(*id),
+            .map(|&(place, i)| (&steps[i], ids[i], place))
+            .map(|(s, id, place)| workflow_step::ActiveModel {
+                id: Set(id),
                 tenant_id: Set(version.tenant_id),
                 version_id: Set(version.id),
                 key: Set(s.key.clone()),
@@ -483,6 +493,8 @@ async fn write_graph(
                 action_id: Set(s.action_id),
                 connection_id: Set(s.connection_id),
                 is_required: Set(s.is_required),
+                description: Set(s.description.trim().to_owned()),
+                sort_order: Set(place),
                 ..Default::default()
             });
         workflow_step::Entity::insert_many(rows).exec(tx).await?;
@@ -509,13 +521,15 @@ async fn write_graph(
     Ok(())
 }
 
-/// A stored graph as specs: what the editor would send to save it again.
+/// A stored graph as specs, steps in their stored order: what the editor would send to
+/// save it again.
 pub(crate) async fn load_graph(
     tx: &DatabaseTransaction,
     version_id: Uuid,
 ) -> Result<(Vec<StepSpec>, Vec<TransitionSpec>)> {
     let steps = workflow_step::Entity::find()
         .filter(workflow_step::Column::VersionId.eq(version_id))
+        .order_by_asc(workflow_step::Column::SortOrder)
         .order_by_asc(workflow_step::Column::Id)
         .all(tx)
         .await?;
@@ -554,6 +568,8 @@ pub(crate) async fn load_graph(
             action_id: s.action_id,
             connection_id: s.connection_id,
             is_required: s.is_required,
+            description: s.description,
+            order: Some(s.sort_order),
         })
         .collect();
     Ok((steps, transitions))

@@ -203,6 +203,10 @@ impl AgentTemplate {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When it last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
     /// When it was deleted; null while it is live.
     async fn deleted_at(&self) -> Option<DateTime<Utc>> {
         self.0.deleted_at

@@ -478,6 +478,10 @@ impl User {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When it last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
 }
 
 /// A user's place in a tenant.
@@ -595,6 +599,10 @@ impl Invitation {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When it last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
 }
 
 /// A tenant's API key. Only its prefix is ever shown after creation.
@@ -658,6 +666,10 @@ impl ApiKey {
     /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
+    }
+    /// When it last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
     }
     /// The key's process calls in `[from, to)` (`to`: now when omitted), from the
     /// hourly rollups.

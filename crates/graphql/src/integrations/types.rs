@@ -227,6 +227,10 @@ impl AppVersion {
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
     }
+    /// When it last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
+    }
     /// The app it is a version of.
     async fn app(&self, ctx: &Context<'_>) -> async_graphql::Result<App> {
         let app = ctx
@@ -360,6 +364,10 @@ impl Secret {
     /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
+    }
+    /// When it last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
     }
     /// When its value was last replaced (`rotateSecret`); null if never.
     async fn rotated_at(&self) -> Option<DateTime<Utc>> {

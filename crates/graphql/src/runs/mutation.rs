@@ -92,6 +92,13 @@ pub struct StartRunInput {
     /// replay. Steps that reach outside (HTTP, notifications) answer with the output
     /// the same step had in that run, else their `sampleOutput`.
     pub replay_from_run_id: Option<ID>,
+    /// The client (`cli_…`) the run is for; the workflow's client when omitted. One
+    /// that does not exist (or is another tenant's) is BAD_USER_INPUT.
+    pub client_id: Option<ID>,
+    /// Anything the starter wants kept with the run (seed 003's execution metadata):
+    /// a JSON object of at most 16 KiB as JSON text; `{}` when omitted. Unlike the
+    /// input, it is not compared by `idempotencyKey`.
+    pub metadata: Option<Json<serde_json::Value>>,
 }
 
 /// An event to emit.
@@ -267,6 +274,11 @@ impl RunsMutation {
             .as_ref()
             .map(|id| input_id(ctx, id, IdKind::WorkflowRun))
             .transpose()?;
+        let client_id = input
+            .client_id
+            .as_ref()
+            .map(|id| input_id(ctx, id, IdKind::Client))
+            .transpose()?;
         let request = start::StartRun {
             workflow_id,
             input: json_or_empty(input.input),
@@ -274,6 +286,8 @@ impl RunsMutation {
             simulation: input.simulation.unwrap_or(false),
             version_id,
             replay_of,
+            client_id,
+            metadata: input.metadata.map(|m| m.0),
         };
         let settings = &ctx.services()?.runs;
         let (started, user_errors) =

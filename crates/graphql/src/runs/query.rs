@@ -57,6 +57,16 @@ impl RunsQuery {
             .await
             .map_err(|e| load_error(ctx, &e))?;
         }
+        if node_selection(ctx).field("report").exists() {
+            prefetch(
+                loader,
+                page.edges
+                    .iter()
+                    .map(|e| super::reports::report_steps_key(e.node.0.id)),
+            )
+            .await
+            .map_err(|e| load_error(ctx, &e))?;
+        }
         Ok(page)
     }
 

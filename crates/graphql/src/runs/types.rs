@@ -14,12 +14,15 @@ use crate::ids::gid;
 use crate::in_place::in_place_object;
 use crate::list::{Access, List, Relation};
 use crate::loaders::{
-    columns_for, AgentById, AgentVersionById, AttemptsOfStepRun, DecisionsOfStepRun, RunById,
-    StepRunsOfRun, TriggerById, WorkflowById, WorkflowStepById, WorkflowVersionById,
+    columns_for, AgentById, AgentVersionById, AttemptsOfStepRun, ClientById, DecisionsOfStepRun,
+    RunById, StepRunsOfRun, TriggerById, WorkflowById, WorkflowStepById, WorkflowVersionById,
 };
 use crate::payload::Json;
 use crate::runs::logs::{log_page, LogConnection, LogLineFilter};
-use crate::workflows::types::{Trigger, TriggerType, Workflow, WorkflowStep, WorkflowVersion};
+use crate::runs::reports::{run_report, WorkflowReport};
+use crate::workflows::types::{
+    Client, Trigger, TriggerType, Workflow, WorkflowStep, WorkflowVersion,
+};
 
 /// A run's life cycle: PENDING → RUNNING → SUCCEEDED | FAILED | CANCELLED.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
@@ -144,6 +147,9 @@ const RUN_FIELD_COLUMNS: &[(&str, &[workflow_run::Column])] = {
         ("agent", &[C::AgentId]),
         ("agentVersion", &[C::AgentVersionId]),
         ("toolPolicy", &[C::ToolPolicy]),
+        ("client", &[C::ClientId]),
+        ("metadata", &[C::Metadata]),
+        ("report", &[C::StartedAt, C::FinishedAt, C::IsSimulation]),
     ]
 };
 
@@ -175,6 +181,7 @@ const STEP_RUN_FIELD_COLUMNS: &[(&str, &[step_run::Column])] = {
         ("output", &[C::Output]),
         ("error", &[C::Error]),
         ("createdAt", &[C::CreatedAt]),
+        ("updatedAt", &[C::UpdatedAt]),
         ("startedAt", &[C::StartedAt]),
         ("finishedAt", &[C::FinishedAt]),
         ("nextAttemptAt", &[C::NextAttemptAt]),
@@ -262,6 +269,24 @@ impl WorkflowRunFields<'_> {
     /// What `failRun` reported; null unless the run failed.
     async fn error(&self) -> Option<Json<&serde_json::Value>> {
         self.0.error.as_ref().map(Json)
+    }
+    /// What its starter attached (`startRun`'s `metadata`): a JSON object, `{}` when
+    /// none was given. A retry keeps it; payload retention leaves it.
+    async fn metadata(&self) -> Json<&serde_json::Value> {
+        Json(&self.0.metadata)
+    }
+    /// The client it runs for: the one `startRun` named, else its workflow's client
+    /// when it started; null when neither had one.
+    async fn client(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Client>> {
+        let Some(id) = self.0.client_id else {
+            return Ok(None);
+        };
+        Ok(load(ctx, ClientById(id)).await?.map(Client))
+    }
+    /// Its EXECUTION report (seed 003): its duration and its steps by outcome,
+    /// computed from its step runs (as of now while it has not finished).
+    async fn report(&self, ctx: &Context<'_>) -> async_graphql::Result<WorkflowReport> {
+        run_report(ctx, self.0).await
     }
     /// When it was started (created, PENDING).
     async fn created_at(&self) -> DateTime<Utc> {
@@ -542,6 +567,10 @@ impl StepRunFields<'_> {
     /// When its run was started (step runs are made with their run).
     async fn created_at(&self) -> DateTime<Utc> {
         self.0.created_at
+    }
+    /// When it last changed.
+    async fn updated_at(&self) -> DateTime<Utc> {
+        self.0.updated_at
     }
     /// When `startStep` started it; null while it has not started.
     async fn started_at(&self) -> Option<DateTime<Utc>> {

@@ -164,6 +164,12 @@ pub struct WorkflowStepInput {
     /// Whether a run fails when this step fails (false: the run goes on).
     #[graphql(default = true)]
     pub is_required: bool,
+    /// What the step is for, in words: at most 4000 characters; `''` when omitted.
+    pub description: Option<String>,
+    /// Where the step goes among the version's steps (0 or more). Steps are stored by
+    /// it (a step without one counts as its index in `steps`; ties keep their input
+    /// order) and renumbered 0, 1, 2, …: the saved `order` is always dense.
+    pub order: Option<i32>,
 }
 
 /// One transition of a graph being saved; endpoints are step keys.
@@ -190,7 +196,8 @@ pub struct SaveWorkflowGraphInput {
     /// A draft version; its whole graph is replaced.
     pub version_id: ID,
     /// Every step, at most 2000, keys unique. Exactly one step has no incoming
-    /// transition (the entry), and the transitions form no cycle.
+    /// transition (the entry), and the transitions form no cycle. They are stored in
+    /// their `order` (their order here when not given).
     pub steps: Vec<WorkflowStepInput>,
     /// Every transition, at most 8000.
     #[graphql(default)]
@@ -255,6 +262,8 @@ impl From<WorkflowStepInput> for graph::StepSpec {
             position: json_or_empty(s.position),
             config: json_or_empty(s.config),
             is_required: s.is_required,
+            description: s.description.unwrap_or_default(),
+            order: s.order,
         }
     }
 }

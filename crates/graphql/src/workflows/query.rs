@@ -179,12 +179,19 @@ async fn prefetch_workflow_relations(
     Ok(())
 }
 
-/// Loads the `stats` the page's workflows select, one read per distinct range. Best
-/// effort: a range that does not parse or fails to load is left to each workflow's own
-/// field, which reports the error where it belongs.
+/// Loads the `stats` and `reports` the page's workflows select (both read the same
+/// figures), one read per distinct range. Best effort: a range that does not parse or
+/// fails to load is left to each workflow's own field, which reports the error where it
+/// belongs.
 async fn prefetch_stats(ctx: &Context<'_>, rows: &[&workflow::Model]) {
     use async_graphql::InputType;
-    for field in node_selection(ctx).field("stats").selection_fields() {
+    let selection = node_selection(ctx);
+    let fields = selection
+        .field("stats")
+        .selection_fields()
+        .into_iter()
+        .chain(selection.field("reports").selection_fields());
+    for field in fields {
         let Ok(arguments) = field.arguments() else {
             continue;
         };

@@ -306,6 +306,23 @@ impl Workflow {
     ) -> async_graphql::Result<Vec<WorkflowStatsBucket>> {
         crate::runs::reports::workflow_stats(ctx, self.0.id, period, from, to).await
     }
+    /// Its reports (seed 003's `workflow_reports`): one per period from the one holding
+    /// `from` up to `to` (at most 400), DAILY, WEEKLY or MONTHLY by `period`, each with
+    /// its figures as a metrics object. The same figures as `stats`, from the same
+    /// rollups; a run's own report is `WorkflowRun.report`.
+    async fn reports(
+        &self,
+        ctx: &Context<'_>,
+        #[graphql(desc = "The length of each report's period.")] period: ReportPeriod,
+        #[graphql(desc = "The range's start: the first report is the period holding it.")]
+        from: DateTime<Utc>,
+        #[graphql(
+            desc = "The range's end, after `from`: periods begin before it. More than 400 is BAD_USER_INPUT."
+        )]
+        to: DateTime<Utc>,
+    ) -> async_graphql::Result<Vec<crate::runs::reports::WorkflowReport>> {
+        crate::runs::reports::workflow_reports(ctx, self.0.id, period, from, to).await
+    }
     /// What starts its runs.
     async fn triggers(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<Trigger>> {
         let rows = load(ctx, TriggersOfWorkflow(self.0.id)).await?;
@@ -376,7 +393,7 @@ impl WorkflowVersion {
         let workflow = load(ctx, WorkflowById(self.0.workflow_id)).await?;
         present(workflow, "a workflow of this tenant").map(Workflow)
     }
-    /// The graph's nodes, in the order they were saved.
+    /// The graph's nodes, by their `order`.
     async fn steps(&self, ctx: &Context<'_>) -> async_graphql::Result<Vec<WorkflowStep>> {
         Ok(steps_of(ctx, self.0.id)
             .await?
@@ -424,6 +441,16 @@ impl WorkflowStep {
     /// Display name, 1 to 200 characters.
     async fn name(&self) -> &str {
         &self.0.name
+    }
+    /// What the step is for, in words; `''` when not given.
+    async fn description(&self) -> &str {
+        &self.0.description
+    }
+    /// Its place among the version's steps: 0 for the first, dense and in order
+    /// (`WorkflowVersion.steps` lists them by it). The graph's edges are its
+    /// transitions; this is the order an editor lists the steps in.
+    async fn order(&self) -> i32 {
+        self.0.sort_order
     }
     /// What it does.
     #[graphql(name = "type")]

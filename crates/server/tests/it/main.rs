@@ -49,6 +49,7 @@ mod runs;
 mod scheduler;
 mod schema_docs;
 mod secrets;
+mod seed_fields;
 mod serving;
 mod signup;
 mod skills;

@@ -98,7 +98,7 @@ async fn a_template_snapshots_a_version_and_instantiates_into_a_new_agent() {
             "category": "SUPPORT", "author": "Ada", "role": "ENGINEERING", "modelTier": "OPUS",
             "spec": { "instructions": "v1" },
             "flow": {
-                "steps": [{ "key": "wait", "name": "Wait", "type": "delay", "position": {}, "config": { "seconds": 1 }, "actionId": null, "isRequired": true }],
+                "steps": [{ "key": "wait", "name": "Wait", "type": "delay", "position": {}, "config": { "seconds": 1 }, "actionId": null, "isRequired": true, "description": "" }],
                 "transitions": [],
             },
             "skills": [
