@@ -33,6 +33,10 @@ use crate::workflows::types::{
     ty = "ID",
     desc = "The global ID: a type prefix and a UUID (`wf_…`), which `node` and `nodes` take."
 ))]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "a node lives for one response; boxing the run would cost an allocation per node"
+)]
 pub enum Node {
     Tenant(Tenant),
     User(User),
