@@ -541,6 +541,9 @@ pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Opt
                         "process_upkeep",
                         pass.cache_entries_deleted + pass.payloads_cleared,
                     );
+                    if pass.failed > 0 {
+                        telemetry::maintenance_failure("process_upkeep");
+                    }
                     if pass.tenants > 0 {
                         tracing::info!(?pass, "process upkeep pass");
                     }

@@ -2,7 +2,8 @@
 //! are deleted and call-log payloads past the tenant's retention are cleared, in
 //! batches. The tenants with work are found by `app.tenants_with_process_upkeep` (ids
 //! only); each tenant's batches then run in its own transaction under RLS, as
-//! [`crate::Principal::Engine`].
+//! [`crate::Principal::Upkeep`]: payload retention goes on while a tenant is suspended
+//! or deleted, and one tenant's failure is logged and counted while the others go on.
 
 use sea_orm::{ConnectionTrait, FromQueryResult};
 use uuid::Uuid;
@@ -14,6 +15,8 @@ use crate::{AppDb, Result};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct UpkeepPass {
     pub tenants: u64,
+    /// Tenants whose upkeep failed (logged; retried on the next pass).
+    pub failed: u64,
     pub cache_entries_deleted: u64,
     pub payloads_cleared: u64,
 }
@@ -26,8 +29,7 @@ struct TenantId {
 /// Purges up to `batch` expired cache entries and `batch` expired call payloads of one
 /// tenant, in one transaction of that tenant; returns how many of each.
 pub async fn purge_tenant(db: &AppDb, tenant_id: Uuid, batch: i64) -> Result<(u64, u64)> {
-    let scope = RequestScope::for_engine(db.clone(), tenant_id, "maintenance");
-    // A suspended or deleted tenant is refused here, and left for its own life cycle.
+    let scope = RequestScope::for_upkeep(db.clone(), tenant_id);
     scope.require(trellis_entity::Role::Viewer).await?;
     let tx = scope.tx().await?;
     let deleted = tx
@@ -73,11 +75,11 @@ pub async fn upkeep_pass(db: &AppDb, batch: i64, max_tenants: i32) -> Result<Upk
         loop {
             let (deleted, cleared) = match purge_tenant(db, id, batch).await {
                 Ok(purged) => purged,
-                Err(crate::Error::Forbidden(why)) => {
-                    tracing::debug!(tenant = %id, why, "process upkeep skipped");
+                Err(err) => {
+                    pass.failed += 1;
+                    tracing::warn!(tenant = %id, error = ?err, "process upkeep failed");
                     break;
                 }
-                Err(err) => return Err(err),
             };
             pass.cache_entries_deleted += deleted;
             pass.payloads_cleared += cleared;

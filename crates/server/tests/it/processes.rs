@@ -770,6 +770,21 @@ async fn upkeep_purges_expired_cache_entries_and_payloads_tenant_by_tenant() {
     )
     .await;
     assert_eq!(again["cacheHit"], false);
+
+    // Payload retention goes on while a tenant is suspended.
+    admin
+        .execute_unprepared(&format!(
+            "UPDATE tenants SET status = 'suspended' WHERE id = '{a}'; \
+             UPDATE call_logs SET payload_expires_at = now() - interval '1 hour' \
+             WHERE tenant_id = '{a}' AND output = '\"Hello Bo\"'",
+            a = a.tenant_uuid()
+        ))
+        .await
+        .unwrap();
+    let pass = trellis_core::processes::upkeep::upkeep_pass(&app.state.db, 10, 10)
+        .await
+        .unwrap();
+    assert_eq!((pass.payloads_cleared, pass.failed), (1, 0), "{pass:?}");
 }
 
 #[tokio::test]
