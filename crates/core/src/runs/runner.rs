@@ -25,6 +25,7 @@ use uuid::Uuid;
 use super::events;
 use super::start::{lock_run, MAX_PAYLOAD_BYTES};
 use super::state::{check_run_move, check_step_move};
+use crate::agents::activity::{self, NewActivity, RecordedBy};
 use crate::audit::{self, Event};
 use crate::scope::{stmt, RequestScope};
 use crate::{Error, Result};
@@ -641,6 +642,27 @@ pub(crate) async fn end_run(
         Event::new(Some(run.tenant_id), action).target(IdKind::WorkflowRun, run.id),
     )
     .await?;
+    if let Some(agent_id) = run.agent_id {
+        // An agent's run that ends is a TASK in the agent's activity feed.
+        let outcome = if target == RunStatus::Succeeded {
+            "succeeded"
+        } else {
+            "failed"
+        };
+        activity::record(
+            tx,
+            run.tenant_id,
+            NewActivity {
+                agent_id,
+                activity_type: trellis_entity::ActivityType::Task,
+                summary: format!("Run {outcome}"),
+                details: json!({ "status": outcome }),
+                run_id: Some(run.id),
+            },
+            RecordedBy::default(),
+        )
+        .await?;
+    }
     events::run_changed(scope, &run);
     Ok(run)
 }

@@ -322,6 +322,26 @@ async fn the_engine_runs_an_agent_run_to_the_end_and_agent_runs_lists_it() {
     );
     assert_eq!(agent_node["all"]["totalCount"], 2);
     assert_eq!(agent_node["all"]["nodes"][0]["id"], run.as_str());
+
+    // The run's end is a TASK in the agent's activity feed; the pending run has none.
+    let feed = app
+        .ok(
+            Some(&owner.token),
+            "query($s: String!) { agent(slug: $s) { activities { edges { node { type summary details runId recordedBy { id } } } } } }",
+            json!({ "s": "echo" }),
+        )
+        .await;
+    assert_eq!(
+        feed["agent"]["activities"]["edges"],
+        json!([{ "node": {
+            "type": "TASK",
+            "summary": "Run succeeded",
+            "details": { "status": "succeeded" },
+            "runId": run,
+            "recordedBy": null,
+        } }]),
+        "{feed}"
+    );
 }
 
 #[tokio::test]
