@@ -1,4 +1,7 @@
 #![doc = include_str!("../README.md")]
+// The merged root objects' futures are deep: proving them `Send` needs more than the
+// default 128 levels once the schema grows (async-graphql's advice for large schemas).
+#![recursion_limit = "256"]
 
 #[macro_use]
 mod payload;

@@ -163,6 +163,8 @@ pub async fn report_usage(scope: &RequestScope, report: UsageReport) -> Result<R
                  output_tokens, cost_micros, latency_ms, error, reported_by, reported_by_key) \
                SELECT $1, a.tenant_id, a.id, $4, $5, $6, $7, $8, $9, $10, $11 FROM agents a \
                WHERE a.tenant_id = $2 AND a.id = $3 AND a.deleted_at IS NULL \
+                 AND ($4::uuid IS NULL OR EXISTS (SELECT 1 FROM workflow_runs r \
+                   WHERE r.tenant_id = a.tenant_id AND r.id = $4 AND r.agent_id = a.id)) \
                RETURNING tenant_id, agent_id, input_tokens, output_tokens, cost_micros, \
                  latency_ms, error, at), \
              m AS ( \
@@ -194,8 +196,28 @@ pub async fn report_usage(scope: &RequestScope, report: UsageReport) -> Result<R
                 scope.api_key_id().into(),
             ],
         ))
-        .await?
-        .ok_or(Error::NotFound)?;
+        .await?;
+    let Some(row) = row else {
+        // Nothing written: no live agent of the tenant, no such run (another tenant's
+        // reads as one never issued), or a run of the tenant that is not the agent's.
+        let other_agents_run = match report.run_id {
+            Some(run_id) => tx
+                .query_one(stmt(
+                    "SELECT 1 FROM agents a JOIN workflow_runs r ON r.tenant_id = a.tenant_id \
+                     WHERE a.tenant_id = $1 AND a.id = $2 AND a.deleted_at IS NULL \
+                       AND r.id = $3",
+                    [ctx.tenant_id.into(), report.agent_id.into(), run_id.into()],
+                ))
+                .await?
+                .is_some(),
+            None => false,
+        };
+        return Err(if other_agents_run {
+            Error::bad_input("runId", "runId is not a run of this agent")
+        } else {
+            Error::NotFound
+        });
+    };
     let at: DateTime<Utc> = row.try_get("", "at")?;
     // Now that this transaction holds the buckets, their percentiles from every report.
     tx.execute(stmt(

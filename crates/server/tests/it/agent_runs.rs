@@ -123,7 +123,7 @@ fn refusal(data: &Value) -> (String, Value) {
 }
 
 /// One TRANSFORM step: a flow the engine finishes in one move.
-fn echo_steps() -> (Value, Value) {
+pub(crate) fn echo_steps() -> (Value, Value) {
     (
         json!([transform("echo", json!({ "said": "{{ input.say }}" }))]),
         json!([]),

@@ -203,8 +203,13 @@ async fn usage_rolls_into_hourly_and_daily_metrics_with_exact_percentiles() {
 async fn report_usage_takes_runner_keys_and_operators_and_refuses_other_keys() {
     let app = TestApp::new().await;
     let owner = app.owner("usage-keys").await;
-    let agent = create_agent(&app, &owner, "keyed").await;
-    let workflow = crate::runs::active_workflow(&app, &owner, "keyed-flow").await;
+    let (steps, links) = crate::agent_runs::echo_steps();
+    let flow = crate::agent_runs::published_flow(&app, &owner, "keyed-flow", steps, links).await;
+    let (agent, _) =
+        crate::agent_runs::agent_running(&app, &owner, "keyed", &flow, json!({})).await;
+    let run = crate::agent_runs::started(&app, &owner, &agent, json!({ "say": "hi" })).await;
+    // A run that is not the agent's: a plain run of a workflow.
+    let workflow = crate::runs::active_workflow(&app, &owner, "plain-flow").await;
     let data = app
         .ok(
             Some(&owner.token),
@@ -212,7 +217,7 @@ async fn report_usage_takes_runner_keys_and_operators_and_refuses_other_keys() {
             json!({ "w": workflow }),
         )
         .await;
-    let run = text(&data["startRun"]["run"]["id"]);
+    let plain_run = text(&data["startRun"]["run"]["id"]);
     let (runner, runner_id) = app.api_key(&owner, "RUNNER").await;
     let (writer, _) = app.api_key(&owner, "WRITE").await;
     let (reader, _) = app.api_key(&owner, "READ").await;
@@ -229,6 +234,17 @@ async fn report_usage_takes_runner_keys_and_operators_and_refuses_other_keys() {
         )
         .await;
     assert!(body.get("errors").is_none(), "{body:#}");
+    let (_, body) = app
+        .post(
+            Some(&runner),
+            REPORT,
+            json!({ "a": agent, "r": plain_run, "i": 5, "o": 6, "c": 7, "l": 8 }),
+        )
+        .await;
+    assert_eq!(
+        body["data"]["reportUsage"]["userErrors"][0]["field"], "runId",
+        "{body:#}"
+    );
     let body = report(&app, &operator.token, &agent, (1, 1), 1, 1, false).await;
     assert!(body.get("errors").is_none(), "{body:#}");
     // A key without the runner scope is refused, however much else it may do, and so
