@@ -175,6 +175,7 @@ async fn secrets_are_managed_by_admins_and_their_values_never_read_back() {
             "lastUsedAt",
             "name",
             "rotatedAt",
+            "updatedAt",
             "usedBy",
             "version"
         ]
