@@ -416,12 +416,7 @@ impl async_graphql::dataloader::Loader<StepRunsOfRun> for Loader {
         let mut grouped: HashMap<StepRunsOfRun, Self::Value> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
         // One statement per distinct column set (a page asks for one).
-        for columns in distinct(keys.iter().map(|k| k.columns)) {
-            let ids: Vec<Uuid> = keys
-                .iter()
-                .filter(|k| k.columns == columns)
-                .map(|k| k.run_id)
-                .collect();
+        for (columns, ids) in groups(keys, |k| k.columns, |k| k.run_id) {
             let sql = format!(
                 "SELECT {} FROM step_runs s \
                  WHERE s.tenant_id = (SELECT app.current_tenant_id()) AND s.run_id = ANY($1) \
@@ -467,12 +462,7 @@ impl async_graphql::dataloader::Loader<LatestRunsOfWorkflow> for Loader {
         let mut grouped: HashMap<LatestRunsOfWorkflow, Self::Value> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
         // One statement per distinct shape (a page asks for one).
-        for (limit, columns) in distinct(keys.iter().map(|k| (k.limit, k.columns))) {
-            let ids: Vec<Uuid> = keys
-                .iter()
-                .filter(|k| k.limit == limit && k.columns == columns)
-                .map(|k| k.workflow_id)
-                .collect();
+        for ((limit, columns), ids) in groups(keys, |k| (k.limit, k.columns), |k| k.workflow_id) {
             for row in self.latest_runs("workflow_id", ids, limit, columns).await? {
                 let key = LatestRunsOfWorkflow {
                     workflow_id: row.workflow_id,
@@ -505,12 +495,7 @@ impl async_graphql::dataloader::Loader<LatestRunsOfAgent> for Loader {
     ) -> Result<HashMap<LatestRunsOfAgent, Self::Value>, Self::Error> {
         let mut grouped: HashMap<LatestRunsOfAgent, Self::Value> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
-        for (limit, columns) in distinct(keys.iter().map(|k| (k.limit, k.columns))) {
-            let ids: Vec<Uuid> = keys
-                .iter()
-                .filter(|k| k.limit == limit && k.columns == columns)
-                .map(|k| k.agent_id)
-                .collect();
+        for ((limit, columns), ids) in groups(keys, |k| (k.limit, k.columns), |k| k.agent_id) {
             // The agent column groups the rows, whatever the selection reads.
             let read = columns.with(workflow_run::Column::AgentId);
             for row in self.latest_runs("agent_id", ids, limit, read).await? {
@@ -583,12 +568,7 @@ macro_rules! by_id_in_columns {
                 let tx = self.scope.tx().await.map_err(Arc::new)?;
                 let mut found = HashMap::with_capacity(keys.len());
                 // One statement per distinct column set (a request asks for one).
-                for columns in distinct(keys.iter().map(|k| k.columns)) {
-                    let ids: Vec<Uuid> = keys
-                        .iter()
-                        .filter(|k| k.columns == columns)
-                        .map(|k| k.id)
-                        .collect();
+                for (columns, ids) in groups(keys, |k| k.columns, |k| k.id) {
                     let sql = format!(
                         "SELECT {} FROM {} x WHERE x.id = ANY($1) \
                          AND x.tenant_id = (SELECT app.current_tenant_id())",
@@ -619,12 +599,19 @@ by_id_in_columns!(
     StepRunByIdIn => step_run::"step_runs"
 );
 
-/// The distinct values of `items`, in first-seen order.
-fn distinct<T: PartialEq>(items: impl IntoIterator<Item = T>) -> Vec<T> {
-    let mut out = Vec::new();
-    for item in items {
-        if !out.contains(&item) {
-            out.push(item);
+/// The keys grouped by `shape` (what one statement reads for them), in first-seen order,
+/// each with the ids of the keys of that shape, in key order.
+fn groups<K, S: PartialEq>(
+    keys: &[K],
+    shape: impl Fn(&K) -> S,
+    id: impl Fn(&K) -> Uuid,
+) -> Vec<(S, Vec<Uuid>)> {
+    let mut out: Vec<(S, Vec<Uuid>)> = Vec::new();
+    for key in keys {
+        let key_shape = shape(key);
+        match out.iter_mut().find(|(s, _)| *s == key_shape) {
+            Some((_, ids)) => ids.push(id(key)),
+            None => out.push((key_shape, vec![id(key)])),
         }
     }
     out
@@ -650,12 +637,9 @@ impl async_graphql::dataloader::Loader<StatsOfWorkflow> for Loader {
         keys: &[StatsOfWorkflow],
     ) -> Result<HashMap<StatsOfWorkflow, Self::Value>, Self::Error> {
         let mut out = HashMap::with_capacity(keys.len());
-        for (period, from, to) in distinct(keys.iter().map(|k| (k.period, k.from, k.to))) {
-            let ids: Vec<Uuid> = keys
-                .iter()
-                .filter(|k| (k.period, k.from, k.to) == (period, from, to))
-                .map(|k| k.workflow_id)
-                .collect();
+        for ((period, from, to), ids) in
+            groups(keys, |k| (k.period, k.from, k.to), |k| k.workflow_id)
+        {
             let stats =
                 trellis_core::runs::reports::workflows_stats(&self.scope, &ids, period, from, to)
                     .await
@@ -695,12 +679,8 @@ impl async_graphql::dataloader::Loader<MetricsOfAgent> for Loader {
     ) -> Result<HashMap<MetricsOfAgent, Self::Value>, Self::Error> {
         let mut out = HashMap::with_capacity(keys.len());
         // One statement per distinct range (a page asks for one).
-        for (period, from, to) in distinct(keys.iter().map(|k| (k.period, k.from, k.to))) {
-            let ids: Vec<Uuid> = keys
-                .iter()
-                .filter(|k| (k.period, k.from, k.to) == (period, from, to))
-                .map(|k| k.agent_id)
-                .collect();
+        for ((period, from, to), ids) in groups(keys, |k| (k.period, k.from, k.to), |k| k.agent_id)
+        {
             let metrics =
                 trellis_core::agents::usage::agents_metrics(&self.scope, &ids, period, from, to)
                     .await
@@ -765,12 +745,7 @@ impl async_graphql::dataloader::Loader<LatestAlertsOfAgent> for Loader {
         let mut grouped: HashMap<LatestAlertsOfAgent, Self::Value> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
         // One statement per distinct shape (a page asks for one).
-        for (limit, open) in distinct(keys.iter().map(|k| (k.limit, k.open))) {
-            let ids: Vec<Uuid> = keys
-                .iter()
-                .filter(|k| k.limit == limit && k.open == open)
-                .map(|k| k.agent_id)
-                .collect();
+        for ((limit, open), ids) in groups(keys, |k| (k.limit, k.open), |k| k.agent_id) {
             let rows = alert::Model::find_by_statement(trellis_core::scope::stmt(
                 "SELECT x.* FROM unnest($1::uuid[]) AS a(id) CROSS JOIN LATERAL ( \
                    SELECT * FROM alerts x \
@@ -909,12 +884,7 @@ impl async_graphql::dataloader::Loader<LatestActivitiesOfAgent> for Loader {
         let mut grouped: HashMap<LatestActivitiesOfAgent, Self::Value> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
         // One statement per distinct shape (a page asks for one).
-        for (limit, types) in distinct(keys.iter().map(|k| (k.limit, k.types))) {
-            let ids: Vec<Uuid> = keys
-                .iter()
-                .filter(|k| k.limit == limit && k.types == types)
-                .map(|k| k.agent_id)
-                .collect();
+        for ((limit, types), ids) in groups(keys, |k| (k.limit, k.types), |k| k.agent_id) {
             let rows = agent_activity::Model::find_by_statement(trellis_core::scope::stmt(
                 "SELECT x.* FROM unnest($1::uuid[]) AS a(id) CROSS JOIN LATERAL ( \
                    SELECT * FROM agent_activities y \
