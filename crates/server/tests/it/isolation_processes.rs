@@ -141,6 +141,7 @@ async fn fixture(app: &TestApp, slug: &str, key: &str, prompt: &str) -> Fixture 
     )
     .await;
     assert_eq!(status, StatusCode::OK, "{body:#}");
+    crate::processes::logged(app, &owner.token, body["callId"].as_str().unwrap()).await;
     Fixture {
         owner,
         key: key.to_owned(),

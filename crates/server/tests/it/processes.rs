@@ -96,6 +96,29 @@ pub async fn invoke(app: &TestApp, token: &str, variables: Value) -> Value {
     app.ok(Some(token), INVOKE, variables).await["invokeProcess"].clone()
 }
 
+/// Waits until the call `call_id` is in `calls` (a REST call is logged right after its
+/// answer); fails after 10 s.
+pub async fn logged(app: &TestApp, token: &str, call_id: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let data = app
+            .ok(
+                Some(token),
+                "query { calls(first: 100) { nodes { id } } }",
+                json!({}),
+            )
+            .await;
+        if data.to_string().contains(call_id) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "call {call_id} was never logged"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 #[tokio::test]
 async fn versions_move_from_draft_to_production_and_roll_back() {
     let app = TestApp::new().await;
@@ -659,21 +682,15 @@ async fn rest_calls_are_logged_right_after_their_answer() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["cacheHit"], false);
 
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let logged = loop {
-        let data = app
-            .ok(
-                Some(&owner.token),
-                "query { calls { edges { node { id status cacheHit output } } } }",
-                json!({}),
-            )
-            .await;
-        let edges = data["calls"]["edges"].as_array().unwrap().clone();
-        if !edges.is_empty() || std::time::Instant::now() > deadline {
-            break edges;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    logged(&app, &owner.token, body["callId"].as_str().unwrap()).await;
+    let data = app
+        .ok(
+            Some(&owner.token),
+            "query { calls { edges { node { id status cacheHit output } } } }",
+            json!({}),
+        )
+        .await;
+    let logged = data["calls"]["edges"].as_array().unwrap().clone();
     assert_eq!(logged.len(), 1, "the call was never logged");
     let call = &logged[0]["node"];
     assert_eq!(call["id"], body["callId"]);
