@@ -814,6 +814,7 @@ def main() -> int:
                    help="seconds per catalog run (default: --duration)")
     p.add_argument("--secrets-json", help="the JSON line of `cargo bench -p trellis-core --bench secrets`")
     p.add_argument("--processes-json", help="bench/processes.py's results, kept in the results under `processes`")
+    p.add_argument("--agents-json", help="bench/agents.py's results, kept in the results under `agents`")
     cfg = p.parse_args()
     sizes = [int(x) for x in cfg.sizes.split(",")]
     concs = [int(x) for x in cfg.concurrency.split(",")]
@@ -1019,6 +1020,15 @@ def main() -> int:
                 processes_bench = json.load(f)
         except (OSError, ValueError) as e:
             log(f"FAIL: no results of the processes phase in {cfg.processes_json}: {e!r}")
+            return 1
+
+    agents_bench = None
+    if cfg.agents_json:
+        try:
+            with open(cfg.agents_json) as f:
+                agents_bench = json.load(f)
+        except (OSError, ValueError) as e:
+            log(f"FAIL: no results of the agents phase in {cfg.agents_json}: {e!r}")
             return 1
 
     summary = []
@@ -1230,6 +1240,7 @@ def main() -> int:
         } if catalog else None,
         "secrets": secrets_bench,
         "processes": processes_bench,
+        "agents": agents_bench,
     }
     os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
     with open(cfg.out, "w") as f:

@@ -13,6 +13,11 @@
 # runs only it) measures cached process calls against pgbench and a miss's added latency.
 # The matrix phase (bench/matrix.py, BENCH_MATRIX=0 skips it, BENCH_ONLY=matrix runs only
 # it) measures every request shape of issue 19 against its pgbench twin (bench/matrix/).
+# The agents phase (bench/agents.py, BENCH_AGENTS=0 skips it, BENCH_ONLY=agents runs only
+# it) measures the agents dashboard (a tenant's agents with active version, skills, 10
+# latest activities and today's metrics) at 5 and 20 agents against bench/agents.sql:
+# statements per request must not depend on the page (this fails even with
+# BENCH_REPORT_ONLY=1) and req/s must reach half the twin's tps at 8 clients.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -93,10 +98,10 @@ trap 'exit 143' TERM
 
 # BENCH_ONLY=engine runs only the engine phase (below), with no other server started;
 # BENCH_ONLY=processes only the processes phase, BENCH_ONLY=matrix only the matrix phase,
-# each on the main server.
+# BENCH_ONLY=agents only the agents phase, each on the main server.
 ONLY="${BENCH_ONLY:-}"
-if [[ -n "$ONLY" && "$ONLY" != engine && "$ONLY" != processes && "$ONLY" != matrix ]]; then
-    echo "==> BENCH_ONLY=$ONLY: only 'engine', 'processes' and 'matrix' are known" >&2
+if [[ -n "$ONLY" && "$ONLY" != engine && "$ONLY" != processes && "$ONLY" != matrix && "$ONLY" != agents ]]; then
+    echo "==> BENCH_ONLY=$ONLY: only 'engine', 'processes', 'matrix' and 'agents' are known" >&2
     exit 2
 fi
 
@@ -212,6 +217,22 @@ if [[ "${BENCH_MATRIX:-1}" != 0 && ( -z "$ONLY" || "$ONLY" == matrix ) ]]; then
 fi
 [[ "$ONLY" != matrix ]] || exit 0
 
+# The agents dashboard (bench/agents.py, issue 18 §6): a tenant of its own with 20 agents
+# (active version, skills, activities, runs with usage reports), `agents(first: N)` at
+# N = 5 and 20 against its pgbench twin (bench/agents.sql). Results in
+# bench/out/agents.json and, in a full run, in results.json under `agents`.
+# BENCH_AGENTS=0 skips it; BENCH_ONLY=agents runs only it.
+AGENTS_ARGS=()
+if [[ "${BENCH_AGENTS:-1}" != 0 && ( -z "$ONLY" || "$ONLY" == agents ) ]]; then
+    mkdir -p "$(dirname "$OUT")"
+    python3 "$ROOT/bench/agents.py" --url "$URL" --pid "$SERVER_PID" \
+        --pg-pidfile "$DATA_DIR/pg/postmaster.pid" --out "$(dirname "$OUT")/agents.json" &
+    BENCH_PID=$!
+    wait "$BENCH_PID"
+    AGENTS_ARGS=(--agents-json "$(dirname "$OUT")/agents.json")
+fi
+[[ "$ONLY" != agents ]] || exit 0
+
 # Then workflow graphs (bench/workflows.py: save+publish of 250/500/1,000 steps and the
 # workflow list's statements), then the dashboard. Each runs in the background and is
 # waited for, so that a signal to this script runs the clean-up at once instead of
@@ -241,6 +262,6 @@ fi
 [[ "${BENCH_DASHBOARD:-1}" != 0 ]] || exit 0
 python3 "$ROOT/bench/bench.py" --url "$URL" --pid "$SERVER_PID" \
     --pg-pidfile "$DATA_DIR/pg/postmaster.pid" --out "$OUT" ${SECRETS_ARGS[@]+"${SECRETS_ARGS[@]}"} \
-    ${PROCESSES_ARGS[@]+"${PROCESSES_ARGS[@]}"} "$@" &
+    ${PROCESSES_ARGS[@]+"${PROCESSES_ARGS[@]}"} ${AGENTS_ARGS[@]+"${AGENTS_ARGS[@]}"} "$@" &
 BENCH_PID=$!
 wait "$BENCH_PID"
