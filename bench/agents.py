@@ -55,6 +55,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench import (  # noqa: E402
     CREATE_KEY,
+    Client,
     GraphQLError,
     find_pgbench,
     jwt_claims,
@@ -68,10 +69,20 @@ from bench import (  # noqa: E402
     rss_kb,
     run_pool,
     thread_client,
-    Client,
 )
 from matrix import psql_twin, twin_statements  # noqa: E402
-from runs import ACTIVATE, CREATE_WORKFLOW, PUBLISH, SAVE, chain, fmt, owner_tenant, psql_path, summarize, table  # noqa: E402
+from runs import (  # noqa: E402
+    ACTIVATE,
+    CREATE_WORKFLOW,
+    PUBLISH,
+    SAVE,
+    chain,
+    fmt,
+    owner_tenant,
+    psql_path,
+    summarize,
+    table,
+)
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -93,7 +104,8 @@ CREATE_VERSION = ("mutation($i:CreateAgentVersionInput!){ createAgentVersion(inp
                   "userErrors{ field message } } }")
 ACTIVATE_VERSION = ("mutation($i:IdInput!){ activateAgentVersion(input:$i){ version{ status } "
                     "agent{ activeVersion{ id } } userErrors{ field message } } }")
-CREATE_SKILL = "mutation($i:CreateSkillInput!){ createSkill(input:$i){ skill{ id key status } userErrors{ field message } } }"
+CREATE_SKILL = ("mutation($i:CreateSkillInput!){ createSkill(input:$i){ skill{ id key status } "
+                "userErrors{ field message } } }")
 INSTALL_SKILL = ("mutation($i:InstallSkillInput!){ installSkill(input:$i){ installation{ id skillVersion } "
                  "userErrors{ field message } } }")
 RECORD_ACTIVITY = ("mutation($i:RecordAgentActivityInput!){ recordAgentActivity(input:$i){ activity{ id } "
