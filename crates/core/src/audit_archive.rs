@@ -361,6 +361,19 @@ pub fn months(tenant_dir: &Path) -> anyhow::Result<Vec<String>> {
     Ok(months)
 }
 
+/// Deletes a tenant's directory of the archive with every file in it, when its purge
+/// has deleted the tenant's rows; returns how many month files it held (0 when it had
+/// none).
+pub fn remove_tenant(dir: &Path, tenant_id: Uuid) -> anyhow::Result<u64> {
+    let tenant_dir = tenant_dir(dir, tenant_id);
+    let files = months(&tenant_dir)?.len() as u64;
+    match std::fs::remove_dir_all(&tenant_dir) {
+        Ok(()) => Ok(files),
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(0),
+        Err(err) => Err(err).with_context(|| format!("removing {}", tenant_dir.display())),
+    }
+}
+
 /// Reads a file: its header and events, each line parsed (not verified).
 pub fn read_file(path: &Path) -> anyhow::Result<ArchiveFile> {
     let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;

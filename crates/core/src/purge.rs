@@ -14,11 +14,12 @@
 //!
 //! Each batch commits on its own and the log row stays until the end, so a purge cut
 //! short (a crash, a deploy) is taken up again by the next pass where it stopped. The
-//! MongoDB log documents go next, and last `app.finish_tenant_purge` deletes the
-//! tenant row itself, only when no row with its id is left anywhere, and marks the log
-//! row finished. The log row outlives the tenant; the application cannot read it.
+//! MongoDB log documents go next, then the tenant's audit archive files, and last
+//! `app.finish_tenant_purge` deletes the tenant row itself, only when no row with its
+//! id is left anywhere, and marks the log row finished. The log row outlives the tenant; the application cannot read it.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use sea_orm::{ConnectionTrait, FromQueryResult};
 use trellis_entity::Role;
@@ -68,6 +69,8 @@ pub struct PurgePass {
     pub rows_deleted: u64,
     /// Log documents deleted in MongoDB.
     pub logs_deleted: u64,
+    /// Files of the audit archive deleted.
+    pub archive_files_deleted: u64,
 }
 
 /// A foreign key between two tables, for the deletion order.
@@ -168,12 +171,14 @@ pub async fn tenant_tables(db: &AppDb) -> Result<Vec<PurgeTable>> {
 }
 
 /// A tenant's purge: begins it (or takes it up again), deletes its rows batch by
-/// batch, its MongoDB logs, then the tenant row. Returns what it did, with `purged`
+/// batch, its MongoDB logs, its audit archive files under `archive_dir`, then the
+/// tenant row. Returns what it did, with `purged`
 /// 1 when the tenant is gone; 0 when `limits.max_batches` stopped it first, or when
 /// the tenant is not due (restored, or not deleted long enough).
 pub async fn purge_tenant(
     db: &AppDb,
     logs: &LogStore,
+    archive_dir: Option<&Path>,
     tenant_id: Uuid,
     tables: &[PurgeTable],
     limits: PurgeLimits,
@@ -259,6 +264,15 @@ pub async fn purge_tenant(
         RequestScope::finish_shared(scope, true).await?;
     }
     done.logs_deleted = logs.purge_tenant(tenant_id).await?;
+    if let Some(dir) = archive_dir {
+        let dir = dir.to_owned();
+        done.archive_files_deleted = tokio::task::spawn_blocking(move || {
+            crate::audit_archive::remove_tenant(&dir, tenant_id)
+        })
+        .await
+        .map_err(|err| Error::Internal(err.into()))?
+        .map_err(Error::Internal)?;
+    }
     let finished = db
         .pool()
         .query_one(stmt(
@@ -279,9 +293,15 @@ pub async fn purge_tenant(
 }
 
 /// One pass over the tenants due for purge (deleted more than `limits.purge_days`
-/// ago, or with a purge left unfinished). One tenant's failure is logged and counted,
-/// and the others go on.
-pub async fn purge_pass(db: &AppDb, logs: &LogStore, limits: PurgeLimits) -> Result<PurgePass> {
+/// ago, or with a purge left unfinished), their audit archive files under
+/// `archive_dir` included. One tenant's failure is logged and counted, and the others
+/// go on.
+pub async fn purge_pass(
+    db: &AppDb,
+    logs: &LogStore,
+    archive_dir: Option<&Path>,
+    limits: PurgeLimits,
+) -> Result<PurgePass> {
     #[derive(FromQueryResult)]
     struct Id {
         id: Uuid,
@@ -298,12 +318,13 @@ pub async fn purge_pass(db: &AppDb, logs: &LogStore, limits: PurgeLimits) -> Res
     }
     let tables = tenant_tables(db).await?;
     for Id { id } in due {
-        match purge_tenant(db, logs, id, &tables, limits).await {
+        match purge_tenant(db, logs, archive_dir, id, &tables, limits).await {
             Ok(done) => {
                 pass.tenants += done.tenants;
                 pass.purged += done.purged;
                 pass.rows_deleted += done.rows_deleted;
                 pass.logs_deleted += done.logs_deleted;
+                pass.archive_files_deleted += done.archive_files_deleted;
                 if done.purged == 1 {
                     tracing::warn!(tenant = %id, rows = done.rows_deleted, "tenant purged");
                 }

@@ -432,11 +432,10 @@ pub fn spawn_scheduler(config: &Config, state: &AppState) -> Option<tokio::task:
 /// Starts the background maintenance: the log store's outbox replay or purge, throttle
 /// purges, tenant upkeep (run retention, expired invitations and idempotency keys),
 /// account upkeep (spent credentials), the purge of tenants deleted past their grace
-/// period, the audit archive (events past their retention, to files), and process upkeep (expired cache entries and
-/// call payloads), each tenant's or user's in its own transaction under RLS, on the
-/// application pool; and, when an admin URL is known, the report rollups on the owner
-/// connection.
-pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Option<&str>) {
+/// period, the audit archive (events past their retention, to files), process upkeep
+/// (expired cache entries and call payloads) and the report rollups of closed periods,
+/// each tenant's or user's in its own transaction under RLS, on the application pool.
+pub fn spawn_maintenance(config: &Config, state: &AppState) {
     let every = std::time::Duration::from_secs(config.maintenance_interval.max(1));
     tokio::spawn(state.logs.clone().maintain(state.db.pool().clone(), every));
     let db = state.db.clone();
@@ -501,7 +500,7 @@ pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Opt
                     tracing::warn!(error = ?err, "account upkeep failed");
                 }
             }
-            match trellis_core::purge::purge_pass(&db, &logs, purge).await {
+            match trellis_core::purge::purge_pass(&db, &logs, Some(&archive.dir), purge).await {
                 Ok(pass) => {
                     telemetry::maintenance_pass(
                         "tenant_purge",
@@ -553,31 +552,19 @@ pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Opt
                     tracing::warn!(error = ?err, "process upkeep failed");
                 }
             }
-        }
-    });
-    let Some(admin_url) = admin_url else {
-        tracing::info!("no admin URL: report rollups are not scheduled");
-        return;
-    };
-    let owner = match bootstrap::open_as_owner(admin_url, &db_names(config)).await {
-        Ok(owner) => owner,
-        Err(err) => {
-            tracing::warn!(error = %err, "report rollups are not scheduled");
-            return;
-        }
-    };
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        loop {
-            tick.tick().await;
             // Rollups of the closed periods of the last two months; older ones exist.
             let now = chrono::Utc::now();
             let job = trellis_core::runs::reports::ReportJob {
                 since: Some(now - chrono::Duration::days(62)),
                 ..Default::default()
             };
-            match trellis_core::runs::reports::write_reports(&owner, now, &job).await {
-                Ok(_) => telemetry::maintenance_pass("report_rollup", 0),
+            match trellis_core::runs::reports::write_reports(&db, now, &job).await {
+                Ok(pass) => {
+                    telemetry::maintenance_pass("report_rollup", pass.written);
+                    if pass.failed > 0 {
+                        telemetry::maintenance_failure("report_rollup");
+                    }
+                }
                 Err(err) => {
                     telemetry::maintenance_failure("report_rollup");
                     tracing::warn!(error = ?err, "report rollup failed");

@@ -293,7 +293,7 @@ async fn serve_on(config: &Config, db: &Database) -> Result<ExitCode> {
         cors_origins: config.cors_origins.clone(),
         metrics_route: config.metrics_listen.is_none() && !config.is_production(),
     };
-    app::spawn_maintenance(config, &state, db.admin_url.as_deref()).await;
+    app::spawn_maintenance(config, &state);
     if config.executor {
         // Stopped with the process: every move it makes is its own transaction, and a
         // run cut off mid-move is taken over once its lease runs out.

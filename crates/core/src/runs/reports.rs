@@ -28,13 +28,13 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Datelike, Days, Months, NaiveDate, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, QueryResult, Value};
+use sea_orm::{ConnectionTrait, QueryResult, Value};
 use serde_json::{json, Value as Json};
 use trellis_entity::{step_run, workflow_run, Role, StepRunStatus};
 use uuid::Uuid;
 
 use crate::scope::{stmt, RequestScope};
-use crate::{Error, Result};
+use crate::{AppDb, Error, Result};
 
 /// The most buckets one report returns.
 pub const MAX_BUCKETS: usize = 400;
@@ -445,6 +445,8 @@ pub struct ReportPass {
     pub written: u64,
     /// Statements that wrote them.
     pub batches: u64,
+    /// Tenants whose rollups failed (logged; retried on the next pass).
+    pub failed: u64,
 }
 
 /// Writes `workflow_reports` rollups for every closed period (its end at or before
@@ -453,63 +455,94 @@ pub struct ReportPass {
 /// unless `job.recompute`. Works tenant by tenant and at most `job.batch` rollups per
 /// statement, in keyset order of (period start, workflow).
 ///
-/// It runs on the owner connection (BYPASSRLS), like the retention job, because it
-/// crosses tenants: it lists them and writes rows for each. Every statement names its
-/// one tenant, reads only that tenant's runs and writes rows with that tenant's id.
-pub async fn write_reports(
-    owner: &DatabaseConnection,
-    now: DateTime<Utc>,
-    job: &ReportJob,
-) -> Result<ReportPass> {
+/// The tenants with runs since `job.since` come from `app.tenants_with_runs_since`
+/// (ids only); every batch then runs in its tenant's own transaction under RLS as
+/// [`crate::Principal::Upkeep`], like the other maintenance jobs. One tenant's failure
+/// is logged and counted in [`ReportPass::failed`], and the others go on.
+pub async fn write_reports(db: &AppDb, now: DateTime<Utc>, job: &ReportJob) -> Result<ReportPass> {
+    let since = job.since.unwrap_or_else(floor);
     let tenants: Vec<Uuid> = match job.tenant_id {
         Some(id) => vec![id],
-        None => owner
-            .query_all(stmt("SELECT id FROM tenants ORDER BY id", []))
+        None => db
+            .pool()
+            .query_all(stmt(
+                "SELECT t AS id FROM app.tenants_with_runs_since($1, $2) AS t",
+                [since.into(), MAX_TENANTS_PER_PASS.into()],
+            ))
             .await?
             .iter()
             .map(|row| row.try_get("", "id"))
             .collect::<std::result::Result<_, _>>()?,
     };
-    let batch = i64::try_from(job.batch.max(1)).unwrap_or(i64::MAX);
     let mut pass = ReportPass::default();
     for tenant in tenants {
-        for period in Period::ALL {
-            let closed_before = period.start_of(now);
-            let since = job.since.map(|s| period.start_of(s)).unwrap_or_else(floor);
-            if since >= closed_before {
-                continue;
+        match tenant_reports(db, tenant, now, job).await {
+            Ok(done) => {
+                pass.written += done.written;
+                pass.batches += done.batches;
             }
-            let mut after: (DateTime<Utc>, Uuid) = (floor(), Uuid::nil());
-            loop {
-                let rows = owner
-                    .query_all(stmt(
-                        &rollup_sql(period),
-                        [
-                            tenant.into(),
-                            since.into(),
-                            closed_before.into(),
-                            batch.into(),
-                            job.recompute.into(),
-                            after.0.into(),
-                            after.1.into(),
-                        ],
-                    ))
-                    .await?;
-                if rows.is_empty() {
-                    break;
-                }
-                pass.batches += 1;
-                pass.written += rows.len() as u64;
-                for row in &rows {
-                    let key = (
-                        row.try_get("", "period_start")?,
-                        row.try_get("", "workflow_id")?,
-                    );
-                    after = after.max(key);
-                }
-                if (rows.len() as i64) < batch {
-                    break;
-                }
+            Err(err) => {
+                pass.failed += 1;
+                tracing::warn!(tenant = %tenant, error = ?err, "report rollup failed");
+            }
+        }
+    }
+    Ok(pass)
+}
+
+/// The most tenants one pass of the rollup job visits; the rest wait for the next pass.
+const MAX_TENANTS_PER_PASS: i32 = 10_000;
+
+/// Every rollup due in one tenant, one transaction per batch.
+async fn tenant_reports(
+    db: &AppDb,
+    tenant: Uuid,
+    now: DateTime<Utc>,
+    job: &ReportJob,
+) -> Result<ReportPass> {
+    let batch = i64::try_from(job.batch.max(1)).unwrap_or(i64::MAX);
+    let mut pass = ReportPass::default();
+    for period in Period::ALL {
+        let closed_before = period.start_of(now);
+        let since = job.since.map(|s| period.start_of(s)).unwrap_or_else(floor);
+        if since >= closed_before {
+            continue;
+        }
+        let mut after: (DateTime<Utc>, Uuid) = (floor(), Uuid::nil());
+        loop {
+            let scope = RequestScope::for_upkeep(db.clone(), tenant);
+            scope.require(Role::Viewer).await?;
+            let rows = scope
+                .tx()
+                .await?
+                .query_all(stmt(
+                    &rollup_sql(period),
+                    [
+                        tenant.into(),
+                        since.into(),
+                        closed_before.into(),
+                        batch.into(),
+                        job.recompute.into(),
+                        after.0.into(),
+                        after.1.into(),
+                    ],
+                ))
+                .await?;
+            RequestScope::finish_shared(scope, true).await?;
+            if rows.is_empty() {
+                break;
+            }
+            pass.batches += 1;
+            pass.written += rows.len() as u64;
+            for row in &rows {
+                let key = (
+                    row.try_get("", "period_start")?,
+                    row.try_get("", "workflow_id")?,
+                );
+                after = after.max(key);
+            }
+            if (rows.len() as i64) < batch {
+                break;
             }
         }
     }

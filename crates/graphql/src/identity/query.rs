@@ -104,7 +104,11 @@ pub struct TenantFilter {
     pub statuses: Option<Vec<TenantStatus>>,
     /// Matches slug or name, case-insensitively.
     pub search: Option<String>,
-    /// Include soft-deleted tenants (default false).
+    /// Only deleted tenants (true), like the other lists' filter: those an owner can
+    /// still restore and those waiting for their purge; false when omitted.
+    #[graphql(default)]
+    pub deleted: bool,
+    /// Also list soft-deleted tenants (default false).
     pub include_deleted: Option<bool>,
 }
 

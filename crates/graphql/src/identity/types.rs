@@ -952,7 +952,9 @@ impl List for Tenant {
         mut select: Select<tenant::Entity>,
         filter: TenantFilter,
     ) -> trellis_core::Result<Select<tenant::Entity>> {
-        if !filter.include_deleted.unwrap_or(false) {
+        if filter.deleted {
+            select = select.filter(tenant::Column::DeletedAt.is_not_null());
+        } else if !filter.include_deleted.unwrap_or(false) {
             select = select.filter(tenant::Column::DeletedAt.is_null());
         }
         if let Some(statuses) = filter.statuses {

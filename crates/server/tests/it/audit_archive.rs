@@ -14,6 +14,7 @@ use serde_json::{json, Value};
 use trellis_core::audit_archive::{
     archive_pass, read_file, verify_tenant, ArchivePass, ArchiveSettings,
 };
+use trellis_core::purge::{purge_pass, PurgeLimits};
 use trellis_core::scope::stmt;
 use uuid::Uuid;
 
@@ -599,7 +600,7 @@ async fn the_maintenance_loop_archives_and_counts_in_metrics() {
             dir.to_str().unwrap(),
         ],
     );
-    trellis_server::app::spawn_maintenance(&config, &app.state, None).await;
+    trellis_server::app::spawn_maintenance(&config, &app.state);
     let mut archived = false;
     for _ in 0..100 {
         if table_events(&admin, a.tenant_uuid()).await.len() == 2 {
@@ -633,5 +634,44 @@ async fn the_maintenance_loop_archives_and_counts_in_metrics() {
         counter("trellis_audit_archive_files_total") >= 2.0,
         "{metrics}"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_purge_deletes_the_tenants_archive_files_only() {
+    let app = TestApp::new().await;
+    let gone = app.owner("archive-purged").await;
+    let kept = app.owner("archive-kept").await;
+    let admin = app.db.admin().await;
+    old_history(&admin, gone.tenant_uuid()).await;
+    old_history(&admin, kept.tenant_uuid()).await;
+    let dir = archive_dir();
+    let archived = archive_pass(&app.state.db, &settings(&dir), None)
+        .await
+        .unwrap();
+    assert_eq!(archived.files_written, 4);
+
+    crate::purge::delete_tenant(&app, &gone, "archive-purged").await;
+    crate::purge::backdate(&app, gone.tenant_uuid(), 31).await;
+    let pass = purge_pass(
+        &app.state.db,
+        &app.state.logs,
+        Some(&dir),
+        PurgeLimits::default(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (pass.purged, pass.archive_files_deleted),
+        (1, 2),
+        "{pass:?}"
+    );
+    assert!(!dir.join(gone.tenant_uuid().to_string()).exists());
+    // The other tenant's files are all there and its chain still verifies.
+    let verified = verify_tenant(&app.state.db, &dir, kept.tenant_uuid())
+        .await
+        .unwrap();
+    assert_eq!(verified.problem, None);
+    assert_eq!((verified.files, verified.archived_events), (2, 4));
     let _ = std::fs::remove_dir_all(&dir);
 }

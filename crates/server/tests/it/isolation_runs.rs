@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::isolation_workflows::{constraint, count, made_up, sqlstate, uuid};
 use crate::runs::{active_workflow, claim, end_run, step};
-use crate::support::{as_app, db_names, Member, TestApp};
+use crate::support::{as_app, Member, TestApp};
 
 const RUN_TABLES: [&str; 4] = [
     "workflow_runs",
@@ -165,17 +165,14 @@ async fn fixture(app: &TestApp, slug: &str) -> Fixture {
         .await
         .unwrap();
     admin.close().await.unwrap();
-    let owner_db =
-        trellis_server::bootstrap::open_as_owner(&app.db.admin_url, &db_names(&app.db.name))
-            .await
-            .unwrap();
     let job = ReportJob {
         tenant_id: Some(owner.tenant_uuid()),
         ..Default::default()
     };
-    let pass = write_reports(&owner_db, Utc::now(), &job).await.unwrap();
+    let pass = write_reports(&app.state.db, Utc::now(), &job)
+        .await
+        .unwrap();
     assert_eq!(pass.written, 3, "a day, a week and a month");
-    owner_db.close().await.unwrap();
     Fixture {
         owner,
         runner,

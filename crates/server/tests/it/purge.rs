@@ -152,7 +152,7 @@ async fn populate(app: &TestApp, owner: &Member, tag: &str) {
     }
 }
 
-async fn delete_tenant(app: &TestApp, owner: &Member, slug: &str) {
+pub(crate) async fn delete_tenant(app: &TestApp, owner: &Member, slug: &str) {
     let data = app
         .ok(
             Some(&owner.token),
@@ -163,7 +163,7 @@ async fn delete_tenant(app: &TestApp, owner: &Member, slug: &str) {
     assert_eq!(data["deleteTenant"]["userErrors"], json!([]), "{data}");
 }
 
-async fn backdate(app: &TestApp, tenant: Uuid, days: i32) {
+pub(crate) async fn backdate(app: &TestApp, tenant: Uuid, days: i32) {
     app.db
         .admin()
         .await
@@ -237,7 +237,7 @@ async fn a_purged_tenant_leaves_no_row_in_any_table_and_others_are_untouched() {
     delete_tenant(&app, &gone, "purge-gone").await;
     let limits = PurgeLimits::default();
     // Inside the grace period nothing happens.
-    let idle = purge_pass(&app.state.db, &app.state.logs, limits)
+    let idle = purge_pass(&app.state.db, &app.state.logs, None, limits)
         .await
         .unwrap();
     assert_eq!(idle, PurgePass::default());
@@ -249,7 +249,7 @@ async fn a_purged_tenant_leaves_no_row_in_any_table_and_others_are_untouched() {
         max_batches: Some(1),
         ..limits
     };
-    let first = purge_pass(&app.state.db, &app.state.logs, cut)
+    let first = purge_pass(&app.state.db, &app.state.logs, None, cut)
         .await
         .unwrap();
     assert_eq!(
@@ -290,6 +290,7 @@ async fn a_purged_tenant_leaves_no_row_in_any_table_and_others_are_untouched() {
     let rest = purge_pass(
         &app.state.db,
         &app.state.logs,
+        None,
         PurgeLimits {
             batch: 50,
             ..limits
@@ -329,7 +330,7 @@ async fn a_purged_tenant_leaves_no_row_in_any_table_and_others_are_untouched() {
         .await;
     assert_eq!(again["createTenant"]["userErrors"], json!([]), "{again}");
     // Nothing is left to do.
-    let idle = purge_pass(&app.state.db, &app.state.logs, limits)
+    let idle = purge_pass(&app.state.db, &app.state.logs, None, limits)
         .await
         .unwrap();
     assert_eq!(idle, PurgePass::default());
@@ -452,6 +453,58 @@ async fn an_owner_restores_a_deleted_tenant_unless_its_slug_was_taken() {
     let owner = app.owner("restore-me").await;
     let admin_member = app.member(&owner, "admin@restore.test", "ADMIN").await;
     delete_tenant(&app, &owner, "restore-me").await;
+
+    // Its owner finds it (and when it was deleted) among their memberships, and a
+    // platform admin among the deleted tenants, which the default list leaves out.
+    let mine = app
+        .ok(
+            Some(&owner.token),
+            "{ viewer { memberships { role tenant { id deletedAt } } } }",
+            json!({}),
+        )
+        .await;
+    let found = &mine["viewer"]["memberships"][0];
+    assert_eq!(
+        (&found["role"], &found["tenant"]["id"]),
+        (&json!("OWNER"), &json!(owner.tenant_id)),
+        "{mine}"
+    );
+    assert!(found["tenant"]["deletedAt"].is_string(), "{mine}");
+    let root = app.sign_up("root@restore.test").await;
+    app.db
+        .admin()
+        .await
+        .execute_unprepared(
+            "UPDATE users SET platform_role = 'platform_admin' WHERE email = 'root@restore.test'",
+        )
+        .await
+        .unwrap();
+    let listed = |deleted: bool| {
+        let token = root.token.clone();
+        let app = &app;
+        async move {
+            let data = app
+                .ok(
+                    Some(&token),
+                    "query($d: Boolean!) { tenants(filter: {deleted: $d}) { nodes { slug deletedAt } } }",
+                    json!({ "d": deleted }),
+                )
+                .await;
+            data["tenants"]["nodes"].clone()
+        }
+    };
+    let gone = listed(true).await;
+    assert_eq!(gone.as_array().unwrap().len(), 1, "{gone}");
+    assert_eq!(gone[0]["slug"], "restore-me");
+    assert!(gone[0]["deletedAt"].is_string());
+    let live = listed(false).await;
+    assert!(
+        live.as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["slug"] != "restore-me"),
+        "{live}"
+    );
 
     // An admin is not an owner; a stranger does not see it; both NOT_FOUND.
     let stranger = app.sign_up("stranger@restore.test").await;
@@ -714,7 +767,7 @@ async fn a_purge_deletes_the_tenants_mongodb_logs_only() {
     }
     delete_tenant(&app, &gone, "mongo-gone").await;
     backdate(&app, gone.tenant_uuid(), 31).await;
-    let pass = purge_pass(&app.state.db, &store, PurgeLimits::default())
+    let pass = purge_pass(&app.state.db, &store, None, PurgeLimits::default())
         .await
         .unwrap();
     assert_eq!((pass.purged, pass.logs_deleted), (1, 3), "{pass:?}");

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection};
+use sea_orm::ConnectionTrait;
 use serde_json::{json, Value};
 use trellis_core::runs::reports::{self, write_reports, Period, ReportJob, ReportPass};
 use trellis_core::scope::stmt;
@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::isolation_workflows::{made_up, uuid};
 use crate::runs::{active_workflow, claim, end_run};
-use crate::support::{db_names, Member, TestApp};
+use crate::support::{Member, TestApp};
 
 const START: &str = "mutation($w: ID!, $sim: Boolean) { startRun(input: {workflowId: $w, simulation: $sim}) { run { id } userErrors { code message } } }";
 const CANCEL: &str =
@@ -390,12 +390,6 @@ fn check_stats(seeded: &Seeded, workflow: usize, period: Period, got: &[Value], 
     }
 }
 
-async fn owner_db(app: &TestApp) -> DatabaseConnection {
-    trellis_server::bootstrap::open_as_owner(&app.db.admin_url, &db_names(&app.db.name))
-        .await
-        .unwrap()
-}
-
 /// Every rollup row of a tenant, as the owner sees them.
 async fn rollups(app: &TestApp, tenant: Uuid) -> Value {
     let admin = app.db.admin().await;
@@ -623,7 +617,6 @@ async fn closed_periods_come_from_rollups_and_the_open_one_from_raw_runs() {
     let seeded = seed(&app, "reports-rollups", now).await;
     let tenant = seeded.owner.tenant_uuid();
     let (token, w) = (seeded.owner.token.as_str(), seeded.workflows[0].as_str());
-    let owner = owner_db(&app).await;
     let before = stats(
         &app,
         token,
@@ -636,26 +629,32 @@ async fn closed_periods_come_from_rollups_and_the_open_one_from_raw_runs() {
 
     // Only periods that ended by `now` are written: on 2025-03-06 that is two days of
     // workflow 0 and one of workflow 1, and no week or month. Two rows a statement.
-    let pass = write_reports(&owner, at("2025-03-06T00:00:00Z"), &job(None, 2, false))
-        .await
-        .unwrap();
+    let pass = write_reports(
+        &app.state.db,
+        at("2025-03-06T00:00:00Z"),
+        &job(None, 2, false),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         pass,
         ReportPass {
             written: 3,
-            batches: 2
+            batches: 2,
+            failed: 0
         }
     );
     // Today: the rest of the closed periods, except those of April (a run is still
     // pending) and the open day, week and month.
-    let pass = write_reports(&owner, Utc::now(), &job(None, 2, false))
+    let pass = write_reports(&app.state.db, Utc::now(), &job(None, 2, false))
         .await
         .unwrap();
     assert_eq!(
         pass,
         ReportPass {
             written: 6,
-            batches: 4
+            batches: 4,
+            failed: 0
         }
     );
     let written = rollups(&app, tenant).await;
@@ -726,7 +725,7 @@ async fn closed_periods_come_from_rollups_and_the_open_one_from_raw_runs() {
     );
 
     // A second run changes nothing.
-    let again = write_reports(&owner, Utc::now(), &job(None, 2, false))
+    let again = write_reports(&app.state.db, Utc::now(), &job(None, 2, false))
         .await
         .unwrap();
     assert_eq!(again.written, 0);
@@ -800,14 +799,15 @@ async fn closed_periods_come_from_rollups_and_the_open_one_from_raw_runs() {
     )
     .await;
     assert_eq!(april(&month), (json!(2), json!(1)));
-    let pass = write_reports(&owner, Utc::now(), &job(Some(tenant), 100, false))
+    let pass = write_reports(&app.state.db, Utc::now(), &job(Some(tenant), 100, false))
         .await
         .unwrap();
     assert_eq!(
         pass,
         ReportPass {
             written: 3,
-            batches: 3
+            batches: 3,
+            failed: 0
         },
         "April's day, week and month"
     );
@@ -826,7 +826,7 @@ async fn closed_periods_come_from_rollups_and_the_open_one_from_raw_runs() {
 
     // Recomputing rewrites every closed rollup from raw runs, repairing the tampered
     // one; the open week's row is not the job's and stays ignored.
-    let pass = write_reports(&owner, Utc::now(), &job(None, 500, true))
+    let pass = write_reports(&app.state.db, Utc::now(), &job(None, 500, true))
         .await
         .unwrap();
     assert_eq!(pass.written, 12);
@@ -928,15 +928,14 @@ async fn stats_and_rollups_never_cross_tenants() {
     let a = seed(&app, "reports-alpha", now).await;
     let b = seed(&app, "reports-bravo", now).await;
     let (ta, tb) = (a.owner.tenant_uuid(), b.owner.tenant_uuid());
-    let owner = owner_db(&app).await;
 
     // A job for one tenant writes only that tenant's rollups.
-    let pass = write_reports(&owner, Utc::now(), &job(Some(ta), 100, false))
+    let pass = write_reports(&app.state.db, Utc::now(), &job(Some(ta), 100, false))
         .await
         .unwrap();
     assert_eq!(pass.written, 9);
     assert_eq!(rollups(&app, tb).await, json!([]));
-    let pass = write_reports(&owner, Utc::now(), &job(None, 100, false))
+    let pass = write_reports(&app.state.db, Utc::now(), &job(None, 100, false))
         .await
         .unwrap();
     assert_eq!(pass.written, 9, "tenant B's own rollups");
@@ -1080,7 +1079,6 @@ async fn a_page_of_workflows_reads_its_stats_in_constant_statements() {
     let app = TestApp::new().await;
     let seeded = seed(&app, "reports-page", Utc::now()).await;
     let token = seeded.owner.token.as_str();
-    let owner = owner_db(&app).await;
     const FIGURES: &str =
         "periodStart total succeeded failed cancelled averageDurationMs p95DurationMs";
     let page = format!(
@@ -1093,7 +1091,7 @@ async fn a_page_of_workflows_reads_its_stats_in_constant_statements() {
     // reads alone, which is what was seeded, and the page costs the same at any size.
     for rolled_up in [false, true] {
         if rolled_up {
-            write_reports(&owner, Utc::now(), &job(None, 100, false))
+            write_reports(&app.state.db, Utc::now(), &job(None, 100, false))
                 .await
                 .unwrap();
         }
