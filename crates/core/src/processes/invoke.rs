@@ -203,6 +203,14 @@ struct Resolved {
     retry_after: Option<i32>,
 }
 
+/// A provider's answer to a miss: its completion and the output, or the error, and
+/// what getting it took.
+struct Completed {
+    attempts: u32,
+    provider_latency: Duration,
+    result: Result<(providers::Completion, Json)>,
+}
+
 /// The cache key of a call of a published version.
 #[derive(Clone, Debug)]
 struct CacheKey {
@@ -454,7 +462,23 @@ impl Invoker {
         } else {
             None
         };
-        RequestScope::finish_shared(scope, true).await?;
+        // A claimant commits while the provider answers: nothing it does waits for the
+        // commit (a caller after the same entry waits on the claim's row lock until
+        // then), and no answer goes out unless the commit (the admission, the claim)
+        // succeeded.
+        let commit = RequestScope::finish_shared(scope, true);
+        let (committed, outcome) = match provider {
+            Some(Ok(provider)) => {
+                let (committed, outcome) = tokio::join!(
+                    commit,
+                    self.complete(provider.as_ref(), &resolved, rendered.clone())
+                );
+                (committed, Some(outcome))
+            }
+            Some(Err(err)) => (commit.await, Some(Err(err))),
+            None => (commit.await, None),
+        };
+        committed?;
 
         // Only a cached call can find another caller's claim.
         if let (false, Some(key)) = (claimed, &cache_key) {
@@ -471,35 +495,24 @@ impl Invoker {
                 return Ok((invoked(&record, &resolved, output, created_at), None));
             }
         }
-        let provider = match provider {
-            Some(provider) => provider,
+        let completed = match outcome {
+            Some(completed) => completed,
             None => {
                 // The claim we waited on lapsed: answer ourselves.
                 let scope = RequestScope::new(self.db.clone(), principal.clone(), meta.clone());
                 let provider = self.provider(&scope, &resolved).await;
                 RequestScope::finish_shared(scope, true).await?;
-                provider
+                match provider {
+                    Ok(provider) => self.complete(provider.as_ref(), &resolved, rendered).await,
+                    Err(err) => Err(err),
+                }
             }
         };
-
-        let outcome = match provider {
-            Ok(provider) => {
-                let messages = messages(rendered);
-                let settings = model_settings(&resolved);
-                let retried =
-                    providers::call_with_retries(provider.as_ref(), &messages, &settings).await;
-                record.attempts = retried.attempts as i32;
-                record.provider_latency_ms = Some(duration_ms(retried.provider_latency));
-                retried
-                    .result
-                    .map_err(|err| Error::Provider {
-                        code: err.code(),
-                        message: err.message(),
-                    })
-                    .and_then(|completion| {
-                        let output = answer(&resolved, &completion.content)?;
-                        Ok((completion, output))
-                    })
+        let outcome = match completed {
+            Ok(done) => {
+                record.attempts = done.attempts as i32;
+                record.provider_latency_ms = Some(duration_ms(done.provider_latency));
+                done.result
             }
             Err(err) => Err(err),
         };
@@ -545,6 +558,34 @@ impl Invoker {
                 }
             },
         }
+    }
+
+    /// Asks `provider` for the completion of `rendered` under the version's settings,
+    /// with its retries, and checks the answer against the output schema.
+    async fn complete(
+        &self,
+        provider: &dyn Provider,
+        resolved: &Resolved,
+        rendered: prompt::RenderedPrompt,
+    ) -> Result<Completed> {
+        let messages = messages(rendered);
+        let settings = model_settings(resolved);
+        let retried = providers::call_with_retries(provider, &messages, &settings).await;
+        let result = retried
+            .result
+            .map_err(|err| Error::Provider {
+                code: err.code(),
+                message: err.message(),
+            })
+            .and_then(|completion| {
+                let output = answer(resolved, &completion.content)?;
+                Ok((completion, output))
+            });
+        Ok(Completed {
+            attempts: retried.attempts,
+            provider_latency: retried.provider_latency,
+            result,
+        })
     }
 
     /// The provider of a version, its connection opened in `scope`. A connection that
