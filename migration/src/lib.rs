@@ -35,6 +35,7 @@ mod m20261207_000030_hosting;
 mod m20261207_000031_inline_tenant_context;
 mod m20261207_000032_audit_archive;
 mod m20261207_000033_seed_fields;
+mod m20261207_000035_alert_rules;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -77,6 +78,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000031_inline_tenant_context::Migration),
             Box::new(m20261207_000032_audit_archive::Migration),
             Box::new(m20261207_000033_seed_fields::Migration),
+            Box::new(m20261207_000035_alert_rules::Migration),
         ]
     }
 }
