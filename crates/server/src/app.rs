@@ -486,6 +486,22 @@ pub async fn spawn_maintenance(config: &Config, state: &AppState, admin_url: Opt
                     tracing::warn!(error = ?err, "health upkeep failed");
                 }
             }
+            // Alert rules, each tenant's in its own transaction; counted: alerts raised.
+            match trellis_core::alert_rules::evaluate_pass(&db, 1000).await {
+                Ok(pass) => {
+                    telemetry::maintenance_pass("alert_rules", pass.raised);
+                    if pass.failed > 0 {
+                        telemetry::maintenance_failure("alert_rules");
+                    }
+                    if pass.raised > 0 {
+                        tracing::info!(?pass, "alert rules raised alerts");
+                    }
+                }
+                Err(err) => {
+                    telemetry::maintenance_failure("alert_rules");
+                    tracing::warn!(error = ?err, "alert rule evaluation failed");
+                }
+            }
             match trellis_core::upkeep::account_pass(&db, 1000).await {
                 Ok(pass) => {
                     telemetry::maintenance_pass(
