@@ -626,3 +626,50 @@ async fn evaluation_raises_one_alert_per_rule_and_agent_and_again_only_after_res
     );
     assert!(spend_alpha.starts_with("alrr_"));
 }
+
+#[tokio::test]
+async fn the_maintenance_loop_evaluates_rules_every_pass() {
+    let app = TestApp::with_args(&["--maintenance-interval", "1"]).await;
+    let owner = app.owner("rules-loop").await;
+    let agent = create_agent(&app, &owner, "flaky").await;
+    let (runner, _) = app.api_key(&owner, "RUNNER").await;
+    runs(&app, &runner, &agent, 5, 5, 0).await;
+    rule(
+        &app,
+        &owner,
+        json!({ "n": "Failing", "k": "ERROR_RATE", "t": 0.5 }),
+    )
+    .await;
+    // The process's recorder, installed before the loop counts.
+    trellis_server::telemetry::exporter();
+    let config = crate::support::test_config(&app.db.app_url, &["--maintenance-interval", "1"]);
+    trellis_server::app::spawn_maintenance(&config, &app.state, None).await;
+    let mut raised = vec![];
+    for _ in 0..100 {
+        raised = open_alerts(&app, &owner).await;
+        if !raised.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(raised.len(), 1, "the loop raised the rule's alert");
+    assert_eq!(raised[0]["source"], "rule");
+    // Later passes find it open and raise nothing more.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(open_alerts(&app, &owner).await.len(), 1);
+    let (_, metrics) = app
+        .send(
+            axum::http::Request::get("/metrics")
+                .body(axum::body::Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let metrics = metrics.as_str().unwrap().to_owned();
+    let passes = metrics
+        .lines()
+        .find(|l| l.starts_with("trellis_maintenance_passes_total{job=\"alert_rules\"}"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(passes >= 2.0, "{metrics}");
+}
