@@ -36,6 +36,7 @@ mod m20261207_000031_inline_tenant_context;
 mod m20261207_000032_audit_archive;
 mod m20261207_000033_seed_fields;
 mod m20261207_000034_report_tenants;
+mod m20261207_000035_alert_rules;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -79,6 +80,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000032_audit_archive::Migration),
             Box::new(m20261207_000033_seed_fields::Migration),
             Box::new(m20261207_000034_report_tenants::Migration),
+            Box::new(m20261207_000035_alert_rules::Migration),
         ]
     }
 }

@@ -31,9 +31,11 @@ pub struct NewAlert {
     pub tenant_id: Option<Uuid>,
     /// The agent it is about, of the same tenant.
     pub agent_id: Option<Uuid>,
+    /// The alert rule that raised it, of the same tenant (source `rule`).
+    pub rule_id: Option<Uuid>,
     /// How much it matters.
     pub severity: Severity,
-    /// What raised it (`budget`, …): 1 to 63 lowercase letters, digits, `_ . : -`.
+    /// What raised it (`budget`, `rule`, …): 1 to 63 lowercase letters, digits, `_ . : -`.
     pub source: &'static str,
     /// What happened, for people (1 to 2000 characters).
     pub message: String,
@@ -63,8 +65,8 @@ pub async fn raise(scope: &RequestScope, alert: NewAlert) -> Result<Option<Uuid>
         .await?
         .query_one(stmt(
             "INSERT INTO alerts (id, tenant_id, agent_id, severity, source, message, details, \
-               dedupe_key) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+               dedupe_key, rule_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
              ON CONFLICT (tenant_id, dedupe_key) WHERE resolved_at IS NULL DO NOTHING \
              RETURNING id",
             [
@@ -76,6 +78,7 @@ pub async fn raise(scope: &RequestScope, alert: NewAlert) -> Result<Option<Uuid>
                 alert.message.clone().into(),
                 alert.details.clone().into(),
                 alert.dedupe_key.clone().into(),
+                alert.rule_id.into(),
             ],
         ))
         .await?;
@@ -90,6 +93,7 @@ pub async fn raise(scope: &RequestScope, alert: NewAlert) -> Result<Option<Uuid>
             .details(json!({
                 "source": alert.source,
                 "agentId": alert.agent_id,
+                "ruleId": alert.rule_id,
                 "dedupeKey": alert.dedupe_key,
             })),
     )

@@ -155,6 +155,9 @@ const CONSTRAINTS: &[(&str, &str, &str)] = &[
     ("agent_templates_tenant_slug_key", "slug", "a template with this slug already exists"),
     ("agent_templates_slug_format", "slug", "slug must be 2 to 63 lowercase letters, digits, '_' or '-', starting with a letter"),
     ("agent_templates_name_length", "name", "name must be 1 to 200 characters"),
+    ("alert_rules_tenant_name_key", "name", "an alert rule with this name already exists"),
+    ("alert_rules_name_length", "name", "name must be 1 to 200 characters"),
+    ("alert_rules_shape", "threshold", "these settings do not fit the rule's kind"),
 ];
 
 impl From<DbErr> for Error {

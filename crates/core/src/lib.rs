@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod agents;
+pub mod alert_rules;
 pub mod alerts;
 pub mod audit;
 pub mod audit_archive;

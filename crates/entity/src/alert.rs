@@ -22,6 +22,9 @@ pub struct Model {
     pub acknowledged_by: Option<Uuid>,
     pub resolved_at: Option<DateTimeUtc>,
     pub resolved_by: Option<Uuid>,
+    /// The rule that raised it (source `rule`); null otherwise, or once the rule is
+    /// deleted.
+    pub rule_id: Option<Uuid>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -387,3 +387,18 @@ pub enum HealthStatus {
     Degraded,
     Unhealthy,
 }
+
+/// What an alert rule measures.
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, EnumIter, DeriveActiveEnum, Serialize, Deserialize,
+)]
+#[sea_orm(rs_type = "String", db_type = "Text", rename_all = "snake_case")]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AlertRuleKind {
+    /// Failed runs over runs reported in the last `window_minutes`, above a fraction.
+    ErrorRate,
+    /// Cost reported today (UTC), above a number of micro-USD.
+    CostToday,
+    /// Every health sample UNHEALTHY for at least `window_minutes`.
+    UnhealthyFor,
+}

@@ -48,10 +48,11 @@ pub enum IdKind {
     AgentChannel,
     AgentActivity,
     ContainerHealth,
+    AlertRule,
 }
 
 impl IdKind {
-    pub const ALL: [IdKind; 39] = [
+    pub const ALL: [IdKind; 40] = [
         IdKind::Tenant,
         IdKind::User,
         IdKind::Membership,
@@ -91,6 +92,7 @@ impl IdKind {
         IdKind::AgentChannel,
         IdKind::AgentActivity,
         IdKind::ContainerHealth,
+        IdKind::AlertRule,
     ];
 
     /// The prefix, without its underscore.
@@ -135,6 +137,7 @@ impl IdKind {
             IdKind::AgentChannel => "chn",
             IdKind::AgentActivity => "acv",
             IdKind::ContainerHealth => "hlt",
+            IdKind::AlertRule => "alrr",
         }
     }
 }
@@ -192,5 +195,21 @@ mod tests {
         assert_eq!(PrefixedId::parse("ten_xyz"), None);
         assert_eq!(PrefixedId::parse(&format!("zzz_{}", uuid.simple())), None);
         assert_eq!(PrefixedId::parse(&uuid.to_string()), None);
+    }
+
+    #[test]
+    fn every_kind_has_its_own_prefix() {
+        let mut prefixes: Vec<&str> = IdKind::ALL.iter().map(|k| k.prefix()).collect();
+        prefixes.sort_unstable();
+        prefixes.dedup();
+        assert_eq!(prefixes.len(), IdKind::ALL.len());
+        let rule = PrefixedId::new(IdKind::AlertRule, Uuid::now_v7()).to_string();
+        assert!(rule.starts_with("alrr_"));
+        assert_eq!(
+            PrefixedId::parse(&rule).map(|id| id.kind),
+            Some(IdKind::AlertRule)
+        );
+        // An alert's ID is never read as a rule's, nor the other way round.
+        assert_eq!(PrefixedId::parse_as(&rule, IdKind::Alert), None);
     }
 }

@@ -9,6 +9,7 @@ pub mod agent_label_move;
 pub mod agent_template;
 pub mod agent_version;
 pub mod alert;
+pub mod alert_rule;
 pub mod api_key;
 pub mod app;
 pub mod app_version;
@@ -48,10 +49,10 @@ pub mod workflow_transition;
 pub mod workflow_version;
 
 pub use enums::{
-    ActionKind, ActivityType, ActorType, AgentRole, AgentStatus, AgentVersionStatus, AppCategory,
-    CallStatus, ChannelType, Environment, HealthStatus, InvitationStatus, ModelTier, PlatformRole,
-    ProviderKind, ResponseFormat, Role, RunStatus, Severity, SkillCategory, SkillStatus,
-    StepRunStatus, StepType, TemplateCategory, TenantStatus, ThinkingMode, TriggerType,
-    VersionStatus, WorkflowStatus,
+    ActionKind, ActivityType, ActorType, AgentRole, AgentStatus, AgentVersionStatus, AlertRuleKind,
+    AppCategory, CallStatus, ChannelType, Environment, HealthStatus, InvitationStatus, ModelTier,
+    PlatformRole, ProviderKind, ResponseFormat, Role, RunStatus, Severity, SkillCategory,
+    SkillStatus, StepRunStatus, StepType, TemplateCategory, TenantStatus, ThinkingMode,
+    TriggerType, VersionStatus, WorkflowStatus,
 };
 pub use id::{IdKind, PrefixedId};

@@ -16,13 +16,14 @@ use trellis_entity::{agent, alert, IdKind, Role};
 use uuid::Uuid;
 
 use crate::agents::types::Agent;
+use crate::alert_rules::AlertRule;
 use crate::context::{load, load_error, mutate, run, ContextExt};
 use crate::identity::types::{input_id, User};
 use crate::identity::IdInput;
 use crate::ids::{self, gid};
 use crate::list::{self, Access, List, Relation};
 use crate::live::{session, InScope, LiveSession};
-use crate::loaders::{prefetch, AgentById, LatestAlertsOfAgent, UserById};
+use crate::loaders::{prefetch, AgentById, AlertRuleById, LatestAlertsOfAgent, UserById};
 use crate::pagination::{
     first_page, node_selection, CreatedOrderBy, Keyed, KeysetCursor, Page, PageArgs,
 };
@@ -60,8 +61,8 @@ impl AlertFilter {
     }
 }
 
-/// Something to look at: raised once per dedupe key while open (budgets now, rules
-/// later), then acknowledged and resolved by people.
+/// Something to look at: raised once per dedupe key while open (by budgets and alert
+/// rules), then acknowledged and resolved by people.
 pub struct Alert(pub alert::Model);
 
 impl From<alert::Model> for Alert {
@@ -84,8 +85,8 @@ async fn user(ctx: &Context<'_>, id: Option<Uuid>) -> async_graphql::Result<Opti
     Ok(load(ctx, UserById(id)).await?.map(User))
 }
 
-/// Something to look at: raised once per dedupe key while open (budgets now, rules
-/// later), then acknowledged and resolved by people.
+/// Something to look at: raised once per dedupe key while open (by budgets and alert
+/// rules), then acknowledged and resolved by people.
 #[Object]
 impl Alert {
     /// Its global ID (`alr_…`).
@@ -96,7 +97,8 @@ impl Alert {
     async fn severity(&self) -> AlertSeverity {
         self.0.severity.into()
     }
-    /// What raised it: `budget` (an agent reached its monthly budget), more to come.
+    /// What raised it: `budget` (an agent reached its monthly budget) or `rule` (an
+    /// alert rule's condition held; see `rule`).
     async fn source(&self) -> &str {
         &self.0.source
     }
@@ -104,7 +106,8 @@ impl Alert {
     async fn message(&self) -> &str {
         &self.0.message
     }
-    /// The figures behind it (for a budget alert: the month, spending and limits).
+    /// The figures behind it (for a budget alert: the month, spending and limits; for a
+    /// rule's: the rule's settings and what was measured).
     async fn details(&self) -> Json<serde_json::Value> {
         Json(self.0.details.clone())
     }
@@ -123,6 +126,14 @@ impl Alert {
             return Ok(None);
         };
         Ok(load(ctx, AgentById(id)).await?.map(Agent))
+    }
+    /// The alert rule that raised it (source `rule`); null for other sources, or once
+    /// the rule was deleted.
+    async fn rule(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<AlertRule>> {
+        let Some(id) = self.0.rule_id else {
+            return Ok(None);
+        };
+        Ok(load(ctx, AlertRuleById(id)).await?.map(AlertRule))
     }
     /// Whether it is open (not resolved).
     async fn open(&self) -> bool {
@@ -176,6 +187,7 @@ fn alert_relations() -> Vec<Relation<alert::Model>> {
         Relation::by(&["agent"], |a| a.agent_id.map(AgentById)),
         Relation::by(&["acknowledgedBy"], |a| a.acknowledged_by.map(UserById)),
         Relation::by(&["resolvedBy"], |a| a.resolved_by.map(UserById)),
+        Relation::by(&["rule"], |a| a.rule_id.map(AlertRuleById)),
     ]
 }
 

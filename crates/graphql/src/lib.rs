@@ -6,6 +6,7 @@
 #[macro_use]
 mod payload;
 pub mod agents;
+pub mod alert_rules;
 pub mod alerts;
 pub mod context;
 pub mod error;
@@ -50,6 +51,7 @@ pub struct Query(
     agents::AgentsQuery,
     agents::MarketQuery,
     alerts::AlertsQuery,
+    alert_rules::AlertRulesQuery,
 );
 
 /// Every mutation field.
@@ -69,6 +71,7 @@ pub struct Mutation(
     agents::MarketMutation,
     agents::UsageMutation,
     alerts::AlertsMutation,
+    alert_rules::AlertRulesMutation,
     agents::HostingMutation,
 );
 

@@ -18,11 +18,11 @@ use trellis_core::RequestScope;
 use trellis_entity::columns::ColumnSet;
 use trellis_entity::{
     action, agent, agent_activity, agent_channel, agent_label, agent_label_move, agent_template,
-    agent_version, alert, api_key, app, app_version, approval_decision, audit_event, call_log,
-    client, connection, connection_secret, container_health, invitation, membership, plan, process,
-    process_deployment, process_version, secret, skill, skill_installation, step_attempt, step_run,
-    tenant, trigger, user, workflow, workflow_run, workflow_step, workflow_transition,
-    workflow_version,
+    agent_version, alert, alert_rule, api_key, app, app_version, approval_decision, audit_event,
+    call_log, client, connection, connection_secret, container_health, invitation, membership,
+    plan, process, process_deployment, process_version, secret, skill, skill_installation,
+    step_attempt, step_run, tenant, trigger, user, workflow, workflow_run, workflow_step,
+    workflow_transition, workflow_version,
 };
 use uuid::Uuid;
 
@@ -254,6 +254,10 @@ by_id!(
 by_id!(
     /// A container health sample by id.
     ContainerHealthById => container_health::Model
+);
+by_id!(
+    /// An alert rule by id.
+    AlertRuleById => alert_rule::Model
 );
 
 macro_rules! by_parent {
@@ -945,6 +949,48 @@ impl async_graphql::dataloader::Loader<LatestHealthOfAgent> for Loader {
     }
 }
 
+/// The alert rules that watch an agent: those naming it and those of its whole
+/// tenant (no agent), oldest first. One statement for any number of agents.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AlertRulesOfAgent(pub Uuid);
+
+impl async_graphql::dataloader::Loader<AlertRulesOfAgent> for Loader {
+    type Value = Vec<alert_rule::Model>;
+    type Error = Arc<trellis_core::Error>;
+
+    async fn load(
+        &self,
+        keys: &[AlertRulesOfAgent],
+    ) -> Result<HashMap<AlertRulesOfAgent, Self::Value>, Self::Error> {
+        let tx = self.scope.tx().await.map_err(Arc::new)?;
+        let rows = alert_rule::Entity::find()
+            .filter(
+                sea_orm::Condition::any()
+                    .add(any_of(
+                        alert_rule::Column::AgentId,
+                        keys.iter().map(|k| k.0),
+                    ))
+                    .add(alert_rule::Column::AgentId.is_null()),
+            )
+            .order_by_asc(alert_rule::Column::CreatedAt)
+            .order_by_asc(alert_rule::Column::Id)
+            .all(tx)
+            .await
+            .map_err(|e| Arc::new(e.into()))?;
+        Ok(keys
+            .iter()
+            .map(|key| {
+                let rules = rows
+                    .iter()
+                    .filter(|r| r.agent_id.is_none_or(|a| a == key.0))
+                    .cloned()
+                    .collect();
+                (*key, rules)
+            })
+            .collect())
+    }
+}
+
 /// A plan by its key.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PlanByKey(pub String);
@@ -1063,6 +1109,8 @@ pub fn forget_all(loader: &RequestLoader) {
     loader.clear::<AgentChannelById>();
     loader.clear::<AgentActivityById>();
     loader.clear::<ContainerHealthById>();
+    loader.clear::<AlertRuleById>();
+    loader.clear::<AlertRulesOfAgent>();
     loader.clear::<ChannelsOfAgent>();
     loader.clear::<LatestActivitiesOfAgent>();
     loader.clear::<LatestHealthOfAgent>();

@@ -6,17 +6,18 @@ use trellis_entity::{IdKind, PrefixedId};
 use crate::agents::hosting::{AgentActivity, AgentChannel, ContainerHealth};
 use crate::agents::market::{AgentTemplate, Skill, SkillInstallation};
 use crate::agents::types::{Agent, AgentLabel, AgentLabelMove, AgentVersion};
+use crate::alert_rules::AlertRule;
 use crate::alerts::Alert;
 use crate::context::{load_error, ContextExt};
 use crate::identity::types::{ApiKey, AuditEvent, Invitation, Membership, Tenant, User};
 use crate::integrations::types::{Action, App, AppVersion, Connection, Secret};
 use crate::loaders::{
     ActionById, AgentActivityById, AgentById, AgentChannelById, AgentLabelById, AgentLabelMoveById,
-    AgentTemplateById, AgentVersionById, AlertById, ApiKeyById, AppById, AppVersionById,
-    AuditEventById, CallLogById, ClientById, ConnectionById, ContainerHealthById, InvitationById,
-    MembershipById, ProcessById, ProcessVersionById, RunByIdIn, SecretById, SkillById,
-    SkillInstallationById, StepRunByIdIn, TenantById, TriggerById, UserById, WorkflowById,
-    WorkflowStepById, WorkflowTransitionById, WorkflowVersionById,
+    AgentTemplateById, AgentVersionById, AlertById, AlertRuleById, ApiKeyById, AppById,
+    AppVersionById, AuditEventById, CallLogById, ClientById, ConnectionById, ContainerHealthById,
+    InvitationById, MembershipById, ProcessById, ProcessVersionById, RunByIdIn, SecretById,
+    SkillById, SkillInstallationById, StepRunByIdIn, TenantById, TriggerById, UserById,
+    WorkflowById, WorkflowStepById, WorkflowTransitionById, WorkflowVersionById,
 };
 use crate::notifications::Notification;
 use crate::processes::types::{CallLog, Process, ProcessVersion};
@@ -73,6 +74,7 @@ pub enum Node {
     AgentChannel(AgentChannel),
     AgentActivity(AgentActivity),
     ContainerHealth(ContainerHealth),
+    AlertRule(AlertRule),
 }
 
 /// The most IDs `nodes(ids:)` takes at once.
@@ -241,6 +243,10 @@ async fn fetch(ctx: &Context<'_>, id: &ID) -> async_graphql::Result<Option<Node>
             .load_one(ContainerHealthById(uuid))
             .await
             .map(|m| m.map(|m| Node::ContainerHealth(m.into()))),
+        IdKind::AlertRule => loader
+            .load_one(AlertRuleById(uuid))
+            .await
+            .map(|m| m.map(|m| Node::AlertRule(m.into()))),
         // Promotions are read through their process, limits through `rateLimits`.
         // Sessions are listed by `viewer.sessions`, to their user only. Usage reports
         // are read as their agent's metrics.

@@ -432,9 +432,10 @@ pub fn spawn_scheduler(config: &Config, state: &AppState) -> Option<tokio::task:
 /// Starts the background maintenance: the log store's outbox replay or purge, throttle
 /// purges, tenant upkeep (run retention, expired invitations and idempotency keys),
 /// account upkeep (spent credentials), the purge of tenants deleted past their grace
-/// period, the audit archive (events past their retention, to files), process upkeep
-/// (expired cache entries and call payloads) and the report rollups of closed periods,
-/// each tenant's or user's in its own transaction under RLS, on the application pool.
+/// period, container-health folding, alert rules, the audit archive (events past their
+/// retention, to files), process upkeep (expired cache entries and call payloads) and
+/// the report rollups of closed periods, each tenant's or user's in its own transaction
+/// under RLS, on the application pool.
 pub fn spawn_maintenance(config: &Config, state: &AppState) {
     let every = std::time::Duration::from_secs(config.maintenance_interval.max(1));
     tokio::spawn(state.logs.clone().maintain(state.db.pool().clone(), every));
@@ -483,6 +484,22 @@ pub fn spawn_maintenance(config: &Config, state: &AppState) {
                 Err(err) => {
                     telemetry::maintenance_failure("health_upkeep");
                     tracing::warn!(error = ?err, "health upkeep failed");
+                }
+            }
+            // Alert rules, each tenant's in its own transaction; counted: alerts raised.
+            match trellis_core::alert_rules::evaluate_pass(&db, 1000).await {
+                Ok(pass) => {
+                    telemetry::maintenance_pass("alert_rules", pass.raised);
+                    if pass.failed > 0 {
+                        telemetry::maintenance_failure("alert_rules");
+                    }
+                    if pass.raised > 0 {
+                        tracing::info!(?pass, "alert rules raised alerts");
+                    }
+                }
+                Err(err) => {
+                    telemetry::maintenance_failure("alert_rules");
+                    tracing::warn!(error = ?err, "alert rule evaluation failed");
                 }
             }
             match trellis_core::upkeep::account_pass(&db, 1000).await {

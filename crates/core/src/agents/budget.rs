@@ -129,6 +129,7 @@ fn budget_alert(
     NewAlert {
         tenant_id: Some(tenant_id),
         agent_id: Some(status.agent_id),
+        rule_id: None,
         severity: Severity::Critical,
         source: "budget",
         message: format!(

@@ -16,9 +16,9 @@ use crate::identity::types::{contains_pattern, ApiKey, User};
 use crate::ids::gid;
 use crate::list::{self, Access, List, Relation};
 use crate::loaders::{
-    AgentById, AgentTemplateById, AgentVersionById, ApiKeyById, BudgetOfAgent, ChannelsOfAgent,
-    InstallationsOfAgent, LabelMovesOfAgent, LabelsOfAgent, LatestHealthOfAgent, UserById,
-    VersionsOfAgent, WorkflowVersionById,
+    AgentById, AgentTemplateById, AgentVersionById, AlertRulesOfAgent, ApiKeyById, BudgetOfAgent,
+    ChannelsOfAgent, InstallationsOfAgent, LabelMovesOfAgent, LabelsOfAgent, LatestHealthOfAgent,
+    UserById, VersionsOfAgent, WorkflowVersionById,
 };
 use crate::pagination::{CreatedOrderBy, Page, PageArgs};
 use crate::payload::Json;
@@ -362,6 +362,14 @@ impl Agent {
     ) -> async_graphql::Result<crate::pagination::Page<crate::alerts::Alert>> {
         crate::alerts::alerts_of_agent(ctx, self.0.id, first, after, filter, order_by).await
     }
+    /// The alert rules that watch it: those naming it and those of its whole tenant,
+    /// oldest first. A page of agents reads them in one statement.
+    async fn alert_rules(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<crate::alert_rules::AlertRule>> {
+        crate::alert_rules::rules_of_agent(ctx, self.0.id).await
+    }
     /// When it last worked (`runAgent` started a run of it); null before its first run.
     async fn last_active_at(&self) -> Option<DateTime<Utc>> {
         self.0.last_active_at
@@ -633,6 +641,7 @@ impl List for Agent {
             Relation::by(&["budgetStatus"], |a| Some(BudgetOfAgent(a.id))),
             Relation::by(&["channels"], |a| Some(ChannelsOfAgent(a.id))),
             Relation::by(&["health"], |a| Some(LatestHealthOfAgent(a.id))),
+            Relation::by(&["alertRules"], |a| Some(AlertRulesOfAgent(a.id))),
         ]
     }
 }

@@ -49,6 +49,7 @@ async fn a_migrated_database_is_healthy() {
         "agent_activities",
         "container_health",
         "container_health_hourly",
+        "alert_rules",
     ] {
         assert!(
             report
