@@ -632,8 +632,8 @@ async fn the_doctor_admits_no_other_global_unique() {
 }
 
 /// The uniqueness rules docs/api.md states ("Deletion and restore") are the schema's:
-/// keys unique among live rows, API key names among unrevoked keys, secret names and
-/// trigger keys per tenant outright.
+/// keys (and tenant slugs) unique among live rows, API key names among unrevoked keys,
+/// secret names and trigger keys per tenant outright.
 #[tokio::test]
 async fn key_uniqueness_is_what_the_docs_say() {
     let db = TestDb::new().await;
@@ -669,6 +669,7 @@ async fn key_uniqueness_is_what_the_docs_say() {
             "(tenant_id, name)",
             Some("(revoked_at IS NULL)"),
         ),
+        ("tenants_slug_key", "(slug)", Some("(deleted_at IS NULL)")),
         ("secrets_tenant_name_key", "(tenant_id, name)", None),
         ("triggers_tenant_key_key", "(tenant_id, key)", None),
         ("invitations_token_hash_key", "(token_hash)", None),
