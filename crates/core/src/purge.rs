@@ -16,7 +16,8 @@
 //! short (a crash, a deploy) is taken up again by the next pass where it stopped. The
 //! MongoDB log documents go next, then the tenant's audit archive files, and last
 //! `app.finish_tenant_purge` deletes the tenant row itself, only when no row with its
-//! id is left anywhere, and marks the log row finished. The log row outlives the tenant; the application cannot read it.
+//! id is left anywhere, and marks the log row finished. The log row outlives the
+//! tenant; the application cannot read it.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -172,9 +173,9 @@ pub async fn tenant_tables(db: &AppDb) -> Result<Vec<PurgeTable>> {
 
 /// A tenant's purge: begins it (or takes it up again), deletes its rows batch by
 /// batch, its MongoDB logs, its audit archive files under `archive_dir`, then the
-/// tenant row. Returns what it did, with `purged`
-/// 1 when the tenant is gone; 0 when `limits.max_batches` stopped it first, or when
-/// the tenant is not due (restored, or not deleted long enough).
+/// tenant row. Returns what it did, with `purged` 1 when the tenant is gone; 0 when
+/// `limits.max_batches` stopped it first, or when the tenant is not due (restored, or
+/// not deleted long enough).
 pub async fn purge_tenant(
     db: &AppDb,
     logs: &LogStore,

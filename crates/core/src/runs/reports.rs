@@ -460,7 +460,17 @@ pub struct ReportPass {
 /// [`crate::Principal::Upkeep`], like the other maintenance jobs. One tenant's failure
 /// is logged and counted in [`ReportPass::failed`], and the others go on.
 pub async fn write_reports(db: &AppDb, now: DateTime<Utc>, job: &ReportJob) -> Result<ReportPass> {
-    let since = job.since.unwrap_or_else(floor);
+    // The earliest period any rollup of the job covers starts at or before `since`.
+    let since = job
+        .since
+        .map(|s| {
+            Period::ALL
+                .map(|p| p.start_of(s))
+                .into_iter()
+                .min()
+                .unwrap_or(s)
+        })
+        .unwrap_or_else(floor);
     let tenants: Vec<Uuid> = match job.tenant_id {
         Some(id) => vec![id],
         None => db

@@ -1134,3 +1134,42 @@ async fn a_page_of_workflows_reads_its_stats_in_constant_statements() {
         );
     }
 }
+
+/// A job with a window finds the tenants with runs in the earliest period it covers:
+/// a week that began before `since` is rolled up although its tenant's only run is
+/// older than `since`.
+#[tokio::test]
+async fn a_windowed_job_covers_the_whole_first_period_of_its_window() {
+    let app = TestApp::new().await;
+    let owner = app.owner("reports-window").await;
+    let workflow = active_workflow(&app, &owner, "window").await;
+    let run = start_run(&app, &owner, &workflow, false).await;
+    cancel(&app, &owner, &run).await;
+    app.db
+        .admin()
+        .await
+        .execute(stmt(
+            "UPDATE workflow_runs SET created_at = '2025-03-03T08:00:00Z' WHERE id = $1",
+            [uuid(&run).into()],
+        ))
+        .await
+        .unwrap();
+    // On 2025-03-20 with a window from Wednesday 2025-03-05: the week of Monday
+    // 2025-03-03 is closed and in the window; March is still open; 2025-03-03 as a
+    // day is before the window.
+    let job = ReportJob {
+        since: Some(at("2025-03-05T00:00:00Z")),
+        ..job(None, 100, false)
+    };
+    let pass = write_reports(&app.state.db, at("2025-03-20T00:00:00Z"), &job)
+        .await
+        .unwrap();
+    assert_eq!((pass.written, pass.failed), (1, 0), "{pass:?}");
+    let written = rollups(&app, owner.tenant_uuid()).await;
+    assert_eq!(written[0]["period"], "week", "{written}");
+    assert_eq!(
+        at(written[0]["period_start"].as_str().unwrap()),
+        at("2025-03-03T00:00:00Z")
+    );
+    assert_eq!(written[0]["cancelled"], 1);
+}
