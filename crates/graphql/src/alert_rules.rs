@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::agents::types::Agent;
 use crate::alerts::AlertSeverity;
 use crate::context::{load, mutate, ContextExt};
-use crate::identity::types::{input_id, User};
+use crate::identity::types::{input_id, maybe_id, optional_id, User};
 use crate::identity::IdInput;
 use crate::ids::{self, gid};
 use crate::list::{self, Access, List, Relation};
@@ -293,10 +293,7 @@ impl AlertRulesMutation {
         #[graphql(desc = "The rule: what it watches and when it raises an alert.")]
         input: CreateAlertRuleInput,
     ) -> async_graphql::Result<AlertRulePayload> {
-        let agent_id = input
-            .agent_id
-            .map(|id| input_id(ctx, &id, IdKind::Agent))
-            .transpose()?;
+        let agent_id = optional_id(ctx, input.agent_id.as_ref(), IdKind::Agent)?;
         let rule = NewRule {
             agent_id,
             name: input.name,
@@ -323,13 +320,7 @@ impl AlertRulesMutation {
         #[graphql(desc = "The rule and its changes.")] input: UpdateAlertRuleInput,
     ) -> async_graphql::Result<AlertRulePayload> {
         let id = input_id(ctx, &input.id, IdKind::AlertRule)?;
-        let agent_id = match input.agent_id {
-            async_graphql::MaybeUndefined::Undefined => None,
-            async_graphql::MaybeUndefined::Null => Some(None),
-            async_graphql::MaybeUndefined::Value(agent) => {
-                Some(Some(input_id(ctx, &agent, IdKind::Agent)?))
-            }
-        };
+        let agent_id = maybe_id(ctx, input.agent_id, IdKind::Agent)?;
         let changes = RuleChanges {
             agent_id,
             name: input.name,

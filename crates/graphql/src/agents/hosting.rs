@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::types::Agent;
 use crate::context::{load, load_error, mutate, run, ContextExt};
-use crate::identity::types::{input_id, ApiKey, User};
+use crate::identity::types::{input_id, maybe_id, optional_id, ApiKey, User};
 use crate::identity::IdInput;
 use crate::ids::{self, gid};
 use crate::integrations::types::Connection;
@@ -375,9 +375,7 @@ pub(crate) async fn tenant_health(
     to: DateTime<Utc>,
     agent_id: Option<ID>,
 ) -> async_graphql::Result<Vec<HealthHour>> {
-    let agent_id = agent_id
-        .map(|id| input_id(ctx, &id, IdKind::Agent))
-        .transpose()?;
+    let agent_id = optional_id(ctx, agent_id.as_ref(), IdKind::Agent)?;
     let rows = run(ctx, health::series(ctx.scope()?, from, to, agent_id)).await?;
     Ok(rows.into_iter().map(HealthHour::from).collect())
 }
@@ -484,10 +482,7 @@ impl HostingMutation {
         #[graphql(desc = "The agent and its new channel.")] input: CreateAgentChannelInput,
     ) -> async_graphql::Result<AgentChannelPayload> {
         let agent_id = input_id(ctx, &input.agent_id, IdKind::Agent)?;
-        let connection_id = input
-            .connection_id
-            .map(|id| input_id(ctx, &id, IdKind::Connection))
-            .transpose()?;
+        let connection_id = optional_id(ctx, input.connection_id.as_ref(), IdKind::Connection)?;
         Ok(channel_payload(
             mutate(
                 ctx,
@@ -511,13 +506,7 @@ impl HostingMutation {
         #[graphql(desc = "The channel and its changes.")] input: UpdateAgentChannelInput,
     ) -> async_graphql::Result<AgentChannelPayload> {
         let id = input_id(ctx, &input.id, IdKind::AgentChannel)?;
-        let connection_id = match input.connection_id {
-            async_graphql::MaybeUndefined::Undefined => None,
-            async_graphql::MaybeUndefined::Null => Some(None),
-            async_graphql::MaybeUndefined::Value(id) => {
-                Some(Some(input_id(ctx, &id, IdKind::Connection)?))
-            }
-        };
+        let connection_id = maybe_id(ctx, input.connection_id, IdKind::Connection)?;
         let changes = channels::ChannelChanges {
             config: input.config.map(|c| c.0),
             connection_id,
@@ -574,10 +563,7 @@ impl HostingMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The sample.")] input: ReportHealthInput,
     ) -> async_graphql::Result<ReportHealthPayload> {
-        let agent_id = input
-            .agent_id
-            .map(|id| input_id(ctx, &id, IdKind::Agent))
-            .transpose()?;
+        let agent_id = optional_id(ctx, input.agent_id.as_ref(), IdKind::Agent)?;
         let report = health::Report {
             agent_id,
             status: input.status.into(),

@@ -4,14 +4,13 @@ use trellis_core::agents::labels;
 use trellis_core::agents::runs;
 use trellis_core::agents::versions::{self, VersionFields};
 use trellis_entity::IdKind;
-use uuid::Uuid;
 
 use super::types::{
     Agent, AgentBudget, AgentLabel, AgentLabelMove, AgentRole, AgentStatus, AgentVersion,
     ModelTier, ThinkingMode,
 };
 use crate::context::{mutate, ContextExt};
-use crate::identity::types::input_id;
+use crate::identity::types::{input_id, maybe_id, optional_id};
 use crate::identity::IdInput;
 use crate::payload::{json_or_empty, Json};
 use crate::runs::types::WorkflowRun;
@@ -163,26 +162,6 @@ pub struct MoveAgentLabelInput {
     /// The label's name (`production`, `staging`, …): 1 to 63 lowercase letters,
     /// digits, '_' or '-'. It is created on its first move.
     pub label: String,
-}
-
-fn optional_id(
-    ctx: &Context<'_>,
-    id: Option<&ID>,
-    kind: IdKind,
-) -> async_graphql::Result<Option<Uuid>> {
-    id.map(|id| input_id(ctx, id, kind)).transpose()
-}
-
-fn maybe_id(
-    ctx: &Context<'_>,
-    id: MaybeUndefined<ID>,
-    kind: IdKind,
-) -> async_graphql::Result<Option<Option<Uuid>>> {
-    Ok(match id {
-        MaybeUndefined::Undefined => None,
-        MaybeUndefined::Null => Some(None),
-        MaybeUndefined::Value(id) => Some(Some(input_id(ctx, &id, kind)?)),
-    })
 }
 
 fn agent_payload(

@@ -780,6 +780,28 @@ pub(crate) fn input_id(
     })
 }
 
+/// [`input_id`] of an optional ID.
+pub(crate) fn optional_id(
+    ctx: &Context<'_>,
+    id: Option<&ID>,
+    kind: IdKind,
+) -> async_graphql::Result<Option<uuid::Uuid>> {
+    id.map(|id| input_id(ctx, id, kind)).transpose()
+}
+
+/// [`input_id`] of an ID an update may set, clear (null) or leave as it is (absent).
+pub(crate) fn maybe_id(
+    ctx: &Context<'_>,
+    id: async_graphql::MaybeUndefined<ID>,
+    kind: IdKind,
+) -> async_graphql::Result<Option<Option<uuid::Uuid>>> {
+    Ok(match id {
+        async_graphql::MaybeUndefined::Undefined => None,
+        async_graphql::MaybeUndefined::Null => Some(None),
+        async_graphql::MaybeUndefined::Value(id) => Some(Some(input_id(ctx, &id, kind)?)),
+    })
+}
+
 impl List for Membership {
     type Entity = membership::Entity;
     type Node = Self;

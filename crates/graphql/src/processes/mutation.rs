@@ -3,13 +3,12 @@ use chrono::{DateTime, Utc};
 use trellis_core::processes::invoke::{Invocation, Invoker, Logging, ProcessRef};
 use trellis_core::processes::{process, versions};
 use trellis_entity::{IdKind, PrefixedId};
-use uuid::Uuid;
 
 use super::types::{
     CacheMode, Environment, Process, ProcessProvider, ProcessResponseFormat, ProcessVersion,
 };
 use crate::context::{mutate, run, ContextExt};
-use crate::identity::types::input_id;
+use crate::identity::types::{input_id, maybe_id, optional_id};
 use crate::identity::IdInput;
 use crate::ids::gid;
 use crate::payload::Json;
@@ -201,14 +200,6 @@ pub struct InvokeProcessPayload {
     pub created_at: DateTime<Utc>,
 }
 
-fn optional_id(
-    ctx: &Context<'_>,
-    id: Option<&ID>,
-    kind: IdKind,
-) -> async_graphql::Result<Option<Uuid>> {
-    id.map(|id| input_id(ctx, id, kind)).transpose()
-}
-
 fn json(value: Option<Json<serde_json::Value>>) -> Option<serde_json::Value> {
     value.map(|j| j.0)
 }
@@ -350,9 +341,7 @@ impl ProcessesMutation {
             system_prompt: input.system_prompt,
             user_prompt: input.user_prompt,
             provider: input.provider.map(Into::into),
-            connection_id: maybe(input.connection_id, |c| {
-                input_id(ctx, &c, IdKind::Connection)
-            })?,
+            connection_id: maybe_id(ctx, input.connection_id, IdKind::Connection)?,
             model: input.model,
             temperature: maybe(input.temperature, Ok)?,
             max_tokens: maybe(input.max_tokens, Ok)?,

@@ -8,7 +8,7 @@ use super::types::{
     Client, StepType, Trigger, TriggerType, Workflow, WorkflowStatus, WorkflowVersion,
 };
 use crate::context::{mutate, ContextExt};
-use crate::identity::types::input_id;
+use crate::identity::types::{input_id, maybe_id};
 use crate::identity::IdInput;
 use crate::payload::{json_or_empty, Json};
 
@@ -403,11 +403,7 @@ impl WorkflowsMutation {
         #[graphql(desc = "The workflow and its changes.")] input: UpdateWorkflowInput,
     ) -> async_graphql::Result<WorkflowPayload> {
         let id = input_id(ctx, &input.id, IdKind::Workflow)?;
-        let client_id = match &input.client_id {
-            MaybeUndefined::Undefined => None,
-            MaybeUndefined::Null => Some(None),
-            MaybeUndefined::Value(client) => Some(Some(input_id(ctx, client, IdKind::Client)?)),
-        };
+        let client_id = maybe_id(ctx, input.client_id, IdKind::Client)?;
         let changes = workflow::WorkflowChanges {
             key: input.key,
             name: input.name,
