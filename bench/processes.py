@@ -28,8 +28,9 @@ client and measuring helpers. See bench/README.md ("Processes").
    provider with the body the server sent it (same client, same connection reuse):
    added latency = p50 through the server - p50 of the provider alone.
 
-Exit status 1 when a request or pgbench run failed, when a cached call took more than
-BENCH_PROC_MAX_STATEMENTS SQL statements (one at a time or on average under load), and
+Exit status 1 when a request or pgbench run failed, when cached calls took more than
+BENCH_PROC_MAX_STATEMENTS SQL statements (the count most calls one at a time took, or
+the average under load), and
 (unless BENCH_REPORT_ONLY=1) when a budget is missed: cache-hit req/s below
 BENCH_PROC_MIN_RATIO (0.5) x pgbench tps at any concurrency, added latency p50 above
 BENCH_PROC_MAX_ADDED_MS (2 ms).
@@ -534,7 +535,10 @@ def measure(cfg: argparse.Namespace, concs: list[int], postmaster: int, db: dict
             f.write(body(k) + b"\n")
 
     probes = probe(cfg.url, seeded["key"], cfg.probe, cfg.inputs)
-    most = max(int(k) for k in probes)
+    # What most calls took: a single call's window can also hold the server's periodic
+    # work (an API key re-verified every 30 s, a maintenance pass), which under load is
+    # averaged in instead.
+    most = int(max(probes.items(), key=lambda kv: (kv[1], -int(kv[0])))[0])
     log(f"[processes] statements per cached call, one at a time (statements: calls): {probes}")
 
     defines = None

@@ -1,5 +1,6 @@
 use sea_orm::entity::prelude::*;
 
+use crate::columns::ColumnSet;
 use crate::ActivityType;
 
 /// One entry of an agent's activity feed (append-only).
@@ -24,3 +25,23 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// Decodes a row holding this entity's columns of `set`, in [`Column`] order, by
+    /// position; the fields outside `set` keep their defaults (see [`crate::columns`]).
+    pub fn from_columns(row: &QueryResult, set: ColumnSet) -> Result<Self, DbErr> {
+        let mut c = crate::columns::Columns::new(row, set)?;
+        Ok(Self {
+            id: c.read()?,
+            tenant_id: c.read()?,
+            agent_id: c.read()?,
+            activity_type: c.read_enum()?,
+            summary: c.read()?,
+            details: c.read()?,
+            run_id: c.read()?,
+            recorded_by: c.read()?,
+            recorded_by_key: c.read()?,
+            created_at: c.read()?,
+        })
+    }
+}

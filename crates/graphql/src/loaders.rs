@@ -333,6 +333,49 @@ by_parent!(
     /// The skills installed on an agent, oldest first.
     InstallationsOfAgent => skill_installation.AgentId(agent_id), ordered by CreatedAt
 );
+/// The skills installed on an agent, oldest first, each with its skill (`None` when RLS
+/// hides it): one statement where [`InstallationsOfAgent`] and [`SkillById`] take two.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct InstallationsWithSkillsOfAgent(pub Uuid);
+
+impl async_graphql::dataloader::Loader<InstallationsWithSkillsOfAgent> for Loader {
+    type Value = Vec<(skill_installation::Model, Option<skill::Model>)>;
+    type Error = Arc<trellis_core::Error>;
+
+    async fn load(
+        &self,
+        keys: &[InstallationsWithSkillsOfAgent],
+    ) -> Result<HashMap<InstallationsWithSkillsOfAgent, Self::Value>, Self::Error> {
+        use sea_orm::{EntityTrait as _, JoinType, QuerySelect as _};
+        let tx = self.scope.tx().await.map_err(Arc::new)?;
+        let skill_of_installation = skill_installation::Entity::belongs_to(skill::Entity)
+            .from(skill_installation::Column::SkillId)
+            .to(skill::Column::Id)
+            .into();
+        let rows = skill_installation::Entity::find()
+            .join(JoinType::LeftJoin, skill_of_installation)
+            .select_also(skill::Entity)
+            .filter(any_of(
+                skill_installation::Column::AgentId,
+                keys.iter().map(|k| k.0),
+            ))
+            .order_by_asc(skill_installation::Column::CreatedAt)
+            .order_by_asc(skill_installation::Column::Id)
+            .all(tx)
+            .await
+            .map_err(|e| Arc::new(e.into()))?;
+        let mut grouped: HashMap<InstallationsWithSkillsOfAgent, Self::Value> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        for row in rows {
+            grouped
+                .entry(InstallationsWithSkillsOfAgent(row.0.agent_id))
+                .or_default()
+                .push(row);
+        }
+        Ok(grouped)
+    }
+}
+
 by_parent!(
     /// The installations of a skill in the active tenant (RLS shows no other), oldest
     /// first.
@@ -853,6 +896,8 @@ pub struct LatestActivitiesOfAgent {
     pub agent_id: Uuid,
     pub limit: u64,
     pub types: u8,
+    /// The columns read (see [`columns_for`]).
+    pub columns: ColumnSet,
 }
 
 /// The bit of each activity type in [`LatestActivitiesOfAgent::types`].
@@ -883,32 +928,40 @@ impl async_graphql::dataloader::Loader<LatestActivitiesOfAgent> for Loader {
         &self,
         keys: &[LatestActivitiesOfAgent],
     ) -> Result<HashMap<LatestActivitiesOfAgent, Self::Value>, Self::Error> {
-        use sea_orm::FromQueryResult;
         let tx = self.scope.tx().await.map_err(Arc::new)?;
         let mut grouped: HashMap<LatestActivitiesOfAgent, Self::Value> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
         // One statement per distinct shape (a page asks for one).
-        for ((limit, types), ids) in groups(keys, |k| (k.limit, k.types), |k| k.agent_id) {
-            let rows = agent_activity::Model::find_by_statement(trellis_core::scope::stmt(
-                "SELECT x.* FROM unnest($1::uuid[]) AS a(id) CROSS JOIN LATERAL ( \
+        for ((limit, types, columns), ids) in
+            groups(keys, |k| (k.limit, k.types, k.columns), |k| k.agent_id)
+        {
+            let sql = format!(
+                "SELECT {} FROM unnest($1::uuid[]) AS a(id) CROSS JOIN LATERAL ( \
                    SELECT * FROM agent_activities y \
                    WHERE y.agent_id = a.id AND y.tenant_id = (SELECT app.current_tenant_id()) \
                      AND y.type = ANY($3::text[]) \
                    ORDER BY y.created_at DESC, y.id DESC LIMIT $2) x",
-                [
-                    ids.into(),
-                    (limit as i64).into(),
-                    activity_types_of(types).into(),
-                ],
-            ))
-            .all(tx)
-            .await
-            .map_err(|e| Arc::new(e.into()))?;
+                columns.select_list::<agent_activity::Entity>("x")
+            );
+            let rows = decode_all(
+                tx.query_all(trellis_core::scope::stmt(
+                    &sql,
+                    [
+                        ids.into(),
+                        (limit as i64).into(),
+                        activity_types_of(types).into(),
+                    ],
+                ))
+                .await,
+                columns,
+                agent_activity::Model::from_columns,
+            )?;
             for row in rows {
                 let key = LatestActivitiesOfAgent {
                     agent_id: row.agent_id,
                     limit,
                     types,
+                    columns,
                 };
                 grouped.entry(key).or_default().push(row);
             }
@@ -1101,6 +1154,7 @@ pub fn forget_all(loader: &RequestLoader) {
     loader.clear::<SkillById>();
     loader.clear::<SkillInstallationById>();
     loader.clear::<InstallationsOfAgent>();
+    loader.clear::<InstallationsWithSkillsOfAgent>();
     loader.clear::<InstallationsOfSkill>();
     loader.clear::<AlertById>();
     loader.clear::<MetricsOfAgent>();

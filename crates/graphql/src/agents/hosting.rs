@@ -10,6 +10,7 @@ use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Select};
 use trellis_core::agents::{activity, channels, health};
 use trellis_core::runs::live::LiveEvent;
 use trellis_core::RequestScope;
+use trellis_entity::columns::ColumnSet;
 use trellis_entity::{agent, agent_activity, agent_channel, container_health, IdKind, Role};
 use uuid::Uuid;
 
@@ -22,10 +23,10 @@ use crate::integrations::types::Connection;
 use crate::list::{self, Access, List};
 use crate::live::{session, InScope, LiveSession};
 use crate::loaders::{
-    activity_type_bits, AgentById, ApiKeyById, ChannelsOfAgent, ConnectionById,
+    activity_type_bits, columns_for, AgentById, ApiKeyById, ChannelsOfAgent, ConnectionById,
     LatestActivitiesOfAgent, LatestHealthOfAgent, UserById,
 };
-use crate::pagination::{first_page, CreatedOrderBy, Page, PageArgs};
+use crate::pagination::{first_page, node_selection, CreatedOrderBy, Page, PageArgs};
 use crate::payload::{json_or_empty, Json};
 use crate::runs::subscription::{ends_after_error, follow};
 
@@ -221,6 +222,34 @@ impl List for AgentActivity {
     }
 }
 
+/// The columns each field of [`AgentActivity`] reads, beyond the id (the cursor), the
+/// agent (the rows are grouped by it), the type (an enum) and the time (the order).
+const ACTIVITY_FIELD_COLUMNS: &[(&str, &[agent_activity::Column])] = {
+    use agent_activity::Column as C;
+    &[
+        ("__typename", &[]),
+        ("id", &[]),
+        ("type", &[]),
+        ("at", &[]),
+        ("agent", &[]),
+        ("summary", &[C::Summary]),
+        ("details", &[C::Details]),
+        ("runId", &[C::RunId]),
+        ("recordedBy", &[C::RecordedBy]),
+        ("recordedByKey", &[C::RecordedByKey]),
+    ]
+};
+
+/// The columns a page of activities reads for `selection` (the activities' own fields).
+fn activity_columns(selection: &async_graphql::Lookahead<'_>) -> ColumnSet {
+    use agent_activity::Column as C;
+    columns_for(
+        selection,
+        [C::Id, C::AgentId, C::ActivityType, C::CreatedAt],
+        ACTIVITY_FIELD_COLUMNS,
+    )
+}
+
 /// The activities of an agent, newest first unless ordered otherwise. A first page
 /// (no `after` or `orderBy`) loads with every other agent's of the request in one
 /// statement.
@@ -251,6 +280,8 @@ pub(crate) async fn activities_of_agent(
                 agent_id,
                 limit: args.first + 1,
                 types: activity_type_bits(&types),
+                columns: activity_columns(&node_selection(ctx))
+                    .union(activity_columns(&ctx.look_ahead().field("nodes"))),
             })
             .await
             .map_err(|e| load_error(ctx, &e))?

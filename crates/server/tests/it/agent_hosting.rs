@@ -414,6 +414,27 @@ async fn activities_are_recorded_by_runners_and_operators_and_listed_newest_firs
     assert_eq!(tasks["nodes"][0]["summary"], "closed 1 issue");
     assert_eq!(tasks["nodes"][1]["summary"], "triaged 3 issues");
 
+    // A page reads only the columns its selection needs; two selections in one request
+    // are two loads, and neither answers the other with the columns it left out.
+    let data = app
+        .ok(
+            Some(&viewer.token),
+            "{ agents { nodes { bare: activities(first: 10) { nodes { summary } } full: activities(first: 10) { nodes { summary details runId recordedByKey { id } } } } } }",
+            json!({}),
+        )
+        .await;
+    let node = &data["agents"]["nodes"][0];
+    assert_eq!(node["bare"]["nodes"][3], json!({ "summary": "hello" }));
+    assert_eq!(
+        node["full"]["nodes"][3]["details"],
+        json!({ "channel": "#ops" })
+    );
+    assert_eq!(
+        node["full"]["nodes"][3]["recordedByKey"]["id"],
+        runner_id.as_str()
+    );
+    assert_eq!(node["full"]["nodes"][0]["summary"], "closed 1 issue");
+
     let audited = admin_count(
         &app,
         "SELECT count(*) FROM audit_events WHERE tenant_id = $1 AND action = 'agent.activity.record'",

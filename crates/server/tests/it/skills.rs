@@ -388,3 +388,58 @@ async fn the_skills_list_costs_the_same_statements_at_5_and_20_skills() {
         "statements per request changed with the page: {counts:?}"
     );
 }
+
+#[tokio::test]
+async fn an_agents_skills_come_with_their_skill_in_one_statement() {
+    let app = TestApp::new().await;
+    let owner = app.owner("skills-joined").await;
+    let agent = create_agent(&app, &owner, "coder").await;
+    let mut keys = vec![];
+    for i in 0..3 {
+        let key = format!("joined-{i}");
+        let skill = create_skill(&app, &owner, skill_input(&key, false)).await;
+        let data = app
+            .ok(
+                Some(&owner.token),
+                INSTALL,
+                json!({ "a": agent, "s": skill, "c": { "channel": "ops" } }),
+            )
+            .await;
+        payload(&data, "installSkill");
+        keys.push(key);
+    }
+    let statements = |query: &'static str| {
+        let app = &app;
+        let token = owner.token.clone();
+        async move {
+            let before = app.state.statements.load(Ordering::Relaxed);
+            let data = app.ok(Some(&token), query, json!({})).await;
+            (app.state.statements.load(Ordering::Relaxed) - before, data)
+        }
+    };
+    let (bare, data) = statements("{ agents { nodes { skills { skillVersion } } } }").await;
+    assert_eq!(
+        data["agents"]["nodes"][0]["skills"]
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    let (joined, data) = statements(
+        "{ agents { nodes { skills { skillVersion skill { key name installCount } } } } }",
+    )
+    .await;
+    // The skills arrive with their installations: nothing more than without them.
+    assert_eq!(joined, bare, "{data:#}");
+    let listed: Vec<&str> = data["agents"]["nodes"][0]["skills"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["skill"]["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, keys.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        data["agents"]["nodes"][0]["skills"][0]["skill"]["installCount"],
+        1
+    );
+}
