@@ -329,23 +329,19 @@ by_parent!(
     /// The label moves of an agent, oldest first.
     LabelMovesOfAgent => agent_label_move.AgentId(agent_id), ordered by CreatedAt
 );
-by_parent!(
-    /// The skills installed on an agent, oldest first.
-    InstallationsOfAgent => skill_installation.AgentId(agent_id), ordered by CreatedAt
-);
 /// The skills installed on an agent, oldest first, each with its skill (`None` when RLS
-/// hides it): one statement where [`InstallationsOfAgent`] and [`SkillById`] take two.
+/// hides it): one statement, where installations and then [`SkillById`] took two.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct InstallationsWithSkillsOfAgent(pub Uuid);
+pub struct InstallationsOfAgent(pub Uuid);
 
-impl async_graphql::dataloader::Loader<InstallationsWithSkillsOfAgent> for Loader {
+impl async_graphql::dataloader::Loader<InstallationsOfAgent> for Loader {
     type Value = Vec<(skill_installation::Model, Option<skill::Model>)>;
     type Error = Arc<trellis_core::Error>;
 
     async fn load(
         &self,
-        keys: &[InstallationsWithSkillsOfAgent],
-    ) -> Result<HashMap<InstallationsWithSkillsOfAgent, Self::Value>, Self::Error> {
+        keys: &[InstallationsOfAgent],
+    ) -> Result<HashMap<InstallationsOfAgent, Self::Value>, Self::Error> {
         use sea_orm::{EntityTrait as _, JoinType, QuerySelect as _};
         let tx = self.scope.tx().await.map_err(Arc::new)?;
         let skill_of_installation = skill_installation::Entity::belongs_to(skill::Entity)
@@ -364,11 +360,11 @@ impl async_graphql::dataloader::Loader<InstallationsWithSkillsOfAgent> for Loade
             .all(tx)
             .await
             .map_err(|e| Arc::new(e.into()))?;
-        let mut grouped: HashMap<InstallationsWithSkillsOfAgent, Self::Value> =
+        let mut grouped: HashMap<InstallationsOfAgent, Self::Value> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
         for row in rows {
             grouped
-                .entry(InstallationsWithSkillsOfAgent(row.0.agent_id))
+                .entry(InstallationsOfAgent(row.0.agent_id))
                 .or_default()
                 .push(row);
         }
@@ -1154,7 +1150,6 @@ pub fn forget_all(loader: &RequestLoader) {
     loader.clear::<SkillById>();
     loader.clear::<SkillInstallationById>();
     loader.clear::<InstallationsOfAgent>();
-    loader.clear::<InstallationsWithSkillsOfAgent>();
     loader.clear::<InstallationsOfSkill>();
     loader.clear::<AlertById>();
     loader.clear::<MetricsOfAgent>();

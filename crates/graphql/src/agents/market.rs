@@ -17,8 +17,7 @@ use crate::identity::IdInput;
 use crate::ids::gid;
 use crate::list::{self, Access, List, Relation};
 use crate::loaders::{
-    AgentById, AgentTemplateById, InstallationsOfAgent, InstallationsOfSkill,
-    InstallationsWithSkillsOfAgent, SkillById, UserById,
+    AgentById, AgentTemplateById, InstallationsOfAgent, InstallationsOfSkill, SkillById, UserById,
 };
 use crate::pagination::{CreatedOrderBy, Page};
 use crate::payload::Json;
@@ -350,27 +349,19 @@ pub(crate) async fn skills_of_agent(
     ctx: &Context<'_>,
     agent_id: uuid::Uuid,
 ) -> async_graphql::Result<Vec<SkillInstallation>> {
-    // With their skills when selected: one statement, and the skills' resolvers find
-    // them in the request's cache.
-    if ctx.look_ahead().field("skill").exists() {
-        let rows = load(ctx, InstallationsWithSkillsOfAgent(agent_id))
-            .await?
-            .unwrap_or_default();
-        let skills = rows
-            .iter()
-            .filter_map(|(_, skill)| skill.clone())
-            .map(|skill| (SkillById(skill.id), skill));
-        ctx.loader()?.feed_many(skills).await;
-        return Ok(rows
-            .into_iter()
-            .map(|(installation, _)| SkillInstallation(installation))
-            .collect());
-    }
-    Ok(load(ctx, InstallationsOfAgent(agent_id))
+    let rows = load(ctx, InstallationsOfAgent(agent_id))
         .await?
-        .unwrap_or_default()
+        .unwrap_or_default();
+    // The skills came with their installations: their resolvers find them in the
+    // request's cache.
+    let skills = rows
+        .iter()
+        .filter_map(|(_, skill)| skill.clone())
+        .map(|skill| (SkillById(skill.id), skill));
+    ctx.loader()?.feed_many(skills).await;
+    Ok(rows
         .into_iter()
-        .map(SkillInstallation)
+        .map(|(installation, _)| SkillInstallation(installation))
         .collect())
 }
 
