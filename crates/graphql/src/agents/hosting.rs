@@ -19,6 +19,7 @@ use crate::context::{load, load_error, mutate, run, ContextExt};
 use crate::identity::types::{input_id, maybe_id, optional_id, ApiKey, User};
 use crate::identity::IdInput;
 use crate::ids::{self, gid};
+use crate::in_place::in_place_object;
 use crate::integrations::types::Connection;
 use crate::list::{self, Access, List};
 use crate::live::{session, InScope, LiveSession};
@@ -134,11 +135,23 @@ impl From<agent_activity::Model> for AgentActivity {
     }
 }
 
-/// One entry of an agent's activity feed.
-#[Object]
 impl AgentActivity {
+    /// Its global ID (what the `Node` interface reads).
+    pub async fn id(&self, _ctx: &Context<'_>) -> async_graphql::Result<ID> {
+        Ok(gid(IdKind::AgentActivity, self.0.id))
+    }
+}
+
+in_place_object!(AgentActivity => AgentActivityFields);
+
+/// The fields of [`AgentActivity`], resolved in place (a dashboard lists ten per agent).
+pub struct AgentActivityFields<'a>(&'a agent_activity::Model);
+
+/// One entry of an agent's activity feed.
+#[Object(name = "AgentActivity")]
+impl AgentActivityFields<'_> {
     /// Its global ID (`acv_…`).
-    pub async fn id(&self) -> ID {
+    async fn id(&self) -> ID {
         gid(IdKind::AgentActivity, self.0.id)
     }
     /// What it is.

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::context::{load, load_error};
 use crate::identity::types::{contains_pattern, ApiKey, User};
 use crate::ids::gid;
+use crate::in_place::in_place_object;
 use crate::list::{self, Access, List, Relation};
 use crate::loaders::{
     AgentById, AgentTemplateById, AgentVersionById, AlertRulesOfAgent, ApiKeyById, BudgetOfAgent,
@@ -167,12 +168,25 @@ impl From<agent::Model> for Agent {
     }
 }
 
+impl Agent {
+    /// Its global ID (what the `Node` interface reads).
+    pub async fn id(&self, _ctx: &Context<'_>) -> async_graphql::Result<ID> {
+        Ok(gid(IdKind::Agent, self.0.id))
+    }
+}
+
+in_place_object!(Agent => AgentFields);
+
+/// The fields of [`Agent`], resolved in place (a dashboard lists a page of agents with
+/// their relations).
+pub struct AgentFields<'a>(&'a agent::Model);
+
 /// An AI agent: what it is for, its model settings, tool policy and budget, and the
 /// version it runs.
-#[Object]
-impl Agent {
+#[Object(name = "Agent")]
+impl AgentFields<'_> {
     /// Its global ID (`agt_…`).
-    pub async fn id(&self) -> ID {
+    async fn id(&self) -> ID {
         gid(IdKind::Agent, self.0.id)
     }
     /// Unique among the tenant's live agents; `agent(slug:)` finds it.
