@@ -69,6 +69,8 @@ from bench import (  # noqa: E402
     rss_kb,
     run_pool,
     thread_client,
+    verdict,
+    write_results,
 )
 from matrix import psql_twin, twin_statements  # noqa: E402
 from runs import (  # noqa: E402
@@ -549,30 +551,13 @@ def main() -> int:
         "failures": failures,
         "failed_pgbench_runs": len(sql_failed),
     }
-    os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
-    with open(cfg.out, "w") as f:
-        json.dump(result, f, indent=2, default=str)
-        f.write("\n")
-    print(f"results: {cfg.out}")
-
-    ok = True
-    if failures:
-        log(f"FAIL: {failures} request(s) failed")
-        ok = False
-    if sql_failed:
-        log(f"FAIL: {len(sql_failed)} pgbench run(s) failed: {sql_failed[0]['problems']}")
-        ok = False
-    # Statement growth is a bug, never a noisy measurement: it fails even in report-only.
-    for h in hard:
-        log(f"FAIL: {h}")
-        ok = False
-    for m in misses:
-        if cfg.report_only:
-            log(f"budget missed (reported only, BENCH_REPORT_ONLY=1): {m}")
-        else:
-            log(f"FAIL: budget missed: {m}")
-            ok = False
-    return 0 if ok else 1
+    write_results(result, cfg.out)
+    # Statement growth (in `hard`) is a bug, never a noisy measurement: it fails even in
+    # report-only.
+    problems = ([f"{failures} request(s) failed"] if failures else []) \
+        + ([f"{len(sql_failed)} pgbench run(s) failed: {sql_failed[0]['problems']}"] if sql_failed else []) \
+        + hard
+    return verdict(problems, misses, cfg.report_only)
 
 
 if __name__ == "__main__":

@@ -64,6 +64,31 @@ def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+def write_results(result: dict, out: str) -> None:
+    """Writes a phase's `result` to `out` as indented JSON and says where."""
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        json.dump(result, f, indent=2, default=str)
+        f.write("\n")
+    print(f"results: {out}")
+
+
+def verdict(problems: list[str], misses: list[str], report_only: bool) -> int:
+    """A phase's exit status, each reason logged: 1 for any of `problems` (failed
+    requests or pgbench runs, wrong data: they fail even with BENCH_REPORT_ONLY=1) and,
+    unless `report_only`, for any budget in `misses`."""
+    ok = not problems
+    for problem in problems:
+        log(f"FAIL: {problem}")
+    for m in misses:
+        if report_only:
+            log(f"budget missed (reported only, BENCH_REPORT_ONLY=1): {m}")
+        else:
+            log(f"FAIL: budget missed: {m}")
+            ok = False
+    return 0 if ok else 1
+
+
 class GraphQLError(RuntimeError):
     pass
 
@@ -1273,13 +1298,8 @@ def main() -> int:
     if tail_misses:
         missed.append(f"p99 above {cfg.max_tail:g} x p50 at concurrency {cfg.tail_concurrency}: "
                       + ", ".join(f"N={b['n']} ({b['p99_over_p50']})" for b in tail_misses))
-    for m in missed:
-        if cfg.report_only:
-            log(f"budget missed (reported only, BENCH_REPORT_ONLY=1): {m}")
-        else:
-            log(f"FAIL: budget missed: {m}")
-            ok = False
-    return 0 if ok else 1
+    budgets = verdict([], missed, cfg.report_only)
+    return 0 if ok and budgets == 0 else 1
 
 
 if __name__ == "__main__":

@@ -56,6 +56,8 @@ from bench import (  # noqa: E402
     pg_cpu_seconds,
     postmaster_info,
     thread_client,
+    verdict,
+    write_results,
 )
 from runs import (  # noqa: E402
     ACTIVATE,
@@ -581,24 +583,11 @@ def main() -> int:
             "budgets": {"missed": misses, "report_only": cfg.report_only},
             "problems": problems,
         }
-        os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
-        with open(cfg.out, "w") as f:
-            json.dump(result, f, indent=2)
-            f.write("\n")
-        print(f"results: {cfg.out}")
-
-        ok = True
-        if problems:
-            log(f"FAIL: {len(problems)} problem(s), e.g. {problems[:3]}")
-            ok = False
-        for m in misses:
-            if cfg.report_only:
-                log(f"budget missed (reported only, BENCH_REPORT_ONLY=1): {m}")
-            else:
-                log(f"FAIL: budget missed: {m}")
-                ok = False
-        failed = not ok
-        return 0 if ok else 1
+        write_results(result, cfg.out)
+        summary_of_problems = [f"{len(problems)} problem(s), e.g. {problems[:3]}"] if problems else []
+        status = verdict(summary_of_problems, misses, cfg.report_only)
+        failed = status != 0
+        return status
     except BaseException:
         failed = True
         raise

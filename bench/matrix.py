@@ -60,6 +60,8 @@ from bench import (  # noqa: E402
     run_pool,
     seed_catalog,
     thread_client,
+    verdict,
+    write_results,
 )
 from runs import (  # noqa: E402
     RUNS_DASHBOARD,
@@ -779,29 +781,11 @@ def main() -> int:
         "failures": failures,
         "failed_pgbench_runs": len(sql_failed),
     }
-    os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
-    with open(cfg.out, "w") as f:
-        json.dump(result, f, indent=2, default=str)
-        f.write("\n")
-    print(f"results: {cfg.out}")
-
-    ok = True
-    if failures:
-        log(f"FAIL: {failures} request(s) failed")
-        ok = False
-    if sql_failed:
-        log(f"FAIL: {len(sql_failed)} pgbench run(s) failed: {sql_failed[0]['problems']}")
-        ok = False
-    for h in hard:
-        log(f"FAIL: {h}")
-        ok = False
-    for m in misses:
-        if cfg.report_only:
-            log(f"budget missed (reported only, BENCH_REPORT_ONLY=1): {m}")
-        else:
-            log(f"FAIL: budget missed: {m}")
-            ok = False
-    return 0 if ok else 1
+    write_results(result, cfg.out)
+    problems = ([f"{failures} request(s) failed"] if failures else []) \
+        + ([f"{len(sql_failed)} pgbench run(s) failed: {sql_failed[0]['problems']}"] if sql_failed else []) \
+        + hard
+    return verdict(problems, misses, cfg.report_only)
 
 
 if __name__ == "__main__":

@@ -72,6 +72,8 @@ from bench import (  # noqa: E402
     rss_kb,
     sign_up,
     thread_client,
+    verdict,
+    write_results,
 )
 from runs import fmt, psql_path, table  # noqa: E402
 
@@ -700,30 +702,12 @@ def measure(cfg: argparse.Namespace, concs: list[int], postmaster: int, db: dict
                     "report_only": cfg.report_only},
         "failures": failures,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
-    with open(cfg.out, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    print(f"results: {cfg.out}")
-
-    ok = True
-    if failures:
-        log(f"FAIL: {failures} call(s) failed or were not what was expected")
-        ok = False
-    if sql_failed:
-        log(f"FAIL: {len(sql_failed)} pgbench run(s) failed: {sql_failed[0]['problems']}")
-        ok = False
-    if not statements_ok:
-        log(f"FAIL: a cached call took more than {cfg.max_statements:g} SQL statements: one at a time {probes}, "
-            f"under load up to {load_most}")
-        ok = False
-    for m in misses:
-        if cfg.report_only:
-            log(f"budget missed (reported only, BENCH_REPORT_ONLY=1): {m}")
-        else:
-            log(f"FAIL: budget missed: {m}")
-            ok = False
-    return 0 if ok else 1
+    write_results(result, cfg.out)
+    problems = ([f"{failures} call(s) failed or were not what was expected"] if failures else []) \
+        + ([f"{len(sql_failed)} pgbench run(s) failed: {sql_failed[0]['problems']}"] if sql_failed else []) \
+        + ([f"a cached call took more than {cfg.max_statements:g} SQL statements: one at a time {probes}, "
+             f"under load up to {load_most}"] if not statements_ok else [])
+    return verdict(problems, misses, cfg.report_only)
 
 
 if __name__ == "__main__":

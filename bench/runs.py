@@ -66,6 +66,8 @@ from bench import (  # noqa: E402
     run_pool,
     sign_up,
     thread_client,
+    verdict,
+    write_results,
 )
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -926,30 +928,13 @@ def main() -> int:
         "failures": request_failures,
         "failed_pgbench_runs": len(sql_failed),
     }
-    os.makedirs(os.path.dirname(os.path.abspath(cfg.out)), exist_ok=True)
-    with open(cfg.out, "w") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    print(f"results: {cfg.out}")
-
-    ok = True
-    if request_failures:
-        log(f"FAIL: {request_failures} request(s) failed")
-        ok = False
-    if sql_failed:
-        log(f"FAIL: {len(sql_failed)} pgbench run(s) failed: {sql_failed[0]['problems']}")
-        ok = False
+    write_results(result, cfg.out)
+    problems = ([f"{request_failures} request(s) failed"] if request_failures else []) \
+        + ([f"{len(sql_failed)} pgbench run(s) failed: {sql_failed[0]['problems']}"] if sql_failed else [])
     if not constant:
         # A count, never noise: fails even with BENCH_REPORT_ONLY=1.
-        log(f"FAIL: runs dashboard statements per request depend on the page size: {probes}")
-        ok = False
-    for m in misses:
-        if cfg.report_only:
-            log(f"budget missed (reported only, BENCH_REPORT_ONLY=1): {m}")
-        else:
-            log(f"FAIL: budget missed: {m}")
-            ok = False
-    return 0 if ok else 1
+        problems.append(f"runs dashboard statements per request depend on the page size: {probes}")
+    return verdict(problems, misses, cfg.report_only)
 
 
 if __name__ == "__main__":
