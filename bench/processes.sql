@@ -52,7 +52,9 @@ WITH touched AS (UPDATE api_keys SET last_used_at = now() WHERE id = :key
    AND (k.expires_at IS NULL OR k.expires_at > now());
 
 -- RESOLVE, its by-key variant for the served version ($1 key, $3 environment, $5 input
--- hash, $6 API key, $7 read the cache, $8 tenant).
+-- hash, $6 API key, $7 read the cache, $8 tenant). Its lateral read of the provider's
+-- connection (crates/core/src/integrations/connections.rs `connection_rows_sql`) runs
+-- only on a miss, so never here.
 SELECT p.id AS process_id, p.key AS process_key, p.updated_at AS process_updated_at,
   p.input_schema, p.output_schema, p.config,
   v.id AS version_id, v.number, v.environment AS version_environment,
@@ -66,7 +68,7 @@ SELECT p.id AS process_id, p.key AS process_key, p.updated_at AS process_updated
   CASE WHEN (k.process_environment IS NULL OR k.process_environment = :env)
         AND (k.process_keys IS NULL OR p.key = ANY (k.process_keys))
     THEN app.admit_process_call(:key, p.id) END AS retry_after,
-  set_config('synchronous_commit', 'off', true) AS durability
+  set_config('synchronous_commit', 'off', true) AS durability, o.*
 FROM processes p
 JOIN tenants t ON t.id = p.tenant_id
 LEFT JOIN process_deployments d
@@ -81,6 +83,25 @@ LEFT JOIN response_cache c ON :use_cache::boolean AND v.published_at IS NOT NULL
   AND c.input_hash = sha256(convert_to('{"text":"ticket ' || :k || ': the printer jams on double-sided pages"}', 'UTF8'))
   AND c.settings_hash = s.settings_hash
 LEFT JOIN api_keys k ON k.tenant_id = p.tenant_id AND k.id = :key
+LEFT JOIN LATERAL (SELECT conn_app.key AS connection_app_key, conn.config AS connection_config,
+    conn_field.field AS secret_field, conn_secret.id AS s_id, conn_secret.tenant_id AS s_tenant_id,
+    conn_secret.name AS s_name, conn_secret.version AS s_version,
+    conn_secret.data_key_generation AS s_data_key_generation,
+    conn_secret.ciphertext AS s_ciphertext, conn_secret.created_by AS s_created_by,
+    conn_secret.created_at AS s_created_at, conn_secret.updated_at AS s_updated_at,
+    conn_secret.rotated_at AS s_rotated_at, conn_secret.last_used_at AS s_last_used_at,
+    conn_key.tenant_id AS k_tenant_id, conn_key.generation AS k_generation,
+    conn_key.master_key_id AS k_master_key_id, conn_key.wrapped AS k_wrapped,
+    conn_key.created_at AS k_created_at, conn_key.rewrapped_at AS k_rewrapped_at
+  FROM connections conn JOIN apps conn_app ON conn_app.id = conn.app_id
+  LEFT JOIN connection_secrets conn_field ON conn_field.connection_id = conn.id
+  LEFT JOIN secrets conn_secret ON conn_secret.id = conn_field.secret_id
+  LEFT JOIN tenant_data_keys conn_key ON conn_key.tenant_id = conn_secret.tenant_id
+    AND conn_key.generation = conn_secret.data_key_generation
+  WHERE conn.id = v.connection_id AND conn.deleted_at IS NULL
+    AND v.provider = 'openai_compatible'
+    AND NOT coalesce(c.state = 'ready' AND c.expires_at > now(), false)
+  OFFSET 0) o ON true
 WHERE p.tenant_id = :tenant AND p.deleted_at IS NULL AND p.key = :process \gset r_
 
 -- The call log and its hour's rollup, one statement (payload retention: the tenant's

@@ -465,6 +465,104 @@ pub struct OpenConnection {
     pub secrets: std::collections::HashMap<String, secrecy::SecretString>,
 }
 
+/// The statement that reads a connection for use: the connection (if live), its app's
+/// key, and per secret field the secret and its data key; one row per field (one row
+/// with NULL secret columns when it has none), none when the connection is gone.
+/// `id` is the SQL expression of its ID (`$1`, or a column of an enclosing statement
+/// that reads it as a lateral subquery, as a process call's RESOLVE does; the aliases
+/// all start with `conn` so they hide none of its own, and the text ends with its
+/// WHERE clause, so it may add conditions). Columns:
+/// `connection_app_key`, `connection_config`, `secret_field`, `s_*` (the secret) and
+/// `k_*` (its data key), as [`SealedConnection::from_rows`] reads them.
+pub(crate) fn connection_rows_sql(id: &str) -> String {
+    let prefixed = |table: &str, prefix: &str, columns: Vec<String>| {
+        columns
+            .into_iter()
+            .map(|c| format!("{table}.{c} AS {prefix}{c}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "SELECT conn_app.key AS connection_app_key, conn.config AS connection_config, \
+           conn_field.field AS secret_field, {secret}, {key} \
+         FROM connections conn JOIN apps conn_app ON conn_app.id = conn.app_id \
+         LEFT JOIN connection_secrets conn_field ON conn_field.connection_id = conn.id \
+         LEFT JOIN secrets conn_secret ON conn_secret.id = conn_field.secret_id \
+         LEFT JOIN tenant_data_keys conn_key ON conn_key.tenant_id = conn_secret.tenant_id \
+           AND conn_key.generation = conn_secret.data_key_generation \
+         WHERE conn.id = {id} AND conn.deleted_at IS NULL",
+        secret = prefixed(
+            "conn_secret",
+            "s_",
+            secret::Column::iter()
+                .map(|c| c.as_str().to_owned())
+                .collect()
+        ),
+        key = prefixed(
+            "conn_key",
+            "k_",
+            tenant_data_key::Column::iter()
+                .map(|c| c.as_str().to_owned())
+                .collect()
+        ),
+    )
+}
+
+/// [`connection_rows_sql`] for a bound ID, built once.
+static CONNECTION_ROWS: std::sync::LazyLock<String> =
+    std::sync::LazyLock::new(|| connection_rows_sql("$1"));
+
+/// A connection read for use with its secrets still sealed: what
+/// [`connection_rows_sql`] returns, before [`SealedConnection::open`] reveals them.
+#[derive(Clone, Debug)]
+pub struct SealedConnection {
+    app_key: String,
+    config: Json,
+    secrets: Vec<(String, secret::Model, tenant_data_key::Model)>,
+}
+
+impl SealedConnection {
+    /// The connection in rows of [`connection_rows_sql`]'s columns; `None` when there
+    /// are none (the connection is gone, or the statement did not read it).
+    pub(crate) fn from_rows(rows: &[sea_orm::QueryResult]) -> Result<Option<Self>> {
+        let Some(first) = rows.first() else {
+            return Ok(None);
+        };
+        let Some(app_key) = first.try_get::<Option<String>>("", "connection_app_key")? else {
+            return Ok(None);
+        };
+        let config: Json = first.try_get("", "connection_config")?;
+        let mut secrets = Vec::new();
+        for row in rows {
+            let Some(field) = row.try_get::<Option<String>>("", "secret_field")? else {
+                continue;
+            };
+            let secret = secret::Model::from_query_result(row, "s_")?;
+            let data_key = tenant_data_key::Model::from_query_result(row, "k_")?;
+            secrets.push((field, secret, data_key));
+        }
+        Ok(Some(Self {
+            app_key,
+            config,
+            secrets,
+        }))
+    }
+
+    /// Reveals the secrets (recording their use in `scope`).
+    pub async fn open(&self, vault: &Vault, scope: &RequestScope) -> Result<OpenConnection> {
+        let mut secrets = std::collections::HashMap::new();
+        for (field, secret, data_key) in &self.secrets {
+            let value = vault.reveal_with(scope, secret, data_key).await?;
+            secrets.insert(field.clone(), value);
+        }
+        Ok(OpenConnection {
+            app_key: self.app_key.clone(),
+            config: self.config.clone(),
+            secrets,
+        })
+    }
+}
+
 /// Opens a connection of the scope's tenant for a run: reads it, its app's key, its
 /// secrets and their data keys in one statement, and reveals the secrets (recording
 /// their use).
@@ -473,58 +571,13 @@ pub async fn open_connection(
     scope: &RequestScope,
     id: Uuid,
 ) -> Result<OpenConnection> {
-    let prefixed = |table: &str, prefix: &str, columns: Vec<String>| {
-        columns
-            .into_iter()
-            .map(|c| format!("{table}.{c} AS {prefix}{c}"))
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let sql = format!(
-        "SELECT a.key AS app_key, c.config AS config, cs.field AS field, {secret}, {key} \
-         FROM connections c JOIN apps a ON a.id = c.app_id \
-         LEFT JOIN connection_secrets cs ON cs.connection_id = c.id \
-         LEFT JOIN secrets s ON s.id = cs.secret_id \
-         LEFT JOIN tenant_data_keys k \
-           ON k.tenant_id = s.tenant_id AND k.generation = s.data_key_generation \
-         WHERE c.id = $1 AND c.deleted_at IS NULL",
-        secret = prefixed(
-            "s",
-            "s_",
-            secret::Column::iter()
-                .map(|c| c.as_str().to_owned())
-                .collect()
-        ),
-        key = prefixed(
-            "k",
-            "k_",
-            tenant_data_key::Column::iter()
-                .map(|c| c.as_str().to_owned())
-                .collect()
-        ),
-    );
     let rows = scope
         .tx()
         .await?
-        .query_all(crate::scope::stmt(&sql, [id.into()]))
+        .query_all(crate::scope::stmt(&CONNECTION_ROWS, [id.into()]))
         .await?;
-    let Some(first) = rows.first() else {
-        return Err(Error::NotFound);
-    };
-    let app_key: String = first.try_get("", "app_key")?;
-    let config: Json = first.try_get("", "config")?;
-    let mut secrets = std::collections::HashMap::new();
-    for row in &rows {
-        let Some(field) = row.try_get::<Option<String>>("", "field")? else {
-            continue;
-        };
-        let secret = secret::Model::from_query_result(row, "s_")?;
-        let data_key = tenant_data_key::Model::from_query_result(row, "k_")?;
-        secrets.insert(field, vault.reveal_with(scope, &secret, &data_key).await?);
-    }
-    Ok(OpenConnection {
-        app_key,
-        config,
-        secrets,
-    })
+    SealedConnection::from_rows(&rows)?
+        .ok_or(Error::NotFound)?
+        .open(vault, scope)
+        .await
 }

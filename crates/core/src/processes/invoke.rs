@@ -5,7 +5,8 @@
 //! one open while a provider answers:
 //!
 //! 1. One statement resolves the process (by key or ID), the version the environment
-//!    serves (or the one asked for), the caller's key restrictions and the cache entry.
+//!    serves (or the one asked for), the caller's key restrictions, the cache entry and,
+//!    unless the entry answers, the provider's connection with its sealed secrets.
 //!    The input is checked against the input schema; a cache hit is logged and
 //!    committed at once (one transaction, start to end).
 //! 2. On a miss of a published version, the caller claims the cache entry (a PENDING
@@ -40,7 +41,7 @@ use super::calls::{self, CallRecord};
 use super::prompt;
 use super::providers::{self, ChatRole, Message, ModelSettings, OpenAiCompatible, Provider};
 use crate::egress::Egress;
-use crate::integrations::connections::open_connection;
+use crate::integrations::connections::{connection_rows_sql, open_connection, SealedConnection};
 use crate::integrations::manifest::CompiledSchema;
 use crate::integrations::secrets::Vault;
 use crate::runs::start::input_hash;
@@ -225,6 +226,13 @@ struct CacheKey {
 /// version or a numbered one), so each plans as the plain equalities it is.
 /// Parameters: $1 key, $2 ID, $3 environment, $4 version number, $5 input hash, $6 API
 /// key, $7 whether to read the cache, $8 tenant.
+///
+/// When the call will not be answered from the cache and the version's provider needs
+/// a connection, the statement also reads that connection with its sealed secrets
+/// ([`connection_rows_sql`], one row per secret), so that a miss opens it without a
+/// statement of its own. The lateral read is gated on the miss: a cache hit never
+/// executes it (`OFFSET 0` keeps it a subquery whose conditions on the outer row are
+/// checked before it runs).
 fn resolve_sql(by_id: bool, numbered: bool) -> String {
     let process = if by_id { "p.id = $2" } else { "p.key = $1" };
     let version = if numbered {
@@ -246,7 +254,7 @@ fn resolve_sql(by_id: bool, numbered: bool) -> String {
            CASE WHEN (k.process_environment IS NULL OR k.process_environment = $3) \
                  AND (k.process_keys IS NULL OR p.key = ANY (k.process_keys)) \
              THEN app.admit_process_call($6, p.id) END AS retry_after, \
-           set_config('synchronous_commit', 'off', true) AS durability \
+           set_config('synchronous_commit', 'off', true) AS durability, o.* \
          FROM processes p \
          JOIN tenants t ON t.id = p.tenant_id \
          LEFT JOIN process_deployments d \
@@ -261,7 +269,12 @@ fn resolve_sql(by_id: bool, numbered: bool) -> String {
            AND c.tenant_id = p.tenant_id AND c.version_id = v.id AND c.input_hash = $5 \
            AND c.settings_hash = s.settings_hash \
          LEFT JOIN api_keys k ON k.tenant_id = p.tenant_id AND k.id = $6 \
-         WHERE p.tenant_id = $8 AND p.deleted_at IS NULL AND {process}"
+         LEFT JOIN LATERAL ({connection} \
+           AND v.provider = 'openai_compatible' \
+           AND NOT coalesce(c.state = 'ready' AND c.expires_at > now(), false) \
+           OFFSET 0) o ON true \
+         WHERE p.tenant_id = $8 AND p.deleted_at IS NULL AND {process}",
+        connection = connection_rows_sql("v.connection_id"),
     )
 }
 
@@ -313,22 +326,25 @@ impl Invoker {
             ProcessRef::Id(id) => (None, Some(*id)),
         };
         let sql = &RESOLVE[usize::from(id.is_some())][usize::from(call.version.is_some())];
-        let resolved = Resolved::find_by_statement(stmt(
-            sql,
-            [
-                key.into(),
-                id.into(),
-                call.environment.to_value().into(),
-                call.version.into(),
-                hash.clone().into(),
-                scope.api_key_id().into(),
-                (call.cache == CacheMode::Default).into(),
-                tenant.tenant_id.into(),
-            ],
-        ))
-        .one(scope.tx().await?)
-        .await?
-        .ok_or(Error::NotFound)?;
+        let rows = scope
+            .tx()
+            .await?
+            .query_all(stmt(
+                sql,
+                [
+                    key.into(),
+                    id.into(),
+                    call.environment.to_value().into(),
+                    call.version.into(),
+                    hash.clone().into(),
+                    scope.api_key_id().into(),
+                    (call.cache == CacheMode::Default).into(),
+                    tenant.tenant_id.into(),
+                ],
+            ))
+            .await?;
+        let resolved = Resolved::from_query_result(rows.first().ok_or(Error::NotFound)?, "")?;
+        let connection = SealedConnection::from_rows(&rows)?;
         check_key_restrictions(&resolved, call.environment)?;
         let version_id = match resolved.version_id {
             Some(id) if call.environment == Environment::Sandbox => id,
@@ -458,7 +474,7 @@ impl Invoker {
             None => true,
         };
         let provider = if claimed {
-            Some(self.provider(&scope, &resolved).await)
+            Some(self.provider(&scope, &resolved, connection.as_ref()).await)
         } else {
             None
         };
@@ -500,7 +516,7 @@ impl Invoker {
             None => {
                 // The claim we waited on lapsed: answer ourselves.
                 let scope = RequestScope::new(self.db.clone(), principal.clone(), meta.clone());
-                let provider = self.provider(&scope, &resolved).await;
+                let provider = self.provider(&scope, &resolved, connection.as_ref()).await;
                 RequestScope::finish_shared(scope, true).await?;
                 match provider {
                     Ok(provider) => self.complete(provider.as_ref(), &resolved, rendered).await,
@@ -588,19 +604,25 @@ impl Invoker {
         })
     }
 
-    /// The provider of a version, its connection opened in `scope`. A connection that
-    /// cannot be opened or is misconfigured is the version's error, not an internal one.
+    /// The provider of a version, its connection opened in `scope`: the one RESOLVE
+    /// read (`sealed`), or read now when it did not. A connection that cannot be opened
+    /// or is misconfigured is the version's error, not an internal one.
     async fn provider(
         &self,
         scope: &RequestScope,
         resolved: &Resolved,
+        sealed: Option<&SealedConnection>,
     ) -> Result<Box<dyn Provider>> {
         match resolved.provider {
             Some(ProviderKind::OpenaiCompatible) => {
                 let Some(connection_id) = resolved.connection_id else {
                     return Err(misconfigured("the version has no connection"));
                 };
-                let connection = match open_connection(&self.vault, scope, connection_id).await {
+                let opened = match sealed {
+                    Some(sealed) => sealed.open(&self.vault, scope).await,
+                    None => open_connection(&self.vault, scope, connection_id).await,
+                };
+                let connection = match opened {
                     Ok(connection) => connection,
                     Err(Error::NotFound) => {
                         return Err(misconfigured("the version's connection was deleted"))

@@ -3,6 +3,7 @@
 //! or a real loopback provider, single-flighted across callers, logged and rolled up;
 //! the REST route has the same semantics.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -459,6 +460,74 @@ async fn openai_compatible_versions_call_the_provider_through_their_connection()
         .map(|e| text(&e["node"]["errorCode"]))
         .collect();
     assert_eq!(codes, ["PROVIDER_REJECTED", "OUTPUT_INVALID"]);
+}
+
+/// A miss reads its provider's connection, secrets and data keys in the statement that
+/// resolves the call (no statement of its own), and so follows every change to them:
+/// a rotated secret is sent on the next call, and a deleted connection fails it.
+#[tokio::test]
+async fn a_miss_reads_its_connection_with_the_call_and_follows_its_changes() {
+    let app = TestApp::with_args(&["--egress-allow", "127.0.0.1"]).await;
+    let owner = app.owner("proc-conn-read").await;
+    let t = owner.token.as_str();
+    let provider = ChatServer::start([]).await;
+    let secret = create_secret(&app, &owner, "llm", "Bearer sk-first").await;
+    let connection = http_connection(&app, &owner, "llm", &provider.base_url, Some(&secret)).await;
+    let data = app
+        .ok(Some(t), CREATE_PROCESS, json!({ "key": "echoer" }))
+        .await;
+    let process = text(&payload(&data, "createProcess")["process"]["id"]);
+    let data = app
+        .ok(Some(t), CREATE_VERSION, json!({ "p": process, "prompt": "Say {{ input.text }}", "provider": "OPENAI_COMPATIBLE", "c": connection, "model": "m", "attempts": 1 }))
+        .await;
+    let version = text(&payload(&data, "createProcessVersion")["version"]["id"]);
+    app.ok(Some(t), PUBLISH, json!({ "id": version })).await;
+    let call = |word: &str| json!({ "p": "echoer", "env": "SANDBOX", "input": { "text": word }, "cache": "BYPASS" });
+
+    // The first call also records the secret's use (once a minute); count the second.
+    invoke(&app, t, call("warm")).await;
+    let before = app.state.statements.load(Ordering::Relaxed);
+    let answered = invoke(&app, t, call("hello")).await;
+    let statements = app.state.statements.load(Ordering::Relaxed) - before;
+    assert_eq!(answered["output"], "echo: Say hello");
+    // Before the answer: the tenant context and RESOLVE (which read the connection);
+    // after it: the tenant context and the call log. A statement of its own for the
+    // connection would make it 5.
+    assert_eq!(statements, 4, "statements of a miss");
+    assert_eq!(
+        provider.received().last().unwrap().headers["authorization"],
+        "Bearer sk-first"
+    );
+
+    app.ok(
+        Some(t),
+        "mutation($id: ID!) { rotateSecret(input: {id: $id, value: \"Bearer sk-second\"}) { secret { version } } }",
+        json!({ "id": secret }),
+    )
+    .await;
+    invoke(&app, t, call("again")).await;
+    assert_eq!(
+        provider.received().last().unwrap().headers["authorization"],
+        "Bearer sk-second"
+    );
+
+    app.ok(
+        Some(t),
+        "mutation($id: ID!) { deleteConnection(input: {id: $id}) { __typename } }",
+        json!({ "id": connection }),
+    )
+    .await;
+    let calls = provider.calls();
+    let errors = app.post(Some(t), INVOKE, call("gone")).await;
+    assert_eq!(
+        errors.1["errors"][0]["extensions"]["code"], "PROVIDER_MISCONFIGURED",
+        "{errors:?}"
+    );
+    assert_eq!(
+        provider.calls(),
+        calls,
+        "a deleted connection is not called"
+    );
 }
 
 #[tokio::test]
