@@ -37,6 +37,7 @@ mod m20261207_000032_audit_archive;
 mod m20261207_000033_seed_fields;
 mod m20261207_000034_report_tenants;
 mod m20261207_000035_alert_rules;
+mod m20261207_000036_agent_triggers;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -81,6 +82,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000033_seed_fields::Migration),
             Box::new(m20261207_000034_report_tenants::Migration),
             Box::new(m20261207_000035_alert_rules::Migration),
+            Box::new(m20261207_000036_agent_triggers::Migration),
         ]
     }
 }

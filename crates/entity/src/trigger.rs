@@ -2,8 +2,8 @@ use sea_orm::entity::prelude::*;
 
 use crate::TriggerType;
 
-/// What starts runs of a workflow: by hand, on a schedule, by a signed webhook or on a
-/// named event.
+/// What starts runs of a workflow or of an agent (exactly one of the two): by hand, on
+/// a schedule, by a signed webhook or on a named event.
 #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
 #[sea_orm(table_name = "triggers")]
 pub struct Model {
@@ -11,7 +11,8 @@ pub struct Model {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub key: String,
-    pub workflow_id: Uuid,
+    pub workflow_id: Option<Uuid>,
+    pub agent_id: Option<Uuid>,
     #[sea_orm(column_name = "type")]
     pub trigger_type: TriggerType,
     pub config: Json,

@@ -260,6 +260,23 @@ by_id!(
     AlertRuleById => alert_rule::Model
 );
 
+/// A parent column's value in a row: a foreign key, plain or nullable.
+trait ParentId {
+    fn parent_id(&self) -> Option<Uuid>;
+}
+
+impl ParentId for Uuid {
+    fn parent_id(&self) -> Option<Uuid> {
+        Some(*self)
+    }
+}
+
+impl ParentId for Option<Uuid> {
+    fn parent_id(&self) -> Option<Uuid> {
+        *self
+    }
+}
+
 macro_rules! by_parent {
     ($(#[$doc:meta])* $key:ident => $entity:ident . $column:ident ($field:ident), ordered by $order:ident $(, $then:ident)*) => {
         $(#[$doc])*
@@ -284,7 +301,9 @@ macro_rules! by_parent {
                 let mut grouped: HashMap<$key, Self::Value> =
                     keys.iter().map(|k| (*k, Vec::new())).collect();
                 for row in rows {
-                    grouped.entry($key(row.$field)).or_default().push(row);
+                    if let Some(parent) = row.$field.parent_id() {
+                        grouped.entry($key(parent)).or_default().push(row);
+                    }
                 }
                 Ok(grouped)
             }
@@ -396,6 +415,10 @@ by_parent!(
 by_parent!(
     /// The triggers of a workflow, oldest first.
     TriggersOfWorkflow => trigger.WorkflowId(workflow_id), ordered by CreatedAt
+);
+by_parent!(
+    /// The triggers of an agent, oldest first.
+    TriggersOfAgent => trigger.AgentId(agent_id), ordered by CreatedAt
 );
 
 by_parent!(
@@ -1125,6 +1148,7 @@ pub fn forget_all(loader: &RequestLoader) {
     loader.clear::<StepsOfVersion>();
     loader.clear::<TransitionsOfVersion>();
     loader.clear::<TriggersOfWorkflow>();
+    loader.clear::<TriggersOfAgent>();
     loader.clear::<WorkflowsOfClient>();
     loader.clear::<StepCountOfVersion>();
     loader.clear::<RunById>();

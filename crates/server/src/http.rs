@@ -609,6 +609,7 @@ async fn webhook(
         now: chrono::Utc::now(),
     };
     let outcome = webhook::receive(&state.vault, &scope, &state.runs, delivery).await;
+    let mut retry_after = None;
     let (status, body) = match outcome {
         Ok(Ok(started)) => (
             StatusCode::ACCEPTED,
@@ -624,6 +625,12 @@ async fn webhook(
                 Refusal::Suspended => (StatusCode::FORBIDDEN, "forbidden"),
                 Refusal::NotJson => (StatusCode::BAD_REQUEST, "the body must be JSON"),
                 Refusal::DeliveryReused => (StatusCode::CONFLICT, "delivery id reused"),
+                Refusal::OverBudget {
+                    retry_after_seconds,
+                } => {
+                    retry_after = Some(retry_after_seconds);
+                    (StatusCode::TOO_MANY_REQUESTS, "over budget")
+                }
             };
             (status, serde_json::json!({ "error": error }))
         }
@@ -649,12 +656,18 @@ async fn webhook(
         )
             .into_response();
     }
-    (
+    let mut response = (
         status,
         [(header::CONTENT_TYPE, "application/json")],
         body.to_string(),
     )
-        .into_response()
+        .into_response();
+    if let Some(seconds) = retry_after {
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, header::HeaderValue::from(seconds));
+    }
+    response
 }
 
 /// 200 when the database answers `SELECT 1` within a second, 503 otherwise: a load

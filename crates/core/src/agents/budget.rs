@@ -182,21 +182,22 @@ async fn status_of(
 /// raised for the agent (one per agent and month while open). NOT_FOUND for an agent
 /// that is not a live one of the scope's tenant.
 ///
-/// Call it in the run's request scope before starting the run. The refusal rolls that
+/// Call it in the run's request scope, for the scope's tenant, before starting the run
+/// (the caller has established the right to start it: a role, or a verified webhook
+/// signature). The refusal rolls that
 /// request back, so the alert is raised in a transaction of its own
 /// ([`alerts::raise_now`], committed before this returns), and only when the scope
 /// sees no open budget alert: under a stream of refusals only the first costs a second
 /// connection. Concurrent refusals leave exactly one open alert (its dedupe key).
-pub async fn admit(scope: &RequestScope, agent_id: Uuid) -> Result<()> {
-    let ctx = scope.require(Role::Viewer).await?;
-    let (status, slug, alerted) = status_of(scope, ctx.tenant_id, agent_id).await?;
+pub async fn admit(scope: &RequestScope, tenant_id: Uuid, agent_id: Uuid) -> Result<()> {
+    let (status, slug, alerted) = status_of(scope, tenant_id, agent_id).await?;
     if !status.exceeded() {
         return Ok(());
     }
     let now = Utc::now();
     if !alerted {
-        let alert = budget_alert(ctx.tenant_id, &slug, &status, now);
-        if let Err(err) = alerts::raise_now(scope.db(), ctx.tenant_id, alert).await {
+        let alert = budget_alert(tenant_id, &slug, &status, now);
+        if let Err(err) = alerts::raise_now(scope.db(), tenant_id, alert).await {
             tracing::error!(agent = %agent_id, error = ?err, "raising a budget alert failed");
         }
     }

@@ -4,19 +4,22 @@
 //! (`runs::start::create_run`): the same run tables, idempotency rules and audit event,
 //! so the engine executes it like any run. The run records the agent, the version and
 //! the agent's tool policy as it is at the start; the engine enforces that frozen
-//! policy on the run's tool steps ([`super::policy`]).
+//! policy on the run's tool steps ([`super::policy`]). A trigger of the agent (SCHEDULE,
+//! WEBHOOK, EVENT) starts the same run of its active version, recording the trigger,
+//! its type and its payload ([`fire`]).
 
 use sea_orm::{ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter};
 use serde_json::{json, Value as Json};
 use trellis_entity::{
-    agent, agent_label, agent_version, workflow_run, AgentStatus, AgentVersionStatus, IdKind, Role,
-    Severity,
+    agent, agent_label, agent_version, trigger, workflow_run, AgentStatus, AgentVersionStatus,
+    IdKind, Role, Severity, TriggerType,
 };
 use uuid::Uuid;
 
 use super::agent::find_agent;
 use crate::audit::{self, Event};
 use crate::runs::start::{check_key, check_payload, create_run, AgentOfRun, NewRun, Started};
+use crate::runs::triggered::{Fired, Firing};
 use crate::runs::RunSettings;
 use crate::scope::{stmt, RequestScope};
 use crate::{Error, Result};
@@ -146,7 +149,7 @@ pub async fn run_agent(
     settings: &RunSettings,
     request: RunAgent,
 ) -> Result<Started> {
-    scope.require(Role::Operator).await?;
+    let ctx = scope.require(Role::Operator).await?;
     check_payload("input", &request.input)?;
     let idempotency_key = check_key(request.idempotency_key.clone())?;
     let agent = match find_agent(scope, request.agent_id, false).await {
@@ -176,8 +179,36 @@ pub async fn run_agent(
         ));
     }
     // Over its monthly budget: RATE_LIMITED, and the budget alert raised.
-    super::budget::admit(scope, agent.id).await?;
+    super::budget::admit(scope, ctx.tenant_id, agent.id).await?;
     let version = pick_version(scope, &agent, &request).await?;
+    let start = AgentStart {
+        trigger: None,
+        trigger_type: TriggerType::Manual,
+        trigger_payload: None,
+        input: request.input,
+        idempotency_key,
+    };
+    start_version(scope, settings, &agent, &version, start).await
+}
+
+/// How a run of an agent's version starts: by hand or by a trigger.
+struct AgentStart<'a> {
+    trigger: Option<&'a trigger::Model>,
+    trigger_type: TriggerType,
+    trigger_payload: Option<Json>,
+    input: Json,
+    idempotency_key: Option<String>,
+}
+
+/// Starts a run of `version`'s flow for `agent`, with its tool policy frozen on it, and
+/// marks the agent active (unless an earlier start with the same key made the run).
+async fn start_version(
+    scope: &RequestScope,
+    settings: &RunSettings,
+    agent: &agent::Model,
+    version: &agent_version::Model,
+    start: AgentStart<'_>,
+) -> Result<Started> {
     let flow = version
         .flow_version_id
         .ok_or_else(|| anyhow::anyhow!("picked a version without a flow"))?;
@@ -188,11 +219,11 @@ pub async fn run_agent(
         NewRun {
             workflow_id,
             version_id: Some(flow),
-            trigger: None,
-            trigger_type: trellis_entity::TriggerType::Manual,
-            trigger_payload: None,
-            input: request.input,
-            idempotency_key,
+            trigger: start.trigger,
+            trigger_type: start.trigger_type,
+            trigger_payload: start.trigger_payload,
+            input: start.input,
+            idempotency_key: start.idempotency_key,
             simulation: false,
             retry_of: None,
             replay_of: None,
@@ -210,6 +241,51 @@ pub async fn run_agent(
         touch(scope, agent.id).await?;
     }
     Ok(started)
+}
+
+/// A firing of a trigger of `agent_id` ([`crate::runs::triggered`]): a run of the
+/// agent's active version, as `runAgent` without a version or label, recording the
+/// trigger, its type and payload. Idle when the agent is deleted (`agent_deleted`),
+/// paused (`agent_paused`) or has no active version with a flow (`agent_inactive`);
+/// RATE_LIMITED, with the budget alert raised, over its monthly budget.
+pub(crate) async fn fire(
+    scope: &RequestScope,
+    settings: &RunSettings,
+    agent_id: Uuid,
+    trigger: &trigger::Model,
+    firing: Firing,
+) -> Result<Fired> {
+    let agent = match find_agent(scope, agent_id, false).await {
+        Ok(agent) => agent,
+        Err(Error::NotFound) => return Ok(Fired::Idle("agent_deleted")),
+        Err(err) => return Err(err),
+    };
+    if agent.status == AgentStatus::Paused {
+        return Ok(Fired::Idle("agent_paused"));
+    }
+    super::budget::admit(scope, trigger.tenant_id, agent.id).await?;
+    let request = RunAgent {
+        agent_id,
+        version_id: None,
+        label: None,
+        input: firing.input,
+        idempotency_key: Some(firing.idempotency_key),
+    };
+    let version = match pick_version(scope, &agent, &request).await {
+        Ok(version) => version,
+        Err(Error::Conflict { .. }) => return Ok(Fired::Idle("agent_inactive")),
+        Err(err) => return Err(err),
+    };
+    let start = AgentStart {
+        trigger: Some(trigger),
+        trigger_type: firing.trigger_type,
+        trigger_payload: Some(firing.payload),
+        input: request.input,
+        idempotency_key: request.idempotency_key,
+    };
+    start_version(scope, settings, &agent, &version, start)
+        .await
+        .map(|started| Fired::Started(Box::new(started)))
 }
 
 /// Marks the agent active now (`lastActiveAt`).

@@ -18,15 +18,13 @@
 
 use sea_orm::EntityTrait;
 use serde_json::{json, Value as Json};
-use trellis_entity::{
-    trigger, workflow, workflow_run, IdKind, PrefixedId, Role, RunStatus, TriggerType,
-    WorkflowStatus,
-};
+use trellis_entity::{trigger, workflow_run, IdKind, PrefixedId, Role, RunStatus, TriggerType};
 use uuid::Uuid;
 
 use super::condition::{holds, Scope};
 use crate::audit;
-use crate::runs::start::{create_run, NewRun, MAX_PAYLOAD_BYTES};
+use crate::runs::start::MAX_PAYLOAD_BYTES;
+use crate::runs::triggered::{self, Fired, Firing};
 use crate::runs::RunSettings;
 use crate::scope::{stmt, RequestScope};
 use crate::workflows::triggers::EVENT_NAME;
@@ -222,50 +220,31 @@ async fn deliver(
                 continue;
             }
         }
-        let runs_now = workflow::Entity::find_by_id(trigger.workflow_id)
-            .one(tx)
-            .await?
-            .is_some_and(|w| {
-                w.deleted_at.is_none()
-                    && w.status == WorkflowStatus::Active
-                    && w.active_version_id.is_some()
-            });
-        if !runs_now {
-            metrics::counter!("trellis_event_runs_skipped_total", "reason" => "workflow_inactive")
-                .increment(1);
-            continue;
-        }
         let trigger_id = PrefixedId::new(IdKind::Trigger, trigger.id).to_string();
-        let started = create_run(
-            scope,
-            settings,
-            NewRun {
-                workflow_id: trigger.workflow_id,
-                version_id: None,
-                trigger: Some(trigger),
-                trigger_type: TriggerType::Event,
-                trigger_payload: Some(json!({
-                    "event": event.name,
-                    "eventId": event.id,
-                    "depth": event.depth,
-                    "payload": event.payload,
-                })),
-                input: event.payload.clone(),
-                idempotency_key: Some(format!("event:{}:{trigger_id}", event.id)),
-                simulation: false,
-                retry_of: None,
-                replay_of: None,
-                client_id: None,
-                agent: None,
-                metadata: None,
-            },
-        )
-        .await;
-        let started = match started {
-            Ok(started) => started,
-            Err(err @ (Error::Conflict { .. } | Error::BadInput { .. } | Error::NotFound))
-                if refusals == Refusals::Skip =>
-            {
+        let firing = Firing {
+            trigger_type: TriggerType::Event,
+            payload: json!({
+                "event": event.name,
+                "eventId": event.id,
+                "depth": event.depth,
+                "payload": event.payload,
+            }),
+            input: event.payload.clone(),
+            idempotency_key: format!("event:{}:{trigger_id}", event.id),
+        };
+        let started = match triggered::fire(scope, settings, trigger, firing).await {
+            Ok(Fired::Started(started)) => *started,
+            Ok(Fired::Idle(reason)) => {
+                metrics::counter!("trellis_event_runs_skipped_total", "reason" => reason)
+                    .increment(1);
+                continue;
+            }
+            Err(
+                err @ (Error::Conflict { .. }
+                | Error::BadInput { .. }
+                | Error::NotFound
+                | Error::RateLimited { .. }),
+            ) if refusals == Refusals::Skip => {
                 tracing::warn!(trigger = %trigger_id, event = event.name, error = %err, "event trigger started no run");
                 metrics::counter!("trellis_event_runs_skipped_total", "reason" => "refused")
                     .increment(1);

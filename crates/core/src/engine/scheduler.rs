@@ -24,13 +24,11 @@ use sea_orm::{
     QuerySelect,
 };
 use serde_json::json;
-use trellis_entity::{
-    trigger, workflow, workflow_run, IdKind, PrefixedId, Role, RunStatus, TriggerType,
-    WorkflowStatus,
-};
+use trellis_entity::{trigger, workflow_run, IdKind, PrefixedId, Role, RunStatus, TriggerType};
 use uuid::Uuid;
 
-use crate::runs::start::{cancel_run, create_run, NewRun};
+use crate::runs::start::cancel_run;
+use crate::runs::triggered::{self, Fired, Firing};
 use crate::runs::RunSettings;
 use crate::scope::{stmt, AppDb, RequestScope};
 use crate::workflows::triggers::{plan_firings, FiringPlan, Overlap, Schedule, SchedulePolicy};
@@ -60,7 +58,9 @@ pub struct Pass {
     /// Runs started.
     pub fired: usize,
     /// Firings that started no run: the previous run was still open (overlap SKIP),
-    /// or the workflow does not run (not active).
+    /// what the trigger starts does not run now (a workflow not active; an agent
+    /// deleted, paused or without an active version), or the start was refused (an
+    /// agent over its budget).
     pub skipped: usize,
     /// Missed firings passed over by the catch-up policy.
     pub missed: usize,
@@ -256,25 +256,13 @@ async fn fire(
     if plan.fire.is_empty() {
         return Ok(outcome);
     }
-    let runs = workflow::Entity::find_by_id(trigger.workflow_id)
-        .one(tx)
-        .await?
-        .is_some_and(|w| {
-            w.deleted_at.is_none()
-                && w.status == WorkflowStatus::Active
-                && w.active_version_id.is_some()
-        });
-    if !runs {
-        tracing::info!(trigger = %trigger.id, firings = plan.fire.len(), "schedule skipped: its workflow is not active");
-        skipped("workflow_inactive", plan.fire.len());
-        outcome.skipped = plan.fire.len();
-        return Ok(outcome);
-    }
     let trigger_id = PrefixedId::new(IdKind::Trigger, trigger.id).to_string();
     for at in plan.fire {
         let scheduled_at = at.to_rfc3339_opts(SecondsFormat::Secs, true);
-        if policy.overlap != Overlap::Allow {
-            let open: Vec<Uuid> = workflow_run::Entity::find()
+        let open: Vec<Uuid> = if policy.overlap == Overlap::Allow {
+            vec![]
+        } else {
+            workflow_run::Entity::find()
                 .select_only()
                 .column(workflow_run::Column::Id)
                 .filter(workflow_run::Column::TenantId.eq(ctx.tenant_id))
@@ -284,44 +272,37 @@ async fn fire(
                 )
                 .into_tuple()
                 .all(tx)
-                .await?;
-            if !open.is_empty() {
-                if policy.overlap == Overlap::Skip {
-                    tracing::info!(trigger = %trigger_id, scheduled_at, open = open.len(), "schedule skipped: its previous run is still open");
-                    skipped("overlap", 1);
-                    outcome.skipped += 1;
-                    continue;
-                }
-                for run in open {
-                    cancel_run(scope, run).await?;
-                }
-            }
+                .await?
+        };
+        if !open.is_empty() && policy.overlap == Overlap::Skip {
+            tracing::info!(trigger = %trigger_id, scheduled_at, open = open.len(), "schedule skipped: its previous run is still open");
+            skipped("overlap", 1);
+            outcome.skipped += 1;
+            continue;
         }
-        let started = create_run(
-            scope,
-            settings,
-            NewRun {
-                workflow_id: trigger.workflow_id,
-                version_id: None,
-                trigger: Some(trigger),
-                trigger_type: TriggerType::Schedule,
-                trigger_payload: Some(json!({ "scheduledAt": scheduled_at, "firedAt": now })),
-                input: json!({}),
-                idempotency_key: Some(format!("schedule:{trigger_id}:{scheduled_at}")),
-                simulation: false,
-                retry_of: None,
-                replay_of: None,
-                client_id: None,
-                agent: None,
-                metadata: None,
-            },
-        )
-        .await;
-        let started = match started {
-            Ok(started) => started,
+        let firing = Firing {
+            trigger_type: TriggerType::Schedule,
+            payload: json!({ "scheduledAt": scheduled_at, "firedAt": now }),
+            input: json!({}),
+            idempotency_key: format!("schedule:{trigger_id}:{scheduled_at}"),
+        };
+        let started = match triggered::fire(scope, settings, trigger, firing).await {
+            Ok(Fired::Started(started)) => *started,
+            Ok(Fired::Idle(reason)) => {
+                tracing::info!(trigger = %trigger_id, scheduled_at, reason, "schedule skipped: what it starts does not run now");
+                skipped(reason, 1);
+                outcome.skipped += 1;
+                continue;
+            }
             // Refused before anything was written: rolling back would only make the
-            // next pass try again, and again.
-            Err(err @ (Error::Conflict { .. } | Error::BadInput { .. } | Error::NotFound)) => {
+            // next pass try again, and again. An agent over its budget has had its
+            // alert raised.
+            Err(
+                err @ (Error::Conflict { .. }
+                | Error::BadInput { .. }
+                | Error::NotFound
+                | Error::RateLimited { .. }),
+            ) => {
                 tracing::warn!(trigger = %trigger_id, scheduled_at, error = %err, "schedule started no run");
                 skipped("refused", 1);
                 outcome.skipped += 1;
@@ -329,6 +310,10 @@ async fn fire(
             }
             Err(err) => return Err(err),
         };
+        // CANCEL_PREVIOUS: the open runs end once the new one has started.
+        for run in open.into_iter().filter(|run| *run != started.run.id) {
+            cancel_run(scope, run).await?;
+        }
         if !started.deduplicated {
             metrics::counter!("trellis_scheduler_fired_total").increment(1);
             outcome.fired += 1;

@@ -13,6 +13,7 @@ pub mod retention;
 pub mod runner;
 pub mod start;
 pub mod state;
+pub(crate) mod triggered;
 pub mod webhook;
 
 use std::time::Duration;

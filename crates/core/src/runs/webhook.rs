@@ -1,4 +1,5 @@
-//! Webhook intake: a signed POST to a trigger's public path starts a run. The path is
+//! Webhook intake: a signed POST to a trigger's public path starts a run (of the
+//! trigger's workflow or agent, [`super::triggered`]). The path is
 //! resolved before the tenant is known; the signature is checked against the trigger's
 //! current secret (or, inside the rotation window, the previous one) before anything
 //! else happens; the sender's delivery id is the idempotency key, so a redelivery never
@@ -7,9 +8,10 @@
 use chrono::{DateTime, Utc};
 use sea_orm::{ConnectionTrait, EntityTrait};
 use serde_json::Value as Json;
-use trellis_entity::{trigger, workflow, TriggerType, WorkflowStatus};
+use trellis_entity::{trigger, TriggerType};
 
-use super::start::{create_run, NewRun, Started, MAX_PAYLOAD_BYTES};
+use super::start::{Started, MAX_PAYLOAD_BYTES};
+use super::triggered::{fire, Fired, Firing};
 use super::RunSettings;
 use crate::integrations::secrets::Vault;
 use crate::scope::{stmt, RequestScope};
@@ -23,7 +25,7 @@ pub const MAX_WEBHOOK_BODY: usize = 256 * 1024;
 /// detail.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Refusal {
-    /// Unknown path, inactive trigger, or a workflow that does not run: 404.
+    /// Unknown path, inactive trigger, or a workflow or agent that does not run: 404.
     NotFound,
     /// Missing, malformed, stale or wrong signature: 401.
     BadSignature,
@@ -33,6 +35,9 @@ pub enum Refusal {
     NotJson,
     /// The delivery id was used with another body: 409.
     DeliveryReused,
+    /// The trigger's agent is over its monthly budget (its alert raised): 429 with
+    /// `Retry-After`.
+    OverBudget { retry_after_seconds: u32 },
 }
 
 /// One delivery as it arrived.
@@ -84,13 +89,6 @@ pub async fn receive(
     let Ok(signed_at) = verify_signature(signature, delivery.body, &keys, delivery.now) else {
         return Ok(Err(Refusal::BadSignature));
     };
-    let runs = workflow::Entity::find_by_id(trigger.workflow_id)
-        .one(tx)
-        .await?
-        .is_some_and(|w| w.deleted_at.is_none() && w.status == WorkflowStatus::Active);
-    if !runs {
-        return Ok(Err(Refusal::NotFound));
-    }
     let payload = match serde_json::from_slice::<Json>(delivery.body) {
         Ok(payload) if !crate::input::json_has_nul(&payload) => payload,
         _ => return Ok(Err(Refusal::NotJson)),
@@ -115,32 +113,25 @@ pub async fn receive(
             format!("signed:{signed_at}:{hex}")
         }
     };
-    let started = create_run(
-        scope,
-        settings,
-        NewRun {
-            workflow_id: trigger.workflow_id,
-            version_id: None,
-            trigger: Some(&trigger),
-            trigger_type: TriggerType::Webhook,
-            trigger_payload: Some(payload.clone()),
-            input: payload,
-            idempotency_key: Some(key),
-            simulation: false,
-            retry_of: None,
-            replay_of: None,
-            client_id: None,
-            agent: None,
-            metadata: None,
-        },
-    )
-    .await;
-    match started {
-        Ok(started) => Ok(Ok(started)),
+    let firing = Firing {
+        trigger_type: TriggerType::Webhook,
+        payload: payload.clone(),
+        input: payload,
+        idempotency_key: key,
+    };
+    match fire(scope, settings, &trigger, firing).await {
+        Ok(Fired::Started(started)) => Ok(Ok(*started)),
+        // What the trigger starts does not run now: as if there were no trigger.
+        Ok(Fired::Idle(_)) => Ok(Err(Refusal::NotFound)),
         Err(Error::Conflict {
             field: Some(field), ..
         }) if field == "idempotencyKey" => Ok(Err(Refusal::DeliveryReused)),
         Err(Error::Conflict { .. }) => Ok(Err(Refusal::NotFound)),
+        Err(Error::RateLimited {
+            retry_after_seconds,
+        }) => Ok(Err(Refusal::OverBudget {
+            retry_after_seconds,
+        })),
         Err(other) => Err(other),
     }
 }

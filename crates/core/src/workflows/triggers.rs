@@ -1,4 +1,5 @@
-//! Triggers: what starts a workflow's runs. `manual` needs nothing; `schedule` holds a
+//! Triggers: what starts the runs of a workflow or of an agent ([`Target`]). `manual`
+//! needs nothing; `schedule` holds a
 //! cron expression and an IANA time zone; `webhook` has an unguessable public path and
 //! a signing secret kept as a [`Secret`](trellis_entity::secret) (the plaintext is
 //! shown once); `event` names an event that starts runs when fired.
@@ -23,7 +24,9 @@ use sea_orm::{
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Value as Json};
-use trellis_entity::{secret, trigger, workflow, IdKind, PrefixedId, Role, Severity, TriggerType};
+use trellis_entity::{
+    agent, secret, trigger, workflow, IdKind, PrefixedId, Role, Severity, TriggerType,
+};
 use uuid::Uuid;
 
 use super::check_key;
@@ -39,9 +42,30 @@ pub const MAX_GRACE: Duration = Duration::days(7);
 /// How far a signature's timestamp may be from now (replay protection).
 pub const SIGNATURE_TOLERANCE: Duration = Duration::minutes(5);
 
+/// Whose runs a trigger starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Target {
+    /// A workflow's: of its active version.
+    Workflow(Uuid),
+    /// An agent's: of its active version's flow, as `runAgent` without a version
+    /// ([`crate::agents::runs`]), recorded with the agent.
+    Agent(Uuid),
+}
+
+impl Target {
+    /// The target of a stored trigger.
+    pub fn of(trigger: &trigger::Model) -> Result<Self> {
+        match (trigger.workflow_id, trigger.agent_id) {
+            (Some(workflow), None) => Ok(Self::Workflow(workflow)),
+            (None, Some(agent)) => Ok(Self::Agent(agent)),
+            _ => Err(anyhow::anyhow!("trigger {} has no single target", trigger.id).into()),
+        }
+    }
+}
+
 /// A new trigger.
 pub struct NewTrigger {
-    pub workflow_id: Uuid,
+    pub target: Target,
     pub key: String,
     pub trigger_type: TriggerType,
     pub config: Json,
@@ -546,17 +570,33 @@ pub async fn create_trigger(
     let tx = scope.tx().await?;
     check_event_workflow(scope, &config).await?;
     let next_fire_at = schedule_next(new.trigger_type, new.is_active, &config, Utc::now());
-    workflow::Entity::find_by_id(new.workflow_id)
-        .filter(workflow::Column::DeletedAt.is_null())
-        .one(tx)
-        .await?
-        .ok_or(Error::NotFound)?;
+    // Another tenant's workflow or agent is as unknown as a made-up one (RLS), and the
+    // composite foreign keys would refuse it anyway.
+    let (workflow_id, agent_id) = match new.target {
+        Target::Workflow(id) => {
+            workflow::Entity::find_by_id(id)
+                .filter(workflow::Column::DeletedAt.is_null())
+                .one(tx)
+                .await?
+                .ok_or(Error::NotFound)?;
+            (Some(id), None)
+        }
+        Target::Agent(id) => {
+            agent::Entity::find_by_id(id)
+                .filter(agent::Column::DeletedAt.is_null())
+                .one(tx)
+                .await?
+                .ok_or(Error::NotFound)?;
+            (None, Some(id))
+        }
+    };
     let id = Uuid::now_v7();
     let mut row = trigger::ActiveModel {
         id: Set(id),
         tenant_id: Set(ctx.tenant_id),
         key: Set(key),
-        workflow_id: Set(new.workflow_id),
+        workflow_id: Set(workflow_id),
+        agent_id: Set(agent_id),
         trigger_type: Set(new.trigger_type),
         config: Set(config),
         is_active: Set(new.is_active),

@@ -19,7 +19,7 @@ use crate::list::{self, Access, List, Relation};
 use crate::loaders::{
     AgentById, AgentTemplateById, AgentVersionById, AlertRulesOfAgent, ApiKeyById, BudgetOfAgent,
     ChannelsOfAgent, InstallationsOfAgent, LabelMovesOfAgent, LabelsOfAgent, LatestHealthOfAgent,
-    UserById, VersionsOfAgent, WorkflowVersionById,
+    TriggersOfAgent, UserById, VersionsOfAgent, WorkflowVersionById,
 };
 use crate::pagination::{CreatedOrderBy, Page, PageArgs};
 use crate::payload::Json;
@@ -218,7 +218,8 @@ impl AgentFields<'_> {
         self.0.thinking_mode.into()
     }
     /// Which tools it may call: `{"tools": {"<skill or action key>": "ALLOW" | "ASK" |
-    /// "DENY"}, "default": "ASK"}`. Stored; runs do not enforce it yet.
+    /// "DENY"}, "default": "ASK"}`. A run freezes it when it starts, and its tool steps
+    /// obey that copy (DENY fails the step, ASK waits for an approval).
     async fn tool_policy(&self) -> Json<serde_json::Value> {
         Json(self.0.tool_policy.clone())
     }
@@ -384,7 +385,8 @@ impl AgentFields<'_> {
     ) -> async_graphql::Result<Vec<crate::alert_rules::AlertRule>> {
         crate::alert_rules::rules_of_agent(ctx, self.0.id).await
     }
-    /// When it last worked (`runAgent` started a run of it); null before its first run.
+    /// When it last worked (`runAgent` or one of its triggers started a run of it);
+    /// null before its first run.
     async fn last_active_at(&self) -> Option<DateTime<Utc>> {
         self.0.last_active_at
     }
@@ -416,6 +418,19 @@ impl AgentFields<'_> {
         }
         let within = Condition::all().add(workflow_run::Column::AgentId.eq(self.0.id));
         list::page::<WorkflowRun>(ctx, Some(within), first, after, filter, order_by).await
+    }
+    /// The triggers that start its runs (SCHEDULE, WEBHOOK, EVENT; `createTrigger` with
+    /// `agentId`), oldest first.
+    async fn triggers(
+        &self,
+        ctx: &Context<'_>,
+    ) -> async_graphql::Result<Vec<crate::workflows::types::Trigger>> {
+        let rows = load(ctx, TriggersOfAgent(self.0.id)).await?;
+        Ok(rows
+            .unwrap_or_default()
+            .into_iter()
+            .map(crate::workflows::types::Trigger)
+            .collect())
     }
     /// When it was created.
     async fn created_at(&self) -> DateTime<Utc> {

@@ -7,7 +7,7 @@ use uuid::Uuid;
 use super::types::{
     Client, StepType, Trigger, TriggerType, Workflow, WorkflowStatus, WorkflowVersion,
 };
-use crate::context::{mutate, ContextExt};
+use crate::context::{load_error, mutate, ContextExt};
 use crate::identity::types::{input_id, maybe_id};
 use crate::identity::IdInput;
 use crate::payload::{json_or_empty, Json};
@@ -204,11 +204,15 @@ pub struct SaveWorkflowGraphInput {
     pub transitions: Vec<WorkflowTransitionInput>,
 }
 
-/// A new trigger of a workflow.
+/// A new trigger of a workflow or of an agent: give exactly one of `workflowId` and
+/// `agentId`.
 #[derive(InputObject)]
 pub struct CreateTriggerInput {
-    /// The workflow whose runs it starts (`wf_…`).
-    pub workflow_id: ID,
+    /// The workflow whose runs it starts (`wf_…`), of its active version.
+    pub workflow_id: Option<ID>,
+    /// The agent whose runs it starts (`agt_…`), of its active version, recorded with
+    /// the trigger's type and payload.
+    pub agent_id: Option<ID>,
     /// 2 to 63 lowercase letters, digits, '_' or '-'; unique in the tenant.
     pub key: String,
     /// What kind of trigger; it never changes.
@@ -565,9 +569,23 @@ impl WorkflowsMutation {
         ctx: &Context<'_>,
         #[graphql(desc = "The new trigger.")] input: CreateTriggerInput,
     ) -> async_graphql::Result<TriggerPayload> {
-        let workflow_id = input_id(ctx, &input.workflow_id, IdKind::Workflow)?;
+        let target = match (&input.workflow_id, &input.agent_id) {
+            (Some(workflow), None) => {
+                triggers::Target::Workflow(input_id(ctx, workflow, IdKind::Workflow)?)
+            }
+            (None, Some(agent)) => triggers::Target::Agent(input_id(ctx, agent, IdKind::Agent)?),
+            _ => {
+                return Err(load_error(
+                    ctx,
+                    &trellis_core::Error::bad_input(
+                        "workflowId",
+                        "give a workflowId or an agentId, not both",
+                    ),
+                ))
+            }
+        };
         let new = triggers::NewTrigger {
-            workflow_id,
+            target,
             key: input.key,
             trigger_type: input.trigger_type.into(),
             config: json_or_empty(input.config),

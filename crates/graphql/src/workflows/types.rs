@@ -10,13 +10,14 @@ use trellis_entity::{
 };
 use uuid::Uuid;
 
+use crate::agents::types::Agent;
 use crate::context::{load, load_error, present};
 use crate::identity::types::contains_pattern;
 use crate::ids::gid;
 use crate::integrations::types::{Action, Connection};
 use crate::list::{Access, List, Relation};
 use crate::loaders::{
-    ActionById, ClientById, ConnectionById, StepCountOfVersion, StepsOfVersion,
+    ActionById, AgentById, ClientById, ConnectionById, StepCountOfVersion, StepsOfVersion,
     TransitionsOfVersion, TriggersOfWorkflow, VersionsOfWorkflow, WorkflowById, WorkflowStepById,
     WorkflowVersionById, WorkflowsOfClient,
 };
@@ -121,6 +122,8 @@ pub struct WorkflowFilter {
 pub struct TriggerFilter {
     /// Only triggers of this workflow (its ID).
     pub workflow: Option<ID>,
+    /// Only triggers of this agent (its ID).
+    pub agent: Option<ID>,
     /// Only triggers of this type.
     #[graphql(name = "type")]
     pub trigger_type: Option<TriggerType>,
@@ -569,7 +572,7 @@ impl WorkflowTransition {
     }
 }
 
-/// What starts a workflow's runs.
+/// What starts the runs of a workflow or of an agent.
 pub struct Trigger(pub trigger::Model);
 
 impl From<trigger::Model> for Trigger {
@@ -578,7 +581,8 @@ impl From<trigger::Model> for Trigger {
     }
 }
 
-/// What starts a workflow's runs.
+/// What starts the runs of a workflow or of an agent (exactly one of `workflow` and
+/// `agent` is set).
 #[Object]
 impl Trigger {
     /// Its global ID (`trg_…`).
@@ -613,10 +617,23 @@ impl Trigger {
     async fn updated_at(&self) -> DateTime<Utc> {
         self.0.updated_at
     }
-    /// The workflow whose runs it starts.
-    async fn workflow(&self, ctx: &Context<'_>) -> async_graphql::Result<Workflow> {
-        let workflow = load(ctx, WorkflowById(self.0.workflow_id)).await?;
-        present(workflow, "a workflow of this tenant").map(Workflow)
+    /// The workflow whose runs it starts (of its active version); null for a trigger
+    /// of an agent.
+    async fn workflow(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Workflow>> {
+        let Some(id) = self.0.workflow_id else {
+            return Ok(None);
+        };
+        let workflow = load(ctx, WorkflowById(id)).await?;
+        present(workflow, "a workflow of this tenant").map(|w| Some(Workflow(w)))
+    }
+    /// The agent whose runs it starts (of its active version, recorded with the
+    /// trigger's type and payload); null for a trigger of a workflow. A deleted agent's
+    /// trigger starts nothing until the agent is restored.
+    async fn agent(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<Agent>> {
+        let Some(id) = self.0.agent_id else {
+            return Ok(None);
+        };
+        Ok(load(ctx, AgentById(id)).await?.map(Agent))
     }
     /// WEBHOOK: the path senders POST to (`/hooks/<id>`); the id is unguessable.
     async fn webhook_path(&self) -> Option<String> {
@@ -720,6 +737,10 @@ impl List for Trigger {
                 trigger::Column::WorkflowId.eq(crate::ids::parse(&workflow, IdKind::Workflow)?),
             );
         }
+        if let Some(agent) = filter.agent {
+            select = select
+                .filter(trigger::Column::AgentId.eq(crate::ids::parse(&agent, IdKind::Agent)?));
+        }
         if let Some(trigger_type) = filter.trigger_type {
             select = select.filter(
                 trigger::Column::TriggerType.eq(trellis_entity::TriggerType::from(trigger_type)),
@@ -732,8 +753,9 @@ impl List for Trigger {
     }
 
     fn relations() -> Vec<Relation<trigger::Model>> {
-        vec![Relation::by(&["workflow"], |t| {
-            Some(WorkflowById(t.workflow_id))
-        })]
+        vec![
+            Relation::by(&["workflow"], |t| t.workflow_id.map(WorkflowById)),
+            Relation::by(&["agent"], |t| t.agent_id.map(AgentById)),
+        ]
     }
 }

@@ -313,7 +313,8 @@ async fn admit_20(db: &AppDb, member: &Member, agent: &str) -> Vec<trellis_core:
     let agent = uuid(agent);
     let calls = (0..20).map(|_| async move {
         let scope = scope_of(db, member);
-        let admitted = trellis_core::agents::budget::admit(&scope, agent).await;
+        let admitted =
+            trellis_core::agents::budget::admit(&scope, member.tenant_uuid(), agent).await;
         // The caller's request fails: its transaction rolls back.
         RequestScope::finish_shared(scope, admitted.is_ok())
             .await

@@ -5,6 +5,7 @@ mod abuse;
 mod accounts;
 mod agent_hosting;
 mod agent_runs;
+mod agent_triggers;
 mod agent_usage;
 mod agents;
 mod alert_rules;
