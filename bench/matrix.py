@@ -710,7 +710,7 @@ def main() -> int:
     sql_failed = [b for b in sql_runs if b["problems"]]
 
     # ---- output.
-    def budgets_of(r: dict) -> str:
+    def row_verdict(r: dict) -> str:
         keys = ["ratio_ok", "pg_cpu_ok", "statements_ok", "tail_ok"]
         bad = [k.removesuffix("_ok").replace("pg_cpu", "pg").replace("statements", "stmts")
                for k in keys if r.get(k) is False]
@@ -726,7 +726,7 @@ def main() -> int:
           f"{r['postgres_cpu_ms_per_request']:.2f}", fmt(r.get("sql_postgres_cpu_ms_per_txn"), ".2f"),
           fmt(r.get("pg_cpu_over_twin"), ".2f"), fmt(r.get("sql_tps"), ".1f"), fmt(r.get("sql_p50_ms"), ".2f"),
           fmt(r.get("sql_p99_ms"), ".2f"), fmt(r.get("ratio"), ".3f"), f"{r['min_ratio']:g}",
-          f"{r['rss_peak_kb'] / 1024:.1f}", budgets_of(r), str(r["failures"])]
+          f"{r['rss_peak_kb'] / 1024:.1f}", row_verdict(r), str(r["failures"])]
          for r in rows])
     scale_table = table(
         ["conc", "pages", "srv CPU ms/workflow", "pg CPU ms/workflow", "twin pg CPU ms/workflow", "srv / twin pg",
