@@ -514,9 +514,10 @@ impl Invoker {
         let completed = match outcome {
             Some(completed) => completed,
             None => {
-                // The claim we waited on lapsed: answer ourselves.
+                // The claim we waited on lapsed: answer ourselves, with the connection
+                // as it is now (the wait may have outlasted a rotation or a deletion).
                 let scope = RequestScope::new(self.db.clone(), principal.clone(), meta.clone());
-                let provider = self.provider(&scope, &resolved, connection.as_ref()).await;
+                let provider = self.provider(&scope, &resolved, None).await;
                 RequestScope::finish_shared(scope, true).await?;
                 match provider {
                     Ok(provider) => self.complete(provider.as_ref(), &resolved, rendered).await,
