@@ -239,12 +239,7 @@ async fn deliver(
                     .increment(1);
                 continue;
             }
-            Err(
-                err @ (Error::Conflict { .. }
-                | Error::BadInput { .. }
-                | Error::NotFound
-                | Error::RateLimited { .. }),
-            ) if refusals == Refusals::Skip => {
+            Err(err) if refusals == Refusals::Skip && triggered::refused_before_writing(&err) => {
                 tracing::warn!(trigger = %trigger_id, event = event.name, error = %err, "event trigger started no run");
                 metrics::counter!("trellis_event_runs_skipped_total", "reason" => "refused")
                     .increment(1);

@@ -32,7 +32,7 @@ use crate::runs::triggered::{self, Fired, Firing};
 use crate::runs::RunSettings;
 use crate::scope::{stmt, AppDb, RequestScope};
 use crate::workflows::triggers::{plan_firings, FiringPlan, Overlap, Schedule, SchedulePolicy};
-use crate::{Error, Result};
+use crate::Result;
 
 /// How much one scheduler pass takes on.
 #[derive(Clone, Debug)]
@@ -297,12 +297,7 @@ async fn fire(
             // Refused before anything was written: rolling back would only make the
             // next pass try again, and again. An agent over its budget has had its
             // alert raised.
-            Err(
-                err @ (Error::Conflict { .. }
-                | Error::BadInput { .. }
-                | Error::NotFound
-                | Error::RateLimited { .. }),
-            ) => {
+            Err(err) if triggered::refused_before_writing(&err) => {
                 tracing::warn!(trigger = %trigger_id, scheduled_at, error = %err, "schedule started no run");
                 skipped("refused", 1);
                 outcome.skipped += 1;

@@ -11,7 +11,7 @@ use super::start::{create_run, NewRun, Started};
 use super::RunSettings;
 use crate::scope::RequestScope;
 use crate::workflows::triggers::Target;
-use crate::Result;
+use crate::{Error, Result};
 
 /// One firing of a trigger: what the run records and is keyed by.
 pub(crate) struct Firing {
@@ -30,6 +30,19 @@ pub(crate) enum Fired {
     /// deleted, not ACTIVE or without an active version; an agent that is deleted,
     /// paused or without an active version that has a flow. The reason is a metric label.
     Idle(&'static str),
+}
+
+/// Whether `err` refused a firing before anything was written (a conflict, bad input,
+/// something gone, an agent over its budget): the scheduler and events skip such a
+/// firing rather than fail their pass, which would only meet the same refusal again.
+pub(crate) fn refused_before_writing(err: &Error) -> bool {
+    matches!(
+        err,
+        Error::Conflict { .. }
+            | Error::BadInput { .. }
+            | Error::NotFound
+            | Error::RateLimited { .. }
+    )
 }
 
 /// Starts the run a firing of `trigger` makes, in the scope's transaction. An agent
