@@ -137,8 +137,8 @@ impl From<agent_activity::Model> for AgentActivity {
 
 impl AgentActivity {
     /// Its global ID (what the `Node` interface reads).
-    pub async fn id(&self, _ctx: &Context<'_>) -> async_graphql::Result<ID> {
-        Ok(gid(IdKind::AgentActivity, self.0.id))
+    pub async fn id(&self, ctx: &Context<'_>) -> async_graphql::Result<ID> {
+        AgentActivityFields(&self.0).id(ctx).await
     }
 }
 

@@ -170,8 +170,8 @@ impl From<agent::Model> for Agent {
 
 impl Agent {
     /// Its global ID (what the `Node` interface reads).
-    pub async fn id(&self, _ctx: &Context<'_>) -> async_graphql::Result<ID> {
-        Ok(gid(IdKind::Agent, self.0.id))
+    pub async fn id(&self, ctx: &Context<'_>) -> async_graphql::Result<ID> {
+        AgentFields(&self.0).id(ctx).await
     }
 }
 
