@@ -103,6 +103,18 @@ async fn set_policy(app: &TestApp, owner: &Member, agent: &str, policy: Value) {
     assert_eq!(data["updateAgent"]["userErrors"], json!([]), "{data}");
 }
 
+/// Sets `agent`'s monthly token limit (its budget's only limit).
+pub async fn limit_tokens(app: &TestApp, owner: &Member, agent: &str, limit: i64) {
+    let data = app
+        .ok(
+            Some(&owner.token),
+            "mutation($id: ID!, $n: Int!) { updateAgent(input: {id: $id, budget: {monthlyTokenLimit: $n}}) { userErrors { field message } } }",
+            json!({ "id": agent, "n": limit }),
+        )
+        .await;
+    assert_eq!(data["updateAgent"]["userErrors"], json!([]), "{data}");
+}
+
 /// `runAgent`'s payload.
 pub async fn run_agent(app: &TestApp, who: &Member, vars: Value) -> Value {
     app.ok(Some(&who.token), RUN_AGENT, vars).await["runAgent"].clone()
@@ -780,14 +792,7 @@ async fn run_agent_is_refused_over_budget_and_raises_one_alert() {
     let (steps, links) = echo_steps();
     let flow = published_flow(&app, &owner, "budget-flow", steps, links).await;
     let (agent, _) = agent_running(&app, &owner, "spender", &flow, json!({})).await;
-    let data = app
-        .ok(
-            Some(&owner.token),
-            "mutation($id: ID!) { updateAgent(input: {id: $id, budget: {monthlyTokenLimit: 100}}) { userErrors { field message } } }",
-            json!({ "id": agent }),
-        )
-        .await;
-    assert_eq!(data["updateAgent"]["userErrors"], json!([]), "{data}");
+    limit_tokens(&app, &owner, &agent, 100).await;
     started(&app, &owner, &agent, json!({ "say": "under" })).await;
 
     let (runner, _) = app.api_key(&owner, "RUNNER").await;

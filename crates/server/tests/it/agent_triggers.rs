@@ -16,7 +16,7 @@ use trellis_core::engine::scheduler::Scheduler;
 use trellis_core::scope::stmt;
 use trellis_core::workflows::triggers::sign;
 
-use crate::agent_runs::{agent_running, echo_steps, published_flow};
+use crate::agent_runs::{agent_running, echo_steps, limit_tokens, published_flow};
 use crate::isolation_processes::attempt;
 use crate::isolation_workflows::{constraint, made_up, sqlstate, uuid};
 use crate::processes::text;
@@ -188,14 +188,7 @@ async fn a_webhook_of_an_agent_starts_a_run_with_its_payload_and_429s_over_budge
     );
 
     // Over its monthly budget: 429 with Retry-After, and no run.
-    let data = app
-        .ok(
-            Some(&owner.token),
-            "mutation($id: ID!) { updateAgent(input: {id: $id, budget: {monthlyTokenLimit: 100}}) { userErrors { field message } } }",
-            json!({ "id": agent }),
-        )
-        .await;
-    assert_eq!(data["updateAgent"]["userErrors"], json!([]), "{data}");
+    limit_tokens(&app, &owner, &agent, 100).await;
     let (runner, _) = app.api_key(&owner, "RUNNER").await;
     crate::agent_usage::report(&app, &runner, &agent, (80, 20), 0, 5, false).await;
     let (status, refused, retry_after) = deliver(&app, &path, &secret, "d-2", body).await;

@@ -29,12 +29,7 @@ struct Fixture {
 async fn fixture(app: &TestApp, tenant: &str) -> Fixture {
     let owner = app.owner(tenant).await;
     let agent = create_agent(app, &owner, "billed").await;
-    app.ok(
-        Some(&owner.token),
-        "mutation($id: ID!) { updateAgent(input: {id: $id, budget: {monthlyTokenLimit: 10}}) { userErrors { message } } }",
-        json!({ "id": agent }),
-    )
-    .await;
+    crate::agent_runs::limit_tokens(app, &owner, &agent, 10).await;
     let workflow = crate::runs::active_workflow(app, &owner, &format!("{tenant}-flow")).await;
     let data = app
         .ok(
