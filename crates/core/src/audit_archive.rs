@@ -1,6 +1,7 @@
 //! The audit archive: a tenant's audit events stay in PostgreSQL for its retention
-//! (`settings.auditRetentionDays`, else the server's `TRELLIS_AUDIT_RETENTION_DAYS`,
-//! 90 by default); older ones are written to gzip NDJSON files, one per tenant and
+//! (`settings.auditRetentionDays`, else its plan's `auditRetentionDays` limit, else the
+//! server's `TRELLIS_AUDIT_RETENTION_DAYS`, 90 by default); older ones are written to
+//! gzip NDJSON files, one per tenant and
 //! calendar month (UTC), and only then deleted from the table.
 //!
 //! Layout: `<dir>/<tenant uuid>/<YYYY-MM>.ndjson.gz`. The first line of a file is its
@@ -65,7 +66,8 @@ const LOCK_CLASS: i32 = 0x6175_6469; // "audi"
 pub struct ArchiveSettings {
     /// The archive's root directory.
     pub dir: PathBuf,
-    /// Retention of tenants without a valid `auditRetentionDays` setting.
+    /// Retention of tenants without a valid `auditRetentionDays` setting whose plan sets
+    /// none either.
     pub default_days: i32,
     /// Archive events older than this instead of each tenant's retention (the CLI's
     /// `--before`). Events younger than a day are never archived.
@@ -568,9 +570,10 @@ async fn archive_batch(
     let rows = EventRow::find_by_statement(stmt(
         "WITH cutoff AS ( \
            SELECT least(coalesce($3::timestamptz, now() - make_interval( \
-                    days => app.setting_days(t.settings, 'auditRetentionDays', $4))), \
+                    days => app.setting_days(t.settings, 'auditRetentionDays', \
+                              coalesce((p.limits->>'auditRetentionDays')::int, $4)))), \
                   now() - interval '1 day') AS at \
-           FROM tenants t WHERE t.id = $1) \
+           FROM tenants t LEFT JOIN plans p ON p.key = t.plan WHERE t.id = $1) \
          SELECT e.id, e.seq, e.actor_type, e.actor_id, e.action, e.target_type, \
                 e.target_id, e.severity, e.ip, e.user_agent, e.details::text AS details, \
                 to_char(e.created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') \

@@ -8,7 +8,9 @@
 //!   it, never raise it);
 //! - `maxConcurrentRuns`: the executor's default cap (the tenant's setting overrides);
 //! - `logRetentionDays`: the default log retention (the tenant's setting overrides);
-//! - `monthlyRuns`, `auditRetentionDays`: stored and shown, not enforced yet.
+//! - `auditRetentionDays`: the default audit retention, before events move to the
+//!   archive (the tenant's setting overrides; [`crate::audit_archive`]);
+//! - `monthlyRuns`: stored and shown, not enforced yet.
 //!
 //! A limit absent from a plan means no limit.
 

@@ -138,8 +138,8 @@ pub struct Config {
           value_parser = clap::value_parser!(i32).range(1..=3650))]
     pub tenant_purge_days: i32,
     /// Days a tenant's audit events stay in PostgreSQL before the maintenance loop
-    /// archives them to files, unless the tenant's `settings.auditRetentionDays` says
-    /// otherwise.
+    /// archives them to files, unless the tenant's `settings.auditRetentionDays` or its
+    /// plan's `auditRetentionDays` limit says otherwise.
     #[arg(long, env = "TRELLIS_AUDIT_RETENTION_DAYS", default_value_t = 90,
           value_parser = clap::value_parser!(i32).range(1..=3650))]
     pub audit_retention_days: i32,

@@ -252,7 +252,7 @@ impl Tenant {
         self.0.status.into()
     }
     /// A JSON object: `auditRetentionDays` (days audit events stay before they are
-    /// archived; the server's default when absent), `logRetentionDays`,
+    /// archived; the plan's, else the server's, default when absent), `logRetentionDays`,
     /// `payloadRetentionDays`, `runRetentionDays`, `maxConcurrentRuns` (the executor's
     /// cap; the plan's default when absent), the log `redaction` rules (`patterns`,
     /// `jsonPaths`, `maskEmails`), `allowedSkillPermissions`, `modelDefaults` (`tier`,

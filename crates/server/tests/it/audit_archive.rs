@@ -478,6 +478,61 @@ async fn one_tenants_bad_setting_or_broken_chain_does_not_stop_anothers_archive(
 }
 
 #[tokio::test]
+async fn the_plans_audit_retention_applies_unless_the_tenants_setting_says_otherwise() {
+    let app = TestApp::new().await;
+    let on_plan = app.owner("plan-retention").await;
+    let own_setting = app.owner("own-retention").await;
+    let on_free = app.owner("free-retention").await;
+    let admin = app.db.admin().await;
+    admin
+        .execute(stmt(
+            "INSERT INTO plans (key, name, limits) \
+             VALUES ('short-audit', 'Short audit', '{\"auditRetentionDays\": 5}')",
+            [],
+        ))
+        .await
+        .unwrap();
+    for member in [&on_plan, &own_setting] {
+        admin
+            .execute(stmt(
+                "UPDATE tenants SET plan = 'short-audit' WHERE id = $1",
+                [member.tenant_uuid().into()],
+            ))
+            .await
+            .unwrap();
+    }
+    admin
+        .execute(stmt(
+            "UPDATE tenants SET settings = '{\"auditRetentionDays\": 400}' WHERE id = $1",
+            [own_setting.tenant_uuid().into()],
+        ))
+        .await
+        .unwrap();
+    for member in [&on_plan, &own_setting, &on_free] {
+        old_history(&admin, member.tenant_uuid()).await;
+    }
+    let dir = archive_dir();
+    let pass = archive_pass(&app.state.db, &settings(&dir), None)
+        .await
+        .unwrap();
+    assert_eq!(pass.failed, 0, "{pass:?}");
+    // Five days: the event ten days old goes too.
+    assert_eq!(
+        table_events(&admin, on_plan.tenant_uuid()).await,
+        [(6, "old.event6".to_owned())]
+    );
+    // The tenant's 400 days win over the plan's five.
+    assert_eq!(
+        table_events(&admin, own_setting.tenant_uuid()).await.len(),
+        6
+    );
+    // `free` keeps 30 days: the four old events go, the one ten days old stays.
+    assert_eq!(table_events(&admin, on_free.tenant_uuid()).await.len(), 2);
+    assert_eq!(pass.events_archived, 5 + 4, "{pass:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
 async fn the_archive_function_deletes_only_the_own_tenants_old_chain_prefix() {
     let app = TestApp::new().await;
     let a = app.owner("fn-archive-a").await;
