@@ -26,6 +26,7 @@ pub mod runs;
 pub mod scope;
 pub(crate) mod soft_delete;
 pub mod throttle;
+pub mod tx;
 pub mod upkeep;
 pub mod workflows;
 

@@ -5,23 +5,32 @@
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, FromQueryResult, Statement,
-    TransactionTrait, Value,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Statement, Value};
 use tokio::sync::OnceCell;
 use trellis_entity::Role;
 use uuid::Uuid;
 
 use crate::auth::Scope;
+use crate::tx::{Head, RequestTx, StatementHook};
 use crate::{Error, Result};
 
 /// The pool of connections as the application role (NOSUPERUSER, NOBYPASSRLS).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct AppDb {
     pool: DatabaseConnection,
     /// Requests waiting for a connection to begin their transaction.
     waiting: Arc<AtomicUsize>,
+    /// What request transactions report their statements to (the pool reports its own
+    /// through sea-orm's metric callback).
+    hook: Option<StatementHook>,
+}
+
+impl std::fmt::Debug for AppDb {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppDb")
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
 }
 
 impl AppDb {
@@ -29,7 +38,15 @@ impl AppDb {
         Self {
             pool,
             waiting: Arc::default(),
+            hook: None,
         }
+    }
+
+    /// Reports every statement of a request transaction to `hook`, as the pool's
+    /// metric callback does for the pool's own.
+    pub fn with_statement_hook(mut self, hook: StatementHook) -> Self {
+        self.hook = Some(hook);
+        self
     }
 
     /// The raw pool, for work outside any tenant: health checks and authentication
@@ -44,13 +61,14 @@ impl AppDb {
         self.waiting.load(Ordering::Relaxed)
     }
 
-    /// Begins a transaction, counted in [`Self::waiting`] until a connection is had.
+    /// Begins a transaction with `head` as its first statement (in the same round
+    /// trip), counted in [`Self::waiting`] until a connection is had.
     ///
     /// The pool does not test a connection when handing it out (that would cost every
     /// request a round trip), so `BEGIN` is the test: when it finds the connection
     /// broken (the server restarted, an administrator ended the session), the broken
     /// one is dropped and the next tried, at most once per pooled connection.
-    async fn begin(&self) -> Result<DatabaseTransaction> {
+    async fn begin(&self, head: Option<&Head>) -> Result<(RequestTx, Vec<sea_orm::QueryResult>)> {
         struct Waiting<'a>(&'a AtomicUsize);
         impl Drop for Waiting<'_> {
             fn drop(&mut self) {
@@ -59,15 +77,12 @@ impl AppDb {
         }
         self.waiting.fetch_add(1, Ordering::Relaxed);
         let _waiting = Waiting(&self.waiting);
-        let pooled = self
-            .pool
-            .get_postgres_connection_pool()
-            .options()
-            .get_max_connections();
+        let pool = self.pool.get_postgres_connection_pool();
+        let pooled = pool.options().get_max_connections();
         let mut tries = 0;
         loop {
-            match self.pool.begin().await {
-                Ok(tx) => return Ok(tx),
+            match RequestTx::begin(pool, head, self.hook.clone()).await {
+                Ok((tx, rows)) => return Ok((tx, rows.into_iter().map(Into::into).collect())),
                 Err(err) if tries < pooled && crate::error::is_broken_connection(&err) => {
                     tracing::debug!(error = %err, "a pooled connection was broken; trying another");
                     tries += 1;
@@ -144,7 +159,7 @@ enum TenantAccess {
 
 #[derive(Debug)]
 struct Begun {
-    tx: DatabaseTransaction,
+    tx: RequestTx,
     access: TenantAccess,
 }
 
@@ -242,7 +257,7 @@ impl RequestScope {
 
     /// The request's transaction, begun on first use. A token whose session was
     /// revoked reaches nothing: UNAUTHENTICATED.
-    pub async fn tx(&self) -> Result<&DatabaseTransaction> {
+    pub async fn tx(&self) -> Result<&RequestTx> {
         let begun = self.begun().await?;
         if matches!(begun.access, TenantAccess::CredentialEnded) {
             return Err(Error::Unauthenticated);
@@ -251,11 +266,12 @@ impl RequestScope {
     }
 
     async fn begun(&self) -> Result<&Begun> {
-        self.begun.get_or_try_init(|| self.begin()).await
+        // Boxed: every resolver awaits this, and the begin's state (a connection
+        // acquired, a query sent) would otherwise be inlined into each of their futures.
+        self.begun.get_or_try_init(|| Box::pin(self.begin())).await
     }
 
     async fn begin(&self) -> Result<Begun> {
-        let tx = self.db.begin().await?;
         let (tenant, user, key) = match &self.principal {
             Principal::Anonymous => (None, None, None),
             Principal::User {
@@ -269,27 +285,34 @@ impl RequestScope {
             }
         };
         if tenant.is_none() && user.is_none() {
+            let (tx, _) = self.db.begin(None).await?;
             return Ok(Begun {
                 tx,
                 access: TenantAccess::None,
             });
         }
-        // One statement sets the tenant and user transaction-locally, re-checks the
-        // caller's access and, when it is refused, resets the tenant (fail closed).
-        let row = AccessRow::find_by_statement(stmt(
-            "SELECT access, role FROM app.enter_request($1, $2, $3, $4, $5, $6)",
-            [
-                tenant.into(),
-                user.into(),
-                self.session_id().into(),
-                key.into(),
-                matches!(self.principal, Principal::Engine { .. }).into(),
-                matches!(self.principal, Principal::Upkeep { .. }).into(),
-            ],
-        ))
-        .one(&tx)
-        .await?
-        .ok_or_else(|| Error::Internal(anyhow::anyhow!("app.enter_request returned no row")))?;
+        // One statement, sent with the transaction's BEGIN, sets the tenant and user
+        // transaction-locally, re-checks the caller's access and, when it is refused,
+        // resets the tenant (fail closed).
+        let head = Head {
+            sql: format!(
+                "SELECT access, role FROM app.enter_request({}, {}, {}, {}, {}, {})",
+                uuid_literal(tenant),
+                uuid_literal(user),
+                uuid_literal(self.session_id()),
+                uuid_literal(key),
+                matches!(self.principal, Principal::Engine { .. }),
+                matches!(self.principal, Principal::Upkeep { .. }),
+            ),
+            shown: "SELECT access, role FROM app.enter_request($1, $2, $3, $4, $5, $6)",
+        };
+        let (tx, rows) = self.db.begin(Some(&head)).await?;
+        let row = AccessRow::from_query_result(
+            rows.first().ok_or_else(|| {
+                Error::Internal(anyhow::anyhow!("app.enter_request returned no row"))
+            })?,
+            "",
+        )?;
         let access = match (row.access.as_str(), tenant) {
             ("session_ended" | "key_dead", _) => TenantAccess::CredentialEnded,
             ("none", _) | (_, None) => TenantAccess::None,
@@ -660,6 +683,11 @@ fn role_of_scopes(scopes: &[Scope]) -> Role {
     } else {
         Role::Viewer
     }
+}
+
+/// A UUID as an SQL literal, for a statement sent without parameters.
+fn uuid_literal(id: Option<Uuid>) -> String {
+    id.map_or_else(|| "NULL::uuid".to_owned(), |id| format!("'{id}'::uuid"))
 }
 
 fn uuid_text(id: Option<Uuid>) -> Value {

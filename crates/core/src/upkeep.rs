@@ -12,11 +12,12 @@
 //!
 //! One tenant's or user's failure is logged and counted, and the others go on.
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction, FromQueryResult};
+use sea_orm::{ConnectionTrait, FromQueryResult};
 use uuid::Uuid;
 
 use crate::runs::retention;
 use crate::scope::{stmt, Principal, RequestMeta, RequestScope};
+use crate::tx::RequestTx;
 use crate::{AppDb, Result};
 
 /// How long an expired invitation stays listed (as EXPIRED) before it is deleted.
@@ -106,7 +107,7 @@ async fn tenant_batch(db: &AppDb, tenant_id: Uuid, batch: i64) -> Result<TenantP
 
 /// Pending invitations past their expiry become EXPIRED (they could not be accepted
 /// anyway; now their list says so).
-async fn expire_invitations(tx: &DatabaseTransaction, tenant_id: Uuid) -> Result<u64> {
+async fn expire_invitations(tx: &RequestTx, tenant_id: Uuid) -> Result<u64> {
     Ok(tx
         .execute(stmt(
             "UPDATE invitations SET status = 'expired' \
@@ -117,11 +118,7 @@ async fn expire_invitations(tx: &DatabaseTransaction, tenant_id: Uuid) -> Result
         .rows_affected())
 }
 
-async fn delete_expired_invitations(
-    tx: &DatabaseTransaction,
-    tenant_id: Uuid,
-    batch: i64,
-) -> Result<u64> {
+async fn delete_expired_invitations(tx: &RequestTx, tenant_id: Uuid, batch: i64) -> Result<u64> {
     Ok(tx
         .execute(stmt(
             "DELETE FROM invitations i USING ( \

@@ -377,7 +377,7 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
     Ok(AppState {
         schema,
         limits,
-        db: AppDb::new(pool),
+        db: AppDb::new(pool).with_statement_hook(bootstrap::statement_hook(statements.clone())),
         jwt,
         api_keys: Default::default(),
         statements,

@@ -178,9 +178,17 @@ pub async fn connect_app_with(
     let mut db = Database::connect(options)
         .await
         .context("connecting as the application role")?;
-    db.set_metric_callback(move |info| {
+    let hook = statement_hook(statements);
+    db.set_metric_callback(move |info| hook(info));
+    Ok(db)
+}
+
+/// What every statement of the application role reports to, from the pool or from a
+/// request transaction: it counts into `statements` (and, with traces on, records a
+/// span).
+pub fn statement_hook(statements: Arc<AtomicU64>) -> trellis_core::tx::StatementHook {
+    Arc::new(move |info| {
         statements.fetch_add(1, Ordering::Relaxed);
         crate::otel::record_statement(info);
-    });
-    Ok(db)
+    })
 }

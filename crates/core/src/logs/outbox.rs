@@ -13,15 +13,14 @@
 //! keeps replay of one tenant to one caller at a time, so batches reach MongoDB in
 //! `seq` order.
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, FromQueryResult, TransactionTrait,
-};
+use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, TransactionTrait};
 use uuid::Uuid;
 
 use super::mongo::MongoLogs;
 use super::postgres::{as_recordset, Row, COLUMNS, RECORD};
 use super::LogEntry;
 use crate::scope::stmt;
+use crate::tx::RequestTx;
 use crate::{Error, Result};
 
 /// The advisory-lock class of outbox replay (the object is the tenant's hash).
@@ -41,7 +40,7 @@ pub struct ReplayReport {
 }
 
 pub(super) async fn push(
-    tx: &DatabaseTransaction,
+    tx: &RequestTx,
     tenant: Uuid,
     entries: &[LogEntry],
     cap: u64,
@@ -74,7 +73,7 @@ pub(super) async fn push(
     Ok(())
 }
 
-pub(super) async fn delete_run(tx: &DatabaseTransaction, tenant: Uuid, run: Uuid) -> Result<u64> {
+pub(super) async fn delete_run(tx: &RequestTx, tenant: Uuid, run: Uuid) -> Result<u64> {
     let done = tx
         .execute(stmt(
             "DELETE FROM log_outbox WHERE tenant_id = $1 AND run_id = $2",

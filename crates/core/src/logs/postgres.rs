@@ -2,12 +2,13 @@
 //! request's transaction, so row-level security applies to every statement.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, FromQueryResult, Value};
+use sea_orm::{ConnectionTrait, DatabaseConnection, FromQueryResult, Value};
 use serde_json::{json, Value as Json};
 use uuid::Uuid;
 
 use super::{LogEntry, LogFilter, LogLevel, LogPage};
 use crate::scope::stmt;
+use crate::tx::RequestTx;
 use crate::Result;
 
 /// The columns of a stored line, in the order [`Row`] reads them.
@@ -69,11 +70,7 @@ pub(super) fn as_recordset(entries: &[LogEntry]) -> Value {
 /// The column definitions matching [`as_recordset`].
 pub(super) const RECORD: &str = "(id uuid, run_id uuid, step_run_id uuid, level text, message text, context jsonb, logged_at timestamptz, expire_at timestamptz)";
 
-pub(super) async fn insert(
-    tx: &DatabaseTransaction,
-    tenant: Uuid,
-    entries: &[LogEntry],
-) -> Result<()> {
+pub(super) async fn insert(tx: &RequestTx, tenant: Uuid, entries: &[LogEntry]) -> Result<()> {
     tx.execute(stmt(
         &format!(
             "INSERT INTO execution_logs (tenant_id, {COLUMNS}) \
@@ -86,7 +83,7 @@ pub(super) async fn insert(
 }
 
 pub(super) async fn query(
-    tx: &DatabaseTransaction,
+    tx: &RequestTx,
     tenant: Uuid,
     filter: &LogFilter,
     page: &LogPage,
@@ -140,7 +137,7 @@ pub(super) async fn query(
     Ok(rows.into_iter().map(Row::into_entry).collect())
 }
 
-pub(super) async fn delete_run(tx: &DatabaseTransaction, tenant: Uuid, run: Uuid) -> Result<u64> {
+pub(super) async fn delete_run(tx: &RequestTx, tenant: Uuid, run: Uuid) -> Result<u64> {
     let done = tx
         .execute(stmt(
             "DELETE FROM execution_logs WHERE tenant_id = $1 AND run_id = $2",

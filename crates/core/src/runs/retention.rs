@@ -5,10 +5,11 @@
 //! in batches, in each tenant's own transaction under RLS ([`crate::upkeep`]), with
 //! `SKIP LOCKED`, and never touches unfinished runs.
 
-use sea_orm::{ConnectionTrait, DatabaseTransaction};
+use sea_orm::ConnectionTrait;
 use uuid::Uuid;
 
 use crate::scope::stmt;
+use crate::tx::RequestTx;
 use crate::Result;
 
 /// Default days a finished run keeps its payloads.
@@ -27,11 +28,7 @@ pub(crate) fn days_setting(key: &str, default: &str) -> String {
 
 /// Clears the payloads of up to `batch` of the tenant's finished runs past its payload
 /// retention; returns how many runs.
-pub(crate) async fn clear_payloads(
-    tx: &DatabaseTransaction,
-    tenant_id: Uuid,
-    batch: i64,
-) -> Result<u64> {
+pub(crate) async fn clear_payloads(tx: &RequestTx, tenant_id: Uuid, batch: i64) -> Result<u64> {
     Ok(tx
         .execute(stmt(
             &format!(
@@ -57,11 +54,7 @@ pub(crate) async fn clear_payloads(
 
 /// Deletes up to `batch` of the tenant's finished runs past its run retention (their
 /// step runs go with them); returns how many.
-pub(crate) async fn delete_runs(
-    tx: &DatabaseTransaction,
-    tenant_id: Uuid,
-    batch: i64,
-) -> Result<u64> {
+pub(crate) async fn delete_runs(tx: &RequestTx, tenant_id: Uuid, batch: i64) -> Result<u64> {
     Ok(tx
         .execute(stmt(
             &format!(

@@ -392,7 +392,7 @@ pub(crate) async fn create_run(
 /// The run an earlier start with the same live key made, when the input is the same;
 /// CONFLICT on `idempotencyKey` when it differs.
 async fn existing_start(
-    tx: &sea_orm::DatabaseTransaction,
+    tx: &crate::tx::RequestTx,
     tenant_id: Uuid,
     workflow_id: Uuid,
     key: &str,

@@ -7,8 +7,8 @@ use std::collections::HashMap;
 
 use chrono::Utc;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait,
-    FromQueryResult, QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, FromQueryResult, QueryFilter,
+    QueryOrder, QuerySelect, Set,
 };
 use serde_json::{json, Value as Json};
 use trellis_entity::{
@@ -23,6 +23,7 @@ use crate::audit::{self, Event};
 use crate::identity::required_text;
 use crate::scope::{stmt, RequestScope};
 use crate::soft_delete;
+use crate::tx::RequestTx;
 use crate::{Error, Result};
 
 /// Rows per INSERT when a graph is written (well under PostgreSQL's parameter limit).
@@ -379,7 +380,7 @@ struct ConnectionRow {
 }
 
 /// The actions and connections `steps` bind, as the tenant sees them.
-async fn load_bindings(tx: &DatabaseTransaction, steps: &[StepSpec]) -> Result<Bindings> {
+async fn load_bindings(tx: &RequestTx, steps: &[StepSpec]) -> Result<Bindings> {
     let mut action_ids: Vec<Uuid> = steps.iter().filter_map(|s| s.action_id).collect();
     action_ids.sort_unstable();
     action_ids.dedup();
@@ -453,7 +454,7 @@ pub async fn save_graph(
 /// their time-ordered ids are drawn in that order too, so reading them by id or by
 /// position gives the same sequence.
 async fn write_graph(
-    tx: &DatabaseTransaction,
+    tx: &RequestTx,
     version: &workflow_version::Model,
     steps: &[StepSpec],
     transitions: &[TransitionSpec],
@@ -524,7 +525,7 @@ async fn write_graph(
 /// A stored graph as specs, steps in their stored order: what the editor would send to
 /// save it again.
 pub(crate) async fn load_graph(
-    tx: &DatabaseTransaction,
+    tx: &RequestTx,
     version_id: Uuid,
 ) -> Result<(Vec<StepSpec>, Vec<TransitionSpec>)> {
     let steps = workflow_step::Entity::find()

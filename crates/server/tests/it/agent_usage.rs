@@ -12,13 +12,13 @@ use chrono::{DateTime, Datelike, Duration, DurationRound, Utc};
 use sea_orm::ConnectionTrait;
 use serde_json::{json, Value};
 use trellis_core::scope::stmt;
-use trellis_core::{AppDb, Principal, RequestMeta, RequestScope};
+use trellis_core::{AppDb, RequestScope};
 
 use crate::agents::create_agent;
 use crate::isolation_workflows::{count, uuid};
 use crate::processes::{payload, text};
 use crate::subscriptions::{serve, Subscriber};
-use crate::support::{Member, TestApp};
+use crate::support::{scope_of, Member, TestApp};
 
 pub(crate) const REPORT: &str = "mutation($a: ID!, $r: ID, $i: Int!, $o: Int!, $c: Int!, $l: Int!, $e: Boolean) { reportUsage(input: {agentId: $a, runId: $r, inputTokens: $i, outputTokens: $o, costMicros: $c, latencyMs: $l, error: $e}) { usage { id at } agent { id budgetStatus { monthlyTokens exceeded } } userErrors { field message code } } }";
 
@@ -293,19 +293,6 @@ async fn report_usage_takes_runner_keys_and_operators_and_refuses_other_keys() {
         .await,
         2
     );
-}
-
-/// A scope of `member` on `db`, as a request of theirs would have.
-fn scope_of(db: &AppDb, member: &Member) -> std::sync::Arc<RequestScope> {
-    RequestScope::new(
-        db.clone(),
-        Principal::User {
-            user_id: member.user_uuid(),
-            tenant_id: Some(member.tenant_uuid()),
-            session_id: None,
-        },
-        RequestMeta::default(),
-    )
 }
 
 /// `budget::admit` for `agent` in a scope of `member`, 20 times at once; the results.

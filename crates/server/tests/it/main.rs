@@ -47,6 +47,7 @@ mod providers;
 mod purge;
 mod rate_limits;
 mod reports;
+mod request_tx;
 mod restore;
 mod runs;
 mod scheduler;

@@ -200,6 +200,19 @@ pub async fn as_app(
     tx
 }
 
+/// A scope of `member` on `db`, as a request of theirs would have.
+pub fn scope_of(db: &trellis_core::AppDb, member: &Member) -> Arc<trellis_core::RequestScope> {
+    trellis_core::RequestScope::new(
+        db.clone(),
+        trellis_core::Principal::User {
+            user_id: member.user_uuid(),
+            tenant_id: Some(member.tenant_uuid()),
+            session_id: None,
+        },
+        trellis_core::RequestMeta::default(),
+    )
+}
+
 /// The whole server on one fresh database, driven through its router.
 pub struct TestApp {
     pub db: TestDb,

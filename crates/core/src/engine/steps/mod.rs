@@ -32,7 +32,7 @@ pub struct StepInput<'a> {
     /// The move's transaction, in the run's tenant under its RLS, for steps that
     /// write with their move (in-app notifications); `None` for calls made outside
     /// any transaction.
-    pub db: Option<&'a sea_orm::DatabaseTransaction>,
+    pub db: Option<&'a crate::tx::RequestTx>,
     pub config: &'a Value,
     /// The step's connection, opened (its secrets in memory), for steps that call out
     /// through one.
