@@ -69,20 +69,13 @@ impl RequestTx {
                 let started = Instant::now();
                 let sql = format!("BEGIN; {}", head.sql);
                 let result = conn.fetch_all(sql.as_str()).await;
-                if let Some(hook) = &hook {
-                    hook(&sea_orm::metric::Info {
-                        elapsed: started.elapsed(),
-                        statement: &Statement::from_string(DbBackend::Postgres, head.shown),
-                        failed: result.is_err(),
-                    });
-                }
+                let shown = Statement::from_string(DbBackend::Postgres, head.shown);
+                report(&hook, &shown, started, result.is_err());
                 match result {
                     Ok(rows) => rows,
                     Err(err) => {
                         // `BEGIN` ran and the head failed: the transaction is aborted.
-                        if conn.execute("ROLLBACK").await.is_err() {
-                            pooled.close_on_drop();
-                        }
+                        let _closed_if_failed = end_on(&mut pooled, "ROLLBACK").await;
                         return Err(query_error(err));
                     }
                 }
@@ -109,24 +102,30 @@ impl RequestTx {
         let Some(mut pooled) = self.conn.lock().await.take() else {
             return Ok(());
         };
-        let conn: &mut PgConnection = &mut pooled;
-        let ended = conn.execute(sql).await.map(drop).map_err(query_error);
-        if ended.is_err() {
-            // Whatever state it is in, it must not serve another request.
-            pooled.close_on_drop();
-        }
-        ended
+        end_on(&mut pooled, sql).await
     }
+}
 
-    /// Tells the hook that `stmt` ran for `elapsed`.
-    fn report(&self, stmt: &Statement, started: Instant, failed: bool) {
-        if let Some(hook) = &self.hook {
-            hook(&sea_orm::metric::Info {
-                elapsed: started.elapsed(),
-                statement: stmt,
-                failed,
-            });
-        }
+/// Ends the transaction on `pooled` with `sql` (`COMMIT` or `ROLLBACK`). A connection
+/// where that fails is closed when dropped: whatever state it is in, it must not serve
+/// another request.
+async fn end_on(pooled: &mut PoolConnection<Postgres>, sql: &'static str) -> Result<(), DbErr> {
+    let conn: &mut PgConnection = pooled;
+    let ended = conn.execute(sql).await.map(drop).map_err(query_error);
+    if ended.is_err() {
+        pooled.close_on_drop();
+    }
+    ended
+}
+
+/// Tells `hook` that `stmt` ran from `started` until now.
+fn report(hook: &Option<StatementHook>, stmt: &Statement, started: Instant, failed: bool) {
+    if let Some(hook) = hook {
+        hook(&sea_orm::metric::Info {
+            elapsed: started.elapsed(),
+            statement: stmt,
+            failed,
+        });
     }
 }
 
@@ -156,10 +155,7 @@ impl Drop for RequestTx {
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => {
                 runtime.spawn(async move {
-                    let conn: &mut PgConnection = &mut pooled;
-                    if conn.execute("ROLLBACK").await.is_err() {
-                        pooled.close_on_drop();
-                    }
+                    let _closed_if_failed = end_on(&mut pooled, "ROLLBACK").await;
                 });
             }
             Err(_) => pooled.close_on_drop(),
@@ -178,7 +174,7 @@ impl ConnectionTrait for RequestTx {
         let conn = open(&mut conn)?;
         let started = Instant::now();
         let result = bind(&stmt).execute(conn).await;
-        self.report(&stmt, started, result.is_err());
+        report(&self.hook, &stmt, started, result.is_err());
         result.map(Into::into).map_err(exec_error)
     }
 
@@ -193,7 +189,7 @@ impl ConnectionTrait for RequestTx {
         let conn = open(&mut conn)?;
         let started = Instant::now();
         let result = bind(&stmt).fetch_optional(conn).await;
-        self.report(&stmt, started, result.is_err());
+        report(&self.hook, &stmt, started, result.is_err());
         result.map(|row| row.map(Into::into)).map_err(query_error)
     }
 
@@ -202,7 +198,7 @@ impl ConnectionTrait for RequestTx {
         let conn = open(&mut conn)?;
         let started = Instant::now();
         let result = bind(&stmt).fetch_all(conn).await;
-        self.report(&stmt, started, result.is_err());
+        report(&self.hook, &stmt, started, result.is_err());
         result
             .map(|rows| rows.into_iter().map(Into::into).collect())
             .map_err(query_error)
