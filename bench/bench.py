@@ -181,7 +181,8 @@ def seed_tenant_head(url: str, t: int, api_keys: int) -> dict:
     owner_email = f"owner-{t:02d}@bench.trellis.test"
     user_token = sign_up(c, owner_email, f"Owner {t:02d}")
     tenant_id = c.gql(
-        CREATE_TENANT, {"i": {"slug": f"bench-{t:02d}", "name": f"Bench Tenant {t:02d}"}}, user_token
+        CREATE_TENANT, {"i": {"slug": f"bench-{t:02d}", "name": f"Bench Tenant {t:02d}", "plan": "enterprise"}},
+        user_token
     )["createTenant"]["tenant"]["id"]
     token = c.gql(SWITCH_TENANT, {"i": {"tenantId": tenant_id}}, user_token)["switchTenant"]["accessToken"]
     for k in range(api_keys):

@@ -108,9 +108,11 @@ def chain(steps: int) -> tuple[list, list]:
 
 
 def owner_tenant(c: Client, slug: str, name: str) -> tuple[str, str]:
-    """A new owner and tenant; returns (tenant id, tenant-scoped access token)."""
+    """A new owner and tenant on the `enterprise` plan; returns (tenant id,
+    tenant-scoped access token). The plan sets no `monthlyRuns`: load phases start
+    thousands of runs, past `free`'s 1,000 a month."""
     user = sign_up(c, f"{slug}-owner-{os.getpid()}@bench.trellis.test", f"{name} Owner")
-    tenant_id = c.gql(CREATE_TENANT, {"i": {"slug": f"{slug}-{os.getpid()}", "name": name}},
+    tenant_id = c.gql(CREATE_TENANT, {"i": {"slug": f"{slug}-{os.getpid()}", "name": name, "plan": "enterprise"}},
                       user)["createTenant"]["tenant"]["id"]
     token = c.gql(SWITCH_TENANT, {"i": {"tenantId": tenant_id}}, user)["switchTenant"]["accessToken"]
     return tenant_id, token

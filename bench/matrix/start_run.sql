@@ -8,7 +8,9 @@
 -- statement that writes what crates/core/src/runs/start.rs writes: the workflow and its
 -- published active version read, the idempotency key (unique per transaction: a fresh
 -- random UUID), the run, one pending step run per step of the version, the audit event
--- (the chain trigger sets its sequence number and hash, as for the server's) and the
+-- (the chain trigger sets its sequence number and hash, as for the server's), the
+-- run counted against the plan's monthlyRuns (run_counts: the matrix tenants are on
+-- `enterprise`, which sets no limit, but the row is still locked and counted) and the
 -- NOTIFY live subscribers wait for; it returns the run's ID and how many rows of each
 -- kind it wrote. IDs are random (v4) UUIDs where the server makes v7. The input hash is
 -- SHA-256 of the canonical JSON of the input (no spaces), written with a space that
@@ -58,9 +60,18 @@ WITH w AS (
                               'simulation', false, 'retryOf', NULL)
     FROM r CROSS JOIN w
     RETURNING 1
+), c AS (
+    INSERT INTO run_counts AS c (tenant_id, month, runs, run_limit)
+    SELECT r.tenant_id, date_trunc('month', now(), 'UTC'), 1,
+           (SELECT (p.limits ->> 'monthlyRuns')::bigint FROM tenants t
+            JOIN plans p ON p.key = t.plan WHERE t.id = r.tenant_id)
+    FROM r
+    ON CONFLICT (tenant_id, month) DO UPDATE
+      SET runs = c.runs + 1, run_limit = EXCLUDED.run_limit
+    RETURNING 1
 )
 SELECT r.id, (SELECT count(*) FROM s) AS step_runs, (SELECT count(*) FROM k) AS keys,
-       (SELECT count(*) FROM a) AS audit_events,
+       (SELECT count(*) FROM a) AS audit_events, (SELECT count(*) FROM c) AS counted,
        pg_notify('trellis_runs', json_build_object('tenantId', r.tenant_id, 'runId', r.id,
                                                    'workflowId', r.workflow_id)::text) IS NULL AS notified
 FROM r;

@@ -38,6 +38,7 @@ mod m20261207_000033_seed_fields;
 mod m20261207_000034_report_tenants;
 mod m20261207_000035_alert_rules;
 mod m20261207_000036_agent_triggers;
+mod m20261207_000037_run_counts;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -83,6 +84,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000034_report_tenants::Migration),
             Box::new(m20261207_000035_alert_rules::Migration),
             Box::new(m20261207_000036_agent_triggers::Migration),
+            Box::new(m20261207_000037_run_counts::Migration),
         ]
     }
 }

@@ -171,7 +171,16 @@ impl From<DbErr> for Error {
                     return Error::conflict(Some(field), *message)
                 }
                 (Some("23505"), None) => return Error::conflict(None, "already exists"),
-                // check_violation
+                // check_violation: a start past the plan's runs this month (migration
+                // 000037), then the checks that name a field.
+                (Some("23514"), _) if constraint == "run_counts_within_plan" => {
+                    return Error::LimitReached {
+                        field: "plan.limits.monthlyRuns".into(),
+                        message: "this tenant has started as many runs this month as its plan \
+                                  allows; change plan or wait for the next month (UTC)"
+                            .into(),
+                    }
+                }
                 (Some("23514"), Some((_, field, message))) => {
                     return Error::bad_input(*field, *message)
                 }

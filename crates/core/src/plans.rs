@@ -10,7 +10,10 @@
 //! - `logRetentionDays`: the default log retention (the tenant's setting overrides);
 //! - `auditRetentionDays`: the default audit retention, before events move to the
 //!   archive (the tenant's setting overrides; [`crate::audit_archive`]);
-//! - `monthlyRuns`: stored and shown, not enforced yet.
+//! - `monthlyRuns`: how many runs (not simulations) a tenant may start per calendar
+//!   month (UTC); the statement that makes a run counts it in `run_counts`, whose
+//!   `run_counts_within_plan` check refuses the one past the limit with LIMIT_REACHED
+//!   ([`crate::runs::start`]); [`runs_this_month`] reads the count.
 //!
 //! A limit absent from a plan means no limit.
 
@@ -169,6 +172,22 @@ pub async fn check_agent_limit(scope: &RequestScope, tenant_id: Uuid, field: &st
         }
     }
     Ok(row.settings)
+}
+
+/// How many runs (not simulations) `tenant_id` has started this calendar month (UTC),
+/// as counted against its plan's `monthlyRuns`.
+pub async fn runs_this_month(scope: &RequestScope, tenant_id: Uuid) -> Result<i64> {
+    let row = scope
+        .tx()
+        .await?
+        .query_one(stmt(
+            "SELECT coalesce((SELECT runs FROM run_counts WHERE tenant_id = $1 \
+               AND month = date_trunc('month', now(), 'UTC')), 0) AS runs",
+            [tenant_id.into()],
+        ))
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("no row"))?;
+    Ok(row.try_get("", "runs")?)
 }
 
 /// Creates or changes a plan (platform admins only, audited).

@@ -631,6 +631,15 @@ async fn webhook(
                     retry_after = Some(retry_after_seconds);
                     (StatusCode::TOO_MANY_REQUESTS, "over budget")
                 }
+                Refusal::MonthlyRunsUsed {
+                    retry_after_seconds,
+                } => {
+                    retry_after = Some(retry_after_seconds);
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "the plan's runs for this month are used",
+                    )
+                }
             };
             (status, serde_json::json!({ "error": error }))
         }

@@ -285,10 +285,12 @@ pub(crate) async fn create_run(
     let tenant_id = target.tenant_id;
     let workflow_id = new.workflow_id;
 
-    // One statement claims the idempotency key (or takes over an expired one) and
-    // makes the run and its step runs (one per step, pending). A live key of another
-    // start claims nothing (after waiting for that start's transaction), and then
-    // nothing is made: that start's run is the answer.
+    // One statement claims the idempotency key (or takes over an expired one), makes
+    // the run and its step runs (one per step, pending) and counts a real run against
+    // the plan's `monthlyRuns` (`run_counts_within_plan` refuses the one past it:
+    // LIMIT_REACHED, and the start rolls back). A live key of another start claims
+    // nothing (after waiting for that start's transaction), and then nothing is made
+    // or counted: that start's run is the answer.
     let run_id = Uuid::now_v7();
     let step_run_ids: Vec<Uuid> = target.step_ids.iter().map(|_| Uuid::now_v7()).collect();
     // An agent's run is keyed by the agent too: the same key and input for another
@@ -328,7 +330,15 @@ pub(crate) async fn create_run(
                INSERT INTO step_runs (id, tenant_id, run_id, step_id, step_key, status, attempt) \
                SELECT s.id, $2, $1, s.step_id, s.step_key, 'pending', 0 \
                FROM unnest($15::uuid[], $16::uuid[], $17::text[]) AS s(id, step_id, step_key) \
-               WHERE EXISTS (SELECT 1 FROM run)) \
+               WHERE EXISTS (SELECT 1 FROM run)), \
+             counted AS ( \
+               INSERT INTO run_counts AS c (tenant_id, month, runs, run_limit) \
+               SELECT run.tenant_id, date_trunc('month', now(), 'UTC'), 1, \
+                 (SELECT (p.limits ->> 'monthlyRuns')::bigint FROM tenants t \
+                  JOIN plans p ON p.key = t.plan WHERE t.id = run.tenant_id) \
+               FROM run WHERE NOT run.is_simulation \
+               ON CONFLICT (tenant_id, month) DO UPDATE \
+                 SET runs = c.runs + 1, run_limit = EXCLUDED.run_limit) \
              SELECT * FROM run"
         ),
         [

@@ -33,8 +33,9 @@ pub(crate) enum Fired {
 }
 
 /// Whether `err` refused a firing before anything was written (a conflict, bad input,
-/// something gone, an agent over its budget): the scheduler and events skip such a
-/// firing rather than fail their pass, which would only meet the same refusal again.
+/// something gone, an agent over its budget, a tenant past its plan's runs this
+/// month): the scheduler and events skip such a firing rather than fail their pass,
+/// which would only meet the same refusal again.
 pub(crate) fn refused_before_writing(err: &Error) -> bool {
     matches!(
         err,
@@ -42,6 +43,7 @@ pub(crate) fn refused_before_writing(err: &Error) -> bool {
             | Error::BadInput { .. }
             | Error::NotFound
             | Error::RateLimited { .. }
+            | Error::LimitReached { .. }
     )
 }
 

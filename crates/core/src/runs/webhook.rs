@@ -38,6 +38,9 @@ pub enum Refusal {
     /// The trigger's agent is over its monthly budget (its alert raised): 429 with
     /// `Retry-After`.
     OverBudget { retry_after_seconds: u32 },
+    /// The tenant has started as many runs this month as its plan allows: 429 with
+    /// `Retry-After` (the seconds until the next month, UTC).
+    MonthlyRunsUsed { retry_after_seconds: u32 },
 }
 
 /// One delivery as it arrived.
@@ -132,6 +135,24 @@ pub async fn receive(
         }) => Ok(Err(Refusal::OverBudget {
             retry_after_seconds,
         })),
+        Err(Error::LimitReached { .. }) => Ok(Err(Refusal::MonthlyRunsUsed {
+            retry_after_seconds: seconds_to_next_month(delivery.now),
+        })),
         Err(other) => Err(other),
     }
+}
+
+/// The whole seconds from `now` to the first instant of the next month (UTC), at
+/// least 1.
+fn seconds_to_next_month(now: DateTime<Utc>) -> u32 {
+    use chrono::{Datelike as _, TimeZone as _};
+    let (year, month) = match now.month() {
+        12 => (now.year() + 1, 1),
+        m => (now.year(), m + 1),
+    };
+    let next = Utc
+        .with_ymd_and_hms(year, month, 1, 0, 0, 0)
+        .single()
+        .unwrap_or(now);
+    u32::try_from((next - now).num_seconds().max(1)).unwrap_or(u32::MAX)
 }

@@ -50,6 +50,7 @@ async fn a_migrated_database_is_healthy() {
         "container_health",
         "container_health_hourly",
         "alert_rules",
+        "run_counts",
     ] {
         assert!(
             report

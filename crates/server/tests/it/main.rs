@@ -49,6 +49,7 @@ mod rate_limits;
 mod reports;
 mod request_tx;
 mod restore;
+mod run_counts;
 mod runs;
 mod scheduler;
 mod schema_docs;

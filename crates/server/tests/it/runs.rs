@@ -14,7 +14,7 @@ use trellis_core::workflows::triggers::sign;
 
 use crate::support::{Member, TestApp};
 
-const START: &str = "mutation($w: ID!, $input: JSON, $key: String, $sim: Boolean) { startRun(input: {workflowId: $w, input: $input, idempotencyKey: $key, simulation: $sim}) { run { id status stepRuns { stepKey status } } deduplicated userErrors { field code message } } }";
+pub(crate) const START: &str = "mutation($w: ID!, $input: JSON, $key: String, $sim: Boolean) { startRun(input: {workflowId: $w, input: $input, idempotencyKey: $key, simulation: $sim}) { run { id status stepRuns { stepKey status } } deduplicated userErrors { field code message } } }";
 const CLAIM: &str = "mutation($n: Int!, $s: Int!) { claimRuns(input: {limit: $n, leaseSeconds: $s}) { leases { token expiresAt run { id status } } userErrors { field code } } }";
 
 /// A workflow with a published, active three-step chain a → b → c.
@@ -528,11 +528,11 @@ async fn expired_leases_are_claimed_again_and_lock_the_old_holder_out() {
 }
 
 /// Signs `body` like a webhook sender at `at`.
-fn signed(secret: &str, at: i64, body: &str) -> String {
+pub(crate) fn signed(secret: &str, at: i64, body: &str) -> String {
     sign(&SecretString::from(secret.to_owned()), at, body.as_bytes())
 }
 
-async fn deliver(
+pub(crate) async fn deliver(
     app: &TestApp,
     path: &str,
     signature: Option<&str>,
