@@ -9,8 +9,8 @@
 -- published active version read, the idempotency key (unique per transaction: a fresh
 -- random UUID), the run, one pending step run per step of the version, the audit event
 -- (the chain trigger sets its sequence number and hash, as for the server's), the
--- run counted against the plan's monthlyRuns (run_counts: the matrix tenants are on
--- `enterprise`, which sets no limit, but the row is still locked and counted) and the
+-- plan's monthlyRuns read, and the run counted against it when the plan sets one
+-- (run_counts; the matrix tenants are on `enterprise`, which sets none) and the
 -- NOTIFY live subscribers wait for; it returns the run's ID and how many rows of each
 -- kind it wrote. IDs are random (v4) UUIDs where the server makes v7. The input hash is
 -- SHA-256 of the canonical JSON of the input (no spaces), written with a space that
@@ -62,10 +62,11 @@ WITH w AS (
     RETURNING 1
 ), c AS (
     INSERT INTO run_counts AS c (tenant_id, month, runs, run_limit)
-    SELECT r.tenant_id, date_trunc('month', now(), 'UTC'), 1,
-           (SELECT (p.limits ->> 'monthlyRuns')::bigint FROM tenants t
-            JOIN plans p ON p.key = t.plan WHERE t.id = r.tenant_id)
-    FROM r
+    SELECT r.tenant_id, date_trunc('month', now(), 'UTC'), 1, l.runs
+    FROM r CROSS JOIN LATERAL (
+        SELECT (p.limits ->> 'monthlyRuns')::bigint AS runs FROM tenants t
+        JOIN plans p ON p.key = t.plan WHERE t.id = r.tenant_id) l
+    WHERE l.runs IS NOT NULL
     ON CONFLICT (tenant_id, month) DO UPDATE
       SET runs = c.runs + 1, run_limit = EXCLUDED.run_limit
     RETURNING 1

@@ -11,7 +11,8 @@
 //! - `auditRetentionDays`: the default audit retention, before events move to the
 //!   archive (the tenant's setting overrides; [`crate::audit_archive`]);
 //! - `monthlyRuns`: how many runs (not simulations) a tenant may start per calendar
-//!   month (UTC); the statement that makes a run counts it in `run_counts`, whose
+//!   month (UTC); when a plan sets it, the statement that makes a run counts it in
+//!   `run_counts` (a plan without it counts nothing, so its starts never queue), whose
 //!   `run_counts_within_plan` check refuses the one past the limit with LIMIT_REACHED
 //!   ([`crate::runs::start`]); [`runs_this_month`] reads the count.
 //!
@@ -175,18 +176,21 @@ pub async fn check_agent_limit(scope: &RequestScope, tenant_id: Uuid, field: &st
 }
 
 /// How many runs (not simulations) `tenant_id` has started this calendar month (UTC),
-/// as counted against its plan's `monthlyRuns`.
-pub async fn runs_this_month(scope: &RequestScope, tenant_id: Uuid) -> Result<i64> {
+/// as counted against its plan's `monthlyRuns`; `None` when its plan sets no such
+/// limit (nothing is counted then).
+pub async fn runs_this_month(scope: &RequestScope, tenant_id: Uuid) -> Result<Option<i64>> {
     let row = scope
         .tx()
         .await?
         .query_one(stmt(
-            "SELECT coalesce((SELECT runs FROM run_counts WHERE tenant_id = $1 \
-               AND month = date_trunc('month', now(), 'UTC')), 0) AS runs",
+            "SELECT CASE WHEN p.limits ? 'monthlyRuns' THEN coalesce((SELECT c.runs \
+               FROM run_counts c WHERE c.tenant_id = t.id \
+               AND c.month = date_trunc('month', now(), 'UTC')), 0) END AS runs \
+             FROM tenants t JOIN plans p ON p.key = t.plan WHERE t.id = $1",
             [tenant_id.into()],
         ))
         .await?
-        .ok_or_else(|| anyhow::anyhow!("no row"))?;
+        .ok_or(Error::NotFound)?;
     Ok(row.try_get("", "runs")?)
 }
 

@@ -287,8 +287,10 @@ pub(crate) async fn create_run(
 
     // One statement claims the idempotency key (or takes over an expired one), makes
     // the run and its step runs (one per step, pending) and counts a real run against
-    // the plan's `monthlyRuns` (`run_counts_within_plan` refuses the one past it:
-    // LIMIT_REACHED, and the start rolls back). A live key of another start claims
+    // the plan's `monthlyRuns` when it sets one (`run_counts_within_plan` refuses the
+    // one past it: LIMIT_REACHED, and the start rolls back). The count's row lock makes
+    // a tenant's starts take turns until commit, so a plan without the limit counts
+    // nothing and its starts never queue. A live key of another start claims
     // nothing (after waiting for that start's transaction), and then nothing is made
     // or counted: that start's run is the answer.
     let run_id = Uuid::now_v7();
@@ -333,10 +335,11 @@ pub(crate) async fn create_run(
                WHERE EXISTS (SELECT 1 FROM run)), \
              counted AS ( \
                INSERT INTO run_counts AS c (tenant_id, month, runs, run_limit) \
-               SELECT run.tenant_id, date_trunc('month', now(), 'UTC'), 1, \
-                 (SELECT (p.limits ->> 'monthlyRuns')::bigint FROM tenants t \
-                  JOIN plans p ON p.key = t.plan WHERE t.id = run.tenant_id) \
-               FROM run WHERE NOT run.is_simulation \
+               SELECT run.tenant_id, date_trunc('month', now(), 'UTC'), 1, l.runs \
+               FROM run CROSS JOIN LATERAL ( \
+                 SELECT (p.limits ->> 'monthlyRuns')::bigint AS runs FROM tenants t \
+                 JOIN plans p ON p.key = t.plan WHERE t.id = run.tenant_id) l \
+               WHERE NOT run.is_simulation AND l.runs IS NOT NULL \
                ON CONFLICT (tenant_id, month) DO UPDATE \
                  SET runs = c.runs + 1, run_limit = EXCLUDED.run_limit) \
              SELECT * FROM run"

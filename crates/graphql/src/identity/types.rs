@@ -233,16 +233,15 @@ impl Tenant {
         load(ctx, crate::loaders::AgentCountOfTenant(self.0.id)).await
     }
     /// How many runs (not simulations) it has started this calendar month (UTC), which
-    /// its plan's `monthlyRuns` limits; null unless it is the active tenant.
+    /// its plan's `monthlyRuns` limits; null when the plan sets no such limit (nothing
+    /// is counted then), and unless it is the active tenant.
     async fn runs_this_month(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i64>> {
         let scope = ctx.scope()?;
         let active = scope.active_tenant().await.ok().flatten();
         if active.map(|t| t.tenant_id) != Some(self.0.id) {
             return Ok(None);
         }
-        run(ctx, trellis_core::plans::runs_this_month(scope, self.0.id))
-            .await
-            .map(Some)
+        run(ctx, trellis_core::plans::runs_this_month(scope, self.0.id)).await
     }
     /// Its containers' health per hour, from the hour holding `from` up to `to` (at
     /// most 31 days), of one agent when `agentId` is given; hours without samples are

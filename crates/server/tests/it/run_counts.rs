@@ -1,11 +1,10 @@
 //! Plans' `monthlyRuns`, enforced (`run_counts`, migration 000037): a tenant starts at
 //! most that many real runs per calendar month, exactly under concurrent starts;
-//! simulations and idempotent repeats are not counted; a webhook past the limit is
-//! refused with 429; and one tenant's count is neither readable nor writable by
-//! another.
+//! simulations, idempotent repeats and plans without the limit are not counted; a
+//! webhook past the limit is refused with 429; and one tenant's count is neither
+//! readable nor writable by another.
 
 use axum::http::StatusCode;
-use sea_orm::ConnectionTrait;
 use serde_json::{json, Value};
 
 use crate::isolation_processes::attempt;
@@ -197,6 +196,30 @@ async fn the_plans_monthly_runs_hold_under_concurrent_starts() {
         Some(("LIMIT_REACHED".into(), "plan.limits.monthlyRuns".into())),
         "{refused}"
     );
+
+    // A plan without the limit starts runs and counts none (its starts never queue on
+    // the count's row); the count stays as it was.
+    let set = app
+        .ok(
+            Some(&root.token),
+            "mutation($t: ID!) { setTenantPlan(input: {tenantId: $t, plan: \"enterprise\"}) { userErrors { field } } }",
+            json!({ "t": owner.tenant_id }),
+        )
+        .await;
+    assert_eq!(set["setTenantPlan"]["userErrors"], json!([]), "{set}");
+    let started = app
+        .ok(Some(&owner.token), START, json!({ "w": workflow }))
+        .await;
+    assert_eq!(started["startRun"]["userErrors"], json!([]), "{started}");
+    let data = app.ok(Some(&owner.token), RUNS_THIS_MONTH, json!({})).await;
+    assert_eq!(data["tenant"]["runsThisMonth"], Value::Null, "{data}");
+    let counted = count(
+        &admin,
+        "SELECT runs FROM run_counts WHERE tenant_id = $1",
+        vec![owner.tenant_uuid().into()],
+    )
+    .await;
+    assert_eq!(counted, 6);
 }
 
 #[tokio::test]
@@ -291,16 +314,11 @@ async fn another_tenants_run_count_is_unreadable_and_unwritable() {
         deleted.to_string().contains("permission denied"),
         "{deleted}"
     );
-    let a_count = admin
-        .query_one(sea_orm::Statement::from_sql_and_values(
-            sea_orm::DbBackend::Postgres,
-            "SELECT runs FROM run_counts WHERE tenant_id = $1",
-            [ta.into()],
-        ))
-        .await
-        .unwrap()
-        .unwrap()
-        .try_get::<i64>("", "runs")
-        .unwrap();
+    let a_count = count(
+        &admin,
+        "SELECT runs FROM run_counts WHERE tenant_id = $1",
+        vec![ta.into()],
+    )
+    .await;
     assert_eq!(a_count, 1);
 }
