@@ -35,6 +35,13 @@ async fn plan_with_runs(app: &TestApp, root: &Member, owner: &Member, key: &str,
     assert_eq!(set["setTenantPlan"]["userErrors"], json!([]), "{set}");
 }
 
+/// Starts a run of `workflow` that must be accepted; returns the `startRun` payload.
+async fn started(app: &TestApp, owner: &Member, variables: Value) -> Value {
+    let data = app.ok(Some(&owner.token), START, variables).await;
+    assert_eq!(data["startRun"]["userErrors"], json!([]), "{data}");
+    data["startRun"].clone()
+}
+
 /// The code and field a refused start answered with, from its userErrors or its errors.
 fn refusal(answer: &Value) -> Option<(String, String)> {
     let error = answer["data"]["startRun"]["userErrors"]
@@ -55,26 +62,13 @@ async fn the_plans_monthly_runs_hold_under_concurrent_starts() {
     plan_with_runs(&app, &root, &owner, "five-runs", 5).await;
 
     // One start with an idempotency key, then a simulation (never counted).
-    let keyed = app
-        .ok(
-            Some(&owner.token),
-            START,
-            json!({ "w": workflow, "input": { "n": 0 }, "key": "first" }),
-        )
-        .await;
-    assert_eq!(keyed["startRun"]["userErrors"], json!([]), "{keyed}");
-    let simulated = app
-        .ok(
-            Some(&owner.token),
-            START,
-            json!({ "w": workflow, "sim": true }),
-        )
-        .await;
-    assert_eq!(
-        simulated["startRun"]["userErrors"],
-        json!([]),
-        "{simulated}"
-    );
+    let keyed = started(
+        &app,
+        &owner,
+        json!({ "w": workflow, "input": { "n": 0 }, "key": "first" }),
+    )
+    .await;
+    started(&app, &owner, json!({ "w": workflow, "sim": true })).await;
 
     // Ten at once for the four places left: four runs, six refusals naming the limit.
     let starts = (1..=10).map(|n| {
@@ -121,30 +115,15 @@ async fn the_plans_monthly_runs_hold_under_concurrent_starts() {
 
     // Past the limit, the keyed start's repeat is still its run (nothing new is
     // made), a simulation still runs, and a webhook delivery is refused with 429.
-    let again = app
-        .ok(
-            Some(&owner.token),
-            START,
-            json!({ "w": workflow, "input": { "n": 0 }, "key": "first" }),
-        )
-        .await;
-    assert_eq!(again["startRun"]["deduplicated"], true, "{again}");
-    assert_eq!(
-        again["startRun"]["run"]["id"], keyed["startRun"]["run"]["id"],
-        "{again}"
-    );
-    let simulated = app
-        .ok(
-            Some(&owner.token),
-            START,
-            json!({ "w": workflow, "sim": true }),
-        )
-        .await;
-    assert_eq!(
-        simulated["startRun"]["userErrors"],
-        json!([]),
-        "{simulated}"
-    );
+    let again = started(
+        &app,
+        &owner,
+        json!({ "w": workflow, "input": { "n": 0 }, "key": "first" }),
+    )
+    .await;
+    assert_eq!(again["deduplicated"], true, "{again}");
+    assert_eq!(again["run"]["id"], keyed["run"]["id"], "{again}");
+    started(&app, &owner, json!({ "w": workflow, "sim": true })).await;
     let hook = app
         .ok(
             Some(&owner.token),
@@ -207,10 +186,7 @@ async fn the_plans_monthly_runs_hold_under_concurrent_starts() {
         )
         .await;
     assert_eq!(set["setTenantPlan"]["userErrors"], json!([]), "{set}");
-    let started = app
-        .ok(Some(&owner.token), START, json!({ "w": workflow }))
-        .await;
-    assert_eq!(started["startRun"]["userErrors"], json!([]), "{started}");
+    started(&app, &owner, json!({ "w": workflow })).await;
     let data = app.ok(Some(&owner.token), RUNS_THIS_MONTH, json!({})).await;
     assert_eq!(data["tenant"]["runsThisMonth"], Value::Null, "{data}");
     let counted = count(
@@ -228,10 +204,7 @@ async fn another_tenants_run_count_is_unreadable_and_unwritable() {
     let a = app.owner("count-alpha").await;
     let b = app.owner("count-bravo").await;
     let workflow = active_workflow(&app, &a, "counted").await;
-    let started = app
-        .ok(Some(&a.token), START, json!({ "w": workflow }))
-        .await;
-    assert_eq!(started["startRun"]["userErrors"], json!([]), "{started}");
+    started(&app, &a, json!({ "w": workflow })).await;
     let (ta, tb) = (a.tenant_uuid(), b.tenant_uuid());
 
     // Through GraphQL: B's tenant counts nothing, and A's tenant shows B no count.
