@@ -104,6 +104,13 @@ fn next_month(now: DateTime<Utc>) -> DateTime<Utc> {
         .and_utc()
 }
 
+/// The whole seconds from `now` until the next month begins (UTC), at least 1: the
+/// `Retry-After` of a refusal that lasts the month (an agent's budget, a plan's runs).
+pub(crate) fn seconds_to_next_month(now: DateTime<Utc>) -> u32 {
+    let wait = (next_month(now) - now).num_seconds().max(1);
+    u32::try_from(wait).unwrap_or(u32::MAX)
+}
+
 /// The budget alert of one agent and month: one open at a time.
 fn budget_alert(
     tenant_id: Uuid,
@@ -201,9 +208,8 @@ pub async fn admit(scope: &RequestScope, tenant_id: Uuid, agent_id: Uuid) -> Res
             tracing::error!(agent = %agent_id, error = ?err, "raising a budget alert failed");
         }
     }
-    let wait = (next_month(now) - now).num_seconds().max(1);
     Err(Error::RateLimited {
-        retry_after_seconds: u32::try_from(wait).unwrap_or(u32::MAX),
+        retry_after_seconds: seconds_to_next_month(now),
     })
 }
 

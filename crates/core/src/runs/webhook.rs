@@ -136,23 +136,8 @@ pub async fn receive(
             retry_after_seconds,
         })),
         Err(Error::LimitReached { .. }) => Ok(Err(Refusal::MonthlyRunsUsed {
-            retry_after_seconds: seconds_to_next_month(delivery.now),
+            retry_after_seconds: crate::agents::budget::seconds_to_next_month(delivery.now),
         })),
         Err(other) => Err(other),
     }
-}
-
-/// The whole seconds from `now` to the first instant of the next month (UTC), at
-/// least 1.
-fn seconds_to_next_month(now: DateTime<Utc>) -> u32 {
-    use chrono::{Datelike as _, TimeZone as _};
-    let (year, month) = match now.month() {
-        12 => (now.year() + 1, 1),
-        m => (now.year(), m + 1),
-    };
-    let next = Utc
-        .with_ymd_and_hms(year, month, 1, 0, 0, 0)
-        .single()
-        .unwrap_or(now);
-    u32::try_from((next - now).num_seconds().max(1)).unwrap_or(u32::MAX)
 }
