@@ -97,8 +97,9 @@ pub async fn record(
              provider_latency_ms, attempts, input_tokens, output_tokens, cost_nanos, \
              error_code, error_message, input, output, payload_expires_at, created_at) \
            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-             $17, $18, $19, $20, now() + make_interval(days => {days}), coalesce($30, now()) \
-           FROM tenants t WHERE t.id = $2 \
+             $17, $18, $19, $20, \
+             now() + make_interval(days => {days}), \
+             coalesce($30, now()) \
            RETURNING created_at), \
          charged AS ( \
            SELECT app.charge_process_call($6, $3, $29, $16) WHERE $29 > 0 OR $16 > 0) \
@@ -122,7 +123,12 @@ pub async fn record(
            latency_buckets[$27] = u.latency_buckets[$27] + 1 \
          RETURNING (SELECT created_at FROM logged) AS created_at, \
            set_config('synchronous_commit', 'off', true) AS durability",
-        days = days_setting("payloadRetentionDays", &DEFAULT_PAYLOAD_DAYS.to_string()),
+        // The settings RESOLVE read: the log need not read the tenant row again.
+        days = days_setting(
+            "$31",
+            "payloadRetentionDays",
+            &DEFAULT_PAYLOAD_DAYS.to_string()
+        ),
     );
     let row = scope
         .tx()
@@ -160,6 +166,7 @@ pub async fn record(
                 shard.into(),
                 tokens.into(),
                 call.created_at.into(),
+                tenant_settings.clone().into(),
             ],
         ))
         .await?

@@ -17,13 +17,13 @@ pub const DEFAULT_PAYLOAD_DAYS: i32 = 30;
 /// Default days a finished run is kept at all.
 pub const DEFAULT_RUN_DAYS: i32 = 400;
 
-/// The days a tenant's `settings.<key>` asks for (`t` being the tenant row), read
-/// defensively by `app.setting_days` (migration 000025): only a whole number from 1 to
+/// The days a tenant's `settings.<key>` asks for (`settings` being an SQL expression
+/// of the tenant's settings: `t.settings` for the tenant row `t`), read defensively by `app.setting_days` (migration 000025): only a whole number from 1 to
 /// 3650 counts, anything else is `default` (an SQL expression). Settings are checked
 /// when saved too, but one tenant's bad row (written before that check, or by hand)
 /// must neither stall the job for every tenant nor, negative, wipe its runs.
-pub(crate) fn days_setting(key: &str, default: &str) -> String {
-    format!("app.setting_days(t.settings, '{key}', {default})")
+pub(crate) fn days_setting(settings: &str, key: &str, default: &str) -> String {
+    format!("app.setting_days({settings}, '{key}', {default})")
 }
 
 /// Clears the payloads of up to `batch` of the tenant's finished runs past its payload
@@ -44,7 +44,7 @@ pub(crate) async fn clear_payloads(tx: &RequestTx, tenant_id: Uuid, batch: i64) 
                  UPDATE workflow_runs r SET input = NULL, output = NULL, trigger_payload = NULL, \
                    payloads_purged_at = now() \
                  FROM doomed WHERE r.tenant_id = $1 AND r.id = doomed.id",
-                days_setting("payloadRetentionDays", "$3")
+                days_setting("t.settings", "payloadRetentionDays", "$3")
             ),
             [tenant_id.into(), batch.into(), DEFAULT_PAYLOAD_DAYS.into()],
         ))
@@ -65,7 +65,7 @@ pub(crate) async fn delete_runs(tx: &RequestTx, tenant_id: Uuid, batch: i64) -> 
                    ORDER BY r.finished_at LIMIT $2 FOR UPDATE OF r SKIP LOCKED) \
                  DELETE FROM workflow_runs r USING doomed \
                  WHERE r.tenant_id = $1 AND r.id = doomed.id",
-                days_setting("runRetentionDays", "$3")
+                days_setting("t.settings", "runRetentionDays", "$3")
             ),
             [tenant_id.into(), batch.into(), DEFAULT_RUN_DAYS.into()],
         ))
