@@ -361,13 +361,13 @@ impl async_graphql::dataloader::Loader<InstallationsOfAgent> for Loader {
         &self,
         keys: &[InstallationsOfAgent],
     ) -> Result<HashMap<InstallationsOfAgent, Self::Value>, Self::Error> {
-        use sea_orm::{EntityTrait as _, JoinType, QuerySelect as _};
+        use sea_orm::{FromQueryResult, JoinType, QuerySelect as _, QueryTrait as _};
         let tx = self.scope.tx().await.map_err(Arc::new)?;
         let skill_of_installation = skill_installation::Entity::belongs_to(skill::Entity)
             .from(skill_installation::Column::SkillId)
             .to(skill::Column::Id)
             .into();
-        let rows = skill_installation::Entity::find()
+        let statement = skill_installation::Entity::find()
             .join(JoinType::LeftJoin, skill_of_installation)
             .select_also(skill::Entity)
             .filter(any_of(
@@ -376,16 +376,33 @@ impl async_graphql::dataloader::Loader<InstallationsOfAgent> for Loader {
             ))
             .order_by_asc(skill_installation::Column::CreatedAt)
             .order_by_asc(skill_installation::Column::Id)
-            .all(tx)
+            .build(tx.get_database_backend());
+        let rows = tx
+            .query_all(statement)
             .await
             .map_err(|e| Arc::new(e.into()))?;
+        // A page's agents share a few skills: each one's wide row (its schemas and
+        // lists are JSON) is decoded once, not once per installation.
+        let mut skills: HashMap<Uuid, Option<skill::Model>> = HashMap::new();
         let mut grouped: HashMap<InstallationsOfAgent, Self::Value> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
         for row in rows {
+            let decode = |e: sea_orm::DbErr| Arc::new(trellis_core::Error::from(e));
+            let installation =
+                skill_installation::Model::from_query_result(&row, "A_").map_err(decode)?;
+            let skill = match skills.get(&installation.skill_id) {
+                Some(skill) => skill.clone(),
+                None => {
+                    let skill =
+                        skill::Model::from_query_result_optional(&row, "B_").map_err(decode)?;
+                    skills.insert(installation.skill_id, skill.clone());
+                    skill
+                }
+            };
             grouped
-                .entry(InstallationsOfAgent(row.0.agent_id))
+                .entry(InstallationsOfAgent(installation.agent_id))
                 .or_default()
-                .push(row);
+                .push((installation, skill));
         }
         Ok(grouped)
     }
