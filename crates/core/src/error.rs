@@ -175,7 +175,7 @@ impl From<DbErr> for Error {
                 // 000037), then the checks that name a field.
                 (Some("23514"), _) if constraint == "run_counts_within_plan" => {
                     return Error::LimitReached {
-                        field: "plan.limits.monthlyRuns".into(),
+                        field: crate::plans::MONTHLY_RUNS_FIELD.into(),
                         message: "this tenant has started as many runs this month as its plan \
                                   allows; change plan or wait for the next month (UTC)"
                             .into(),

@@ -37,6 +37,9 @@ pub const LIMIT_KEYS: [&str; 5] = [
     "auditRetentionDays",
 ];
 
+/// The field a start refused past the plan's `monthlyRuns` names (LIMIT_REACHED).
+pub const MONTHLY_RUNS_FIELD: &str = "plan.limits.monthlyRuns";
+
 /// The plan of a new tenant unless another is asked for.
 pub const DEFAULT_PLAN: &str = "free";
 

@@ -135,9 +135,11 @@ pub async fn receive(
         }) => Ok(Err(Refusal::OverBudget {
             retry_after_seconds,
         })),
-        Err(Error::LimitReached { .. }) => Ok(Err(Refusal::MonthlyRunsUsed {
-            retry_after_seconds: crate::agents::budget::seconds_to_next_month(delivery.now),
-        })),
+        Err(Error::LimitReached { field, .. }) if field == crate::plans::MONTHLY_RUNS_FIELD => {
+            Ok(Err(Refusal::MonthlyRunsUsed {
+                retry_after_seconds: crate::agents::budget::seconds_to_next_month(delivery.now),
+            }))
+        }
         Err(other) => Err(other),
     }
 }

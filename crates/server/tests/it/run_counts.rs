@@ -4,8 +4,11 @@
 //! webhook past the limit is refused with 429; and one tenant's count is neither
 //! readable nor writable by another.
 
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use chrono::{Datelike, TimeZone, Utc};
 use serde_json::{json, Value};
+use tower::ServiceExt;
 
 use crate::isolation_processes::attempt;
 use crate::isolation_workflows::count;
@@ -14,6 +17,18 @@ use crate::skills::platform_admin;
 use crate::support::{is_rls_violation, Member, TestApp};
 
 const RUNS_THIS_MONTH: &str = "{ tenant { runsThisMonth plan { key } } }";
+
+/// The seconds from now until the next calendar month begins (UTC), computed here
+/// apart from the server's arithmetic.
+fn seconds_to_next_month() -> i64 {
+    let now = Utc::now();
+    let (year, month) = match now.month() {
+        12 => (now.year() + 1, 1),
+        m => (now.year(), m + 1),
+    };
+    let next = Utc.with_ymd_and_hms(year, month, 1, 0, 0, 0).unwrap();
+    (next - now).num_seconds()
+}
 
 /// Puts `owner`'s tenant on a new plan `key` that allows `runs` runs a month.
 async fn plan_with_runs(app: &TestApp, root: &Member, owner: &Member, key: &str, runs: u64) {
@@ -137,15 +152,31 @@ async fn the_plans_monthly_runs_hold_under_concurrent_starts() {
     let secret = hook["createTrigger"]["signingSecret"].as_str().unwrap();
     let body = r#"{"order": 1}"#.to_owned();
     let now = chrono::Utc::now().timestamp();
-    let (status, answer) = deliver(
-        &app,
-        path,
-        Some(&signed(secret, now, &body)),
-        Some("d-1"),
-        body.clone(),
+    let request = Request::post(path)
+        .header("content-type", "application/json")
+        .header("x-trellis-signature", signed(secret, now, &body))
+        .header("x-trellis-delivery", "d-1")
+        .body(Body::from(body.clone()))
+        .unwrap();
+    let response = app.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Retry when the next month (UTC) begins.
+    let retry_after: i64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let next_month = seconds_to_next_month();
+    assert!(
+        (next_month - 5..=next_month + 5).contains(&retry_after),
+        "Retry-After {retry_after}, the next month in {next_month} s"
+    );
+    let answer: Value = serde_json::from_slice(
+        &axum::body::to_bytes(response.into_body(), 1 << 20)
+            .await
+            .unwrap(),
     )
-    .await;
-    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{answer}");
+    .unwrap();
     assert_eq!(
         answer["error"], "the plan's runs for this month are used",
         "{answer}"
