@@ -180,11 +180,7 @@ async fn anonymous_mutations_are_throttled_per_client_address() {
             .unwrap()
     };
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry_after: u64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after = crate::support::retry_after(&response);
     assert!((1..=60).contains(&retry_after), "{retry_after}");
     // Another address, and signed-in users, are not affected.
     let (status, _) = app.send(from("192.0.2.11", None, &query)).await;

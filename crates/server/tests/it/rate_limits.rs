@@ -93,11 +93,7 @@ async fn calls_over_a_limit_are_refused_logged_and_change_nothing() {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry_after: i64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after = crate::support::retry_after(&response);
     assert!(retry_after >= 1000, "{retry_after}");
 
     // A monthly quota refuses until the next month; a key's limit only counts that key.

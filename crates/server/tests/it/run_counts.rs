@@ -14,7 +14,7 @@ use crate::isolation_processes::attempt;
 use crate::isolation_workflows::count;
 use crate::runs::{active_workflow, deliver, signed, START};
 use crate::skills::platform_admin;
-use crate::support::{is_rls_violation, Member, TestApp};
+use crate::support::{is_rls_violation, retry_after, Member, TestApp};
 
 const RUNS_THIS_MONTH: &str = "{ tenant { runsThisMonth plan { key } } }";
 
@@ -161,11 +161,7 @@ async fn the_plans_monthly_runs_hold_under_concurrent_starts() {
     let response = app.router.clone().oneshot(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     // Retry when the next month (UTC) begins.
-    let retry_after: i64 = response.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let retry_after = retry_after(&response);
     let next_month = seconds_to_next_month();
     assert!(
         (next_month - 5..=next_month + 5).contains(&retry_after),

@@ -172,6 +172,15 @@ impl Drop for TestDb {
     }
 }
 
+/// The whole seconds a response's `Retry-After` header says to wait.
+pub fn retry_after(response: &axum::response::Response) -> i64 {
+    response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
 /// Whether a statement was refused by row-level security (SQLSTATE 42501).
 pub fn is_rls_violation(err: &sea_orm::DbErr) -> bool {
     trellis_core::error::database_error(err)
