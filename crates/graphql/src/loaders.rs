@@ -386,8 +386,8 @@ impl async_graphql::dataloader::Loader<InstallationsOfAgent> for Loader {
         let mut skills: HashMap<Uuid, Option<skill::Model>> = HashMap::new();
         let mut grouped: HashMap<InstallationsOfAgent, Self::Value> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
+        let decode = |e: sea_orm::DbErr| Arc::new(trellis_core::Error::from(e));
         for row in rows {
-            let decode = |e: sea_orm::DbErr| Arc::new(trellis_core::Error::from(e));
             let installation =
                 skill_installation::Model::from_query_result(&row, "A_").map_err(decode)?;
             let skill = match skills.get(&installation.skill_id) {

@@ -18,8 +18,9 @@ pub const DEFAULT_PAYLOAD_DAYS: i32 = 30;
 pub const DEFAULT_RUN_DAYS: i32 = 400;
 
 /// The days a tenant's `settings.<key>` asks for (`settings` being an SQL expression
-/// of the tenant's settings: `t.settings` for the tenant row `t`), read defensively by `app.setting_days` (migration 000025): only a whole number from 1 to
-/// 3650 counts, anything else is `default` (an SQL expression). Settings are checked
+/// of the tenant's settings: `t.settings` for the tenant row `t`), read defensively
+/// by `app.setting_days` (migration 000025): only a whole number from 1 to 3650
+/// counts, anything else is `default` (an SQL expression). Settings are checked
 /// when saved too, but one tenant's bad row (written before that check, or by hand)
 /// must neither stall the job for every tenant nor, negative, wipe its runs.
 pub(crate) fn days_setting(settings: &str, key: &str, default: &str) -> String {
