@@ -198,6 +198,13 @@ impl Tenant {
         })
         .await
     }
+
+    /// Whether this is the request's active tenant: the fields that answer null for
+    /// any other tenant ask this.
+    async fn is_active(&self, ctx: &Context<'_>) -> async_graphql::Result<bool> {
+        let active = ctx.scope()?.active_tenant().await.ok().flatten();
+        Ok(active.is_some_and(|t| t.tenant_id == self.0.id))
+    }
 }
 
 /// A tenant: one customer's isolated workspace. Its lists (`runs`, `members`,
@@ -226,8 +233,7 @@ impl Tenant {
     }
     /// How many live agents it has; null unless it is the active tenant.
     async fn agent_count(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i64>> {
-        let active = ctx.scope()?.active_tenant().await.ok().flatten();
-        if active.map(|t| t.tenant_id) != Some(self.0.id) {
+        if !self.is_active(ctx).await? {
             return Ok(None);
         }
         load(ctx, crate::loaders::AgentCountOfTenant(self.0.id)).await
@@ -236,12 +242,14 @@ impl Tenant {
     /// its plan's `monthlyRuns` limits; null when the plan sets no such limit (nothing
     /// is counted then), and unless it is the active tenant.
     async fn runs_this_month(&self, ctx: &Context<'_>) -> async_graphql::Result<Option<i64>> {
-        let scope = ctx.scope()?;
-        let active = scope.active_tenant().await.ok().flatten();
-        if active.map(|t| t.tenant_id) != Some(self.0.id) {
+        if !self.is_active(ctx).await? {
             return Ok(None);
         }
-        run(ctx, trellis_core::plans::runs_this_month(scope, self.0.id)).await
+        run(
+            ctx,
+            trellis_core::plans::runs_this_month(ctx.scope()?, self.0.id),
+        )
+        .await
     }
     /// Its containers' health per hour, from the hour holding `from` up to `to` (at
     /// most 31 days), of one agent when `agentId` is given; hours without samples are
@@ -287,8 +295,7 @@ impl Tenant {
             DateTime<Utc>,
         >,
     ) -> async_graphql::Result<Option<crate::processes::types::UsageBucket>> {
-        let active = ctx.scope()?.active_tenant().await.ok().flatten();
-        if active.map(|t| t.tenant_id) != Some(self.0.id) {
+        if !self.is_active(ctx).await? {
             return Ok(None);
         }
         let of = trellis_core::processes::usage::UsageOf::default();
