@@ -169,6 +169,9 @@ pub struct RequestScope {
     db: AppDb,
     principal: Principal,
     meta: RequestMeta,
+    /// The tenant access an earlier transaction of the same request granted this
+    /// principal ([`Self::continuation`]): set without being checked again.
+    entered: Option<TenantCtx>,
     begun: OnceCell<Begun>,
     failed: AtomicBool,
     /// Whether a mutation ran in the scope, or it queued an audit event or a
@@ -218,10 +221,20 @@ impl RequestScope {
     }
 
     pub fn new(db: AppDb, principal: Principal, meta: RequestMeta) -> Arc<Self> {
+        Self::entering(db, principal, meta, None)
+    }
+
+    fn entering(
+        db: AppDb,
+        principal: Principal,
+        meta: RequestMeta,
+        entered: Option<TenantCtx>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             db,
             principal,
             meta,
+            entered,
             begun: OnceCell::new(),
             failed: AtomicBool::new(false),
             writes: AtomicBool::new(false),
@@ -231,6 +244,28 @@ impl RequestScope {
             announcements: std::sync::Mutex::new(Vec::new()),
             audit: std::sync::Mutex::new(Vec::new()),
         })
+    }
+
+    /// A scope for the same request's next transaction (a process call's log, written
+    /// after its first transaction committed). When this scope's access was granted,
+    /// the next transaction sets the same tenant and user without `app.enter_request`
+    /// checking them again: the request was admitted once, and what follows is the
+    /// record of what it did, which a key revoked in between must not lose. RLS still
+    /// confines it to that tenant. Otherwise the next scope enters as a new one would.
+    pub fn continuation(&self) -> Arc<Self> {
+        let granted = self.entered.or_else(|| match self.begun.get() {
+            Some(Begun {
+                access: TenantAccess::Granted(ctx),
+                ..
+            }) => Some(*ctx),
+            _ => None,
+        });
+        Self::entering(
+            self.db.clone(),
+            self.principal.clone(),
+            self.meta.clone(),
+            granted,
+        )
     }
 
     /// The application pool, for statements that must not run in (or wait for) the
@@ -284,6 +319,23 @@ impl RequestScope {
                 (Some(*tenant_id), None, None)
             }
         };
+        if let Some(ctx) = self.entered {
+            let head = Head {
+                sql: format!(
+                    "SELECT set_config('app.tenant_id', '{}', true), \
+                       set_config('app.user_id', '{}', true)",
+                    ctx.tenant_id,
+                    user.map(|u| u.to_string()).unwrap_or_default(),
+                ),
+                shown: "SELECT set_config('app.tenant_id', $1, true), \
+                          set_config('app.user_id', $2, true)",
+            };
+            let (tx, _) = self.db.begin(Some(&head)).await?;
+            return Ok(Begun {
+                tx,
+                access: TenantAccess::Granted(ctx),
+            });
+        }
         if tenant.is_none() && user.is_none() {
             let (tx, _) = self.db.begin(None).await?;
             return Ok(Begun {

@@ -482,6 +482,8 @@ impl Invoker {
         // commit (a caller after the same entry waits on the claim's row lock until
         // then), and no answer goes out unless the commit (the admission, the claim)
         // succeeded.
+        // The call's later transactions (its log) carry on as the one just admitted.
+        let next = scope.continuation();
         let commit = RequestScope::finish_shared(scope, true);
         let (committed, outcome) = match provider {
             Some(Ok(provider)) => {
@@ -499,15 +501,14 @@ impl Invoker {
         // Only a cached call can find another caller's claim.
         if let (false, Some(key)) = (claimed, &cache_key) {
             if let Some(output) = self
-                .await_flight(principal, meta, key, lease(&resolved), call.cache)
+                .await_flight(&next, key, lease(&resolved), call.cache)
                 .await?
             {
                 record.cache_hit = true;
                 record.output = Some(output.clone());
                 record.latency_ms = elapsed_ms(started);
-                let scope = RequestScope::new(self.db.clone(), principal.clone(), meta.clone());
-                let created_at = calls::record(&scope, &tenant_settings, record.clone()).await?;
-                RequestScope::finish_shared(scope, true).await?;
+                let created_at = calls::record(&next, &tenant_settings, record.clone()).await?;
+                RequestScope::finish_shared(next, true).await?;
                 return Ok((invoked(&record, &resolved, output, created_at), None));
             }
         }
@@ -516,7 +517,7 @@ impl Invoker {
             None => {
                 // The claim we waited on lapsed: answer ourselves, with the connection
                 // as it is now (the wait may have outlasted a rotation or a deletion).
-                let scope = RequestScope::new(self.db.clone(), principal.clone(), meta.clone());
+                let scope = next.continuation();
                 let provider = self.provider(&scope, &resolved, None).await;
                 RequestScope::finish_shared(scope, true).await?;
                 match provider {
@@ -554,7 +555,7 @@ impl Invoker {
         let created_at = Utc::now();
         record.created_at = Some(created_at);
         let write = CallWrite {
-            scope: RequestScope::new(self.db.clone(), principal.clone(), meta.clone()),
+            scope: next,
             tenant_settings,
             cache: cache_key.map(|key| (key, output.as_ref().ok().cloned())),
             record: record.clone(),
@@ -646,8 +647,7 @@ impl Invoker {
     /// caller took it over.
     async fn await_flight(
         &self,
-        principal: &Principal,
-        meta: &RequestMeta,
+        next: &RequestScope,
         key: &CacheKey,
         lease: Duration,
         mode: CacheMode,
@@ -655,7 +655,7 @@ impl Invoker {
         let deadline = Instant::now() + lease + Duration::from_secs(1);
         loop {
             tokio::time::sleep(FLIGHT_POLL).await;
-            let scope = RequestScope::new(self.db.clone(), principal.clone(), meta.clone());
+            let scope = next.continuation();
             let row = scope
                 .tx()
                 .await?

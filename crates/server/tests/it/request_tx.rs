@@ -171,3 +171,91 @@ async fn a_failing_first_statement_rolls_its_begin_back() {
         assert_eq!(between_transactions(&db).await, (false, String::new()));
     }
 }
+
+/// What a scope's transaction sees of its tenant: the tenant setting and how many
+/// memberships RLS shows.
+async fn seen(scope: &RequestScope) -> (String, i64) {
+    let row = scope
+        .tx()
+        .await
+        .unwrap()
+        .query_one(stmt(
+            "SELECT current_setting('app.tenant_id') AS tenant, \
+                    (SELECT count(*) FROM memberships) AS members",
+            [],
+        ))
+        .await
+        .unwrap()
+        .unwrap();
+    (
+        row.try_get("", "tenant").unwrap(),
+        row.try_get("", "members").unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_continuation_carries_on_in_the_granted_tenant_and_grants_nothing_new() {
+    let app = TestApp::new().await;
+    let owner = app.owner("tx-continue").await;
+    let member = app
+        .member(&owner, "tx-continue-member@example.com", "VIEWER")
+        .await;
+    let other = app.owner("tx-continue-other").await;
+    let statements = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen_sql = statements.clone();
+    let db = AppDb::new(app.db.app_pool(2).await).with_statement_hook(Arc::new(move |info| {
+        seen_sql.lock().unwrap().push(info.statement.sql.clone());
+    }));
+
+    // The member's first transaction is admitted; then the member is removed.
+    let first = scope_of(&db, &member);
+    let granted = first.active_tenant().await.unwrap().unwrap();
+    assert_eq!(granted.tenant_id, owner.tenant_uuid());
+    let next = first.continuation();
+    RequestScope::finish_shared(first, true).await.unwrap();
+    let admin = app.db.admin().await;
+    admin
+        .execute(stmt(
+            "DELETE FROM memberships WHERE user_id = $1",
+            [member.user_uuid().into()],
+        ))
+        .await
+        .unwrap();
+
+    // The same request's next transaction carries on in that tenant, under its RLS
+    // (the owner's membership is all that is left to see), without checking again.
+    statements.lock().unwrap().clear();
+    assert_eq!(next.active_tenant().await.unwrap(), Some(granted));
+    assert_eq!(seen(&next).await, (owner.tenant_uuid().to_string(), 1));
+    let sent = statements.lock().unwrap().clone();
+    assert!(
+        sent.iter().all(|sql| !sql.contains("enter_request")),
+        "{sent:?}"
+    );
+    RequestScope::finish_shared(next, true).await.unwrap();
+
+    // A new request of the removed member is refused, and so is its continuation.
+    let refused = scope_of(&db, &member);
+    assert_eq!(refused.active_tenant().await.unwrap(), None);
+    let after_refusal = refused.continuation();
+    RequestScope::finish_shared(refused, true).await.unwrap();
+    assert_eq!(after_refusal.active_tenant().await.unwrap(), None);
+    assert_eq!(seen(&after_refusal).await, (String::new(), 0));
+    RequestScope::finish_shared(after_refusal, true)
+        .await
+        .unwrap();
+
+    // A continuation is of its own principal's tenant only: another owner's carries on
+    // in theirs, and sees none of the first tenant's rows.
+    let theirs = scope_of(&db, &other);
+    theirs.active_tenant().await.unwrap().unwrap();
+    let theirs_next = theirs.continuation();
+    RequestScope::finish_shared(theirs, true).await.unwrap();
+    assert_eq!(
+        seen(&theirs_next).await,
+        (other.tenant_uuid().to_string(), 1)
+    );
+    RequestScope::finish_shared(theirs_next, true)
+        .await
+        .unwrap();
+}
