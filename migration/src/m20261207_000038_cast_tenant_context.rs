@@ -15,6 +15,7 @@
 
 use sea_orm_migration::prelude::*;
 
+use crate::m20261207_000031_inline_tenant_context::UUID_PATTERN;
 use crate::run_script;
 
 pub struct Migration;
@@ -24,9 +25,6 @@ impl MigrationName for Migration {
         "m20261207_000038_cast_tenant_context"
     }
 }
-
-/// A UUID in the canonical text form, any case (migration 000031's check).
-const UUID_PATTERN: &str = "'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'";
 
 /// The function returning the setting `setting` as a UUID: cast (up), or checked
 /// against the pattern first (down).
