@@ -39,7 +39,6 @@ mod m20261207_000034_report_tenants;
 mod m20261207_000035_alert_rules;
 mod m20261207_000036_agent_triggers;
 mod m20261207_000037_run_counts;
-mod m20261207_000038_cast_tenant_context;
 pub mod rls;
 
 /// Every migration, oldest first. Never edit one that has shipped: add a new one.
@@ -86,7 +85,6 @@ impl MigratorTrait for Migrator {
             Box::new(m20261207_000035_alert_rules::Migration),
             Box::new(m20261207_000036_agent_triggers::Migration),
             Box::new(m20261207_000037_run_counts::Migration),
-            Box::new(m20261207_000038_cast_tenant_context::Migration),
         ]
     }
 }

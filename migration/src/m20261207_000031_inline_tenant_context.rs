@@ -29,8 +29,7 @@ impl MigrationName for Migration {
 }
 
 /// A UUID in the canonical text form, any case.
-pub(crate) const UUID_PATTERN: &str =
-    "'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'";
+const UUID_PATTERN: &str = "'^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'";
 
 /// The function returning the setting `setting` as a UUID, or NULL.
 fn uuid_setting(name: &str, setting: &str, inlined: bool) -> String {
