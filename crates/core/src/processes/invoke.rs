@@ -13,7 +13,9 @@
 //!    row, committed): an identical miss elsewhere, on any replica, finds the claim and
 //!    waits for its answer instead of calling the provider again (single flight).
 //! 3. The provider is called with retries (no transaction open); then the answer is
-//!    cached, the call logged and the usage rolled up in one transaction.
+//!    cached, the call logged and the usage rolled up in one transaction. It carries
+//!    on in the tenant step 1 was granted, without checking the caller again
+//!    ([`RequestScope::continuation`]).
 //!
 //! The statement of step 1 also asks `app.admit_process_call` whether the rate limits
 //! and quotas that count the call admit it ([`super::limits`]).
@@ -478,12 +480,12 @@ impl Invoker {
         } else {
             None
         };
+        // The call's later transactions (its log) carry on as the one just admitted.
+        let next = scope.continuation();
         // A claimant commits while the provider answers: nothing it does waits for the
         // commit (a caller after the same entry waits on the claim's row lock until
         // then), and no answer goes out unless the commit (the admission, the claim)
         // succeeded.
-        // The call's later transactions (its log) carry on as the one just admitted.
-        let next = scope.continuation();
         let commit = RequestScope::finish_shared(scope, true);
         let (committed, outcome) = match provider {
             Some(Ok(provider)) => {
