@@ -321,11 +321,12 @@ impl RequestScope {
         };
         if let Some(ctx) = self.entered {
             let head = Head {
+                // Written as `app.enter_request` writes them: a UUID, or `''`.
                 sql: format!(
-                    "SELECT set_config('app.tenant_id', '{}', true), \
-                       set_config('app.user_id', '{}', true)",
-                    ctx.tenant_id,
-                    user.map(|u| u.to_string()).unwrap_or_default(),
+                    "SELECT set_config('app.tenant_id', {}::text, true), \
+                       set_config('app.user_id', coalesce({}::text, ''), true)",
+                    uuid_literal(Some(ctx.tenant_id)),
+                    uuid_literal(user),
                 ),
                 shown: "SELECT set_config('app.tenant_id', $1, true), \
                           set_config('app.user_id', $2, true)",
