@@ -253,19 +253,24 @@ impl RequestScope {
     /// record of what it did, which a key revoked in between must not lose. RLS still
     /// confines it to that tenant. Otherwise the next scope enters as a new one would.
     pub fn continuation(&self) -> Arc<Self> {
-        let granted = self.entered.or_else(|| match self.begun.get() {
+        Self::entering(
+            self.db.clone(),
+            self.principal.clone(),
+            self.meta.clone(),
+            self.granted_tenant(),
+        )
+    }
+
+    /// The tenant and role this scope was granted (or, a continuation, carries on in);
+    /// `None` before it began or when it was refused.
+    pub fn granted_tenant(&self) -> Option<TenantCtx> {
+        self.entered.or_else(|| match self.begun.get() {
             Some(Begun {
                 access: TenantAccess::Granted(ctx),
                 ..
             }) => Some(*ctx),
             _ => None,
-        });
-        Self::entering(
-            self.db.clone(),
-            self.principal.clone(),
-            self.meta.clone(),
-            granted,
-        )
+        })
     }
 
     /// The application pool, for statements that must not run in (or wait for) the

@@ -390,6 +390,9 @@ pub async fn build_state(config: &Config, app_url: &str, jwt: JwtKeys) -> Result
         egress,
         // One listener per process feeds every subscription it serves.
         live: LiveEvents::listen(app_url).await,
+        call_logs: trellis_core::processes::log_queue::CallLogQueue::with_linger(
+            std::time::Duration::from_millis(config.call_log_linger_ms),
+        ),
         shutdown: crate::serve::Shutdown::default(),
     })
 }

@@ -305,6 +305,11 @@ pub struct Config {
     /// How long the scheduler rests between passes, in milliseconds.
     #[arg(long, env = "TRELLIS_SCHEDULER_POLL_MS", default_value_t = 1000)]
     pub scheduler_poll_ms: u64,
+    /// How long, in milliseconds, the log of a process call answered over REST waits
+    /// for others to be written with it in one transaction (docs/processes.md).
+    #[arg(long, env = "TRELLIS_CALL_LOG_LINGER_MS",
+          default_value_t = trellis_core::processes::log_queue::LINGER.as_millis() as u64)]
+    pub call_log_linger_ms: u64,
     /// Most operations in one batched HTTP request.
     #[arg(long, env = "TRELLIS_MAX_BATCH", default_value_t = 10)]
     pub max_batch: usize,

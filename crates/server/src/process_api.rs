@@ -86,8 +86,9 @@ pub async fn invoke(
         };
         let (invoked, write) = invoker.invoke_answer_first(&principal, &meta, call).await?;
         if let Some(write) = write {
+            let call_logs = state.call_logs.clone();
             state.shutdown.after_answer(async move {
-                if let Err(err) = write.run().await {
+                if let Err(err) = call_logs.write(write).await {
                     tracing::error!(error = %err, "logging a process call after its answer failed");
                 }
             });

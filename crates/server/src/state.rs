@@ -39,6 +39,9 @@ pub struct AppState {
     pub egress: trellis_core::egress::Egress,
     /// Run and log changes from this process's database listener, for subscriptions.
     pub live: LiveEvents,
+    /// Where the REST route's process calls queue their logs, written a few at a time
+    /// right after their answers.
+    pub call_logs: trellis_core::processes::log_queue::CallLogQueue,
     /// Tells live sockets to close when the server shuts down, and tracks them.
     pub shutdown: crate::serve::Shutdown,
 }

@@ -139,6 +139,62 @@ impl CallWrite {
         RequestScope::finish_shared(scope, succeeded).await?;
         written.map(|_| ())
     }
+
+    /// Whether `self` and `other` may be written in one transaction by
+    /// [`Self::run_together`]: the same granted tenant and caller, the same tenant
+    /// settings, and calls that share a rollup row ([`calls::share_a_rollup`]).
+    pub fn joins(&self, other: &CallWrite) -> bool {
+        self.scope.granted_tenant().is_some()
+            && self.scope.granted_tenant() == other.scope.granted_tenant()
+            && calls::share_a_rollup(&self.record, &other.record)
+            && self.tenant_settings == other.tenant_settings
+    }
+
+    /// Writes calls that [`Self::joins`] each other in one transaction: their cache
+    /// entries one by one, then their logs, rollup and charge in one statement. When
+    /// that transaction fails, each is written on its own, so one bad write loses
+    /// only itself. Returns each write's outcome, in order.
+    pub async fn run_together(writes: Vec<CallWrite>) -> Vec<Result<()>> {
+        if writes.len() <= 1 {
+            let mut outcomes = Vec::with_capacity(1);
+            for write in writes {
+                outcomes.push(write.run().await);
+            }
+            return outcomes;
+        }
+        let first = &writes[0];
+        let scope = first.scope.continuation();
+        let tenant_settings = first.tenant_settings.clone();
+        let written = async {
+            for write in &writes {
+                match &write.cache {
+                    Some((key, Some(output))) => fill(&scope, key, output, &write.record).await?,
+                    Some((key, None)) => release(&scope, key).await?,
+                    None => {}
+                }
+            }
+            let records = writes.iter().map(|write| write.record.clone()).collect();
+            calls::record_all(&scope, &tenant_settings, records).await
+        }
+        .await;
+        let succeeded = written.is_ok();
+        let finished = RequestScope::finish_shared(scope, succeeded).await;
+        match written.and(finished) {
+            Ok(_) => writes.iter().map(|_| Ok(())).collect(),
+            Err(err) => {
+                tracing::warn!(
+                    error = %err,
+                    calls = writes.len(),
+                    "logging calls together failed; logging them one by one"
+                );
+                let mut outcomes = Vec::with_capacity(writes.len());
+                for write in writes {
+                    outcomes.push(write.run().await);
+                }
+                outcomes
+            }
+        }
+    }
 }
 
 /// A call's answer and what it cost.

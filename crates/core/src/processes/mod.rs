@@ -7,6 +7,7 @@
 pub mod calls;
 pub mod invoke;
 pub mod limits;
+pub mod log_queue;
 pub mod process;
 pub mod prompt;
 pub mod providers;

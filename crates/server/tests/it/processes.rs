@@ -769,6 +769,149 @@ async fn rest_calls_are_logged_right_after_their_answer() {
     );
 }
 
+/// REST calls answered within the log queue's linger are logged a batch at a time: one
+/// transaction per tenant, caller, process and hour, whose one statement inserts every
+/// row, adds them to one rollup row and charges their tokens once. Another caller's
+/// and another tenant's calls in the same batch go into their own transactions, and
+/// each tenant reads only its own.
+#[tokio::test]
+async fn rest_calls_answered_together_are_logged_in_one_transaction_per_caller() {
+    use sea_orm::{ConnectionTrait, Statement};
+
+    // A linger long enough that every concurrent call below joins the first's batch.
+    let app = TestApp::with_args(&[
+        "--egress-allow",
+        "127.0.0.1",
+        "--call-log-linger-ms",
+        "4000",
+    ])
+    .await;
+    let a = app.owner("proc-batch-a").await;
+    let b = app.owner("proc-batch-b").await;
+    let provider = ChatServer::start([]).await;
+    let secret = create_secret(&app, &a, "openai", "Bearer sk-test").await;
+    let connection = http_connection(&app, &a, "openai", &provider.base_url, Some(&secret)).await;
+    let summarise = create_process(&app, &a, "summarise", json!({})).await;
+    let data = app
+        .ok(Some(&a.token), CREATE_VERSION, json!({ "p": summarise, "prompt": "Summarise {{ input.text }}", "provider": "OPENAI_COMPATIBLE", "c": connection, "model": "gpt-test", "attempts": 1 }))
+        .await;
+    let version = text(&payload(&data, "createProcessVersion")["version"]["id"]);
+    app.ok(Some(&a.token), PUBLISH, json!({ "id": version }))
+        .await;
+    app.ok(Some(&a.token), PROMOTE, json!({ "id": version }))
+        .await;
+    let data = app
+        .ok(Some(&a.token), "mutation { setRateLimit(input: {tokensPerWindow: 1000000, windowSeconds: 60}) { rateLimit { id } userErrors { message } } }", json!({}))
+        .await;
+    assert!(payload(&data, "setRateLimit")["rateLimit"]["id"].is_string());
+    let greet = create_process(&app, &b, "greet", json!({})).await;
+    let v1 = published_template(&app, &b, &greet, "Hello {{ input.name }}").await;
+    app.ok(Some(&b.token), PROMOTE, json!({ "id": v1 })).await;
+    let (a1, a1_id) = invoke_key(&app, &a, "").await;
+    let (a2, a2_id) = invoke_key(&app, &a, "").await;
+    let (b1, b1_id) = invoke_key(&app, &b, "").await;
+
+    let call = |key: &str, process: &str, input: Value| {
+        let request = Request::post(format!("/v1/processes/{process}/invoke"))
+            .header("content-type", "application/json")
+            .header("authorization", format!("Bearer {key}"))
+            .body(Body::from(
+                json!({ "input": input, "cache": "bypass" }).to_string(),
+            ))
+            .unwrap();
+        app.send(request)
+    };
+    let mut calls = Vec::new();
+    for n in 0..8 {
+        calls.push(call(
+            &a1,
+            "summarise",
+            json!({ "text": format!("ticket {n} is late") }),
+        ));
+    }
+    for n in 0..4 {
+        calls.push(call(
+            &a2,
+            "summarise",
+            json!({ "text": format!("order {n}") }),
+        ));
+        calls.push(call(&b1, "greet", json!({ "name": format!("Bo {n}") })));
+    }
+    let answers = futures::future::join_all(calls).await;
+    let mut tokens = 0;
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK, "{body}");
+        if body["output"].as_str().unwrap().starts_with("echo") {
+            tokens += body["usage"]["inputTokens"].as_i64().unwrap()
+                + body["usage"]["outputTokens"].as_i64().unwrap();
+        }
+    }
+    assert!(tokens > 0);
+    for (status, body) in &answers {
+        assert_eq!(*status, StatusCode::OK);
+        let owner = if body["output"].as_str().unwrap().starts_with("Hello") {
+            &b
+        } else {
+            &a
+        };
+        logged(&app, &owner.token, body["callId"].as_str().unwrap()).await;
+    }
+
+    // Rows one transaction wrote share its xmin.
+    let admin = app.db.admin().await;
+    let rows = admin
+        .query_all(Statement::from_string(
+            admin.get_database_backend(),
+            format!(
+                "SELECT api_key_id::text AS key, count(*) AS calls, \
+                   count(DISTINCT xmin::text) AS transactions, min(xmin::text) AS tx \
+                 FROM call_logs WHERE tenant_id IN ('{}', '{}') GROUP BY api_key_id",
+                a.tenant_uuid(),
+                b.tenant_uuid()
+            ),
+        ))
+        .await
+        .unwrap();
+    let mut per_key = std::collections::HashMap::new();
+    let mut transactions = std::collections::HashSet::new();
+    for row in &rows {
+        let key: String = row.try_get("", "key").unwrap();
+        let calls: i64 = row.try_get("", "calls").unwrap();
+        let written_in: i64 = row.try_get("", "transactions").unwrap();
+        transactions.insert(row.try_get::<String>("", "tx").unwrap());
+        per_key.insert(key, (calls, written_in));
+    }
+    let uuid = |id: &str| id[4..].parse::<uuid::Uuid>().unwrap().to_string();
+    assert_eq!(per_key[&uuid(&a1_id)], (8, 1), "{per_key:?}");
+    assert_eq!(per_key[&uuid(&a2_id)], (4, 1), "{per_key:?}");
+    assert_eq!(per_key[&uuid(&b1_id)], (4, 1), "{per_key:?}");
+    assert_eq!(
+        transactions.len(),
+        3,
+        "each caller's batch is its own transaction"
+    );
+
+    // The rollups count every call; the tokens were charged once each.
+    let usage = "query($from: DateTime!) { tenant { usage(from: $from) { calls errors } } calls(first: 100) { nodes { id } } rateLimits { monthTokens } }";
+    let from = json!({ "from": (chrono::Utc::now() - chrono::Duration::hours(1)).to_rfc3339() });
+    let data = app.ok(Some(&a.token), usage, from.clone()).await;
+    assert_eq!(
+        data["tenant"]["usage"],
+        json!({ "calls": 12, "errors": 0 }),
+        "{data}"
+    );
+    assert_eq!(data["calls"]["nodes"].as_array().unwrap().len(), 12);
+    assert_eq!(data["rateLimits"][0]["monthTokens"], tokens);
+    let data = app.ok(Some(&b.token), usage, from).await;
+    assert_eq!(
+        data["tenant"]["usage"],
+        json!({ "calls": 4, "errors": 0 }),
+        "{data}"
+    );
+    assert_eq!(data["calls"]["nodes"].as_array().unwrap().len(), 4);
+    assert_eq!(data["rateLimits"], json!([]));
+}
+
 #[tokio::test]
 async fn upkeep_purges_expired_cache_entries_and_payloads_tenant_by_tenant() {
     use sea_orm::ConnectionTrait;
