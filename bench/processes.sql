@@ -105,32 +105,21 @@ LEFT JOIN LATERAL (SELECT conn_app.key AS connection_app_key, conn.config AS con
 WHERE p.tenant_id = :tenant AND p.deleted_at IS NULL AND p.key = :process \gset r_
 
 -- The call log and its hour's rollup, one statement (payload retention: the tenant's
--- setting, as RESOLVE read it, or 30 days). The server binds the logged rows as one
--- JSON array (a batch of one here); this builds it in SQL.
+-- setting, as RESOLVE read it, or 30 days).
 WITH logged AS (
   INSERT INTO call_logs (id, tenant_id, process_id, version_id, environment,
     api_key_id, user_id, input_hash, status, cache_hit, latency_ms,
     provider_latency_ms, attempts, input_tokens, output_tokens, cost_nanos,
     error_code, error_message, input, output, payload_expires_at, created_at)
-  SELECT c.id, :tenant::uuid, :r_process_id::uuid, c.version_id, :env::text, :key::uuid, c.user_id,
-    decode(c.input_hash, 'base64'), c.status, c.cache_hit, c.latency_ms,
-    c.provider_latency_ms, c.attempts, c.input_tokens, c.output_tokens,
-    c.cost_nanos, c.error_code, c.error_message, c.input, c.output,
+  SELECT gen_random_uuid(), :tenant::uuid, :r_process_id::uuid, :r_version_id::uuid, :env::text,
+    :key::uuid, NULLIF(:absent, '-')::uuid,
+    sha256(convert_to('{"text":"ticket ' || :k || ': the printer jams on double-sided pages"}', 'UTF8')),
+    'succeeded', true, 1, NULLIF(:absent, '-')::int, 0, 0, 0, 0::bigint,
+    NULLIF(:absent, '-')::text, NULLIF(:absent, '-')::text,
+    ('{"text":"ticket ' || :k || ': the printer jams on double-sided pages"}')::jsonb,
+    :r_cached_output::jsonb,
     now() + make_interval(days => app.setting_days(:r_tenant_settings::jsonb, 'payloadRetentionDays', 30)),
-    coalesce(c.created_at, now())
-  FROM jsonb_to_recordset(jsonb_build_array(jsonb_build_object(
-      'id', gen_random_uuid(), 'version_id', :r_version_id::uuid, 'user_id', NULL,
-      'input_hash', encode(sha256(convert_to('{"text":"ticket ' || :k || ': the printer jams on double-sided pages"}', 'UTF8')), 'base64'),
-      'status', 'succeeded', 'cache_hit', true, 'latency_ms', 1, 'provider_latency_ms', NULL,
-      'attempts', 0, 'input_tokens', 0, 'output_tokens', 0, 'cost_nanos', 0,
-      'error_code', NULL, 'error_message', NULL,
-      'input', ('{"text":"ticket ' || :k || ': the printer jams on double-sided pages"}')::jsonb,
-      'output', :r_cached_output::jsonb, 'created_at', NULL)))
-    AS c (id uuid, version_id uuid, user_id uuid,
-    input_hash text, status text, cache_hit boolean, latency_ms integer,
-    provider_latency_ms integer, attempts integer, input_tokens integer,
-    output_tokens integer, cost_nanos bigint, error_code text,
-    error_message text, input jsonb, output jsonb, created_at timestamptz)
+    coalesce(NULLIF(:absent, '-')::timestamptz, now())
   RETURNING created_at),
 charged AS (
   SELECT app.charge_process_call(:key::uuid, :r_process_id::uuid, 0::bigint, 0::bigint)
@@ -139,14 +128,13 @@ INSERT INTO process_usage_hourly AS u (tenant_id, process_id, environment,
   api_key_id, hour, shard, calls, succeeded, failed, rate_limited, invalid_input,
   cache_hits, input_tokens, output_tokens, cost_nanos, latency_ms_sum,
   latency_buckets)
-SELECT :tenant::uuid, :r_process_id::uuid, :env::text, :key::uuid, date_trunc('hour', l.first, 'UTC'),
-  floor(random() * 8)::smallint, 1::bigint,
-  1::bigint, 0::bigint, 0::bigint, 0::bigint, 1::bigint, 0::bigint, 0::bigint, 0::bigint, 1::bigint,
+SELECT :tenant::uuid, :r_process_id::uuid, :env::text, :key::uuid, date_trunc('hour', created_at, 'UTC'),
+  floor(random() * 8)::smallint, 1,
+  1::bigint, 0::bigint, 0::bigint, 0::bigint, 1::int, 0, 0, 0::bigint, 1,
   '{1,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0}'::bigint[]
-FROM (SELECT min(created_at) AS first FROM logged) AS l
-  CROSS JOIN (SELECT count(*) AS n FROM charged) AS c
+FROM logged CROSS JOIN (SELECT count(*) AS n FROM charged) AS c
 ON CONFLICT ON CONSTRAINT process_usage_hourly_key DO UPDATE SET
-  calls = u.calls + EXCLUDED.calls, succeeded = u.succeeded + EXCLUDED.succeeded,
+  calls = u.calls + 1, succeeded = u.succeeded + EXCLUDED.succeeded,
   failed = u.failed + EXCLUDED.failed,
   rate_limited = u.rate_limited + EXCLUDED.rate_limited,
   invalid_input = u.invalid_input + EXCLUDED.invalid_input,
@@ -155,9 +143,8 @@ ON CONFLICT ON CONSTRAINT process_usage_hourly_key DO UPDATE SET
   output_tokens = u.output_tokens + EXCLUDED.output_tokens,
   cost_nanos = u.cost_nanos + EXCLUDED.cost_nanos,
   latency_ms_sum = u.latency_ms_sum + EXCLUDED.latency_ms_sum,
-  latency_buckets = ARRAY(SELECT a + b FROM unnest(u.latency_buckets,
-    EXCLUDED.latency_buckets) WITH ORDINALITY AS x (a, b, n) ORDER BY n)
-RETURNING (SELECT min(created_at) FROM logged) AS created_at,
+  latency_buckets[1] = u.latency_buckets[1] + 1
+RETURNING (SELECT created_at FROM logged) AS created_at,
   set_config('synchronous_commit', 'off', true) AS durability;
 
 COMMIT;

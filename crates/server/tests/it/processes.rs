@@ -890,6 +890,37 @@ async fn rest_calls_answered_together_are_logged_in_one_transaction_per_caller()
         3,
         "each caller's batch is its own transaction"
     );
+    // Each batch added to one rollup row, its latency histogram counting every call.
+    let rollups = admin
+        .query_all(Statement::from_string(
+            admin.get_database_backend(),
+            format!(
+                "SELECT api_key_id::text AS key, calls, \
+                   (SELECT sum(n) FROM unnest(latency_buckets) AS n)::bigint AS bucketed \
+                 FROM process_usage_hourly WHERE tenant_id IN ('{}', '{}')",
+                a.tenant_uuid(),
+                b.tenant_uuid()
+            ),
+        ))
+        .await
+        .unwrap();
+    let mut rolled = std::collections::HashMap::new();
+    for row in &rollups {
+        let key: String = row.try_get("", "key").unwrap();
+        let calls: i64 = row.try_get("", "calls").unwrap();
+        let bucketed: i64 = row.try_get("", "bucketed").unwrap();
+        assert_eq!(
+            calls, bucketed,
+            "{key}: every call is in one latency bucket"
+        );
+        assert!(
+            rolled.insert(key, calls).is_none(),
+            "one rollup row per batch"
+        );
+    }
+    assert_eq!(rolled[&uuid(&a1_id)], 8);
+    assert_eq!(rolled[&uuid(&a2_id)], 4);
+    assert_eq!(rolled[&uuid(&b1_id)], 4);
 
     // The rollups count every call; the tokens were charged once each.
     let usage = "query($from: DateTime!) { tenant { usage(from: $from) { calls errors } } calls(first: 100) { nodes { id } } rateLimits { monthTokens } }";
