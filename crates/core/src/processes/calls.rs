@@ -64,6 +64,27 @@ pub struct CallRecord {
 /// How many rows one caller's hour of one process is spread over.
 const SHARDS: u128 = 8;
 
+/// The columns both log statements ([`record`], [`record_all`]) insert, in order.
+const LOG_COLUMNS: &str = "id, tenant_id, process_id, version_id, environment, \
+    api_key_id, user_id, input_hash, status, cache_hit, latency_ms, provider_latency_ms, \
+    attempts, input_tokens, output_tokens, cost_nanos, error_code, error_message, input, \
+    output, payload_expires_at, created_at";
+/// The rollup columns both log statements write, in order.
+const ROLLUP_COLUMNS: &str = "tenant_id, process_id, environment, api_key_id, hour, \
+    shard, calls, succeeded, failed, rate_limited, invalid_input, cache_hits, \
+    input_tokens, output_tokens, cost_nanos, latency_ms_sum, latency_buckets";
+/// How an existing rollup row adds what is logged, but for the latency histogram,
+/// which each statement adds its own way.
+const ROLLUP_ADD: &str = "calls = u.calls + EXCLUDED.calls, \
+    succeeded = u.succeeded + EXCLUDED.succeeded, failed = u.failed + EXCLUDED.failed, \
+    rate_limited = u.rate_limited + EXCLUDED.rate_limited, \
+    invalid_input = u.invalid_input + EXCLUDED.invalid_input, \
+    cache_hits = u.cache_hits + EXCLUDED.cache_hits, \
+    input_tokens = u.input_tokens + EXCLUDED.input_tokens, \
+    output_tokens = u.output_tokens + EXCLUDED.output_tokens, \
+    cost_nanos = u.cost_nanos + EXCLUDED.cost_nanos, \
+    latency_ms_sum = u.latency_ms_sum + EXCLUDED.latency_ms_sum";
+
 /// Logs a call, adds it to its hour's rollup and charges its tokens and cost to the
 /// rate limits that count it ([`super::limits`]), in one statement of `scope`'s
 /// transaction; returns when it was logged.
@@ -102,10 +123,7 @@ pub async fn record(
     let tokens = i64::from(call.input_tokens) + i64::from(call.output_tokens);
     let sql = format!(
         "WITH logged AS ( \
-           INSERT INTO call_logs (id, tenant_id, process_id, version_id, environment, \
-             api_key_id, user_id, input_hash, status, cache_hit, latency_ms, \
-             provider_latency_ms, attempts, input_tokens, output_tokens, cost_nanos, \
-             error_code, error_message, input, output, payload_expires_at, created_at) \
+           INSERT INTO call_logs ({LOG_COLUMNS}) \
            SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
              $17, $18, $19, $20, \
              now() + make_interval(days => {days}), \
@@ -113,23 +131,11 @@ pub async fn record(
            RETURNING created_at), \
          charged AS ( \
            SELECT app.charge_process_call($6, $3, $29, $16) WHERE $29 > 0 OR $16 > 0) \
-         INSERT INTO process_usage_hourly AS u (tenant_id, process_id, environment, \
-           api_key_id, hour, shard, calls, succeeded, failed, rate_limited, invalid_input, \
-           cache_hits, input_tokens, output_tokens, cost_nanos, latency_ms_sum, \
-           latency_buckets) \
+         INSERT INTO process_usage_hourly AS u ({ROLLUP_COLUMNS}) \
          SELECT $2, $3, $5, $6, date_trunc('hour', created_at, 'UTC'), $28, 1, $21, $22, \
            $23, $24, $25::int, $14, $15, $16, $11, $26 \
          FROM logged CROSS JOIN (SELECT count(*) AS n FROM charged) AS c \
-         ON CONFLICT ON CONSTRAINT process_usage_hourly_key DO UPDATE SET \
-           calls = u.calls + 1, succeeded = u.succeeded + EXCLUDED.succeeded, \
-           failed = u.failed + EXCLUDED.failed, \
-           rate_limited = u.rate_limited + EXCLUDED.rate_limited, \
-           invalid_input = u.invalid_input + EXCLUDED.invalid_input, \
-           cache_hits = u.cache_hits + EXCLUDED.cache_hits, \
-           input_tokens = u.input_tokens + EXCLUDED.input_tokens, \
-           output_tokens = u.output_tokens + EXCLUDED.output_tokens, \
-           cost_nanos = u.cost_nanos + EXCLUDED.cost_nanos, \
-           latency_ms_sum = u.latency_ms_sum + EXCLUDED.latency_ms_sum, \
+         ON CONFLICT ON CONSTRAINT process_usage_hourly_key DO UPDATE SET {ROLLUP_ADD}, \
            latency_buckets[$27] = u.latency_buckets[$27] + 1 \
          RETURNING (SELECT created_at FROM logged) AS created_at, \
            set_config('synchronous_commit', 'off', true) AS durability",
@@ -310,10 +316,7 @@ pub async fn record_all(
     let shard = (first.id.as_u128() % SHARDS) as i16;
     let sql = format!(
         "WITH logged AS ( \
-           INSERT INTO call_logs (id, tenant_id, process_id, version_id, environment, \
-             api_key_id, user_id, input_hash, status, cache_hit, latency_ms, \
-             provider_latency_ms, attempts, input_tokens, output_tokens, cost_nanos, \
-             error_code, error_message, input, output, payload_expires_at, created_at) \
+           INSERT INTO call_logs ({LOG_COLUMNS}) \
            SELECT c.id, $2, $3, c.version_id, $4, $5, c.user_id, \
              decode(c.input_hash, 'base64'), c.status, c.cache_hit, c.latency_ms, \
              c.provider_latency_ms, c.attempts, c.input_tokens, c.output_tokens, \
@@ -327,24 +330,12 @@ pub async fn record_all(
            RETURNING created_at), \
          charged AS ( \
            SELECT app.charge_process_call($5, $3, $6, $7) WHERE $6 > 0 OR $7 > 0) \
-         INSERT INTO process_usage_hourly AS u (tenant_id, process_id, environment, \
-           api_key_id, hour, shard, calls, succeeded, failed, rate_limited, invalid_input, \
-           cache_hits, input_tokens, output_tokens, cost_nanos, latency_ms_sum, \
-           latency_buckets) \
+         INSERT INTO process_usage_hourly AS u ({ROLLUP_COLUMNS}) \
          SELECT $2, $3, $4, $5, date_trunc('hour', l.first, 'UTC'), $8, $9, $10, $11, \
            $12, $13, $14, $15, $16, $7, $17, $18 \
          FROM (SELECT min(created_at) AS first FROM logged) AS l \
            CROSS JOIN (SELECT count(*) AS n FROM charged) AS c \
-         ON CONFLICT ON CONSTRAINT process_usage_hourly_key DO UPDATE SET \
-           calls = u.calls + EXCLUDED.calls, succeeded = u.succeeded + EXCLUDED.succeeded, \
-           failed = u.failed + EXCLUDED.failed, \
-           rate_limited = u.rate_limited + EXCLUDED.rate_limited, \
-           invalid_input = u.invalid_input + EXCLUDED.invalid_input, \
-           cache_hits = u.cache_hits + EXCLUDED.cache_hits, \
-           input_tokens = u.input_tokens + EXCLUDED.input_tokens, \
-           output_tokens = u.output_tokens + EXCLUDED.output_tokens, \
-           cost_nanos = u.cost_nanos + EXCLUDED.cost_nanos, \
-           latency_ms_sum = u.latency_ms_sum + EXCLUDED.latency_ms_sum, \
+         ON CONFLICT ON CONSTRAINT process_usage_hourly_key DO UPDATE SET {ROLLUP_ADD}, \
            latency_buckets = ARRAY(SELECT a + b FROM unnest(u.latency_buckets, \
              EXCLUDED.latency_buckets) WITH ORDINALITY AS x (a, b, n) ORDER BY n) \
          RETURNING (SELECT min(created_at) FROM logged) AS created_at, \
