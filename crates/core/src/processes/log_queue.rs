@@ -8,10 +8,9 @@
 //! adds them to one rollup row and charges their tokens once
 //! ([`calls::record_all`](super::calls::record_all)). A client calling one process
 //! again and again thus costs PostgreSQL one transaction per batch instead of one per
-//! call, and its next call no longer shares the cores with its last call's log most
-//! of the time. The price is that a log row lands up to [`LINGER`] later than it
-//! would alone; a caller repeating an input at once waits that long on the pending
-//! cache entry (single flight).
+//! call. The price is that a log row lands up to [`LINGER`] later than it would
+//! alone; a caller repeating an input at once waits that long on the pending cache
+//! entry (single flight).
 //!
 //! Each queued write is awaited by the task that queued it, which the server's
 //! shutdown tracks: shutdown still waits for every answered call's log.
