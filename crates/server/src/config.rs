@@ -306,9 +306,11 @@ pub struct Config {
     #[arg(long, env = "TRELLIS_SCHEDULER_POLL_MS", default_value_t = 1000)]
     pub scheduler_poll_ms: u64,
     /// How long, in milliseconds, the log of a process call answered over REST waits
-    /// for others to be written with it in one transaction (docs/processes.md).
+    /// for others to be written with it in one transaction (docs/processes.md); at most
+    /// 5000, so that a shutdown's grace period still sees it written.
     #[arg(long, env = "TRELLIS_CALL_LOG_LINGER_MS",
-          default_value_t = trellis_core::processes::log_queue::LINGER.as_millis() as u64)]
+          default_value_t = trellis_core::processes::log_queue::LINGER.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(0..=5000))]
     pub call_log_linger_ms: u64,
     /// Most operations in one batched HTTP request.
     #[arg(long, env = "TRELLIS_MAX_BATCH", default_value_t = 10)]
