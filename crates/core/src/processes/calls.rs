@@ -85,6 +85,21 @@ const ROLLUP_ADD: &str = "calls = u.calls + EXCLUDED.calls, \
     cost_nanos = u.cost_nanos + EXCLUDED.cost_nanos, \
     latency_ms_sum = u.latency_ms_sum + EXCLUDED.latency_ms_sum";
 
+/// How a tenant's payloads are kept: through its redaction rules, or not at all when
+/// they no longer compile (no payload rather than an unredacted one).
+fn payload_redactor(tenant_settings: &Json) -> impl Fn(Option<Json>) -> Option<Json> {
+    let redactor = Redactor::new(tenant_settings, &[]).ok();
+    move |payload| match (&redactor, payload) {
+        (Some(redactor), Some(payload)) => Some(redactor.json(payload)),
+        _ => None,
+    }
+}
+
+/// An error message as the log keeps it: its first 1,000 characters.
+fn clipped(message: Option<String>) -> Option<String> {
+    message.map(|m| m.chars().take(1000).collect())
+}
+
 /// Logs a call, adds it to its hour's rollup and charges its tokens and cost to the
 /// rate limits that count it ([`super::limits`]), in one statement of `scope`'s
 /// transaction; returns when it was logged.
@@ -92,27 +107,21 @@ const ROLLUP_ADD: &str = "calls = u.calls + EXCLUDED.calls, \
 /// [`record_all`] does the same for a batch of calls. Every cache hit runs this one,
 /// so it binds the row's values as parameters and adds to one latency bucket: the
 /// batch's statement, given one call, costs PostgreSQL about a tenth more (its JSON
-/// parameter is parsed and split, and its histogram is added element by element), and
-/// cache hits served a tenth fewer requests a second (bench/README.md, "Batched call
-/// logs"). Both statements insert the same columns and add to the same rollup. The charge runs before the rollup row is
-/// locked, the order a call's first transaction takes them in (its admission locks the
-/// limits): two calls never wait on each other's locks in opposite orders. Like every
-/// transaction of a call, it commits without waiting for the WAL flush
-/// ([`super::invoke`]).
+/// parameter is parsed and split, and its histogram is added element by element;
+/// bench/README.md, "Batched call logs"). Both statements insert the same columns and
+/// add to the same rollup.
+///
+/// The charge runs before the rollup row is locked, the order a call's first
+/// transaction takes them in (its admission locks the limits): two calls never wait on
+/// each other's locks in opposite orders. Like every transaction of a call, it commits
+/// without waiting for the WAL flush ([`super::invoke`]).
 pub async fn record(
     scope: &RequestScope,
     tenant_settings: &Json,
     call: CallRecord,
 ) -> Result<DateTime<Utc>> {
-    // A tenant whose rules no longer compile keeps no payloads rather than unredacted ones.
-    let redactor = Redactor::new(tenant_settings, &[]).ok();
-    let redact = |payload: Option<Json>| match (&redactor, payload) {
-        (Some(redactor), Some(payload)) => Some(redactor.json(payload)),
-        _ => None,
-    };
-    let error_message = call
-        .error_message
-        .map(|m| m.chars().take(1000).collect::<String>());
+    let redact = payload_redactor(tenant_settings);
+    let error_message = clipped(call.error_message);
     let status = call.status.to_value();
     let counts = |s: CallStatus| i64::from(call.status == s);
     let bucket = latency_bucket(i64::from(call.latency_ms));
@@ -248,9 +257,8 @@ struct LoggedRow {
 pub async fn record_all(
     scope: &RequestScope,
     tenant_settings: &Json,
-    calls: Vec<CallRecord>,
+    mut calls: Vec<CallRecord>,
 ) -> Result<DateTime<Utc>> {
-    let mut calls = calls;
     if calls.len() == 1 {
         if let Some(call) = calls.pop() {
             return record(scope, tenant_settings, call).await;
@@ -262,12 +270,7 @@ pub async fn record_all(
     if !calls.iter().all(|call| share_a_rollup(&first, call)) {
         return Err(anyhow::anyhow!("calls logged together must share a rollup").into());
     }
-    // A tenant whose rules no longer compile keeps no payloads rather than unredacted ones.
-    let redactor = Redactor::new(tenant_settings, &[]).ok();
-    let redact = |payload: Option<Json>| match (&redactor, payload) {
-        (Some(redactor), Some(payload)) => Some(redactor.json(payload)),
-        _ => None,
-    };
+    let redact = payload_redactor(tenant_settings);
     let mut counts = [0_i64; 4];
     let mut buckets = vec![0_i64; LATENCY_BUCKETS];
     let (mut input_tokens, mut output_tokens, mut cost_nanos) = (0_i64, 0_i64, 0_i64);
@@ -302,9 +305,7 @@ pub async fn record_all(
                 output_tokens: call.output_tokens,
                 cost_nanos: call.cost_nanos,
                 error_code: call.error_code,
-                error_message: call
-                    .error_message
-                    .map(|m| m.chars().take(1000).collect::<String>()),
+                error_message: clipped(call.error_message),
                 input: redact(call.input),
                 output: redact(call.output),
                 created_at: call.created_at,
