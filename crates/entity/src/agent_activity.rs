@@ -30,7 +30,12 @@ impl Model {
     /// Decodes a row holding this entity's columns of `set`, in [`Column`] order, by
     /// position; the fields outside `set` keep their defaults (see [`crate::columns`]).
     pub fn from_columns(row: &QueryResult, set: ColumnSet) -> Result<Self, DbErr> {
-        let mut c = crate::columns::Columns::new(row, set)?;
+        Self::from_columns_at(row, set, 0)
+    }
+
+    /// [`Self::from_columns`] for a row whose columns of this entity start at `first`.
+    pub fn from_columns_at(row: &QueryResult, set: ColumnSet, first: usize) -> Result<Self, DbErr> {
+        let mut c = crate::columns::Columns::starting_at(row, set, first)?;
         Ok(Self {
             id: c.read()?,
             tenant_id: c.read()?,

@@ -60,6 +60,14 @@ impl ColumnSet {
         }
     }
 
+    /// The names of `E`'s columns in the set, in `Column` order.
+    pub fn names<E: EntityTrait>(self) -> impl Iterator<Item = String> {
+        E::Column::iter()
+            .enumerate()
+            .filter(move |(position, _)| self.contains(*position))
+            .map(|(_, c)| c.as_str().to_owned())
+    }
+
     /// `alias.column, …` of `E`'s columns in the set, in `Column` order.
     pub fn select_list<E: EntityTrait>(self, alias: &str) -> String {
         E::Column::iter()
@@ -85,6 +93,11 @@ pub struct Columns<'a> {
 impl<'a> Columns<'a> {
     /// Starts at `row`'s first column; `set` says which fields the row holds.
     pub fn new(row: &'a QueryResult, set: ColumnSet) -> Result<Self, DbErr> {
+        Self::starting_at(row, set, 0)
+    }
+
+    /// Starts at `row`'s column `first` (the row holds other columns before).
+    pub fn starting_at(row: &'a QueryResult, set: ColumnSet, first: usize) -> Result<Self, DbErr> {
         let row = row
             .try_as_pg_row()
             .ok_or_else(|| DbErr::Type("not a PostgreSQL row".into()))?;
@@ -92,7 +105,7 @@ impl<'a> Columns<'a> {
             row,
             set,
             field: 0,
-            column: 0,
+            column: first,
         })
     }
 

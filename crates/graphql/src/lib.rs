@@ -26,6 +26,7 @@ pub mod pagination;
 pub mod processes;
 pub mod runs;
 pub mod telemetry;
+mod together;
 pub mod trusted;
 pub mod workflows;
 

@@ -2,12 +2,14 @@
 //! reads and who may read them ([`Access`]), how its filter narrows them, the keyset
 //! columns it pages and orders by, and the relations a page prefetches when its nodes
 //! select them ([`Relation`]). [`page`] serves any of them: access check, filter, one
-//! statement for the page, one per selected relation, whatever the page size.
+//! statement for the page, then one for all the selected relations that read together
+//! ([`crate::together`]) and one for each other selected relation, whatever the page
+//! size.
 
 use std::hash::Hash;
 use std::sync::Arc;
 
-use async_graphql::{Context, OutputType};
+use async_graphql::{Context, OutputType, SelectionField};
 use futures::future::BoxFuture;
 use sea_orm::sea_query::{Expr, IntoCondition};
 use sea_orm::{EntityTrait, FromQueryResult, QueryFilter, Select};
@@ -15,7 +17,8 @@ use trellis_entity::Role;
 
 use crate::context::{load_error, run, ContextExt};
 use crate::loaders::{prefetch, Loader, RequestLoader};
-use crate::pagination::{load_rows, node_selects, CreatedOrderBy, Keyed, Page, PageArgs};
+use crate::pagination::{load_rows, CreatedOrderBy, Keyed, Page, PageArgs};
+use crate::together::{pending, prefetch_together, Pending, Together};
 
 /// Who may read a list, and which rows.
 #[derive(Clone, Copy, Debug)]
@@ -69,16 +72,26 @@ type LoadKeys<M> = Box<
         + Sync,
 >;
 
-/// A relation of a list's nodes: the GraphQL fields that select it and the dataloader
-/// key of each row's.
+type PendingKeys<M> = Box<dyn Fn(&[&M], &[SelectionField<'_>]) -> Box<dyn Pending> + Send + Sync>;
+
+/// A relation of a list's nodes: the GraphQL fields that select it and how a page's
+/// rows read theirs.
 pub(crate) struct Relation<M> {
     fields: &'static [&'static str],
-    load: LoadKeys<M>,
+    read: Read<M>,
+}
+
+enum Read<M> {
+    /// In a statement of its own.
+    Alone(LoadKeys<M>),
+    /// In the one statement of the page's relations that read together; the keys
+    /// depend on the rows and on the fields selecting the relation.
+    Together(PendingKeys<M>),
 }
 
 impl<M: 'static> Relation<M> {
     /// The relation the node fields `fields` read, loaded by `key` (a row without one
-    /// has `None`).
+    /// has `None`) in a statement of its own.
     pub(crate) fn by<K>(fields: &'static [&'static str], key: fn(&M) -> Option<K>) -> Self
     where
         K: Send + Sync + Hash + Eq + Clone + 'static,
@@ -86,10 +99,49 @@ impl<M: 'static> Relation<M> {
     {
         Self {
             fields,
-            load: Box::new(move |loader, rows| {
+            read: Read::Alone(Box::new(move |loader, rows| {
                 let keys: Vec<K> = rows.iter().filter_map(|row| key(row)).collect();
                 Box::pin(prefetch(loader, keys))
-            }),
+            })),
+        }
+    }
+
+    /// The relation the node fields `fields` read, loaded by `key`, together with the
+    /// page's other such relations.
+    pub(crate) fn together<K>(fields: &'static [&'static str], key: fn(&M) -> Option<K>) -> Self
+    where
+        K: Together,
+        Loader: async_graphql::dataloader::Loader<K, Value = K::Value>,
+    {
+        Self {
+            fields,
+            read: Read::Together(Box::new(move |rows, _| {
+                pending(rows.iter().filter_map(|row| key(row)))
+            })),
+        }
+    }
+
+    /// A relation whose key also depends on the field that selects it (its arguments,
+    /// its own selection): one key per row and per such field (an alias is another),
+    /// none where `key` cannot tell (the field's own resolver then loads it). Read
+    /// together with the page's other such relations.
+    pub(crate) fn selected<K>(
+        fields: &'static [&'static str],
+        key: fn(&M, &SelectionField<'_>) -> Option<K>,
+    ) -> Self
+    where
+        K: Together,
+        Loader: async_graphql::dataloader::Loader<K, Value = K::Value>,
+    {
+        Self {
+            fields,
+            read: Read::Together(Box::new(move |rows, selected| {
+                pending(
+                    selected
+                        .iter()
+                        .flat_map(|field| rows.iter().filter_map(move |row| key(row, field))),
+                )
+            })),
         }
     }
 }
@@ -134,12 +186,30 @@ where
     .await?;
     let loader = ctx.loader()?;
     let models: Vec<&ModelOf<L>> = rows.models().collect();
+    let look_ahead = ctx.look_ahead();
+    let nodes = [
+        look_ahead.field("edges").field("node"),
+        look_ahead.field("nodes"),
+    ];
+    let mut together = Vec::new();
     for relation in L::relations() {
-        if relation.fields.iter().any(|field| node_selects(ctx, field)) {
-            (relation.load)(loader, &models)
+        let selected: Vec<SelectionField<'_>> = relation
+            .fields
+            .iter()
+            .flat_map(|field| nodes.iter().flat_map(|n| n.field(field).selection_fields()))
+            .collect();
+        if selected.is_empty() {
+            continue;
+        }
+        match relation.read {
+            Read::Alone(load) => load(loader, &models)
                 .await
-                .map_err(|e| load_error(ctx, &e))?;
+                .map_err(|e| load_error(ctx, &e))?,
+            Read::Together(keys) => together.push(keys(&models, &selected)),
         }
     }
+    prefetch_together(loader, together)
+        .await
+        .map_err(|e| load_error(ctx, &e))?;
     Ok(rows.into_page())
 }

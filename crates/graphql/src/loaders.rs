@@ -22,9 +22,11 @@ use trellis_entity::{
     call_log, client, connection, connection_secret, container_health, invitation, membership,
     plan, process, process_deployment, process_version, secret, skill, skill_installation,
     step_attempt, step_run, tenant, trigger, user, workflow, workflow_run, workflow_step,
-    workflow_transition, workflow_version,
+    workflow_transition, workflow_version, Role,
 };
 use uuid::Uuid;
+
+use crate::together::{load_alone, At, Branch, Together};
 
 /// The per-request loader; each key type below is one batched look-up.
 pub struct Loader {
@@ -47,6 +49,11 @@ impl Loader {
             tokio::spawn(tracing::Instrument::instrument(batch, span))
         };
         DataLoader::with_cache(Self { scope }, spawn, HashMapCache::default())
+    }
+
+    /// The request the loader reads for.
+    pub(crate) fn scope(&self) -> &RequestScope {
+        &self.scope
     }
 }
 
@@ -93,8 +100,61 @@ fn any_of(column: impl ColumnTrait, ids: impl IntoIterator<Item = Uuid>) -> Simp
     Expr::col((column.entity_name(), column)).eq(PgFunc::any(Expr::val(ids)))
 }
 
+/// The dataloader of a [`Together`] key: its look-up alone, a statement per branch.
+macro_rules! loads_together {
+    ($key:ty) => {
+        impl async_graphql::dataloader::Loader<$key> for Loader {
+            type Value = <$key as Together>::Value;
+            type Error = Arc<trellis_core::Error>;
+
+            async fn load(&self, keys: &[$key]) -> Result<HashMap<$key, Self::Value>, Self::Error> {
+                let tx = self.scope.tx().await.map_err(Arc::new)?;
+                load_alone(tx, keys).await
+            }
+        }
+    };
+}
+
+/// The names of an entity's columns, in `Column` order (a whole-row select's).
+fn column_names<E: EntityTrait>() -> impl Iterator<Item = String> {
+    E::Column::iter().map(|c| c.as_str().to_owned())
+}
+
 macro_rules! by_id {
-    ($(#[$doc:meta])* $key:ident => $entity:ident :: $value:ident $(as $partial:ident)?) => {
+    ($(#[$doc:meta])* $key:ident => $entity:ident :: Model) => {
+        $(#[$doc])*
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub struct $key(pub Uuid);
+
+        impl Together for $key {
+            type Value = $entity::Model;
+
+            fn branches(keys: &[Self]) -> Vec<(Vec<Self>, Branch)> {
+                use sea_orm::QueryTrait as _;
+                let statement = $entity::Entity::find()
+                    .filter(any_of($entity::Column::Id, keys.iter().map(|k| k.0)))
+                    .build(sea_orm::DbBackend::Postgres);
+                vec![(keys.to_vec(), Branch::of(statement, column_names::<$entity::Entity>()))]
+            }
+
+            fn decode(
+                _: &[Self],
+                rows: &[&sea_orm::QueryResult],
+                at: &At,
+            ) -> trellis_core::Result<HashMap<Self, Self::Value>> {
+                use sea_orm::FromQueryResult as _;
+                rows.iter()
+                    .map(|row| {
+                        let model = $entity::Model::from_query_result(row, at.prefix())?;
+                        Ok(($key(model.id), model))
+                    })
+                    .collect()
+            }
+        }
+
+        loads_together!($key);
+    };
+    ($(#[$doc:meta])* $key:ident => $entity:ident :: $value:ident as $partial:ident) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub struct $key(pub Uuid);
@@ -108,7 +168,7 @@ macro_rules! by_id {
                 let tx = self.scope.tx().await.map_err(Arc::new)?;
                 let rows: Vec<$entity::$value> = $entity::Entity::find()
                     .filter(any_of($entity::Column::Id, ids))
-                    $(.into_partial_model::<$entity::$partial>())?
+                    .into_partial_model::<$entity::$partial>()
                     .all(tx)
                     .await
                     .map_err(|e| Arc::new(e.into()))?;
@@ -353,16 +413,11 @@ by_parent!(
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct InstallationsOfAgent(pub Uuid);
 
-impl async_graphql::dataloader::Loader<InstallationsOfAgent> for Loader {
+impl Together for InstallationsOfAgent {
     type Value = Vec<(skill_installation::Model, Option<skill::Model>)>;
-    type Error = Arc<trellis_core::Error>;
 
-    async fn load(
-        &self,
-        keys: &[InstallationsOfAgent],
-    ) -> Result<HashMap<InstallationsOfAgent, Self::Value>, Self::Error> {
-        use sea_orm::{FromQueryResult, JoinType, QuerySelect as _, QueryTrait as _};
-        let tx = self.scope.tx().await.map_err(Arc::new)?;
+    fn branches(keys: &[Self]) -> Vec<(Vec<Self>, Branch)> {
+        use sea_orm::{JoinType, QuerySelect as _, QueryTrait as _};
         let skill_of_installation = skill_installation::Entity::belongs_to(skill::Entity)
             .from(skill_installation::Column::SkillId)
             .to(skill::Column::Id)
@@ -376,25 +431,32 @@ impl async_graphql::dataloader::Loader<InstallationsOfAgent> for Loader {
             ))
             .order_by_asc(skill_installation::Column::CreatedAt)
             .order_by_asc(skill_installation::Column::Id)
-            .build(tx.get_database_backend());
-        let rows = tx
-            .query_all(statement)
-            .await
-            .map_err(|e| Arc::new(e.into()))?;
+            .build(sea_orm::DbBackend::Postgres);
+        let columns = column_names::<skill_installation::Entity>()
+            .map(|c| format!("A_{c}"))
+            .chain(column_names::<skill::Entity>().map(|c| format!("B_{c}")));
+        vec![(keys.to_vec(), Branch::of(statement, columns))]
+    }
+
+    fn decode(
+        keys: &[Self],
+        rows: &[&sea_orm::QueryResult],
+        at: &At,
+    ) -> trellis_core::Result<HashMap<Self, Self::Value>> {
+        use sea_orm::FromQueryResult;
+        let (installation_prefix, skill_prefix) = (at.nested("A_"), at.nested("B_"));
         // A page's agents share a few skills: each one's wide row (its schemas and
         // lists are JSON) is decoded once, not once per installation.
         let mut skills: HashMap<Uuid, Option<skill::Model>> = HashMap::new();
         let mut grouped: HashMap<InstallationsOfAgent, Self::Value> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
-        let decode = |e: sea_orm::DbErr| Arc::new(trellis_core::Error::from(e));
         for row in rows {
             let installation =
-                skill_installation::Model::from_query_result(&row, "A_").map_err(decode)?;
+                skill_installation::Model::from_query_result(row, &installation_prefix)?;
             let skill = match skills.get(&installation.skill_id) {
                 Some(skill) => skill.clone(),
                 None => {
-                    let skill =
-                        skill::Model::from_query_result_optional(&row, "B_").map_err(decode)?;
+                    let skill = skill::Model::from_query_result_optional(row, &skill_prefix)?;
                     skills.insert(installation.skill_id, skill.clone());
                     skill
                 }
@@ -404,9 +466,15 @@ impl async_graphql::dataloader::Loader<InstallationsOfAgent> for Loader {
                 .or_default()
                 .push((installation, skill));
         }
+        // Oldest first: read with others, the statement's order is not kept.
+        for installations in grouped.values_mut() {
+            installations.sort_by_key(|(i, _)| (i.created_at, i.id));
+        }
         Ok(grouped)
     }
 }
+
+loads_together!(InstallationsOfAgent);
 
 by_parent!(
     /// The installations of a skill in the active tenant (RLS shows no other), oldest
@@ -752,6 +820,72 @@ pub struct MetricsOfAgent {
     pub to: chrono::DateTime<chrono::Utc>,
 }
 
+impl Together for MetricsOfAgent {
+    type Value = Vec<trellis_core::agents::usage::MetricsBucket>;
+
+    /// One select per distinct range (a page asks for one); a range without buckets
+    /// has none, and its keys no value.
+    fn branches(keys: &[Self]) -> Vec<(Vec<Self>, Branch)> {
+        use trellis_core::agents::usage::{bucket_starts, metrics_select, METRICS_COLUMNS};
+        let mut out = Vec::new();
+        for ((period, from, to), ids) in groups(keys, |k| (k.period, k.from, k.to), |k| k.agent_id)
+        {
+            let starts = bucket_starts(period, from, to).unwrap_or_default();
+            let Some((sql, values)) = metrics_select(&ids, period, &starts) else {
+                continue;
+            };
+            let keys = ids
+                .into_iter()
+                .map(|agent_id| MetricsOfAgent {
+                    agent_id,
+                    period,
+                    from,
+                    to,
+                })
+                .collect();
+            let columns = METRICS_COLUMNS.iter().map(|c| (*c).to_owned()).collect();
+            out.push((
+                keys,
+                Branch {
+                    sql,
+                    values,
+                    columns,
+                },
+            ));
+        }
+        out
+    }
+
+    fn decode(
+        keys: &[Self],
+        rows: &[&sea_orm::QueryResult],
+        at: &At,
+    ) -> trellis_core::Result<HashMap<Self, Self::Value>> {
+        use trellis_core::agents::usage::{bucket_starts, metrics_of_rows};
+        let Some(&MetricsOfAgent {
+            period, from, to, ..
+        }) = keys.first()
+        else {
+            return Ok(HashMap::new());
+        };
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.agent_id).collect();
+        let starts = bucket_starts(period, from, to)?;
+        let metrics = metrics_of_rows(rows, at.prefix(), &ids, &starts)?;
+        Ok(metrics
+            .into_iter()
+            .map(|(agent_id, buckets)| {
+                let key = MetricsOfAgent {
+                    agent_id,
+                    period,
+                    from,
+                    to,
+                };
+                (key, buckets)
+            })
+            .collect())
+    }
+}
+
 impl async_graphql::dataloader::Loader<MetricsOfAgent> for Loader {
     type Value = Vec<trellis_core::agents::usage::MetricsBucket>;
     type Error = Arc<trellis_core::Error>;
@@ -760,25 +894,9 @@ impl async_graphql::dataloader::Loader<MetricsOfAgent> for Loader {
         &self,
         keys: &[MetricsOfAgent],
     ) -> Result<HashMap<MetricsOfAgent, Self::Value>, Self::Error> {
-        let mut out = HashMap::with_capacity(keys.len());
-        // One statement per distinct range (a page asks for one).
-        for ((period, from, to), ids) in groups(keys, |k| (k.period, k.from, k.to), |k| k.agent_id)
-        {
-            let metrics =
-                trellis_core::agents::usage::agents_metrics(&self.scope, &ids, period, from, to)
-                    .await
-                    .map_err(Arc::new)?;
-            out.extend(metrics.into_iter().map(|(agent_id, buckets)| {
-                let key = MetricsOfAgent {
-                    agent_id,
-                    period,
-                    from,
-                    to,
-                };
-                (key, buckets)
-            }));
-        }
-        Ok(out)
+        self.scope.require(Role::Viewer).await.map_err(Arc::new)?;
+        let tx = self.scope.tx().await.map_err(Arc::new)?;
+        load_alone(tx, keys).await
     }
 }
 
@@ -956,55 +1074,80 @@ fn activity_types_of(bits: u8) -> Vec<String> {
         .collect()
 }
 
-impl async_graphql::dataloader::Loader<LatestActivitiesOfAgent> for Loader {
+impl Together for LatestActivitiesOfAgent {
     type Value = Vec<agent_activity::Model>;
-    type Error = Arc<trellis_core::Error>;
 
-    async fn load(
-        &self,
-        keys: &[LatestActivitiesOfAgent],
-    ) -> Result<HashMap<LatestActivitiesOfAgent, Self::Value>, Self::Error> {
-        let tx = self.scope.tx().await.map_err(Arc::new)?;
-        let mut grouped: HashMap<LatestActivitiesOfAgent, Self::Value> =
-            keys.iter().map(|k| (*k, Vec::new())).collect();
-        // One statement per distinct shape (a page asks for one).
-        for ((limit, types, columns), ids) in
-            groups(keys, |k| (k.limit, k.types, k.columns), |k| k.agent_id)
-        {
-            let sql = format!(
-                "SELECT {} FROM unnest($1::uuid[]) AS a(id) CROSS JOIN LATERAL ( \
-                   SELECT * FROM agent_activities y \
-                   WHERE y.agent_id = a.id AND y.tenant_id = (SELECT app.current_tenant_id()) \
-                     AND y.type = ANY($3::text[]) \
-                   ORDER BY y.created_at DESC, y.id DESC LIMIT $2) x",
-                columns.select_list::<agent_activity::Entity>("x")
-            );
-            let rows = decode_all(
-                tx.query_all(trellis_core::scope::stmt(
-                    &sql,
-                    [
+    /// One select per distinct shape (a page asks for one).
+    fn branches(keys: &[Self]) -> Vec<(Vec<Self>, Branch)> {
+        groups(keys, |k| (k.limit, k.types, k.columns), |k| k.agent_id)
+            .into_iter()
+            .map(|((limit, types, columns), ids)| {
+                let sql = format!(
+                    "SELECT {} FROM unnest($1::uuid[]) AS a(id) CROSS JOIN LATERAL ( \
+                       SELECT * FROM agent_activities y \
+                       WHERE y.agent_id = a.id AND y.tenant_id = (SELECT app.current_tenant_id()) \
+                         AND y.type = ANY($3::text[]) \
+                       ORDER BY y.created_at DESC, y.id DESC LIMIT $2) x",
+                    columns.select_list::<agent_activity::Entity>("x")
+                );
+                let keys = ids
+                    .iter()
+                    .map(|&agent_id| LatestActivitiesOfAgent {
+                        agent_id,
+                        limit,
+                        types,
+                        columns,
+                    })
+                    .collect();
+                let branch = Branch {
+                    sql,
+                    values: vec![
                         ids.into(),
                         (limit as i64).into(),
                         activity_types_of(types).into(),
                     ],
-                ))
-                .await,
-                columns,
-                agent_activity::Model::from_columns,
-            )?;
-            for row in rows {
-                let key = LatestActivitiesOfAgent {
-                    agent_id: row.agent_id,
-                    limit,
-                    types,
-                    columns,
+                    columns: columns.names::<agent_activity::Entity>().collect(),
                 };
-                grouped.entry(key).or_default().push(row);
-            }
+                (keys, branch)
+            })
+            .collect()
+    }
+
+    fn decode(
+        keys: &[Self],
+        rows: &[&sea_orm::QueryResult],
+        at: &At,
+    ) -> trellis_core::Result<HashMap<Self, Self::Value>> {
+        let mut grouped: HashMap<LatestActivitiesOfAgent, Self::Value> =
+            keys.iter().map(|k| (*k, Vec::new())).collect();
+        let Some(&LatestActivitiesOfAgent {
+            limit,
+            types,
+            columns,
+            ..
+        }) = keys.first()
+        else {
+            return Ok(grouped);
+        };
+        for row in rows {
+            let activity = agent_activity::Model::from_columns_at(row, columns, at.offset())?;
+            let key = LatestActivitiesOfAgent {
+                agent_id: activity.agent_id,
+                limit,
+                types,
+                columns,
+            };
+            grouped.entry(key).or_default().push(activity);
+        }
+        // Newest first: read with others, the statement's order is not kept.
+        for activities in grouped.values_mut() {
+            activities.sort_by_key(|a| std::cmp::Reverse((a.created_at, a.id)));
         }
         Ok(grouped)
     }
 }
+
+loads_together!(LatestActivitiesOfAgent);
 
 /// The latest health sample of an agent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

@@ -106,17 +106,17 @@ pub struct MetricsBucket {
 }
 
 impl MetricsBucket {
-    fn from_row(row: &QueryResult) -> Result<Self> {
+    fn from_row(row: &QueryResult, prefix: &str) -> Result<Self> {
         Ok(Self {
-            period_start: row.try_get("", "period_start")?,
-            runs: row.try_get("", "runs")?,
-            errors: row.try_get("", "errors")?,
-            input_tokens: row.try_get("", "input_tokens")?,
-            output_tokens: row.try_get("", "output_tokens")?,
-            cost_micros: row.try_get("", "cost_micros")?,
-            latency_ms_sum: row.try_get("", "latency_ms_sum")?,
-            p50_latency_ms: row.try_get("", "p50_latency_ms")?,
-            p95_latency_ms: row.try_get("", "p95_latency_ms")?,
+            period_start: row.try_get(prefix, "period_start")?,
+            runs: row.try_get(prefix, "runs")?,
+            errors: row.try_get(prefix, "errors")?,
+            input_tokens: row.try_get(prefix, "input_tokens")?,
+            output_tokens: row.try_get(prefix, "output_tokens")?,
+            cost_micros: row.try_get(prefix, "cost_micros")?,
+            latency_ms_sum: row.try_get(prefix, "latency_ms_sum")?,
+            p50_latency_ms: row.try_get(prefix, "p50_latency_ms")?,
+            p95_latency_ms: row.try_get(prefix, "p95_latency_ms")?,
         })
     }
 }
@@ -301,33 +301,65 @@ pub async fn agents_metrics(
     from: DateTime<Utc>,
     to: DateTime<Utc>,
 ) -> Result<HashMap<Uuid, Vec<MetricsBucket>>> {
-    let ctx = scope.require(Role::Viewer).await?;
+    scope.require(Role::Viewer).await?;
     let starts = bucket_starts(period, from, to)?;
-    let (Some(first), Some(last)) = (starts.first(), starts.last()) else {
+    let Some((sql, values)) = metrics_select(agent_ids, period, &starts) else {
         return Ok(HashMap::new());
     };
-    let rows = scope
-        .tx()
-        .await?
-        .query_all(stmt(
-            "SELECT agent_id, period_start, runs, errors, input_tokens, output_tokens, \
-               cost_micros, latency_ms_sum, p50_latency_ms, p95_latency_ms \
-             FROM agent_metrics \
-             WHERE tenant_id = $1 AND agent_id = ANY($2) AND period = $3 \
-               AND period_start >= $4 AND period_start <= $5",
-            [
-                ctx.tenant_id.into(),
-                agent_ids.to_vec().into(),
-                period.name().into(),
-                (*first).into(),
-                (*last).into(),
-            ],
-        ))
-        .await?;
+    let rows = scope.tx().await?.query_all(stmt(&sql, values)).await?;
+    let rows: Vec<&QueryResult> = rows.iter().collect();
+    metrics_of_rows(&rows, "", agent_ids, &starts)
+}
+
+/// The columns [`metrics_select`] reads, in order.
+pub const METRICS_COLUMNS: [&str; 10] = [
+    "agent_id",
+    "period_start",
+    "runs",
+    "errors",
+    "input_tokens",
+    "output_tokens",
+    "cost_micros",
+    "latency_ms_sum",
+    "p50_latency_ms",
+    "p95_latency_ms",
+];
+
+/// The select of the rollup rows of `agent_ids` in the buckets `starts` (of
+/// [`bucket_starts`]), in the transaction's tenant; `None` without buckets.
+pub fn metrics_select(
+    agent_ids: &[Uuid],
+    period: MetricsPeriod,
+    starts: &[DateTime<Utc>],
+) -> Option<(String, Vec<sea_orm::Value>)> {
+    let (first, last) = (starts.first()?, starts.last()?);
+    let sql = format!(
+        "SELECT {} FROM agent_metrics \
+         WHERE tenant_id = (SELECT app.current_tenant_id()) AND agent_id = ANY($1) \
+           AND period = $2 AND period_start >= $3 AND period_start <= $4",
+        METRICS_COLUMNS.join(", ")
+    );
+    let values = vec![
+        agent_ids.to_vec().into(),
+        period.name().into(),
+        (*first).into(),
+        (*last).into(),
+    ];
+    Some((sql, values))
+}
+
+/// Every agent's buckets `starts` from the rows of [`metrics_select`] (their column
+/// names prefixed with `prefix`), zero where no row is.
+pub fn metrics_of_rows(
+    rows: &[&QueryResult],
+    prefix: &str,
+    agent_ids: &[Uuid],
+    starts: &[DateTime<Utc>],
+) -> Result<HashMap<Uuid, Vec<MetricsBucket>>> {
     let mut found: HashMap<(Uuid, DateTime<Utc>), MetricsBucket> = HashMap::new();
-    for row in &rows {
-        let agent: Uuid = row.try_get("", "agent_id")?;
-        let bucket = MetricsBucket::from_row(row)?;
+    for row in rows {
+        let agent: Uuid = row.try_get(prefix, "agent_id")?;
+        let bucket = MetricsBucket::from_row(row, prefix)?;
         found.insert((agent, bucket.period_start), bucket);
     }
     Ok(agent_ids

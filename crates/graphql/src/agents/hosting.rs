@@ -3,7 +3,9 @@
 //! request's dataloader: a page of agents costs one statement for their channels, one
 //! for their latest activities and one for their latest health, whatever its size.
 
-use async_graphql::{Context, Enum, InputObject, Object, SimpleObject, Subscription, ID};
+use async_graphql::{
+    Context, Enum, InputObject, InputType, Object, SelectionField, SimpleObject, Subscription, ID,
+};
 use chrono::{DateTime, Utc};
 use futures::stream::{Stream, StreamExt};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, Select};
@@ -27,7 +29,7 @@ use crate::loaders::{
     activity_type_bits, columns_for, AgentById, ApiKeyById, ChannelsOfAgent, ConnectionById,
     LatestActivitiesOfAgent, LatestHealthOfAgent, UserById,
 };
-use crate::pagination::{first_page, node_selection, CreatedOrderBy, Page, PageArgs};
+use crate::pagination::{first_page, CreatedOrderBy, Page, PageArgs};
 use crate::payload::{json_or_empty, Json};
 use crate::runs::subscription::{ends_after_error, follow};
 
@@ -211,6 +213,20 @@ impl AgentActivityFilter {
             .map(|t| (*t).into())
             .collect()
     }
+
+    /// Its types, or every type when it names none.
+    fn types_or_all(&self) -> Vec<trellis_entity::ActivityType> {
+        let types = self.types();
+        if !types.is_empty() {
+            return types;
+        }
+        use trellis_entity::ActivityType;
+        vec![
+            ActivityType::Message,
+            ActivityType::Task,
+            ActivityType::Alert,
+        ]
+    }
 }
 
 impl List for AgentActivity {
@@ -265,7 +281,7 @@ fn activity_columns(selection: &async_graphql::Lookahead<'_>) -> ColumnSet {
 
 /// The activities of an agent, newest first unless ordered otherwise. A first page
 /// (no `after` or `orderBy`) loads with every other agent's of the request in one
-/// statement.
+/// statement (with the page's other relations when a page of agents asks).
 pub(crate) async fn activities_of_agent(
     ctx: &Context<'_>,
     agent_id: Uuid,
@@ -279,34 +295,71 @@ pub(crate) async fn activities_of_agent(
         let tenant = run(ctx, scope.require(Role::Viewer)).await?;
         let args = PageArgs::new(first, None, None).map_err(|e| load_error(ctx, &e))?;
         let filter = filter.unwrap_or_default();
-        let mut types = filter.types();
-        if types.is_empty() {
-            types = vec![
-                trellis_entity::ActivityType::Message,
-                trellis_entity::ActivityType::Task,
-                trellis_entity::ActivityType::Alert,
-            ];
-        }
+        let key = first_activities(agent_id, args.first, &filter, &ctx.look_ahead());
         let rows = ctx
             .loader()?
-            .load_one(LatestActivitiesOfAgent {
-                agent_id,
-                limit: args.first + 1,
-                types: activity_type_bits(&types),
-                columns: activity_columns(&node_selection(ctx))
-                    .union(activity_columns(&ctx.look_ahead().field("nodes"))),
-            })
+            .load_one(key)
             .await
             .map_err(|e| load_error(ctx, &e))?
             .unwrap_or_default();
         let count = agent_activity::Entity::find()
             .filter(agent_activity::Column::TenantId.eq(tenant.tenant_id))
             .filter(agent_activity::Column::AgentId.eq(agent_id))
-            .filter(agent_activity::Column::ActivityType.is_in(types));
+            .filter(agent_activity::Column::ActivityType.is_in(filter.types_or_all()));
         return Ok(first_page(scope, count, rows, args.first));
     }
     let within = sea_orm::Condition::all().add(agent_activity::Column::AgentId.eq(agent_id));
     list::page::<AgentActivity>(ctx, Some(within), first, after, filter, order_by).await
+}
+
+/// The key of an agent's first `first` activities passing `filter`, newest first, with
+/// the columns `selection` (the `activities` field's) reads.
+fn first_activities(
+    agent_id: Uuid,
+    first: u64,
+    filter: &AgentActivityFilter,
+    selection: &async_graphql::Lookahead<'_>,
+) -> LatestActivitiesOfAgent {
+    LatestActivitiesOfAgent {
+        agent_id,
+        // One more, to tell whether there is a next page.
+        limit: first + 1,
+        types: activity_type_bits(&filter.types_or_all()),
+        columns: activity_columns(&selection.field("edges").field("node"))
+            .union(activity_columns(&selection.field("nodes"))),
+    }
+}
+
+/// The key of an agent's `activities` as `field` selects them, when it asks for a
+/// first page, for a page of agents to read together; `None` otherwise (another page,
+/// another order, an argument that does not parse), left to the field itself.
+pub(crate) fn first_activities_key(
+    agent_id: Uuid,
+    field: &SelectionField<'_>,
+) -> Option<LatestActivitiesOfAgent> {
+    let arguments = field.arguments().ok()?;
+    let argument = |name: &str| {
+        arguments
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, v)| v.clone())
+    };
+    let after = Option::<String>::parse(argument("after")).ok()?;
+    let order_by = Option::<CreatedOrderBy>::parse(argument("orderBy")).ok()?;
+    if after.is_some() || order_by.is_some_and(|o| o != CreatedOrderBy::CreatedAtDesc) {
+        return None;
+    }
+    let first = Option::<i32>::parse(argument("first")).ok()?;
+    let filter = Option::<AgentActivityFilter>::parse(argument("filter"))
+        .ok()?
+        .unwrap_or_default();
+    let args = PageArgs::new(first, None, None).ok()?;
+    Some(first_activities(
+        agent_id,
+        args.first,
+        &filter,
+        &async_graphql::Lookahead::from(*field),
+    ))
 }
 
 /// The channels of an agent, oldest first.

@@ -13,9 +13,9 @@ pub struct AgentsQuery;
 
 #[Object]
 impl AgentsQuery {
-    /// The active tenant's agents (any member). Versions, the active version, labels,
-    /// label moves, users, metrics, budget status and alerts cost one statement each
-    /// per page.
+    /// The active tenant's agents (any member). Versions, labels, label moves, users,
+    /// budget status and alerts cost one statement each per page; the active version,
+    /// skills, template, first activities and metrics one statement together.
     async fn agents(
         &self,
         ctx: &Context<'_>,
@@ -35,7 +35,6 @@ impl AgentsQuery {
     ) -> async_graphql::Result<Page<Agent>> {
         let page = list::page::<Agent>(ctx, None, first, after, filter, order_by).await?;
         let rows: Vec<&agent::Model> = page.edges.iter().map(|e| &e.node.0).collect();
-        super::usage::prefetch_agent_metrics(ctx, &rows).await;
         crate::alerts::prefetch_agent_alerts(ctx, &rows).await?;
         Ok(page)
     }

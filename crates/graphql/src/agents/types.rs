@@ -658,15 +658,21 @@ impl List for Agent {
             Relation::by(&["versions", "labels", "labelMoves"], |a| {
                 Some(VersionsOfAgent(a.id))
             }),
-            Relation::by(&["activeVersion"], |a| {
+            Relation::together(&["activeVersion"], |a| {
                 a.active_version_id.map(AgentVersionById)
             }),
             Relation::by(&["labels", "labelMoves"], |a| Some(LabelsOfAgent(a.id))),
             Relation::by(&["labelMoves"], |a| Some(LabelMovesOfAgent(a.id))),
             Relation::by(&["createdBy"], |a| a.created_by.map(UserById)),
             Relation::by(&["assistedUser"], |a| a.assisted_user_id.map(UserById)),
-            Relation::by(&["skills"], |a| Some(InstallationsOfAgent(a.id))),
-            Relation::by(&["template"], |a| a.template_id.map(AgentTemplateById)),
+            Relation::together(&["skills"], |a| Some(InstallationsOfAgent(a.id))),
+            Relation::together(&["template"], |a| a.template_id.map(AgentTemplateById)),
+            Relation::selected(&["activities"], |a, field| {
+                super::hosting::first_activities_key(a.id, field)
+            }),
+            Relation::selected(&["metrics"], |a, field| {
+                super::usage::metrics_key(a.id, field)
+            }),
             Relation::by(&["budgetStatus"], |a| Some(BudgetOfAgent(a.id))),
             Relation::by(&["channels"], |a| Some(ChannelsOfAgent(a.id))),
             Relation::by(&["health"], |a| Some(LatestHealthOfAgent(a.id))),

@@ -1,20 +1,21 @@
 //! Agent usage: `reportUsage` (runner keys and operators), `Agent.metrics` (hourly and
 //! daily rollups) and `Agent.budgetStatus`. A page of agents reads each in one
-//! statement, whatever its size.
+//! statement, whatever its size (the metrics with the page's other relations).
 
-use async_graphql::{Context, Enum, InputObject, InputType, Object, SimpleObject, ID};
+use async_graphql::{
+    Context, Enum, InputObject, InputType, Object, SelectionField, SimpleObject, ID,
+};
 use chrono::{DateTime, Utc};
 use trellis_core::agents::budget::BudgetStatus;
 use trellis_core::agents::usage::{self, MetricsBucket, UsageReport};
-use trellis_entity::{agent, IdKind};
+use trellis_entity::IdKind;
 use uuid::Uuid;
 
 use super::types::Agent;
 use crate::context::{load, mutate, run, ContextExt};
 use crate::identity::types::input_id;
 use crate::ids::gid;
-use crate::loaders::{prefetch, AgentById, MetricsOfAgent};
-use crate::pagination::node_selection;
+use crate::loaders::{AgentById, MetricsOfAgent};
 
 /// The length of a metrics bucket (UTC).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Enum)]
@@ -117,40 +118,27 @@ pub(crate) async fn metrics_of_agent(
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
-/// Loads the `metrics` a page of agents selects, one read per distinct range. Best
-/// effort: a range that does not parse or fails to load is left to each agent's own
-/// field, which reports the error where it belongs.
-pub(crate) async fn prefetch_agent_metrics(ctx: &Context<'_>, rows: &[&agent::Model]) {
-    for field in node_selection(ctx).field("metrics").selection_fields() {
-        let Ok(arguments) = field.arguments() else {
-            continue;
-        };
-        let argument = |name: &str| {
-            arguments
-                .iter()
-                .find(|(n, _)| n.as_str() == name)
-                .map(|(_, v)| v.clone())
-        };
-        let (Ok(period), Ok(from), Ok(to)) = (
-            MetricsPeriod::parse(argument("period")),
-            DateTime::<Utc>::parse(argument("from")),
-            DateTime::<Utc>::parse(argument("to")),
-        ) else {
-            continue;
-        };
-        if usage::bucket_starts(period.into(), from, to).is_err() {
-            continue;
-        }
-        let keys = rows.iter().map(|a| MetricsOfAgent {
-            agent_id: a.id,
-            period: period.into(),
-            from,
-            to,
-        });
-        if let Ok(loader) = ctx.loader() {
-            let _ = prefetch(loader, keys).await;
-        }
-    }
+/// The key of an agent's `metrics` as `field` selects them, for a page of agents to
+/// read together; `None` when its range does not parse or holds no bucket, left to the
+/// field itself, which reports the error where it belongs.
+pub(crate) fn metrics_key(agent_id: Uuid, field: &SelectionField<'_>) -> Option<MetricsOfAgent> {
+    let arguments = field.arguments().ok()?;
+    let argument = |name: &str| {
+        arguments
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, v)| v.clone())
+    };
+    let period = MetricsPeriod::parse(argument("period")).ok()?;
+    let from = DateTime::<Utc>::parse(argument("from")).ok()?;
+    let to = DateTime::<Utc>::parse(argument("to")).ok()?;
+    usage::bucket_starts(period.into(), from, to).ok()?;
+    Some(MetricsOfAgent {
+        agent_id,
+        period: period.into(),
+        from,
+        to,
+    })
 }
 
 /// What one run of an agent used.

@@ -837,3 +837,145 @@ fn docs_publish_the_spec_schema_the_code_checks() {
     let published: Value = serde_json::from_str(block).unwrap();
     assert_eq!(published, trellis_core::agents::spec::spec_schema());
 }
+
+/// The dashboard's relations of a page of agents: the active version, the skills, two
+/// selections of the latest activities and two ranges of metrics.
+const RELATIONS: &str = "slug activeVersion { id number spec } \
+    skills { skillVersion config skill { key name } } \
+    activities(first: 3) { pageInfo { hasNextPage } edges { cursor node { type summary details at } } } \
+    tasks: activities(first: 10, filter: {type: [TASK]}) { nodes { summary } } \
+    metrics(period: DAY, from: $from, to: $to) { periodStart runs errors inputTokens costMicros p50LatencyMs p95LatencyMs } \
+    hours: metrics(period: HOUR, from: $from, to: $to) { periodStart runs }";
+
+#[tokio::test]
+async fn a_page_reads_its_relations_in_one_statement_and_answers_as_each_agent_alone() {
+    let app = TestApp::new().await;
+    let owner = app.owner("together").await;
+    let t = Some(owner.token.as_str());
+    let (runner, _) = app.api_key(&owner, "RUNNER").await;
+    let mut skills = vec![];
+    for key in ["triage", "summaries"] {
+        let data = app
+            .ok(
+                t,
+                crate::skills::CREATE_SKILL,
+                json!({ "in": { "key": key, "name": key, "category": "PRODUCTIVITY", "compatibleRoles": ["CUSTOM"], "status": "PUBLISHED", "version": "2.0.1" } }),
+            )
+            .await;
+        skills.push(text(&payload(&data, "createSkill")["skill"]["id"]));
+    }
+    // Agents that differ in every relation: no active version, no skills, no
+    // activities or usage, and more activities than a page.
+    let mut slugs = vec![];
+    for i in 0..6usize {
+        let slug = format!("agent-{i}");
+        let agent = create_agent(&app, &owner, &slug).await;
+        if i % 3 != 0 {
+            let version =
+                create_version(&app, &owner, &agent, json!({ "instructions": slug })).await;
+            activate(&app, &owner, &version).await;
+        }
+        for skill in skills.iter().take(i % 3) {
+            let data = app
+                .ok(
+                    t,
+                    crate::skills::INSTALL,
+                    json!({ "a": agent, "s": skill, "c": { "for": slug } }),
+                )
+                .await;
+            payload(&data, "installSkill");
+        }
+        for k in 0..i * 2 {
+            let kind = ["MESSAGE", "TASK", "ALERT"][k % 3];
+            crate::agent_hosting::record(&app, &runner, &agent, kind, &format!("{slug} #{k}"))
+                .await;
+        }
+        for k in 0..i as i64 {
+            crate::agent_usage::report(
+                &app,
+                &runner,
+                &agent,
+                (100 + k, 10),
+                500 * k,
+                40 * k,
+                k == 1,
+            )
+            .await;
+        }
+        slugs.push(slug);
+    }
+    let now = chrono::Utc::now();
+    let range =
+        json!({ "from": now - chrono::Duration::hours(3), "to": now + chrono::Duration::hours(1) });
+
+    let page = format!(
+        "query($from: DateTime!, $to: DateTime!) {{ agents(first: 6) {{ nodes {{ {RELATIONS} }} }} }}"
+    );
+    let bare = "{ agents(first: 6) { nodes { slug } } }";
+    let statements = |app: &TestApp| app.state.statements.load(Ordering::Relaxed);
+    let before = statements(&app);
+    app.ok(t, bare, json!({})).await;
+    let bare_statements = statements(&app) - before;
+    let before = statements(&app);
+    let data = app.ok(t, &page, range.clone()).await;
+    let page_statements = statements(&app) - before;
+    // Six relation selections, four kinds of look-up: one statement more than the
+    // page alone.
+    assert_eq!(
+        page_statements,
+        bare_statements + 1,
+        "{bare_statements} statements for the page alone, {page_statements} with its relations"
+    );
+
+    let nodes = data["agents"]["nodes"].as_array().unwrap();
+    assert_eq!(nodes.len(), 6);
+    let one = format!(
+        "query($slug: String!, $from: DateTime!, $to: DateTime!) {{ agent(slug: $slug) {{ {RELATIONS} }} }}"
+    );
+    for node in nodes {
+        let mut variables = range.clone();
+        variables["slug"] = node["slug"].clone();
+        let alone = app.ok(t, &one, variables).await;
+        assert_eq!(node, &alone["agent"], "the page and the agent alone differ");
+    }
+    // What the agents hold, so that the comparison above compares something.
+    let by_slug = |slug: &str| nodes.iter().find(|n| n["slug"] == slug).unwrap();
+    let five = by_slug("agent-5");
+    assert_eq!(five["activeVersion"]["number"], 1);
+    assert_eq!(
+        five["skills"],
+        json!([
+            { "skillVersion": "2.0.1", "config": { "for": "agent-5" }, "skill": { "key": "triage", "name": "triage" } },
+            { "skillVersion": "2.0.1", "config": { "for": "agent-5" }, "skill": { "key": "summaries", "name": "summaries" } },
+        ])
+    );
+    let latest: Vec<&str> = five["activities"]["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["node"]["summary"].as_str().unwrap())
+        .collect();
+    assert_eq!(latest, ["agent-5 #9", "agent-5 #8", "agent-5 #7"]);
+    assert_eq!(five["activities"]["pageInfo"]["hasNextPage"], true);
+    let tasks: Vec<&str> = five["tasks"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["summary"].as_str().unwrap())
+        .collect();
+    assert_eq!(tasks, ["agent-5 #7", "agent-5 #4", "agent-5 #1"]);
+    let runs = |buckets: &Value| -> i64 {
+        buckets
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b["runs"].as_i64().unwrap())
+            .sum()
+    };
+    assert_eq!((runs(&five["metrics"]), runs(&five["hours"])), (5, 5));
+    let zero = by_slug("agent-0");
+    assert_eq!(zero["activeVersion"], Value::Null);
+    assert_eq!(zero["skills"], json!([]));
+    assert_eq!(zero["activities"]["edges"], json!([]));
+    assert_eq!((runs(&zero["metrics"]), runs(&zero["hours"])), (0, 0));
+}
