@@ -165,7 +165,7 @@ impl List for AlertRule {
 
     fn relations() -> Vec<Relation<alert_rule::Model>> {
         vec![
-            Relation::by(&["agent"], |r| r.agent_id.map(AgentById)),
+            Relation::together(&["agent"], |r| r.agent_id.map(AgentById)),
             Relation::by(&["createdBy"], |r| r.created_by.map(UserById)),
         ]
     }

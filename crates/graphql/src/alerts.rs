@@ -184,10 +184,10 @@ fn narrow_alerts(
 
 fn alert_relations() -> Vec<Relation<alert::Model>> {
     vec![
-        Relation::by(&["agent"], |a| a.agent_id.map(AgentById)),
+        Relation::together(&["agent"], |a| a.agent_id.map(AgentById)),
         Relation::by(&["acknowledgedBy"], |a| a.acknowledged_by.map(UserById)),
         Relation::by(&["resolvedBy"], |a| a.resolved_by.map(UserById)),
-        Relation::by(&["rule"], |a| a.rule_id.map(AlertRuleById)),
+        Relation::together(&["rule"], |a| a.rule_id.map(AlertRuleById)),
     ]
 }
 

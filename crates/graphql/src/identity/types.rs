@@ -850,7 +850,7 @@ impl List for Membership {
     fn relations() -> Vec<Relation<membership::Model>> {
         vec![
             Relation::by(&["user"], |m| Some(UserById(m.user_id))),
-            Relation::by(&["tenant"], |m| Some(TenantById(m.tenant_id))),
+            Relation::together(&["tenant"], |m| Some(TenantById(m.tenant_id))),
         ]
     }
 }

@@ -618,8 +618,8 @@ impl List for Connection {
 
     fn relations() -> Vec<Relation<connection::Model>> {
         vec![
-            Relation::by(&["app"], |c| Some(AppById(c.app_id))),
-            Relation::by(&["appVersion"], |c| Some(AppVersionById(c.app_version_id))),
+            Relation::together(&["app"], |c| Some(AppById(c.app_id))),
+            Relation::together(&["appVersion"], |c| Some(AppVersionById(c.app_version_id))),
             Relation::by(&["secrets"], |c| Some(SecretRefsOfConnection(c.id))),
         ]
     }

@@ -732,8 +732,8 @@ impl List for CallLog {
 
     fn relations() -> Vec<Relation<call_log::Model>> {
         vec![
-            Relation::by(&["process"], |c| Some(ProcessById(c.process_id))),
-            Relation::by(&["version"], |c| c.version_id.map(ProcessVersionById)),
+            Relation::together(&["process"], |c| Some(ProcessById(c.process_id))),
+            Relation::together(&["version"], |c| c.version_id.map(ProcessVersionById)),
         ]
     }
 }

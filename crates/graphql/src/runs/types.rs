@@ -694,9 +694,9 @@ impl List for WorkflowRun {
 
     fn relations() -> Vec<Relation<workflow_run::Model>> {
         vec![
-            Relation::by(&["workflow"], |r| Some(WorkflowById(r.workflow_id))),
-            Relation::by(&["agent"], |r| r.agent_id.map(AgentById)),
-            Relation::by(&["agentVersion"], |r| {
+            Relation::together(&["workflow"], |r| Some(WorkflowById(r.workflow_id))),
+            Relation::together(&["agent"], |r| r.agent_id.map(AgentById)),
+            Relation::together(&["agentVersion"], |r| {
                 r.agent_version_id.map(AgentVersionById)
             }),
         ]

@@ -754,8 +754,8 @@ impl List for Trigger {
 
     fn relations() -> Vec<Relation<trigger::Model>> {
         vec![
-            Relation::by(&["workflow"], |t| t.workflow_id.map(WorkflowById)),
-            Relation::by(&["agent"], |t| t.agent_id.map(AgentById)),
+            Relation::together(&["workflow"], |t| t.workflow_id.map(WorkflowById)),
+            Relation::together(&["agent"], |t| t.agent_id.map(AgentById)),
         ]
     }
 }
