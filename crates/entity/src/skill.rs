@@ -1,5 +1,7 @@
 use sea_orm::entity::prelude::*;
 
+use crate::columns::ColumnSet;
+
 use crate::{SkillCategory, SkillStatus};
 
 /// A skill of the marketplace: public (no tenant, platform-curated) or a tenant's
@@ -32,3 +34,30 @@ pub struct Model {
 pub enum Relation {}
 
 impl ActiveModelBehavior for ActiveModel {}
+
+impl Model {
+    /// Decodes a whole row of this entity whose columns start at `first`, in
+    /// [`Column`] order, by position (see [`crate::columns`]).
+    pub fn from_columns_at(row: &QueryResult, first: usize) -> Result<Self, DbErr> {
+        let mut c = crate::columns::Columns::starting_at(row, ColumnSet::ALL, first)?;
+        Ok(Self {
+            id: c.read()?,
+            tenant_id: c.read()?,
+            key: c.read()?,
+            name: c.read()?,
+            description: c.read()?,
+            category: c.read_enum()?,
+            version: c.read()?,
+            compatible_roles: c.read()?,
+            permissions: c.read()?,
+            capabilities: c.read()?,
+            config_schema: c.read()?,
+            rating: c.read()?,
+            install_count: c.read()?,
+            status: c.read_enum()?,
+            created_by: c.read()?,
+            created_at: c.read()?,
+            updated_at: c.read()?,
+        })
+    }
+}

@@ -121,7 +121,7 @@ fn column_names<E: EntityTrait>() -> impl Iterator<Item = String> {
 }
 
 macro_rules! by_id {
-    ($(#[$doc:meta])* $key:ident => $entity:ident :: Model) => {
+    ($(#[$doc:meta])* $key:ident => $entity:ident :: Model $(, $by_position:ident)?) => {
         $(#[$doc])*
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub struct $key(pub Uuid);
@@ -130,11 +130,22 @@ macro_rules! by_id {
             type Value = $entity::Model;
 
             fn branches(keys: &[Self]) -> Vec<(Vec<Self>, Branch)> {
-                use sea_orm::QueryTrait as _;
-                let statement = $entity::Entity::find()
-                    .filter(any_of($entity::Column::Id, keys.iter().map(|k| k.0)))
-                    .build(sea_orm::DbBackend::Postgres);
-                vec![(keys.to_vec(), Branch::of(statement, column_names::<$entity::Entity>()))]
+                // The text never changes (the ids bind as one array): built once.
+                static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+                let sql = SQL.get_or_init(|| {
+                    use sea_orm::QueryTrait as _;
+                    $entity::Entity::find()
+                        .filter(any_of($entity::Column::Id, []))
+                        .build(sea_orm::DbBackend::Postgres)
+                        .sql
+                });
+                let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
+                let branch = Branch {
+                    sql: sql.clone(),
+                    values: vec![ids.into()],
+                    columns: column_names::<$entity::Entity>().collect(),
+                };
+                vec![(keys.to_vec(), branch)]
             }
 
             fn decode(
@@ -142,10 +153,9 @@ macro_rules! by_id {
                 rows: &[&sea_orm::QueryResult],
                 at: &At,
             ) -> trellis_core::Result<HashMap<Self, Self::Value>> {
-                use sea_orm::FromQueryResult as _;
                 rows.iter()
                     .map(|row| {
-                        let model = $entity::Model::from_query_result(row, at.prefix())?;
+                        let model = by_id!(@decode $entity row at $($by_position)?);
                         Ok(($key(model.id), model))
                     })
                     .collect()
@@ -153,6 +163,13 @@ macro_rules! by_id {
         }
 
         loads_together!($key);
+    };
+    (@decode $entity:ident $row:ident $at:ident) => {{
+        use sea_orm::FromQueryResult as _;
+        $entity::Model::from_query_result($row, $at.prefix())?
+    }};
+    (@decode $entity:ident $row:ident $at:ident by_position) => {
+        $entity::Model::from_columns_at($row, $at.offset())?
     };
     ($(#[$doc:meta])* $key:ident => $entity:ident :: $value:ident as $partial:ident) => {
         $(#[$doc])*
@@ -276,7 +293,7 @@ by_id!(
 );
 by_id!(
     /// An agent version by id.
-    AgentVersionById => agent_version::Model
+    AgentVersionById => agent_version::Model, by_position
 );
 by_id!(
     /// An agent label by id.
@@ -417,25 +434,34 @@ impl Together for InstallationsOfAgent {
     type Value = Vec<(skill_installation::Model, Option<skill::Model>)>;
 
     fn branches(keys: &[Self]) -> Vec<(Vec<Self>, Branch)> {
-        use sea_orm::{JoinType, QuerySelect as _, QueryTrait as _};
-        let skill_of_installation = skill_installation::Entity::belongs_to(skill::Entity)
-            .from(skill_installation::Column::SkillId)
-            .to(skill::Column::Id)
-            .into();
-        let statement = skill_installation::Entity::find()
-            .join(JoinType::LeftJoin, skill_of_installation)
-            .select_also(skill::Entity)
-            .filter(any_of(
-                skill_installation::Column::AgentId,
-                keys.iter().map(|k| k.0),
-            ))
-            .order_by_asc(skill_installation::Column::CreatedAt)
-            .order_by_asc(skill_installation::Column::Id)
-            .build(sea_orm::DbBackend::Postgres);
+        // The text never changes (the ids bind as one array): built once.
+        static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+        let sql = SQL.get_or_init(|| {
+            use sea_orm::{JoinType, QuerySelect as _, QueryTrait as _};
+            let skill_of_installation = skill_installation::Entity::belongs_to(skill::Entity)
+                .from(skill_installation::Column::SkillId)
+                .to(skill::Column::Id)
+                .into();
+            skill_installation::Entity::find()
+                .join(JoinType::LeftJoin, skill_of_installation)
+                .select_also(skill::Entity)
+                .filter(any_of(skill_installation::Column::AgentId, []))
+                .order_by_asc(skill_installation::Column::CreatedAt)
+                .order_by_asc(skill_installation::Column::Id)
+                .build(sea_orm::DbBackend::Postgres)
+                .sql
+        });
+        let ids: Vec<Uuid> = keys.iter().map(|k| k.0).collect();
         let columns = column_names::<skill_installation::Entity>()
             .map(|c| format!("A_{c}"))
-            .chain(column_names::<skill::Entity>().map(|c| format!("B_{c}")));
-        vec![(keys.to_vec(), Branch::of(statement, columns))]
+            .chain(column_names::<skill::Entity>().map(|c| format!("B_{c}")))
+            .collect();
+        let branch = Branch {
+            sql: sql.clone(),
+            values: vec![ids.into()],
+            columns,
+        };
+        vec![(keys.to_vec(), branch)]
     }
 
     fn decode(
@@ -443,20 +469,22 @@ impl Together for InstallationsOfAgent {
         rows: &[&sea_orm::QueryResult],
         at: &At,
     ) -> trellis_core::Result<HashMap<Self, Self::Value>> {
-        use sea_orm::FromQueryResult;
-        let (installation_prefix, skill_prefix) = (at.nested("A_"), at.nested("B_"));
+        // The installation's columns, then the skill's (NULL where RLS hides it).
+        let skill_at = at.offset() + skill_installation::Column::iter().count();
         // A page's agents share a few skills: each one's wide row (its schemas and
         // lists are JSON) is decoded once, not once per installation.
         let mut skills: HashMap<Uuid, Option<skill::Model>> = HashMap::new();
         let mut grouped: HashMap<InstallationsOfAgent, Self::Value> =
             keys.iter().map(|k| (*k, Vec::new())).collect();
         for row in rows {
-            let installation =
-                skill_installation::Model::from_query_result(row, &installation_prefix)?;
+            let installation = skill_installation::Model::from_columns_at(row, at.offset())?;
             let skill = match skills.get(&installation.skill_id) {
                 Some(skill) => skill.clone(),
                 None => {
-                    let skill = skill::Model::from_query_result_optional(row, &skill_prefix)?;
+                    let skill = match row.try_get_by_index::<Option<Uuid>>(skill_at)? {
+                        Some(_) => Some(skill::Model::from_columns_at(row, skill_at)?),
+                        None => None,
+                    };
                     skills.insert(installation.skill_id, skill.clone());
                     skill
                 }
