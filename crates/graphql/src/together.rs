@@ -28,17 +28,6 @@ pub struct Branch {
     pub columns: Vec<String>,
 }
 
-impl Branch {
-    /// The branch a sea-orm statement is, its columns named `columns`.
-    pub fn of(statement: Statement, columns: impl IntoIterator<Item = String>) -> Self {
-        Self {
-            sql: statement.sql,
-            values: statement.values.map(|v| v.0).unwrap_or_default(),
-            columns: columns.into_iter().collect(),
-        }
-    }
-}
-
 /// Where a branch's columns are in a row: alone, the row is the branch's; read
 /// together, its columns carry a prefix and start after the other branches'.
 #[derive(Clone, Debug, Default)]
@@ -57,11 +46,6 @@ impl At {
     /// The position of the branch's first column in the row (0 alone).
     pub fn offset(&self) -> usize {
         self.offset
-    }
-
-    /// The prefix for a sea-orm `select_also` model inside the branch (`A_`, `B_`).
-    pub fn nested(&self, prefix: &str) -> String {
-        format!("{}{prefix}", self.prefix)
     }
 }
 
