@@ -9,7 +9,7 @@
 use std::hash::Hash;
 use std::sync::Arc;
 
-use async_graphql::{Context, OutputType, SelectionField};
+use async_graphql::{Context, InputType, OutputType, SelectionField};
 use futures::future::BoxFuture;
 use sea_orm::sea_query::{Expr, IntoCondition};
 use sea_orm::{EntityTrait, FromQueryResult, QueryFilter, Select};
@@ -143,6 +143,27 @@ impl<M: 'static> Relation<M> {
                 )
             })),
         }
+    }
+}
+
+/// The arguments of a field that selects a relation ([`Relation::selected`]), by name.
+pub(crate) struct Arguments(Vec<(async_graphql::Name, async_graphql::Value)>);
+
+impl Arguments {
+    /// `field`'s arguments, variables resolved; `None` when they do not resolve.
+    pub(crate) fn of(field: &SelectionField<'_>) -> Option<Self> {
+        field.arguments().ok().map(Self)
+    }
+
+    /// The argument `name` as a `T` (an absent one is what `T` makes of no value);
+    /// `None` when it does not parse.
+    pub(crate) fn get<T: InputType>(&self, name: &str) -> Option<T> {
+        let value = self
+            .0
+            .iter()
+            .find(|(n, _)| n.as_str() == name)
+            .map(|(_, v)| v.clone());
+        T::parse(value).ok()
     }
 }
 

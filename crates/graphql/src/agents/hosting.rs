@@ -4,7 +4,7 @@
 //! for their latest activities and one for their latest health, whatever its size.
 
 use async_graphql::{
-    Context, Enum, InputObject, InputType, Object, SelectionField, SimpleObject, Subscription, ID,
+    Context, Enum, InputObject, Object, SelectionField, SimpleObject, Subscription, ID,
 };
 use chrono::{DateTime, Utc};
 use futures::stream::{Stream, StreamExt};
@@ -23,7 +23,7 @@ use crate::identity::IdInput;
 use crate::ids::{self, gid};
 use crate::in_place::in_place_object;
 use crate::integrations::types::Connection;
-use crate::list::{self, Access, List};
+use crate::list::{self, Access, Arguments, List};
 use crate::live::{session, InScope, LiveSession};
 use crate::loaders::{
     activity_type_bits, columns_for, AgentById, ApiKeyById, ChannelsOfAgent, ConnectionById,
@@ -337,21 +337,15 @@ pub(crate) fn first_activities_key(
     agent_id: Uuid,
     field: &SelectionField<'_>,
 ) -> Option<LatestActivitiesOfAgent> {
-    let arguments = field.arguments().ok()?;
-    let argument = |name: &str| {
-        arguments
-            .iter()
-            .find(|(n, _)| n.as_str() == name)
-            .map(|(_, v)| v.clone())
-    };
-    let after = Option::<String>::parse(argument("after")).ok()?;
-    let order_by = Option::<CreatedOrderBy>::parse(argument("orderBy")).ok()?;
+    let arguments = Arguments::of(field)?;
+    let after: Option<String> = arguments.get("after")?;
+    let order_by: Option<CreatedOrderBy> = arguments.get("orderBy")?;
     if after.is_some() || order_by.is_some_and(|o| o != CreatedOrderBy::CreatedAtDesc) {
         return None;
     }
-    let first = Option::<i32>::parse(argument("first")).ok()?;
-    let filter = Option::<AgentActivityFilter>::parse(argument("filter"))
-        .ok()?
+    let first: Option<i32> = arguments.get("first")?;
+    let filter = arguments
+        .get::<Option<AgentActivityFilter>>("filter")?
         .unwrap_or_default();
     let args = PageArgs::new(first, None, None).ok()?;
     Some(first_activities(

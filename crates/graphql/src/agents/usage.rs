@@ -2,9 +2,7 @@
 //! daily rollups) and `Agent.budgetStatus`. A page of agents reads each in one
 //! statement, whatever its size (the metrics with the page's other relations).
 
-use async_graphql::{
-    Context, Enum, InputObject, InputType, Object, SelectionField, SimpleObject, ID,
-};
+use async_graphql::{Context, Enum, InputObject, Object, SelectionField, SimpleObject, ID};
 use chrono::{DateTime, Utc};
 use trellis_core::agents::budget::BudgetStatus;
 use trellis_core::agents::usage::{self, MetricsBucket, UsageReport};
@@ -15,6 +13,7 @@ use super::types::Agent;
 use crate::context::{load, mutate, run, ContextExt};
 use crate::identity::types::input_id;
 use crate::ids::gid;
+use crate::list::Arguments;
 use crate::loaders::{AgentById, MetricsOfAgent};
 
 /// The length of a metrics bucket (UTC).
@@ -122,16 +121,10 @@ pub(crate) async fn metrics_of_agent(
 /// read together; `None` when its range does not parse or holds no bucket, left to the
 /// field itself, which reports the error where it belongs.
 pub(crate) fn metrics_key(agent_id: Uuid, field: &SelectionField<'_>) -> Option<MetricsOfAgent> {
-    let arguments = field.arguments().ok()?;
-    let argument = |name: &str| {
-        arguments
-            .iter()
-            .find(|(n, _)| n.as_str() == name)
-            .map(|(_, v)| v.clone())
-    };
-    let period = MetricsPeriod::parse(argument("period")).ok()?;
-    let from = DateTime::<Utc>::parse(argument("from")).ok()?;
-    let to = DateTime::<Utc>::parse(argument("to")).ok()?;
+    let arguments = Arguments::of(field)?;
+    let period: MetricsPeriod = arguments.get("period")?;
+    let from: DateTime<Utc> = arguments.get("from")?;
+    let to: DateTime<Utc> = arguments.get("to")?;
     usage::bucket_starts(period.into(), from, to).ok()?;
     Some(MetricsOfAgent {
         agent_id,
