@@ -122,12 +122,14 @@ impl<M: 'static> Relation<M> {
     }
 
     /// A relation whose key also depends on the field that selects it (its arguments,
-    /// its own selection): one key per row and per such field (an alias is another),
-    /// none where `key` cannot tell (the field's own resolver then loads it). Read
-    /// together with the page's other such relations.
-    pub(crate) fn selected<K>(
+    /// its own selection): `shape` reads what each such field asks for (an alias is
+    /// another), once per field, and `key` makes each row's key of it. A field `shape`
+    /// cannot tell (`None`) is left to its own resolver. Read together with the page's
+    /// other such relations.
+    pub(crate) fn selected<K, S: 'static>(
         fields: &'static [&'static str],
-        key: fn(&M, &SelectionField<'_>) -> Option<K>,
+        shape: fn(&SelectionField<'_>) -> Option<S>,
+        key: fn(&M, &S) -> K,
     ) -> Self
     where
         K: Together,
@@ -136,10 +138,11 @@ impl<M: 'static> Relation<M> {
         Self {
             fields,
             read: Read::Together(Box::new(move |rows, selected| {
+                let shapes: Vec<S> = selected.iter().filter_map(shape).collect();
                 pending(
-                    selected
+                    shapes
                         .iter()
-                        .flat_map(|field| rows.iter().filter_map(move |row| key(row, field))),
+                        .flat_map(|s| rows.iter().map(move |row| key(row, s))),
                 )
             })),
         }

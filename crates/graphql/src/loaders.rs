@@ -446,8 +446,6 @@ impl Together for InstallationsOfAgent {
                 .join(JoinType::LeftJoin, skill_of_installation)
                 .select_also(skill::Entity)
                 .filter(any_of(skill_installation::Column::AgentId, []))
-                .order_by_asc(skill_installation::Column::CreatedAt)
-                .order_by_asc(skill_installation::Column::Id)
                 .build(sea_orm::DbBackend::Postgres)
                 .sql
         });
@@ -494,7 +492,8 @@ impl Together for InstallationsOfAgent {
                 .or_default()
                 .push((installation, skill));
         }
-        // Oldest first: read with others, the statement's order is not kept.
+        // Oldest first, ordered here and not by the statement: read with others, a
+        // statement's order would not be kept.
         for installations in grouped.values_mut() {
             installations.sort_by_key(|(i, _)| (i.created_at, i.id));
         }

@@ -106,13 +106,11 @@ where
     K: Together,
     Loader: async_graphql::dataloader::Loader<K, Value = K::Value>,
 {
-    let mut unique = Vec::new();
-    let mut seen = std::collections::HashSet::new();
-    for key in keys {
-        if seen.insert(key.clone()) {
-            unique.push(key);
-        }
-    }
+    let unique: Vec<K> = keys
+        .into_iter()
+        .collect::<std::collections::HashSet<_>>()
+        .into_iter()
+        .collect();
     let branches = if unique.is_empty() {
         Vec::new()
     } else {

@@ -295,7 +295,7 @@ pub(crate) async fn activities_of_agent(
         let tenant = run(ctx, scope.require(Role::Viewer)).await?;
         let args = PageArgs::new(first, None, None).map_err(|e| load_error(ctx, &e))?;
         let filter = filter.unwrap_or_default();
-        let key = first_activities(agent_id, args.first, &filter, &ctx.look_ahead());
+        let key = FirstActivities::new(args.first, &filter, &ctx.look_ahead()).of(agent_id);
         let rows = ctx
             .loader()?
             .load_one(key)
@@ -312,48 +312,63 @@ pub(crate) async fn activities_of_agent(
     list::page::<AgentActivity>(ctx, Some(within), first, after, filter, order_by).await
 }
 
-/// The key of an agent's first `first` activities passing `filter`, newest first, with
-/// the columns `selection` (the `activities` field's) reads.
-fn first_activities(
-    agent_id: Uuid,
-    first: u64,
-    filter: &AgentActivityFilter,
-    selection: &async_graphql::Lookahead<'_>,
-) -> LatestActivitiesOfAgent {
-    LatestActivitiesOfAgent {
-        agent_id,
-        // One more, to tell whether there is a next page.
-        limit: first + 1,
-        types: activity_type_bits(&filter.types_or_all()),
-        columns: activity_columns(&selection.field("edges").field("node"))
-            .union(activity_columns(&selection.field("nodes"))),
-    }
+/// A first page of activities, newest first, as a field asks for it whatever the agent:
+/// how many rows (one more than the page, to tell whether there is a next one), of
+/// which types, with which columns.
+#[derive(Clone, Copy)]
+pub(crate) struct FirstActivities {
+    limit: u64,
+    types: u8,
+    columns: ColumnSet,
 }
 
-/// The key of an agent's `activities` as `field` selects them, when it asks for a
-/// first page, for a page of agents to read together; `None` otherwise (another page,
-/// another order, an argument that does not parse), left to the field itself.
-pub(crate) fn first_activities_key(
-    agent_id: Uuid,
-    field: &SelectionField<'_>,
-) -> Option<LatestActivitiesOfAgent> {
-    let arguments = Arguments::of(field)?;
-    let after: Option<String> = arguments.get("after")?;
-    let order_by: Option<CreatedOrderBy> = arguments.get("orderBy")?;
-    if after.is_some() || order_by.is_some_and(|o| o != CreatedOrderBy::CreatedAtDesc) {
-        return None;
+impl FirstActivities {
+    /// The first `first` activities passing `filter`, with the columns `selection` (the
+    /// `activities` field's) reads.
+    fn new(
+        first: u64,
+        filter: &AgentActivityFilter,
+        selection: &async_graphql::Lookahead<'_>,
+    ) -> Self {
+        Self {
+            limit: first + 1,
+            types: activity_type_bits(&filter.types_or_all()),
+            columns: activity_columns(&selection.field("edges").field("node"))
+                .union(activity_columns(&selection.field("nodes"))),
+        }
     }
-    let first: Option<i32> = arguments.get("first")?;
-    let filter = arguments
-        .get::<Option<AgentActivityFilter>>("filter")?
-        .unwrap_or_default();
-    let args = PageArgs::new(first, None, None).ok()?;
-    Some(first_activities(
-        agent_id,
-        args.first,
-        &filter,
-        &async_graphql::Lookahead::from(*field),
-    ))
+
+    /// What `field` (an agent's `activities`) asks for, when it asks for a first page,
+    /// for a page of agents to read together; `None` otherwise (another page, another
+    /// order, an argument that does not parse), left to the field itself.
+    pub(crate) fn selected(field: &SelectionField<'_>) -> Option<Self> {
+        let arguments = Arguments::of(field)?;
+        let after: Option<String> = arguments.get("after")?;
+        let order_by: Option<CreatedOrderBy> = arguments.get("orderBy")?;
+        if after.is_some() || order_by.is_some_and(|o| o != CreatedOrderBy::CreatedAtDesc) {
+            return None;
+        }
+        let first: Option<i32> = arguments.get("first")?;
+        let filter = arguments
+            .get::<Option<AgentActivityFilter>>("filter")?
+            .unwrap_or_default();
+        let args = PageArgs::new(first, None, None).ok()?;
+        Some(Self::new(
+            args.first,
+            &filter,
+            &async_graphql::Lookahead::from(*field),
+        ))
+    }
+
+    /// Its dataloader key for the agent `agent_id`.
+    pub(crate) fn of(self, agent_id: Uuid) -> LatestActivitiesOfAgent {
+        LatestActivitiesOfAgent {
+            agent_id,
+            limit: self.limit,
+            types: self.types,
+            columns: self.columns,
+        }
+    }
 }
 
 /// The channels of an agent, oldest first.

@@ -19,7 +19,7 @@ use crate::list::{self, Access, List, Relation};
 use crate::loaders::{
     AgentById, AgentTemplateById, AgentVersionById, AlertRulesOfAgent, ApiKeyById, BudgetOfAgent,
     ChannelsOfAgent, InstallationsOfAgent, LabelMovesOfAgent, LabelsOfAgent, LatestHealthOfAgent,
-    TriggersOfAgent, UserById, VersionsOfAgent, WorkflowVersionById,
+    MetricsOfAgent, TriggersOfAgent, UserById, VersionsOfAgent, WorkflowVersionById,
 };
 use crate::pagination::{CreatedOrderBy, Page, PageArgs};
 use crate::payload::Json;
@@ -667,12 +667,21 @@ impl List for Agent {
             Relation::by(&["assistedUser"], |a| a.assisted_user_id.map(UserById)),
             Relation::together(&["skills"], |a| Some(InstallationsOfAgent(a.id))),
             Relation::together(&["template"], |a| a.template_id.map(AgentTemplateById)),
-            Relation::selected(&["activities"], |a, field| {
-                super::hosting::first_activities_key(a.id, field)
-            }),
-            Relation::selected(&["metrics"], |a, field| {
-                super::usage::metrics_key(a.id, field)
-            }),
+            Relation::selected(
+                &["activities"],
+                super::hosting::FirstActivities::selected,
+                |a, first| first.of(a.id),
+            ),
+            Relation::selected(
+                &["metrics"],
+                super::usage::metrics_range,
+                |a, &(period, from, to)| MetricsOfAgent {
+                    agent_id: a.id,
+                    period,
+                    from,
+                    to,
+                },
+            ),
             Relation::by(&["budgetStatus"], |a| Some(BudgetOfAgent(a.id))),
             Relation::by(&["channels"], |a| Some(ChannelsOfAgent(a.id))),
             Relation::by(&["health"], |a| Some(LatestHealthOfAgent(a.id))),

@@ -117,21 +117,18 @@ pub(crate) async fn metrics_of_agent(
     Ok(rows.into_iter().map(Into::into).collect())
 }
 
-/// The key of an agent's `metrics` as `field` selects them, for a page of agents to
-/// read together; `None` when its range does not parse or holds no bucket, left to the
-/// field itself, which reports the error where it belongs.
-pub(crate) fn metrics_key(agent_id: Uuid, field: &SelectionField<'_>) -> Option<MetricsOfAgent> {
+/// The range `field` (an agent's `metrics`) asks for, for a page of agents to read
+/// together; `None` when it does not parse or holds no bucket, left to the field
+/// itself, which reports the error where it belongs.
+pub(crate) fn metrics_range(
+    field: &SelectionField<'_>,
+) -> Option<(usage::MetricsPeriod, DateTime<Utc>, DateTime<Utc>)> {
     let arguments = Arguments::of(field)?;
     let period: MetricsPeriod = arguments.get("period")?;
     let from: DateTime<Utc> = arguments.get("from")?;
     let to: DateTime<Utc> = arguments.get("to")?;
     usage::bucket_starts(period.into(), from, to).ok()?;
-    Some(MetricsOfAgent {
-        agent_id,
-        period: period.into(),
-        from,
-        to,
-    })
+    Some((period.into(), from, to))
 }
 
 /// What one run of an agent used.
